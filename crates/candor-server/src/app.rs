@@ -1,0 +1,183 @@
+//! `Application::build(settings)`: everything `candor serve` runs, shared verbatim by
+//! the integration tests (which build it on port 0 with their own data directory).
+
+use crate::auth::{Sources, SubjectTokens};
+use crate::config::{ConfigError, Settings};
+use crate::datadir::{self, DataDirError, DirLock};
+use crate::routes::{admin, consent, ingest, meta};
+use crate::state::{system_clock, AppState, Clock, Inner};
+use crate::telemetry::{self, RequestFinished};
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use candor_core::crypto::MasterKey;
+use candor_core::purpose::Catalog;
+use candor_core::receipt::ReceiptSigner;
+use candor_store::sqlite::SqliteStore;
+use candor_store::{Store, StoreError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// An opened data directory: the lock, keys, store and completed catalog. Used by the
+/// server and by every CLI command that works on the data.
+pub struct Opened {
+    pub lock: DirLock,
+    pub store: Arc<SqliteStore>,
+    pub catalog: Catalog,
+    pub master: MasterKey,
+    pub signer: Arc<ReceiptSigner>,
+}
+
+pub fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
+    let lock = datadir::lock(&settings.data_dir)?;
+    let (master, signer) = datadir::load_keys(&settings.data_dir)?;
+    let signer = Arc::new(signer);
+    let store = SqliteStore::open(
+        &datadir::database_path(&settings.data_dir),
+        &settings.catalog.purpose_ids(),
+        master.clone(),
+        signer.clone(),
+    )?;
+    let catalog = settings.catalog.build(store.purpose_bits())?;
+    Ok(Opened {
+        lock,
+        store: Arc::new(store),
+        catalog,
+        master,
+        signer,
+    })
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    _lock: DirLock,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
+        Self::build_with_clock(settings, system_clock()).await
+    }
+
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, BuildError> {
+        let opened = open_data(&settings)?;
+        Self::from_opened(settings, opened, clock).await
+    }
+
+    pub async fn from_opened(settings: Settings, opened: Opened, clock: Clock) -> Result<Self, BuildError> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| BuildError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let state = AppState(Arc::new(Inner {
+            sources: Sources::new(&settings.sources),
+            subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),
+            store: opened.store,
+            catalog: opened.catalog,
+            master: opened.master,
+            signer: opened.signer,
+            settings,
+            clock,
+        }));
+        telemetry::prometheus();
+        Ok(Self {
+            router: router(state.clone()),
+            listener,
+            state,
+            _lock: opened.lock,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+    /// finish (their writes commit and are answered), and flushes the store.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let store = self.state.store.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        store.shutdown().await;
+        served
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/batch", post(ingest::batch))
+        .route("/v1/import", post(ingest::batch))
+        .route("/v1/identify", post(ingest::identify))
+        .route("/v1/track", post(ingest::track))
+        .route("/v1/page", post(ingest::page))
+        .route("/v1/screen", post(ingest::screen))
+        .route("/v1/group", post(ingest::group))
+        .route("/v1/alias", post(ingest::alias))
+        .route("/v1/consent", post(consent::record).get(consent::current))
+        .route("/v1/consent/accept-all", post(consent::accept_all))
+        .route("/v1/consent/reject-all", post(consent::reject_all))
+        .route("/v1/consent/history", get(consent::history))
+        .route("/v1/purposes", get(meta::purposes))
+        .route("/v1/receipts/public-key", get(meta::receipt_key))
+        .route("/v1/admin/subject-tokens", post(admin::subject_token))
+        .route("/v1/admin/ledger/verify", get(admin::verify_ledger))
+        .route("/v1/admin/stats", get(admin::stats))
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .route("/openapi.json", get(meta::openapi))
+        .route("/.well-known/gpc.json", get(meta::gpc_json))
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(middleware::from_fn(record_latency))
+        .with_state(state)
+}
+
+/// Request latency by route template (never the raw path, which may carry ids).
+async fn record_latency(req: Request, next: Next) -> Response {
+    let start = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    RequestFinished {
+        route,
+        method,
+        status: resp.status().as_u16(),
+        seconds: start.elapsed().as_secs_f64(),
+    }
+    .emit();
+    resp
+}

@@ -1,0 +1,457 @@
+//! The operator's configuration: one TOML file with built-in defaults.
+//!
+//! Parsing is strict: an unknown key is an error naming the key and its line, because a
+//! misspelt `sale_or_sharing` silently ignored would be a privacy bug. Secrets may be
+//! given inline or, better, as the name of an environment variable (`*_env` keys), and
+//! are held in [`Sensitive`] so they never reach a log.
+
+use candor_core::event::EventKind;
+use candor_core::purpose::{Category, EventRule, Notice, Purpose};
+use candor_core::{CategoryId, PurposeId, Sensitive, SourceId};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub const DEFAULT_CATALOG: &str = include_str!("default-catalog.toml");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("config: environment variable {var} (named by {key}) is not set")]
+    MissingEnv { key: String, var: String },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    operator: RawOperator,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    admin: RawSecret,
+    #[serde(default)]
+    subject_tokens: RawSecretKeyed,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+    categories: Option<Vec<RawCategory>>,
+    purposes: Option<Vec<RawPurpose>>,
+    event_mapping: Option<Vec<RawRule>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    name: Option<String>,
+    policy_url: Option<String>,
+    contact: Option<String>,
+    jurisdiction: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    token: Option<String>,
+    token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSecretKeyed {
+    secret: Option<String>,
+    secret_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    id: String,
+    kind: String,
+    write_key: Option<String>,
+    write_key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCategory {
+    id: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurpose {
+    id: String,
+    title: String,
+    notice_version: u32,
+    notice: String,
+    categories: Vec<String>,
+    retention_days: u32,
+    #[serde(default)]
+    recipients: Vec<String>,
+    sale_or_sharing: bool,
+    #[serde(default)]
+    tcf_purposes: Vec<u8>,
+    dpv: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "type")]
+    kind: String,
+    event: Option<String>,
+    category: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    categories: Vec<RawCategory>,
+    purposes: Vec<RawPurpose>,
+    event_mapping: Vec<RawRule>,
+}
+
+/// Browser keys are public (they ship in page source); server keys are secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    Browser,
+    Server,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourceSpec {
+    pub id: SourceId,
+    pub kind: SourceKind,
+    pub write_key: Sensitive<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct OperatorInfo {
+    pub name: String,
+    pub policy_url: String,
+    pub contact: String,
+    pub jurisdiction: String,
+}
+
+/// Purposes without their store-assigned bits: the catalog is completed at start.
+#[derive(Clone, Debug)]
+pub struct CatalogSpec {
+    pub purposes: Vec<Purpose>,
+    pub categories: Vec<Category>,
+    pub rules: Vec<(EventRule, CategoryId)>,
+}
+
+impl CatalogSpec {
+    pub fn purpose_ids(&self) -> Vec<PurposeId> {
+        self.purposes.iter().map(|p| p.id.clone()).collect()
+    }
+
+    /// Completes the catalog with the bits the store assigned.
+    pub fn build(
+        &self,
+        bits: &HashMap<PurposeId, u8>,
+    ) -> Result<candor_core::purpose::Catalog, ConfigError> {
+        let mut purposes = self.purposes.clone();
+        for p in &mut purposes {
+            p.bit = *bits
+                .get(&p.id)
+                .ok_or_else(|| ConfigError::Invalid(format!("no bit assigned to {}", p.id)))?;
+        }
+        candor_core::purpose::Catalog::new(purposes, self.categories.clone(), self.rules.clone())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+/// Everything Candor needs to run, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub operator: OperatorInfo,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub catalog: CatalogSpec,
+    pub sources: Vec<SourceSpec>,
+    pub admin_token: Option<Sensitive<String>>,
+    pub subject_token_secret: Option<Sensitive<String>>,
+}
+
+/// Fixed, documented demo credentials (printed by `candor serve --demo`).
+pub mod demo {
+    pub const SERVER_WRITE_KEY: &str = "demo-server-write-key";
+    pub const BROWSER_WRITE_KEY: &str = "demo-browser-write-key";
+    pub const ADMIN_TOKEN: &str = "demo-admin-token";
+    pub const SUBJECT_TOKEN_SECRET: &str = "demo-subject-token-secret";
+}
+
+fn toml_error(path: &str, e: toml::de::Error, src: &str) -> ConfigError {
+    // toml reports a byte span; turn it into the line a person can jump to.
+    let line = e
+        .span()
+        .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1);
+    let msg = e.message().trim().to_owned();
+    ConfigError::Parse {
+        path: path.to_owned(),
+        message: match line {
+            Some(l) => format!("line {l}: {msg}"),
+            None => msg,
+        },
+    }
+}
+
+fn secret(
+    key: &str,
+    inline: Option<String>,
+    env_name: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Sensitive<String>>, ConfigError> {
+    match (inline, env_name) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+            "{key}: give either the value or the _env variable, not both"
+        ))),
+        (Some(v), None) => Ok(Some(Sensitive::new(v))),
+        (None, Some(var)) => env(&var)
+            .map(|v| Some(Sensitive::new(v)))
+            .ok_or(ConfigError::MissingEnv {
+                key: format!("{key}_env"),
+                var,
+            }),
+        (None, None) => Ok(None),
+    }
+}
+
+impl Settings {
+    /// Reads the file (if any) over the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = |k: &str| std::env::var(k).ok();
+        match path {
+            Some(p) => {
+                let src = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Self::parse(&src, &p.display().to_string(), &env)
+            }
+            None => Self::parse("", "<defaults>", &env),
+        }
+    }
+
+    pub fn parse(
+        src: &str,
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(path, e, src))?;
+        let default: RawCatalog = toml::from_str(DEFAULT_CATALOG)
+            .map_err(|e| toml_error("<built-in catalog>", e, DEFAULT_CATALOG))?;
+        let catalog = build_catalog(
+            raw.categories.unwrap_or(default.categories),
+            raw.purposes.unwrap_or(default.purposes),
+            raw.event_mapping.unwrap_or(default.event_mapping),
+        )?;
+        let mut sources = Vec::new();
+        for s in raw.sources {
+            let id = SourceId::parse(&s.id).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            let kind = match s.kind.as_str() {
+                "browser" => SourceKind::Browser,
+                "server" => SourceKind::Server,
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "source {id}: kind must be \"browser\" or \"server\", not {other:?}"
+                    )))
+                }
+            };
+            let key = secret(&format!("sources.{id}.write_key"), s.write_key, s.write_key_env, env)?
+                .ok_or_else(|| ConfigError::Invalid(format!("source {id}: write_key or write_key_env is required")))?;
+            if key.expose().len() < 8 {
+                return Err(ConfigError::Invalid(format!("source {id}: write key must be at least 8 characters")));
+            }
+            if sources.iter().any(|o: &SourceSpec| o.id == id || o.write_key.expose() == key.expose()) {
+                return Err(ConfigError::Invalid(format!("source {id}: duplicate id or write key")));
+            }
+            sources.push(SourceSpec { id, kind, write_key: key });
+        }
+        let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("server.listen: {listen:?} is not an address like 127.0.0.1:8080")))?;
+        let admin_token = secret("admin.token", raw.admin.token, raw.admin.token_env, env)?;
+        if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            return Err(ConfigError::Invalid("admin.token must be at least 16 characters".into()));
+        }
+        let subject_token_secret = secret(
+            "subject_tokens.secret",
+            raw.subject_tokens.secret,
+            raw.subject_tokens.secret_env,
+            env,
+        )?;
+        Ok(Settings {
+            operator: OperatorInfo {
+                name: raw.operator.name.unwrap_or_else(|| "Candor operator".into()),
+                policy_url: raw.operator.policy_url.unwrap_or_default(),
+                contact: raw.operator.contact.unwrap_or_default(),
+                jurisdiction: raw.operator.jurisdiction.unwrap_or_default(),
+            },
+            listen,
+            data_dir: raw.server.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            catalog,
+            sources,
+            admin_token,
+            subject_token_secret,
+        })
+    }
+
+    /// The demo operator: built-in catalog, fixed credentials.
+    pub fn with_demo_credentials(mut self) -> Self {
+        use demo::*;
+        let src = |id: &str, kind, key: &str| SourceSpec {
+            id: SourceId::parse(id).expect("static id"),
+            kind,
+            write_key: Sensitive::new(key.to_owned()),
+        };
+        self.sources.retain(|s| {
+            s.write_key.expose() != SERVER_WRITE_KEY && s.write_key.expose() != BROWSER_WRITE_KEY
+        });
+        self.sources.push(src("demo_backend", SourceKind::Server, SERVER_WRITE_KEY));
+        self.sources.push(src("demo_web", SourceKind::Browser, BROWSER_WRITE_KEY));
+        self.admin_token = Some(Sensitive::new(ADMIN_TOKEN.into()));
+        self.subject_token_secret = Some(Sensitive::new(SUBJECT_TOKEN_SECRET.into()));
+        if self.operator.name == "Candor operator" {
+            self.operator.name = "Candor Demo Telecom".into();
+            self.operator.policy_url = "https://demo.candor.invalid/privacy".into();
+        }
+        self
+    }
+}
+
+fn build_catalog(
+    cats: Vec<RawCategory>,
+    purposes: Vec<RawPurpose>,
+    rules: Vec<RawRule>,
+) -> Result<CatalogSpec, ConfigError> {
+    let inv = |m: String| ConfigError::Invalid(m);
+    let categories = cats
+        .into_iter()
+        .map(|c| {
+            Ok(Category {
+                id: CategoryId::parse(&c.id).map_err(|e| inv(e.to_string()))?,
+                description: c.description,
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let mut out = Vec::new();
+    for p in purposes {
+        let id = PurposeId::parse(&p.id).map_err(|e| inv(e.to_string()))?;
+        if p.notice.trim().is_empty() {
+            return Err(inv(format!("purpose {id}: notice text is empty")));
+        }
+        if p.notice_version == 0 {
+            return Err(inv(format!("purpose {id}: notice_version starts at 1")));
+        }
+        out.push(Purpose {
+            notice: Notice::new(p.notice_version, p.notice),
+            title: p.title,
+            categories: p
+                .categories
+                .iter()
+                .map(|c| CategoryId::parse(c).map_err(|e| inv(format!("purpose {id}: {e}"))))
+                .collect::<Result<_, _>>()?,
+            retention_days: p.retention_days,
+            recipients: p.recipients,
+            sale_or_sharing: p.sale_or_sharing,
+            tcf_purposes: p.tcf_purposes,
+            dpv: p.dpv,
+            bit: 0,
+            id,
+        });
+    }
+    let mut rule_list = Vec::new();
+    for r in rules {
+        let kind = EventKind::parse(&r.kind)
+            .ok_or_else(|| inv(format!("event_mapping: unknown type {:?}", r.kind)))?;
+        let cat = CategoryId::parse(&r.category).map_err(|e| inv(e.to_string()))?;
+        rule_list.push((EventRule { kind, name: r.event }, cat));
+    }
+    let spec = CatalogSpec {
+        purposes: out,
+        categories,
+        rules: rule_list,
+    };
+    // Validate the references now, with placeholder bits, so errors show at load time.
+    let bits: HashMap<PurposeId, u8> = spec
+        .purposes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.clone(), (i % 64) as u8))
+        .collect();
+    spec.build(&bits)?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = Settings::parse("", "x", &no_env).unwrap();
+        assert_eq!(s.catalog.purposes.len(), 5);
+        assert!(s.sources.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let src = "[operator]\nname = \"x\"\n\n[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n";
+        let e = Settings::parse(src, "op.toml", &no_env).unwrap_err().to_string();
+        assert!(e.contains("lisen") && e.contains("line 6"), "{e}");
+    }
+
+    #[test]
+    fn secrets_from_env() {
+        let src = "[[sources]]\nid = \"web\"\nkind = \"server\"\nwrite_key_env = \"WK\"\n";
+        let env = |k: &str| (k == "WK").then(|| "abcdefghij".to_string());
+        let s = Settings::parse(src, "x", &env).unwrap();
+        assert_eq!(s.sources[0].write_key.expose(), "abcdefghij");
+        let e = Settings::parse(src, "x", &no_env).unwrap_err().to_string();
+        assert!(e.contains("WK"), "{e}");
+    }
+
+    #[test]
+    fn bad_catalog_reference_is_rejected() {
+        let src = r#"
+[[categories]]
+id = "a"
+[[purposes]]
+id = "p"
+title = "P"
+notice_version = 1
+notice = "n"
+categories = ["b"]
+retention_days = 1
+sale_or_sharing = false
+"#;
+        let e = Settings::parse(src, "x", &no_env).unwrap_err().to_string();
+        assert!(e.contains("unknown data category b"), "{e}");
+    }
+}

@@ -1,0 +1,36 @@
+//! Candor's HTTP server and application wiring.
+//!
+//! - [`app`]: `Application::build(settings)`, shared by `main` and the tests; the router.
+//! - [`config`]: the operator's TOML configuration with built-in defaults.
+//! - [`routes`]: one module per resource (ingest, consent, admin, meta).
+//! - [`segment`]: the Segment message format, validated at the edge.
+//! - [`body`]: body limits, gzip, UTF-8.
+//! - [`auth`]: write keys, admin token, subject tokens (constant-time comparisons).
+//! - [`error`]: the one table from error to stable code and HTTP status.
+//! - [`receipts`]: consent receipts as JSON, and their offline verification.
+//! - [`telemetry`]: typed internal events and Prometheus metrics.
+//! - [`datadir`]: keys and the lock in the data directory.
+//! - [`demo`]: deterministic synthetic operator data.
+//! - [`ops`]: bulk import and export (JSON Lines), used by the CLI.
+//!
+//! **Architecture invariant:** only this crate knows HTTP and JSON DTOs; it converts
+//! them to the plain types of `candor-core` and `candor-store` at the edge.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod datadir;
+pub mod demo;
+pub mod error;
+pub mod ledger;
+pub mod ops;
+pub mod receipts;
+pub mod routes;
+pub mod segment;
+pub mod state;
+pub mod telemetry;
+
+pub use app::{Application, BuildError};
+pub use config::Settings;

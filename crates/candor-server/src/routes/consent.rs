@@ -1,0 +1,437 @@
+//! The consent API: record choices (per purpose, or accept/reject all), read the current
+//! state, read the history. Every change returns a signed receipt.
+//!
+//! Who may act for whom: a browser write key only for the anonymous id it presents; a
+//! server write key for any id; a subject token for the user it was minted for. A
+//! request carrying `Sec-GPC: 1` refuses every sale/sharing purpose (channel `gpc`) and
+//! cannot grant them, in the same atomic unit as the rest of the request.
+
+use crate::auth;
+use crate::body::{parse_json, read_text};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::receipts::{self, Receipt};
+use crate::segment::format_time;
+use crate::state::AppState;
+use crate::telemetry::ConsentChanged;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use candor_core::consent::{Action, Channel};
+use candor_core::crypto::IdKind;
+use candor_core::ledger::Evidence;
+use candor_core::{PurposeId, Sensitive, SubjectId};
+use candor_store::{ConsentCommand, ConsentOutcome, Identity, PurposeChange};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+const MAX_BODY: usize = 16 * 1024;
+const MAX_EVIDENCE_ENTRIES: usize = 16;
+
+/// Who is asking, after authentication.
+enum Actor {
+    Browser,
+    Server,
+    /// A subject token, for this user id.
+    User(Sensitive<String>),
+}
+
+impl Actor {
+    fn default_channel(&self) -> Channel {
+        match self {
+            Actor::Browser => Channel::Prompt,
+            Actor::Server => Channel::Api,
+            Actor::User(_) => Channel::PreferenceCenter,
+        }
+    }
+}
+
+fn actor(st: &AppState, headers: &HeaderMap) -> ApiResult<Actor> {
+    if let Some(token) = auth::bearer(headers) {
+        let now = st.now_ms() / 1000;
+        return Ok(Actor::User(st.subject_tokens.verify(token, now)?));
+    }
+    let key = auth::basic_username(headers)?.ok_or_else(|| {
+        ApiError::new(
+            Code::MissingCredentials,
+            "send a write key (Basic auth) or a subject token (Bearer)",
+        )
+    })?;
+    let src = auth::source(&st.sources, Some(&key), None)?;
+    Ok(if auth::is_browser(src) { Actor::Browser } else { Actor::Server })
+}
+
+/// The identifiers a request names, checked against what the actor may act for.
+fn identities(st: &AppState, actor: &Actor, user_id: Option<&str>, anonymous_id: Option<&str>) -> ApiResult<Vec<Identity>> {
+    let check = |v: &str, what: &str| -> ApiResult<()> {
+        if v.is_empty() || v.chars().count() > 512 {
+            return Err(ApiError::new(Code::InvalidRequest, format!("{what} must be 1 to 512 characters")));
+        }
+        Ok(())
+    };
+    let user = match (actor, user_id) {
+        (Actor::Browser, Some(_)) => {
+            return Err(ApiError::new(
+                Code::SubjectTokenRequired,
+                "a browser write key may act only for its anonymousId; acting for a userId needs a subject token or a server key",
+            ))
+        }
+        (Actor::User(u), Some(given)) if given != u.expose() => {
+            return Err(ApiError::new(Code::Forbidden, "the subject token is for a different userId"))
+        }
+        (Actor::User(u), _) => Some(u.expose().clone()),
+        (_, u) => u.map(str::to_owned),
+    };
+    let mut out = Vec::new();
+    if let Some(u) = user {
+        check(&u, "userId")?;
+        out.push(Identity {
+            kind: IdKind::UserId,
+            hash: st.master.lookup_hash(IdKind::UserId, &u),
+            value: Sensitive::new(u),
+        });
+    }
+    if let Some(a) = anonymous_id {
+        check(a, "anonymousId")?;
+        out.push(Identity {
+            kind: IdKind::AnonymousId,
+            hash: st.master.lookup_hash(IdKind::AnonymousId, a),
+            value: Sensitive::new(a.to_owned()),
+        });
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(Code::InvalidRequest, "anonymousId or userId is required"));
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChoicesBody {
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    /// purpose id → "grant" | "refuse" | "withdraw"
+    #[serde(default)]
+    choices: BTreeMap<String, String>,
+    /// purpose id → the notice version the person was shown.
+    #[serde(default)]
+    notice_versions: BTreeMap<String, u32>,
+    channel: Option<String>,
+    #[serde(default)]
+    evidence: Evidence,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AllBody {
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    channel: Option<String>,
+    #[serde(default)]
+    evidence: Evidence,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurposeStateDto {
+    purpose: String,
+    title: String,
+    status: &'static str,
+    granted: bool,
+    /// False when the person has never decided (which counts as refused).
+    recorded: bool,
+    notice_version: u32,
+    current_notice_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    sale_or_sharing: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsentResponse {
+    subject: String,
+    purposes: Vec<PurposeStateDto>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    receipts: Vec<Receipt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpc: Option<GpcDto>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GpcDto {
+    applied: bool,
+    /// Grants this request asked for that the GPC signal overrode.
+    overridden: Vec<String>,
+}
+
+fn channel(actor: &Actor, given: Option<&str>) -> ApiResult<Channel> {
+    match given {
+        None => Ok(actor.default_channel()),
+        Some(s) => match Channel::parse(s) {
+            Some(c @ (Channel::Prompt | Channel::PreferenceCenter | Channel::Api | Channel::EmailConfirmation)) => Ok(c),
+            _ => Err(ApiError::new(
+                Code::InvalidRequest,
+                "channel must be prompt, preference_center, email_confirmation or api",
+            )),
+        },
+    }
+}
+
+fn check_evidence(e: &Evidence) -> ApiResult<()> {
+    if e.len() > MAX_EVIDENCE_ENTRIES
+        || e.iter().any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+    {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "evidence is at most 16 entries, keys 1 to 64 bytes, values up to 256 bytes",
+        ));
+    }
+    Ok(())
+}
+
+fn is_gpc(headers: &HeaderMap) -> bool {
+    headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1")
+}
+
+/// Builds the commands for one request: the GPC refusal (if any) and the choices.
+fn commands(
+    st: &AppState,
+    headers: &HeaderMap,
+    idents: Vec<Identity>,
+    choices: Vec<(PurposeId, Action)>,
+    channel: Channel,
+    mut evidence: Evidence,
+) -> (Vec<ConsentCommand>, Option<GpcDto>) {
+    let now = st.now_ms();
+    let gpc = is_gpc(headers);
+    let sale = st.catalog.sale_or_sharing();
+    let change = |p: &candor_core::purpose::Purpose, action| PurposeChange {
+        purpose: p.id.clone(),
+        bit: p.bit,
+        action,
+        notice_version: p.notice.version,
+        notice_hash: p.notice.hash,
+    };
+    let mut cmds = Vec::new();
+    let mut gpc_dto = None;
+    if gpc {
+        evidence.insert("gpc".into(), "1".into());
+        let refusals = st
+            .catalog
+            .purposes()
+            .iter()
+            .filter(|p| sale.contains(p.bit))
+            .map(|p| change(p, Action::Refuse))
+            .collect();
+        cmds.push(ConsentCommand {
+            identities: idents.clone(),
+            create: true,
+            changes: refusals,
+            channel: Channel::Gpc,
+            evidence: Evidence::from([("signal".into(), "Sec-GPC: 1".into())]),
+            time_ms: now,
+        });
+    }
+    let mut overridden = Vec::new();
+    let mut changes = Vec::new();
+    for (id, action) in choices {
+        let Some(p) = st.catalog.purpose(&id) else { continue };
+        if gpc && sale.contains(p.bit) {
+            if action == Action::Grant {
+                overridden.push(id.to_string());
+            }
+            continue;
+        }
+        changes.push(change(p, action));
+    }
+    if gpc {
+        gpc_dto = Some(GpcDto {
+            applied: true,
+            overridden,
+        });
+    }
+    if !changes.is_empty() || cmds.is_empty() {
+        cmds.push(ConsentCommand {
+            identities: idents,
+            create: true,
+            changes,
+            channel,
+            evidence,
+            time_ms: now,
+        });
+    }
+    (cmds, gpc_dto)
+}
+
+async fn respond(st: &AppState, outcomes: Vec<ConsentOutcome>, gpc: Option<GpcDto>) -> ApiResult<Json<ConsentResponse>> {
+    let subject = outcomes
+        .last()
+        .map(|o| o.subject)
+        .ok_or_else(|| ApiError::new(Code::Internal, "no outcome"))?;
+    let key = st.signer.verifying_key();
+    let mut receipts = Vec::new();
+    for o in &outcomes {
+        for r in &o.records {
+            ConsentChanged {
+                purpose: r.entry.purpose.as_str(),
+                status: r.entry.status.as_str(),
+                channel: r.entry.channel.as_str(),
+            }
+            .emit();
+            receipts.push(receipts::build(r, &st.settings.operator, &key));
+        }
+    }
+    Ok(Json(ConsentResponse {
+        subject: subject.to_string(),
+        purposes: state_of(st, Some(subject)).await?,
+        receipts,
+        gpc,
+    }))
+}
+
+/// Every configured purpose with the subject's status; undecided ones are refused.
+async fn state_of(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Vec<PurposeStateDto>> {
+    let rows = match subject {
+        Some(s) => st.store.consent_state(s).await?,
+        None => Vec::new(),
+    };
+    let granted = subject.map(|s| st.store.index().granted(&s)).unwrap_or_default();
+    Ok(st
+        .catalog
+        .purposes()
+        .iter()
+        .map(|p| {
+            let row = rows.iter().find(|r| r.purpose == p.id);
+            PurposeStateDto {
+                purpose: p.id.to_string(),
+                title: p.title.clone(),
+                status: row.map_or("refused", |r| r.status.as_str()),
+                granted: granted.contains(p.bit),
+                recorded: row.is_some(),
+                notice_version: row.map_or(p.notice.version, |r| r.notice_version),
+                current_notice_version: p.notice.version,
+                since: row.map(|r| format_time(r.time_ms)),
+                sale_or_sharing: p.sale_or_sharing,
+            }
+        })
+        .collect())
+}
+
+pub async fn record(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<ConsentResponse>> {
+    let actor = actor(&st, &headers)?;
+    let text = read_text(&headers, body, MAX_BODY, Code::InvalidRequest).await?;
+    let b: ChoicesBody = parse_json(&text)?;
+    let idents = identities(&st, &actor, b.user_id.as_deref(), b.anonymous_id.as_deref())?;
+    let channel = channel(&actor, b.channel.as_deref())?;
+    check_evidence(&b.evidence)?;
+    if b.choices.is_empty() {
+        return Err(ApiError::new(Code::InvalidRequest, "choices is empty: name at least one purpose"));
+    }
+    let mut choices = Vec::new();
+    for (name, action) in &b.choices {
+        let p = PurposeId::parse(name)
+            .ok()
+            .and_then(|id| st.catalog.purpose(&id))
+            .ok_or_else(|| ApiError::new(Code::UnknownPurpose, format!("unknown purpose {:?}", name.chars().take(64).collect::<String>())))?;
+        let action = Action::parse(action).ok_or_else(|| {
+            ApiError::new(Code::InvalidRequest, format!("choice for {} must be grant, refuse or withdraw", p.id))
+        })?;
+        if let Some(v) = b.notice_versions.get(name) {
+            if *v != p.notice.version {
+                return Err(ApiError::new(
+                    Code::NoticeVersionMismatch,
+                    format!("the notice for {} is at version {}, not {v}: show the current notice and ask again", p.id, p.notice.version),
+                ));
+            }
+        }
+        choices.push((p.id.clone(), action));
+    }
+    for name in b.notice_versions.keys() {
+        if !b.choices.contains_key(name) {
+            return Err(ApiError::new(Code::InvalidRequest, format!("noticeVersions names {name:?}, which has no choice")));
+        }
+    }
+    let (cmds, gpc) = commands(&st, &headers, idents, choices, channel, b.evidence);
+    let outcomes = st.store.apply_consents_atomically(cmds).await?;
+    respond(&st, outcomes, gpc).await
+}
+
+async fn all(st: AppState, headers: HeaderMap, body: Body, action: Action) -> ApiResult<Json<ConsentResponse>> {
+    let actor = actor(&st, &headers)?;
+    let text = read_text(&headers, body, MAX_BODY, Code::InvalidRequest).await?;
+    let b: AllBody = parse_json(&text)?;
+    let idents = identities(&st, &actor, b.user_id.as_deref(), b.anonymous_id.as_deref())?;
+    let channel = channel(&actor, b.channel.as_deref())?;
+    check_evidence(&b.evidence)?;
+    let choices = st.catalog.purposes().iter().map(|p| (p.id.clone(), action)).collect();
+    let (cmds, gpc) = commands(&st, &headers, idents, choices, channel, b.evidence);
+    let outcomes = st.store.apply_consents_atomically(cmds).await?;
+    respond(&st, outcomes, gpc).await
+}
+
+pub async fn accept_all(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<ConsentResponse>> {
+    all(st, headers, body, Action::Grant).await
+}
+
+pub async fn reject_all(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<ConsentResponse>> {
+    all(st, headers, body, Action::Refuse).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WhoQuery {
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+}
+
+fn resolve(st: &AppState, idents: &[Identity]) -> Option<SubjectId> {
+    idents.iter().find_map(|i| st.store.resolve(&i.hash))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    purposes: Vec<PurposeStateDto>,
+}
+
+pub async fn current(State(st): State<AppState>, headers: HeaderMap, q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<StateResponse>> {
+    let actor = actor(&st, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
+    let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;
+    let subject = resolve(&st, &idents);
+    Ok(Json(StateResponse {
+        subject: subject.map(|s| s.to_string()),
+        purposes: state_of(&st, subject).await?,
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    records: Vec<Receipt>,
+}
+
+pub async fn history(State(st): State<AppState>, headers: HeaderMap, q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<HistoryResponse>> {
+    let actor = actor(&st, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
+    let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;
+    let subject = resolve(&st, &idents);
+    let records = match subject {
+        Some(s) => st.store.consent_history(s).await?,
+        None => Vec::new(),
+    };
+    let key = st.signer.verifying_key();
+    Ok(Json(HistoryResponse {
+        subject: subject.map(|s| s.to_string()),
+        records: records
+            .iter()
+            .map(|r| receipts::build(r, &st.settings.operator, &key))
+            .collect(),
+    }))
+}

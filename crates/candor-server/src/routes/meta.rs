@@ -1,0 +1,76 @@
+//! Endpoints about the service itself: health, metrics, the GPC declaration, the
+//! OpenAPI document, the receipt-signing public key and the purpose catalog.
+
+use crate::auth;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use candor_core::receipt::key_id;
+use serde_json::{json, Value};
+
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub async fn healthz(State(st): State<AppState>) -> Response {
+    match st.store.ledger_head().await {
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Err(_) => ApiError::new(Code::Unavailable, "the store is not answering").into_response(),
+    }
+}
+
+pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    auth::admin(st.settings.admin_token.as_ref(), &headers)?;
+    let body = crate::telemetry::prometheus().render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// `/.well-known/gpc.json`: we honour Global Privacy Control.
+pub async fn gpc_json() -> Json<Value> {
+    Json(json!({"gpc": true, "lastUpdate": "2026-11-29"}))
+}
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+pub async fn receipt_key(State(st): State<AppState>) -> Json<Value> {
+    let k = st.signer.verifying_key();
+    Json(json!({
+        "algorithm": "Ed25519",
+        "publicKey": hex::encode(k.as_bytes()),
+        "keyId": key_id(&k),
+    }))
+}
+
+/// The purposes and their notices, for consent prompts to render.
+pub async fn purposes(State(st): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = st
+        .catalog
+        .purposes()
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id.as_str(),
+                "title": p.title,
+                "notice": {"version": p.notice.version, "text": p.notice.text, "sha256": hex::encode(p.notice.hash)},
+                "categories": p.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "retentionDays": p.retention_days,
+                "recipients": p.recipients,
+                "saleOrSharing": p.sale_or_sharing,
+                "tcfPurposes": p.tcf_purposes,
+                "dpv": p.dpv,
+            })
+        })
+        .collect();
+    Json(json!({ "purposes": list }))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "no such endpoint")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(Code::MethodNotAllowed, "this endpoint does not accept that method")
+}

@@ -1,0 +1,13 @@
+//! HTTP routes, one module per resource. The router and its roles:
+//!
+//! | path | role |
+//! |---|---|
+//! | `/v1/batch`, `/v1/{identify,track,page,screen,group,alias}` | source write key |
+//! | `/v1/consent*` | browser key (own anonymousId), server key, or subject token |
+//! | `/v1/admin/*`, `/metrics` | admin token |
+//! | `/healthz`, `/.well-known/gpc.json`, `/openapi.json`, `/v1/receipts/public-key`, `/v1/purposes` | anyone |
+
+pub mod admin;
+pub mod consent;
+pub mod ingest;
+pub mod meta;

@@ -1,0 +1,270 @@
+//! The Segment HTTP Tracking API message format: parsing and validation at the edge.
+//!
+//! Messages are kept as JSON objects (the payload we store is the message itself,
+//! normalized), and the fields Candor acts on are pulled out and checked here. A
+//! message that fails any check is reported with its index and a stable code; the
+//! batch it came in is then rejected whole.
+
+use crate::error::Code;
+use candor_core::event::EventKind;
+use serde_json::{Map, Value};
+use time::format_description::well_known::{Iso8601, Rfc3339};
+use time::OffsetDateTime;
+
+/// Segment's limits: 32 KB per message, 500 KB per batch.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+const MAX_ID_CHARS: usize = 512;
+
+/// A validated message.
+#[derive(Debug)]
+pub struct Message {
+    pub kind: EventKind,
+    pub message_id: Option<String>,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub previous_id: Option<String>,
+    pub email: Option<String>,
+    pub device_id: Option<String>,
+    /// `event` of a track, `name` of a page or screen.
+    pub name: Option<String>,
+    pub timestamp_ms: Option<i64>,
+    pub original_ms: Option<i64>,
+    pub sent_at_ms: Option<i64>,
+    /// `context.consent.categoryPreferences`, purposes the client says are off.
+    pub client_refused: Vec<String>,
+    pub body: Map<String, Value>,
+}
+
+#[derive(Debug)]
+pub struct Invalid {
+    pub code: Code,
+    pub message: String,
+}
+
+fn invalid(message: impl Into<String>) -> Invalid {
+    Invalid {
+        code: Code::InvalidMessage,
+        message: message.into(),
+    }
+}
+
+/// An id field: a non-empty string or a number (which Segment accepts and stringifies).
+fn id_field(m: &Map<String, Value>, key: &str) -> Result<Option<String>, Invalid> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > MAX_ID_CHARS => {
+            Err(invalid(format!("{key} is longer than {MAX_ID_CHARS} characters")))
+        }
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(invalid(format!("{key} must be a string or a number"))),
+    }
+}
+
+fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Invalid> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(format!("{key} must be a string"))),
+    }
+}
+
+fn object_field<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, Invalid> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(_) => Err(invalid(format!("{key} must be an object"))),
+    }
+}
+
+pub fn parse_time(s: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| OffsetDateTime::parse(s, &Iso8601::DEFAULT))
+        .ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn time_field(m: &Map<String, Value>, key: &str) -> Result<Option<i64>, Invalid> {
+    match str_field(m, key)? {
+        None => Ok(None),
+        Some(s) => parse_time(s)
+            .map(Some)
+            .ok_or_else(|| invalid(format!("{key} is not an ISO-8601 timestamp: {:?}", truncate(s)))),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+pub fn format_time(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Validates one message. `implied` is the type given by the endpoint path (`/v1/track`).
+pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, Invalid> {
+    if raw.len() > MAX_EVENT_BYTES {
+        return Err(Invalid {
+            code: Code::EventTooLarge,
+            message: format!("message is {} bytes; the limit is {MAX_EVENT_BYTES}", raw.len()),
+        });
+    }
+    let body: Map<String, Value> = match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => return Err(invalid("a message must be a JSON object")),
+        Err(e) => return Err(invalid(format!("not valid JSON: {e}"))),
+    };
+    let kind = match (str_field(&body, "type")?, implied) {
+        (Some(t), Some(k)) if t != k.as_str() => {
+            return Err(invalid(format!("type {:?} does not match the endpoint /v1/{}", truncate(t), k.as_str())))
+        }
+        (_, Some(k)) => k,
+        (Some(t), None) => EventKind::parse(t).ok_or_else(|| invalid(format!("unknown type {:?}", truncate(t))))?,
+        (None, None) => return Err(invalid("type is required")),
+    };
+    let user_id = id_field(&body, "userId")?;
+    let anonymous_id = id_field(&body, "anonymousId")?;
+    let previous_id = id_field(&body, "previousId")?;
+    let message_id = id_field(&body, "messageId")?;
+    match kind {
+        EventKind::Alias => {
+            if previous_id.is_none() || user_id.is_none() {
+                return Err(invalid("alias needs previousId and userId"));
+            }
+        }
+        _ if user_id.is_none() && anonymous_id.is_none() => {
+            return Err(invalid("userId or anonymousId is required"));
+        }
+        _ => {}
+    }
+    let name = match kind {
+        EventKind::Track => {
+            let e = str_field(&body, "event")?.filter(|e| !e.is_empty());
+            Some(e.ok_or_else(|| invalid("track needs an event name"))?.to_owned())
+        }
+        EventKind::Page | EventKind::Screen => str_field(&body, "name")?.map(str::to_owned),
+        _ => None,
+    };
+    if kind == EventKind::Group && id_field(&body, "groupId")?.is_none() {
+        return Err(invalid("group needs a groupId"));
+    }
+    let traits = object_field(&body, "traits")?;
+    object_field(&body, "properties")?;
+    object_field(&body, "integrations")?;
+    let context = object_field(&body, "context")?;
+    let email = match traits {
+        Some(t) if kind == EventKind::Identify => id_field(t, "email")?,
+        _ => None,
+    };
+    let mut device_id = None;
+    let mut client_refused = Vec::new();
+    if let Some(ctx) = context {
+        if let Some(dev) = object_field(ctx, "device")? {
+            device_id = id_field(dev, "id")?;
+        }
+        if let Some(consent) = object_field(ctx, "consent")? {
+            if let Some(prefs) = object_field(consent, "categoryPreferences")? {
+                for (k, v) in prefs {
+                    match v {
+                        Value::Bool(false) => client_refused.push(k.clone()),
+                        Value::Bool(true) => {}
+                        _ => return Err(invalid("context.consent.categoryPreferences values must be booleans")),
+                    }
+                }
+            }
+        }
+    }
+    Ok(Message {
+        kind,
+        timestamp_ms: time_field(&body, "timestamp")?,
+        original_ms: time_field(&body, "originalTimestamp")?,
+        sent_at_ms: time_field(&body, "sentAt")?,
+        message_id,
+        user_id,
+        anonymous_id,
+        previous_id,
+        email,
+        device_id,
+        name,
+        client_refused,
+        body,
+    })
+}
+
+impl Message {
+    /// When the event happened, by Segment's rules: an explicit `timestamp` wins;
+    /// otherwise `originalTimestamp` corrected for the device's clock skew, measured
+    /// as the gap between its `sentAt` and our `receivedAt`.
+    pub fn event_ms(&self, batch_sent_at: Option<i64>, received_ms: i64) -> i64 {
+        if let Some(t) = self.timestamp_ms {
+            return t;
+        }
+        match (self.original_ms, self.sent_at_ms.or(batch_sent_at)) {
+            (Some(o), Some(s)) => received_ms - (s - o),
+            (Some(o), None) => o,
+            _ => received_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_track() {
+        let m = parse_message(
+            r#"{"type":"track","event":"App Opened","userId":42,"context":{"consent":{"categoryPreferences":{"ads_insights":false,"analytics":true}}}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.kind, EventKind::Track);
+        assert_eq!(m.user_id.as_deref(), Some("42"));
+        assert_eq!(m.client_refused, vec!["ads_insights"]);
+    }
+
+    #[test]
+    fn rejects() {
+        let cases = [
+            (r#"[]"#, "object"),
+            (r#"{"type":"track","userId":"u"}"#, "event name"),
+            (r#"{"type":"track","event":"x"}"#, "userId or anonymousId"),
+            (r#"{"type":"nope","userId":"u"}"#, "unknown type"),
+            (r#"{"type":"alias","userId":"u"}"#, "previousId"),
+            (r#"{"type":"identify","userId":{"a":1}}"#, "string or a number"),
+            (r#"{"type":"identify","userId":"u","traits":[1]}"#, "traits must be an object"),
+            (r#"{"type":"identify","userId":"u","timestamp":"yesterday"}"#, "ISO-8601"),
+            (r#"{"type":"group","userId":"u"}"#, "groupId"),
+        ];
+        for (raw, needle) in cases {
+            let e = parse_message(raw, None).unwrap_err();
+            assert!(e.message.contains(needle), "{raw}: {}", e.message);
+        }
+        assert!(parse_message(r#"{"type":"page","userId":"u"}"#, Some(EventKind::Track)).is_err());
+        let big = format!(r#"{{"type":"track","event":"x","userId":"u","properties":{{"p":"{}"}}}}"#, "a".repeat(MAX_EVENT_BYTES));
+        assert_eq!(parse_message(&big, None).unwrap_err().code, Code::EventTooLarge);
+    }
+
+    #[test]
+    fn timestamps() {
+        let m = parse_message(
+            r#"{"type":"track","event":"x","userId":"u","originalTimestamp":"2026-01-01T00:00:00Z","sentAt":"2026-01-01T00:00:10+00:00"}"#,
+            None,
+        )
+        .unwrap();
+        // Device clock 10 s behind the send: event happened 10 s before we received it.
+        assert_eq!(m.event_ms(None, 1_000_000), 1_000_000 - 10_000);
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(parse_time("2026-11-29T13:20:12.123456+00:00").map(|t| t % 1000), Some(123));
+    }
+}

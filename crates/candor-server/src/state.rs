@@ -1,0 +1,49 @@
+//! What every request handler shares: the store, the completed catalog, keys, sources
+//! and a clock (injectable, so tests can control time).
+
+use crate::auth::{Sources, SubjectTokens};
+use crate::config::Settings;
+use candor_core::crypto::MasterKey;
+use candor_core::purpose::Catalog;
+use candor_core::receipt::ReceiptSigner;
+use candor_store::Store;
+use std::sync::Arc;
+
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Milliseconds since the Unix epoch.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub catalog: Catalog,
+    pub master: MasterKey,
+    pub signer: Arc<ReceiptSigner>,
+    pub sources: Sources,
+    pub subject_tokens: SubjectTokens,
+    pub clock: Clock,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+}

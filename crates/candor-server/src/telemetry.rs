@@ -1,0 +1,121 @@
+//! Telemetry as typed events (Vector's `internal_events`): one small struct per thing
+//! that happens, whose `emit()` logs and counts it. Metric names live here and nowhere
+//! else. Nothing here carries personal data: ids, payloads and keys never appear.
+
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn prometheus() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("candor_http_request_duration_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program);
+            // then our handle renders nothing, which is harmless.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub struct EventsAccepted<'a> {
+    pub source: &'a str,
+    pub count: u64,
+}
+
+impl EventsAccepted<'_> {
+    pub fn emit(self) {
+        counter!("candor_events_accepted_total", "source" => self.source.to_owned()).increment(self.count);
+    }
+}
+
+/// Why an event was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// No purpose the subject granted covers the event's data category.
+    NoConsent,
+    /// The event maps to no data category.
+    Unmapped,
+    /// The client's own consent signal (context.consent or Sec-GPC) excluded every purpose.
+    ClientConsent,
+    /// Consent was withdrawn between the gate and the commit.
+    ConsentChanged,
+    /// Same source and messageId already stored.
+    Duplicate,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NoConsent => "no_consent",
+            DropReason::Unmapped => "unmapped_event",
+            DropReason::ClientConsent => "client_consent",
+            DropReason::ConsentChanged => "consent_changed",
+            DropReason::Duplicate => "duplicate",
+        }
+    }
+}
+
+pub struct EventsDropped {
+    pub reason: DropReason,
+    pub count: u64,
+}
+
+impl EventsDropped {
+    pub fn emit(self) {
+        if self.count > 0 {
+            counter!("candor_events_dropped_total", "reason" => self.reason.as_str()).increment(self.count);
+        }
+    }
+}
+
+pub struct ConsentChanged<'a> {
+    pub purpose: &'a str,
+    pub status: &'static str,
+    pub channel: &'static str,
+}
+
+impl ConsentChanged<'_> {
+    pub fn emit(self) {
+        counter!("candor_consent_changes_total",
+            "purpose" => self.purpose.to_owned(), "status" => self.status, "channel" => self.channel)
+        .increment(1);
+    }
+}
+
+pub struct ApiErrorReturned {
+    pub code: &'static str,
+}
+
+impl ApiErrorReturned {
+    pub fn emit(self) {
+        counter!("candor_api_errors_total", "code" => self.code).increment(1);
+    }
+}
+
+pub struct RequestFinished {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+    pub seconds: f64,
+}
+
+impl RequestFinished {
+    pub fn emit(self) {
+        histogram!("candor_http_request_duration_seconds",
+            "route" => self.route, "method" => self.method, "status" => self.status.to_string())
+        .record(self.seconds);
+    }
+}

@@ -1,0 +1,27 @@
+//! Storage errors. The server maps each to a stable API error code in its one table.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("cannot withdraw {purpose}: consent is not currently given")]
+    NotGiven { purpose: String },
+    #[error("subject not found")]
+    UnknownSubject,
+    #[error("the data directory is in use by another Candor process ({0})")]
+    Locked(String),
+    #[error("the database schema is version {found}, newer than this binary supports ({supported}); upgrade Candor")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}

@@ -1,0 +1,81 @@
+//! Candor's storage: the [`Store`] interface every backend implements, and the embedded
+//! SQLite backend ([`sqlite::SqliteStore`]).
+//!
+//! A store is more than tables: it owns the *serialization point* of Candor. Consent
+//! changes, ledger appends and event writes go through one ordered path (a writer
+//! thread on SQLite, transactions with row locks on PostgreSQL), which is what lets
+//! a withdrawal take effect "at once": an event batch committed after a withdrawal
+//! is re-checked against the updated consent index inside the same ordered path.
+//!
+//! The store also owns the in-memory caches that must stay consistent with what is
+//! committed: the consent index and the identity map (lookup hash → subject). They are
+//! updated only after the transaction that changed them is durable.
+//!
+//! **Architecture invariant:** a method that returns `Ok` has committed durably
+//! (`synchronous=FULL` on SQLite). Callers acknowledge to clients only after that.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod error;
+pub mod sqlite;
+mod types;
+
+pub use error::StoreError;
+pub use types::*;
+
+use async_trait::async_trait;
+use candor_core::crypto::{LookupHash, SubjectKey};
+use candor_core::index::ConsentIndex;
+use candor_core::ledger::{Head, SealedEntry};
+use candor_core::{PurposeId, SubjectId};
+use std::collections::HashMap;
+
+/// The storage interface. Both backends run the same test suite against it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stable bit numbers of the configured purposes (assigned once, never reused).
+    fn purpose_bits(&self) -> &HashMap<PurposeId, u8>;
+
+    /// The consent index, consistent with committed consent state.
+    fn index(&self) -> &ConsentIndex;
+
+    /// The subject an identifier resolves to, if any (in-memory, no I/O).
+    fn resolve(&self, hash: &LookupHash) -> Option<SubjectId>;
+
+    /// The subject's data key, for sealing event payloads before they are written.
+    async fn subject_key(&self, subject: SubjectId) -> Result<Option<SubjectKey>, StoreError>;
+
+    /// Applies one subject's consent changes atomically: resolves (or creates) the
+    /// subject, appends ledger records, updates state, strips withdrawn purposes from
+    /// stored events. Either all changes apply or none do.
+    async fn apply_consent(&self, cmd: ConsentCommand) -> Result<ConsentOutcome, StoreError>;
+
+    /// Applies many commands in one transaction: all or nothing.
+    async fn apply_consents_atomically(
+        &self,
+        cmds: Vec<ConsentCommand>,
+    ) -> Result<Vec<ConsentOutcome>, StoreError>;
+
+    /// Stores a batch of already consent-gated events, re-checking consent at commit.
+    async fn ingest(&self, rows: Vec<IngestRow>) -> Result<Vec<RowOutcome>, StoreError>;
+
+    /// Current recorded status per purpose (purposes never decided are absent).
+    async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError>;
+
+    /// Every ledger record of one subject, oldest first.
+    async fn consent_history(&self, subject: SubjectId) -> Result<Vec<SealedEntry>, StoreError>;
+
+    /// Ledger records with `seq > after`, at most `limit`, in stored order.
+    async fn ledger_page(&self, after: u64, limit: usize) -> Result<Vec<SealedEntry>, StoreError>;
+
+    /// The recorded head of the ledger.
+    async fn ledger_head(&self) -> Result<Option<Head>, StoreError>;
+
+    /// Stored events with `id > after`, at most `limit`, in id order.
+    async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Counts for health and the demo banner.
+    async fn stats(&self) -> Result<Stats, StoreError>;
+
+    /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
+    async fn shutdown(&self);
+}

@@ -1,0 +1,108 @@
+//! The commands and results that cross the storage interface. Plain Rust, no wire
+//! format: the server converts to and from its DTOs.
+
+use candor_core::consent::{Action, Channel, ConsentStatus};
+use candor_core::crypto::{IdKind, LookupHash};
+use candor_core::event::EventKind;
+use candor_core::ledger::{Evidence, SealedEntry};
+use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId};
+
+/// An identifier as presented: its kind, its keyed hash and its value (sealed by the
+/// store under the subject's key before it is written).
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub kind: IdKind,
+    pub hash: LookupHash,
+    pub value: Sensitive<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PurposeChange {
+    pub purpose: PurposeId,
+    pub bit: u8,
+    pub action: Action,
+    pub notice_version: u32,
+    pub notice_hash: [u8; 32],
+}
+
+/// One subject's consent changes, as one atomic unit.
+#[derive(Clone, Debug)]
+pub struct ConsentCommand {
+    /// Identifiers of the subject; the first that resolves names the subject. Unknown
+    /// ones are linked to it.
+    pub identities: Vec<Identity>,
+    /// Create the subject when no identifier resolves (consent prompts); otherwise
+    /// an unknown subject is an error.
+    pub create: bool,
+    pub changes: Vec<PurposeChange>,
+    pub channel: Channel,
+    pub evidence: Evidence,
+    pub time_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsentOutcome {
+    pub subject: SubjectId,
+    pub created: bool,
+    /// The ledger records appended (one per purpose whose status changed).
+    pub records: Vec<SealedEntry>,
+    /// Granted purposes after the change.
+    pub granted: PurposeSet,
+    /// Events deleted because no purpose was left on them.
+    pub events_deleted: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct StateRow {
+    pub purpose: PurposeId,
+    pub status: ConsentStatus,
+    pub notice_version: u32,
+    pub seq: u64,
+    pub time_ms: i64,
+}
+
+/// An event ready to store: gated, with its payload already sealed under the
+/// subject's key.
+#[derive(Clone, Debug)]
+pub struct IngestRow {
+    pub subject: SubjectId,
+    /// Identifiers seen on the message that are not yet linked to the subject.
+    pub link: Vec<Identity>,
+    pub source: String,
+    pub dedup_key: [u8; 16],
+    pub kind: EventKind,
+    pub category: CategoryId,
+    pub purposes: PurposeSet,
+    pub event_ms: i64,
+    pub received_ms: i64,
+    pub sealed_payload: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowOutcome {
+    Stored,
+    /// Same source and messageId already stored.
+    Duplicate,
+    /// Consent changed between the gate and the commit, leaving no purpose.
+    ConsentChanged,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub subject: SubjectId,
+    pub source: String,
+    pub kind: String,
+    pub category: String,
+    pub purposes: PurposeSet,
+    pub event_ms: i64,
+    pub received_ms: i64,
+    pub sealed_payload: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub subjects: u64,
+    pub events: u64,
+    pub ledger_records: u64,
+}
