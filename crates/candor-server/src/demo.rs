@@ -1,0 +1,203 @@
+//! The demo operator's synthetic data: a few thousand subjects with realistic opt-in
+//! rates and a month of app-usage events, so every screen has something true to show.
+//!
+//! Deterministic for a given seed and day: the same seed on the same UTC day produces
+//! the same subjects, choices and events (subject pseudonyms are random by design, as
+//! always). Consents go through the store's consent path and events through the very
+//! ingestion gate the API uses, so the demo cannot show data consent would not allow.
+
+use crate::error::ApiError;
+use crate::routes::ingest;
+use crate::state::AppState;
+use candor_core::consent::{Action, Channel};
+use candor_core::crypto::IdKind;
+use candor_core::ledger::Evidence;
+use candor_core::Sensitive;
+use candor_store::{ConsentCommand, Identity, PurposeChange};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+pub const DEFAULT_SUBJECTS: usize = 3000;
+pub const DEFAULT_SEED: u64 = 42;
+const DAY_MS: i64 = 86_400_000;
+
+/// Probability that a person grants each purpose, given they did not reject all. The
+/// shape follows published opt-in studies: analytics most, ads-related least.
+const OPT_IN: &[(&str, f64)] = &[
+    ("analytics", 0.72),
+    ("personalization", 0.55),
+    ("ads_insights", 0.34),
+    ("email_marketing", 0.41),
+    ("loyalty", 0.48),
+];
+const REJECT_ALL: f64 = 0.22;
+
+const APPS: &[(&str, &str)] = &[
+    ("FitTrack", "health_fitness"),
+    ("RunBuddy", "health_fitness"),
+    ("Spendly", "finance"),
+    ("CoinJar", "finance"),
+    ("PuzzleQuest", "games"),
+    ("Blocky", "games"),
+    ("Chatter", "social"),
+    ("Snapgram", "social"),
+    ("ShopMate", "shopping"),
+    ("TripNest", "travel"),
+    ("DailyBrief", "news"),
+    ("Tunely", "music"),
+];
+const PAGE_CATEGORIES: &[&str] = &["sports", "technology", "fashion", "food", "travel", "finance", "gaming", "health"];
+
+pub fn anonymous_id(seed: u64, i: usize) -> String {
+    format!("demo-{seed}-anon-{i:06}")
+}
+
+pub fn user_id(seed: u64, i: usize) -> String {
+    format!("demo-{seed}-user-{i:06}")
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    // Hidden automatically when stderr is not a terminal (tests, CI, pipes).
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({eta})") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_owned());
+    pb
+}
+
+pub struct Seeded {
+    pub subjects: usize,
+    pub consent_records: usize,
+    pub events_accepted: usize,
+    pub events_dropped: usize,
+}
+
+/// Seeds `n` subjects. Idempotent: re-running with the same seed adds nothing new
+/// (consents are unchanged, events de-duplicate by messageId).
+pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Seeded, ApiError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let today = st.now_ms().div_euclid(DAY_MS) * DAY_MS;
+    let mut out = Seeded {
+        subjects: n,
+        consent_records: 0,
+        events_accepted: 0,
+        events_dropped: 0,
+    };
+    let pb = progress(n as u64, "subjects");
+    let mut cmds = Vec::new();
+    let mut people = Vec::with_capacity(n);
+    for i in 0..n {
+        let anon = anonymous_id(seed, i);
+        let known = rng.gen_bool(0.6);
+        let mut idents = vec![Identity {
+            kind: IdKind::AnonymousId,
+            hash: st.master.lookup_hash(IdKind::AnonymousId, &anon),
+            value: Sensitive::new(anon.clone()),
+        }];
+        if known {
+            let u = user_id(seed, i);
+            idents.push(Identity {
+                kind: IdKind::UserId,
+                hash: st.master.lookup_hash(IdKind::UserId, &u),
+                value: Sensitive::new(u),
+            });
+        }
+        let reject_all = rng.gen_bool(REJECT_ALL);
+        let changes = st
+            .catalog
+            .purposes()
+            .iter()
+            .map(|p| {
+                let rate = OPT_IN.iter().find(|(id, _)| *id == p.id.as_str()).map_or(0.3, |r| r.1);
+                let grant = !reject_all && rng.gen_bool(rate);
+                PurposeChange {
+                    purpose: p.id.clone(),
+                    bit: p.bit,
+                    action: if grant { Action::Grant } else { Action::Refuse },
+                    notice_version: p.notice.version,
+                    notice_hash: p.notice.hash,
+                }
+            })
+            .collect();
+        let decided = today - rng.gen_range(20..40) * DAY_MS + rng.gen_range(0..DAY_MS);
+        cmds.push(ConsentCommand {
+            identities: idents,
+            create: true,
+            changes,
+            channel: if rng.gen_bool(0.7) { Channel::Prompt } else { Channel::PreferenceCenter },
+            evidence: Evidence::from([("prompt".into(), "demo-banner-v1".into())]),
+            time_ms: decided,
+        });
+        people.push((anon, known.then(|| user_id(seed, i))));
+        if cmds.len() == 500 {
+            out.consent_records += apply(st, std::mem::take(&mut cmds)).await?;
+            pb.inc(500);
+        }
+    }
+    out.consent_records += apply(st, cmds).await?;
+    pb.finish_and_clear();
+
+    let pb = progress(n as u64, "events");
+    let mut batch: Vec<String> = Vec::new();
+    for (i, (anon, user)) in people.iter().enumerate() {
+        let apps: Vec<&(&str, &str)> = APPS.iter().filter(|_| rng.gen_bool(0.35)).collect();
+        let mut k = 0;
+        let mut msg = |v: serde_json::Value| {
+            k += 1;
+            let mut v = v;
+            v["messageId"] = json!(format!("demo-{seed}-{i}-{k}"));
+            v["anonymousId"] = json!(anon);
+            if let Some(u) = user {
+                v["userId"] = json!(u);
+            }
+            v.to_string()
+        };
+        for (app, cat) in &apps {
+            let installed = today - rng.gen_range(25..30) * DAY_MS;
+            batch.push(msg(json!({"type": "track", "event": "App Installed",
+                "properties": {"app": app, "app_category": cat},
+                "timestamp": crate::segment::format_time(installed)})));
+            let active_days = rng.gen_range(1..25);
+            for d in 0..active_days {
+                let t = today - (d as i64) * DAY_MS - rng.gen_range(0..DAY_MS);
+                batch.push(msg(json!({"type": "track", "event": "App Session",
+                    "properties": {"app": app, "app_category": cat, "duration_s": rng.gen_range(20..1800)},
+                    "timestamp": crate::segment::format_time(t)})));
+            }
+        }
+        for _ in 0..rng.gen_range(0..12) {
+            let t = today - rng.gen_range(0..30) * DAY_MS - rng.gen_range(0..DAY_MS);
+            let cat = PAGE_CATEGORIES[rng.gen_range(0..PAGE_CATEGORIES.len())];
+            batch.push(msg(json!({"type": "page", "name": cat, "properties": {"category": cat},
+                "timestamp": crate::segment::format_time(t)})));
+        }
+        if let Some(u) = user {
+            batch.push(msg(json!({"type": "identify", "userId": u,
+                "traits": {"birth_year": rng.gen_range(1950..2006), "shoe_size_eu": rng.gen_range(36..47)}})));
+        }
+        if batch.len() >= 2000 {
+            flush(st, source, &mut batch, &mut out).await?;
+        }
+        pb.inc(1);
+    }
+    flush(st, source, &mut batch, &mut out).await?;
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+async fn apply(st: &AppState, cmds: Vec<ConsentCommand>) -> Result<usize, ApiError> {
+    let outs = st.store.apply_consents_atomically(cmds).await?;
+    Ok(outs.iter().map(|o| o.records.len()).sum())
+}
+
+async fn flush(st: &AppState, source: &str, batch: &mut Vec<String>, out: &mut Seeded) -> Result<(), ApiError> {
+    let raws: Vec<&str> = batch.iter().map(String::as_str).collect();
+    let r = ingest::ingest(st, false, source, &raws, None, None).await?;
+    out.events_accepted += r.accepted;
+    out.events_dropped += r.dropped;
+    batch.clear();
+    Ok(())
+}

@@ -89,7 +89,8 @@ pub struct ItemError {
     pub message: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message} ({})", code.as_str())]
 pub struct ApiError {
     pub code: Code,
     pub message: String,

@@ -191,9 +191,7 @@ fn check_evidence(e: &Evidence) -> ApiResult<()> {
     Ok(())
 }
 
-fn is_gpc(headers: &HeaderMap) -> bool {
-    headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1")
-}
+
 
 /// Builds the commands for one request: the GPC refusal (if any) and the choices.
 fn commands(
@@ -205,7 +203,7 @@ fn commands(
     mut evidence: Evidence,
 ) -> (Vec<ConsentCommand>, Option<GpcDto>) {
     let now = st.now_ms();
-    let gpc = is_gpc(headers);
+    let gpc = super::sec_gpc(headers);
     let sale = st.catalog.sale_or_sharing();
     let change = |p: &candor_core::purpose::Purpose, action| PurposeChange {
         purpose: p.id.clone(),

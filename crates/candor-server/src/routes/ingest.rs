@@ -54,8 +54,8 @@ pub struct ItemResult {
 #[derive(Serialize)]
 pub struct IngestResponse {
     success: bool,
-    accepted: usize,
-    dropped: usize,
+    pub accepted: usize,
+    pub dropped: usize,
     duplicates: usize,
     /// Only the messages that were not stored, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -69,8 +69,11 @@ pub async fn batch(State(st): State<AppState>, headers: HeaderMap, body: Body) -
     let source = auth::source(&st.sources, header_key.as_deref(), parsed.write_key.as_deref())?;
     let batch_sent_at = parsed.sent_at.as_deref().and_then(segment::parse_time);
     let raws: Vec<&str> = parsed.batch.iter().map(|r| r.get()).collect();
-    ingest(&st, &headers, source.id.as_str(), &raws, None, batch_sent_at).await
+    let gpc = super::sec_gpc(&headers);
+    ingest(&st, gpc, source.id.as_str(), &raws, None, batch_sent_at).await.map(Json)
 }
+
+
 
 macro_rules! single {
     ($name:ident, $kind:expr) => {
@@ -98,7 +101,9 @@ async fn single(st: AppState, headers: HeaderMap, body: Body, kind: EventKind) -
         _ => None,
     };
     let source = auth::source(&st.sources, header_key.as_deref(), body_key.as_deref())?;
-    ingest(&st, &headers, source.id.as_str(), &[text.as_str()], Some(kind), None).await
+    ingest(&st, super::sec_gpc(&headers), source.id.as_str(), &[text.as_str()], Some(kind), None)
+        .await
+        .map(Json)
 }
 
 /// What the gate decided for one message.
@@ -110,14 +115,16 @@ enum Decision {
     Drop(DropReason),
 }
 
-async fn ingest(
+/// Validates, gates, seals and stores a set of raw messages from one source. Also
+/// used by the demo seeder, so synthetic data passes the very same gate.
+pub(crate) async fn ingest(
     st: &AppState,
-    headers: &HeaderMap,
+    gpc: bool,
     source: &str,
     raws: &[&str],
     implied: Option<EventKind>,
     batch_sent_at: Option<i64>,
-) -> ApiResult<Json<IngestResponse>> {
+) -> ApiResult<IngestResponse> {
     // 1. Validate everything first; any invalid message rejects the request whole.
     let mut messages = Vec::with_capacity(raws.len());
     let mut errors = Vec::new();
@@ -150,7 +157,6 @@ async fn ingest(
 
     // 2. Gate each message.
     let now = st.now_ms();
-    let gpc = headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1");
     let mut decisions = Vec::with_capacity(messages.len());
     let mut ids = Vec::with_capacity(messages.len());
     for m in messages {
@@ -231,7 +237,7 @@ async fn ingest(
     for (reason, count) in by_reason {
         EventsDropped { reason, count }.emit();
     }
-    Ok(Json(resp))
+    Ok(resp)
 }
 
 fn identity(st: &AppState, kind: IdKind, value: &str) -> Identity {

@@ -11,3 +11,8 @@ pub mod admin;
 pub mod consent;
 pub mod ingest;
 pub mod meta;
+
+/// True when the request carries the Global Privacy Control signal (`Sec-GPC: 1`).
+pub(crate) fn sec_gpc(headers: &axum::http::HeaderMap) -> bool {
+    headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1")
+}

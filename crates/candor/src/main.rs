@@ -1,0 +1,289 @@
+//! The `candor` command: parses the command line, loads configuration, sets up
+//! logging, and hands over to `candor-server` for the real work.
+
+use anyhow::{Context, Result};
+use candor_server::app::{open_data, Application};
+use candor_server::config::{demo, Settings};
+use candor_server::{demo as demo_data, ledger, ops, receipts};
+use candor_store::Store;
+use clap::{Args, Parser, Subcommand};
+use indicatif::ProgressBar;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "candor", version, about = "Consent-first customer data: opt-in events, a provable consent ledger, private insights.")]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Operator configuration file (TOML). Built-in defaults when absent.
+    #[arg(long, env = "CANDOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database and keys). Overrides the config file.
+    #[arg(long, env = "CANDOR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Listen address, e.g. 127.0.0.1:8080. Overrides the config file.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Run as the demo operator: fixed demo credentials and synthetic data.
+        #[arg(long)]
+        demo: bool,
+        /// Number of synthetic subjects the demo seeds.
+        #[arg(long, default_value_t = demo_data::DEFAULT_SUBJECTS)]
+        demo_subjects: usize,
+        /// Seed for the demo's synthetic data.
+        #[arg(long, default_value_t = demo_data::DEFAULT_SEED)]
+        demo_seed: u64,
+    },
+    /// Work with the consent ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Work with consent receipts.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
+    /// Bring in data from elsewhere.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Write the ledger and all events as JSON Lines.
+    Export {
+        #[command(flatten)]
+        common: Common,
+        /// Output file; standard output when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check the whole hash chain and every signature; name the first bad record.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Check one receipt (a JSON file as the API returned it).
+    Verify {
+        file: PathBuf,
+        /// The operator's public key (hex), to require that it signed the receipt.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import consent records (JSON Lines) from another consent manager, all or nothing.
+    Consents {
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn settings(common: &Common) -> Result<Settings> {
+    let mut s = Settings::load(common.config.as_deref())?;
+    if let Some(d) = &common.data_dir {
+        s.data_dir = d.clone();
+    }
+    Ok(s)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANDOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Serve {
+            common,
+            listen,
+            demo,
+            demo_subjects,
+            demo_seed,
+        } => serve(common, listen, demo, demo_subjects, demo_seed).await,
+        Command::Ledger {
+            command: LedgerCommand::Verify { common },
+        } => {
+            let s = settings(&common)?;
+            let opened = open_data(&s)?;
+            let key = opened.signer.verifying_key();
+            let report = ledger::verify(opened.store.as_ref(), &key).await?;
+            opened.store.shutdown().await;
+            match report {
+                Ok(n) => {
+                    println!("ledger OK: {n} records, chain and signatures verified");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(fault) => {
+                    println!("ledger FAULT: {fault}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Receipt {
+            command: ReceiptCommand::Verify { file, public_key },
+        } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let expected = match public_key {
+                Some(h) => {
+                    let b = hex::decode(h.trim()).context("--public-key is not hex")?;
+                    Some(candor_core::receipt::parse_public_key(&b)?)
+                }
+                None => None,
+            };
+            match receipts::verify(&text, expected.as_ref()) {
+                Ok(kid) => {
+                    println!("receipt OK: signed by key {kid}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("receipt INVALID: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Import {
+            command: ImportCommand::Consents { file, common },
+        } => {
+            let s = settings(&common)?;
+            let opened = open_data(&s)?;
+            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let cmds = ops::parse_import(BufReader::new(f), &opened.catalog, &opened.master)?;
+            let lines = cmds.len();
+            let written = ops::apply_import(opened.store.as_ref(), cmds).await?;
+            opened.store.shutdown().await;
+            println!("imported {lines} records ({written} changed consent and were added to the ledger)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { common, out } => {
+            let s = settings(&common)?;
+            let opened = open_data(&s)?;
+            let stats = opened.store.stats().await?;
+            let pb = ProgressBar::new(stats.ledger_records + stats.events);
+            let mut writer: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let counts = ops::export(opened.store.as_ref(), &opened.catalog, &mut writer, &pb).await?;
+            pb.finish_and_clear();
+            opened.store.shutdown().await;
+            eprintln!("exported {} ledger records and {} events", counts.ledger, counts.events);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(common: Common, listen: Option<SocketAddr>, demo: bool, n: usize, seed: u64) -> Result<ExitCode> {
+    let mut s = settings(&common)?;
+    if let Some(l) = listen {
+        s.listen = l;
+    }
+    if demo {
+        s = s.with_demo_credentials();
+    }
+    let app = Application::build(s).await?;
+    let addr = app.local_addr();
+    if demo {
+        let st = app.state().clone();
+        let stats = st.store.stats().await?;
+        if stats.subjects == 0 {
+            eprintln!("seeding the demo: {n} synthetic subjects (seed {seed})...");
+            let r = demo_data::seed(&st, seed, n, "demo_backend").await?;
+            eprintln!(
+                "seeded {} subjects, {} consent records, {} events stored, {} dropped by the consent gate",
+                r.subjects, r.consent_records, r.events_accepted, r.events_dropped
+            );
+        }
+        println!("Candor demo is running.");
+        println!("  API:              http://{addr}/v1");
+        println!("  OpenAPI:          http://{addr}/openapi.json");
+        println!("  Health:           http://{addr}/healthz");
+        println!("  Metrics:          http://{addr}/metrics  (Authorization: Bearer {})", demo::ADMIN_TOKEN);
+        println!("  Server write key: {}", demo::SERVER_WRITE_KEY);
+        println!("  Browser write key: {}", demo::BROWSER_WRITE_KEY);
+        println!("  Admin token:      {}", demo::ADMIN_TOKEN);
+        println!("  Subject token secret: {}", demo::SUBJECT_TOKEN_SECRET);
+    } else {
+        println!("Candor is listening on http://{addr}");
+    }
+    tracing::info!(%addr, "listening");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
