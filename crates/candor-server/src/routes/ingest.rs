@@ -36,11 +36,6 @@ struct BatchBody<'a> {
     sent_at: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct KeyOnly {
-    #[serde(rename = "writeKey")]
-    write_key: Option<Value>,
-}
 
 #[derive(Serialize)]
 pub struct ItemResult {
@@ -95,9 +90,12 @@ async fn single(st: AppState, headers: HeaderMap, body: Body, kind: EventKind) -
     let text = read_text(&headers, body, MAX_EVENT_BYTES, Code::EventTooLarge).await?;
     // Check the JSON (and find a body write key) before authenticating, so that a
     // malformed body gets invalid_json rather than missing_write_key.
-    let key: KeyOnly = body::parse_json(&text)?;
-    let body_key = match key.write_key {
-        Some(Value::String(s)) => Some(s),
+    let value: Value = body::parse_json(&text)?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::new(Code::InvalidRequest, "the body must be a JSON object (one message)"));
+    };
+    let body_key = match obj.get("writeKey") {
+        Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
     let source = auth::source(&st.sources, header_key.as_deref(), body_key.as_deref())?;

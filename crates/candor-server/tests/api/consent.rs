@@ -1,0 +1,196 @@
+//! The consent API: off by default, per-purpose choices, accept/reject all, GPC,
+//! history, receipts.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+fn status_of<'a>(body: &'a Value, purpose: &str) -> &'a Value {
+    body["purposes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["purpose"] == purpose)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn everything_starts_refused() {
+    let app = spawn().await;
+    let r: Value = app
+        .client
+        .get(app.url("/v1/consent?anonymousId=new-person"))
+        .basic_auth(BROWSER_KEY, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ps = r["purposes"].as_array().unwrap();
+    assert_eq!(ps.len(), 5);
+    for p in ps {
+        assert_eq!(p["status"], "refused");
+        assert_eq!(p["granted"], false);
+        assert_eq!(p["recorded"], false);
+    }
+}
+
+#[tokio::test]
+async fn choices_accept_all_reject_all_and_history() {
+    let app = spawn().await;
+    let r = app.consent("a1", json!({"analytics": "grant", "loyalty": "refuse"})).await;
+    assert_eq!(status_of(&r, "analytics")["status"], "given");
+    assert_eq!(status_of(&r, "loyalty")["status"], "refused");
+    assert_eq!(status_of(&r, "personalization")["recorded"], false);
+    assert_eq!(r["receipts"].as_array().unwrap().len(), 2);
+
+    let r: Value = app.post("/v1/consent/accept-all", BROWSER_KEY, json!({"anonymousId": "a1"})).await.json().await.unwrap();
+    for p in r["purposes"].as_array().unwrap() {
+        assert_eq!(p["granted"], true, "{p}");
+    }
+    // analytics was already given under the same notice: no new record for it.
+    assert_eq!(r["receipts"].as_array().unwrap().len(), 4);
+
+    let r: Value = app.post("/v1/consent/reject-all", BROWSER_KEY, json!({"anonymousId": "a1"})).await.json().await.unwrap();
+    for p in r["purposes"].as_array().unwrap() {
+        assert_eq!(p["status"], "withdrawn", "{p}");
+    }
+    let h: Value = app
+        .client
+        .get(app.url("/v1/consent/history?anonymousId=a1"))
+        .basic_auth(BROWSER_KEY, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recs = h["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 2 + 4 + 5);
+    let seqs: Vec<u64> = recs.iter().map(|r| r["record"]["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    assert!(recs.iter().all(|r| r["record"]["collectionMethod"] == "prompt"));
+}
+
+#[tokio::test]
+async fn receipts_verify_and_detect_tampering() {
+    let app = spawn().await;
+    let r = app.consent("a1", json!({"ads_insights": "grant"})).await;
+    let receipt = r["receipts"][0].clone();
+    let key = app.state.signer.verifying_key();
+    assert!(candor_server::receipts::verify(&receipt.to_string(), Some(&key)).is_ok());
+    let published: Value = app.client.get(app.url("/v1/receipts/public-key")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(published["publicKey"], receipt["publicKey"]);
+    let mut bad = receipt.clone();
+    bad["record"]["status"] = json!("refused");
+    assert!(candor_server::receipts::verify(&bad.to_string(), Some(&key)).unwrap_err().contains("altered"));
+    let mut bad = receipt.clone();
+    bad["record"]["noticeVersion"] = json!(7);
+    assert!(candor_server::receipts::verify(&bad.to_string(), None).is_err());
+}
+
+#[tokio::test]
+async fn gpc_refuses_sale_purposes_and_cannot_grant_them() {
+    let app = spawn().await;
+    let r: Value = app
+        .client
+        .post(app.url("/v1/consent/accept-all"))
+        .basic_auth(BROWSER_KEY, Some(""))
+        .header("sec-gpc", "1")
+        .json(&json!({"anonymousId": "g1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status_of(&r, "ads_insights")["status"], "refused");
+    assert_eq!(status_of(&r, "analytics")["status"], "given");
+    assert_eq!(r["gpc"]["overridden"], json!(["ads_insights"]));
+    let gpc_receipt = r["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["record"]["purpose"] == "ads_insights")
+        .unwrap();
+    assert_eq!(gpc_receipt["record"]["collectionMethod"], "gpc");
+    // An explicit grant with GPC on is overridden too.
+    let r: Value = app
+        .client
+        .post(app.url("/v1/consent"))
+        .basic_auth(BROWSER_KEY, Some(""))
+        .header("sec-gpc", "1")
+        .json(&json!({"anonymousId": "g1", "choices": {"ads_insights": "grant"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status_of(&r, "ads_insights")["granted"], false);
+}
+
+#[tokio::test]
+async fn notice_version_and_withdraw_rules_change_nothing() {
+    let app = spawn().await;
+    let r = app
+        .post("/v1/consent", BROWSER_KEY, json!({"anonymousId": "a1", "choices": {"analytics": "grant"}, "noticeVersions": {"analytics": 9}}))
+        .await;
+    assert_eq!(code_of(r).await, (409, "notice_version_mismatch".into()));
+    let r = app
+        .post("/v1/consent", BROWSER_KEY, json!({"anonymousId": "a1", "choices": {"analytics": "grant", "loyalty": "withdraw"}}))
+        .await;
+    assert_eq!(code_of(r).await, (409, "consent_not_given".into()));
+    // Neither request left anything behind: no subject, no ledger record.
+    let s = app.stats().await;
+    assert_eq!((s["subjects"].as_u64(), s["ledgerRecords"].as_u64()), (Some(0), Some(0)), "{s}");
+    let r = app
+        .post("/v1/consent", BROWSER_KEY, json!({"anonymousId": "a1", "choices": {"analytics": "grant"}, "noticeVersions": {"analytics": 1}}))
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn ledger_verifies_through_admin_api() {
+    let app = spawn().await;
+    for i in 0..20 {
+        app.consent(&format!("p{i}"), json!({"analytics": "grant", "loyalty": "refuse"})).await;
+    }
+    let v: Value = app
+        .client
+        .get(app.url("/v1/admin/ledger/verify"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"ok": true, "records": 40}));
+}
+
+#[tokio::test]
+async fn concurrent_consents_keep_one_valid_chain() {
+    let app = spawn().await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let c = app.client.clone();
+        let url = app.url("/v1/consent");
+        tasks.push(tokio::spawn(async move {
+            c.post(url)
+                .basic_auth(BROWSER_KEY, Some(""))
+                .json(&json!({"anonymousId": format!("c{}", i % 10), "choices": {"analytics": if i % 2 == 0 {"grant"} else {"refuse"}}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let key = app.state.signer.verifying_key();
+    let report = candor_server::ledger::verify(app.state.store.as_ref(), &key).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(app.stats().await["subjects"], 10);
+}

@@ -1,0 +1,131 @@
+//! Spawning the app and small request helpers.
+
+use candor_server::config::demo;
+use candor_server::state::AppState;
+use candor_server::{Application, Settings};
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const SERVER_KEY: &str = demo::SERVER_WRITE_KEY;
+pub const BROWSER_KEY: &str = demo::BROWSER_WRITE_KEY;
+pub const ADMIN: &str = demo::ADMIN_TOKEN;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub state: AppState,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn spawn() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Settings::parse("", "test", &|_| None).unwrap().with_demo_credentials();
+    s.listen = "127.0.0.1:0".parse().unwrap();
+    s.data_dir = dir.path().to_owned();
+    let app = Application::build(s).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state().clone();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp {
+        base,
+        client: Client::new(),
+        state,
+        dir,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Graceful stop: in-flight requests finish, the store flushes.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .basic_auth(key, Some(""))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn batch(&self, msgs: Vec<Value>) -> Value {
+        let r = self.post("/v1/batch", SERVER_KEY, json!({ "batch": msgs })).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn consent(&self, anon: &str, choices: Value) -> Value {
+        let r = self
+            .post("/v1/consent", BROWSER_KEY, json!({"anonymousId": anon, "choices": choices}))
+            .await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.client
+            .get(self.url("/v1/admin/stats"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn events(&self) -> u64 {
+        self.stats().await["events"].as_u64().unwrap()
+    }
+
+    /// All stored events, decrypted, with their purposes.
+    pub async fn stored(&self) -> Vec<(Vec<String>, Value)> {
+        let store = &self.state.store;
+        let mut out = Vec::new();
+        for e in store.events_page(0, 100_000).await.unwrap() {
+            let key = store.subject_key(e.subject).await.unwrap().unwrap();
+            let plain = key.open(e.subject.as_bytes(), &e.sealed_payload).unwrap();
+            let names = self.state.catalog.names(e.purposes).iter().map(|p| p.to_string()).collect();
+            out.push((names, serde_json::from_slice(&plain).unwrap()));
+        }
+        out
+    }
+}
+
+pub fn track(anon: &str, id: &str) -> Value {
+    json!({"type": "track", "event": "App Session", "anonymousId": anon, "messageId": id,
+           "properties": {"app": "FitTrack"}})
+}
+
+pub async fn code_of(r: Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    (status, body["code"].as_str().unwrap_or("").to_owned())
+}

@@ -1,0 +1,13 @@
+//! Black-box tests of the HTTP API: each test starts the real application on port 0
+//! with its own data directory (a real SQLite file) and talks HTTP to it.
+//! One test binary for the crate keeps link time down.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod consent;
+mod ingest;
+mod meta;
+mod withdrawal;
