@@ -1,0 +1,97 @@
+//! Starting and stopping the real binary.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+pub const SERVER_KEY: &str = "demo-server-write-key";
+pub const BROWSER_KEY: &str = "demo-browser-write-key";
+pub const ADMIN: &str = "demo-admin-token";
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_candor"))
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+/// Starts `candor serve --demo` on a free port; `subjects` synthetic people.
+pub fn start(data: &Path, subjects: usize) -> Server {
+    let mut child = bin()
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--demo-subjects", &subjects.to_string(), "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("server exited before printing its address").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("API:") {
+            break rest.trim().trim_end_matches("/v1").to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        base,
+    }
+}
+
+impl Server {
+    pub fn url(&self, p: &str) -> String {
+        format!("{}{p}", self.base)
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "server exited with {status}");
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+pub fn consent(s: &Server, anon: &str, choices: Value) -> Value {
+    let r = client()
+        .post(s.url("/v1/consent"))
+        .basic_auth(BROWSER_KEY, Some(""))
+        .json(&json!({"anonymousId": anon, "choices": choices}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().unwrap()
+}
+
+pub fn run(args: &[&str], data: &Path) -> Output {
+    bin().args(args).arg("--data-dir").arg(data).output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// Exports everything and returns the parsed lines.
+pub fn export(data: &Path) -> Vec<Value> {
+    let out = run(&["export"], data);
+    assert!(out.status.success(), "{}", stdout(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! Import, export, receipts and configuration errors through the CLI.
+
+use crate::helpers::*;
+use serde_json::json;
+
+#[test]
+fn import_is_all_or_nothing_and_export_roundtrips() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(
+        &good,
+        [
+            r#"{"subjectId":"crm-1","purpose":"analytics","status":"given","time":"2025-03-01T10:00:00Z","noticeVersion":1,"evidence":{"cmp":"OldCMP"}}"#,
+            r#"{"subjectId":"crm-1","purpose":"loyalty","status":"refused","time":"2025-03-01T10:00:00Z","noticeVersion":1}"#,
+            r#"{"subjectId":"crm-2","idType":"anonymousId","purpose":"email_marketing","status":"given","time":"2025-03-02T10:00:00Z","noticeVersion":1}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        [
+            r#"{"subjectId":"crm-9","purpose":"analytics","status":"given","time":"2025-03-01T10:00:00Z","noticeVersion":1}"#,
+            r#"{"subjectId":"crm-9","purpose":"analytics","status":"given","time":"2025-03-01T10:00:00Z","noticeVersion":1}"#,
+            r#"{"subjectId":"crm-9","purpose":"mind_reading","status":"given","time":"2025-03-01T10:00:00Z","noticeVersion":1}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = run(&["import", "consents", bad.to_str().unwrap()], &data);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("line 3") && stdout(&out).contains("mind_reading"), "{}", stdout(&out));
+    let old_grant = dir.path().join("old.jsonl");
+    std::fs::write(&old_grant, r#"{"subjectId":"x","purpose":"analytics","status":"given","time":"2025-03-01T10:00:00Z","noticeVersion":0}"#).unwrap();
+    assert!(!run(&["import", "consents", old_grant.to_str().unwrap()], &data).status.success());
+    assert!(export(&data).is_empty(), "a failed import left records behind");
+
+    let out = run(&["import", "consents", good.to_str().unwrap()], &data);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let lines = export(&data);
+    let ledger: Vec<_> = lines.iter().filter(|l| l["kind"] == "ledger").collect();
+    assert_eq!(ledger.len(), 3);
+    assert!(ledger.iter().all(|l| l["collectionMethod"] == "imported"));
+    assert_eq!(ledger[0]["consentTimestamp"], "2025-03-01T10:00:00.000Z");
+    assert_eq!(ledger[0]["evidence"]["cmp"], "OldCMP");
+    assert!(run(&["ledger", "verify"], &data).status.success());
+
+    // Imported consent is live: the imported anonymous id's events are accepted.
+    let server = start(&data, 0);
+    let r: serde_json::Value = client()
+        .post(server.url("/v1/identify"))
+        .basic_auth(SERVER_KEY, Some(""))
+        .json(&json!({"anonymousId": "crm-2", "traits": {"email": "c2@example.com"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["accepted"], 1, "{r}");
+    server.stop();
+    let events: Vec<_> = export(&data).into_iter().filter(|l| l["kind"] == "event").collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["message"]["traits"]["email"], "c2@example.com");
+    assert_eq!(events[0]["purposes"], json!(["email_marketing"]));
+}
+
+#[test]
+fn receipt_verify_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), 0);
+    let r = consent(&server, "rcpt", json!({"personalization": "grant"}));
+    let key: serde_json::Value = client().get(server.url("/v1/receipts/public-key")).send().unwrap().json().unwrap();
+    server.stop();
+    let receipt = &r["receipts"][0];
+    let file = dir.path().join("r.json");
+    std::fs::write(&file, receipt.to_string()).unwrap();
+    let pk = key["publicKey"].as_str().unwrap();
+    let ok = bin().args(["receipt", "verify", file.to_str().unwrap(), "--public-key", pk]).output().unwrap();
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    let mut bad = receipt.clone();
+    bad["record"]["consentTimestampMs"] = json!(1);
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let out = bin().args(["receipt", "verify", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("INVALID"));
+    std::fs::write(&file, receipt.to_string()).unwrap();
+    let other = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let out = bin().args(["receipt", "verify", file.to_str().unwrap(), "--public-key", other]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+}
+
+#[test]
+fn config_errors_name_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("candor.toml");
+    std::fs::write(&cfg, "[operator]\nname = \"Acme\"\n\n[[sources]]\nid = \"web\"\nkind = \"browser\"\nwrite_key = \"abcdefgh12\"\nwrite_kee = \"x\"\n").unwrap();
+    let out = bin()
+        .args(["serve", "--config", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("write_kee") && text.contains("line 8"), "{text}");
+}
