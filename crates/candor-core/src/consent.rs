@@ -173,14 +173,23 @@ mod tests {
         assert_eq!(transition(cur(Given, 1), Action::Grant, 1), Ok(None));
         assert_eq!(transition(cur(Given, 1), Action::Grant, 2), Ok(Some(Given)));
         assert_eq!(transition(None, Action::Refuse, 1), Ok(Some(Refused)));
-        assert_eq!(transition(cur(Given, 1), Action::Refuse, 1), Ok(Some(Withdrawn)));
+        assert_eq!(
+            transition(cur(Given, 1), Action::Refuse, 1),
+            Ok(Some(Withdrawn))
+        );
         assert_eq!(transition(cur(Refused, 1), Action::Refuse, 1), Ok(None));
-        assert_eq!(transition(cur(Given, 1), Action::Withdraw, 1), Ok(Some(Withdrawn)));
+        assert_eq!(
+            transition(cur(Given, 1), Action::Withdraw, 1),
+            Ok(Some(Withdrawn))
+        );
         assert_eq!(
             transition(cur(Refused, 1), Action::Withdraw, 1),
             Err(TransitionError::NotGiven)
         );
-        assert_eq!(transition(None, Action::Withdraw, 1), Err(TransitionError::NotGiven));
+        assert_eq!(
+            transition(None, Action::Withdraw, 1),
+            Err(TransitionError::NotGiven)
+        );
     }
 
     #[test]

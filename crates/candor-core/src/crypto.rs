@@ -105,7 +105,11 @@ impl MasterKey {
         seal_raw(self.wrap.expose(), subject.as_bytes(), key.0.expose())
     }
 
-    pub fn unwrap_key(&self, subject: &SubjectId, wrapped: &[u8]) -> Result<SubjectKey, CryptoError> {
+    pub fn unwrap_key(
+        &self,
+        subject: &SubjectId,
+        wrapped: &[u8],
+    ) -> Result<SubjectKey, CryptoError> {
         let raw = open_raw(self.wrap.expose(), subject.as_bytes(), wrapped)?;
         let arr: [u8; 32] = raw.try_into().map_err(|_| CryptoError::Unauthentic)?;
         Ok(SubjectKey(Sensitive::new(arr)))
@@ -132,9 +136,14 @@ impl IdKind {
     }
 
     pub fn from_code(c: u8) -> Option<Self> {
-        [IdKind::UserId, IdKind::AnonymousId, IdKind::Email, IdKind::DeviceId]
-            .into_iter()
-            .find(|k| k.code() == c)
+        [
+            IdKind::UserId,
+            IdKind::AnonymousId,
+            IdKind::Email,
+            IdKind::DeviceId,
+        ]
+        .into_iter()
+        .find(|k| k.code() == c)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -183,7 +192,13 @@ fn seal_raw(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE];
     OsRng.fill_bytes(&mut nonce);
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
     let mut out = Vec::with_capacity(NONCE + ct.len());
     out.extend_from_slice(&nonce);
@@ -212,7 +227,10 @@ mod tests {
         assert!(!c.windows(5).any(|w| w == b"alice"));
         assert_eq!(k.open(b"row1", &c).unwrap(), b"alice@example.com");
         assert_eq!(k.open(b"row2", &c), Err(CryptoError::Unauthentic));
-        assert_eq!(SubjectKey::generate().open(b"row1", &c), Err(CryptoError::Unauthentic));
+        assert_eq!(
+            SubjectKey::generate().open(b"row1", &c),
+            Err(CryptoError::Unauthentic)
+        );
         assert_eq!(k.open(b"row1", &c[..10]), Err(CryptoError::Unauthentic));
     }
 
@@ -231,9 +249,18 @@ mod tests {
     fn lookup_hash_is_keyed_and_kind_separated() {
         let m = MasterKey::from_bytes(&[3; 32]);
         let n = MasterKey::from_bytes(&[4; 32]);
-        assert_eq!(m.lookup_hash(IdKind::UserId, "u1"), m.lookup_hash(IdKind::UserId, "u1"));
-        assert_ne!(m.lookup_hash(IdKind::UserId, "u1"), m.lookup_hash(IdKind::AnonymousId, "u1"));
-        assert_ne!(m.lookup_hash(IdKind::UserId, "u1"), n.lookup_hash(IdKind::UserId, "u1"));
+        assert_eq!(
+            m.lookup_hash(IdKind::UserId, "u1"),
+            m.lookup_hash(IdKind::UserId, "u1")
+        );
+        assert_ne!(
+            m.lookup_hash(IdKind::UserId, "u1"),
+            m.lookup_hash(IdKind::AnonymousId, "u1")
+        );
+        assert_ne!(
+            m.lookup_hash(IdKind::UserId, "u1"),
+            n.lookup_hash(IdKind::UserId, "u1")
+        );
         assert!(MasterKey::from_hex("zz").is_err());
         assert!(MasterKey::from_hex(&"ab".repeat(32)).is_ok());
     }

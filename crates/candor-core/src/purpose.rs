@@ -148,7 +148,11 @@ impl Catalog {
         for (rule, cat) in rules {
             if !cats.contains_key(&cat) {
                 return Err(CatalogError::UnknownMappedCategory {
-                    rule: format!("{}:{}", rule.kind.as_str(), rule.name.as_deref().unwrap_or("*")),
+                    rule: format!(
+                        "{}:{}",
+                        rule.kind.as_str(),
+                        rule.name.as_deref().unwrap_or("*")
+                    ),
                     category: cat.to_string(),
                 });
             }
@@ -306,7 +310,10 @@ pub(crate) mod tests {
         let c = sample();
         assert_eq!(c.covering(&cat("app_usage")).bits(), 0b11);
         assert_eq!(c.covering(&cat("browsing")).bits(), 0b01);
-        assert_eq!(c.category_for(EventKind::Track, Some("x")), Some(&cat("app_usage")));
+        assert_eq!(
+            c.category_for(EventKind::Track, Some("x")),
+            Some(&cat("app_usage"))
+        );
         assert_eq!(c.category_for(EventKind::Identify, None), None);
         assert_eq!(c.sale_or_sharing().bits(), 0b10);
     }

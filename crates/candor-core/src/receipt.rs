@@ -31,7 +31,11 @@ pub struct ReceiptSigner {
 
 impl std::fmt::Debug for ReceiptSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ReceiptSigner(public {})", key_id(&self.key.verifying_key()))
+        write!(
+            f,
+            "ReceiptSigner(public {})",
+            key_id(&self.key.verifying_key())
+        )
     }
 }
 
@@ -119,7 +123,10 @@ mod tests {
         };
         let sealed = e.clone().seal(s.signing_key());
         let vk = s.verifying_key();
-        assert_eq!(verify(&e, &sealed.hash, &sealed.signature, &vk, Some(&vk)), Ok(()));
+        assert_eq!(
+            verify(&e, &sealed.hash, &sealed.signature, &vk, Some(&vk)),
+            Ok(())
+        );
         let mut bad = e.clone();
         bad.status = ConsentStatus::Refused;
         assert_eq!(

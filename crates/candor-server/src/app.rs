@@ -85,13 +85,18 @@ impl Application {
         Self::from_opened(settings, opened, clock).await
     }
 
-    pub async fn from_opened(settings: Settings, opened: Opened, clock: Clock) -> Result<Self, BuildError> {
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| BuildError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+    pub async fn from_opened(
+        settings: Settings,
+        opened: Opened,
+        clock: Clock,
+    ) -> Result<Self, BuildError> {
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
         let state = AppState(Arc::new(Inner {
             sources: Sources::new(&settings.sources),
             subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),
@@ -123,7 +128,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
     /// finish (their writes commit and are answered), and flushes the store.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

@@ -51,9 +51,17 @@ pub fn basic_username(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = || ApiError::new(Code::InvalidWriteKey, "the Authorization header is not valid Basic credentials");
+    let bad = || {
+        ApiError::new(
+            Code::InvalidWriteKey,
+            "the Authorization header is not valid Basic credentials",
+        )
+    };
     let v = v.to_str().map_err(|_| bad())?;
-    let Some(b64) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) else {
+    let Some(b64) = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+    else {
         return Ok(None);
     };
     let raw = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
@@ -91,11 +99,17 @@ pub fn source<'a>(
 /// Checks the admin bearer token.
 pub fn admin(expected: Option<&Sensitive<String>>, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = bearer(headers).ok_or_else(|| {
-        ApiError::new(Code::MissingCredentials, "this endpoint needs the admin bearer token")
+        ApiError::new(
+            Code::MissingCredentials,
+            "this endpoint needs the admin bearer token",
+        )
     })?;
     match expected {
         Some(t) if bool::from(digest(t.expose()).ct_eq(&digest(given))) => Ok(()),
-        _ => Err(ApiError::new(Code::InvalidAdminToken, "the admin token is not valid")),
+        _ => Err(ApiError::new(
+            Code::InvalidAdminToken,
+            "the admin token is not valid",
+        )),
     }
 }
 
@@ -140,13 +154,19 @@ impl SubjectTokens {
 
     /// The user id the token speaks for, if the token is authentic and unexpired.
     pub fn verify(&self, token: &str, now_unix: i64) -> Result<Sensitive<String>, ApiError> {
-        let bad = |why: &str| ApiError::new(Code::InvalidSubjectToken, format!("subject token {why}"));
+        let bad =
+            |why: &str| ApiError::new(Code::InvalidSubjectToken, format!("subject token {why}"));
         let mut parts = token.splitn(3, '.');
-        let (Some("v1"), Some(payload), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some("v1"), Some(payload), Some(sig)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(bad("is malformed"));
         };
-        let expected = self.mac(payload).ok_or_else(|| bad("cannot be checked: no secret is configured"))?;
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| bad("is malformed"))?;
+        let expected = self
+            .mac(payload)
+            .ok_or_else(|| bad("cannot be checked: no secret is configured"))?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| bad("is malformed"))?;
         if !bool::from(sig.as_slice().ct_eq(&expected[..])) {
             return Err(bad("has a bad signature"));
         }

@@ -8,7 +8,12 @@ use flate2::read::GzDecoder;
 use std::io::Read;
 
 /// Reads the whole body as UTF-8 text of at most `limit` bytes (after decompression).
-pub async fn read_text(headers: &HeaderMap, body: Body, limit: usize, too_large: Code) -> Result<String, ApiError> {
+pub async fn read_text(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    too_large: Code,
+) -> Result<String, ApiError> {
     let over = || ApiError::new(too_large, format!("the body is larger than {limit} bytes"));
     // A compressed body can be a little larger than its content when incompressible.
     let raw = axum::body::to_bytes(body, limit + limit / 8 + 1024)
@@ -29,7 +34,12 @@ pub async fn read_text(headers: &HeaderMap, body: Body, limit: usize, too_large:
             GzDecoder::new(&raw[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| ApiError::new(Code::InvalidGzip, format!("the gzip body could not be decompressed: {e}")))?;
+                .map_err(|e| {
+                    ApiError::new(
+                        Code::InvalidGzip,
+                        format!("the gzip body could not be decompressed: {e}"),
+                    )
+                })?;
             if out.len() > limit {
                 return Err(over());
             }
@@ -38,12 +48,21 @@ pub async fn read_text(headers: &HeaderMap, body: Body, limit: usize, too_large:
         Some(other) => {
             return Err(ApiError::new(
                 Code::UnsupportedEncoding,
-                format!("Content-Encoding {:?} is not supported; use gzip or none", other.chars().take(30).collect::<String>()),
+                format!(
+                    "Content-Encoding {:?} is not supported; use gzip or none",
+                    other.chars().take(30).collect::<String>()
+                ),
             ))
         }
     };
     String::from_utf8(bytes).map_err(|e| {
-        ApiError::new(Code::InvalidUtf8, format!("the body is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
+        ApiError::new(
+            Code::InvalidUtf8,
+            format!(
+                "the body is not valid UTF-8 (at byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
     })
 }
 
@@ -52,10 +71,14 @@ pub async fn read_text(headers: &HeaderMap, body: Body, limit: usize, too_large:
 pub fn json_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::new(Code::InvalidJson, format!("the body is not valid JSON: {e}"))
-        }
-        Category::Data => ApiError::new(Code::InvalidRequest, format!("the body has the wrong shape: {e}")),
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            Code::InvalidJson,
+            format!("the body is not valid JSON: {e}"),
+        ),
+        Category::Data => ApiError::new(
+            Code::InvalidRequest,
+            format!("the body has the wrong shape: {e}"),
+        ),
     }
 }
 

@@ -227,12 +227,14 @@ fn secret(
             "{key}: give either the value or the _env variable, not both"
         ))),
         (Some(v), None) => Ok(Some(Sensitive::new(v))),
-        (None, Some(var)) => env(&var)
-            .map(|v| Some(Sensitive::new(v)))
-            .ok_or(ConfigError::MissingEnv {
-                key: format!("{key}_env"),
-                var,
-            }),
+        (None, Some(var)) => {
+            env(&var)
+                .map(|v| Some(Sensitive::new(v)))
+                .ok_or(ConfigError::MissingEnv {
+                    key: format!("{key}_env"),
+                    var,
+                })
+        }
         (None, None) => Ok(None),
     }
 }
@@ -278,23 +280,47 @@ impl Settings {
                     )))
                 }
             };
-            let key = secret(&format!("sources.{id}.write_key"), s.write_key, s.write_key_env, env)?
-                .ok_or_else(|| ConfigError::Invalid(format!("source {id}: write_key or write_key_env is required")))?;
+            let key = secret(
+                &format!("sources.{id}.write_key"),
+                s.write_key,
+                s.write_key_env,
+                env,
+            )?
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "source {id}: write_key or write_key_env is required"
+                ))
+            })?;
             if key.expose().len() < 8 {
-                return Err(ConfigError::Invalid(format!("source {id}: write key must be at least 8 characters")));
+                return Err(ConfigError::Invalid(format!(
+                    "source {id}: write key must be at least 8 characters"
+                )));
             }
-            if sources.iter().any(|o: &SourceSpec| o.id == id || o.write_key.expose() == key.expose()) {
-                return Err(ConfigError::Invalid(format!("source {id}: duplicate id or write key")));
+            if sources
+                .iter()
+                .any(|o: &SourceSpec| o.id == id || o.write_key.expose() == key.expose())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "source {id}: duplicate id or write key"
+                )));
             }
-            sources.push(SourceSpec { id, kind, write_key: key });
+            sources.push(SourceSpec {
+                id,
+                kind,
+                write_key: key,
+            });
         }
         let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen
-            .parse()
-            .map_err(|_| ConfigError::Invalid(format!("server.listen: {listen:?} is not an address like 127.0.0.1:8080")))?;
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "server.listen: {listen:?} is not an address like 127.0.0.1:8080"
+            ))
+        })?;
         let admin_token = secret("admin.token", raw.admin.token, raw.admin.token_env, env)?;
         if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-            return Err(ConfigError::Invalid("admin.token must be at least 16 characters".into()));
+            return Err(ConfigError::Invalid(
+                "admin.token must be at least 16 characters".into(),
+            ));
         }
         let subject_token_secret = secret(
             "subject_tokens.secret",
@@ -304,7 +330,10 @@ impl Settings {
         )?;
         Ok(Settings {
             operator: OperatorInfo {
-                name: raw.operator.name.unwrap_or_else(|| "Candor operator".into()),
+                name: raw
+                    .operator
+                    .name
+                    .unwrap_or_else(|| "Candor operator".into()),
                 policy_url: raw.operator.policy_url.unwrap_or_default(),
                 contact: raw.operator.contact.unwrap_or_default(),
                 jurisdiction: raw.operator.jurisdiction.unwrap_or_default(),
@@ -329,8 +358,10 @@ impl Settings {
         self.sources.retain(|s| {
             s.write_key.expose() != SERVER_WRITE_KEY && s.write_key.expose() != BROWSER_WRITE_KEY
         });
-        self.sources.push(src("demo_backend", SourceKind::Server, SERVER_WRITE_KEY));
-        self.sources.push(src("demo_web", SourceKind::Browser, BROWSER_WRITE_KEY));
+        self.sources
+            .push(src("demo_backend", SourceKind::Server, SERVER_WRITE_KEY));
+        self.sources
+            .push(src("demo_web", SourceKind::Browser, BROWSER_WRITE_KEY));
         self.admin_token = Some(Sensitive::new(ADMIN_TOKEN.into()));
         self.subject_token_secret = Some(Sensitive::new(SUBJECT_TOKEN_SECRET.into()));
         if self.operator.name == "Candor operator" {
@@ -387,7 +418,13 @@ fn build_catalog(
         let kind = EventKind::parse(&r.kind)
             .ok_or_else(|| inv(format!("event_mapping: unknown type {:?}", r.kind)))?;
         let cat = CategoryId::parse(&r.category).map_err(|e| inv(e.to_string()))?;
-        rule_list.push((EventRule { kind, name: r.event }, cat));
+        rule_list.push((
+            EventRule {
+                kind,
+                name: r.event,
+            },
+            cat,
+        ));
     }
     let spec = CatalogSpec {
         purposes: out,
@@ -423,7 +460,9 @@ mod tests {
     #[test]
     fn unknown_key_names_key_and_line() {
         let src = "[operator]\nname = \"x\"\n\n[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n";
-        let e = Settings::parse(src, "op.toml", &no_env).unwrap_err().to_string();
+        let e = Settings::parse(src, "op.toml", &no_env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lisen") && e.contains("line 6"), "{e}");
     }
 

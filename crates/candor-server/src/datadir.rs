@@ -78,7 +78,9 @@ fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
     fs::rename(&tmp, path).map_err(io(path))?;
     if let Some(parent) = path.parent() {
         // Make the rename itself durable.
-        File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io(parent))?;
     }
     Ok(())
 }
@@ -87,8 +89,9 @@ fn read_or_create_hex32(path: &Path, what: &str) -> Result<[u8; 32], DataDirErro
     match fs::read_to_string(path) {
         Ok(s) => {
             let mut b = [0u8; 32];
-            hex::decode_to_slice(s.trim(), &mut b)
-                .map_err(|_| DataDirError::Key(format!("{}: not a 32-byte hex {what}", path.display())))?;
+            hex::decode_to_slice(s.trim(), &mut b).map_err(|_| {
+                DataDirError::Key(format!("{}: not a 32-byte hex {what}", path.display()))
+            })?;
             Ok(b)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -108,7 +111,10 @@ pub fn load_keys(dir: &Path) -> Result<(MasterKey, ReceiptSigner), DataDirError>
     let master = match std::env::var(MASTER_KEY_ENV) {
         Ok(hexkey) => MasterKey::from_hex(&hexkey)
             .map_err(|e| DataDirError::Key(format!("{MASTER_KEY_ENV}: {e}")))?,
-        Err(_) => MasterKey::from_bytes(&read_or_create_hex32(&keys.join("master.key"), "master key")?),
+        Err(_) => MasterKey::from_bytes(&read_or_create_hex32(
+            &keys.join("master.key"),
+            "master key",
+        )?),
     };
     let signer = ReceiptSigner::from_bytes(&read_or_create_hex32(
         &keys.join("receipt-signing.key"),

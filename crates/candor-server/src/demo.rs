@@ -48,7 +48,16 @@ const APPS: &[(&str, &str)] = &[
     ("DailyBrief", "news"),
     ("Tunely", "music"),
 ];
-const PAGE_CATEGORIES: &[&str] = &["sports", "technology", "fashion", "food", "travel", "finance", "gaming", "health"];
+const PAGE_CATEGORIES: &[&str] = &[
+    "sports",
+    "technology",
+    "fashion",
+    "food",
+    "travel",
+    "finance",
+    "gaming",
+    "health",
+];
 
 pub fn anonymous_id(seed: u64, i: usize) -> String {
     format!("demo-{seed}-anon-{i:06}")
@@ -111,7 +120,10 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
             .purposes()
             .iter()
             .map(|p| {
-                let rate = OPT_IN.iter().find(|(id, _)| *id == p.id.as_str()).map_or(0.3, |r| r.1);
+                let rate = OPT_IN
+                    .iter()
+                    .find(|(id, _)| *id == p.id.as_str())
+                    .map_or(0.3, |r| r.1);
                 let grant = !reject_all && rng.gen_bool(rate);
                 PurposeChange {
                     purpose: p.id.clone(),
@@ -127,7 +139,11 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
             identities: idents,
             create: true,
             changes,
-            channel: if rng.gen_bool(0.7) { Channel::Prompt } else { Channel::PreferenceCenter },
+            channel: if rng.gen_bool(0.7) {
+                Channel::Prompt
+            } else {
+                Channel::PreferenceCenter
+            },
             evidence: Evidence::from([("prompt".into(), "demo-banner-v1".into())]),
             time_ms: decided,
         });
@@ -171,8 +187,10 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
         for _ in 0..rng.gen_range(0..12) {
             let t = today - rng.gen_range(0..30) * DAY_MS - rng.gen_range(0..DAY_MS);
             let cat = PAGE_CATEGORIES[rng.gen_range(0..PAGE_CATEGORIES.len())];
-            batch.push(msg(json!({"type": "page", "name": cat, "properties": {"category": cat},
-                "timestamp": crate::segment::format_time(t)})));
+            batch.push(msg(
+                json!({"type": "page", "name": cat, "properties": {"category": cat},
+                "timestamp": crate::segment::format_time(t)}),
+            ));
         }
         if let Some(u) = user {
             batch.push(msg(json!({"type": "identify", "userId": u,
@@ -193,7 +211,12 @@ async fn apply(st: &AppState, cmds: Vec<ConsentCommand>) -> Result<usize, ApiErr
     Ok(outs.iter().map(|o| o.records.len()).sum())
 }
 
-async fn flush(st: &AppState, source: &str, batch: &mut Vec<String>, out: &mut Seeded) -> Result<(), ApiError> {
+async fn flush(
+    st: &AppState,
+    source: &str,
+    batch: &mut Vec<String>,
+    out: &mut Seeded,
+) -> Result<(), ApiError> {
     let raws: Vec<&str> = batch.iter().map(String::as_str).collect();
     let r = ingest::ingest(st, false, source, &raws, None, None).await?;
     out.events_accepted += r.accepted;

@@ -6,7 +6,10 @@ use candor_store::{Store, StoreError};
 use ed25519_dalek::VerifyingKey;
 
 /// `Ok(Ok(n))`: n records verified. `Ok(Err(fault))`: the first fault found.
-pub async fn verify(store: &dyn Store, key: &VerifyingKey) -> Result<Result<u64, ChainFault>, StoreError> {
+pub async fn verify(
+    store: &dyn Store,
+    key: &VerifyingKey,
+) -> Result<Result<u64, ChainFault>, StoreError> {
     let head = store.ledger_head().await?;
     let mut all = Vec::new();
     let mut after = 0u64;

@@ -61,14 +61,19 @@ pub fn parse_import(
             continue;
         }
         let err = |message: String| OpsError::Line { line: n, message };
-        let rec: ImportLine = serde_json::from_str(&line).map_err(|e| err(format!("not a valid record: {e}")))?;
+        let rec: ImportLine =
+            serde_json::from_str(&line).map_err(|e| err(format!("not a valid record: {e}")))?;
         if rec.subject_id.is_empty() || rec.subject_id.len() > 512 {
             return Err(err("subjectId must be 1 to 512 characters".into()));
         }
         let kind = match rec.id_type.as_deref() {
             None | Some("userId") => IdKind::UserId,
             Some("anonymousId") => IdKind::AnonymousId,
-            Some(other) => return Err(err(format!("idType must be userId or anonymousId, not {other:?}"))),
+            Some(other) => {
+                return Err(err(format!(
+                    "idType must be userId or anonymousId, not {other:?}"
+                )))
+            }
         };
         let purpose = PurposeId::parse(&rec.purpose)
             .ok()
@@ -79,7 +84,11 @@ pub fn parse_import(
         let action = match rec.status.as_str() {
             "given" => Action::Grant,
             "refused" | "withdrawn" => Action::Refuse,
-            other => return Err(err(format!("status must be given, refused or withdrawn, not {other:?}"))),
+            other => {
+                return Err(err(format!(
+                    "status must be given, refused or withdrawn, not {other:?}"
+                )))
+            }
         };
         // A grant is only valid for the notice the person saw; we can vouch only for
         // our current notice text, so older grants are refused rather than guessed.
@@ -89,8 +98,14 @@ pub fn parse_import(
                 purpose.id, rec.notice_version, purpose.notice.version
             )));
         }
-        let time_ms = parse_time(&rec.time).ok_or_else(|| err(format!("time {:?} is not ISO-8601", rec.time)))?;
-        if rec.evidence.len() > 16 || rec.evidence.iter().any(|(k, v)| k.len() > 64 || v.len() > 256) {
+        let time_ms = parse_time(&rec.time)
+            .ok_or_else(|| err(format!("time {:?} is not ISO-8601", rec.time)))?;
+        if rec.evidence.len() > 16
+            || rec
+                .evidence
+                .iter()
+                .any(|(k, v)| k.len() > 64 || v.len() > 256)
+        {
             return Err(err("evidence is at most 16 entries of short strings".into()));
         }
         let mut evidence = rec.evidence;
@@ -107,7 +122,11 @@ pub fn parse_import(
                 bit: purpose.bit,
                 action,
                 notice_version: rec.notice_version,
-                notice_hash: if rec.notice_version == purpose.notice.version { purpose.notice.hash } else { [0; 32] },
+                notice_hash: if rec.notice_version == purpose.notice.version {
+                    purpose.notice.hash
+                } else {
+                    [0; 32]
+                },
             }],
             channel: Channel::Imported,
             evidence,
@@ -161,7 +180,10 @@ pub async fn export(
     out: &mut dyn Write,
     progress: &ProgressBar,
 ) -> Result<ExportCounts, OpsError> {
-    let mut counts = ExportCounts { ledger: 0, events: 0 };
+    let mut counts = ExportCounts {
+        ledger: 0,
+        events: 0,
+    };
     let mut after = 0u64;
     loop {
         let page = store.ledger_page(after, 5000).await?;
@@ -193,7 +215,8 @@ pub async fn export(
             let plain = key
                 .open(e.subject.as_bytes(), &e.sealed_payload)
                 .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;
-            let message = serde_json::from_slice(&plain).map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;
+            let message = serde_json::from_slice(&plain)
+                .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;
             let line = EventLine {
                 kind: "event",
                 id: e.id,
@@ -201,7 +224,11 @@ pub async fn export(
                 source: e.source.clone(),
                 event_type: e.kind.clone(),
                 category: e.category.clone(),
-                purposes: catalog.names(e.purposes).into_iter().map(|p| p.to_string()).collect(),
+                purposes: catalog
+                    .names(e.purposes)
+                    .into_iter()
+                    .map(|p| p.to_string())
+                    .collect(),
                 event_time: format_time(e.event_ms),
                 received_at: format_time(e.received_ms),
                 message,

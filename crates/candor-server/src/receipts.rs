@@ -78,7 +78,8 @@ impl RecordJson {
     pub fn to_entry(&self) -> Result<LedgerEntry, String> {
         let h32 = |s: &str, what: &str| -> Result<[u8; 32], String> {
             let mut b = [0u8; 32];
-            hex::decode_to_slice(s, &mut b).map_err(|_| format!("{what} is not 64 hex characters"))?;
+            hex::decode_to_slice(s, &mut b)
+                .map_err(|_| format!("{what} is not 64 hex characters"))?;
             Ok(b)
         };
         Ok(LedgerEntry {
@@ -117,13 +118,15 @@ pub fn build(s: &SealedEntry, op: &OperatorInfo, key: &VerifyingKey) -> Receipt 
 /// Checks a receipt; with `expected`, also that the operator's key signed it.
 /// Returns the key id that signed it.
 pub fn verify(text: &str, expected: Option<&VerifyingKey>) -> Result<String, String> {
-    let r: Receipt = serde_json::from_str(text).map_err(|e| format!("not a Candor receipt: {e}"))?;
+    let r: Receipt =
+        serde_json::from_str(text).map_err(|e| format!("not a Candor receipt: {e}"))?;
     if r.version != RECEIPT_VERSION {
         return Err(format!("unsupported receipt version {:?}", r.version));
     }
     let entry = r.record.to_entry()?;
     let mut hash = [0u8; 32];
-    hex::decode_to_slice(&r.record_hash, &mut hash).map_err(|_| "recordHash is not 64 hex characters")?;
+    hex::decode_to_slice(&r.record_hash, &mut hash)
+        .map_err(|_| "recordHash is not 64 hex characters")?;
     let sig: [u8; 64] = STANDARD
         .decode(&r.signature)
         .ok()

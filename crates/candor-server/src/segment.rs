@@ -54,9 +54,9 @@ fn id_field(m: &Map<String, Value>, key: &str) -> Result<Option<String>, Invalid
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > MAX_ID_CHARS => {
-            Err(invalid(format!("{key} is longer than {MAX_ID_CHARS} characters")))
-        }
+        Some(Value::String(s)) if s.chars().count() > MAX_ID_CHARS => Err(invalid(format!(
+            "{key} is longer than {MAX_ID_CHARS} characters"
+        ))),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(_) => Err(invalid(format!("{key} must be a string or a number"))),
@@ -71,7 +71,10 @@ fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>
     }
 }
 
-fn object_field<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, Invalid> {
+fn object_field<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a Map<String, Value>>, Invalid> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
@@ -89,9 +92,12 @@ pub fn parse_time(s: &str) -> Option<i64> {
 fn time_field(m: &Map<String, Value>, key: &str) -> Result<Option<i64>, Invalid> {
     match str_field(m, key)? {
         None => Ok(None),
-        Some(s) => parse_time(s)
-            .map(Some)
-            .ok_or_else(|| invalid(format!("{key} is not an ISO-8601 timestamp: {:?}", truncate(s)))),
+        Some(s) => parse_time(s).map(Some).ok_or_else(|| {
+            invalid(format!(
+                "{key} is not an ISO-8601 timestamp: {:?}",
+                truncate(s)
+            ))
+        }),
     }
 }
 
@@ -116,7 +122,10 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, I
     if raw.len() > MAX_EVENT_BYTES {
         return Err(Invalid {
             code: Code::EventTooLarge,
-            message: format!("message is {} bytes; the limit is {MAX_EVENT_BYTES}", raw.len()),
+            message: format!(
+                "message is {} bytes; the limit is {MAX_EVENT_BYTES}",
+                raw.len()
+            ),
         });
     }
     let body: Map<String, Value> = match serde_json::from_str::<Value>(raw) {
@@ -126,10 +135,16 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, I
     };
     let kind = match (str_field(&body, "type")?, implied) {
         (Some(t), Some(k)) if t != k.as_str() => {
-            return Err(invalid(format!("type {:?} does not match the endpoint /v1/{}", truncate(t), k.as_str())))
+            return Err(invalid(format!(
+                "type {:?} does not match the endpoint /v1/{}",
+                truncate(t),
+                k.as_str()
+            )))
         }
         (_, Some(k)) => k,
-        (Some(t), None) => EventKind::parse(t).ok_or_else(|| invalid(format!("unknown type {:?}", truncate(t))))?,
+        (Some(t), None) => {
+            EventKind::parse(t).ok_or_else(|| invalid(format!("unknown type {:?}", truncate(t))))?
+        }
         (None, None) => return Err(invalid("type is required")),
     };
     let user_id = id_field(&body, "userId")?;
@@ -137,11 +152,10 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, I
     let previous_id = id_field(&body, "previousId")?;
     let message_id = id_field(&body, "messageId")?;
     match kind {
-        EventKind::Alias => {
-            if previous_id.is_none() || user_id.is_none() {
-                return Err(invalid("alias needs previousId and userId"));
-            }
+        EventKind::Alias if previous_id.is_none() || user_id.is_none() => {
+            return Err(invalid("alias needs previousId and userId"));
         }
+        EventKind::Alias => {}
         _ if user_id.is_none() && anonymous_id.is_none() => {
             return Err(invalid("userId or anonymousId is required"));
         }
@@ -150,7 +164,10 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, I
     let name = match kind {
         EventKind::Track => {
             let e = str_field(&body, "event")?.filter(|e| !e.is_empty());
-            Some(e.ok_or_else(|| invalid("track needs an event name"))?.to_owned())
+            Some(
+                e.ok_or_else(|| invalid("track needs an event name"))?
+                    .to_owned(),
+            )
         }
         EventKind::Page | EventKind::Screen => str_field(&body, "name")?.map(str::to_owned),
         _ => None,
@@ -178,7 +195,11 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, I
                     match v {
                         Value::Bool(false) => client_refused.push(k.clone()),
                         Value::Bool(true) => {}
-                        _ => return Err(invalid("context.consent.categoryPreferences values must be booleans")),
+                        _ => {
+                            return Err(invalid(
+                                "context.consent.categoryPreferences values must be booleans",
+                            ))
+                        }
                     }
                 }
             }
@@ -241,9 +262,18 @@ mod tests {
             (r#"{"type":"track","event":"x"}"#, "userId or anonymousId"),
             (r#"{"type":"nope","userId":"u"}"#, "unknown type"),
             (r#"{"type":"alias","userId":"u"}"#, "previousId"),
-            (r#"{"type":"identify","userId":{"a":1}}"#, "string or a number"),
-            (r#"{"type":"identify","userId":"u","traits":[1]}"#, "traits must be an object"),
-            (r#"{"type":"identify","userId":"u","timestamp":"yesterday"}"#, "ISO-8601"),
+            (
+                r#"{"type":"identify","userId":{"a":1}}"#,
+                "string or a number",
+            ),
+            (
+                r#"{"type":"identify","userId":"u","traits":[1]}"#,
+                "traits must be an object",
+            ),
+            (
+                r#"{"type":"identify","userId":"u","timestamp":"yesterday"}"#,
+                "ISO-8601",
+            ),
             (r#"{"type":"group","userId":"u"}"#, "groupId"),
         ];
         for (raw, needle) in cases {
@@ -251,8 +281,14 @@ mod tests {
             assert!(e.message.contains(needle), "{raw}: {}", e.message);
         }
         assert!(parse_message(r#"{"type":"page","userId":"u"}"#, Some(EventKind::Track)).is_err());
-        let big = format!(r#"{{"type":"track","event":"x","userId":"u","properties":{{"p":"{}"}}}}"#, "a".repeat(MAX_EVENT_BYTES));
-        assert_eq!(parse_message(&big, None).unwrap_err().code, Code::EventTooLarge);
+        let big = format!(
+            r#"{{"type":"track","event":"x","userId":"u","properties":{{"p":"{}"}}}}"#,
+            "a".repeat(MAX_EVENT_BYTES)
+        );
+        assert_eq!(
+            parse_message(&big, None).unwrap_err().code,
+            Code::EventTooLarge
+        );
     }
 
     #[test]
@@ -265,6 +301,9 @@ mod tests {
         // Device clock 10 s behind the send: event happened 10 s before we received it.
         assert_eq!(m.event_ms(None, 1_000_000), 1_000_000 - 10_000);
         assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(parse_time("2026-11-29T13:20:12.123456+00:00").map(|t| t % 1000), Some(123));
+        assert_eq!(
+            parse_time("2026-11-29T13:20:12.123456+00:00").map(|t| t % 1000),
+            Some(123)
+        );
     }
 }

@@ -37,7 +37,8 @@ pub struct EventsAccepted<'a> {
 
 impl EventsAccepted<'_> {
     pub fn emit(self) {
-        counter!("candor_events_accepted_total", "source" => self.source.to_owned()).increment(self.count);
+        counter!("candor_events_accepted_total", "source" => self.source.to_owned())
+            .increment(self.count);
     }
 }
 
@@ -76,7 +77,8 @@ pub struct EventsDropped {
 impl EventsDropped {
     pub fn emit(self) {
         if self.count > 0 {
-            counter!("candor_events_dropped_total", "reason" => self.reason.as_str()).increment(self.count);
+            counter!("candor_events_dropped_total", "reason" => self.reason.as_str())
+                .increment(self.count);
         }
     }
 }

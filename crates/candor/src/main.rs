@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "candor", version, about = "Consent-first customer data: opt-in events, a provable consent ledger, private insights.")]
+#[command(
+    name = "candor",
+    version,
+    about = "Consent-first customer data: opt-in events, a provable consent ledger, private insights."
+)]
 struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text")]
@@ -118,7 +122,9 @@ fn settings(common: &Common) -> Result<Settings> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CANDOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -129,7 +135,10 @@ fn init_logging(format: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -176,7 +185,8 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         Command::Receipt {
             command: ReceiptCommand::Verify { file, public_key },
         } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let expected = match public_key {
                 Some(h) => {
                     let b = hex::decode(h.trim()).context("--public-key is not hex")?;
@@ -200,12 +210,15 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         } => {
             let s = settings(&common)?;
             let opened = open_data(&s)?;
-            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
             let cmds = ops::parse_import(BufReader::new(f), &opened.catalog, &opened.master)?;
             let lines = cmds.len();
             let written = ops::apply_import(opened.store.as_ref(), cmds).await?;
             opened.store.shutdown().await;
-            println!("imported {lines} records ({written} changed consent and were added to the ledger)");
+            println!(
+                "imported {lines} records ({written} changed consent and were added to the ledger)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { common, out } => {
@@ -215,20 +228,31 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             let pb = ProgressBar::new(stats.ledger_records + stats.events);
             let mut writer: Box<dyn std::io::Write> = match &out {
                 Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let counts = ops::export(opened.store.as_ref(), &opened.catalog, &mut writer, &pb).await?;
+            let counts =
+                ops::export(opened.store.as_ref(), &opened.catalog, &mut writer, &pb).await?;
             pb.finish_and_clear();
             opened.store.shutdown().await;
-            eprintln!("exported {} ledger records and {} events", counts.ledger, counts.events);
+            eprintln!(
+                "exported {} ledger records and {} events",
+                counts.ledger, counts.events
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn serve(common: Common, listen: Option<SocketAddr>, demo: bool, n: usize, seed: u64) -> Result<ExitCode> {
+async fn serve(
+    common: Common,
+    listen: Option<SocketAddr>,
+    demo: bool,
+    n: usize,
+    seed: u64,
+) -> Result<ExitCode> {
     let mut s = settings(&common)?;
     if let Some(l) = listen {
         s.listen = l;
@@ -253,7 +277,10 @@ async fn serve(common: Common, listen: Option<SocketAddr>, demo: bool, n: usize,
         println!("  API:              http://{addr}/v1");
         println!("  OpenAPI:          http://{addr}/openapi.json");
         println!("  Health:           http://{addr}/healthz");
-        println!("  Metrics:          http://{addr}/metrics  (Authorization: Bearer {})", demo::ADMIN_TOKEN);
+        println!(
+            "  Metrics:          http://{addr}/metrics  (Authorization: Bearer {})",
+            demo::ADMIN_TOKEN
+        );
         println!("  Server write key: {}", demo::SERVER_WRITE_KEY);
         println!("  Browser write key: {}", demo::BROWSER_WRITE_KEY);
         println!("  Admin token:      {}", demo::ADMIN_TOKEN);

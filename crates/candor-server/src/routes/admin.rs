@@ -25,25 +25,35 @@ fn default_ttl() -> i64 {
     3600
 }
 
-pub async fn subject_token(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<Value>> {
+pub async fn subject_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
     let b: TokenBody = parse_json(&text)?;
-    if b.user_id.is_empty() || b.user_id.len() > 512 || !(1..=86_400 * 30).contains(&b.ttl_seconds) {
+    if b.user_id.is_empty() || b.user_id.len() > 512 || !(1..=86_400 * 30).contains(&b.ttl_seconds)
+    {
         return Err(ApiError::new(
             Code::InvalidRequest,
             "userId must be 1 to 512 characters and ttlSeconds 1 to 2592000",
         ));
     }
     let exp = st.now_ms() / 1000 + b.ttl_seconds;
-    let token = st
-        .subject_tokens
-        .mint(&b.user_id, exp)
-        .ok_or_else(|| ApiError::new(Code::InvalidRequest, "no subject token secret is configured"))?;
+    let token = st.subject_tokens.mint(&b.user_id, exp).ok_or_else(|| {
+        ApiError::new(
+            Code::InvalidRequest,
+            "no subject token secret is configured",
+        )
+    })?;
     Ok(Json(json!({"token": token, "expiresAt": exp})))
 }
 
-pub async fn verify_ledger(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+pub async fn verify_ledger(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let report = ledger::verify(st.store.as_ref(), &st.signer.verifying_key()).await?;
     Ok(Json(match report {

@@ -58,14 +58,26 @@ fn actor(st: &AppState, headers: &HeaderMap) -> ApiResult<Actor> {
         )
     })?;
     let src = auth::source(&st.sources, Some(&key), None)?;
-    Ok(if auth::is_browser(src) { Actor::Browser } else { Actor::Server })
+    Ok(if auth::is_browser(src) {
+        Actor::Browser
+    } else {
+        Actor::Server
+    })
 }
 
 /// The identifiers a request names, checked against what the actor may act for.
-fn identities(st: &AppState, actor: &Actor, user_id: Option<&str>, anonymous_id: Option<&str>) -> ApiResult<Vec<Identity>> {
+fn identities(
+    st: &AppState,
+    actor: &Actor,
+    user_id: Option<&str>,
+    anonymous_id: Option<&str>,
+) -> ApiResult<Vec<Identity>> {
     let check = |v: &str, what: &str| -> ApiResult<()> {
         if v.is_empty() || v.chars().count() > 512 {
-            return Err(ApiError::new(Code::InvalidRequest, format!("{what} must be 1 to 512 characters")));
+            return Err(ApiError::new(
+                Code::InvalidRequest,
+                format!("{what} must be 1 to 512 characters"),
+            ));
         }
         Ok(())
     };
@@ -100,7 +112,10 @@ fn identities(st: &AppState, actor: &Actor, user_id: Option<&str>, anonymous_id:
         });
     }
     if out.is_empty() {
-        return Err(ApiError::new(Code::InvalidRequest, "anonymousId or userId is required"));
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "anonymousId or userId is required",
+        ));
     }
     Ok(out)
 }
@@ -170,7 +185,12 @@ fn channel(actor: &Actor, given: Option<&str>) -> ApiResult<Channel> {
     match given {
         None => Ok(actor.default_channel()),
         Some(s) => match Channel::parse(s) {
-            Some(c @ (Channel::Prompt | Channel::PreferenceCenter | Channel::Api | Channel::EmailConfirmation)) => Ok(c),
+            Some(
+                c @ (Channel::Prompt
+                | Channel::PreferenceCenter
+                | Channel::Api
+                | Channel::EmailConfirmation),
+            ) => Ok(c),
             _ => Err(ApiError::new(
                 Code::InvalidRequest,
                 "channel must be prompt, preference_center, email_confirmation or api",
@@ -181,7 +201,8 @@ fn channel(actor: &Actor, given: Option<&str>) -> ApiResult<Channel> {
 
 fn check_evidence(e: &Evidence) -> ApiResult<()> {
     if e.len() > MAX_EVIDENCE_ENTRIES
-        || e.iter().any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+        || e.iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
     {
         return Err(ApiError::new(
             Code::InvalidRequest,
@@ -190,8 +211,6 @@ fn check_evidence(e: &Evidence) -> ApiResult<()> {
     }
     Ok(())
 }
-
-
 
 /// Builds the commands for one request: the GPC refusal (if any) and the choices.
 fn commands(
@@ -235,7 +254,9 @@ fn commands(
     let mut overridden = Vec::new();
     let mut changes = Vec::new();
     for (id, action) in choices {
-        let Some(p) = st.catalog.purpose(&id) else { continue };
+        let Some(p) = st.catalog.purpose(&id) else {
+            continue;
+        };
         if gpc && sale.contains(p.bit) {
             if action == Action::Grant {
                 overridden.push(id.to_string());
@@ -263,7 +284,11 @@ fn commands(
     (cmds, gpc_dto)
 }
 
-async fn respond(st: &AppState, outcomes: Vec<ConsentOutcome>, gpc: Option<GpcDto>) -> ApiResult<Json<ConsentResponse>> {
+async fn respond(
+    st: &AppState,
+    outcomes: Vec<ConsentOutcome>,
+    gpc: Option<GpcDto>,
+) -> ApiResult<Json<ConsentResponse>> {
     let subject = outcomes
         .last()
         .map(|o| o.subject)
@@ -295,7 +320,9 @@ async fn state_of(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Vec<Pu
         Some(s) => st.store.consent_state(s).await?,
         None => Vec::new(),
     };
-    let granted = subject.map(|s| st.store.index().granted(&s)).unwrap_or_default();
+    let granted = subject
+        .map(|s| st.store.index().granted(&s))
+        .unwrap_or_default();
     Ok(st
         .catalog
         .purposes()
@@ -317,7 +344,11 @@ async fn state_of(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Vec<Pu
         .collect())
 }
 
-pub async fn record(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<ConsentResponse>> {
+pub async fn record(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ConsentResponse>> {
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, MAX_BODY, Code::InvalidRequest).await?;
     let b: ChoicesBody = parse_json(&text)?;
@@ -325,16 +356,30 @@ pub async fn record(State(st): State<AppState>, headers: HeaderMap, body: Body) 
     let channel = channel(&actor, b.channel.as_deref())?;
     check_evidence(&b.evidence)?;
     if b.choices.is_empty() {
-        return Err(ApiError::new(Code::InvalidRequest, "choices is empty: name at least one purpose"));
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "choices is empty: name at least one purpose",
+        ));
     }
     let mut choices = Vec::new();
     for (name, action) in &b.choices {
         let p = PurposeId::parse(name)
             .ok()
             .and_then(|id| st.catalog.purpose(&id))
-            .ok_or_else(|| ApiError::new(Code::UnknownPurpose, format!("unknown purpose {:?}", name.chars().take(64).collect::<String>())))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::UnknownPurpose,
+                    format!(
+                        "unknown purpose {:?}",
+                        name.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?;
         let action = Action::parse(action).ok_or_else(|| {
-            ApiError::new(Code::InvalidRequest, format!("choice for {} must be grant, refuse or withdraw", p.id))
+            ApiError::new(
+                Code::InvalidRequest,
+                format!("choice for {} must be grant, refuse or withdraw", p.id),
+            )
         })?;
         if let Some(v) = b.notice_versions.get(name) {
             if *v != p.notice.version {
@@ -348,7 +393,10 @@ pub async fn record(State(st): State<AppState>, headers: HeaderMap, body: Body) 
     }
     for name in b.notice_versions.keys() {
         if !b.choices.contains_key(name) {
-            return Err(ApiError::new(Code::InvalidRequest, format!("noticeVersions names {name:?}, which has no choice")));
+            return Err(ApiError::new(
+                Code::InvalidRequest,
+                format!("noticeVersions names {name:?}, which has no choice"),
+            ));
         }
     }
     let (cmds, gpc) = commands(&st, &headers, idents, choices, channel, b.evidence);
@@ -356,24 +404,42 @@ pub async fn record(State(st): State<AppState>, headers: HeaderMap, body: Body) 
     respond(&st, outcomes, gpc).await
 }
 
-async fn all(st: AppState, headers: HeaderMap, body: Body, action: Action) -> ApiResult<Json<ConsentResponse>> {
+async fn all(
+    st: AppState,
+    headers: HeaderMap,
+    body: Body,
+    action: Action,
+) -> ApiResult<Json<ConsentResponse>> {
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, MAX_BODY, Code::InvalidRequest).await?;
     let b: AllBody = parse_json(&text)?;
     let idents = identities(&st, &actor, b.user_id.as_deref(), b.anonymous_id.as_deref())?;
     let channel = channel(&actor, b.channel.as_deref())?;
     check_evidence(&b.evidence)?;
-    let choices = st.catalog.purposes().iter().map(|p| (p.id.clone(), action)).collect();
+    let choices = st
+        .catalog
+        .purposes()
+        .iter()
+        .map(|p| (p.id.clone(), action))
+        .collect();
     let (cmds, gpc) = commands(&st, &headers, idents, choices, channel, b.evidence);
     let outcomes = st.store.apply_consents_atomically(cmds).await?;
     respond(&st, outcomes, gpc).await
 }
 
-pub async fn accept_all(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<ConsentResponse>> {
+pub async fn accept_all(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ConsentResponse>> {
     all(st, headers, body, Action::Grant).await
 }
 
-pub async fn reject_all(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<ConsentResponse>> {
+pub async fn reject_all(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ConsentResponse>> {
     all(st, headers, body, Action::Refuse).await
 }
 
@@ -396,7 +462,11 @@ pub struct StateResponse {
     purposes: Vec<PurposeStateDto>,
 }
 
-pub async fn current(State(st): State<AppState>, headers: HeaderMap, q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<StateResponse>> {
+pub async fn current(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<StateResponse>> {
     let actor = actor(&st, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;
@@ -415,7 +485,11 @@ pub struct HistoryResponse {
     records: Vec<Receipt>,
 }
 
-pub async fn history(State(st): State<AppState>, headers: HeaderMap, q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<HistoryResponse>> {
+pub async fn history(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<HistoryResponse>> {
     let actor = actor(&st, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;

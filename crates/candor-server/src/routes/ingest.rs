@@ -36,7 +36,6 @@ struct BatchBody<'a> {
     sent_at: Option<String>,
 }
 
-
 #[derive(Serialize)]
 pub struct ItemResult {
     index: usize,
@@ -57,22 +56,34 @@ pub struct IngestResponse {
     results: Vec<ItemResult>,
 }
 
-pub async fn batch(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<IngestResponse>> {
+pub async fn batch(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<IngestResponse>> {
     let header_key = auth::basic_username(&headers)?;
     let text = read_text(&headers, body, MAX_BATCH_BYTES, Code::BatchTooLarge).await?;
     let parsed: BatchBody = body::parse_json(&text)?;
-    let source = auth::source(&st.sources, header_key.as_deref(), parsed.write_key.as_deref())?;
+    let source = auth::source(
+        &st.sources,
+        header_key.as_deref(),
+        parsed.write_key.as_deref(),
+    )?;
     let batch_sent_at = parsed.sent_at.as_deref().and_then(segment::parse_time);
     let raws: Vec<&str> = parsed.batch.iter().map(|r| r.get()).collect();
     let gpc = super::sec_gpc(&headers);
-    ingest(&st, gpc, source.id.as_str(), &raws, None, batch_sent_at).await.map(Json)
+    ingest(&st, gpc, source.id.as_str(), &raws, None, batch_sent_at)
+        .await
+        .map(Json)
 }
-
-
 
 macro_rules! single {
     ($name:ident, $kind:expr) => {
-        pub async fn $name(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<IngestResponse>> {
+        pub async fn $name(
+            State(st): State<AppState>,
+            headers: HeaderMap,
+            body: Body,
+        ) -> ApiResult<Json<IngestResponse>> {
             single(st, headers, body, $kind).await
         }
     };
@@ -85,23 +96,38 @@ single!(screen, EventKind::Screen);
 single!(group, EventKind::Group);
 single!(alias, EventKind::Alias);
 
-async fn single(st: AppState, headers: HeaderMap, body: Body, kind: EventKind) -> ApiResult<Json<IngestResponse>> {
+async fn single(
+    st: AppState,
+    headers: HeaderMap,
+    body: Body,
+    kind: EventKind,
+) -> ApiResult<Json<IngestResponse>> {
     let header_key = auth::basic_username(&headers)?;
     let text = read_text(&headers, body, MAX_EVENT_BYTES, Code::EventTooLarge).await?;
     // Check the JSON (and find a body write key) before authenticating, so that a
     // malformed body gets invalid_json rather than missing_write_key.
     let value: Value = body::parse_json(&text)?;
     let Value::Object(obj) = value else {
-        return Err(ApiError::new(Code::InvalidRequest, "the body must be a JSON object (one message)"));
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "the body must be a JSON object (one message)",
+        ));
     };
     let body_key = match obj.get("writeKey") {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
     let source = auth::source(&st.sources, header_key.as_deref(), body_key.as_deref())?;
-    ingest(&st, super::sec_gpc(&headers), source.id.as_str(), &[text.as_str()], Some(kind), None)
-        .await
-        .map(Json)
+    ingest(
+        &st,
+        super::sec_gpc(&headers),
+        source.id.as_str(),
+        &[text.as_str()],
+        Some(kind),
+        None,
+    )
+    .await
+    .map(Json)
 }
 
 /// What the gate decided for one message.
@@ -139,7 +165,11 @@ pub(crate) async fn ingest(
             Some(_) => (first.code, first.message.clone()),
             None => (
                 Code::InvalidMessage,
-                format!("{} of {} messages are invalid; nothing was stored", errors.len(), raws.len()),
+                format!(
+                    "{} of {} messages are invalid; nothing was stored",
+                    errors.len(),
+                    raws.len()
+                ),
             ),
         };
         let items = errors
@@ -176,11 +206,9 @@ pub(crate) async fn ingest(
         let key = match keys.get(&row.subject) {
             Some(k) => k.clone(),
             None => {
-                let k = st
-                    .store
-                    .subject_key(row.subject)
-                    .await?
-                    .ok_or_else(|| ApiError::new(Code::Internal, "a consented subject has no data key"))?;
+                let k = st.store.subject_key(row.subject).await?.ok_or_else(|| {
+                    ApiError::new(Code::Internal, "a consented subject has no data key")
+                })?;
                 keys.insert(row.subject, k.clone());
                 k
             }
@@ -196,7 +224,9 @@ pub(crate) async fn ingest(
         match o {
             RowOutcome::Stored => {}
             RowOutcome::Duplicate => decisions[*i] = Decision::Drop(DropReason::Duplicate),
-            RowOutcome::ConsentChanged => decisions[*i] = Decision::Drop(DropReason::ConsentChanged),
+            RowOutcome::ConsentChanged => {
+                decisions[*i] = Decision::Drop(DropReason::ConsentChanged)
+            }
         }
     }
     let mut resp = IngestResponse {
@@ -247,7 +277,14 @@ fn identity(st: &AppState, kind: IdKind, value: &str) -> Identity {
 }
 
 /// The consent gate for one message.
-fn gate(st: &AppState, mut m: Message, source: &str, gpc: bool, batch_sent_at: Option<i64>, now: i64) -> Decision {
+fn gate(
+    st: &AppState,
+    mut m: Message,
+    source: &str,
+    gpc: bool,
+    batch_sent_at: Option<i64>,
+    now: i64,
+) -> Decision {
     let Some(category) = st.catalog.category_for(m.kind, m.name.as_deref()).cloned() else {
         return Decision::Drop(DropReason::Unmapped);
     };
@@ -268,7 +305,11 @@ fn gate(st: &AppState, mut m: Message, source: &str, gpc: bool, batch_sent_at: O
     let Some(subject) = candidates.iter().find_map(|h| st.store.resolve(h)) else {
         return Decision::Drop(DropReason::NoConsent);
     };
-    let allowed = st.store.index().granted(&subject).intersect(st.catalog.covering(&category));
+    let allowed = st
+        .store
+        .index()
+        .granted(&subject)
+        .intersect(st.catalog.covering(&category));
     if allowed.is_empty() {
         return Decision::Drop(DropReason::NoConsent);
     }
@@ -292,7 +333,10 @@ fn gate(st: &AppState, mut m: Message, source: &str, gpc: bool, batch_sent_at: O
     if let Some(d) = &m.device_id {
         idents.push(identity(st, IdKind::DeviceId, d));
     }
-    let link: Vec<Identity> = idents.into_iter().filter(|i| st.store.resolve(&i.hash).is_none()).collect();
+    let link: Vec<Identity> = idents
+        .into_iter()
+        .filter(|i| st.store.resolve(&i.hash).is_none())
+        .collect();
     let event_ms = m.event_ms(batch_sent_at, now);
     let message_id = m
         .message_id
@@ -302,8 +346,14 @@ fn gate(st: &AppState, mut m: Message, source: &str, gpc: bool, batch_sent_at: O
     body.remove("writeKey");
     body.insert("type".into(), Value::String(m.kind.as_str().into()));
     body.insert("messageId".into(), Value::String(message_id.clone()));
-    body.insert("receivedAt".into(), Value::String(segment::format_time(now)));
-    body.insert("timestamp".into(), Value::String(segment::format_time(event_ms)));
+    body.insert(
+        "receivedAt".into(),
+        Value::String(segment::format_time(now)),
+    );
+    body.insert(
+        "timestamp".into(),
+        Value::String(segment::format_time(event_ms)),
+    );
     let payload = serde_json::to_vec(body).unwrap_or_default();
     Decision::Store(Box::new(IngestRow {
         subject,

@@ -72,5 +72,8 @@ pub async fn not_found() -> ApiError {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(Code::MethodNotAllowed, "this endpoint does not accept that method")
+    ApiError::new(
+        Code::MethodNotAllowed,
+        "this endpoint does not accept that method",
+    )
 }

@@ -96,9 +96,15 @@ fn arb_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("type".to_string()), Just("event".to_string()), Just("anonymousId".to_string()),
-                    Just("userId".to_string()), Just("properties".to_string()), Just("context".to_string()),
-                    Just("timestamp".to_string()), Just("batch".to_string()), "[a-z]{1,6}".prop_map(String::from)
+                    Just("type".to_string()),
+                    Just("event".to_string()),
+                    Just("anonymousId".to_string()),
+                    Just("userId".to_string()),
+                    Just("properties".to_string()),
+                    Just("context".to_string()),
+                    Just("timestamp".to_string()),
+                    Just("batch".to_string()),
+                    "[a-z]{1,6}".prop_map(String::from)
                 ],
                 inner,
                 0..6
@@ -113,13 +119,35 @@ fn arbitrary_payloads_never_break_the_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let app = rt.block_on(spawn());
     let codes: Vec<&str> = candor_server::error::TABLE.iter().map(|r| r.1).collect();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 300, ..ProptestConfig::default() });
-    let strategy = (arb_json(), prop::sample::select(vec!["/v1/batch", "/v1/track", "/v1/identify", "/v1/consent", "/v1/alias"]), any::<bool>());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    });
+    let strategy = (
+        arb_json(),
+        prop::sample::select(vec![
+            "/v1/batch",
+            "/v1/track",
+            "/v1/identify",
+            "/v1/consent",
+            "/v1/alias",
+        ]),
+        any::<bool>(),
+    );
     runner
         .run(&strategy, |(v, path, as_batch)| {
-            let body = if as_batch && path == "/v1/batch" { json!({"batch": [v]}) } else { v };
-            let (status, code) = rt.block_on(async { code_of(app.post(path, SERVER_KEY, body).await).await });
-            prop_assert!(status == 200 || (400..500).contains(&status), "status {}", status);
+            let body = if as_batch && path == "/v1/batch" {
+                json!({"batch": [v]})
+            } else {
+                v
+            };
+            let (status, code) =
+                rt.block_on(async { code_of(app.post(path, SERVER_KEY, body).await).await });
+            prop_assert!(
+                status == 200 || (400..500).contains(&status),
+                "status {}",
+                status
+            );
             if status != 200 {
                 prop_assert!(codes.contains(&code.as_str()), "unknown code {}", code);
             }

@@ -38,20 +38,40 @@ async fn everything_starts_refused() {
 #[tokio::test]
 async fn choices_accept_all_reject_all_and_history() {
     let app = spawn().await;
-    let r = app.consent("a1", json!({"analytics": "grant", "loyalty": "refuse"})).await;
+    let r = app
+        .consent("a1", json!({"analytics": "grant", "loyalty": "refuse"}))
+        .await;
     assert_eq!(status_of(&r, "analytics")["status"], "given");
     assert_eq!(status_of(&r, "loyalty")["status"], "refused");
     assert_eq!(status_of(&r, "personalization")["recorded"], false);
     assert_eq!(r["receipts"].as_array().unwrap().len(), 2);
 
-    let r: Value = app.post("/v1/consent/accept-all", BROWSER_KEY, json!({"anonymousId": "a1"})).await.json().await.unwrap();
+    let r: Value = app
+        .post(
+            "/v1/consent/accept-all",
+            BROWSER_KEY,
+            json!({"anonymousId": "a1"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     for p in r["purposes"].as_array().unwrap() {
         assert_eq!(p["granted"], true, "{p}");
     }
     // analytics was already given under the same notice: no new record for it.
     assert_eq!(r["receipts"].as_array().unwrap().len(), 4);
 
-    let r: Value = app.post("/v1/consent/reject-all", BROWSER_KEY, json!({"anonymousId": "a1"})).await.json().await.unwrap();
+    let r: Value = app
+        .post(
+            "/v1/consent/reject-all",
+            BROWSER_KEY,
+            json!({"anonymousId": "a1"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     for p in r["purposes"].as_array().unwrap() {
         assert_eq!(p["status"], "withdrawn", "{p}");
     }
@@ -67,9 +87,14 @@ async fn choices_accept_all_reject_all_and_history() {
         .unwrap();
     let recs = h["records"].as_array().unwrap();
     assert_eq!(recs.len(), 2 + 4 + 5);
-    let seqs: Vec<u64> = recs.iter().map(|r| r["record"]["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = recs
+        .iter()
+        .map(|r| r["record"]["seq"].as_u64().unwrap())
+        .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-    assert!(recs.iter().all(|r| r["record"]["collectionMethod"] == "prompt"));
+    assert!(recs
+        .iter()
+        .all(|r| r["record"]["collectionMethod"] == "prompt"));
 }
 
 #[tokio::test]
@@ -79,11 +104,23 @@ async fn receipts_verify_and_detect_tampering() {
     let receipt = r["receipts"][0].clone();
     let key = app.state.signer.verifying_key();
     assert!(candor_server::receipts::verify(&receipt.to_string(), Some(&key)).is_ok());
-    let published: Value = app.client.get(app.url("/v1/receipts/public-key")).send().await.unwrap().json().await.unwrap();
+    let published: Value = app
+        .client
+        .get(app.url("/v1/receipts/public-key"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(published["publicKey"], receipt["publicKey"]);
     let mut bad = receipt.clone();
     bad["record"]["status"] = json!("refused");
-    assert!(candor_server::receipts::verify(&bad.to_string(), Some(&key)).unwrap_err().contains("altered"));
+    assert!(
+        candor_server::receipts::verify(&bad.to_string(), Some(&key))
+            .unwrap_err()
+            .contains("altered")
+    );
     let mut bad = receipt.clone();
     bad["record"]["noticeVersion"] = json!(7);
     assert!(candor_server::receipts::verify(&bad.to_string(), None).is_err());
@@ -138,12 +175,20 @@ async fn notice_version_and_withdraw_rules_change_nothing() {
         .await;
     assert_eq!(code_of(r).await, (409, "notice_version_mismatch".into()));
     let r = app
-        .post("/v1/consent", BROWSER_KEY, json!({"anonymousId": "a1", "choices": {"analytics": "grant", "loyalty": "withdraw"}}))
+        .post(
+            "/v1/consent",
+            BROWSER_KEY,
+            json!({"anonymousId": "a1", "choices": {"analytics": "grant", "loyalty": "withdraw"}}),
+        )
         .await;
     assert_eq!(code_of(r).await, (409, "consent_not_given".into()));
     // Neither request left anything behind: no subject, no ledger record.
     let s = app.stats().await;
-    assert_eq!((s["subjects"].as_u64(), s["ledgerRecords"].as_u64()), (Some(0), Some(0)), "{s}");
+    assert_eq!(
+        (s["subjects"].as_u64(), s["ledgerRecords"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
     let r = app
         .post("/v1/consent", BROWSER_KEY, json!({"anonymousId": "a1", "choices": {"analytics": "grant"}, "noticeVersions": {"analytics": 1}}))
         .await;
@@ -154,7 +199,11 @@ async fn notice_version_and_withdraw_rules_change_nothing() {
 async fn ledger_verifies_through_admin_api() {
     let app = spawn().await;
     for i in 0..20 {
-        app.consent(&format!("p{i}"), json!({"analytics": "grant", "loyalty": "refuse"})).await;
+        app.consent(
+            &format!("p{i}"),
+            json!({"analytics": "grant", "loyalty": "refuse"}),
+        )
+        .await;
     }
     let v: Value = app
         .client
@@ -190,7 +239,9 @@ async fn concurrent_consents_keep_one_valid_chain() {
         assert_eq!(t.await.unwrap(), 200);
     }
     let key = app.state.signer.verifying_key();
-    let report = candor_server::ledger::verify(app.state.store.as_ref(), &key).await.unwrap();
+    let report = candor_server::ledger::verify(app.state.store.as_ref(), &key)
+        .await
+        .unwrap();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(app.stats().await["subjects"], 10);
 }

@@ -23,7 +23,9 @@ pub struct TestApp {
 
 pub async fn spawn() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings::parse("", "test", &|_| None).unwrap().with_demo_credentials();
+    let mut s = Settings::parse("", "test", &|_| None)
+        .unwrap()
+        .with_demo_credentials();
     s.listen = "127.0.0.1:0".parse().unwrap();
     s.data_dir = dir.path().to_owned();
     let app = Application::build(s).await.unwrap();
@@ -74,14 +76,20 @@ impl TestApp {
     }
 
     pub async fn batch(&self, msgs: Vec<Value>) -> Value {
-        let r = self.post("/v1/batch", SERVER_KEY, json!({ "batch": msgs })).await;
+        let r = self
+            .post("/v1/batch", SERVER_KEY, json!({ "batch": msgs }))
+            .await;
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     }
 
     pub async fn consent(&self, anon: &str, choices: Value) -> Value {
         let r = self
-            .post("/v1/consent", BROWSER_KEY, json!({"anonymousId": anon, "choices": choices}))
+            .post(
+                "/v1/consent",
+                BROWSER_KEY,
+                json!({"anonymousId": anon, "choices": choices}),
+            )
             .await;
         let status = r.status();
         let body: Value = r.json().await.unwrap();
@@ -112,7 +120,13 @@ impl TestApp {
         for e in store.events_page(0, 100_000).await.unwrap() {
             let key = store.subject_key(e.subject).await.unwrap().unwrap();
             let plain = key.open(e.subject.as_bytes(), &e.sealed_payload).unwrap();
-            let names = self.state.catalog.names(e.purposes).iter().map(|p| p.to_string()).collect();
+            let names = self
+                .state
+                .catalog
+                .names(e.purposes)
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
             out.push((names, serde_json::from_slice(&plain).unwrap()));
         }
         out

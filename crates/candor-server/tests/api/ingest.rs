@@ -12,7 +12,9 @@ async fn events_without_consent_are_dropped_and_with_consent_stored() {
     assert_eq!(r["accepted"], 0);
     assert_eq!(r["results"][0]["reason"], "no_consent");
     app.consent("a1", json!({"analytics": "grant"})).await;
-    let r = app.batch(vec![track("a1", "m2"), track("stranger", "m3")]).await;
+    let r = app
+        .batch(vec![track("a1", "m2"), track("stranger", "m3")])
+        .await;
     assert_eq!(r["accepted"], 1, "{r}");
     assert_eq!(r["results"][0]["index"], 1);
     assert_eq!(r["results"][0]["reason"], "no_consent");
@@ -28,7 +30,8 @@ async fn events_without_consent_are_dropped_and_with_consent_stored() {
 #[tokio::test]
 async fn payloads_are_encrypted_at_rest() {
     let app = spawn().await;
-    app.consent("anon-secret-xyz", json!({"analytics": "grant"})).await;
+    app.consent("anon-secret-xyz", json!({"analytics": "grant"}))
+        .await;
     let mut m = track("anon-secret-xyz", "m1");
     m["properties"]["email"] = json!("alice@example.com");
     app.batch(vec![m]).await;
@@ -38,7 +41,11 @@ async fn payloads_are_encrypted_at_rest() {
         if p.is_file() {
             let bytes = std::fs::read(&p).unwrap();
             for needle in [&b"alice@example.com"[..], b"anon-secret-xyz"] {
-                assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{} holds plaintext", p.display());
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} holds plaintext",
+                    p.display()
+                );
             }
         }
     }
@@ -47,7 +54,11 @@ async fn payloads_are_encrypted_at_rest() {
 #[tokio::test]
 async fn write_key_in_body_and_gzip_and_per_type_endpoints() {
     let app = spawn().await;
-    app.consent("a1", json!({"analytics": "grant", "personalization": "grant"})).await;
+    app.consent(
+        "a1",
+        json!({"analytics": "grant", "personalization": "grant"}),
+    )
+    .await;
     let body = json!({"writeKey": SERVER_KEY, "batch": [track("a1", "g1")]}).to_string();
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(body.as_bytes()).unwrap();
@@ -64,10 +75,16 @@ async fn write_key_in_body_and_gzip_and_per_type_endpoints() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["accepted"], 1);
     for (path, msg) in [
-        ("/v1/track", json!({"event": "App Session", "anonymousId": "a1"})),
+        (
+            "/v1/track",
+            json!({"event": "App Session", "anonymousId": "a1"}),
+        ),
         ("/v1/page", json!({"name": "sports", "anonymousId": "a1"})),
         ("/v1/screen", json!({"name": "Home", "anonymousId": "a1"})),
-        ("/v1/identify", json!({"anonymousId": "a1", "userId": "u1", "traits": {"shoe": 42}})),
+        (
+            "/v1/identify",
+            json!({"anonymousId": "a1", "userId": "u1", "traits": {"shoe": 42}}),
+        ),
         ("/v1/group", json!({"anonymousId": "a1", "groupId": "g1"})),
     ] {
         let r = app.post(path, SERVER_KEY, msg).await;
@@ -75,19 +92,39 @@ async fn write_key_in_body_and_gzip_and_per_type_endpoints() {
         assert_eq!(v["accepted"], 1, "{path}: {v}");
     }
     // identify linked u1 to the subject: events by userId alone now resolve.
-    let r = app.post("/v1/track", SERVER_KEY, json!({"event": "App Session", "userId": "u1"})).await;
+    let r = app
+        .post(
+            "/v1/track",
+            SERVER_KEY,
+            json!({"event": "App Session", "userId": "u1"}),
+        )
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 1);
     // alias maps to `contact`, which no granted purpose covers: dropped.
-    let r = app.post("/v1/alias", SERVER_KEY, json!({"previousId": "a1", "userId": "u2"})).await;
-    assert_eq!(r.json::<Value>().await.unwrap()["results"][0]["reason"], "no_consent");
+    let r = app
+        .post(
+            "/v1/alias",
+            SERVER_KEY,
+            json!({"previousId": "a1", "userId": "u2"}),
+        )
+        .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["results"][0]["reason"],
+        "no_consent"
+    );
 }
 
 #[tokio::test]
 async fn message_id_deduplicates() {
     let app = spawn().await;
     app.consent("a1", json!({"analytics": "grant"})).await;
-    let r = app.batch(vec![track("a1", "same"), track("a1", "same")]).await;
-    assert_eq!((r["accepted"].as_u64(), r["duplicates"].as_u64()), (Some(1), Some(1)));
+    let r = app
+        .batch(vec![track("a1", "same"), track("a1", "same")])
+        .await;
+    assert_eq!(
+        (r["accepted"].as_u64(), r["duplicates"].as_u64()),
+        (Some(1), Some(1))
+    );
     let r = app.batch(vec![track("a1", "same")]).await;
     assert_eq!(r["duplicates"], 1);
     assert_eq!(app.events().await, 1);
@@ -99,7 +136,8 @@ async fn client_consent_only_narrows() {
     app.consent("a1", json!({"analytics": "grant"})).await;
     // Claims a purpose it never granted: does not widen.
     let mut m = track("a1", "m1");
-    m["context"] = json!({"consent": {"categoryPreferences": {"ads_insights": true, "analytics": true}}});
+    m["context"] =
+        json!({"consent": {"categoryPreferences": {"ads_insights": true, "analytics": true}}});
     app.batch(vec![m]).await;
     assert_eq!(app.stored().await[0].0, vec!["analytics"]);
     // Refuses the only granted purpose: dropped.
@@ -113,7 +151,8 @@ async fn client_consent_only_narrows() {
 #[tokio::test]
 async fn gpc_header_narrows_ingestion() {
     let app = spawn().await;
-    app.consent("a1", json!({"analytics": "grant", "ads_insights": "grant"})).await;
+    app.consent("a1", json!({"analytics": "grant", "ads_insights": "grant"}))
+        .await;
     let r = app
         .client
         .post(app.url("/v1/batch"))
@@ -132,7 +171,11 @@ async fn unmapped_events_are_dropped() {
     let app = spawn().await;
     app.consent("a1", json!({"analytics": "grant"})).await;
     // identify maps to declared_profile, which analytics does not cover.
-    let r = app.batch(vec![json!({"type": "identify", "anonymousId": "a1", "traits": {}})]).await;
+    let r = app
+        .batch(vec![
+            json!({"type": "identify", "anonymousId": "a1", "traits": {}}),
+        ])
+        .await;
     assert_eq!(r["results"][0]["reason"], "no_consent");
 }
 

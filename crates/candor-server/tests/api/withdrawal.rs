@@ -6,11 +6,14 @@ use serde_json::json;
 #[tokio::test]
 async fn withdrawing_strips_purpose_and_deletes_orphans() {
     let app = spawn().await;
-    app.consent("a1", json!({"analytics": "grant", "ads_insights": "grant"})).await;
+    app.consent("a1", json!({"analytics": "grant", "ads_insights": "grant"}))
+        .await;
     app.consent("a2", json!({"analytics": "grant"})).await;
     // app_usage is covered by analytics, personalization and ads_insights.
-    app.batch((0..5).map(|i| track("a1", &format!("a1-{i}"))).collect()).await;
-    app.batch((0..3).map(|i| track("a2", &format!("a2-{i}"))).collect()).await;
+    app.batch((0..5).map(|i| track("a1", &format!("a1-{i}"))).collect())
+        .await;
+    app.batch((0..3).map(|i| track("a2", &format!("a2-{i}"))).collect())
+        .await;
     assert_eq!(app.events().await, 8);
 
     app.consent("a1", json!({"analytics": "withdraw"})).await;
@@ -26,7 +29,10 @@ async fn withdrawing_strips_purpose_and_deletes_orphans() {
     // New a1 events carry only what is still granted.
     app.batch(vec![track("a1", "after")]).await;
     let after = app.stored().await;
-    let last = after.iter().find(|(_, m)| m["messageId"] == "after").unwrap();
+    let last = after
+        .iter()
+        .find(|(_, m)| m["messageId"] == "after")
+        .unwrap();
     assert_eq!(last.0, vec!["ads_insights".to_string()]);
 
     // Refusing the last purpose deletes a1's events entirely; a2 is untouched.
@@ -47,8 +53,16 @@ async fn withdrawal_racing_ingestion_never_leaves_withdrawn_data() {
         let c = app.client.clone();
         let url = app.url("/v1/batch");
         tasks.push(tokio::spawn(async move {
-            let batch: Vec<_> = (0..50).map(|i| track("r1", &format!("r-{b}-{i}"))).collect();
-            c.post(url).basic_auth(SERVER_KEY, Some("")).json(&json!({"batch": batch})).send().await.unwrap().status()
+            let batch: Vec<_> = (0..50)
+                .map(|i| track("r1", &format!("r-{b}-{i}")))
+                .collect();
+            c.post(url)
+                .basic_auth(SERVER_KEY, Some(""))
+                .json(&json!({"batch": batch}))
+                .send()
+                .await
+                .unwrap()
+                .status()
         }));
     }
     app.consent("r1", json!({"analytics": "withdraw"})).await;

@@ -179,11 +179,13 @@ fn load_caches(conn: &Connection, shared: &Shared) -> Result<(), StoreError> {
     let mut st = conn.prepare("SELECT lookup_hash, subject_id FROM identities")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        ids.insert(LookupHash(blob32(r, 0)?), SubjectId::from_bytes(blob16(r, 1)?));
+        ids.insert(
+            LookupHash(blob32(r, 0)?),
+            SubjectId::from_bytes(blob16(r, 1)?),
+        );
     }
-    let mut st = conn.prepare(
-        "SELECT subject_id, purpose_id FROM consent_state WHERE status = 'given'",
-    )?;
+    let mut st =
+        conn.prepare("SELECT subject_id, purpose_id FROM consent_state WHERE status = 'given'")?;
     let mut rows = st.query([])?;
     let mut granted: HashMap<SubjectId, PurposeSet> = HashMap::new();
     while let Some(r) = rows.next()? {
@@ -260,14 +262,16 @@ impl Store for SqliteStore {
         &self,
         cmds: Vec<ConsentCommand>,
     ) -> Result<Vec<ConsentOutcome>, StoreError> {
-        self.submit(|tx| writer::Job::Consent { cmds, reply: tx }).await
+        self.submit(|tx| writer::Job::Consent { cmds, reply: tx })
+            .await
     }
 
     async fn ingest(&self, rows: Vec<IngestRow>) -> Result<Vec<RowOutcome>, StoreError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(|tx| writer::Job::Ingest { rows, reply: tx }).await
+        self.submit(|tx| writer::Job::Ingest { rows, reply: tx })
+            .await
     }
 
     async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError> {
@@ -283,7 +287,7 @@ impl Store for SqliteStore {
     }
 
     async fn ledger_head(&self) -> Result<Option<Head>, StoreError> {
-        self.read(|c| read::head(c)).await
+        self.read(read::head).await
     }
 
     async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
@@ -291,12 +295,17 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
-        self.read(|c| read::stats(c)).await
+        self.read(read::stats).await
     }
 
     async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.jobs.send(writer::Job::Shutdown { reply: tx }).await.is_ok() {
+        if self
+            .jobs
+            .send(writer::Job::Shutdown { reply: tx })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
         let handle = self.writer_thread.lock().take();

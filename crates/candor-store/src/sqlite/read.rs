@@ -69,19 +69,24 @@ pub fn consent_state(conn: &Connection, s: SubjectId) -> Result<Vec<StateRow>, S
     Ok(out)
 }
 
-const LEDGER_COLS: &str = "seq, subject_id, purpose_id, status, notice_version, notice_hash, channel,
+const LEDGER_COLS: &str =
+    "seq, subject_id, purpose_id, status, notice_version, notice_hash, channel,
     time_ms, evidence, prev_hash, hash, signature";
 
-/// Rebuilds a ledger entry from its row. Values that cannot be parsed are not errors
-/// here: they are mapped to placeholders whose hash cannot match, so the verifier
-/// reports the row as edited instead of the reader failing.
+/// Rebuilds a ledger entry from its row. A value that cannot even be parsed (an edit
+/// that left an unknown status, say) is reported as corrupt, naming the row.
 fn ledger_row(r: &Row<'_>) -> Result<SealedEntry, StoreError> {
     let purpose: String = r.get(2)?;
     let status: String = r.get(3)?;
     let channel: String = r.get(6)?;
     let evidence: String = r.get(8)?;
     let sig: Vec<u8> = r.get(11)?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("ledger row {}: {what}", r.get::<_, i64>(0).unwrap_or(-1)));
+    let corrupt = |what: &str| {
+        StoreError::Corrupt(format!(
+            "ledger row {}: {what}",
+            r.get::<_, i64>(0).unwrap_or(-1)
+        ))
+    };
     Ok(SealedEntry {
         entry: LedgerEntry {
             seq: r.get::<_, i64>(0)? as u64,
@@ -92,7 +97,8 @@ fn ledger_row(r: &Row<'_>) -> Result<SealedEntry, StoreError> {
             notice_hash: blob32(r, 5)?,
             channel: Channel::parse(&channel).ok_or_else(|| corrupt("channel"))?,
             time_ms: r.get(7)?,
-            evidence: serde_json::from_str::<Evidence>(&evidence).map_err(|_| corrupt("evidence"))?,
+            evidence: serde_json::from_str::<Evidence>(&evidence)
+                .map_err(|_| corrupt("evidence"))?,
             prev_hash: blob32(r, 9)?,
         },
         hash: blob32(r, 10)?,
@@ -112,7 +118,11 @@ pub fn history(conn: &Connection, s: SubjectId) -> Result<Vec<SealedEntry>, Stor
     Ok(out)
 }
 
-pub fn ledger_page(conn: &Connection, after: u64, limit: usize) -> Result<Vec<SealedEntry>, StoreError> {
+pub fn ledger_page(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<SealedEntry>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {LEDGER_COLS} FROM ledger WHERE seq > ?1 ORDER BY seq LIMIT ?2"
     ))?;
@@ -124,7 +134,11 @@ pub fn ledger_page(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Se
     Ok(out)
 }
 
-pub fn events_page(conn: &Connection, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+pub fn events_page(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT id, subject_id, source_id, kind, category, purposes, event_ms, received_ms, sealed
          FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",

@@ -72,11 +72,19 @@ struct Writer {
     head: Head,
 }
 
-pub(crate) fn run(conn: Connection, shared: Arc<Shared>, head: Option<Head>, mut rx: mpsc::Receiver<Job>) {
+pub(crate) fn run(
+    conn: Connection,
+    shared: Arc<Shared>,
+    head: Option<Head>,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let mut w = Writer {
         conn,
         shared,
-        head: head.unwrap_or(Head { seq: 0, hash: GENESIS }),
+        head: head.unwrap_or(Head {
+            seq: 0,
+            hash: GENESIS,
+        }),
     };
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     while let Some(first) = rx.blocking_recv() {
@@ -252,7 +260,8 @@ impl Writer {
         if let Some(k) = self.shared.keys.read().get(&s) {
             return Ok(k.clone());
         }
-        super::read::subject_key(&self.conn, &self.shared.master, s)?.ok_or(StoreError::UnknownSubject)
+        super::read::subject_key(&self.conn, &self.shared.master, s)?
+            .ok_or(StoreError::UnknownSubject)
     }
 
     fn link(
@@ -461,7 +470,9 @@ impl Writer {
     ) -> Result<Vec<RowOutcome>, StoreError> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let allowed = row.purposes.intersect(self.granted(&row.subject, group, job));
+            let allowed = row
+                .purposes
+                .intersect(self.granted(&row.subject, group, job));
             if allowed.is_empty() {
                 out.push(RowOutcome::ConsentChanged);
                 continue;

@@ -12,7 +12,10 @@ fn python() -> String {
 }
 
 fn run_sdk(sdk: &str, base: &str, prefix: &str, anons: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/compat/sdk_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/compat/sdk_client.py"
+    );
     let out = Command::new(python())
         .arg(script)
         .args([sdk, base, SERVER_KEY, prefix])
@@ -31,10 +34,24 @@ fn run_sdk(sdk: &str, base: &str, prefix: &str, anons: &[&str]) {
 fn segment_and_rudderstack_python_sdks_work_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), 0);
-    consent(&server, "sdk-yes", json!({"analytics": "grant", "personalization": "grant"}));
+    consent(
+        &server,
+        "sdk-yes",
+        json!({"analytics": "grant", "personalization": "grant"}),
+    );
     consent(&server, "sdk-analytics-only", json!({"analytics": "grant"}));
-    run_sdk("segment", &server.base, "seg", &["sdk-yes", "sdk-analytics-only", "sdk-no"]);
-    run_sdk("rudder", &server.base, "rud", &["sdk-yes", "sdk-analytics-only", "sdk-no"]);
+    run_sdk(
+        "segment",
+        &server.base,
+        "seg",
+        &["sdk-yes", "sdk-analytics-only", "sdk-no"],
+    );
+    run_sdk(
+        "rudder",
+        &server.base,
+        "rud",
+        &["sdk-yes", "sdk-analytics-only", "sdk-no"],
+    );
     server.stop();
 
     let stored: HashSet<String> = export(dir.path())
@@ -44,9 +61,15 @@ fn segment_and_rudderstack_python_sdks_work_unchanged() {
         .collect();
     for prefix in ["seg", "rud"] {
         for n in 0..3 {
-            assert!(stored.contains(&format!("{prefix}-sdk-yes-{n}")), "{prefix} track missing");
+            assert!(
+                stored.contains(&format!("{prefix}-sdk-yes-{n}")),
+                "{prefix} track missing"
+            );
             assert!(stored.contains(&format!("{prefix}-sdk-analytics-only-{n}")));
-            assert!(!stored.contains(&format!("{prefix}-sdk-no-{n}")), "{prefix}: unconsented event stored");
+            assert!(
+                !stored.contains(&format!("{prefix}-sdk-no-{n}")),
+                "{prefix}: unconsented event stored"
+            );
         }
         assert!(stored.contains(&format!("{prefix}-sdk-yes-page")));
         // identify is declared_profile: personalization covers it, analytics does not.

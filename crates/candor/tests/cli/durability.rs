@@ -18,7 +18,12 @@ fn acknowledged_consents_and_events_survive_kill_9() {
     let batches = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..4 {
-        let (url, ev, co, n) = (server.base.clone(), acked_events.clone(), acked_consents.clone(), batches.clone());
+        let (url, ev, co, n) = (
+            server.base.clone(),
+            acked_events.clone(),
+            acked_consents.clone(),
+            batches.clone(),
+        );
         workers.push(std::thread::spawn(move || {
             let c = client();
             for b in 0.. {
@@ -70,7 +75,11 @@ fn acknowledged_consents_and_events_survive_kill_9() {
         .collect();
     let acked = acked_events.lock().unwrap();
     assert!(acked.len() >= 60 * 50);
-    let missing: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).take(5).collect();
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .take(5)
+        .collect();
     assert!(missing.is_empty(), "acknowledged events lost: {missing:?}");
 
     let verify = run(&["ledger", "verify"], dir.path());
@@ -85,8 +94,17 @@ fn acknowledged_consents_and_events_survive_kill_9() {
             .unwrap()
             .json()
             .unwrap();
-        let loyalty = v["purposes"].as_array().unwrap().iter().find(|p| p["purpose"] == "loyalty").unwrap().clone();
-        assert_eq!(loyalty["granted"], true, "acknowledged consent lost for {anon}");
+        let loyalty = v["purposes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["purpose"] == "loyalty")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            loyalty["granted"], true,
+            "acknowledged consent lost for {anon}"
+        );
     }
     server.stop();
 }

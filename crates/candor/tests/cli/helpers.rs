@@ -21,7 +21,15 @@ pub struct Server {
 /// Starts `candor serve --demo` on a free port; `subjects` synthetic people.
 pub fn start(data: &Path, subjects: usize) -> Server {
     let mut child = bin()
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--demo-subjects", &subjects.to_string(), "--data-dir"])
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--demo-subjects",
+            &subjects.to_string(),
+            "--data-dir",
+        ])
         .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -30,17 +38,17 @@ pub fn start(data: &Path, subjects: usize) -> Server {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
-        let line = lines.next().expect("server exited before printing its address").unwrap();
+        let line = lines
+            .next()
+            .expect("server exited before printing its address")
+            .unwrap();
         if let Some(rest) = line.trim().strip_prefix("API:") {
             break rest.trim().trim_end_matches("/v1").to_owned();
         }
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base,
-    }
+    Server { child, base }
 }
 
 impl Server {
@@ -56,7 +64,11 @@ impl Server {
     /// SIGTERM and wait: the graceful path.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let status = self.child.wait().unwrap();
         assert!(status.success(), "server exited with {status}");
     }
@@ -78,7 +90,12 @@ pub fn consent(s: &Server, anon: &str, choices: Value) -> Value {
 }
 
 pub fn run(args: &[&str], data: &Path) -> Output {
-    bin().args(args).arg("--data-dir").arg(data).output().unwrap()
+    bin()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {

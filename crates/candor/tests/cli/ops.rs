@@ -31,11 +31,22 @@ fn import_is_all_or_nothing_and_export_roundtrips() {
     let data = dir.path().join("data");
     let out = run(&["import", "consents", bad.to_str().unwrap()], &data);
     assert!(!out.status.success());
-    assert!(stdout(&out).contains("line 3") && stdout(&out).contains("mind_reading"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("line 3") && stdout(&out).contains("mind_reading"),
+        "{}",
+        stdout(&out)
+    );
     let old_grant = dir.path().join("old.jsonl");
     std::fs::write(&old_grant, r#"{"subjectId":"x","purpose":"analytics","status":"given","time":"2025-03-01T10:00:00Z","noticeVersion":0}"#).unwrap();
-    assert!(!run(&["import", "consents", old_grant.to_str().unwrap()], &data).status.success());
-    assert!(export(&data).is_empty(), "a failed import left records behind");
+    assert!(
+        !run(&["import", "consents", old_grant.to_str().unwrap()], &data)
+            .status
+            .success()
+    );
+    assert!(
+        export(&data).is_empty(),
+        "a failed import left records behind"
+    );
 
     let out = run(&["import", "consents", good.to_str().unwrap()], &data);
     assert!(out.status.success(), "{}", stdout(&out));
@@ -59,7 +70,10 @@ fn import_is_all_or_nothing_and_export_roundtrips() {
         .unwrap();
     assert_eq!(r["accepted"], 1, "{r}");
     server.stop();
-    let events: Vec<_> = export(&data).into_iter().filter(|l| l["kind"] == "event").collect();
+    let events: Vec<_> = export(&data)
+        .into_iter()
+        .filter(|l| l["kind"] == "event")
+        .collect();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["message"]["traits"]["email"], "c2@example.com");
     assert_eq!(events[0]["purposes"], json!(["email_marketing"]));
@@ -70,23 +84,49 @@ fn receipt_verify_cli() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), 0);
     let r = consent(&server, "rcpt", json!({"personalization": "grant"}));
-    let key: serde_json::Value = client().get(server.url("/v1/receipts/public-key")).send().unwrap().json().unwrap();
+    let key: serde_json::Value = client()
+        .get(server.url("/v1/receipts/public-key"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     server.stop();
     let receipt = &r["receipts"][0];
     let file = dir.path().join("r.json");
     std::fs::write(&file, receipt.to_string()).unwrap();
     let pk = key["publicKey"].as_str().unwrap();
-    let ok = bin().args(["receipt", "verify", file.to_str().unwrap(), "--public-key", pk]).output().unwrap();
+    let ok = bin()
+        .args([
+            "receipt",
+            "verify",
+            file.to_str().unwrap(),
+            "--public-key",
+            pk,
+        ])
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{}", stdout(&ok));
     let mut bad = receipt.clone();
     bad["record"]["consentTimestampMs"] = json!(1);
     std::fs::write(&file, bad.to_string()).unwrap();
-    let out = bin().args(["receipt", "verify", file.to_str().unwrap()]).output().unwrap();
+    let out = bin()
+        .args(["receipt", "verify", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stdout(&out).contains("INVALID"));
     std::fs::write(&file, receipt.to_string()).unwrap();
     let other = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
-    let out = bin().args(["receipt", "verify", file.to_str().unwrap(), "--public-key", other]).output().unwrap();
+    let out = bin()
+        .args([
+            "receipt",
+            "verify",
+            file.to_str().unwrap(),
+            "--public-key",
+            other,
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
 }
 
@@ -96,10 +136,19 @@ fn config_errors_name_the_key_and_line() {
     let cfg = dir.path().join("candor.toml");
     std::fs::write(&cfg, "[operator]\nname = \"Acme\"\n\n[[sources]]\nid = \"web\"\nkind = \"browser\"\nwrite_key = \"abcdefgh12\"\nwrite_kee = \"x\"\n").unwrap();
     let out = bin()
-        .args(["serve", "--config", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()])
+        .args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("write_kee") && text.contains("line 8"), "{text}");
+    assert!(
+        text.contains("write_kee") && text.contains("line 8"),
+        "{text}"
+    );
 }

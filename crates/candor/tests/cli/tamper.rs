@@ -21,7 +21,10 @@ fn copy_dir(from: &Path, to: &Path) {
 fn tampered(base: &Path, sql: &str) -> String {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(base, copy.path());
-    Connection::open(copy.path().join("candor.db")).unwrap().execute_batch(sql).unwrap();
+    Connection::open(copy.path().join("candor.db"))
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
     let out = run(&["ledger", "verify"], copy.path());
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     stdout(&out)
@@ -33,21 +36,31 @@ fn verify_names_edits_drops_inserts_and_reorders() {
     let server = start(dir.path(), 0);
     for i in 0..10 {
         // Records alternate: odd seq = analytics given, even seq = loyalty refused.
-        consent(&server, &format!("t{i}"), json!({"analytics": "grant", "loyalty": "refuse"}));
+        consent(
+            &server,
+            &format!("t{i}"),
+            json!({"analytics": "grant", "loyalty": "refuse"}),
+        );
     }
     server.stop();
     let ok = run(&["ledger", "verify"], dir.path());
     assert!(ok.status.success());
     assert!(stdout(&ok).contains("20 records"), "{}", stdout(&ok));
 
-    let edited = tampered(dir.path(), "UPDATE ledger SET status = 'given' WHERE seq = 6");
+    let edited = tampered(
+        dir.path(),
+        "UPDATE ledger SET status = 'given' WHERE seq = 6",
+    );
     assert!(edited.contains("record 6 was edited"), "{edited}");
 
     let dropped = tampered(dir.path(), "DELETE FROM ledger WHERE seq = 5");
     assert!(dropped.contains("dropped before record 6"), "{dropped}");
 
     let truncated = tampered(dir.path(), "DELETE FROM ledger WHERE seq = 20");
-    assert!(truncated.contains("records after 19 were dropped"), "{truncated}");
+    assert!(
+        truncated.contains("records after 19 were dropped"),
+        "{truncated}"
+    );
 
     let inserted = tampered(
         dir.path(),
@@ -62,7 +75,10 @@ fn verify_names_edits_drops_inserts_and_reorders() {
         dir.path(),
         "UPDATE ledger SET seq = -1 WHERE seq = 5; UPDATE ledger SET seq = 5 WHERE seq = 6; UPDATE ledger SET seq = 6 WHERE seq = -1;",
     );
-    assert!(reordered.contains("record 5 is out of order"), "{reordered}");
+    assert!(
+        reordered.contains("record 5 is out of order"),
+        "{reordered}"
+    );
 
     let appended = tampered(
         dir.path(),
