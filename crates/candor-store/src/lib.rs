@@ -15,6 +15,7 @@
 //! (`synchronous=FULL` on SQLite). Callers acknowledge to clients only after that.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod dedup;
 mod error;
 pub mod sqlite;
 mod types;
@@ -70,7 +71,12 @@ pub trait Store: Send + Sync + 'static {
     /// The recorded head of the ledger.
     async fn ledger_head(&self) -> Result<Option<Head>, StoreError>;
 
-    /// Stored events with `id > after`, at most `limit`, in id order.
+    /// Rewrites stored events for every pending withdrawal now (normally done in the
+    /// background; reads honour withdrawals either way).
+    async fn sweep(&self) -> Result<(), StoreError>;
+
+    /// Stored events with `id > after`, at most `limit`, in id order, with withdrawn
+    /// purposes already removed (events left with none are skipped).
     async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Counts for health and the demo banner.

@@ -48,8 +48,6 @@ pub struct ConsentOutcome {
     pub records: Vec<SealedEntry>,
     /// Granted purposes after the change.
     pub granted: PurposeSet,
-    /// Events deleted because no purpose was left on them.
-    pub events_deleted: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +85,8 @@ pub enum RowOutcome {
     ConsentChanged,
 }
 
+/// An event as read back: `purposes` already excludes withdrawn purposes, and events
+/// left with none are never returned.
 #[derive(Clone, Debug)]
 pub struct StoredEvent {
     pub id: i64,
@@ -103,6 +103,9 @@ pub struct StoredEvent {
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub subjects: u64,
+    /// Event rows physically stored (withdrawn ones awaiting the sweeper included).
     pub events: u64,
     pub ledger_records: u64,
+    /// Withdrawals whose stored events are not yet rewritten (reads already honour them).
+    pub pending_floors: u64,
 }

@@ -70,5 +70,6 @@ pub async fn stats(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<
         "subjectsWithConsent": st.store.index().len(),
         "events": s.events,
         "ledgerRecords": s.ledger_records,
+        "pendingWithdrawalSweeps": s.pending_floors,
     })))
 }

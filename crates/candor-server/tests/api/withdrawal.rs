@@ -17,6 +17,7 @@ async fn withdrawing_strips_purpose_and_deletes_orphans() {
     assert_eq!(app.events().await, 8);
 
     app.consent("a1", json!({"analytics": "withdraw"})).await;
+    // In force at once, before any sweep.
     let stored = app.stored().await;
     assert_eq!(stored.len(), 8);
     for (purposes, msg) in &stored {
@@ -35,9 +36,19 @@ async fn withdrawing_strips_purpose_and_deletes_orphans() {
         .unwrap();
     assert_eq!(last.0, vec!["ads_insights".to_string()]);
 
-    // Refusing the last purpose deletes a1's events entirely; a2 is untouched.
+    // Refusing the last purpose hides a1's events at once; a2 is untouched.
     app.consent("a1", json!({"ads_insights": "refuse"})).await;
-    assert_eq!(app.events().await, 3);
+    let left = app.stored().await;
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|(_, m)| m["anonymousId"] == "a2"));
+    // The sweeper then deletes the rows themselves.
+    app.state.store.sweep().await.unwrap();
+    let s = app.stats().await;
+    assert_eq!(
+        (s["events"].as_u64(), s["pendingWithdrawalSweeps"].as_u64()),
+        (Some(3), Some(0)),
+        "{s}"
+    );
     let r = app.batch(vec![track("a1", "later")]).await;
     assert_eq!(r["results"][0]["reason"], "no_consent");
 }
@@ -69,5 +80,7 @@ async fn withdrawal_racing_ingestion_never_leaves_withdrawn_data() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
+    assert!(app.stored().await.is_empty());
+    app.state.store.sweep().await.unwrap();
     assert_eq!(app.events().await, 0);
 }

@@ -1,6 +1,7 @@
 //! Read queries, run on pooled read connections (WAL lets them run beside the writer).
 
 use super::{blob16, blob32};
+use crate::dedup::DedupWindow;
 use crate::types::*;
 use crate::StoreError;
 use candor_core::consent::{Channel, ConsentStatus};
@@ -8,6 +9,7 @@ use candor_core::crypto::{MasterKey, SubjectKey};
 use candor_core::ledger::{Evidence, Head, LedgerEntry, SealedEntry};
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::HashMap;
 
 pub fn subject_key(
     conn: &Connection,
@@ -139,26 +141,85 @@ pub fn events_page(
     after: i64,
     limit: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, subject_id, source_id, kind, category, purposes, event_ms, received_ms, sealed
-         FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let mut rows = st.query(params![after, limit as i64])?;
+    // One read transaction, so the floors match the rows (WAL snapshot).
+    let tx = conn.unchecked_transaction()?;
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(StoredEvent {
-            id: r.get(0)?,
-            subject: SubjectId::from_bytes(blob16(r, 1)?),
-            source: r.get(2)?,
-            kind: r.get(3)?,
-            category: r.get(4)?,
-            purposes: PurposeSet::from_bits(r.get::<_, i64>(5)? as u64),
-            event_ms: r.get(6)?,
-            received_ms: r.get(7)?,
-            sealed_payload: r.get(8)?,
-        });
+    let mut floors: HashMap<SubjectId, Vec<(u8, i64)>> = HashMap::new();
+    let mut cursor = after;
+    // Rows hidden by floors do not count towards `limit`; keep reading until filled.
+    while out.len() < limit {
+        let mut st = tx.prepare_cached(
+            "SELECT id, subject_id, source_id, kind, category, purposes, event_ms, received_ms, sealed
+             FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let mut rows = st.query(params![cursor, limit as i64])?;
+        let mut seen = 0usize;
+        while let Some(r) = rows.next()? {
+            seen += 1;
+            let id: i64 = r.get(0)?;
+            cursor = id;
+            let subject = SubjectId::from_bytes(blob16(r, 1)?);
+            if !floors.contains_key(&subject) {
+                let f = subject_floors(&tx, subject)?;
+                floors.insert(subject, f);
+            }
+            let m = floors
+                .get(&subject)
+                .map_or(0, |f| super::sweep::mask(f, id));
+            let purposes = (r.get::<_, i64>(5)? as u64) & !m;
+            if purposes == 0 {
+                continue;
+            }
+            out.push(StoredEvent {
+                id,
+                subject,
+                source: r.get(2)?,
+                kind: r.get(3)?,
+                category: r.get(4)?,
+                purposes: PurposeSet::from_bits(purposes),
+                event_ms: r.get(6)?,
+                received_ms: r.get(7)?,
+                sealed_payload: r.get(8)?,
+            });
+            if out.len() == limit {
+                break;
+            }
+        }
+        if seen == 0 {
+            break;
+        }
     }
     Ok(out)
+}
+
+fn subject_floors(conn: &Connection, s: SubjectId) -> Result<Vec<(u8, i64)>, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT bit, upto_id FROM purpose_floors WHERE subject_id = ?1")?;
+    let rows = st.query_map(params![&s.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The de-duplication window as of the newest stored event: keys received within
+/// `window_ms` of it, read newest first until older.
+pub fn dedup_window(conn: &Connection, window_ms: i64) -> Result<DedupWindow, StoreError> {
+    let mut w = DedupWindow::new(window_ms);
+    let mut st = conn.prepare("SELECT dedup_key, received_ms FROM events ORDER BY id DESC")?;
+    let mut rows = st.query([])?;
+    let mut keys = Vec::new();
+    let mut newest = None;
+    while let Some(r) = rows.next()? {
+        let at: i64 = r.get(1)?;
+        let newest = *newest.get_or_insert(at);
+        if at < newest - window_ms {
+            break;
+        }
+        keys.push((blob16(r, 0)?, at));
+    }
+    // Oldest first, as the window expects.
+    for (k, at) in keys.into_iter().rev() {
+        w.insert(k, at);
+    }
+    Ok(w)
 }
 
 pub fn stats(conn: &Connection) -> Result<Stats, StoreError> {
@@ -169,5 +230,6 @@ pub fn stats(conn: &Connection) -> Result<Stats, StoreError> {
         subjects: count("SELECT count(*) FROM subjects")?,
         events: count("SELECT count(*) FROM events")?,
         ledger_records: count("SELECT count(*) FROM ledger")?,
+        pending_floors: count("SELECT count(*) FROM purpose_floors")?,
     })
 }

@@ -62,8 +62,14 @@ const MIGRATIONS: &[&str] = &[
         seq  INTEGER NOT NULL,
         hash BLOB NOT NULL
     );
-    -- Consent-gated events. `purposes` is the bit set allowed to use the row; a row
-    -- left with none is deleted. The payload is sealed under the subject's key.
+    -- Consent-gated events, appended in arrival order. `purposes` is the bit set allowed
+    -- to use the row. The payload is sealed under the subject's key.
+    --
+    -- Deliberately no index on subject_id or dedup_key: random-key B-tree inserts cost a
+    -- 4 KiB page write per row and capped ingestion at a few tens of thousands of
+    -- events/s. De-duplication is a 24-hour in-memory window rebuilt from `dedup_key`
+    -- at start (Segment's own semantics), and withdrawals are recorded as purpose
+    -- floors, applied to every read at once and swept from the rows in the background.
     CREATE TABLE events (
         id          INTEGER PRIMARY KEY,
         subject_id  BLOB NOT NULL,
@@ -77,9 +83,15 @@ const MIGRATIONS: &[&str] = &[
         day         INTEGER NOT NULL,
         sealed      BLOB NOT NULL
     );
-    CREATE UNIQUE INDEX events_dedup ON events (dedup_key);
-    CREATE INDEX events_subject ON events (subject_id);
     CREATE INDEX events_day ON events (day);
+    -- A withdrawn purpose: events of the subject with id <= upto_id no longer carry it.
+    -- Every read applies these; the sweeper rewrites the rows and then deletes the floor.
+    CREATE TABLE purpose_floors (
+        subject_id BLOB NOT NULL,
+        bit        INTEGER NOT NULL,
+        upto_id    INTEGER NOT NULL,
+        PRIMARY KEY (subject_id, bit)
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -10,7 +10,9 @@
 //! are staged and published only after the group's COMMIT has returned, so nobody can
 //! observe state that might still be rolled back.
 
+use super::sweep::Sweeper;
 use super::Shared;
+use crate::dedup::DedupWindow;
 use crate::types::*;
 use crate::StoreError;
 use candor_core::consent::{self, ConsentStatus, Current};
@@ -31,6 +33,10 @@ pub(crate) enum Job {
         rows: Vec<IngestRow>,
         reply: oneshot::Sender<Result<Vec<RowOutcome>, StoreError>>,
     },
+    /// Finish every pending withdrawal sweep now.
+    Sweep {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -45,6 +51,8 @@ struct Staged {
     ids: HashMap<LookupHash, SubjectId>,
     keys: HashMap<SubjectId, SubjectKey>,
     granted: HashMap<SubjectId, PurposeSet>,
+    /// De-duplication keys written, with their receive time.
+    dedup: HashMap<[u8; 16], i64>,
 }
 
 impl Staged {
@@ -52,6 +60,7 @@ impl Staged {
         self.ids.extend(other.ids);
         self.keys.extend(other.keys);
         self.granted.extend(other.granted);
+        self.dedup.extend(other.dedup);
     }
 }
 
@@ -70,12 +79,18 @@ struct Writer {
     conn: Connection,
     shared: Arc<Shared>,
     head: Head,
+    dedup: DedupWindow,
+    sweeper: Sweeper,
 }
+
+/// Under sustained load the queue is never empty; sweep a chunk at least this often.
+const SWEEP_EVERY_GROUPS: u32 = 16;
 
 pub(crate) fn run(
     conn: Connection,
     shared: Arc<Shared>,
     head: Option<Head>,
+    dedup: DedupWindow,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut w = Writer {
@@ -85,9 +100,28 @@ pub(crate) fn run(
             seq: 0,
             hash: GENESIS,
         }),
+        dedup,
+        sweeper: Sweeper::default(),
     };
     let mut shutdown: Option<oneshot::Sender<()>> = None;
-    while let Some(first) = rx.blocking_recv() {
+    let mut groups_since_sweep = 0u32;
+    let mut sweep_pending = super::sweep::pending(&w.conn)
+        .map(|n| n > 0)
+        .unwrap_or(false);
+    loop {
+        // Idle: use the time to sweep withdrawals, then wait for work.
+        let first = match rx.try_recv() {
+            Ok(j) => j,
+            Err(mpsc::error::TryRecvError::Empty) if sweep_pending => {
+                sweep_pending = w.sweep_step();
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
+                Some(j) => j,
+                None => break,
+            },
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         let mut group = vec![first];
         let mut rows = 0usize;
         while rows < MAX_GROUP_ROWS {
@@ -105,11 +139,31 @@ pub(crate) fn run(
         for j in group {
             match j {
                 Job::Shutdown { reply } => shutdown = Some(reply),
+                Job::Sweep { reply } => {
+                    let mut res = Ok(());
+                    loop {
+                        match w.sweeper.step(&w.conn) {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(e) => {
+                                res = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    sweep_pending = false;
+                    let _ = reply.send(res);
+                }
                 other => jobs.push(other),
             }
         }
         if !jobs.is_empty() {
-            w.commit_group(jobs);
+            sweep_pending |= w.commit_group(jobs);
+            groups_since_sweep += 1;
+            if sweep_pending && groups_since_sweep >= SWEEP_EVERY_GROUPS {
+                groups_since_sweep = 0;
+                sweep_pending = w.sweep_step();
+            }
         }
         if shutdown.is_some() {
             break;
@@ -121,6 +175,7 @@ pub(crate) fn run(
         match j {
             Job::Consent { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
             Job::Ingest { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
+            Job::Sweep { reply } => drop(reply.send(Err(StoreError::Closed))),
             Job::Shutdown { reply } => drop(reply.send(())),
         }
     }
@@ -133,7 +188,20 @@ pub(crate) fn run(
 }
 
 impl Writer {
-    fn commit_group(&mut self, jobs: Vec<Job>) {
+    /// One sweeper chunk; returns whether more work remains. Errors are logged and the
+    /// pass restarts later: reads honour the floors meanwhile, so nothing is exposed.
+    fn sweep_step(&mut self) -> bool {
+        match self.sweeper.step(&self.conn) {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::error!(error = %e, "withdrawal sweep failed; will retry");
+                false
+            }
+        }
+    }
+
+    /// Commits a group of jobs; returns true when a withdrawal left work for the sweeper.
+    fn commit_group(&mut self, jobs: Vec<Job>) -> bool {
         let start_head = self.head;
         let mut staged = Staged::default();
         let mut replies = Vec::with_capacity(jobs.len());
@@ -142,8 +210,9 @@ impl Writer {
             for j in jobs {
                 fail(j, StoreError::Database(msg.clone()));
             }
-            return;
+            return false;
         }
+        let mut floored = false;
         for job in jobs {
             let job_head = self.head;
             let mut job_staged = Staged::default();
@@ -152,7 +221,7 @@ impl Writer {
                     let res = self.savepoint(|w| {
                         let mut outs = Vec::with_capacity(cmds.len());
                         for c in &cmds {
-                            outs.push(w.consent(c, &staged, &mut job_staged)?);
+                            outs.push(w.consent(c, &staged, &mut job_staged, &mut floored)?);
                         }
                         Ok(outs)
                     });
@@ -170,6 +239,7 @@ impl Writer {
                     }
                     replies.push(Reply::Ingest(reply, res));
                 }
+                Job::Sweep { reply } => drop(reply.send(Ok(()))),
                 Job::Shutdown { reply } => drop(reply.send(())),
             }
         }
@@ -196,7 +266,7 @@ impl Writer {
                     Reply::Ingest(tx, _) => drop(tx.send(Err(StoreError::Database(msg.clone())))),
                 }
             }
-            return;
+            return false;
         }
         // Durable now: publish to the caches, then answer.
         {
@@ -210,12 +280,16 @@ impl Writer {
         for (s, g) in staged.granted {
             self.shared.index.set(s, g);
         }
+        for (k, at) in staged.dedup {
+            self.dedup.insert(k, at);
+        }
         for r in replies {
             match r {
                 Reply::Consent(tx, res) => drop(tx.send(res)),
                 Reply::Ingest(tx, res) => drop(tx.send(res)),
             }
         }
+        floored
     }
 
     fn savepoint<T>(
@@ -300,6 +374,7 @@ impl Writer {
         cmd: &ConsentCommand,
         group: &Staged,
         job: &mut Staged,
+        floored: &mut bool,
     ) -> Result<ConsentOutcome, StoreError> {
         let found = cmd
             .identities
@@ -343,7 +418,6 @@ impl Writer {
         }
         let mut granted = self.granted(&subject, group, job);
         let mut records = Vec::new();
-        let mut deleted = 0u64;
         for ch in &cmd.changes {
             let cur = current.get(ch.purpose.as_str()).copied();
             let next = consent::transition(cur, ch.action, ch.notice_version).map_err(|_| {
@@ -380,7 +454,8 @@ impl Writer {
                 granted.insert(ch.bit);
             } else if granted.contains(ch.bit) {
                 granted.remove(ch.bit);
-                deleted += self.strip_purpose(subject, ch.bit)?;
+                self.floor(subject, ch.bit)?;
+                *floored = true;
             }
             records.push(sealed);
         }
@@ -390,26 +465,20 @@ impl Writer {
             created,
             records,
             granted,
-            events_deleted: deleted,
         })
     }
 
-    /// Removes a withdrawn purpose from the subject's stored events, and deletes the
-    /// events left with no purpose. Runs in the same transaction as the withdrawal,
-    /// so no reader ever sees the purpose withdrawn but the data still tagged.
-    fn strip_purpose(&self, subject: SubjectId, bit: u8) -> Result<u64, StoreError> {
-        let mask = 1i64.wrapping_shl(bit as u32);
-        let sid = &subject.as_bytes()[..];
-        let deleted = self
-            .conn
-            .prepare_cached("DELETE FROM events WHERE subject_id = ?1 AND purposes = ?2")?
-            .execute(params![sid, mask])?;
+    /// Records that the subject's events stored so far no longer carry `bit`. In the
+    /// same transaction as the withdrawal, so no read can see one without the other.
+    fn floor(&self, subject: SubjectId, bit: u8) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "UPDATE events SET purposes = purposes & ~?2 WHERE subject_id = ?1 AND (purposes & ?2) <> 0",
+                "INSERT INTO purpose_floors (subject_id, bit, upto_id)
+                 VALUES (?1, ?2, (SELECT coalesce(max(id), 0) FROM events))
+                 ON CONFLICT (subject_id, bit) DO UPDATE SET upto_id = excluded.upto_id",
             )?
-            .execute(params![sid, mask])?;
-        Ok(deleted as u64)
+            .execute(params![&subject.as_bytes()[..], bit])?;
+        Ok(())
     }
 
     fn append(
@@ -477,10 +546,17 @@ impl Writer {
                 out.push(RowOutcome::ConsentChanged);
                 continue;
             }
-            let inserted = self
-                .conn
+            let key = row.dedup_key;
+            if self.dedup.contains(&key)
+                || group.dedup.contains_key(&key)
+                || job.dedup.contains_key(&key)
+            {
+                out.push(RowOutcome::Duplicate);
+                continue;
+            }
+            self.conn
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO events (subject_id, source_id, dedup_key, kind, category,
+                    "INSERT INTO events (subject_id, source_id, dedup_key, kind, category,
                        purposes, event_ms, received_ms, day, sealed)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
@@ -496,10 +572,7 @@ impl Writer {
                     row.event_ms.div_euclid(86_400_000),
                     row.sealed_payload
                 ])?;
-            if inserted == 0 {
-                out.push(RowOutcome::Duplicate);
-                continue;
-            }
+            job.dedup.insert(key, row.received_ms);
             for ident in &row.link {
                 self.link(row.subject, ident, row.received_ms, group, job)?;
             }
@@ -513,6 +586,7 @@ fn fail(job: Job, e: StoreError) {
     match job {
         Job::Consent { reply, .. } => drop(reply.send(Err(e))),
         Job::Ingest { reply, .. } => drop(reply.send(Err(e))),
+        Job::Sweep { reply } => drop(reply.send(Err(e))),
         Job::Shutdown { reply } => drop(reply.send(())),
     }
 }

@@ -1,0 +1,297 @@
+//! The ingestion benchmark: Candor (release binary, demo operator) beside a do-nothing
+//! baseline server, same load generator, same machine, one run.
+
+use crate::load::{self, MakeRequest, Outcome};
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SEED: u64 = 42;
+
+struct Args {
+    seconds: u64,
+    subjects: usize,
+}
+
+fn parse(args: &[String]) -> Result<Args> {
+    let mut a = Args {
+        seconds: 10,
+        subjects: 3000,
+    };
+    let mut it = args.iter();
+    while let Some(k) = it.next() {
+        let v = it.next().context("missing value")?;
+        match k.as_str() {
+            "--seconds" => a.seconds = v.parse()?,
+            "--subjects" => a.subjects = v.parse()?,
+            other => bail!("unknown option {other}"),
+        }
+    }
+    Ok(a)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_candor(dir: &Path, subjects: usize) -> Result<(Proc, SocketAddr)> {
+    let bin = std::env::current_exe()?.with_file_name("candor");
+    if !bin.exists() {
+        bail!(
+            "{} not found: cargo build --release -p candor first",
+            bin.display()
+        );
+    }
+    let port = free_port()?;
+    let mut child = Command::new(&bin)
+        .args([
+            "serve",
+            "--demo",
+            "--demo-subjects",
+            &subjects.to_string(),
+            "--demo-seed",
+            &SEED.to_string(),
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir)
+        .env("CANDOR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    loop {
+        let line = lines.next().context("candor exited early")??;
+        if line.trim().starts_with("API:") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok((Proc(child), SocketAddr::from(([127, 0, 0, 1], port))))
+}
+
+/// nginx answering 200 to everything, or a built-in stand-in when nginx is absent.
+fn start_baseline(dir: &Path) -> Result<(Option<Proc>, SocketAddr, String)> {
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if let Some(nginx) = nginx {
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes auto; daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+               keepalive_requests 1000000;\n\
+               server {{ listen 127.0.0.1:{port}; location / {{ return 200; }} }} }}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf)?;
+        let child = Command::new(nginx)
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir)
+            .stderr(Stdio::null())
+            .spawn()?;
+        let t = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            if t.elapsed() > Duration::from_secs(5) {
+                bail!("nginx did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return Ok((Some(Proc(child)), addr, "nginx (return 200)".into()));
+    }
+    let listener = std::net::TcpListener::bind(addr)?;
+    std::thread::spawn(move || builtin_baseline(listener));
+    Ok((
+        None,
+        addr,
+        "built-in tokio server (nginx not installed)".into(),
+    ))
+}
+
+fn builtin_baseline(listener: std::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async move {
+        let _ = listener.set_nonblocking(true);
+        let Ok(l) = tokio::net::TcpListener::from_std(listener) else {
+            return;
+        };
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut pending = Vec::new();
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    // Answer each complete request (headers + content-length body).
+                    while let Some(h) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..h]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0usize);
+                        if pending.len() < h + 4 + len {
+                            break;
+                        }
+                        pending.drain(..h + 4 + len);
+                        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn event(i: u64, j: usize, subjects: usize) -> String {
+    let who = (i as usize * 7919 + j * 104_729) % subjects;
+    format!(
+        r#"{{"type":"track","event":"App Session","anonymousId":"demo-{SEED}-anon-{who:06}","messageId":"bench-{i}-{j}","properties":{{"app":"FitTrack","app_category":"health_fitness","duration_s":{}}},"timestamp":"2026-11-29T10:00:00.000Z"}}"#,
+        (i as usize + j) % 1800
+    )
+}
+
+fn report(name: &str, mut o: Outcome, events: bool) -> f64 {
+    let rps = o.rate(o.requests);
+    let eps = o.rate(o.accepted_events);
+    println!(
+        "{name:<34} {:>10.0} req/s {:>12} {:>9.2} {:>9.2} {:>9.2} {:>8}",
+        rps,
+        if events {
+            format!("{eps:.0} ev/s")
+        } else {
+            "-".into()
+        },
+        o.percentile_ms(0.50),
+        o.percentile_ms(0.99),
+        o.percentile_ms(1.0),
+        o.non_2xx
+    );
+    rps
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let a = parse(args)?;
+    let dir = std::env::temp_dir().join(format!("candor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("demo-server-write-key:")
+    );
+    let dur = Duration::from_secs(a.seconds);
+
+    println!(
+        "seeding the demo operator ({} subjects, seed {SEED})...",
+        a.subjects
+    );
+    let t = Instant::now();
+    let (candor, caddr) = start_candor(&dir.join("candor"), a.subjects)?;
+    let pid = candor.0.id();
+    println!(
+        "  ready in {:.1}s; candor RSS after seeding: {} KiB",
+        t.elapsed().as_secs_f64(),
+        rss_kib(pid, "VmRSS:")
+    );
+    let (_baseline, baddr, bname) = start_baseline(&dir)?;
+
+    println!();
+    println!(
+        "{:<34} {:>16} {:>12} {:>9} {:>9} {:>9} {:>8}",
+        "scenario", "requests", "accepted", "p50 ms", "p99 ms", "max ms", "non-2xx"
+    );
+
+    let subjects = a.subjects;
+    let auth_b = auth.clone();
+    let make: MakeRequest = Arc::new(move |i| {
+        let events: Vec<String> = (0..100).map(|j| event(i, j, subjects)).collect();
+        load::post(
+            "/v1/batch",
+            Some(&auth_b),
+            format!(r#"{{"batch":[{}]}}"#, events.join(",")).as_bytes(),
+        )
+    });
+    let batch = load::drive(caddr, 8, dur, make, true)?;
+    let batch_eps = batch.rate(batch.accepted_events);
+    let offered = batch.requests * 100;
+    let accepted = batch.accepted_events;
+    report("candor /v1/batch x100 (8 conns)", batch, true);
+
+    let auth_s = auth.clone();
+    let make: MakeRequest =
+        Arc::new(move |i| load::post("/v1/track", Some(&auth_s), event(i, 0, subjects).as_bytes()));
+    let single = load::drive(caddr, 32, dur, make, true)?;
+    let single_rps = report("candor /v1/track (32 conns)", single, true);
+
+    let auth_n = auth.clone();
+    let make: MakeRequest =
+        Arc::new(move |i| load::post("/v1/track", Some(&auth_n), event(i, 0, subjects).as_bytes()));
+    let base = load::drive(baddr, 32, dur, make, false)?;
+    let base_rps = report("baseline /v1/track (32 conns)", base, false);
+
+    let peak = rss_kib(pid, "VmHWM:");
+    println!();
+    println!("baseline server: {bname}");
+    println!("consent mix: {accepted} of {offered} offered events accepted ({:.1}%), the rest dropped by the gate", 100.0 * accepted as f64 / offered.max(1) as f64);
+    println!("batched ingest: {batch_eps:.0} consent-gated, durably acknowledged events/s (target 100000)");
+    println!(
+        "single-event requests: {:.2}x the baseline's request rate (target >= 0.5)",
+        single_rps / base_rps
+    );
+    println!(
+        "candor peak RSS: {peak} KiB ({:.0} bytes per seeded subject, all-inclusive)",
+        peak as f64 * 1024.0 / a.subjects as f64
+    );
+    drop(candor);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

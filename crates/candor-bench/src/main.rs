@@ -1,0 +1,26 @@
+//! `candor-bench`: benchmark programs that print figures (they assert nothing).
+//!
+//! - `ingest`: starts the release `candor` binary with the demo operator (its consent
+//!   mix and synthetic subjects) and a do-nothing baseline HTTP server (nginx answering
+//!   `return 200`, or a tiny built-in server if nginx is absent), then drives both over
+//!   loopback with the same load generator: batches of 100 events, and single-event
+//!   requests. Prints accepted (consent-gated, durably acknowledged) events/s, requests/s,
+//!   p50/p99/max latency, the ratio to the baseline, and Candor's peak RSS.
+//! - `decision`: the cost of one consent decision in the in-memory index, by index size.
+//!
+//! Run: `cargo build --release -p candor -p candor-bench && target/release/candor-bench ingest`
+
+mod decision;
+mod ingest;
+mod load;
+
+use anyhow::{bail, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ingest") => ingest::run(&args[1..]),
+        Some("decision") => decision::run(),
+        _ => bail!("usage: candor-bench ingest [--seconds N] [--subjects N] | decision"),
+    }
+}
