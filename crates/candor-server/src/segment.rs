@@ -7,7 +7,10 @@
 
 use crate::error::Code;
 use candor_core::event::EventKind;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use time::format_description::well_known::{Iso8601, Rfc3339};
 use time::OffsetDateTime;
 
@@ -16,9 +19,10 @@ pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 const MAX_ID_CHARS: usize = 512;
 
-/// A validated message.
+/// A validated message. It borrows the request text: the stored payload is the
+/// message exactly as sent (minus a body write key), not a re-serialization.
 #[derive(Debug)]
-pub struct Message {
+pub struct Message<'a> {
     pub kind: EventKind,
     pub message_id: Option<String>,
     pub user_id: Option<String>,
@@ -33,7 +37,10 @@ pub struct Message {
     pub sent_at_ms: Option<i64>,
     /// `context.consent.categoryPreferences`, purposes the client says are off.
     pub client_refused: Vec<String>,
-    pub body: Map<String, Value>,
+    /// The message's JSON text.
+    pub raw: &'a str,
+    /// The message carries a `writeKey`, which must not be stored.
+    pub has_write_key: bool,
 }
 
 #[derive(Debug)]
@@ -49,36 +56,70 @@ fn invalid(message: impl Into<String>) -> Invalid {
     }
 }
 
+/// The top-level fields of a message, values left as unparsed (but valid) JSON.
+type Fields<'a> = HashMap<Cow<'a, str>, &'a RawValue>;
+
+fn parse_value<'a, T: serde::Deserialize<'a>>(
+    raw: &'a RawValue,
+    key: &str,
+    what: &str,
+) -> Result<T, Invalid> {
+    serde_json::from_str(raw.get()).map_err(|_| invalid(format!("{key} must be {what}")))
+}
+
 /// An id field: a non-empty string or a number (which Segment accepts and stringifies).
-fn id_field(m: &Map<String, Value>, key: &str) -> Result<Option<String>, Invalid> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > MAX_ID_CHARS => Err(invalid(format!(
+fn id_field(m: &Fields<'_>, key: &str) -> Result<Option<String>, Invalid> {
+    let Some(raw) = m.get(key) else {
+        return Ok(None);
+    };
+    let v: Value = parse_value(raw, key, "a string or a number")?;
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) if s.chars().count() > MAX_ID_CHARS => Err(invalid(format!(
             "{key} is longer than {MAX_ID_CHARS} characters"
         ))),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(invalid(format!("{key} must be a string or a number"))),
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        _ => Err(invalid(format!("{key} must be a string or a number"))),
     }
 }
 
-fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Invalid> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(invalid(format!("{key} must be a string"))),
-    }
+fn str_field(m: &Fields<'_>, key: &str) -> Result<Option<String>, Invalid> {
+    let Some(raw) = m.get(key) else {
+        return Ok(None);
+    };
+    let v: Option<String> = parse_value(raw, key, "a string")?;
+    Ok(v)
 }
 
-fn object_field<'a>(
-    m: &'a Map<String, Value>,
-    key: &str,
-) -> Result<Option<&'a Map<String, Value>>, Invalid> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(o)),
+/// Checks that a field is an object (or absent/null) without building it.
+fn is_object(m: &Fields<'_>, key: &str) -> Result<bool, Invalid> {
+    match m.get(key).map(|r| r.get().as_bytes().first()) {
+        None | Some(Some(b'n')) => Ok(false),
+        Some(Some(b'{')) => Ok(true),
         Some(_) => Err(invalid(format!("{key} must be an object"))),
+    }
+}
+
+fn object_field(m: &Fields<'_>, key: &str) -> Result<Option<Map<String, Value>>, Invalid> {
+    if !is_object(m, key)? {
+        return Ok(None);
+    }
+    m.get(key)
+        .map(|r| parse_value(r, key, "an object"))
+        .transpose()
+}
+
+fn obj_id(o: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, Invalid> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(invalid(format!(
+            "{path} must be a string of at most {MAX_ID_CHARS} characters"
+        ))),
     }
 }
 
@@ -89,13 +130,13 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-fn time_field(m: &Map<String, Value>, key: &str) -> Result<Option<i64>, Invalid> {
+fn time_field(m: &Fields<'_>, key: &str) -> Result<Option<i64>, Invalid> {
     match str_field(m, key)? {
         None => Ok(None),
-        Some(s) => parse_time(s).map(Some).ok_or_else(|| {
+        Some(s) => parse_time(&s).map(Some).ok_or_else(|| {
             invalid(format!(
                 "{key} is not an ISO-8601 timestamp: {:?}",
-                truncate(s)
+                truncate(&s)
             ))
         }),
     }
@@ -118,7 +159,7 @@ pub fn format_time(ms: i64) -> String {
 }
 
 /// Validates one message. `implied` is the type given by the endpoint path (`/v1/track`).
-pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, Invalid> {
+pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message<'_>, Invalid> {
     if raw.len() > MAX_EVENT_BYTES {
         return Err(Invalid {
             code: Code::EventTooLarge,
@@ -128,29 +169,28 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, I
             ),
         });
     }
-    let body: Map<String, Value> = match serde_json::from_str::<Value>(raw) {
-        Ok(Value::Object(o)) => o,
-        Ok(_) => return Err(invalid("a message must be a JSON object")),
-        Err(e) => return Err(invalid(format!("not valid JSON: {e}"))),
-    };
-    let kind = match (str_field(&body, "type")?, implied) {
+    if !raw.trim_start().starts_with('{') {
+        return Err(invalid("a message must be a JSON object"));
+    }
+    let f: Fields<'_> =
+        serde_json::from_str(raw).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+    let kind = match (str_field(&f, "type")?, implied) {
         (Some(t), Some(k)) if t != k.as_str() => {
             return Err(invalid(format!(
                 "type {:?} does not match the endpoint /v1/{}",
-                truncate(t),
+                truncate(&t),
                 k.as_str()
             )))
         }
         (_, Some(k)) => k,
-        (Some(t), None) => {
-            EventKind::parse(t).ok_or_else(|| invalid(format!("unknown type {:?}", truncate(t))))?
-        }
+        (Some(t), None) => EventKind::parse(&t)
+            .ok_or_else(|| invalid(format!("unknown type {:?}", truncate(&t))))?,
         (None, None) => return Err(invalid("type is required")),
     };
-    let user_id = id_field(&body, "userId")?;
-    let anonymous_id = id_field(&body, "anonymousId")?;
-    let previous_id = id_field(&body, "previousId")?;
-    let message_id = id_field(&body, "messageId")?;
+    let user_id = id_field(&f, "userId")?;
+    let anonymous_id = id_field(&f, "anonymousId")?;
+    let previous_id = id_field(&f, "previousId")?;
+    let message_id = id_field(&f, "messageId")?;
     match kind {
         EventKind::Alias if previous_id.is_none() || user_id.is_none() => {
             return Err(invalid("alias needs previousId and userId"));
@@ -163,53 +203,65 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, I
     }
     let name = match kind {
         EventKind::Track => {
-            let e = str_field(&body, "event")?.filter(|e| !e.is_empty());
-            Some(
-                e.ok_or_else(|| invalid("track needs an event name"))?
-                    .to_owned(),
-            )
+            let e = str_field(&f, "event")?.filter(|e| !e.is_empty());
+            Some(e.ok_or_else(|| invalid("track needs an event name"))?)
         }
-        EventKind::Page | EventKind::Screen => str_field(&body, "name")?.map(str::to_owned),
+        EventKind::Page | EventKind::Screen => str_field(&f, "name")?,
         _ => None,
     };
-    if kind == EventKind::Group && id_field(&body, "groupId")?.is_none() {
+    if kind == EventKind::Group && id_field(&f, "groupId")?.is_none() {
         return Err(invalid("group needs a groupId"));
     }
-    let traits = object_field(&body, "traits")?;
-    object_field(&body, "properties")?;
-    object_field(&body, "integrations")?;
-    let context = object_field(&body, "context")?;
-    let email = match traits {
-        Some(t) if kind == EventKind::Identify => id_field(t, "email")?,
-        _ => None,
+    is_object(&f, "properties")?;
+    is_object(&f, "integrations")?;
+    let email = match kind {
+        EventKind::Identify => match object_field(&f, "traits")? {
+            Some(t) => obj_id(&t, "email", "traits.email")?,
+            None => None,
+        },
+        _ => {
+            is_object(&f, "traits")?;
+            None
+        }
     };
     let mut device_id = None;
     let mut client_refused = Vec::new();
-    if let Some(ctx) = context {
-        if let Some(dev) = object_field(ctx, "device")? {
-            device_id = id_field(dev, "id")?;
+    if let Some(ctx) = object_field(&f, "context")? {
+        match ctx.get("device") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(dev)) => device_id = obj_id(dev, "id", "context.device.id")?,
+            Some(_) => return Err(invalid("context.device must be an object")),
         }
-        if let Some(consent) = object_field(ctx, "consent")? {
-            if let Some(prefs) = object_field(consent, "categoryPreferences")? {
-                for (k, v) in prefs {
-                    match v {
-                        Value::Bool(false) => client_refused.push(k.clone()),
-                        Value::Bool(true) => {}
-                        _ => {
-                            return Err(invalid(
-                                "context.consent.categoryPreferences values must be booleans",
-                            ))
-                        }
-                    }
+        let prefs = match ctx.get("consent") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(c)) => match c.get("categoryPreferences") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(p)) => Some(p),
+                Some(_) => {
+                    return Err(invalid(
+                        "context.consent.categoryPreferences must be an object",
+                    ))
+                }
+            },
+            Some(_) => return Err(invalid("context.consent must be an object")),
+        };
+        for (k, v) in prefs.into_iter().flatten() {
+            match v {
+                Value::Bool(false) => client_refused.push(k.clone()),
+                Value::Bool(true) => {}
+                _ => {
+                    return Err(invalid(
+                        "context.consent.categoryPreferences values must be booleans",
+                    ))
                 }
             }
         }
     }
     Ok(Message {
         kind,
-        timestamp_ms: time_field(&body, "timestamp")?,
-        original_ms: time_field(&body, "originalTimestamp")?,
-        sent_at_ms: time_field(&body, "sentAt")?,
+        timestamp_ms: time_field(&f, "timestamp")?,
+        original_ms: time_field(&f, "originalTimestamp")?,
+        sent_at_ms: time_field(&f, "sentAt")?,
         message_id,
         user_id,
         anonymous_id,
@@ -218,11 +270,37 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message, I
         device_id,
         name,
         client_refused,
-        body,
+        has_write_key: f.contains_key("writeKey"),
+        raw,
     })
 }
 
-impl Message {
+impl Message<'_> {
+    /// The JSON to store: the message as sent, with a `messageId` added if it had none
+    /// (so exports can name every event) and any body `writeKey` removed (a secret).
+    pub fn payload(&self, message_id: &str) -> Vec<u8> {
+        if self.has_write_key {
+            let mut v: Map<String, Value> = serde_json::from_str(self.raw).unwrap_or_default();
+            v.remove("writeKey");
+            v.insert("messageId".into(), Value::String(message_id.to_owned()));
+            return serde_json::to_vec(&v).unwrap_or_default();
+        }
+        if self.message_id.is_some() {
+            return self.raw.as_bytes().to_vec();
+        }
+        let body = self.raw.trim_start();
+        let rest = body[1..].trim_start();
+        let id = serde_json::to_string(message_id).unwrap_or_default();
+        let mut out = Vec::with_capacity(body.len() + id.len() + 16);
+        out.extend_from_slice(b"{\"messageId\":");
+        out.extend_from_slice(id.as_bytes());
+        if !rest.starts_with('}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(rest.as_bytes());
+        out
+    }
+
     /// When the event happened, by Segment's rules: an explicit `timestamp` wins;
     /// otherwise `originalTimestamp` corrected for the device's clock skew, measured
     /// as the gap between its `sentAt` and our `receivedAt`.
@@ -289,6 +367,27 @@ mod tests {
             parse_message(&big, None).unwrap_err().code,
             Code::EventTooLarge
         );
+    }
+
+    #[test]
+    fn payload_is_the_message_as_sent() {
+        let raw =
+            r#"{"type":"track","event":"x","userId":"u","messageId":"m1","properties":{"a":1}}"#;
+        assert_eq!(
+            parse_message(raw, None).unwrap().payload("m1"),
+            raw.as_bytes()
+        );
+        let m = parse_message(r#" { "type":"track","event":"x","userId":"u"}"#, None).unwrap();
+        let v: Value = serde_json::from_slice(&m.payload("gen-1")).unwrap();
+        assert_eq!(v["messageId"], "gen-1");
+        assert_eq!(v["event"], "x");
+        let m = parse_message(
+            r#"{"event":"x","userId":"u","writeKey":"secret"}"#,
+            Some(EventKind::Track),
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&m.payload("m")).unwrap();
+        assert!(v.get("writeKey").is_none());
     }
 
     #[test]

@@ -23,7 +23,6 @@ use candor_core::SubjectId;
 use candor_store::{Identity, IngestRow, RowOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use std::collections::HashMap;
 
 #[derive(Deserialize)]
@@ -106,17 +105,17 @@ async fn single(
     let text = read_text(&headers, body, MAX_EVENT_BYTES, Code::EventTooLarge).await?;
     // Check the JSON (and find a body write key) before authenticating, so that a
     // malformed body gets invalid_json rather than missing_write_key.
-    let value: Value = body::parse_json(&text)?;
-    let Value::Object(obj) = value else {
+    if !text.trim_start().starts_with('{') {
+        body::parse_json::<serde::de::IgnoredAny>(&text)?;
         return Err(ApiError::new(
             Code::InvalidRequest,
             "the body must be a JSON object (one message)",
         ));
-    };
-    let body_key = match obj.get("writeKey") {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
+    }
+    let fields: HashMap<std::borrow::Cow<'_, str>, &RawValue> = body::parse_json(&text)?;
+    let body_key: Option<String> = fields
+        .get("writeKey")
+        .and_then(|r| serde_json::from_str(r.get()).ok());
     let source = auth::source(&st.sources, header_key.as_deref(), body_key.as_deref())?;
     ingest(
         &st,
@@ -279,7 +278,7 @@ fn identity(st: &AppState, kind: IdKind, value: &str) -> Identity {
 /// The consent gate for one message.
 fn gate(
     st: &AppState,
-    mut m: Message,
+    m: Message<'_>,
     source: &str,
     gpc: bool,
     batch_sent_at: Option<i64>,
@@ -338,23 +337,11 @@ fn gate(
         .filter(|i| st.store.resolve(&i.hash).is_none())
         .collect();
     let event_ms = m.event_ms(batch_sent_at, now);
-    let message_id = m
-        .message_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let body = &mut m.body;
-    body.remove("writeKey");
-    body.insert("type".into(), Value::String(m.kind.as_str().into()));
-    body.insert("messageId".into(), Value::String(message_id.clone()));
-    body.insert(
-        "receivedAt".into(),
-        Value::String(segment::format_time(now)),
-    );
-    body.insert(
-        "timestamp".into(),
-        Value::String(segment::format_time(event_ms)),
-    );
-    let payload = serde_json::to_vec(body).unwrap_or_default();
+    let message_id = match &m.message_id {
+        Some(id) => id.clone(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let payload = m.payload(&message_id);
     Decision::Store(Box::new(IngestRow {
         subject,
         link,

@@ -113,7 +113,7 @@ impl TestApp {
         self.stats().await["events"].as_u64().unwrap()
     }
 
-    /// All stored events, decrypted, with their purposes.
+    /// All stored events, decrypted, with their purposes (and `_eventMs`/`_receivedMs`).
     pub async fn stored(&self) -> Vec<(Vec<String>, Value)> {
         let store = &self.state.store;
         let mut out = Vec::new();
@@ -127,7 +127,11 @@ impl TestApp {
                 .iter()
                 .map(|p| p.to_string())
                 .collect();
-            out.push((names, serde_json::from_slice(&plain).unwrap()));
+            let mut v: Value = serde_json::from_slice(&plain).unwrap();
+            // The columns beside the payload, for tests to check.
+            v["_eventMs"] = json!(e.event_ms);
+            v["_receivedMs"] = json!(e.received_ms);
+            out.push((names, v));
         }
         out
     }

@@ -23,7 +23,7 @@ async fn events_without_consent_are_dropped_and_with_consent_stored() {
     // Stored events carry exactly the purposes that allow them.
     assert_eq!(stored[0].0, vec!["analytics"]);
     assert_eq!(stored[0].1["messageId"], "m2");
-    assert!(stored[0].1["receivedAt"].is_string());
+    assert!(stored[0].1["_receivedMs"].as_i64().unwrap() > 1_700_000_000_000);
     assert!(stored[0].1.get("writeKey").is_none());
 }
 
@@ -187,5 +187,10 @@ async fn timestamps_follow_segment_rules() {
     m["timestamp"] = json!("2026-01-02T03:04:05.678Z");
     app.batch(vec![m]).await;
     let stored = app.stored().await;
+    assert_eq!(
+        stored[0].1["_eventMs"].as_i64(),
+        candor_server::segment::parse_time("2026-01-02T03:04:05.678Z")
+    );
+    // The payload is the message as sent.
     assert_eq!(stored[0].1["timestamp"], "2026-01-02T03:04:05.678Z");
 }
