@@ -8,15 +8,15 @@
 //!
 //! **Invariant (fail closed):** a subject the index does not know has no purpose granted.
 
+use crate::idhash::IdMap;
 use crate::ids::SubjectId;
 use crate::purpose_set::PurposeSet;
 use parking_lot::RwLock;
-use std::collections::HashMap;
 
 const SHARDS: usize = 64;
 
 pub struct ConsentIndex {
-    shards: Vec<RwLock<HashMap<SubjectId, PurposeSet>>>,
+    shards: Vec<RwLock<IdMap<SubjectId, PurposeSet>>>,
 }
 
 impl Default for ConsentIndex {
@@ -28,11 +28,11 @@ impl Default for ConsentIndex {
 impl ConsentIndex {
     pub fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(IdMap::default())).collect(),
         }
     }
 
-    fn shard(&self, s: &SubjectId) -> &RwLock<HashMap<SubjectId, PurposeSet>> {
+    fn shard(&self, s: &SubjectId) -> &RwLock<IdMap<SubjectId, PurposeSet>> {
         // Subject ids are random, so any byte is a uniform shard key.
         &self.shards[s.as_bytes()[0] as usize % SHARDS]
     }

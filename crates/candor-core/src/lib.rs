@@ -13,6 +13,7 @@
 //! - [`crypto`]: per-subject data keys, AEAD sealing and keyed lookup hashes, which make
 //!   erasure real (destroy the key, nothing readable remains).
 //! - [`event`]: Segment message kinds and the event → data category mapping.
+//! - [`idhash`]: a cheap hasher for maps keyed by already-random ids.
 //! - [`sensitive`]: a wrapper whose `Debug`/`Display` redact, for secrets and personal data.
 //!
 //! **Architecture invariant:** this crate does no I/O and knows nothing of HTTP, JSON or
@@ -22,6 +23,7 @@
 pub mod consent;
 pub mod crypto;
 pub mod event;
+pub mod idhash;
 pub mod ids;
 pub mod index;
 pub mod ledger;

@@ -178,7 +178,13 @@ async fn record_latency(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_owned();
-    let method = req.method().to_string();
+    let method = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::DELETE => "DELETE",
+        _ => "other",
+    };
     let resp = next.run(req).await;
     RequestFinished {
         route,

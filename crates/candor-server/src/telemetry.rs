@@ -109,15 +109,31 @@ impl ApiErrorReturned {
 
 pub struct RequestFinished {
     pub route: String,
-    pub method: String,
+    pub method: &'static str,
     pub status: u16,
     pub seconds: f64,
+}
+
+/// Status labels without an allocation per request for the common ones.
+fn status_label(s: u16) -> metrics::SharedString {
+    match s {
+        200 => "200".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        403 => "403".into(),
+        404 => "404".into(),
+        409 => "409".into(),
+        413 => "413".into(),
+        500 => "500".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
+    }
 }
 
 impl RequestFinished {
     pub fn emit(self) {
         histogram!("candor_http_request_duration_seconds",
-            "route" => self.route, "method" => self.method, "status" => self.status.to_string())
+            "route" => self.route, "method" => self.method, "status" => status_label(self.status))
         .record(self.seconds);
     }
 }

@@ -8,14 +8,15 @@
 //!
 //! Memory: about 40 bytes per event received in the window.
 
-use std::collections::{HashSet, VecDeque};
+use candor_core::idhash::IdSet;
+use std::collections::VecDeque;
 
 const HOUR_MS: i64 = 3_600_000;
 
 pub struct DedupWindow {
     hours: i64,
     /// (hour, keys first seen in that hour), oldest first.
-    buckets: VecDeque<(i64, HashSet<[u8; 16]>)>,
+    buckets: VecDeque<(i64, IdSet<[u8; 16]>)>,
 }
 
 impl DedupWindow {
@@ -37,7 +38,9 @@ impl DedupWindow {
                 b.insert(key);
             }
             _ => {
-                self.buckets.push_back((hour, HashSet::from([key])));
+                let mut set = IdSet::default();
+                set.insert(key);
+                self.buckets.push_back((hour, set));
             }
         }
         let newest = self.buckets.back().map_or(hour, |(h, _)| *h);

@@ -15,6 +15,7 @@ use crate::types::*;
 use crate::{Store, StoreError};
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
+use candor_core::idhash::IdMap;
 use candor_core::index::ConsentIndex;
 use candor_core::ledger::{Head, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
@@ -34,8 +35,8 @@ pub const DEDUP_WINDOW_MS: i64 = 24 * 3_600_000;
 /// State shared by the writer thread and the request handlers.
 pub(crate) struct Shared {
     pub index: ConsentIndex,
-    pub ids: RwLock<HashMap<LookupHash, SubjectId>>,
-    pub keys: RwLock<HashMap<SubjectId, SubjectKey>>,
+    pub ids: RwLock<IdMap<LookupHash, SubjectId>>,
+    pub keys: RwLock<IdMap<SubjectId, SubjectKey>>,
     pub bits: HashMap<PurposeId, u8>,
     pub master: MasterKey,
     pub signer: Arc<ReceiptSigner>,
@@ -58,8 +59,8 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     // A large page cache and memory-mapped reads keep index pages in memory instead of
     // re-reading them through syscalls on every insert.
-    conn.pragma_update(None, "cache_size", -262_144)?;
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "mmap_size", 256i64 << 20)?;
     conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     Ok(())
 }
@@ -89,8 +90,8 @@ impl SqliteStore {
         let bits = assign_bits(&mut conn, purposes)?;
         let shared = Arc::new(Shared {
             index: ConsentIndex::new(),
-            ids: RwLock::new(HashMap::new()),
-            keys: RwLock::new(HashMap::new()),
+            ids: RwLock::new(IdMap::default()),
+            keys: RwLock::new(IdMap::default()),
             bits,
             master,
             signer,

@@ -17,6 +17,7 @@ use crate::types::*;
 use crate::StoreError;
 use candor_core::consent::{self, ConsentStatus, Current};
 use candor_core::crypto::{LookupHash, SubjectKey};
+use candor_core::idhash::IdMap;
 use candor_core::ledger::{Head, LedgerEntry, SealedEntry, GENESIS};
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use rusqlite::{params, Connection};
@@ -48,11 +49,11 @@ const MAX_GROUP_ROWS: usize = 50_000;
 /// Cache changes staged by a job, published after commit.
 #[derive(Default)]
 struct Staged {
-    ids: HashMap<LookupHash, SubjectId>,
-    keys: HashMap<SubjectId, SubjectKey>,
+    ids: IdMap<LookupHash, SubjectId>,
+    keys: IdMap<SubjectId, SubjectKey>,
     granted: HashMap<SubjectId, PurposeSet>,
     /// De-duplication keys written, with their receive time.
-    dedup: HashMap<[u8; 16], i64>,
+    dedup: IdMap<[u8; 16], i64>,
 }
 
 impl Staged {
@@ -82,6 +83,10 @@ struct Writer {
     dedup: DedupWindow,
     sweeper: Sweeper,
 }
+
+/// Group commit: wait at most this long for more jobs when a group is small.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(150);
+const LINGER_BELOW_JOBS: usize = 8;
 
 /// Under sustained load the queue is never empty; sweep a chunk at least this often.
 const SWEEP_EVERY_GROUPS: u32 = 16;
@@ -124,6 +129,7 @@ pub(crate) fn run(
         };
         let mut group = vec![first];
         let mut rows = 0usize;
+        let linger_until = std::time::Instant::now() + LINGER;
         while rows < MAX_GROUP_ROWS {
             match rx.try_recv() {
                 Ok(j) => {
@@ -131,6 +137,14 @@ pub(crate) fn run(
                         rows += r.len();
                     }
                     group.push(j);
+                }
+                // A small group pays a whole commit (and fsync) for little: give
+                // requests already in flight a moment to join (PostgreSQL's commit_delay).
+                Err(mpsc::error::TryRecvError::Empty)
+                    if group.len() < LINGER_BELOW_JOBS
+                        && std::time::Instant::now() < linger_until =>
+                {
+                    std::thread::yield_now();
                 }
                 Err(_) => break,
             }
@@ -205,7 +219,7 @@ impl Writer {
         let start_head = self.head;
         let mut staged = Staged::default();
         let mut replies = Vec::with_capacity(jobs.len());
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = self.exec("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             for j in jobs {
                 fail(j, StoreError::Database(msg.clone()));
@@ -213,7 +227,9 @@ impl Writer {
             return false;
         }
         let mut floored = false;
-        for job in jobs {
+        let mut abort: Option<StoreError> = None;
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
             let job_head = self.head;
             let mut job_staged = Staged::default();
             match job {
@@ -233,11 +249,19 @@ impl Writer {
                     replies.push(Reply::Consent(reply, res));
                 }
                 Job::Ingest { rows, reply } => {
-                    let res = self.savepoint(|w| w.ingest(&rows, &staged, &mut job_staged));
-                    if res.is_ok() {
-                        staged.absorb(job_staged);
+                    // No savepoint: inserts fail only when the database does, and then
+                    // the whole group is rolled back and every job told.
+                    match self.ingest(&rows, &staged, &mut job_staged) {
+                        Ok(out) => {
+                            staged.absorb(job_staged);
+                            replies.push(Reply::Ingest(reply, Ok(out)));
+                        }
+                        Err(e) => {
+                            replies.push(Reply::Ingest(reply, Err(StoreError::Closed)));
+                            abort = Some(e);
+                            break;
+                        }
                     }
-                    replies.push(Reply::Ingest(reply, res));
                 }
                 Job::Sweep { reply } => drop(reply.send(Ok(()))),
                 Job::Shutdown { reply } => drop(reply.send(())),
@@ -254,11 +278,18 @@ impl Writer {
         } else {
             Ok(())
         };
-        let committed = head_written.and_then(|_| self.conn.execute_batch("COMMIT"));
-        if let Err(e) = committed {
+        let committed = match abort {
+            Some(e) => Err(e.to_string()),
+            None => head_written
+                .and_then(|_| self.exec("COMMIT"))
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(msg) = committed {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.head = start_head;
-            let msg = e.to_string();
+            for j in jobs {
+                fail(j, StoreError::Database(msg.clone()));
+            }
             tracing::error!(error = %msg, "group commit failed");
             for r in replies {
                 match r {
@@ -292,14 +323,20 @@ impl Writer {
         floored
     }
 
+    /// Runs a statement from the cache: the writer issues BEGIN/COMMIT/SAVEPOINT
+    /// thousands of times a second, and parsing them each time showed in profiles.
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
+    }
+
     fn savepoint<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.conn.execute_batch("SAVEPOINT job")?;
+        self.exec("SAVEPOINT job")?;
         match f(self) {
             Ok(v) => {
-                self.conn.execute_batch("RELEASE job")?;
+                self.exec("RELEASE job")?;
                 Ok(v)
             }
             Err(e) => {
