@@ -9,6 +9,7 @@ use candor_core::crypto::{MasterKey, SubjectKey};
 use candor_core::ledger::{Evidence, Head, LedgerEntry, SealedEntry};
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 pub fn subject_key(
@@ -159,13 +160,11 @@ pub fn events_page(
             let id: i64 = r.get(0)?;
             cursor = id;
             let subject = SubjectId::from_bytes(blob16(r, 1)?);
-            if !floors.contains_key(&subject) {
-                let f = subject_floors(&tx, subject)?;
-                floors.insert(subject, f);
-            }
-            let m = floors
-                .get(&subject)
-                .map_or(0, |f| super::sweep::mask(f, id));
+            let f = match floors.entry(subject) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => v.insert(subject_floors(&tx, subject)?),
+            };
+            let m = super::sweep::mask(f, id);
             let purposes = (r.get::<_, i64>(5)? as u64) & !m;
             if purposes == 0 {
                 continue;
