@@ -22,7 +22,11 @@ pub struct TestApp {
 }
 
 pub async fn spawn() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_in(tempfile::tempdir().unwrap()).await
+}
+
+/// Starts the app on an existing data directory (e.g. to test a restart).
+pub async fn spawn_in(dir: TempDir) -> TestApp {
     let mut s = Settings::parse("", "test", &|_| None)
         .unwrap()
         .with_demo_credentials();

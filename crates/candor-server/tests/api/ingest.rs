@@ -131,6 +131,18 @@ async fn message_id_deduplicates() {
 }
 
 #[tokio::test]
+async fn deduplication_survives_a_restart() {
+    let app = spawn().await;
+    app.consent("a1", json!({"analytics": "grant"})).await;
+    app.batch(vec![track("a1", "before-restart")]).await;
+    let dir = app.stop().await;
+    let app = spawn_in(dir).await;
+    let r = app.batch(vec![track("a1", "before-restart"), track("a1", "new")]).await;
+    assert_eq!((r["accepted"].as_u64(), r["duplicates"].as_u64()), (Some(1), Some(1)), "{r}");
+    assert_eq!(app.events().await, 2);
+}
+
+#[tokio::test]
 async fn client_consent_only_narrows() {
     let app = spawn().await;
     app.consent("a1", json!({"analytics": "grant"})).await;
