@@ -89,7 +89,8 @@ pub struct Catalog {
     by_bit: [Option<usize>; MAX_PURPOSES as usize],
     categories: BTreeMap<CategoryId, Category>,
     covering: HashMap<CategoryId, PurposeSet>,
-    rules: HashMap<EventRule, CategoryId>,
+    /// kind → (exact names → category, category for any other name).
+    rules: HashMap<EventKind, (HashMap<String, CategoryId>, Option<CategoryId>)>,
     sale_or_sharing: PurposeSet,
     all: PurposeSet,
 }
@@ -144,7 +145,8 @@ impl Catalog {
             }
             all.insert(p.bit);
         }
-        let mut rule_map = HashMap::new();
+        let mut rule_map: HashMap<EventKind, (HashMap<String, CategoryId>, Option<CategoryId>)> =
+            HashMap::new();
         for (rule, cat) in rules {
             if !cats.contains_key(&cat) {
                 return Err(CatalogError::UnknownMappedCategory {
@@ -156,7 +158,13 @@ impl Catalog {
                     category: cat.to_string(),
                 });
             }
-            rule_map.insert(rule, cat);
+            let entry = rule_map.entry(rule.kind).or_default();
+            match rule.name {
+                Some(n) => {
+                    entry.0.insert(n, cat);
+                }
+                None => entry.1 = Some(cat),
+            }
         }
         Ok(Self {
             purposes,
@@ -202,16 +210,8 @@ impl Catalog {
     /// The data category of a message, by exact name first, then by kind alone.
     /// `None` means unmapped: such a message is dropped (fail closed).
     pub fn category_for(&self, kind: EventKind, name: Option<&str>) -> Option<&CategoryId> {
-        if let Some(n) = name {
-            let exact = EventRule {
-                kind,
-                name: Some(n.to_owned()),
-            };
-            if let Some(c) = self.rules.get(&exact) {
-                return Some(c);
-            }
-        }
-        self.rules.get(&EventRule { kind, name: None })
+        let (exact, any) = self.rules.get(&kind)?;
+        name.and_then(|n| exact.get(n)).or(any.as_ref())
     }
 
     pub fn sale_or_sharing(&self) -> PurposeSet {

@@ -137,8 +137,14 @@ async fn deduplication_survives_a_restart() {
     app.batch(vec![track("a1", "before-restart")]).await;
     let dir = app.stop().await;
     let app = spawn_in(dir).await;
-    let r = app.batch(vec![track("a1", "before-restart"), track("a1", "new")]).await;
-    assert_eq!((r["accepted"].as_u64(), r["duplicates"].as_u64()), (Some(1), Some(1)), "{r}");
+    let r = app
+        .batch(vec![track("a1", "before-restart"), track("a1", "new")])
+        .await;
+    assert_eq!(
+        (r["accepted"].as_u64(), r["duplicates"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
     assert_eq!(app.events().await, 2);
 }
 
