@@ -76,6 +76,16 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// IAB TCF v2 TC strings: decode to JSON, encode from JSON.
+    Tcf {
+        #[command(subcommand)]
+        command: TcfCommand,
+    },
+    /// IAB GPP strings: decode to JSON.
+    Gpp {
+        #[command(subcommand)]
+        command: GppCommand,
+    },
     /// Write the ledger and all events as JSON Lines.
     Export {
         #[command(flatten)]
@@ -84,6 +94,21 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum TcfCommand {
+    /// Print the decoded fields as JSON (the conformance vectors' shape); policy
+    /// warnings go to stderr.
+    Decode { string: String },
+    /// Read that JSON on stdin and print the TC string.
+    Encode,
+}
+
+#[derive(Subcommand)]
+enum GppCommand {
+    /// Print the section ids and decoded sections as JSON.
+    Decode { string: String },
 }
 
 #[derive(Subcommand)]
@@ -226,6 +251,20 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tcf { command } => codec_command(command),
+        Command::Gpp {
+            command: GppCommand::Decode { string },
+        } => {
+            let g = candor_codec::gpp::decode(string.trim())?;
+            for w in &g.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&candor_codec::gpp::to_json(&g))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Export { common, out } => {
             let s = settings(&common)?;
             let opened = open_data(&s)?;
@@ -249,6 +288,29 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn codec_command(cmd: TcfCommand) -> Result<ExitCode> {
+    match cmd {
+        TcfCommand::Decode { string } => {
+            let tc = candor_codec::tcf::decode(string.trim())?;
+            for w in &tc.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&candor_codec::tcf::model_to_json(&tc.model))?
+            );
+        }
+        TcfCommand::Encode => {
+            let mut input = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
+            let v: serde_json::Value = serde_json::from_str(&input).context("stdin is not JSON")?;
+            let model = candor_codec::tcf::from_json(&v)?;
+            println!("{}", candor_codec::tcf::encode(&model)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(

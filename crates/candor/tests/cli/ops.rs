@@ -152,3 +152,69 @@ fn config_errors_name_the_key_and_line() {
         "{text}"
     );
 }
+
+#[test]
+fn tcf_and_gpp_cli_round_trip_the_conformance_vectors() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors");
+    let tcf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}/tcf-v2.json")).expect("shared/vectors is missing"),
+    )
+    .unwrap();
+    for v in tcf.as_array().unwrap().iter().take(25) {
+        let s = v["tcString"].as_str().unwrap();
+        let out = bin().args(["tcf", "decode", s]).output().unwrap();
+        assert!(out.status.success(), "{}", stdout(&out));
+        let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for (k, expected) in v["expected"].as_object().unwrap() {
+            assert_eq!(&decoded[k], expected, "{k} of {s}");
+        }
+        let mut child = bin()
+            .args(["tcf", "encode"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+        let enc = child.wait_with_output().unwrap();
+        assert!(enc.status.success());
+        // The JSON does not carry the order of publisher restrictions, so the string may
+        // differ in that order; what it encodes must not.
+        let again = bin()
+            .args([
+                "tcf",
+                "decode",
+                String::from_utf8(enc.stdout).unwrap().trim(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(),
+            decoded
+        );
+    }
+    let gpp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/gpp.json")).unwrap()).unwrap();
+    for v in gpp.as_array().unwrap().iter().take(25) {
+        let out = bin()
+            .args(["gpp", "decode", v["gppString"].as_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stdout(&out));
+        let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(decoded["sectionIds"], v["sectionIds"]);
+        assert_eq!(decoded["sections"], v["expected"]);
+    }
+    for bad in [
+        vec!["tcf", "decode", "CO!!"],
+        vec!["gpp", "decode", "DBAB~"],
+        vec!["tcf", "decode", ""],
+    ] {
+        let out = bin().args(&bad).output().unwrap();
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("error"),
+            "{bad:?}"
+        );
+    }
+}
