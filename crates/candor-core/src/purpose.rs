@@ -46,6 +46,10 @@ pub struct Purpose {
     /// Counts as "sale or sharing" under US state law, so a GPC signal refuses it.
     pub sale_or_sharing: bool,
     pub tcf_purposes: Vec<u8>,
+    /// IAB TCF special features (1..=2) this purpose needs an opt-in for.
+    pub tcf_special_features: Vec<u8>,
+    /// GPP `usnat` opt-out fields (e.g. `SaleOptOut`) that refusing this purpose sets.
+    pub usnat_opt_outs: Vec<String>,
     pub dpv: Option<String>,
 }
 
@@ -79,6 +83,8 @@ pub enum CatalogError {
     DuplicateBit(u8),
     #[error("TCF purpose {0} is out of range 1..=11")]
     BadTcfPurpose(u8),
+    #[error("TCF special feature {0} is out of range 1..=2")]
+    BadSpecialFeature(u8),
 }
 
 /// The operator's purposes and data categories, indexed for fast decisions.
@@ -129,6 +135,11 @@ impl Catalog {
             for t in &p.tcf_purposes {
                 if !(1..=11).contains(t) {
                     return Err(CatalogError::BadTcfPurpose(*t));
+                }
+            }
+            for f in &p.tcf_special_features {
+                if !(1..=2).contains(f) {
+                    return Err(CatalogError::BadSpecialFeature(*f));
                 }
             }
             for c in &p.categories {
@@ -265,6 +276,8 @@ pub(crate) mod tests {
             recipients: vec![],
             sale_or_sharing: sale,
             tcf_purposes: vec![],
+            tcf_special_features: vec![],
+            usnat_opt_outs: vec![],
             dpv: None,
         }
     }

@@ -4,6 +4,7 @@
 use crate::auth::{Sources, SubjectTokens};
 use crate::config::{ConfigError, Settings};
 use crate::datadir::{self, DataDirError, DirLock};
+use crate::iab::{Gvl, IabContext};
 use crate::routes::{admin, consent, ingest, meta};
 use crate::state::{system_clock, AppState, Clock, Inner};
 use crate::telemetry::{self, RequestFinished};
@@ -97,7 +98,9 @@ impl Application {
                     addr: settings.listen,
                     source,
                 })?;
+        let iab = iab_context(&settings)?;
         let state = AppState(Arc::new(Inner {
+            iab,
             sources: Sources::new(&settings.sources),
             subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),
             store: opened.store,
@@ -141,6 +144,30 @@ impl Application {
     }
 }
 
+/// Loads the vendor list named in `[iab]` (or the demo's) once, at start.
+fn iab_context(s: &Settings) -> Result<IabContext, BuildError> {
+    let gvl = match (&s.iab.vendor_list, s.iab.demo_vendor_list) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::Invalid(format!("iab.vendor_list {}: {e}", path.display()))
+            })?;
+            Gvl::parse(&text).map_err(|e| {
+                ConfigError::Invalid(format!("iab.vendor_list {}: {e}", path.display()))
+            })?
+        }
+        (None, true) => Gvl::parse(crate::iab::DEMO_GVL).map_err(ConfigError::Invalid)?,
+        (None, false) => Gvl::default(),
+    };
+    Ok(IabContext {
+        cmp_id: s.iab.cmp_id,
+        cmp_version: s.iab.cmp_version,
+        consent_language: s.iab.consent_language.clone(),
+        publisher_country_code: s.iab.publisher_country_code.clone(),
+        gvl,
+        trusted_cmp_ids: s.iab.trusted_cmp_ids.clone(),
+    })
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/batch", post(ingest::batch))
@@ -155,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consent/accept-all", post(consent::accept_all))
         .route("/v1/consent/reject-all", post(consent::reject_all))
         .route("/v1/consent/history", get(consent::history))
+        .route("/v1/consent/signals", post(consent::import_signal))
         .route("/v1/purposes", get(meta::purposes))
         .route("/v1/receipts/public-key", get(meta::receipt_key))
         .route("/v1/admin/subject-tokens", post(admin::subject_token))

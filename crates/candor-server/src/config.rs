@@ -44,6 +44,8 @@ struct RawConfig {
     subject_tokens: RawSecretKeyed,
     #[serde(default)]
     sources: Vec<RawSource>,
+    #[serde(default)]
+    iab: RawIab,
     categories: Option<Vec<RawCategory>>,
     purposes: Option<Vec<RawPurpose>>,
     event_mapping: Option<Vec<RawRule>>,
@@ -79,6 +81,18 @@ struct RawSecretKeyed {
     secret_env: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIab {
+    cmp_id: Option<u16>,
+    cmp_version: Option<u16>,
+    consent_language: Option<String>,
+    publisher_country_code: Option<String>,
+    vendor_list: Option<PathBuf>,
+    #[serde(default)]
+    trusted_cmp_ids: Vec<u16>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
@@ -110,6 +124,11 @@ struct RawPurpose {
     sale_or_sharing: bool,
     #[serde(default)]
     tcf_purposes: Vec<u8>,
+    #[serde(default)]
+    tcf_special_features: Vec<u8>,
+    /// GPP usnat opt-out fields; defaults to SaleOptOut and SharingOptOut for
+    /// sale/sharing purposes.
+    usnat_opt_outs: Option<Vec<String>>,
     dpv: Option<String>,
 }
 
@@ -181,6 +200,23 @@ impl CatalogSpec {
     }
 }
 
+/// How Candor speaks the IAB's consent strings (`[iab]`).
+#[derive(Clone, Debug)]
+pub struct IabSettings {
+    /// The operator's registered CMP id (0 until registered with the IAB).
+    pub cmp_id: u16,
+    pub cmp_version: u16,
+    pub consent_language: String,
+    pub publisher_country_code: String,
+    /// A local copy of the IAB Global Vendor List (JSON); never fetched at run time.
+    pub vendor_list: Option<PathBuf>,
+    /// Use the built-in demo vendor list when no file is given (the demo operator).
+    pub demo_vendor_list: bool,
+    /// CMPs whose notices the operator declares equivalent to its own: only their TC
+    /// strings can grant purposes when imported; others can only narrow.
+    pub trusted_cmp_ids: Vec<u16>,
+}
+
 /// Everything Candor needs to run, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -191,6 +227,18 @@ pub struct Settings {
     pub sources: Vec<SourceSpec>,
     pub admin_token: Option<Sensitive<String>>,
     pub subject_token_secret: Option<Sensitive<String>>,
+    pub iab: IabSettings,
+}
+
+fn letters(key: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let v = v.unwrap_or_else(|| default.to_owned());
+    if v.len() == 2 && v.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(v)
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "iab.{key} must be two upper-case letters, not {v:?}"
+        )))
+    }
 }
 
 /// Fixed, documented demo credentials (printed by `candor serve --demo`).
@@ -328,7 +376,26 @@ impl Settings {
             raw.subject_tokens.secret_env,
             env,
         )?;
+        let iab = IabSettings {
+            cmp_id: raw.iab.cmp_id.unwrap_or(0),
+            cmp_version: raw.iab.cmp_version.unwrap_or(1),
+            consent_language: letters("consent_language", raw.iab.consent_language, "EN")?,
+            publisher_country_code: letters(
+                "publisher_country_code",
+                raw.iab.publisher_country_code,
+                "AA",
+            )?,
+            vendor_list: raw.iab.vendor_list,
+            demo_vendor_list: false,
+            trusted_cmp_ids: raw.iab.trusted_cmp_ids,
+        };
+        if iab.cmp_id > 4095 || iab.cmp_version > 4095 {
+            return Err(ConfigError::Invalid(
+                "iab.cmp_id and iab.cmp_version are 12-bit numbers (at most 4095)".into(),
+            ));
+        }
         Ok(Settings {
+            iab,
             operator: OperatorInfo {
                 name: raw
                     .operator
@@ -363,6 +430,7 @@ impl Settings {
         self.sources
             .push(src("demo_web", SourceKind::Browser, BROWSER_WRITE_KEY));
         self.admin_token = Some(Sensitive::new(ADMIN_TOKEN.into()));
+        self.iab.demo_vendor_list = true;
         self.subject_token_secret = Some(Sensitive::new(SUBJECT_TOKEN_SECRET.into()));
         if self.operator.name == "Candor operator" {
             self.operator.name = "Candor Demo Telecom".into();
@@ -407,7 +475,23 @@ fn build_catalog(
             retention_days: p.retention_days,
             recipients: p.recipients,
             sale_or_sharing: p.sale_or_sharing,
+            usnat_opt_outs: match p.usnat_opt_outs {
+                Some(fields) => {
+                    for f in &fields {
+                        if !crate::iab::USNAT_OPT_OUTS.contains(&f.as_str()) {
+                            return Err(inv(format!(
+                                "purpose {id}: usnat_opt_outs: {f:?} is not one of {:?}",
+                                crate::iab::USNAT_OPT_OUTS
+                            )));
+                        }
+                    }
+                    fields
+                }
+                None if p.sale_or_sharing => vec!["SaleOptOut".into(), "SharingOptOut".into()],
+                None => Vec::new(),
+            },
             tcf_purposes: p.tcf_purposes,
+            tcf_special_features: p.tcf_special_features,
             dpv: p.dpv,
             bit: 0,
             id,

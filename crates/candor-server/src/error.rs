@@ -19,6 +19,7 @@ pub enum Code {
     InvalidMessage,
     InvalidRequest,
     UnknownPurpose,
+    InvalidConsentString,
     NoticeVersionMismatch,
     ConsentNotGiven,
     MissingWriteKey,
@@ -74,6 +75,12 @@ pub const TABLE: &[(Code, &str, &str, u16)] = &[
     (
         Code::UnknownPurpose,
         "unknown_purpose",
+        "invalid_request",
+        400,
+    ),
+    (
+        Code::InvalidConsentString,
+        "invalid_consent_string",
         "invalid_request",
         400,
     ),

@@ -7,6 +7,7 @@
 //! - [`body`]: body limits, gzip, UTF-8.
 //! - [`auth`]: write keys, admin token, subject tokens (constant-time comparisons).
 //! - [`error`]: the one table from error to stable code and HTTP status.
+//! - [`iab`]: consent ↔ IAB TC, GPP and US Privacy strings; the vendor list.
 //! - [`receipts`]: consent receipts as JSON, and their offline verification.
 //! - [`telemetry`]: typed internal events and Prometheus metrics.
 //! - [`datadir`]: keys and the lock in the data directory.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod error;
+pub mod iab;
 pub mod ledger;
 pub mod ops;
 pub mod receipts;

@@ -56,6 +56,10 @@ pub struct Receipt {
     pub signature: String,
     pub public_key: String,
     pub key_id: String,
+    /// The subject's consent right after this change, as IAB strings (informative,
+    /// not signed: they are derived from the signed records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<crate::iab::Signals>,
 }
 
 impl RecordJson {
@@ -112,6 +116,7 @@ pub fn build(s: &SealedEntry, op: &OperatorInfo, key: &VerifyingKey) -> Receipt 
         signature: STANDARD.encode(s.signature),
         public_key: hex::encode(key.as_bytes()),
         key_id: key_id(key),
+        signals: None,
     }
 }
 

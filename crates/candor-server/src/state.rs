@@ -32,6 +32,7 @@ pub struct Inner {
     pub signer: Arc<ReceiptSigner>,
     pub sources: Sources,
     pub subject_tokens: SubjectTokens,
+    pub iab: crate::iab::IabContext,
     pub clock: Clock,
 }
 

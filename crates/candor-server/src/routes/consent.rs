@@ -9,6 +9,7 @@
 use crate::auth;
 use crate::body::{parse_json, read_text};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::iab::{self, Signals};
 use crate::receipts::{self, Receipt};
 use crate::segment::format_time;
 use crate::state::AppState;
@@ -20,9 +21,10 @@ use axum::Json;
 use candor_core::consent::{Action, Channel};
 use candor_core::crypto::IdKind;
 use candor_core::ledger::Evidence;
-use candor_core::{PurposeId, Sensitive, SubjectId};
-use candor_store::{ConsentCommand, ConsentOutcome, Identity, PurposeChange};
+use candor_core::{PurposeId, PurposeSet, Sensitive, SubjectId};
+use candor_store::{ConsentCommand, ConsentOutcome, Identity, PurposeChange, StateRow};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 const MAX_BODY: usize = 16 * 1024;
@@ -167,6 +169,7 @@ pub struct PurposeStateDto {
 pub struct ConsentResponse {
     subject: String,
     purposes: Vec<PurposeStateDto>,
+    signals: Signals,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     receipts: Vec<Receipt>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -293,6 +296,7 @@ async fn respond(
         .last()
         .map(|o| o.subject)
         .ok_or_else(|| ApiError::new(Code::Internal, "no outcome"))?;
+    let (purposes, signals) = state_and_signals(st, Some(subject), gpc.is_some()).await?;
     let key = st.signer.verifying_key();
     let mut receipts = Vec::new();
     for o in &outcomes {
@@ -303,19 +307,26 @@ async fn respond(
                 channel: r.entry.channel.as_str(),
             }
             .emit();
-            receipts.push(receipts::build(r, &st.settings.operator, &key));
+            let mut receipt = receipts::build(r, &st.settings.operator, &key);
+            receipt.signals = Some(signals.clone());
+            receipts.push(receipt);
         }
     }
     Ok(Json(ConsentResponse {
         subject: subject.to_string(),
-        purposes: state_of(st, Some(subject)).await?,
+        purposes,
+        signals,
         receipts,
         gpc,
     }))
 }
 
-/// Every configured purpose with the subject's status; undecided ones are refused.
-async fn state_of(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Vec<PurposeStateDto>> {
+/// The state per purpose, and the same as IAB strings.
+async fn state_and_signals(
+    st: &AppState,
+    subject: Option<SubjectId>,
+    gpc: bool,
+) -> ApiResult<(Vec<PurposeStateDto>, Signals)> {
     let rows = match subject {
         Some(s) => st.store.consent_state(s).await?,
         None => Vec::new(),
@@ -323,8 +334,18 @@ async fn state_of(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Vec<Pu
     let granted = subject
         .map(|s| st.store.index().granted(&s))
         .unwrap_or_default();
-    Ok(st
-        .catalog
+    let updated = rows
+        .iter()
+        .map(|r| r.time_ms)
+        .max()
+        .unwrap_or_else(|| st.now_ms());
+    let signals = iab::signals(&st.iab, &st.catalog, granted, updated, gpc)?;
+    Ok((state_of(st, &rows, granted), signals))
+}
+
+/// Every configured purpose with the subject's status; undecided ones are refused.
+fn state_of(st: &AppState, rows: &[StateRow], granted: PurposeSet) -> Vec<PurposeStateDto> {
+    st.catalog
         .purposes()
         .iter()
         .map(|p| {
@@ -341,7 +362,7 @@ async fn state_of(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Vec<Pu
                 sale_or_sharing: p.sale_or_sharing,
             }
         })
-        .collect())
+        .collect()
 }
 
 pub async fn record(
@@ -460,6 +481,8 @@ pub struct StateResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<String>,
     purposes: Vec<PurposeStateDto>,
+    /// The same consent as IAB TC, GPP and US Privacy strings, for vendors that read them.
+    signals: Signals,
 }
 
 pub async fn current(
@@ -471,9 +494,11 @@ pub async fn current(
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;
     let subject = resolve(&st, &idents);
+    let (purposes, signals) = state_and_signals(&st, subject, super::sec_gpc(&headers)).await?;
     Ok(Json(StateResponse {
         subject: subject.map(|s| s.to_string()),
-        purposes: state_of(&st, subject).await?,
+        purposes,
+        signals,
     }))
 }
 
@@ -506,4 +531,72 @@ pub async fn history(
             .map(|r| receipts::build(r, &st.settings.operator, &key))
             .collect(),
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SignalBody {
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    tc_string: Option<String>,
+    gpp_string: Option<String>,
+    us_privacy: Option<String>,
+}
+
+/// `POST /v1/consent/signals`: an IAB string from another CMP, recorded as consent
+/// evidence (channel `imported`). It narrows; it grants only from a trusted CMP.
+pub async fn import_signal(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ConsentResponse>> {
+    let actor = actor(&st, &headers)?;
+    let text = read_text(&headers, body, 256 * 1024, Code::InvalidRequest).await?;
+    let b: SignalBody = parse_json(&text)?;
+    let idents = identities(&st, &actor, b.user_id.as_deref(), b.anonymous_id.as_deref())?;
+    let incoming = iab::decode_incoming(
+        b.tc_string.as_deref(),
+        b.gpp_string.as_deref(),
+        b.us_privacy.as_deref(),
+    )?;
+    let raw = b
+        .tc_string
+        .or(b.gpp_string)
+        .or(b.us_privacy)
+        .unwrap_or_default();
+    let (kind, cmp) = match &incoming {
+        iab::Incoming::Tcf(m) => ("tcf", Some(m.cmp_id)),
+        iab::Incoming::Gpp(g) => ("gpp", g.tcf_eu_v2().map(|m| m.cmp_id)),
+        iab::Incoming::Usp(_) => ("usp", None),
+    };
+    let mut evidence = Evidence::from([
+        ("signal".to_owned(), kind.to_owned()),
+        (
+            "sha256".to_owned(),
+            hex::encode(Sha256::digest(raw.trim().as_bytes())),
+        ),
+    ]);
+    if let Some(c) = cmp {
+        evidence.insert("cmpId".into(), c.to_string());
+    }
+    let changes = iab::actions(&st.iab, &st.catalog, &incoming)
+        .into_iter()
+        .map(|(p, action)| PurposeChange {
+            purpose: p.id.clone(),
+            bit: p.bit,
+            action,
+            notice_version: p.notice.version,
+            notice_hash: p.notice.hash,
+        })
+        .collect();
+    let cmd = ConsentCommand {
+        identities: idents,
+        create: true,
+        changes,
+        channel: Channel::Imported,
+        evidence,
+        time_ms: st.now_ms(),
+    };
+    let outcomes = st.store.apply_consents_atomically(vec![cmd]).await?;
+    respond(&st, outcomes, None).await
 }

@@ -27,7 +27,12 @@ pub async fn spawn() -> TestApp {
 
 /// Starts the app on an existing data directory (e.g. to test a restart).
 pub async fn spawn_in(dir: TempDir) -> TestApp {
-    let mut s = Settings::parse("", "test", &|_| None)
+    spawn_with(dir, "").await
+}
+
+/// Starts the app with extra operator configuration (TOML).
+pub async fn spawn_with(dir: TempDir, config: &str) -> TestApp {
+    let mut s = Settings::parse(config, "test", &|_| None)
         .unwrap()
         .with_demo_credentials();
     s.listen = "127.0.0.1:0".parse().unwrap();

@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod consent;
+mod iab;
 mod ingest;
 mod meta;
 mod withdrawal;
