@@ -7,9 +7,15 @@
 //!   requests. Prints accepted (consent-gated, durably acknowledged) events/s, requests/s,
 //!   p50/p99/max latency, the ratio to the baseline, and Candor's peak RSS.
 //! - `decision`: the cost of one consent decision in the in-memory index, by index size.
+//! - `codec`: decode and encode throughput of `candor-codec` on the conformance vectors
+//!   (TCF v2 and GPP strings), beside the IAB reference JavaScript libraries run by Node
+//!   on the same strings (`bench/codec-ref`). Prints strings/s, the ratios and the targets
+//!   (20x decode, 10x encode).
 //!
 //! Run: `cargo build --release -p candor -p candor-bench && target/release/candor-bench ingest`
+//! (from the repository root; `codec` needs only `-p candor-bench`, Node and npm).
 
+mod codec;
 mod decision;
 mod ingest;
 mod load;
@@ -21,6 +27,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ingest") => ingest::run(&args[1..]),
         Some("decision") => decision::run(),
-        _ => bail!("usage: candor-bench ingest [--seconds N] [--subjects N] | decision"),
+        Some("codec") => codec::run(&args[1..]),
+        _ => bail!(
+            "usage: candor-bench ingest [--seconds N] [--subjects N] | decision \
+             | codec [--vectors DIR] [--min-strings N] [--seconds S]"
+        ),
     }
 }

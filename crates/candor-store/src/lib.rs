@@ -1,5 +1,6 @@
-//! Candor's storage: the [`Store`] interface every backend implements, and the embedded
-//! SQLite backend ([`sqlite::SqliteStore`]).
+//! Candor's storage: the [`Store`] interface every backend implements, the embedded
+//! SQLite backend ([`sqlite::SqliteStore`]) and the scale-out PostgreSQL backend
+//! ([`postgres::PostgresStore`]), which several Candor nodes can share.
 //!
 //! A store is more than tables: it owns the *serialization point* of Candor. Consent
 //! changes, ledger appends and event writes go through one ordered path (a writer
@@ -12,11 +13,18 @@
 //! updated only after the transaction that changed them is durable.
 //!
 //! **Architecture invariant:** a method that returns `Ok` has committed durably
-//! (`synchronous=FULL` on SQLite). Callers acknowledge to clients only after that.
+//! (`synchronous=FULL` on SQLite, `synchronous_commit=on` on PostgreSQL). Callers
+//! acknowledge to clients only after that.
+//!
+//! Layout: `lib.rs` (the trait), `types.rs` (what crosses it), `error.rs`, `dedup.rs`
+//! (SQLite's in-memory `messageId` window), `retention.rs` (the retention policy both
+//! backends apply), `sqlite/` and `postgres/`.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod dedup;
 mod error;
+pub mod postgres;
+mod retention;
 pub mod sqlite;
 mod types;
 
@@ -78,6 +86,16 @@ pub trait Store: Send + Sync + 'static {
     /// Stored events with `id > after`, at most `limit`, in id order, with withdrawn
     /// purposes already removed (events left with none are skipped).
     async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Deletes stored events past retention as of `now_ms`: an event is kept as long as
+    /// the longest retention (in days since it was received) among its purposes;
+    /// purposes missing from `retention_days` keep nothing alive. PostgreSQL drops
+    /// whole day partitions when every row in them is past retention.
+    async fn retention(
+        &self,
+        now_ms: i64,
+        retention_days: &HashMap<PurposeId, u32>,
+    ) -> Result<RetentionReport, StoreError>;
 
     /// Counts for health and the demo banner.
     async fn stats(&self) -> Result<Stats, StoreError>;

@@ -109,3 +109,13 @@ pub struct Stats {
     /// Withdrawals whose stored events are not yet rewritten (reads already honour them).
     pub pending_floors: u64,
 }
+
+/// What a retention run removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Rows deleted one by one (rows inside dropped partitions are not counted: the
+    /// point of dropping a partition is not to visit its rows).
+    pub events_deleted: u64,
+    /// Whole day partitions of events dropped (PostgreSQL only).
+    pub partitions_dropped: u64,
+}

@@ -7,6 +7,7 @@
 //! the writer.
 
 mod read;
+mod retention;
 mod schema;
 mod sweep;
 mod writer;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 pub use schema::SUPPORTED_VERSION;
+pub(crate) use sweep::mask as floor_mask;
 
 /// How long a `messageId` is remembered for de-duplication (Segment's window).
 pub const DEDUP_WINDOW_MS: i64 = 24 * 3_600_000;
@@ -307,6 +309,16 @@ impl Store for SqliteStore {
 
     async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |c| read::events_page(c, after, limit)).await
+    }
+
+    async fn retention(
+        &self,
+        now_ms: i64,
+        retention_days: &HashMap<PurposeId, u32>,
+    ) -> Result<RetentionReport, StoreError> {
+        let tiers = crate::retention::tiers(now_ms, retention_days, &self.shared.bits);
+        self.submit(|tx| writer::Job::Retention { tiers, reply: tx })
+            .await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

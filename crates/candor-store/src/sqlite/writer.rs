@@ -13,6 +13,7 @@
 use super::sweep::Sweeper;
 use super::Shared;
 use crate::dedup::DedupWindow;
+use crate::retention::Tier;
 use crate::types::*;
 use crate::StoreError;
 use candor_core::consent::{self, ConsentStatus, Current};
@@ -37,6 +38,11 @@ pub(crate) enum Job {
     /// Finish every pending withdrawal sweep now.
     Sweep {
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Delete events past retention (see `crate::retention`).
+    Retention {
+        tiers: Vec<Tier>,
+        reply: oneshot::Sender<Result<RetentionReport, StoreError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -168,6 +174,9 @@ pub(crate) fn run(
                     sweep_pending = false;
                     let _ = reply.send(res);
                 }
+                Job::Retention { tiers, reply } => {
+                    let _ = reply.send(super::retention::run(&w.conn, &tiers));
+                }
                 other => jobs.push(other),
             }
         }
@@ -190,6 +199,7 @@ pub(crate) fn run(
             Job::Consent { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
             Job::Ingest { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
             Job::Sweep { reply } => drop(reply.send(Err(StoreError::Closed))),
+            Job::Retention { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
             Job::Shutdown { reply } => drop(reply.send(())),
         }
     }
@@ -264,6 +274,7 @@ impl Writer {
                     }
                 }
                 Job::Sweep { reply } => drop(reply.send(Ok(()))),
+                Job::Retention { reply, .. } => drop(reply.send(Ok(RetentionReport::default()))),
                 Job::Shutdown { reply } => drop(reply.send(())),
             }
         }
@@ -624,6 +635,7 @@ fn fail(job: Job, e: StoreError) {
         Job::Consent { reply, .. } => drop(reply.send(Err(e))),
         Job::Ingest { reply, .. } => drop(reply.send(Err(e))),
         Job::Sweep { reply } => drop(reply.send(Err(e))),
+        Job::Retention { reply, .. } => drop(reply.send(Err(e))),
         Job::Shutdown { reply } => drop(reply.send(())),
     }
 }

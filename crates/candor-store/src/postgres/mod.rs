@@ -1,0 +1,372 @@
+//! The scale-out store: PostgreSQL, shared by several stateless Candor nodes.
+//!
+//! Same observable behaviour as the SQLite store (the conformance suite in
+//! `tests/store` runs against both), with the database as the serialization point
+//! instead of a single writer thread:
+//!
+//! - [`writer`]: one task per node groups queued jobs (group commit). Consent jobs of a
+//!   group share one transaction, each in a savepoint; ingest jobs share another, with
+//!   one multi-row `INSERT ... SELECT FROM unnest(...)` for all their rows.
+//! - [`consent`]: consent changes. The ledger stays one chain across nodes because every
+//!   consent transaction first locks the `ledger_head` row (`FOR UPDATE`) and computes
+//!   `seq`/`prev_hash` from it.
+//! - [`ingest`]: event batches, re-checked against the consent state *in the database*
+//!   under a shared advisory lock that withdrawals take exclusively, so no event carrying
+//!   a withdrawn purpose can commit after the withdrawal, whichever node took it.
+//!   De-duplication is a unique key in the database, so it holds across nodes.
+//! - [`listen`]: keeps this node's caches (consent index, identity map) in step with
+//!   changes committed by any node (`LISTEN candor_changes` + periodic full resync).
+//! - [`sweep`], [`retention`], [`partitions`]: background rewriting of withdrawn
+//!   purposes, retention (dropping whole day partitions), on-demand day partitions.
+//! - [`schema`]: versioned migrations and the Citus distribution table.
+//! - [`read`]: queries on the pool.
+//!
+//! **Architecture invariant:** `synchronous_commit` is forced `on` for every session
+//! this store opens, so a method that returns `Ok` has committed durably.
+
+mod cache;
+mod connect;
+mod consent;
+mod ingest;
+mod listen;
+mod partitions;
+mod read;
+mod retention;
+pub mod schema;
+mod sql;
+mod sweep;
+mod writer;
+
+use crate::types::*;
+use crate::{Store, StoreError};
+use async_trait::async_trait;
+use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
+use candor_core::idhash::{IdMap, IdSet};
+use candor_core::index::ConsentIndex;
+use candor_core::ledger::{Head, SealedEntry};
+use candor_core::receipt::ReceiptSigner;
+use candor_core::{PurposeId, PurposeSet, SubjectId};
+use deadpool_postgres::Pool;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub(crate) use connect::describe_error;
+pub use schema::SUPPORTED_VERSION;
+
+/// Tuning knobs, with defaults fit for a small deployment.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Connections in the pool (reads, the writer, the sweeper). The LISTEN connection
+    /// is separate.
+    pub pool_size: usize,
+    /// `statement_timeout` for every session: a stuck statement fails instead of
+    /// holding locks (and the ledger) forever.
+    pub statement_timeout: Duration,
+    /// How long to wait for a connection to open.
+    pub connect_timeout: Duration,
+    /// Full cache resync period: the fallback for a missed notification.
+    pub resync_interval: Duration,
+    /// How often the background sweeper looks for withdrawals to apply (it is also
+    /// woken at once by withdrawals taken on this node).
+    pub sweep_interval: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 8,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            resync_interval: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Advisory lock keys, all under one class id so they cannot collide with another
+/// application's locks in the same database.
+pub(crate) mod locks {
+    /// "CAND" in ASCII.
+    pub const CLASS: i32 = 0x4341_4E44;
+    /// Migrations and purpose bit assignment at open.
+    pub const MIGRATE: i32 = 1;
+    /// Taken shared by every ingest transaction and exclusively by consent
+    /// transactions that may withdraw (see `ingest`).
+    pub const GATE: i32 = 2;
+    /// Creating and dropping partitions.
+    pub const PARTITIONS: i32 = 3;
+    /// One sweeper at a time across nodes (sweeping twice is safe, just wasted work).
+    pub const SWEEP: i32 = 4;
+}
+
+/// State shared by the store handle and its background tasks.
+pub(crate) struct Shared {
+    pub index: ConsentIndex,
+    /// Subjects with an entry in `index`, so that a full resync can clear the ones that
+    /// lost every grant on another node (the index itself cannot be iterated).
+    indexed: Mutex<IdSet<SubjectId>>,
+    pub ids: RwLock<IdMap<LookupHash, SubjectId>>,
+    pub keys: RwLock<IdMap<SubjectId, SubjectKey>>,
+    pub bits: HashMap<PurposeId, u8>,
+    pub master: MasterKey,
+    pub signer: Arc<ReceiptSigner>,
+    pub pool: Pool,
+    pub partitions: partitions::Known,
+    /// Wakes the background sweeper after a withdrawal on this node.
+    pub sweep_wake: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Replaces a subject's granted set in the index (and the record of who is in it).
+    pub fn publish_granted(&self, s: SubjectId, granted: PurposeSet) {
+        let mut indexed = self.indexed.lock();
+        self.index.set(s, granted);
+        if granted.is_empty() {
+            indexed.remove(&s);
+        } else {
+            indexed.insert(s);
+        }
+    }
+
+    /// Replaces the whole index with `all` (a full resync).
+    pub fn publish_all_granted(&self, all: IdMap<SubjectId, PurposeSet>) {
+        let mut indexed = self.indexed.lock();
+        for s in indexed.iter() {
+            if !all.contains_key(s) {
+                self.index.set(*s, PurposeSet::EMPTY);
+            }
+        }
+        indexed.clear();
+        for (s, g) in all {
+            self.index.set(s, g);
+            if !g.is_empty() {
+                indexed.insert(s);
+            }
+        }
+    }
+
+    /// The granted set from a subject's `given` purposes (unconfigured ones grant
+    /// nothing: fail closed).
+    pub fn granted_of<'a>(&self, given: impl IntoIterator<Item = &'a str>) -> PurposeSet {
+        let mut set = PurposeSet::EMPTY;
+        for p in given {
+            if let Some(bit) = PurposeId::parse(p).ok().and_then(|p| self.bits.get(&p)) {
+                set.insert(*bit);
+            }
+        }
+        set
+    }
+}
+
+/// The PostgreSQL [`Store`]. Several instances (one per Candor node) may share one
+/// database; see the module documentation for how they stay consistent.
+pub struct PostgresStore {
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<writer::Job>,
+    sweeper: Arc<tokio::sync::Mutex<sweep::Sweeper>>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/dbname`), migrates the schema,
+    /// assigns stable bits to `purposes`, loads the caches and starts the writer,
+    /// the LISTEN task and the sweeper, with default [`PostgresOptions`]. Must be
+    /// called inside a Tokio runtime.
+    pub async fn open(
+        url: &str,
+        purposes: &[PurposeId],
+        master: MasterKey,
+        signer: Arc<ReceiptSigner>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(url, purposes, master, signer, PostgresOptions::default()).await
+    }
+
+    /// [`PostgresStore::open`] with explicit options.
+    pub async fn open_with(
+        url: &str,
+        purposes: &[PurposeId],
+        master: MasterKey,
+        signer: Arc<ReceiptSigner>,
+        options: PostgresOptions,
+    ) -> Result<Self, StoreError> {
+        let config = connect::config(url, &options)?;
+        let pool = connect::pool(&config, &options)?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| connect::unreachable(&config, e))?;
+        let bits = schema::migrate(&mut client, purposes).await?;
+        let shared = Arc::new(Shared {
+            index: ConsentIndex::new(),
+            indexed: Mutex::new(IdSet::default()),
+            ids: RwLock::new(IdMap::default()),
+            keys: RwLock::new(IdMap::default()),
+            bits,
+            master,
+            signer,
+            pool,
+            partitions: partitions::Known::default(),
+            sweep_wake: tokio::sync::Notify::new(),
+        });
+        cache::full_resync(&shared, &client).await?;
+        drop(client);
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::channel(4096);
+        let sweeper = Arc::new(tokio::sync::Mutex::new(sweep::Sweeper::default()));
+        let tasks = vec![
+            tokio::spawn(writer::run(shared.clone(), rx)),
+            tokio::spawn(listen::run(
+                shared.clone(),
+                config,
+                options.resync_interval,
+                stop_rx.clone(),
+            )),
+            tokio::spawn(sweep::background(
+                shared.clone(),
+                sweeper.clone(),
+                options.sweep_interval,
+                stop_rx,
+            )),
+        ];
+        Ok(Self {
+            shared,
+            jobs: tx,
+            sweeper,
+            stop,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.shared.pool.get().await?)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn purpose_bits(&self) -> &HashMap<PurposeId, u8> {
+        &self.shared.bits
+    }
+
+    fn index(&self) -> &ConsentIndex {
+        &self.shared.index
+    }
+
+    fn resolve(&self, hash: &LookupHash) -> Option<SubjectId> {
+        self.shared.ids.read().get(hash).copied()
+    }
+
+    async fn subject_key(&self, subject: SubjectId) -> Result<Option<SubjectKey>, StoreError> {
+        if let Some(k) = self.shared.keys.read().get(&subject) {
+            return Ok(Some(k.clone()));
+        }
+        let client = self.client().await?;
+        let key = read::subject_key(&client, &self.shared.master, subject).await?;
+        if let Some(k) = &key {
+            self.shared.keys.write().insert(subject, k.clone());
+        }
+        Ok(key)
+    }
+
+    async fn apply_consent(&self, cmd: ConsentCommand) -> Result<ConsentOutcome, StoreError> {
+        let mut out = self
+            .submit(|tx| writer::Job::Consent {
+                cmds: vec![cmd],
+                reply: tx,
+            })
+            .await?;
+        out.pop()
+            .ok_or_else(|| StoreError::Database("writer returned no outcome".into()))
+    }
+
+    async fn apply_consents_atomically(
+        &self,
+        cmds: Vec<ConsentCommand>,
+    ) -> Result<Vec<ConsentOutcome>, StoreError> {
+        self.submit(|tx| writer::Job::Consent { cmds, reply: tx })
+            .await
+    }
+
+    async fn ingest(&self, rows: Vec<IngestRow>) -> Result<Vec<RowOutcome>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(|tx| writer::Job::Ingest { rows, reply: tx })
+            .await
+    }
+
+    async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError> {
+        read::consent_state(&self.client().await?, subject).await
+    }
+
+    async fn consent_history(&self, subject: SubjectId) -> Result<Vec<SealedEntry>, StoreError> {
+        read::history(&self.client().await?, subject).await
+    }
+
+    async fn ledger_page(&self, after: u64, limit: usize) -> Result<Vec<SealedEntry>, StoreError> {
+        read::ledger_page(&self.client().await?, after, limit).await
+    }
+
+    async fn ledger_head(&self) -> Result<Option<Head>, StoreError> {
+        read::head(&self.client().await?).await
+    }
+
+    async fn sweep(&self) -> Result<(), StoreError> {
+        let mut sweeper = self.sweeper.lock().await;
+        while sweeper.step(&self.shared).await? {}
+        Ok(())
+    }
+
+    async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut client = self.client().await?;
+        read::events_page(&mut client, after, limit).await
+    }
+
+    async fn retention(
+        &self,
+        now_ms: i64,
+        retention_days: &HashMap<PurposeId, u32>,
+    ) -> Result<RetentionReport, StoreError> {
+        let tiers = crate::retention::tiers(now_ms, retention_days, &self.shared.bits);
+        retention::run(&self.shared, now_ms, &tiers).await
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        read::stats(&self.client().await?).await
+    }
+
+    async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .jobs
+            .send(writer::Job::Shutdown { reply: tx })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.shared.pool.close();
+    }
+}

@@ -1,0 +1,214 @@
+//! Versioned schema migrations for the PostgreSQL store, and how each table would be
+//! distributed on Citus.
+//!
+//! Migrations are recorded in `schema_migrations`. All pending ones run in a single
+//! transaction that first takes `pg_advisory_xact_lock`, so two nodes starting at once
+//! never race: the second waits, then finds nothing left to do. PostgreSQL's DDL is
+//! transactional, so a crash mid-migration leaves the previous version intact. A
+//! database newer than this binary is refused rather than guessed at.
+//!
+//! ## Distribution (Citus)
+//!
+//! Every table that grows with the number of subjects carries `subject_id` in its
+//! primary key, so it can be distributed by `subject_id` and co-located: one subject's
+//! consent, identities, floors and events live on one worker, and a consent change
+//! touches one shard (plus the ledger).
+//!
+//! | table | distribution column | why |
+//! |---|---|---|
+//! | `subjects` | `subject_id` | one row per subject; the anchor the others co-locate with |
+//! | `identities` | `subject_id` | PK `(subject_id, lookup_hash)`: a subject's sealed identifiers live beside it (export, erasure) |
+//! | `identity_lookup` | `lookup_hash` | lookup hash → subject, the one thing found by hash; PK `lookup_hash` also makes "one identifier, one subject" a constraint across nodes. Small rows (48 B); distributed by hash (a reference table while small) |
+//! | `consent_state` | `subject_id` | PK `(subject_id, purpose_id)` |
+//! | `purpose_floors` | `subject_id` | PK `(subject_id, bit)`; few rows, short-lived |
+//! | `events` | `subject_id` | PK `(id, day, subject_id)`; range-partitioned by receive `day` (retention drops partitions), distributed by subject within each |
+//! | `dedup_keys` | `dedup_key` | PK `(day, dedup_key)`; keyed by `(source, messageId)`, not by subject; range-partitioned by day and dropped after two days |
+//! | `ledger`, `ledger_head` | none (reference-like, on the coordinator) | one global hash chain: each record commits to the previous one, so appends are ordered by a single lock; splitting it by subject would make many chains and lose the global order a verifier checks |
+//! | `purposes` | none (reference table) | the catalog's bit assignments; tiny, read by every node, joined with everything |
+//! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
+
+use super::locks;
+use crate::StoreError;
+use candor_core::PurposeId;
+use deadpool_postgres::Object;
+use std::collections::HashMap;
+
+/// Each entry upgrades from version `index` to `index + 1`. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: the foundation.
+    r#"
+    -- Catalog: stable bit per purpose (a reference table on Citus).
+    CREATE TABLE purposes (
+        purpose_id TEXT PRIMARY KEY,
+        bit        SMALLINT NOT NULL UNIQUE CHECK (bit BETWEEN 0 AND 63)
+    );
+    -- One row per subject: its data key, wrapped by the master key. Erasure deletes it.
+    CREATE TABLE subjects (
+        subject_id  BYTEA PRIMARY KEY,
+        wrapped_key BYTEA NOT NULL,
+        created_ms  BIGINT NOT NULL
+    );
+    -- Identifiers of a subject, the value sealed under the subject's key.
+    CREATE TABLE identities (
+        subject_id   BYTEA NOT NULL,
+        lookup_hash  BYTEA NOT NULL,
+        kind         SMALLINT NOT NULL,
+        sealed_value BYTEA NOT NULL,
+        created_ms   BIGINT NOT NULL,
+        PRIMARY KEY (subject_id, lookup_hash)
+    );
+    -- Which subject an identifier's keyed hash resolves to. Its primary key makes one
+    -- identifier belong to one subject even when two nodes link it at once.
+    CREATE TABLE identity_lookup (
+        lookup_hash BYTEA PRIMARY KEY,
+        subject_id  BYTEA NOT NULL
+    );
+    -- Current status per subject and purpose: derived from the ledger, kept for reads
+    -- and for the consent re-check at ingestion.
+    CREATE TABLE consent_state (
+        subject_id     BYTEA NOT NULL,
+        purpose_id     TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        notice_version BIGINT NOT NULL,
+        seq            BIGINT NOT NULL,
+        time_ms        BIGINT NOT NULL,
+        PRIMARY KEY (subject_id, purpose_id)
+    );
+    -- The hash-chained, signed consent ledger: one global chain. Pseudonymous.
+    CREATE TABLE ledger (
+        seq            BIGINT PRIMARY KEY,
+        subject_id     BYTEA NOT NULL,
+        purpose_id     TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        notice_version BIGINT NOT NULL,
+        notice_hash    BYTEA NOT NULL,
+        channel        TEXT NOT NULL,
+        time_ms        BIGINT NOT NULL,
+        evidence       TEXT NOT NULL,
+        prev_hash      BYTEA NOT NULL,
+        hash           BYTEA NOT NULL,
+        signature      BYTEA NOT NULL
+    );
+    CREATE INDEX ledger_subject ON ledger (subject_id);
+    -- The head, one row that always exists: every consent transaction locks it
+    -- (FOR UPDATE) before appending, which is what keeps the chain single.
+    CREATE TABLE ledger_head (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  BIGINT NOT NULL,
+        hash BYTEA NOT NULL
+    );
+    INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+    -- Event ids: arrival order, and the `upto_id` of purpose floors. CACHE 1 (the
+    -- default) on purpose: a floor reads `last_value` as "every id handed out so far",
+    -- which per-session caching of ids would break.
+    CREATE SEQUENCE events_id_seq CACHE 1;
+    -- Consent-gated events, range-partitioned by the day they were received, so that
+    -- retention drops whole partitions. Partitions are created on demand.
+    CREATE TABLE events (
+        id          BIGINT NOT NULL DEFAULT nextval('events_id_seq'),
+        day         INTEGER NOT NULL,
+        subject_id  BYTEA NOT NULL,
+        source_id   TEXT NOT NULL,
+        dedup_key   BYTEA NOT NULL,
+        kind        TEXT NOT NULL,
+        category    TEXT NOT NULL,
+        purposes    BIGINT NOT NULL CHECK (purposes <> 0),
+        event_ms    BIGINT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        sealed      BYTEA NOT NULL,
+        -- id first: inserts append to the right edge of the index and pages read in id
+        -- order; day because partitioned tables need it; subject_id for distribution.
+        PRIMARY KEY (id, day, subject_id)
+    ) PARTITION BY RANGE (day);
+    ALTER SEQUENCE events_id_seq OWNED BY events.id;
+    -- A withdrawn purpose: events of the subject with id <= upto_id no longer carry it.
+    CREATE TABLE purpose_floors (
+        subject_id BYTEA NOT NULL,
+        bit        SMALLINT NOT NULL,
+        upto_id    BIGINT NOT NULL,
+        PRIMARY KEY (subject_id, bit)
+    );
+    -- De-duplication keys: a key received on day D is stored under D and D + 1, so a
+    -- retry on the same or the next day conflicts with one of them (see `ingest`).
+    CREATE TABLE dedup_keys (
+        day       INTEGER NOT NULL,
+        dedup_key BYTEA NOT NULL,
+        PRIMARY KEY (day, dedup_key)
+    ) PARTITION BY RANGE (day);
+    "#,
+];
+
+pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Migrates and assigns purpose bits, in one transaction under the migration lock.
+pub async fn migrate(
+    client: &mut Object,
+    purposes: &[PurposeId],
+) -> Result<HashMap<PurposeId, u8>, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&locks::CLASS, &locks::MIGRATE],
+    )
+    .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .await?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    let current = i64::from(current);
+    if current > SUPPORTED_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: SUPPORTED_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = (i + 1) as i32;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tracing::info!(version, "applied schema migration");
+    }
+    let mut taken: HashMap<String, u8> = HashMap::new();
+    for r in tx
+        .query("SELECT purpose_id, bit FROM purposes", &[])
+        .await?
+    {
+        let bit: i16 = r.get(1);
+        taken.insert(r.get(0), bit as u8);
+    }
+    let mut out = HashMap::new();
+    for p in purposes {
+        let bit = match taken.get(p.as_str()) {
+            Some(b) => *b,
+            None => {
+                let free = (0..64u8)
+                    .find(|b| !taken.values().any(|t| t == b))
+                    .ok_or_else(|| StoreError::Corrupt("all 64 purpose bits are in use".into()))?;
+                tx.execute(
+                    "INSERT INTO purposes (purpose_id, bit) VALUES ($1, $2)",
+                    &[&p.as_str(), &i16::from(free)],
+                )
+                .await?;
+                taken.insert(p.as_str().to_owned(), free);
+                free
+            }
+        };
+        out.insert(p.clone(), bit);
+    }
+    tx.commit().await?;
+    Ok(out)
+}

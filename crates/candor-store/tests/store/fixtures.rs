@@ -1,0 +1,117 @@
+//! Builders for commands and rows, so tests say what they mean.
+
+use candor_core::consent::{Action, Channel};
+use candor_core::crypto::{IdKind, MasterKey};
+use candor_core::event::EventKind;
+use candor_core::ledger::Evidence;
+use candor_core::receipt::ReceiptSigner;
+use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId};
+use candor_store::{ConsentCommand, Identity, IngestRow, PurposeChange, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const DAY_MS: i64 = 86_400_000;
+/// The real time: partitions and the de-duplication window are maintained against the
+/// clock by background tasks, so tests that pass a clock start from the real one.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn purposes() -> Vec<PurposeId> {
+    ["analytics", "personalization", "loyalty"]
+        .iter()
+        .map(|p| PurposeId::parse(p).unwrap())
+        .collect()
+}
+
+pub fn master() -> MasterKey {
+    MasterKey::from_bytes(&[7; 32])
+}
+
+pub fn signer() -> Arc<ReceiptSigner> {
+    Arc::new(ReceiptSigner::from_bytes(&[9; 32]))
+}
+
+pub fn identity(user: &str) -> Identity {
+    Identity {
+        kind: IdKind::UserId,
+        hash: master().lookup_hash(IdKind::UserId, user),
+        value: Sensitive::new(user.to_owned()),
+    }
+}
+
+pub fn change(store: &dyn Store, purpose: &str, action: Action) -> PurposeChange {
+    let purpose = PurposeId::parse(purpose).unwrap();
+    PurposeChange {
+        bit: store.purpose_bits()[&purpose],
+        purpose,
+        action,
+        notice_version: 1,
+        notice_hash: [1; 32],
+    }
+}
+
+pub fn command(store: &dyn Store, user: &str, changes: &[(&str, Action)]) -> ConsentCommand {
+    ConsentCommand {
+        identities: vec![identity(user)],
+        create: true,
+        changes: changes.iter().map(|(p, a)| change(store, p, *a)).collect(),
+        channel: Channel::Prompt,
+        evidence: Evidence::from([("prompt".to_owned(), "banner".to_owned())]),
+        time_ms: now(),
+    }
+}
+
+pub fn bits(store: &dyn Store, purposes: &[&str]) -> PurposeSet {
+    let mut set = PurposeSet::EMPTY;
+    for p in purposes {
+        set.insert(store.purpose_bits()[&PurposeId::parse(p).unwrap()]);
+    }
+    set
+}
+
+pub fn row(
+    store: &dyn Store,
+    subject: SubjectId,
+    message_id: &str,
+    purposes: &[&str],
+    received_ms: i64,
+) -> IngestRow {
+    IngestRow {
+        subject,
+        link: Vec::new(),
+        source: "web".into(),
+        dedup_key: master().dedup_key("web", message_id),
+        kind: EventKind::Track,
+        category: CategoryId::parse("app_usage").unwrap(),
+        purposes: bits(store, purposes),
+        event_ms: received_ms - 5,
+        received_ms,
+        sealed_payload: message_id.as_bytes().to_vec(),
+    }
+}
+
+pub fn retention_days() -> HashMap<PurposeId, u32> {
+    HashMap::from([
+        (PurposeId::parse("analytics").unwrap(), 30),
+        (PurposeId::parse("personalization").unwrap(), 30),
+        (PurposeId::parse("loyalty").unwrap(), 365),
+    ])
+}
+
+/// Polls `f` until it holds or `deadline` passes; no fixed sleeps.
+pub async fn eventually(deadline: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

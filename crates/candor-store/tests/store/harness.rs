@@ -1,0 +1,161 @@
+//! Backends for the conformance suite: each opens stores on its own fresh data (a
+//! temporary SQLite file, or a PostgreSQL database created for the test and dropped
+//! after it), and can open them again on the same data to test reopening.
+
+use crate::fixtures::{master, purposes, signer};
+use async_trait::async_trait;
+use candor_store::postgres::{PostgresOptions, PostgresStore};
+use candor_store::sqlite::SqliteStore;
+use candor_store::Store;
+use std::sync::Arc;
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// A store on this backend's data (opening again reopens the same data).
+    async fn open(&self) -> Arc<dyn Store>;
+    /// Whether retention drops whole partitions here.
+    fn partitions(&self) -> bool;
+}
+
+pub struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+impl Sqlite {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Sqlite {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(
+            SqliteStore::open(
+                &self.dir.path().join("candor.db"),
+                &purposes(),
+                master(),
+                signer(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn partitions(&self) -> bool {
+        false
+    }
+}
+
+const HOW_TO_START: &str =
+    "CANDOR_TEST_DATABASE_URL is not set, so the PostgreSQL store cannot be tested.
+Start a throwaway cluster and point the tests at it:
+    scripts/pg-cluster start /tmp/candor-pg 55432
+    export CANDOR_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres
+(or set CANDOR_SKIP_POSTGRES=1 to skip the PostgreSQL tests on purpose)";
+
+/// A fresh database on the test cluster, dropped when this is dropped.
+pub struct Postgres {
+    admin_url: String,
+    name: String,
+    pub url: String,
+    pub options: PostgresOptions,
+}
+
+impl Postgres {
+    /// `None` only when `CANDOR_SKIP_POSTGRES=1`; panics with instructions when no
+    /// cluster is configured, so a missing database never passes silently.
+    pub async fn new() -> Option<Self> {
+        if std::env::var("CANDOR_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+            eprintln!("skipping a PostgreSQL test: CANDOR_SKIP_POSTGRES=1");
+            return None;
+        }
+        let admin_url =
+            std::env::var("CANDOR_TEST_DATABASE_URL").unwrap_or_else(|_| panic!("{HOW_TO_START}"));
+        let name = format!("t_{}", hex::encode(rand::random::<[u8; 8]>()));
+        let admin = admin(&admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let server = match base.split_once("://") {
+            Some((scheme, rest)) => format!(
+                "{scheme}://{}",
+                rest.split_once('/').map_or(rest, |(h, _)| h)
+            ),
+            None => panic!("CANDOR_TEST_DATABASE_URL must be a postgres:// URL"),
+        };
+        let url = format!("{server}/{name}{query}");
+        Some(Self {
+            admin_url,
+            name,
+            url,
+            options: PostgresOptions {
+                resync_interval: std::time::Duration::from_secs(30),
+                ..PostgresOptions::default()
+            },
+        })
+    }
+
+    pub async fn open_store(&self) -> PostgresStore {
+        PostgresStore::open_with(
+            &self.url,
+            &purposes(),
+            master(),
+            signer(),
+            self.options.clone(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A plain connection to the test database, for checks behind the store's back.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        admin(&self.url).await
+    }
+}
+
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test cluster: {e}\n{HOW_TO_START}"));
+    tokio::spawn(conn);
+    client
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Drop cannot await: do it on a thread with its own runtime.
+        let url = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let client = admin(&url).await;
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.open_store().await)
+    }
+
+    fn partitions(&self) -> bool {
+        true
+    }
+}

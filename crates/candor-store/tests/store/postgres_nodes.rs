@@ -1,0 +1,235 @@
+//! PostgreSQL only: two stores on one database behave as two Candor nodes.
+
+use crate::fixtures::*;
+use crate::harness::Postgres;
+use candor_core::consent::Action;
+use candor_core::ledger::verify_chain;
+use candor_store::{RowOutcome, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_changes_reach_the_other_node_within_a_second() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let a = db.open_store().await;
+    let b = db.open_store().await;
+    let out = a
+        .apply_consent(command(&a, "nia", &[("analytics", Action::Grant)]))
+        .await
+        .unwrap();
+    let s = out.subject;
+    let analytics = bits(&a, &["analytics"]);
+    assert!(
+        eventually(PROPAGATION, || b.index().granted(&s) == analytics
+            && b.resolve(&identity("nia").hash) == Some(s))
+        .await,
+        "B must learn the grant and the identity"
+    );
+    a.apply_consent(command(&a, "nia", &[("analytics", Action::Withdraw)]))
+        .await
+        .unwrap();
+    // Even before B hears of it, B's writer re-checks consent in the database.
+    let late = b
+        .ingest(vec![row(&b, s, "after-withdrawal", &["analytics"], now())])
+        .await
+        .unwrap();
+    assert_eq!(late, vec![RowOutcome::ConsentChanged]);
+    assert!(
+        eventually(PROPAGATION, || b.index().granted(&s).is_empty()).await,
+        "B's index must drop the withdrawn purpose"
+    );
+    // B can change consent for a subject A created, and A hears of it.
+    b.apply_consent(command(&b, "nia", &[("loyalty", Action::Grant)]))
+        .await
+        .unwrap();
+    assert!(
+        eventually(PROPAGATION, || a.index().granted(&s)
+            == bits(&a, &["loyalty"]))
+        .await
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_holds_across_nodes() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let a = Arc::new(db.open_store().await);
+    let b = Arc::new(db.open_store().await);
+    let s = a
+        .apply_consent(command(&*a, "ola", &[("analytics", Action::Grant)]))
+        .await
+        .unwrap()
+        .subject;
+    let first = a
+        .ingest(vec![row(&*a, s, "m", &["analytics"], now())])
+        .await
+        .unwrap();
+    assert_eq!(first, vec![RowOutcome::Stored]);
+    let retry = b
+        .ingest(vec![row(&*b, s, "m", &["analytics"], now())])
+        .await
+        .unwrap();
+    assert_eq!(retry, vec![RowOutcome::Duplicate]);
+    // The same messages through both nodes at once: each stored exactly once.
+    let batch = |st: &dyn Store| -> Vec<candor_store::IngestRow> {
+        (0..50)
+            .map(|i| row(st, s, &format!("both-{i}"), &["analytics"], now()))
+            .collect()
+    };
+    let (ra, rb) = tokio::join!(a.ingest(batch(&*a)), b.ingest(batch(&*b)));
+    let stored = ra
+        .unwrap()
+        .into_iter()
+        .chain(rb.unwrap())
+        .filter(|o| *o == RowOutcome::Stored)
+        .count();
+    assert_eq!(stored, 50);
+    assert_eq!(a.stats().await.unwrap().events, 51);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_through_both_nodes_form_one_chain() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let nodes: Vec<Arc<dyn Store>> = vec![
+        Arc::new(db.open_store().await),
+        Arc::new(db.open_store().await),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let node = nodes[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let s = &*node;
+            let user = format!("n{i}");
+            s.apply_consent(command(
+                s,
+                &user,
+                &[("analytics", Action::Grant), ("loyalty", Action::Grant)],
+            ))
+            .await
+            .unwrap();
+            s.apply_consent(command(s, &user, &[("loyalty", Action::Withdraw)]))
+                .await
+                .unwrap();
+        }));
+    }
+    // And the same new person through both at once: one subject, not two.
+    let (x, y) = tokio::join!(
+        nodes[0].apply_consent(command(&*nodes[0], "twin", &[("analytics", Action::Grant)])),
+        nodes[1].apply_consent(command(&*nodes[1], "twin", &[("analytics", Action::Grant)]))
+    );
+    assert_eq!(x.unwrap().subject, y.unwrap().subject);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut records = Vec::new();
+    loop {
+        let page = nodes[1]
+            .ledger_page(
+                records
+                    .last()
+                    .map_or(0, |e: &candor_core::ledger::SealedEntry| e.entry.seq),
+                500,
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        records.extend(page);
+    }
+    let head = nodes[0].ledger_head().await.unwrap();
+    assert_eq!(
+        verify_chain(&records, head, &signer().verifying_key()),
+        Ok(181)
+    );
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_notification_is_repaired_by_the_periodic_resync() {
+    let Some(mut db) = Postgres::new().await else {
+        return;
+    };
+    db.options.resync_interval = Duration::from_millis(200);
+    let a = db.open_store().await;
+    let s = a
+        .apply_consent(command(&a, "pia", &[("analytics", Action::Grant)]))
+        .await
+        .unwrap()
+        .subject;
+    // Change consent behind the store's back: no NOTIFY is sent.
+    db.client()
+        .await
+        .execute(
+            "UPDATE consent_state SET status = 'withdrawn' WHERE subject_id = $1",
+            &[&&s.as_bytes()[..]],
+        )
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || a.index().granted(&s).is_empty()).await,
+        "the resync must notice the change"
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listen_connection_reconnects_and_resyncs() {
+    let Some(mut db) = Postgres::new().await else {
+        return;
+    };
+    // No periodic resync within the test: only the reconnect can repair the cache.
+    db.options.resync_interval = Duration::from_secs(3600);
+    let a = db.open_store().await;
+    let s = a
+        .apply_consent(command(&a, "quinn", &[("analytics", Action::Grant)]))
+        .await
+        .unwrap()
+        .subject;
+    let c = db.client().await;
+    c.execute(
+        "UPDATE consent_state SET status = 'withdrawn' WHERE subject_id = $1",
+        &[&&s.as_bytes()[..]],
+    )
+    .await
+    .unwrap();
+    let killed: i64 = c
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'candor-listen' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+    assert!(
+        eventually(Duration::from_secs(3), || a.index().granted(&s).is_empty()).await,
+        "reconnecting must resync the caches"
+    );
+    // And notifications flow again on the new connection.
+    let b = db.open_store().await;
+    b.apply_consent(command(&b, "quinn", &[("loyalty", Action::Grant)]))
+        .await
+        .unwrap();
+    assert!(
+        eventually(PROPAGATION, || a.index().granted(&s)
+            == bits(&a, &["loyalty"]))
+        .await
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
