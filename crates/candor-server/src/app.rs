@@ -16,11 +16,13 @@ use axum::Router;
 use candor_core::crypto::MasterKey;
 use candor_core::purpose::Catalog;
 use candor_core::receipt::ReceiptSigner;
+use candor_store::postgres::{PostgresOptions, PostgresStore};
 use candor_store::sqlite::SqliteStore;
 use candor_store::{Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
@@ -39,30 +41,55 @@ pub enum BuildError {
     },
 }
 
-/// An opened data directory: the lock, keys, store and completed catalog. Used by the
-/// server and by every CLI command that works on the data.
+/// An opened data directory and store: the lock, keys, store and completed catalog.
+/// Used by the server and by every CLI command that works on the data.
 pub struct Opened {
     pub lock: DirLock,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub catalog: Catalog,
     pub master: MasterKey,
     pub signer: Arc<ReceiptSigner>,
 }
 
-pub fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
+/// Opens the store the settings name: PostgreSQL when `[database]` is set, otherwise
+/// the SQLite file in the data directory. Keys always come from the data directory
+/// (or the environment): every node sharing one database must hold the same keys.
+pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
     let lock = datadir::lock(&settings.data_dir)?;
     let (master, signer) = datadir::load_keys(&settings.data_dir)?;
     let signer = Arc::new(signer);
-    let store = SqliteStore::open(
-        &datadir::database_path(&settings.data_dir),
-        &settings.catalog.purpose_ids(),
-        master.clone(),
-        signer.clone(),
-    )?;
+    let purposes = settings.catalog.purpose_ids();
+    let store: Arc<dyn Store> = match &settings.database {
+        Some(db) => {
+            let options = PostgresOptions {
+                pool_size: db.pool_size,
+                statement_timeout: Duration::from_millis(db.statement_timeout_ms),
+                connect_timeout: Duration::from_millis(db.connect_timeout_ms),
+                resync_interval: Duration::from_millis(db.resync_interval_ms),
+                ..PostgresOptions::default()
+            };
+            Arc::new(
+                PostgresStore::open_with(
+                    db.url.expose(),
+                    &purposes,
+                    master.clone(),
+                    signer.clone(),
+                    options,
+                )
+                .await?,
+            )
+        }
+        None => Arc::new(SqliteStore::open(
+            &datadir::database_path(&settings.data_dir),
+            &purposes,
+            master.clone(),
+            signer.clone(),
+        )?),
+    };
     let catalog = settings.catalog.build(store.purpose_bits())?;
     Ok(Opened {
         lock,
-        store: Arc::new(store),
+        store,
         catalog,
         master,
         signer,
@@ -82,7 +109,7 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, BuildError> {
-        let opened = open_data(&settings)?;
+        let opened = open_data(&settings).await?;
         Self::from_opened(settings, opened, clock).await
     }
 
@@ -136,11 +163,32 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
+        let retention = tokio::spawn(retention_loop(self.state.clone()));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        retention.abort();
         store.shutdown().await;
         served
+    }
+}
+
+/// Deletes events past their purposes' retention, at start and then hourly. Dropping
+/// whole day partitions (PostgreSQL) makes this cheap; SQLite prunes by day.
+async fn retention_loop(state: AppState) {
+    let days: std::collections::HashMap<_, _> = state
+        .catalog
+        .purposes()
+        .iter()
+        .map(|p| (p.id.clone(), p.retention_days))
+        .collect();
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match state.store.retention(state.now_ms(), &days).await {
+            Ok(r) => tracing::info!(?r, "retention pass"),
+            Err(e) => tracing::warn!(error = %e, "retention pass failed; will retry"),
+        }
     }
 }
 

@@ -46,6 +46,8 @@ struct RawConfig {
     sources: Vec<RawSource>,
     #[serde(default)]
     iab: RawIab,
+    #[serde(default)]
+    database: RawDatabase,
     categories: Option<Vec<RawCategory>>,
     purposes: Option<Vec<RawPurpose>>,
     event_mapping: Option<Vec<RawRule>>,
@@ -79,6 +81,17 @@ struct RawSecret {
 struct RawSecretKeyed {
     secret: Option<String>,
     secret_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+    url_env: Option<String>,
+    pool_size: Option<usize>,
+    statement_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    resync_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -217,9 +230,35 @@ pub struct IabSettings {
     pub trusted_cmp_ids: Vec<u16>,
 }
 
+/// `[database]`: PostgreSQL for scale-out; absent means the embedded SQLite file.
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/db`; may hold a password, hence Sensitive.
+    pub url: Sensitive<String>,
+    pub pool_size: usize,
+    pub statement_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Full consent-cache resync period, the fallback for a missed notification.
+    pub resync_interval_ms: u64,
+}
+
+impl DatabaseSettings {
+    pub fn new(url: String) -> Self {
+        Self {
+            url: Sensitive::new(url),
+            pool_size: 8,
+            statement_timeout_ms: 30_000,
+            connect_timeout_ms: 10_000,
+            resync_interval_ms: 30_000,
+        }
+    }
+}
+
 /// Everything Candor needs to run, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// PostgreSQL, or `None` for the embedded SQLite store in `data_dir`.
+    pub database: Option<DatabaseSettings>,
     pub operator: OperatorInfo,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -394,7 +433,38 @@ impl Settings {
                 "iab.cmp_id and iab.cmp_version are 12-bit numbers (at most 4095)".into(),
             ));
         }
+        let database = match secret("database.url", raw.database.url, raw.database.url_env, env)? {
+            None => None,
+            Some(url) => {
+                if !url.expose().starts_with("postgres://")
+                    && !url.expose().starts_with("postgresql://")
+                {
+                    return Err(ConfigError::Invalid(
+                        "database.url must start with postgres://".into(),
+                    ));
+                }
+                let d = DatabaseSettings::new(url.into_inner());
+                Some(DatabaseSettings {
+                    pool_size: raw.database.pool_size.unwrap_or(d.pool_size).clamp(1, 256),
+                    statement_timeout_ms: raw
+                        .database
+                        .statement_timeout_ms
+                        .unwrap_or(d.statement_timeout_ms),
+                    connect_timeout_ms: raw
+                        .database
+                        .connect_timeout_ms
+                        .unwrap_or(d.connect_timeout_ms),
+                    resync_interval_ms: raw
+                        .database
+                        .resync_interval_ms
+                        .unwrap_or(d.resync_interval_ms)
+                        .max(100),
+                    url: d.url,
+                })
+            }
+        };
         Ok(Settings {
+            database,
             iab,
             operator: OperatorInfo {
                 name: raw

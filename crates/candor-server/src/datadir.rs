@@ -3,8 +3,9 @@
 //!
 //! Keys live in files beside the database, never in it: a copy of the database alone
 //! (a backup, a stolen disk image of the DB volume) reveals no identifier. The master
-//! key may instead come from `CANDOR_MASTER_KEY` (64 hex characters), which is how a
-//! deployment keeps it in a secret manager.
+//! key may instead come from `CANDOR_MASTER_KEY` and the receipt-signing key from
+//! `CANDOR_SIGNING_KEY` (64 hex characters each), which is how a deployment keeps them
+//! in a secret manager, and how several nodes sharing one PostgreSQL share one identity.
 
 use candor_core::crypto::MasterKey;
 use candor_core::receipt::ReceiptSigner;
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub const MASTER_KEY_ENV: &str = "CANDOR_MASTER_KEY";
+/// The receipt-signing key (64 hex characters), for nodes that share one database.
+pub const SIGNING_KEY_ENV: &str = "CANDOR_SIGNING_KEY";
 
 #[derive(Debug, Error)]
 pub enum DataDirError {
@@ -116,9 +119,18 @@ pub fn load_keys(dir: &Path) -> Result<(MasterKey, ReceiptSigner), DataDirError>
             "master key",
         )?),
     };
-    let signer = ReceiptSigner::from_bytes(&read_or_create_hex32(
-        &keys.join("receipt-signing.key"),
-        "receipt signing key",
-    )?);
+    let signer = match std::env::var(SIGNING_KEY_ENV) {
+        Ok(hexkey) => {
+            let mut b = [0u8; 32];
+            hex::decode_to_slice(hexkey.trim(), &mut b).map_err(|_| {
+                DataDirError::Key(format!("{SIGNING_KEY_ENV}: not 64 hex characters"))
+            })?;
+            ReceiptSigner::from_bytes(&b)
+        }
+        Err(_) => ReceiptSigner::from_bytes(&read_or_create_hex32(
+            &keys.join("receipt-signing.key"),
+            "receipt signing key",
+        )?),
+    };
     Ok((master, signer))
 }

@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use candor_server::app::{open_data, Application};
 use candor_server::config::{demo, Settings};
 use candor_server::{demo as demo_data, ledger, ops, receipts};
-use candor_store::Store;
 use clap::{Args, Parser, Subcommand};
 use indicatif::ProgressBar;
 use std::io::BufReader;
@@ -40,6 +39,10 @@ struct Common {
     /// Data directory (database and keys). Overrides the config file.
     #[arg(long, env = "CANDOR_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://user:password@host:port/db) instead of the embedded
+    /// SQLite file. Overrides the config file.
+    #[arg(long, env = "CANDOR_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +149,14 @@ fn settings(common: &Common) -> Result<Settings> {
     if let Some(d) = &common.data_dir {
         s.data_dir = d.clone();
     }
+    if let Some(url) = &common.database_url {
+        let keep = s.database.take();
+        let mut db = candor_server::config::DatabaseSettings::new(url.clone());
+        if let Some(k) = keep {
+            db = candor_server::config::DatabaseSettings { url: db.url, ..k };
+        }
+        s.database = Some(db);
+    }
     Ok(s)
 }
 
@@ -197,7 +208,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             command: LedgerCommand::Verify { common },
         } => {
             let s = settings(&common)?;
-            let opened = open_data(&s)?;
+            let opened = open_data(&s).await?;
             let key = opened.signer.verifying_key();
             let report = ledger::verify(opened.store.as_ref(), &key).await?;
             opened.store.shutdown().await;
@@ -239,7 +250,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             command: ImportCommand::Consents { file, common },
         } => {
             let s = settings(&common)?;
-            let opened = open_data(&s)?;
+            let opened = open_data(&s).await?;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
             let cmds = ops::parse_import(BufReader::new(f), &opened.catalog, &opened.master)?;
@@ -267,7 +278,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         }
         Command::Export { common, out } => {
             let s = settings(&common)?;
-            let opened = open_data(&s)?;
+            let opened = open_data(&s).await?;
             let stats = opened.store.stats().await?;
             let pb = ProgressBar::new(stats.ledger_records + stats.events);
             let mut writer: Box<dyn std::io::Write> = match &out {

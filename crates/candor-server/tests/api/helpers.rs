@@ -16,27 +16,72 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub state: AppState,
-    pub dir: TempDir,
+    env: Option<Env>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-pub async fn spawn() -> TestApp {
-    spawn_in(tempfile::tempdir().unwrap()).await
+/// Where a test app keeps its data: its own directory, and with
+/// `CANDOR_TEST_BACKEND=postgres` its own fresh PostgreSQL database.
+pub struct Env {
+    pub dir: TempDir,
+    pub database_url: Option<String>,
 }
 
-/// Starts the app on an existing data directory (e.g. to test a restart).
-pub async fn spawn_in(dir: TempDir) -> TestApp {
-    spawn_with(dir, "").await
+pub fn postgres_backend() -> bool {
+    std::env::var("CANDOR_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// Creates a database for one test on the server named by CANDOR_TEST_DATABASE_URL.
+pub async fn fresh_database() -> String {
+    let admin = std::env::var("CANDOR_TEST_DATABASE_URL").expect(
+        "CANDOR_TEST_BACKEND=postgres needs CANDOR_TEST_DATABASE_URL (run the tests through scripts/with-postgres)",
+    );
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let name = format!("api_{}", candor_core::SubjectId::random());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+pub async fn fresh_env() -> Env {
+    Env {
+        dir: tempfile::tempdir().unwrap(),
+        database_url: if postgres_backend() {
+            Some(fresh_database().await)
+        } else {
+            None
+        },
+    }
+}
+
+pub async fn spawn() -> TestApp {
+    spawn_env(fresh_env().await, "").await
 }
 
 /// Starts the app with extra operator configuration (TOML).
-pub async fn spawn_with(dir: TempDir, config: &str) -> TestApp {
+pub async fn spawn_with(config: &str) -> TestApp {
+    spawn_env(fresh_env().await, config).await
+}
+
+/// Starts the app on an existing environment (e.g. to test a restart).
+pub async fn spawn_env(env: Env, config: &str) -> TestApp {
     let mut s = Settings::parse(config, "test", &|_| None)
         .unwrap()
         .with_demo_credentials();
     s.listen = "127.0.0.1:0".parse().unwrap();
-    s.data_dir = dir.path().to_owned();
+    s.data_dir = env.dir.path().to_owned();
+    s.database = env.database_url.clone().map(|url| {
+        let mut d = candor_server::config::DatabaseSettings::new(url);
+        d.resync_interval_ms = 1000;
+        d
+    });
     let app = Application::build(s).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let state = app.state().clone();
@@ -52,7 +97,7 @@ pub async fn spawn_with(dir: TempDir, config: &str) -> TestApp {
         base,
         client: Client::new(),
         state,
-        dir,
+        env: Some(env),
         stop: Some(tx),
         task: Some(task),
     }
@@ -64,14 +109,14 @@ impl TestApp {
     }
 
     /// Graceful stop: in-flight requests finish, the store flushes.
-    pub async fn stop(mut self) -> TempDir {
+    pub async fn stop(mut self) -> Env {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
             t.await.unwrap();
         }
-        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+        self.env.take().unwrap()
     }
 
     pub async fn post(&self, path: &str, key: &str, body: Value) -> Response {

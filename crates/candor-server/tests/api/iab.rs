@@ -127,11 +127,7 @@ async fn an_untrusted_string_only_narrows() {
 
 #[tokio::test]
 async fn a_trusted_cmp_can_grant() {
-    let app = spawn_with(
-        tempfile::tempdir().unwrap(),
-        "[iab]\ntrusted_cmp_ids = [777]\n",
-    )
-    .await;
+    let app = spawn_with("[iab]\ntrusted_cmp_ids = [777]\n").await;
     let (status, r) = import(
         &app,
         json!({"anonymousId": "t1", "tcString": tc_string(777, &[1, 7, 9])}),

@@ -35,8 +35,35 @@ async fn payloads_are_encrypted_at_rest() {
     let mut m = track("anon-secret-xyz", "m1");
     m["properties"]["email"] = json!("alice@example.com");
     app.batch(vec![m]).await;
-    let dir = app.stop().await;
-    for f in std::fs::read_dir(dir.path()).unwrap() {
+    let env = app.stop().await;
+    if let Some(url) = &env.database_url {
+        // Every row of every table, as text.
+        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let tables = c
+            .query(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                &[],
+            )
+            .await
+            .unwrap();
+        for t in tables {
+            let name: String = t.get(0);
+            for row in c
+                .query(&format!("SELECT t::text FROM {name} t"), &[])
+                .await
+                .unwrap()
+            {
+                let text: String = row.get(0);
+                for needle in ["alice@example.com", "anon-secret-xyz"] {
+                    assert!(!text.contains(needle), "{name} holds plaintext");
+                }
+            }
+        }
+    }
+    for f in std::fs::read_dir(env.dir.path()).unwrap() {
         let p = f.unwrap().path();
         if p.is_file() {
             let bytes = std::fs::read(&p).unwrap();
@@ -135,8 +162,8 @@ async fn deduplication_survives_a_restart() {
     let app = spawn().await;
     app.consent("a1", json!({"analytics": "grant"})).await;
     app.batch(vec![track("a1", "before-restart")]).await;
-    let dir = app.stop().await;
-    let app = spawn_in(dir).await;
+    let env = app.stop().await;
+    let app = spawn_env(env, "").await;
     let r = app
         .batch(vec![track("a1", "before-restart"), track("a1", "new")])
         .await;
@@ -181,6 +208,8 @@ async fn gpc_header_narrows_ingestion() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["accepted"], 1, "{body}");
     assert_eq!(app.stored().await[0].0, vec!["analytics"]);
 }
 

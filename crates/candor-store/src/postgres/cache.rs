@@ -13,22 +13,34 @@ use candor_core::idhash::IdMap;
 use candor_core::{PurposeSet, SubjectId};
 use tokio_postgres::Client;
 
+/// Granted set and version (highest ledger seq) per subject, from `consent_state` rows
+/// of (subject, purpose, status, seq).
+fn fold(
+    shared: &Shared,
+    rows: &[tokio_postgres::Row],
+    into: &mut IdMap<SubjectId, (PurposeSet, u64)>,
+) -> Result<(), StoreError> {
+    for r in rows {
+        let s = subject(r.get(0))?;
+        let entry = into.entry(s).or_insert((PurposeSet::EMPTY, 0));
+        if r.get::<_, &str>(2) == "given" {
+            entry.0 = entry.0.union(shared.granted_of([r.get::<_, &str>(1)]));
+        }
+        entry.1 = entry.1.max(u64::try_from(r.get::<_, i64>(3)).unwrap_or(0));
+    }
+    Ok(())
+}
+
 /// Reloads everything.
 pub async fn full_resync(shared: &Shared, client: &Client) -> Result<(), StoreError> {
     let rows = client
         .query(
-            "SELECT subject_id, purpose_id FROM consent_state WHERE status = 'given'",
+            "SELECT subject_id, purpose_id, status, seq FROM consent_state",
             &[],
         )
         .await?;
-    let mut granted: IdMap<SubjectId, PurposeSet> = IdMap::default();
-    for r in &rows {
-        let s = subject(r.get(0))?;
-        let g = shared.granted_of([r.get::<_, &str>(1)]);
-        let entry = granted.entry(s).or_default();
-        *entry = entry.union(g);
-    }
-    granted.retain(|_, g| !g.is_empty());
+    let mut granted: IdMap<SubjectId, (PurposeSet, u64)> = IdMap::default();
+    fold(shared, &rows, &mut granted)?;
     let rows = client
         .query("SELECT lookup_hash, subject_id FROM identity_lookup", &[])
         .await?;
@@ -53,19 +65,12 @@ pub async fn reload(
     let keys: Vec<&[u8]> = subjects.iter().map(|s| &s.as_bytes()[..]).collect();
     let rows = client
         .query(
-            "SELECT subject_id, purpose_id FROM consent_state
-             WHERE subject_id = ANY($1) AND status = 'given'",
+            "SELECT subject_id, purpose_id, status, seq FROM consent_state WHERE subject_id = ANY($1)",
             &[&keys],
         )
         .await?;
-    let mut granted: IdMap<SubjectId, PurposeSet> =
-        subjects.iter().map(|s| (*s, PurposeSet::EMPTY)).collect();
-    for r in &rows {
-        let s = subject(r.get(0))?;
-        let g = shared.granted_of([r.get::<_, &str>(1)]);
-        let entry = granted.entry(s).or_default();
-        *entry = entry.union(g);
-    }
+    let mut granted: IdMap<SubjectId, (PurposeSet, u64)> = IdMap::default();
+    fold(shared, &rows, &mut granted)?;
     let rows = client
         .query(
             "SELECT lookup_hash, subject_id FROM identities WHERE subject_id = ANY($1)",
@@ -77,9 +82,7 @@ pub async fn reload(
         ids.push((hash(r.get(0))?, subject(r.get(1))?));
     }
     shared.ids.write().extend(ids);
-    for (s, g) in granted {
-        shared.publish_granted(s, g);
-    }
+    shared.publish_all_granted(granted);
     Ok(())
 }
 

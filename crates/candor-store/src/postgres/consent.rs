@@ -42,7 +42,8 @@ pub(crate) struct Job {
 pub(crate) struct Staged {
     pub ids: IdMap<LookupHash, SubjectId>,
     pub keys: IdMap<SubjectId, SubjectKey>,
-    pub granted: IdMap<SubjectId, PurposeSet>,
+    /// Granted set and its version (highest ledger seq) per subject.
+    pub granted: IdMap<SubjectId, (PurposeSet, u64)>,
     /// Subjects other nodes must reload.
     pub changed: IdSet<SubjectId>,
     pub floored: bool,
@@ -61,8 +62,8 @@ impl Staged {
     pub fn publish(self, shared: &Shared) {
         shared.ids.write().extend(self.ids);
         shared.keys.write().extend(self.keys);
-        for (s, g) in self.granted {
-            shared.publish_granted(s, g);
+        for (s, (g, v)) in self.granted {
+            shared.publish_granted(s, g, v);
         }
         if self.floored {
             shared.sweep_wake.notify_one();
@@ -309,13 +310,15 @@ impl Ctx<'_, '_> {
             }
         }
         let mut current: HashMap<String, Current> = HashMap::new();
+        let mut version = 0u64;
         for r in sql::query(
             self.tx,
-            "SELECT purpose_id, status, notice_version FROM consent_state WHERE subject_id = $1",
+            "SELECT purpose_id, status, notice_version, seq FROM consent_state WHERE subject_id = $1",
             &[&&subject.as_bytes()[..]],
         )
         .await?
         {
+            version = version.max(u64::try_from(r.get::<_, i64>(3)).unwrap_or(0));
             let status: &str = r.get(1);
             let status = ConsentStatus::parse(status)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?;
@@ -374,9 +377,10 @@ impl Ctx<'_, '_> {
                 granted.remove(ch.bit);
                 self.floor(subject, ch.bit).await?;
             }
+            version = version.max(sealed.entry.seq);
             records.push(sealed);
         }
-        self.job.granted.insert(subject, granted);
+        self.job.granted.insert(subject, (granted, version));
         self.job.changed.insert(subject);
         Ok(ConsentOutcome {
             subject,

@@ -41,7 +41,7 @@ use crate::types::*;
 use crate::{Store, StoreError};
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
-use candor_core::idhash::{IdMap, IdSet};
+use candor_core::idhash::IdMap;
 use candor_core::index::ConsentIndex;
 use candor_core::ledger::{Head, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
@@ -106,9 +106,12 @@ pub(crate) mod locks {
 /// State shared by the store handle and its background tasks.
 pub(crate) struct Shared {
     pub index: ConsentIndex,
-    /// Subjects with an entry in `index`, so that a full resync can clear the ones that
-    /// lost every grant on another node (the index itself cannot be iterated).
-    indexed: Mutex<IdSet<SubjectId>>,
+    /// The version of each subject's index entry: the ledger sequence number of the
+    /// latest consent change it reflects. Ledger numbers are global and increase across
+    /// nodes (the head is locked), so an update carrying an older version than the one
+    /// published is stale and dropped. Without this, a resync that read its snapshot
+    /// before a local commit, and published after it, would undo that commit's grant.
+    versions: Mutex<IdMap<SubjectId, u64>>,
     pub ids: RwLock<IdMap<LookupHash, SubjectId>>,
     pub keys: RwLock<IdMap<SubjectId, SubjectKey>>,
     pub bits: HashMap<PurposeId, u8>,
@@ -121,31 +124,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Replaces a subject's granted set in the index (and the record of who is in it).
-    pub fn publish_granted(&self, s: SubjectId, granted: PurposeSet) {
-        let mut indexed = self.indexed.lock();
-        self.index.set(s, granted);
-        if granted.is_empty() {
-            indexed.remove(&s);
-        } else {
-            indexed.insert(s);
+    /// Publishes a subject's granted set as of `version`, unless a newer one is already
+    /// published.
+    pub fn publish_granted(&self, s: SubjectId, granted: PurposeSet, version: u64) {
+        let mut versions = self.versions.lock();
+        let known = versions.entry(s).or_insert(0);
+        if version >= *known {
+            *known = version;
+            self.index.set(s, granted);
         }
     }
 
-    /// Replaces the whole index with `all` (a full resync).
-    pub fn publish_all_granted(&self, all: IdMap<SubjectId, PurposeSet>) {
-        let mut indexed = self.indexed.lock();
-        for s in indexed.iter() {
-            if !all.contains_key(s) {
-                self.index.set(*s, PurposeSet::EMPTY);
-            }
-        }
-        indexed.clear();
-        for (s, g) in all {
-            self.index.set(s, g);
-            if !g.is_empty() {
-                indexed.insert(s);
-            }
+    /// Publishes a full snapshot. Subjects absent from it have no consent rows at all,
+    /// so their entries (all newer than the snapshot) are kept.
+    pub fn publish_all_granted(&self, all: IdMap<SubjectId, (PurposeSet, u64)>) {
+        for (s, (g, v)) in all {
+            self.publish_granted(s, g, v);
         }
     }
 
@@ -203,7 +197,7 @@ impl PostgresStore {
         let bits = schema::migrate(&mut client, purposes).await?;
         let shared = Arc::new(Shared {
             index: ConsentIndex::new(),
-            indexed: Mutex::new(IdSet::default()),
+            versions: Mutex::new(IdMap::default()),
             ids: RwLock::new(IdMap::default()),
             keys: RwLock::new(IdMap::default()),
             bits,
