@@ -20,21 +20,25 @@ pub struct Server {
 
 /// Starts `candor serve --demo` on a free port; `subjects` synthetic people.
 pub fn start(data: &Path, subjects: usize) -> Server {
-    let mut child = bin()
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--demo-subjects",
-            &subjects.to_string(),
-            "--data-dir",
-        ])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    start_with(
+        bin()
+            .args([
+                "serve",
+                "--demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--demo-subjects",
+                &subjects.to_string(),
+                "--data-dir",
+            ])
+            .arg(data)
+            .stderr(Stdio::null()),
+    )
+}
+
+/// Starts a prepared `candor serve` command and waits for its address.
+pub fn start_with(cmd: &mut Command) -> Server {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {

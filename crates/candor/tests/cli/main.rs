@@ -1,11 +1,13 @@
 //! Tests of the real `candor` binary as a process: crash durability (kill -9), the
 //! ledger verifier against direct database tampering, import/export, receipts, the
-//! data-directory lock, configuration errors, and real Segment/RudderStack SDKs.
+//! data-directory lock, configuration errors, real Segment/RudderStack SDKs, and
+//! several nodes sharing one PostgreSQL.
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
 
 mod compat;
 mod durability;
+mod nodes;
 mod ops;
 mod tamper;
