@@ -24,9 +24,10 @@
 //   gap of a publisher restriction's vendor list, because the encoder lets a
 //   restriction range run across ids missing from the GVL, which would change
 //   the string. That is the smallest GVL with which the library reproduces the
-//   strings, and its entries carry nothing else (no names, URLs, retention or
-//   data declarations): the clone on every call costs as little as it can, so
-//   the reference's rate here is higher than with a real GVL. The vectors are
+//   strings (823 vendors on average over the vectors, 2821 at most), and its
+//   entries carry nothing else (no names, URLs, retention or data
+//   declarations): the clone on every call costs as little as it can, where a
+//   real GVL (over a thousand fuller entries) would cost more. The vectors are
 //   all service-specific, for which the default options write core, disclosed
 //   vendors and publisher TC, as in the strings.
 // - TCF encode, bits only (`encode_bits_per_s`): the same strings from

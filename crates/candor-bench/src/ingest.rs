@@ -16,15 +16,21 @@ const SEED: u64 = 42;
 struct Args {
     seconds: u64,
     subjects: usize,
+    postgres: bool,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
     let mut a = Args {
         seconds: 10,
         subjects: 3000,
+        postgres: true,
     };
     let mut it = args.iter();
     while let Some(k) = it.next() {
+        if k == "--no-postgres" {
+            a.postgres = false;
+            continue;
+        }
         let v = it.next().context("missing value")?;
         match k.as_str() {
             "--seconds" => a.seconds = v.parse()?,
@@ -62,6 +68,16 @@ impl Drop for Proc {
 }
 
 fn start_candor(dir: &Path, subjects: usize) -> Result<(Proc, SocketAddr)> {
+    start_candor_on(dir, subjects, None)
+}
+
+/// Starts a node; with `database`, on PostgreSQL (keys shared through the environment,
+/// as every node of one deployment must share them).
+fn start_candor_on(
+    dir: &Path,
+    subjects: usize,
+    database: Option<&str>,
+) -> Result<(Proc, SocketAddr)> {
     let bin = std::env::current_exe()?.with_file_name("candor");
     if !bin.exists() {
         bail!(
@@ -81,6 +97,13 @@ fn start_candor(dir: &Path, subjects: usize) -> Result<(Proc, SocketAddr)> {
         ])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir)
+        .args(
+            database
+                .map(|d| vec!["--database-url", d])
+                .unwrap_or_default(),
+        )
+        .env("CANDOR_MASTER_KEY", "3".repeat(64))
+        .env("CANDOR_SIGNING_KEY", "4".repeat(64))
         .env("CANDOR_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -292,6 +315,93 @@ pub fn run(args: &[String]) -> Result<()> {
         peak as f64 * 1024.0 / a.subjects as f64
     );
     drop(candor);
+
+    if a.postgres {
+        postgres_scenarios(&dir, a.subjects, dur, &auth, batch_eps)?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// PostgreSQL on loopback: one node, then two nodes sharing the database, same load.
+fn postgres_scenarios(
+    dir: &Path,
+    subjects: usize,
+    dur: Duration,
+    auth: &str,
+    sqlite_eps: f64,
+) -> Result<()> {
+    let pg = dir.join("pg");
+    let port = free_port()?.to_string();
+    println!();
+    println!("starting a PostgreSQL cluster (scripts/pg-cluster, fsync on)...");
+    let out = Command::new("scripts/pg-cluster")
+        .arg("start")
+        .arg(&pg)
+        .arg(&port)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "scripts/pg-cluster failed (run from the repository root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let url = String::from_utf8(out.stdout)?.trim().to_owned();
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("scripts/pg-cluster")
+                .arg("stop")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _stop = Stop(pg.clone());
+    println!("seeding the demo operator on PostgreSQL ({subjects} subjects)...");
+    let (node_a, a_addr) = start_candor_on(&dir.join("pg-a"), subjects, Some(&url))?;
+    let make = |auth: String| -> MakeRequest {
+        Arc::new(move |i| {
+            let events: Vec<String> = (0..100)
+                .map(|j| event(i + (1 << 40), j, subjects))
+                .collect();
+            load::post(
+                "/v1/batch",
+                Some(&auth),
+                format!(r#"{{"batch":[{}]}}"#, events.join(",")).as_bytes(),
+            )
+        })
+    };
+    println!();
+    let one = load::drive(a_addr, 8, dur, make(auth.to_owned()), true)?;
+    let one_eps = one.rate(one.accepted_events);
+    report("pg: 1 node /v1/batch x100 (8)", one, true);
+    let (node_b, b_addr) = start_candor_on(&dir.join("pg-b"), subjects, Some(&url))?;
+    let make2: MakeRequest = {
+        let auth = auth.to_owned();
+        Arc::new(move |i| {
+            let events: Vec<String> = (0..100)
+                .map(|j| event(i + (2 << 40), j, subjects))
+                .collect();
+            load::post(
+                "/v1/batch",
+                Some(&auth),
+                format!(r#"{{"batch":[{}]}}"#, events.join(",")).as_bytes(),
+            )
+        })
+    };
+    let two = load::drive_many(&[a_addr, b_addr], 8, dur, make2, true)?;
+    let two_eps = two.rate(two.accepted_events);
+    report("pg: 2 nodes /v1/batch x100 (8)", two, true);
+    println!();
+    println!("PostgreSQL batched ingest: {one_eps:.0} events/s on one node (target 50000); {:.2}x SQLite's", one_eps / sqlite_eps);
+    println!(
+        "two nodes together: {two_eps:.0} events/s, {:.2}x one node (target > 1)",
+        two_eps / one_eps
+    );
+    println!(
+        "(all on this machine's cores: the load generator, PostgreSQL and both nodes share them)"
+    );
+    drop(node_b);
+    drop(node_a);
     Ok(())
 }

@@ -118,6 +118,17 @@ pub fn drive(
     make: MakeRequest,
     count_accepted: bool,
 ) -> Result<Outcome> {
+    drive_many(&[addr], conns, duration, make, count_accepted)
+}
+
+/// Like [`drive`], spreading the connections over several servers (nodes).
+pub fn drive_many(
+    addrs: &[SocketAddr],
+    conns: usize,
+    duration: Duration,
+    make: MakeRequest,
+    count_accepted: bool,
+) -> Result<Outcome> {
     // One thread for the generator: the other core belongs to the server.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -127,7 +138,8 @@ pub fn drive(
         let start = Instant::now();
         let deadline = start + duration;
         let mut tasks = Vec::new();
-        for _ in 0..conns {
+        for c in 0..conns {
+            let addr = addrs[c % addrs.len()];
             let (make, counter) = (make.clone(), counter.clone());
             tasks.push(tokio::spawn(async move {
                 let mut out = Outcome::default();

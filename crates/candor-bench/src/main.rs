@@ -29,7 +29,7 @@ fn main() -> Result<()> {
         Some("decision") => decision::run(),
         Some("codec") => codec::run(&args[1..]),
         _ => bail!(
-            "usage: candor-bench ingest [--seconds N] [--subjects N] | decision \
+            "usage: candor-bench ingest [--seconds N] [--subjects N] [--no-postgres] | decision \
              | codec [--vectors DIR] [--min-strings N] [--seconds S]"
         ),
     }
