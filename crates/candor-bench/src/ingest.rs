@@ -334,7 +334,9 @@ fn postgres_scenarios(
     let pg = dir.join("pg");
     let port = free_port()?.to_string();
     println!();
-    println!("starting a PostgreSQL cluster (scripts/pg-cluster, fsync on)...");
+    println!(
+        "starting a PostgreSQL cluster (scripts/pg-cluster; fsync and synchronous_commit on)..."
+    );
     let out = Command::new("scripts/pg-cluster")
         .arg("start")
         .arg(&pg)

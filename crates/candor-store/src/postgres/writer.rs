@@ -7,12 +7,19 @@
 //! and ingest jobs in another (one multi-row insert for all of their rows). Consent
 //! goes first, so a withdrawal queued before a batch is in force for it; across nodes
 //! the database orders them (see `ingest`).
+//!
+//! Ingest groups are committed by up to [`INGEST_IN_FLIGHT`] concurrent transactions:
+//! one transaction at a time left the database and this node idle in turn, waiting on
+//! each other's round trips (a third of the CPU was idle in the benchmark). Running
+//! them side by side is safe because nothing in an ingest group relies on the writer's
+//! order: consent is re-checked under the shared gate lock, duplicates meet a unique
+//! constraint, and ids come from a sequence.
 
 use super::{consent, ingest, Shared};
 use crate::types::*;
 use crate::StoreError;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 pub(crate) enum Job {
     Consent {
@@ -32,8 +39,12 @@ pub(crate) enum Job {
 /// size of one statement's arrays.
 const MAX_GROUP_ROWS: usize = 20_000;
 
+/// Ingest transactions that may be committing at once on one node.
+const INGEST_IN_FLIGHT: u32 = 3;
+
 pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
     let mut shutdown = None;
+    let in_flight = Arc::new(Semaphore::new(INGEST_IN_FLIGHT as usize));
     while shutdown.is_none() {
         let Some(first) = rx.recv().await else { break };
         let mut group = vec![first];
@@ -62,9 +73,20 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
             consent::commit_group(&shared, consents).await;
         }
         if !ingests.is_empty() {
-            ingest::commit_group(&shared, ingests).await;
+            // Closed only by this function, after the loop.
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                ingest::commit_group(&shared, ingests).await;
+                drop(permit);
+            });
         }
     }
+    // Let committing groups finish (and answer) before the store reports shut down.
+    let _ = in_flight.acquire_many(INGEST_IN_FLIGHT).await;
+    in_flight.close();
     // Close the queue and fail anything still waiting, rather than leave it hanging.
     rx.close();
     while let Ok(j) = rx.try_recv() {
