@@ -246,14 +246,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Route templates as `&'static str`, so the per-request metric label costs no
+/// allocation. Bounded: only the router's own templates ever reach it.
+fn intern_route(template: &str) -> &'static str {
+    static ROUTES: std::sync::OnceLock<parking_lot::RwLock<Vec<&'static str>>> =
+        std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(r) = routes.read().iter().find(|r| **r == template) {
+        return r;
+    }
+    let mut w = routes.write();
+    if let Some(r) = w.iter().find(|r| **r == template) {
+        return r;
+    }
+    let leaked: &'static str = Box::leak(template.to_owned().into_boxed_str());
+    w.push(leaked);
+    leaked
+}
+
 /// Request latency by route template (never the raw path, which may carry ids).
 async fn record_latency(req: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_owned();
+        .map_or("unmatched", |m| intern_route(m.as_str()));
     let method = match *req.method() {
         axum::http::Method::GET => "GET",
         axum::http::Method::POST => "POST",

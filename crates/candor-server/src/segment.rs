@@ -72,14 +72,20 @@ fn id_field(m: &Fields<'_>, key: &str) -> Result<Option<String>, Invalid> {
     let Some(raw) = m.get(key) else {
         return Ok(None);
     };
+    // Strings are the common case: borrow instead of building a `Value`.
+    if raw.get().starts_with('"') {
+        let s: Cow<'_, str> = parse_value(raw, key, "a string or a number")?;
+        return match s.chars().count() {
+            0 => Ok(None),
+            n if n > MAX_ID_CHARS => Err(invalid(format!(
+                "{key} is longer than {MAX_ID_CHARS} characters"
+            ))),
+            _ => Ok(Some(s.into_owned())),
+        };
+    }
     let v: Value = parse_value(raw, key, "a string or a number")?;
     match v {
         Value::Null => Ok(None),
-        Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) if s.chars().count() > MAX_ID_CHARS => Err(invalid(format!(
-            "{key} is longer than {MAX_ID_CHARS} characters"
-        ))),
-        Value::String(s) => Ok(Some(s)),
         Value::Number(n) => Ok(Some(n.to_string())),
         _ => Err(invalid(format!("{key} must be a string or a number"))),
     }

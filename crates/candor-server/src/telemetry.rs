@@ -108,7 +108,7 @@ impl ApiErrorReturned {
 }
 
 pub struct RequestFinished {
-    pub route: String,
+    pub route: &'static str,
     pub method: &'static str,
     pub status: u16,
     pub seconds: f64,

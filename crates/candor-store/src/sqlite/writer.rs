@@ -91,8 +91,10 @@ struct Writer {
 }
 
 /// Group commit: wait at most this long for more jobs when a group is small.
-const LINGER: std::time::Duration = std::time::Duration::from_micros(150);
+const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
+const LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(50);
 const LINGER_BELOW_JOBS: usize = 8;
+const LINGER_BELOW_ROWS: usize = 256;
 
 /// Under sustained load the queue is never empty; sweep a chunk at least this often.
 const SWEEP_EVERY_GROUPS: u32 = 16;
