@@ -17,15 +17,8 @@ fn status_of<'a>(body: &'a Value, purpose: &str) -> &'a Value {
 async fn everything_starts_refused() {
     let app = spawn().await;
     let r: Value = app
-        .client
-        .get(app.url("/v1/consent?anonymousId=new-person"))
-        .basic_auth(BROWSER_KEY, Some(""))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_as_browser("/v1/consent?anonymousId=new-person")
+        .await;
     let ps = r["purposes"].as_array().unwrap();
     assert_eq!(ps.len(), 5);
     for p in ps {
@@ -76,15 +69,8 @@ async fn choices_accept_all_reject_all_and_history() {
         assert_eq!(p["status"], "withdrawn", "{p}");
     }
     let h: Value = app
-        .client
-        .get(app.url("/v1/consent/history?anonymousId=a1"))
-        .basic_auth(BROWSER_KEY, Some(""))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_as_browser("/v1/consent/history?anonymousId=a1")
+        .await;
     let recs = h["records"].as_array().unwrap();
     assert_eq!(recs.len(), 2 + 4 + 5);
     let seqs: Vec<u64> = recs

@@ -129,6 +129,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GET as the browser source (Basic auth), as a consent prompt would.
+    pub async fn get_as_browser(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .basic_auth(BROWSER_KEY, Some(""))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn batch(&self, msgs: Vec<Value>) -> Value {
         let r = self
             .post("/v1/batch", SERVER_KEY, json!({ "batch": msgs }))

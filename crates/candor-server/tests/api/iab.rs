@@ -7,15 +7,8 @@ use candor_codec::usp::UspFlag;
 use serde_json::{json, Value};
 
 async fn state(app: &TestApp, anon: &str) -> Value {
-    app.client
-        .get(app.url(&format!("/v1/consent?anonymousId={anon}")))
-        .basic_auth(BROWSER_KEY, Some(""))
-        .send()
+    app.get_as_browser(&format!("/v1/consent?anonymousId={anon}"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 fn ids(bits: candor_codec::tcf::IdBits) -> Vec<u8> {
