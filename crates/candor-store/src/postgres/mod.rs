@@ -364,3 +364,43 @@ impl Store for PostgresStore {
         self.shared.pool.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Shared` with a pool that never connects (only the cache logic is exercised).
+    fn shared() -> Shared {
+        let options = PostgresOptions::default();
+        let config = connect::config("postgres://nobody@127.0.0.1:1/none", &options).unwrap();
+        Shared {
+            index: ConsentIndex::new(),
+            versions: Mutex::new(IdMap::default()),
+            ids: RwLock::new(IdMap::default()),
+            keys: RwLock::new(IdMap::default()),
+            bits: HashMap::new(),
+            master: MasterKey::from_bytes(&[1; 32]),
+            signer: Arc::new(ReceiptSigner::from_bytes(&[2; 32])),
+            pool: connect::pool(&config, &options).unwrap(),
+            partitions: partitions::Known::default(),
+            sweep_wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_snapshot_cannot_undo_a_newer_commit() {
+        let sh = shared();
+        let s = SubjectId::random();
+        // A resync read its snapshot (s: nothing granted, as of ledger seq 4)...
+        let mut stale = IdMap::default();
+        stale.insert(s, (PurposeSet::EMPTY, 4));
+        // ...meanwhile this node committed a grant recorded at seq 5 and published it...
+        sh.publish_granted(s, PurposeSet::from_bits(1), 5);
+        // ...and only then does the resync publish: the grant must survive.
+        sh.publish_all_granted(stale);
+        assert_eq!(sh.index.granted(&s).bits(), 1);
+        // A genuinely newer change (a withdrawal at seq 6, from another node) applies.
+        sh.publish_granted(s, PurposeSet::EMPTY, 6);
+        assert!(sh.index.granted(&s).is_empty());
+    }
+}
