@@ -8,8 +8,13 @@ use std::sync::{Arc, Mutex};
 
 #[test]
 fn acknowledged_consents_and_events_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), 0);
+    for data in both() {
+        kill9(&data);
+    }
+}
+
+fn kill9(data: &Data) {
+    let server = start_on(data, 0);
     for i in 0..10 {
         consent(&server, &format!("base-{i}"), json!({"analytics": "grant"}));
     }
@@ -67,7 +72,7 @@ fn acknowledged_consents_and_events_survive_kill_9() {
         w.join().unwrap();
     }
 
-    let lines = export(dir.path());
+    let lines = export_on(data);
     let stored: HashSet<String> = lines
         .iter()
         .filter(|l| l["kind"] == "event")
@@ -80,12 +85,16 @@ fn acknowledged_consents_and_events_survive_kill_9() {
         .filter(|id| !stored.contains(*id))
         .take(5)
         .collect();
-    assert!(missing.is_empty(), "acknowledged events lost: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "{}: acknowledged events lost: {missing:?}",
+        data.backend()
+    );
 
-    let verify = run(&["ledger", "verify"], dir.path());
+    let verify = run_on(&["ledger", "verify"], data);
     assert!(verify.status.success(), "{}", stdout(&verify));
 
-    let server = start(dir.path(), 0);
+    let server = start_on(data, 0);
     for anon in acked_consents.lock().unwrap().iter() {
         let v: serde_json::Value = client()
             .get(server.url(&format!("/v1/consent?anonymousId={anon}")))
@@ -111,8 +120,13 @@ fn acknowledged_consents_and_events_survive_kill_9() {
 
 #[test]
 fn graceful_stop_then_restart_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), 25);
+    for data in both() {
+        stop_and_restart(&data);
+    }
+}
+
+fn stop_and_restart(data: &Data) {
+    let server = start_on(data, 25);
     let before: serde_json::Value = client()
         .get(server.url("/v1/admin/stats"))
         .bearer_auth(ADMIN)
@@ -123,7 +137,7 @@ fn graceful_stop_then_restart_keeps_everything() {
     assert_eq!(before["subjects"], 25);
     server.stop();
     // A second start does not seed again, and sees the same data.
-    let server = start(dir.path(), 25);
+    let server = start_on(data, 25);
     let after: serde_json::Value = client()
         .get(server.url("/v1/admin/stats"))
         .bearer_auth(ADMIN)
@@ -133,7 +147,7 @@ fn graceful_stop_then_restart_keeps_everything() {
         .unwrap();
     assert_eq!(before, after);
     // The data directory is locked while the server runs.
-    let second = run(&["serve", "--listen", "127.0.0.1:0"], dir.path());
+    let second = run_on(&["serve", "--listen", "127.0.0.1:0"], data);
     assert!(!second.status.success());
     assert!(stdout(&second).contains("in use"), "{}", stdout(&second));
     server.stop();

@@ -13,6 +13,121 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_candor"))
 }
 
+/// Where a test's Candor keeps its data: a directory (keys, and the SQLite file) and,
+/// for the PostgreSQL runs, a fresh database of its own.
+pub struct Data {
+    pub dir: tempfile::TempDir,
+    pub db: Option<String>,
+}
+
+impl Data {
+    pub fn sqlite() -> Self {
+        Data {
+            dir: tempfile::tempdir().unwrap(),
+            db: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The arguments that point a `candor` command at this data.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--data-dir".to_owned(),
+            self.dir.path().display().to_string(),
+        ];
+        if let Some(db) = &self.db {
+            a.extend(["--database-url".to_owned(), db.clone()]);
+        }
+        a
+    }
+
+    pub fn backend(&self) -> &'static str {
+        if self.db.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+}
+
+/// A fresh database on the server named by CANDOR_TEST_DATABASE_URL; `None` only when
+/// CANDOR_SKIP_POSTGRES=1 says so explicitly (otherwise a missing server fails the test).
+pub fn fresh_database() -> Option<String> {
+    let Ok(admin) = std::env::var("CANDOR_TEST_DATABASE_URL") else {
+        if std::env::var("CANDOR_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+            eprintln!("CANDOR_SKIP_POSTGRES=1: skipping the PostgreSQL run");
+            return None;
+        }
+        panic!(
+            "set CANDOR_TEST_DATABASE_URL (run through scripts/with-postgres or scripts/test-all)"
+        );
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = format!("cli_{}", candor_core::SubjectId::random());
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    });
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
+/// The same test data on both stores: SQLite, then PostgreSQL.
+pub fn both() -> Vec<Data> {
+    let mut v = vec![Data::sqlite()];
+    if let Some(db) = fresh_database() {
+        v.push(Data {
+            dir: tempfile::tempdir().unwrap(),
+            db: Some(db),
+        });
+    }
+    v
+}
+
+/// `candor serve --demo` on this data.
+pub fn start_on(data: &Data, subjects: usize) -> Server {
+    start_with(
+        bin()
+            .args([
+                "serve",
+                "--demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--demo-subjects",
+                &subjects.to_string(),
+            ])
+            .args(data.args())
+            .stderr(Stdio::null()),
+    )
+}
+
+/// Runs a `candor` command on this data.
+pub fn run_on(args: &[&str], data: &Data) -> Output {
+    bin().args(args).args(data.args()).output().unwrap()
+}
+
+/// Exports everything from this data and returns the parsed lines.
+pub fn export_on(data: &Data) -> Vec<Value> {
+    let out = run_on(&["export"], data);
+    assert!(out.status.success(), "{}", stdout(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,

@@ -7,35 +7,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// A fresh database on the server named by CANDOR_TEST_DATABASE_URL.
-fn fresh_database() -> Option<String> {
-    let Ok(admin) = std::env::var("CANDOR_TEST_DATABASE_URL") else {
-        if std::env::var("CANDOR_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
-            eprintln!("CANDOR_SKIP_POSTGRES=1: skipping a PostgreSQL test");
-            return None;
-        }
-        panic!(
-            "set CANDOR_TEST_DATABASE_URL (run through scripts/with-postgres or scripts/test-all)"
-        );
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let name = format!("nodes_{}", candor_core::SubjectId::random());
-    rt.block_on(async {
-        let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-    });
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    Some(format!("{base}/{name}"))
-}
-
 const MASTER: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const SIGNING: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 

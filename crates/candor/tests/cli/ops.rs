@@ -5,6 +5,12 @@ use serde_json::json;
 
 #[test]
 fn import_is_all_or_nothing_and_export_roundtrips() {
+    for data in both() {
+        import_export(&data);
+    }
+}
+
+fn import_export(data: &Data) {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.jsonl");
     std::fs::write(
@@ -28,8 +34,7 @@ fn import_is_all_or_nothing_and_export_roundtrips() {
         .join("\n"),
     )
     .unwrap();
-    let data = dir.path().join("data");
-    let out = run(&["import", "consents", bad.to_str().unwrap()], &data);
+    let out = run_on(&["import", "consents", bad.to_str().unwrap()], data);
     assert!(!out.status.success());
     assert!(
         stdout(&out).contains("line 3") && stdout(&out).contains("mind_reading"),
@@ -39,27 +44,27 @@ fn import_is_all_or_nothing_and_export_roundtrips() {
     let old_grant = dir.path().join("old.jsonl");
     std::fs::write(&old_grant, r#"{"subjectId":"x","purpose":"analytics","status":"given","time":"2025-03-01T10:00:00Z","noticeVersion":0}"#).unwrap();
     assert!(
-        !run(&["import", "consents", old_grant.to_str().unwrap()], &data)
+        !run_on(&["import", "consents", old_grant.to_str().unwrap()], data)
             .status
             .success()
     );
     assert!(
-        export(&data).is_empty(),
+        export_on(data).is_empty(),
         "a failed import left records behind"
     );
 
-    let out = run(&["import", "consents", good.to_str().unwrap()], &data);
+    let out = run_on(&["import", "consents", good.to_str().unwrap()], data);
     assert!(out.status.success(), "{}", stdout(&out));
-    let lines = export(&data);
+    let lines = export_on(data);
     let ledger: Vec<_> = lines.iter().filter(|l| l["kind"] == "ledger").collect();
     assert_eq!(ledger.len(), 3);
     assert!(ledger.iter().all(|l| l["collectionMethod"] == "imported"));
     assert_eq!(ledger[0]["consentTimestamp"], "2025-03-01T10:00:00.000Z");
     assert_eq!(ledger[0]["evidence"]["cmp"], "OldCMP");
-    assert!(run(&["ledger", "verify"], &data).status.success());
+    assert!(run_on(&["ledger", "verify"], data).status.success());
 
     // Imported consent is live: the imported anonymous id's events are accepted.
-    let server = start(&data, 0);
+    let server = start_on(data, 0);
     let r: serde_json::Value = client()
         .post(server.url("/v1/identify"))
         .basic_auth(SERVER_KEY, Some(""))
@@ -70,7 +75,7 @@ fn import_is_all_or_nothing_and_export_roundtrips() {
         .unwrap();
     assert_eq!(r["accepted"], 1, "{r}");
     server.stop();
-    let events: Vec<_> = export(&data)
+    let events: Vec<_> = export_on(data)
         .into_iter()
         .filter(|l| l["kind"] == "event")
         .collect();

@@ -18,22 +18,75 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn tampered(base: &Path, sql: &str) -> String {
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(base, copy.path());
-    Connection::open(copy.path().join("candor.db"))
-        .unwrap()
-        .execute_batch(sql)
-        .unwrap();
-    let out = run(&["ledger", "verify"], copy.path());
-    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+/// Applies `sql` to a copy of the data and returns what `candor ledger verify` said.
+fn tampered(data: &Data, sql: &str) -> String {
+    let out = match &data.db {
+        None => {
+            let copy = tempfile::tempdir().unwrap();
+            copy_dir(data.path(), copy.path());
+            Connection::open(copy.path().join("candor.db"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+            run(&["ledger", "verify"], copy.path())
+        }
+        Some(url) => {
+            // A copy of the database (nobody is connected: the server has stopped),
+            // verified with the same keys.
+            let (base, name) = url.rsplit_once('/').unwrap();
+            let copy = format!("{name}_t{}", candor_core::SubjectId::random());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (c, conn) =
+                    tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                c.batch_execute(&format!("CREATE DATABASE {copy} TEMPLATE {name}"))
+                    .await
+                    .unwrap();
+                let (c, conn) =
+                    tokio_postgres::connect(&format!("{base}/{copy}"), tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                c.batch_execute(sql).await.unwrap();
+            });
+            bin()
+                .args([
+                    "ledger",
+                    "verify",
+                    "--database-url",
+                    &format!("{base}/{copy}"),
+                    "--data-dir",
+                ])
+                .arg(data.path())
+                .output()
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}: {}",
+        data.backend(),
+        stdout(&out)
+    );
     stdout(&out)
 }
 
 #[test]
 fn verify_names_edits_drops_inserts_and_reorders() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), 0);
+    for data in both() {
+        tamper_cases(&data);
+    }
+}
+
+fn tamper_cases(data: &Data) {
+    let server = start_on(data, 0);
     for i in 0..10 {
         // Records alternate: odd seq = analytics given, even seq = loyalty refused.
         consent(
@@ -43,27 +96,24 @@ fn verify_names_edits_drops_inserts_and_reorders() {
         );
     }
     server.stop();
-    let ok = run(&["ledger", "verify"], dir.path());
+    let ok = run_on(&["ledger", "verify"], data);
     assert!(ok.status.success());
     assert!(stdout(&ok).contains("20 records"), "{}", stdout(&ok));
 
-    let edited = tampered(
-        dir.path(),
-        "UPDATE ledger SET status = 'given' WHERE seq = 6",
-    );
+    let edited = tampered(data, "UPDATE ledger SET status = 'given' WHERE seq = 6");
     assert!(edited.contains("record 6 was edited"), "{edited}");
 
-    let dropped = tampered(dir.path(), "DELETE FROM ledger WHERE seq = 5");
+    let dropped = tampered(data, "DELETE FROM ledger WHERE seq = 5");
     assert!(dropped.contains("dropped before record 6"), "{dropped}");
 
-    let truncated = tampered(dir.path(), "DELETE FROM ledger WHERE seq = 20");
+    let truncated = tampered(data, "DELETE FROM ledger WHERE seq = 20");
     assert!(
         truncated.contains("records after 19 were dropped"),
         "{truncated}"
     );
 
     let inserted = tampered(
-        dir.path(),
+        data,
         "UPDATE ledger SET seq = seq + 1000 WHERE seq >= 5;
          UPDATE ledger SET seq = seq - 999 WHERE seq >= 1000;
          INSERT INTO ledger SELECT 5, subject_id, purpose_id, 'given', notice_version, notice_hash, channel,
@@ -72,7 +122,7 @@ fn verify_names_edits_drops_inserts_and_reorders() {
     assert!(inserted.contains("record 5 was inserted"), "{inserted}");
 
     let reordered = tampered(
-        dir.path(),
+        data,
         "UPDATE ledger SET seq = -1 WHERE seq = 5; UPDATE ledger SET seq = 5 WHERE seq = 6; UPDATE ledger SET seq = 6 WHERE seq = -1;",
     );
     assert!(
@@ -81,7 +131,7 @@ fn verify_names_edits_drops_inserts_and_reorders() {
     );
 
     let appended = tampered(
-        dir.path(),
+        data,
         "INSERT INTO ledger SELECT 21, subject_id, purpose_id, 'given', notice_version, notice_hash, channel,
              time_ms, evidence, hash, hash, signature FROM ledger WHERE seq = 20;",
     );
