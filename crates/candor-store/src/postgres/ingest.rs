@@ -256,60 +256,59 @@ async fn granted(
     Ok(out)
 }
 
+/// Writes the group's events with `COPY … FROM STDIN (FORMAT binary)`: PostgreSQL
+/// inserts copied rows in multi-row batches (fewer WAL records and buffer locks than
+/// row-by-row `INSERT … SELECT unnest(…)`), which was the larger part of its work per
+/// event. Ids still come from the sequence, in arrival order.
 async fn insert_events(
     tx: &Transaction<'_>,
     stored: &[(usize, usize, PurposeSet)],
     jobs: &[Job],
 ) -> Result<(), Failure> {
-    let n = stored.len();
-    let (mut day, mut subject, mut source, mut dedup, mut kind, mut category) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
+    use futures_util::pin_mut;
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    let sink = tx
+        .copy_in(
+            "COPY events (day, subject_id, source_id, dedup_key, kind, category, purposes,
+               event_ms, received_ms, sealed) FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT4,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::BYTEA,
+        ],
     );
-    let (mut purposes, mut event_ms, mut received_ms, mut sealed) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    pin_mut!(writer);
     for (ji, ri, allowed) in stored {
         let r = &jobs[*ji].rows[*ri];
-        day.push(day_of_ms(r.received_ms));
-        subject.push(&r.subject.as_bytes()[..]);
-        source.push(r.source.as_str());
-        dedup.push(&r.dedup_key[..]);
-        kind.push(r.kind.as_str());
-        category.push(r.category.as_str());
-        purposes.push(allowed.bits() as i64);
-        event_ms.push(r.event_ms);
-        received_ms.push(r.received_ms);
-        sealed.push(&r.sealed_payload[..]);
-    }
-    // Rows get ids from the sequence in array order, i.e. arrival order.
-    sql::execute(
-        tx,
-        "INSERT INTO events (day, subject_id, source_id, dedup_key, kind, category, purposes,
-           event_ms, received_ms, sealed)
-         SELECT * FROM unnest($1::int4[], $2::bytea[], $3::text[], $4::bytea[], $5::text[],
-           $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::bytea[])",
-        &[
+        let day = day_of_ms(r.received_ms);
+        let purposes = allowed.bits() as i64;
+        let row: [&(dyn ToSql + Sync); 10] = [
             &day,
-            &subject,
-            &source,
-            &dedup,
-            &kind,
-            &category,
+            &&r.subject.as_bytes()[..],
+            &r.source.as_str(),
+            &&r.dedup_key[..],
+            &r.kind.as_str(),
+            &r.category.as_str(),
             &purposes,
-            &event_ms,
-            &received_ms,
-            &sealed,
-        ],
-    )
-    .await?;
+            &r.event_ms,
+            &r.received_ms,
+            &&r.sealed_payload[..],
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
     Ok(())
 }
 
