@@ -32,8 +32,8 @@ fn run_sdk(sdk: &str, base: &str, prefix: &str, anons: &[&str]) {
 
 #[test]
 fn segment_and_rudderstack_python_sdks_work_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), 0);
+    let data = Data::sqlite();
+    let server = start(&data, 0);
     consent(
         &server,
         "sdk-yes",
@@ -54,7 +54,7 @@ fn segment_and_rudderstack_python_sdks_work_unchanged() {
     );
     server.stop();
 
-    let stored: HashSet<String> = export(dir.path())
+    let stored: HashSet<String> = export(&data)
         .iter()
         .filter(|l| l["kind"] == "event")
         .map(|l| l["message"]["messageId"].as_str().unwrap().to_owned())

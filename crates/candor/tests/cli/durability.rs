@@ -14,7 +14,7 @@ fn acknowledged_consents_and_events_survive_kill_9() {
 }
 
 fn kill9(data: &Data) {
-    let server = start_on(data, 0);
+    let server = start(data, 0);
     for i in 0..10 {
         consent(&server, &format!("base-{i}"), json!({"analytics": "grant"}));
     }
@@ -72,7 +72,7 @@ fn kill9(data: &Data) {
         w.join().unwrap();
     }
 
-    let lines = export_on(data);
+    let lines = export(data);
     let stored: HashSet<String> = lines
         .iter()
         .filter(|l| l["kind"] == "event")
@@ -91,10 +91,10 @@ fn kill9(data: &Data) {
         data.backend()
     );
 
-    let verify = run_on(&["ledger", "verify"], data);
+    let verify = run(&["ledger", "verify"], data);
     assert!(verify.status.success(), "{}", stdout(&verify));
 
-    let server = start_on(data, 0);
+    let server = start(data, 0);
     for anon in acked_consents.lock().unwrap().iter() {
         let v: serde_json::Value = client()
             .get(server.url(&format!("/v1/consent?anonymousId={anon}")))
@@ -126,7 +126,7 @@ fn graceful_stop_then_restart_keeps_everything() {
 }
 
 fn stop_and_restart(data: &Data) {
-    let server = start_on(data, 25);
+    let server = start(data, 25);
     let before: serde_json::Value = client()
         .get(server.url("/v1/admin/stats"))
         .bearer_auth(ADMIN)
@@ -137,7 +137,7 @@ fn stop_and_restart(data: &Data) {
     assert_eq!(before["subjects"], 25);
     server.stop();
     // A second start does not seed again, and sees the same data.
-    let server = start_on(data, 25);
+    let server = start(data, 25);
     let after: serde_json::Value = client()
         .get(server.url("/v1/admin/stats"))
         .bearer_auth(ADMIN)
@@ -147,7 +147,7 @@ fn stop_and_restart(data: &Data) {
         .unwrap();
     assert_eq!(before, after);
     // The data directory is locked while the server runs.
-    let second = run_on(&["serve", "--listen", "127.0.0.1:0"], data);
+    let second = run(&["serve", "--listen", "127.0.0.1:0"], data);
     assert!(!second.status.success());
     assert!(stdout(&second).contains("in use"), "{}", stdout(&second));
     server.stop();

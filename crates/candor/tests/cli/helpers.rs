@@ -96,7 +96,7 @@ pub fn both() -> Vec<Data> {
 }
 
 /// `candor serve --demo` on this data.
-pub fn start_on(data: &Data, subjects: usize) -> Server {
+pub fn start(data: &Data, subjects: usize) -> Server {
     start_with(
         bin()
             .args([
@@ -113,13 +113,13 @@ pub fn start_on(data: &Data, subjects: usize) -> Server {
 }
 
 /// Runs a `candor` command on this data.
-pub fn run_on(args: &[&str], data: &Data) -> Output {
+pub fn run(args: &[&str], data: &Data) -> Output {
     bin().args(args).args(data.args()).output().unwrap()
 }
 
 /// Exports everything from this data and returns the parsed lines.
-pub fn export_on(data: &Data) -> Vec<Value> {
-    let out = run_on(&["export"], data);
+pub fn export(data: &Data) -> Vec<Value> {
+    let out = run(&["export"], data);
     assert!(out.status.success(), "{}", stdout(&out));
     String::from_utf8(out.stdout)
         .unwrap()
@@ -131,24 +131,6 @@ pub fn export_on(data: &Data) -> Vec<Value> {
 pub struct Server {
     pub child: Child,
     pub base: String,
-}
-
-/// Starts `candor serve --demo` on a free port; `subjects` synthetic people.
-pub fn start(data: &Path, subjects: usize) -> Server {
-    start_with(
-        bin()
-            .args([
-                "serve",
-                "--demo",
-                "--listen",
-                "127.0.0.1:0",
-                "--demo-subjects",
-                &subjects.to_string(),
-                "--data-dir",
-            ])
-            .arg(data)
-            .stderr(Stdio::null()),
-    )
 }
 
 /// Starts a prepared `candor serve` command and waits for its address.
@@ -208,26 +190,6 @@ pub fn consent(s: &Server, anon: &str, choices: Value) -> Value {
     r.json().unwrap()
 }
 
-pub fn run(args: &[&str], data: &Path) -> Output {
-    bin()
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap()
-}
-
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
-/// Exports everything and returns the parsed lines.
-pub fn export(data: &Path) -> Vec<Value> {
-    let out = run(&["export"], data);
-    assert!(out.status.success(), "{}", stdout(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }

@@ -34,7 +34,7 @@ fn import_export(data: &Data) {
         .join("\n"),
     )
     .unwrap();
-    let out = run_on(&["import", "consents", bad.to_str().unwrap()], data);
+    let out = run(&["import", "consents", bad.to_str().unwrap()], data);
     assert!(!out.status.success());
     assert!(
         stdout(&out).contains("line 3") && stdout(&out).contains("mind_reading"),
@@ -44,27 +44,27 @@ fn import_export(data: &Data) {
     let old_grant = dir.path().join("old.jsonl");
     std::fs::write(&old_grant, r#"{"subjectId":"x","purpose":"analytics","status":"given","time":"2025-03-01T10:00:00Z","noticeVersion":0}"#).unwrap();
     assert!(
-        !run_on(&["import", "consents", old_grant.to_str().unwrap()], data)
+        !run(&["import", "consents", old_grant.to_str().unwrap()], data)
             .status
             .success()
     );
     assert!(
-        export_on(data).is_empty(),
+        export(data).is_empty(),
         "a failed import left records behind"
     );
 
-    let out = run_on(&["import", "consents", good.to_str().unwrap()], data);
+    let out = run(&["import", "consents", good.to_str().unwrap()], data);
     assert!(out.status.success(), "{}", stdout(&out));
-    let lines = export_on(data);
+    let lines = export(data);
     let ledger: Vec<_> = lines.iter().filter(|l| l["kind"] == "ledger").collect();
     assert_eq!(ledger.len(), 3);
     assert!(ledger.iter().all(|l| l["collectionMethod"] == "imported"));
     assert_eq!(ledger[0]["consentTimestamp"], "2025-03-01T10:00:00.000Z");
     assert_eq!(ledger[0]["evidence"]["cmp"], "OldCMP");
-    assert!(run_on(&["ledger", "verify"], data).status.success());
+    assert!(run(&["ledger", "verify"], data).status.success());
 
     // Imported consent is live: the imported anonymous id's events are accepted.
-    let server = start_on(data, 0);
+    let server = start(data, 0);
     let r: serde_json::Value = client()
         .post(server.url("/v1/identify"))
         .basic_auth(SERVER_KEY, Some(""))
@@ -75,7 +75,7 @@ fn import_export(data: &Data) {
         .unwrap();
     assert_eq!(r["accepted"], 1, "{r}");
     server.stop();
-    let events: Vec<_> = export_on(data)
+    let events: Vec<_> = export(data)
         .into_iter()
         .filter(|l| l["kind"] == "event")
         .collect();
@@ -87,7 +87,8 @@ fn import_export(data: &Data) {
 #[test]
 fn receipt_verify_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), 0);
+    let data = Data::sqlite();
+    let server = start(&data, 0);
     let r = consent(&server, "rcpt", json!({"personalization": "grant"}));
     let key: serde_json::Value = client()
         .get(server.url("/v1/receipts/public-key"))

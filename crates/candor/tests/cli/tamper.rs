@@ -28,7 +28,13 @@ fn tampered(data: &Data, sql: &str) -> String {
                 .unwrap()
                 .execute_batch(sql)
                 .unwrap();
-            run(&["ledger", "verify"], copy.path())
+            run(
+                &["ledger", "verify"],
+                &Data {
+                    dir: copy,
+                    db: None,
+                },
+            )
         }
         Some(url) => {
             // A copy of the database (nobody is connected: the server has stopped),
@@ -86,7 +92,7 @@ fn verify_names_edits_drops_inserts_and_reorders() {
 }
 
 fn tamper_cases(data: &Data) {
-    let server = start_on(data, 0);
+    let server = start(data, 0);
     for i in 0..10 {
         // Records alternate: odd seq = analytics given, even seq = loyalty refused.
         consent(
@@ -96,7 +102,7 @@ fn tamper_cases(data: &Data) {
         );
     }
     server.stop();
-    let ok = run_on(&["ledger", "verify"], data);
+    let ok = run(&["ledger", "verify"], data);
     assert!(ok.status.success());
     assert!(stdout(&ok).contains("20 records"), "{}", stdout(&ok));
 
