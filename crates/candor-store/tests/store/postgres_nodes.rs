@@ -206,15 +206,24 @@ async fn a_lost_listen_connection_reconnects_and_resyncs() {
     )
     .await
     .unwrap();
-    let killed: i64 = c
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE application_name = 'candor-listen' AND datname = current_database()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    // The LISTEN connection is opened in the background after `open` returns: wait
+    // until the server shows it (a bounded poll, not a sleep), then cut it.
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let killed = loop {
+        let killed: i64 = c
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'candor-listen' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if killed > 0 || std::time::Instant::now() >= end {
+            break killed;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(killed, 1);
     assert!(
         eventually(Duration::from_secs(3), || a.index().granted(&s).is_empty()).await,
