@@ -26,7 +26,7 @@ use crate::StoreError;
 use candor_core::consent::{self, Action, ConsentStatus, Current};
 use candor_core::crypto::{LookupHash, SubjectKey};
 use candor_core::idhash::{IdMap, IdSet};
-use candor_core::ledger::{Head, LedgerEntry, SealedEntry};
+use candor_core::ledger::{Head, SealedEntry};
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use deadpool_postgres::Transaction;
 use std::collections::HashMap;
@@ -475,21 +475,10 @@ impl Ctx<'_, '_> {
         ch: &PurposeChange,
         cmd: &ConsentCommand,
     ) -> Result<SealedEntry, StoreError> {
-        let entry = LedgerEntry {
-            seq: self.head.seq + 1,
-            subject,
-            purpose: purpose.clone(),
-            status,
-            notice_version: ch.notice_version,
-            notice_hash: ch.notice_hash,
-            channel: cmd.channel,
-            time_ms: cmd.time_ms,
-            evidence: cmd.evidence.clone(),
-            prev_hash: self.head.hash,
-        };
-        let sealed = entry.seal(self.shared.signer.signing_key());
-        let evidence = serde_json::to_string(&sealed.entry.evidence)
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let sealed = cmd
+            .entry(*self.head, subject, ch, status)
+            .seal(self.shared.signer.signing_key());
+        let evidence = crate::types::evidence_json(&sealed.entry.evidence)?;
         sql::execute(
             self.tx,
             "INSERT INTO ledger (seq, subject_id, purpose_id, status, notice_version, notice_hash,
