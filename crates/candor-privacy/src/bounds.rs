@@ -52,6 +52,17 @@ impl SelectionKey {
         Self(bytes)
     }
 
+    /// The tag of a group given as raw bytes, for callers that encode groups themselves
+    /// (the encoding must be injective). Same PRF as [`bound_contributions`] uses.
+    pub fn tag_raw(&self, subject: &[u8; 16], group: &[u8]) -> [u8; 32] {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            return [0u8; 32];
+        };
+        mac.update(subject);
+        mac.update(group);
+        mac.finalize().into_bytes().into()
+    }
+
     fn tag(&self, subject: &Subject, key: &GroupKey) -> [u8; 32] {
         // HMAC accepts keys of any length, so `new_from_slice` cannot fail here; fall back to
         // an all-zero tag (still a valid, if fixed, choice) rather than panic.

@@ -7,14 +7,22 @@
 //! - contribution bounding (`bounds`: ≤ k groups per subject, values clamped);
 //! - for private group keys, noisy-threshold partition selection (`partition`), whose noisy
 //!   counts are the released counts (for `Count`/`Histogram`/`TopK`) or the mean's
-//!   denominator; for `Sum` they only select;
+//!   denominator; for `Sum` they only select (private keys) or threshold (public keys);
 //! - discrete Laplace noise (`mechanism`) on the remaining statistics;
 //! - post-processing (ratios, clamping a mean to `[lo, hi]`, top-k ordering, suppression of
 //!   public groups whose *noisy* count is below `min_noisy_count`).
 //!
-//! Epsilon split: `Count`/`Histogram`/`TopK` spend all of ε on counts; `Sum` with private
-//! keys and `Mean` spend ε/2 on counts and ε/2 on sums; `Sum` with public keys spends all
-//! of ε on sums. δ is spent only on partition selection (public keys cost δ = 0).
+//! Epsilon split: `Count`/`Histogram`/`TopK` spend all of ε on counts; `Sum` and `Mean`
+//! spend ε/2 on counts and ε/2 on sums. A sum pays for a noisy count even with public keys
+//! because every released group must pass a minimum-size threshold on a *noisy* count
+//! (DESIGN.md invariant 5), never on the true one. δ is spent only on partition selection
+//! (public keys cost δ = 0).
+//!
+//! **Two ways in.** [`run`] answers over [`Row`]s with an in-memory [`Accountant`]: the
+//! reference path, used by the tests. Callers with their own aggregation and a persistent
+//! budget (Candor's insights engine) use [`prepare`] (validate, cost, bounds), aggregate
+//! themselves (one bounded contribution per subject and group, exactly as
+//! [`crate::bounds`] specifies), charge, then call [`release`].
 //!
 //! **Assumptions.** The caller supplies rows for the advertiser's audience filter and the
 //! query's dimensions only (one row per subject event, `key` already projected on the
@@ -179,16 +187,35 @@ pub enum QueryError {
 }
 
 /// What the query will use, all derived from the query alone (before charging).
-struct Plan {
+#[derive(Debug)]
+pub struct Plan {
     k: u32,
     quantizer: Option<Quantizer>,
     counts: Option<CountPlan>,
     sums: Option<DiscreteLaplace>,
 }
 
+#[derive(Debug)]
 enum CountPlan {
     Select(SelectionPlan),
     Public(DiscreteLaplace),
+}
+
+impl Plan {
+    /// The most groups one subject may contribute to.
+    pub fn max_groups(&self) -> u32 {
+        self.k
+    }
+
+    /// How per-subject values are clamped and put on the integer grid (sums and means).
+    pub fn quantizer(&self) -> Option<&Quantizer> {
+        self.quantizer.as_ref()
+    }
+}
+
+/// Validates `q` and derives everything its answer will use, from the query alone.
+pub fn prepare(q: &Query) -> Result<Plan, QueryError> {
+    validate(q)
 }
 
 fn validate(q: &Query) -> Result<Plan, QueryError> {
@@ -250,15 +277,6 @@ fn validate(q: &Query) -> Result<Plan, QueryError> {
             counts: Some(count_plan(epsilon)?),
             sums: None,
         },
-        Aggregate::Sum { lo, hi } if !private => {
-            let (qz, lap) = sum_plan(lo, hi, epsilon)?;
-            Plan {
-                k,
-                quantizer: Some(qz),
-                counts: None,
-                sums: Some(lap),
-            }
-        }
         Aggregate::Sum { lo, hi } | Aggregate::Mean { lo, hi } => {
             let (qz, lap) = sum_plan(lo, hi, epsilon / 2.0)?;
             Plan {
@@ -324,7 +342,12 @@ pub fn run(q: &Query, rows: &[Row], accountant: &Accountant) -> Result<Answer, Q
     release(q, &plan, exact, receipt)
 }
 
-fn release(
+/// Releases the noisy answer from bounded, pre-noise per-group statistics `(distinct
+/// subjects, clamped sum in grid units)`. The caller must have charged `q.budget` already
+/// (`receipt` proves it) and must have bounded contributions as [`crate::bounds`] does;
+/// for public keys, `exact` holds every public key (zero when absent from the data) and
+/// nothing else.
+pub fn release(
     q: &Query,
     plan: &Plan,
     exact: BTreeMap<GroupKey, (i64, i64)>,

@@ -1,0 +1,208 @@
+//! From one consent-gated event to the feature changes it makes: the only path from raw
+//! events to the privacy engine's input.
+//!
+//! The server calls [`Rules::extract`] only for events whose allowed purposes include the
+//! insights purpose, so an event the subject did not allow for insights never becomes a
+//! feature. Rules are table-driven (the operator's `[insights]` config can replace them):
+//! an activity rule names a data category, the feature kind it yields and the property
+//! holding the category name; declared fields come from `identify` traits in the declared
+//! data category, and count only when the message marks them shareable in aggregate with
+//! `context.candor.share_in_aggregate: ["age_band", ...]`. A declared trait sent without
+//! that mark *clears* the field: sharing is opt-in per field and revocable per field.
+
+use serde_json::Value;
+
+use crate::features::{Category, DailyFeature, Day, FeatureDelta, FeatureKind, Schema};
+
+/// Events of `data_category` whose `properties[property]` names a category yield a
+/// `kind` feature (count 1 per event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityRule {
+    pub data_category: String,
+    pub kind: FeatureKind,
+    pub property: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub activity: Vec<ActivityRule>,
+    /// The data category of `identify` messages that carry declared fields.
+    pub declared_category: String,
+}
+
+impl Default for Rules {
+    /// The rules for Candor's built-in catalog.
+    fn default() -> Self {
+        let rule = |c: &str, kind, p: &str| ActivityRule {
+            data_category: c.into(),
+            kind,
+            property: p.into(),
+        };
+        Self {
+            activity: vec![
+                rule("app_installs", FeatureKind::AppInstalled, "app_category"),
+                rule("app_usage", FeatureKind::AppUsed, "app_category"),
+                rule("browsing_categories", FeatureKind::Browsed, "category"),
+            ],
+            declared_category: "declared_profile".into(),
+        }
+    }
+}
+
+impl Rules {
+    /// Whether events of this data category can yield features at all (lets the caller
+    /// skip parsing the message for the rest).
+    pub fn wants(&self, data_category: &str) -> bool {
+        data_category == self.declared_category
+            || self.activity.iter().any(|r| r.data_category == data_category)
+    }
+
+    /// The feature changes of one message (`msg` is the whole Segment message).
+    pub fn extract(
+        &self,
+        schema: &Schema,
+        event_type: &str,
+        data_category: &str,
+        event_ms: i64,
+        msg: &Value,
+    ) -> Vec<FeatureDelta> {
+        let mut out = Vec::new();
+        if matches!(event_type, "track" | "page" | "screen") {
+            let Some(day) = Day::from_ms(event_ms) else {
+                return out;
+            };
+            for r in self
+                .activity
+                .iter()
+                .filter(|r| r.data_category == data_category)
+            {
+                let cat = msg
+                    .get("properties")
+                    .and_then(|p| p.get(&r.property))
+                    .and_then(Value::as_str)
+                    .and_then(Category::parse);
+                if let Some(category) = cat {
+                    out.push(FeatureDelta::Activity(DailyFeature {
+                        day,
+                        kind: r.kind,
+                        category,
+                        count: 1,
+                    }));
+                }
+            }
+        }
+        if event_type == "identify" && data_category == self.declared_category {
+            let traits = msg
+                .get("traits")
+                .or_else(|| msg.get("context").and_then(|c| c.get("traits")));
+            let shared: Vec<&str> = msg
+                .pointer("/context/candor/share_in_aggregate")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if let Some(traits) = traits.and_then(Value::as_object) {
+                for f in &schema.declared {
+                    let Some(v) = traits.get(&f.name) else {
+                        continue;
+                    };
+                    let value = match v {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    };
+                    match value {
+                        Some(value)
+                            if shared.contains(&f.name.as_str()) && f.values.contains(&value) =>
+                        {
+                            out.push(FeatureDelta::Declare {
+                                field: f.name.clone(),
+                                value,
+                            });
+                        }
+                        _ => out.push(FeatureDelta::Undeclare {
+                            field: f.name.clone(),
+                        }),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::DeclaredField;
+    use serde_json::json;
+
+    fn schema() -> Schema {
+        Schema {
+            declared: vec![DeclaredField {
+                name: "age_band".into(),
+                values: vec!["18-24".into(), "25-34".into()],
+            }],
+        }
+    }
+
+    const T: i64 = 1_764_374_400_000; // 2025-11-29
+
+    #[test]
+    fn activity_follows_the_rules() {
+        let r = Rules::default();
+        let m = json!({"type": "track", "event": "App Session", "properties": {"app_category": "Games"}});
+        let got = r.extract(&schema(), "track", "app_usage", T + 5, &m);
+        assert_eq!(
+            got,
+            vec![FeatureDelta::Activity(DailyFeature {
+                day: Day::from_ms(T).unwrap(),
+                kind: FeatureKind::AppUsed,
+                category: Category::parse("games").unwrap(),
+                count: 1
+            })]
+        );
+        // wrong data category, missing or invalid property, identify: nothing
+        assert!(r.extract(&schema(), "track", "contact", T, &m).is_empty());
+        let bad = json!({"properties": {"app_category": "no spaces allowed"}});
+        assert!(r.extract(&schema(), "track", "app_usage", T, &bad).is_empty());
+        assert!(r
+            .extract(&schema(), "identify", "app_usage", T, &m)
+            .is_empty());
+        let page = json!({"properties": {"category": "sports"}});
+        assert_eq!(
+            r.extract(&schema(), "page", "browsing_categories", T, &page)
+                .len(),
+            1
+        );
+        assert!(r.wants("app_usage") && r.wants("declared_profile") && !r.wants("contact"));
+    }
+
+    #[test]
+    fn declared_fields_need_the_share_mark_and_a_schema_value() {
+        let r = Rules::default();
+        let shared = json!({"traits": {"age_band": "25-34", "shoe": 42},
+            "context": {"candor": {"share_in_aggregate": ["age_band"]}}});
+        assert_eq!(
+            r.extract(&schema(), "identify", "declared_profile", T, &shared),
+            vec![FeatureDelta::Declare {
+                field: "age_band".into(),
+                value: "25-34".into()
+            }]
+        );
+        let unshared = json!({"traits": {"age_band": "25-34"}});
+        let off = json!({"traits": {"age_band": "7-8"},
+            "context": {"candor": {"share_in_aggregate": ["age_band"]}}});
+        for m in [unshared, off] {
+            assert_eq!(
+                r.extract(&schema(), "identify", "declared_profile", T, &m),
+                vec![FeatureDelta::Undeclare {
+                    field: "age_band".into()
+                }]
+            );
+        }
+        let absent = json!({"traits": {"name": "x"}});
+        assert!(r
+            .extract(&schema(), "identify", "declared_profile", T, &absent)
+            .is_empty());
+    }
+}

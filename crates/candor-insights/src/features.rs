@@ -1,0 +1,485 @@
+//! Per-subject daily usage features and their in-memory index: the privacy engine's only
+//! input (raw events never are).
+//!
+//! A feature is one subject's activity of one kind (app installed, app used, site category
+//! browsed) in one category on one UTC day, with a count (sessions, visits). Declared
+//! (zero-party) fields the subject marked shareable in aggregate ride along, limited to the
+//! values the operator's schema lists, so that grouping by them never reveals a value that
+//! only the data could tell.
+//!
+//! **Why in memory, and why this shape.** An advertiser's query scans every eligible
+//! subject; at a million subjects over 30 days that is tens of millions of daily rows, and
+//! the answer must come back interactively. So the index keeps, per subject, one sorted
+//! vector of 8-byte entries (`category|kind`, day, count), sharded by subject like the
+//! consent index so that ingestion locks one shard for a few nanoseconds and a scan holds
+//! one shard's read lock at a time. Category names are interned to 14-bit ids.
+//!
+//! **Who writes it.** Only the store, after the transaction that wrote the same feature
+//! durably has committed, and always with the *absolute* stored count (never a delta), so
+//! replaying a write or reloading at start is idempotent.
+//!
+//! **Consent.** The index does not decide eligibility: every scan asks the consent index
+//! whether the subject grants the insights purpose *now*, so a withdrawal removes the
+//! subject from the next answer even before the store deletes their features.
+
+use std::collections::HashMap;
+
+use candor_core::idhash::IdMap;
+use candor_core::SubjectId;
+use parking_lot::RwLock;
+
+/// Most declared fields a schema may have (each subject carries one small slot per field).
+pub const MAX_DECLARED: usize = 8;
+/// Most values one declared field may list.
+pub const MAX_DECLARED_VALUES: usize = 255;
+/// Most distinct categories (ids are 14 bits); later new categories are ignored.
+pub const MAX_CATEGORIES: usize = 1 << 14;
+/// Days are kept in memory as offsets from 2000-01-01 in 16 bits.
+const DAY_BASE: u32 = 10_957;
+const SHARDS: usize = 64;
+const DAY_MS: i64 = 86_400_000;
+
+/// What a feature records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FeatureKind {
+    /// An app of this category was installed (count: installs).
+    AppInstalled,
+    /// An app of this category was used (count: sessions).
+    AppUsed,
+    /// A page of this category was visited (count: visits).
+    Browsed,
+}
+
+impl FeatureKind {
+    pub const ALL: [FeatureKind; 3] = [Self::AppInstalled, Self::AppUsed, Self::Browsed];
+
+    /// Stable code stored in the database.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::AppInstalled => 0,
+            Self::AppUsed => 1,
+            Self::Browsed => 2,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == c)
+    }
+
+    /// The name used in configuration and in the query API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AppInstalled => "app_installs",
+            Self::AppUsed => "app_usage",
+            Self::Browsed => "browsing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A category name: 1–64 characters of `a-z 0-9 _ - .` (ASCII letters are lowercased).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Category(String);
+
+impl Category {
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        ok.then(|| Self(s.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A UTC day, as days since 1970-01-01, within the range the index can hold
+/// (2000-01-01 to 2179).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Day(u32);
+
+impl Day {
+    pub fn from_days(days: u32) -> Option<Self> {
+        (DAY_BASE..DAY_BASE + u32::from(u16::MAX))
+            .contains(&days)
+            .then_some(Self(days))
+    }
+
+    pub fn from_ms(ms: i64) -> Option<Self> {
+        u32::try_from(ms.div_euclid(DAY_MS))
+            .ok()
+            .and_then(Self::from_days)
+    }
+
+    pub fn days(self) -> u32 {
+        self.0
+    }
+
+    pub fn start_ms(self) -> i64 {
+        i64::from(self.0) * DAY_MS
+    }
+
+    fn offset(self) -> u16 {
+        // in range by construction
+        u16::try_from(self.0 - DAY_BASE).unwrap_or(u16::MAX)
+    }
+}
+
+/// One stored daily feature (with the absolute count when read from or written to the index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyFeature {
+    pub day: Day,
+    pub kind: FeatureKind,
+    pub category: Category,
+    pub count: u32,
+}
+
+/// What one event contributes to its subject's features.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeatureDelta {
+    /// Add `count` to the subject's (day, kind, category) feature.
+    Activity(DailyFeature),
+    /// The subject declared `value` (one of the schema's values) for `field` and marked it
+    /// shareable in aggregate.
+    Declare { field: String, value: String },
+    /// The subject no longer shares `field` in aggregate.
+    Undeclare { field: String },
+}
+
+/// A declared field advertisers may filter and group by, with every value it may take.
+/// The values are public (fixed by the operator, not read from the data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredField {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+/// The operator's insight schema.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Schema {
+    pub declared: Vec<DeclaredField>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("at most {MAX_DECLARED} declared fields")]
+    TooManyFields,
+    #[error("declared field {0:?} is listed twice, or clashes with a built-in dimension")]
+    DuplicateField(String),
+    #[error("declared field {0:?} needs 1 to {MAX_DECLARED_VALUES} distinct values")]
+    Values(String),
+    #[error("declared field name {0:?} is not a valid name (a-z, 0-9, _)")]
+    FieldName(String),
+}
+
+impl Schema {
+    pub fn validate(&self) -> Result<(), SchemaError> {
+        if self.declared.len() > MAX_DECLARED {
+            return Err(SchemaError::TooManyFields);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &self.declared {
+            let ok_name = !f.name.is_empty()
+                && f.name.len() <= 64
+                && f.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !ok_name {
+                return Err(SchemaError::FieldName(f.name.clone()));
+            }
+            if f.name == "category" || !seen.insert(f.name.as_str()) {
+                return Err(SchemaError::DuplicateField(f.name.clone()));
+            }
+            let distinct: std::collections::BTreeSet<_> = f.values.iter().collect();
+            if f.values.is_empty()
+                || f.values.len() > MAX_DECLARED_VALUES
+                || distinct.len() != f.values.len()
+            {
+                return Err(SchemaError::Values(f.name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of a declared field.
+    pub fn field(&self, name: &str) -> Option<usize> {
+        self.declared.iter().position(|f| f.name == name)
+    }
+
+    /// Index of a value of a declared field.
+    pub fn value(&self, field: usize, value: &str) -> Option<usize> {
+        self.declared.get(field)?.values.iter().position(|v| v == value)
+    }
+}
+
+/// One entry of a subject's feature vector: 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Feat {
+    /// `kind << 14 | category id`: entries sort by kind, then category, then day.
+    pub(crate) kc: u16,
+    pub(crate) day: u16,
+    pub(crate) count: u32,
+}
+
+pub(crate) fn kc(kind: FeatureKind, category: u16) -> u16 {
+    (u16::from(kind.code()) << 14) | (category & 0x3FFF)
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// The store's small stable number for this subject (reports record membership by it).
+    pub(crate) dense: u32,
+    /// Per declared field: value index + 1, or 0 when not declared / not shared.
+    pub(crate) declared: [u8; MAX_DECLARED],
+    /// Sorted by (kc, day).
+    pub(crate) feats: Vec<Feat>,
+}
+
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<String, u16>,
+    names: Vec<String>,
+}
+
+/// Counts for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexStats {
+    pub subjects: usize,
+    pub daily_rows: usize,
+    pub categories: usize,
+}
+
+/// The in-memory feature index (see the module docs).
+pub struct FeatureIndex {
+    schema: Schema,
+    categories: RwLock<Interner>,
+    pub(crate) shards: Vec<RwLock<IdMap<SubjectId, Entry>>>,
+}
+
+impl std::fmt::Debug for FeatureIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeatureIndex")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FeatureIndex {
+    pub fn new(schema: Schema) -> Result<Self, SchemaError> {
+        schema.validate()?;
+        Ok(Self {
+            schema,
+            categories: RwLock::new(Interner::default()),
+            shards: (0..SHARDS).map(|_| RwLock::new(IdMap::default())).collect(),
+        })
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn shard(&self, s: &SubjectId) -> &RwLock<IdMap<SubjectId, Entry>> {
+        // Subject ids are random, so any byte is a uniform shard key.
+        &self.shards[s.as_bytes()[1] as usize % SHARDS]
+    }
+
+    /// The id of a category, interning it if new (None when the id space is full).
+    fn intern(&self, c: &Category) -> Option<u16> {
+        if let Some(id) = self.categories.read().ids.get(c.as_str()) {
+            return Some(*id);
+        }
+        let mut w = self.categories.write();
+        if let Some(id) = w.ids.get(c.as_str()) {
+            return Some(*id);
+        }
+        if w.names.len() >= MAX_CATEGORIES {
+            return None;
+        }
+        let id = u16::try_from(w.names.len()).ok()?;
+        w.names.push(c.as_str().to_owned());
+        w.ids.insert(c.as_str().to_owned(), id);
+        Some(id)
+    }
+
+    /// The id of a known category.
+    pub fn category_id(&self, name: &str) -> Option<u16> {
+        self.categories.read().ids.get(name).copied()
+    }
+
+    /// The names of all categories, indexed by id.
+    pub fn category_names(&self) -> Vec<String> {
+        self.categories.read().names.clone()
+    }
+
+    /// Sets the subject's stored feature to `f.count` (absolute); a count of 0 removes it.
+    pub fn set_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature) {
+        let Some(cat) = self.intern(&f.category) else {
+            return;
+        };
+        let feat = Feat {
+            kc: kc(f.kind, cat),
+            day: f.day.offset(),
+            count: f.count,
+        };
+        let mut shard = self.shard(&subject).write();
+        let e = shard.entry(subject).or_insert_with(|| Entry {
+            dense,
+            declared: [0; MAX_DECLARED],
+            feats: Vec::new(),
+        });
+        e.dense = dense;
+        match e
+            .feats
+            .binary_search_by(|x| (x.kc, x.day).cmp(&(feat.kc, feat.day)))
+        {
+            Ok(i) if feat.count == 0 => {
+                e.feats.remove(i);
+            }
+            Ok(i) => e.feats[i].count = feat.count,
+            Err(_) if feat.count == 0 => {}
+            Err(i) => e.feats.insert(i, feat),
+        }
+    }
+
+    /// Sets (or, with `None`, clears) a declared field. Fields and values outside the
+    /// schema are ignored: they can never be grouped or filtered on.
+    pub fn set_declared(&self, subject: SubjectId, dense: u32, field: &str, value: Option<&str>) {
+        let Some(fi) = self.schema.field(field) else {
+            return;
+        };
+        let slot = match value {
+            None => 0,
+            Some(v) => match self.schema.value(fi, v) {
+                Some(vi) => u8::try_from(vi + 1).unwrap_or(0),
+                None => 0,
+            },
+        };
+        let mut shard = self.shard(&subject).write();
+        let e = shard.entry(subject).or_insert_with(|| Entry {
+            dense,
+            declared: [0; MAX_DECLARED],
+            feats: Vec::new(),
+        });
+        e.dense = dense;
+        e.declared[fi] = slot;
+    }
+
+    /// Forgets everything about the subject (withdrawal of the insights purpose, erasure).
+    pub fn remove_subject(&self, subject: &SubjectId) {
+        self.shard(subject).write().remove(subject);
+    }
+
+    /// The subject's stored features (for tests and the transparency API).
+    pub fn features_of(&self, subject: &SubjectId) -> Vec<DailyFeature> {
+        let names = self.category_names();
+        let shard = self.shard(subject).read();
+        let Some(e) = shard.get(subject) else {
+            return Vec::new();
+        };
+        e.feats
+            .iter()
+            .filter_map(|f| {
+                Some(DailyFeature {
+                    day: Day::from_days(DAY_BASE + u32::from(f.day))?,
+                    kind: FeatureKind::from_code((f.kc >> 14) as u8)?,
+                    category: Category(names.get(usize::from(f.kc & 0x3FFF))?.clone()),
+                    count: f.count,
+                })
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> IndexStats {
+        let mut s = IndexStats {
+            categories: self.categories.read().names.len(),
+            ..IndexStats::default()
+        };
+        for shard in &self.shards {
+            let shard = shard.read();
+            s.subjects += shard.len();
+            s.daily_rows += shard.values().map(|e| e.feats.len()).sum::<usize>();
+        }
+        s
+    }
+}
+
+/// Day offset (as stored in [`Feat::day`]) of a [`Day`].
+pub(crate) fn day_offset(d: Day) -> u16 {
+    d.offset()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema {
+            declared: vec![DeclaredField {
+                name: "age_band".into(),
+                values: vec!["18-24".into(), "25-34".into()],
+            }],
+        }
+    }
+
+    fn feat(day: u32, kind: FeatureKind, cat: &str, count: u32) -> DailyFeature {
+        DailyFeature {
+            day: Day::from_days(day).unwrap(),
+            kind,
+            category: Category::parse(cat).unwrap(),
+            count,
+        }
+    }
+
+    #[test]
+    fn writes_are_absolute_and_idempotent() {
+        let ix = FeatureIndex::new(schema()).unwrap();
+        let s = SubjectId::random();
+        ix.set_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 3));
+        ix.set_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 3));
+        ix.set_activity(s, 1, &feat(19_999, FeatureKind::AppUsed, "games", 1));
+        ix.set_activity(s, 1, &feat(20_000, FeatureKind::Browsed, "news", 2));
+        let got = ix.features_of(&s);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], feat(19_999, FeatureKind::AppUsed, "games", 1));
+        assert_eq!(got[1], feat(20_000, FeatureKind::AppUsed, "games", 3));
+        ix.set_activity(s, 1, &feat(19_999, FeatureKind::AppUsed, "games", 0));
+        assert_eq!(ix.features_of(&s).len(), 2);
+        assert_eq!(ix.stats().daily_rows, 2);
+        ix.remove_subject(&s);
+        assert_eq!(ix.stats().subjects, 0);
+    }
+
+    #[test]
+    fn declared_values_outside_the_schema_are_ignored() {
+        let ix = FeatureIndex::new(schema()).unwrap();
+        let s = SubjectId::random();
+        ix.set_declared(s, 7, "age_band", Some("25-34"));
+        assert_eq!(ix.shard(&s).read()[&s].declared[0], 2);
+        ix.set_declared(s, 7, "age_band", Some("99-100"));
+        assert_eq!(ix.shard(&s).read()[&s].declared[0], 0);
+        ix.set_declared(s, 7, "shoe_size", Some("42"));
+        assert_eq!(ix.shard(&s).read()[&s].dense, 7);
+    }
+
+    #[test]
+    fn names_and_days_are_checked() {
+        assert!(Category::parse("Health_Fitness").is_some());
+        assert_eq!(Category::parse("A").unwrap().as_str(), "a");
+        assert!(Category::parse("").is_none());
+        assert!(Category::parse("has space").is_none());
+        assert!(Category::parse(&"x".repeat(65)).is_none());
+        assert!(Day::from_ms(0).is_none());
+        assert_eq!(Day::from_ms(1_764_374_400_000).unwrap().days(), 20_421);
+        let bad = Schema {
+            declared: vec![DeclaredField {
+                name: "category".into(),
+                values: vec!["a".into()],
+            }],
+        };
+        assert!(bad.validate().is_err());
+    }
+}
