@@ -54,7 +54,10 @@ impl Rules {
     /// skip parsing the message for the rest).
     pub fn wants(&self, data_category: &str) -> bool {
         data_category == self.declared_category
-            || self.activity.iter().any(|r| r.data_category == data_category)
+            || self
+                .activity
+                .iter()
+                .any(|r| r.data_category == data_category)
     }
 
     /// The feature changes of one message (`msg` is the whole Segment message).
@@ -164,7 +167,9 @@ mod tests {
         // wrong data category, missing or invalid property, identify: nothing
         assert!(r.extract(&schema(), "track", "contact", T, &m).is_empty());
         let bad = json!({"properties": {"app_category": "no spaces allowed"}});
-        assert!(r.extract(&schema(), "track", "app_usage", T, &bad).is_empty());
+        assert!(r
+            .extract(&schema(), "track", "app_usage", T, &bad)
+            .is_empty());
         assert!(r
             .extract(&schema(), "identify", "app_usage", T, &m)
             .is_empty());

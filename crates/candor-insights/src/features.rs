@@ -212,7 +212,11 @@ impl Schema {
 
     /// Index of a value of a declared field.
     pub fn value(&self, field: usize, value: &str) -> Option<usize> {
-        self.declared.get(field)?.values.iter().position(|v| v == value)
+        self.declared
+            .get(field)?
+            .values
+            .iter()
+            .position(|v| v == value)
     }
 }
 
