@@ -12,12 +12,18 @@
 //!   on the same strings (`bench/codec-ref`). Prints strings/s, the ratios and the targets
 //!   (20x decode, 10x encode).
 //!
+//! - `insights`: the privacy engine answering a grouped count + clamped sum with partition
+//!   selection over synthetic daily features at 1, 3 and 10 million subjects, beside
+//!   PipelineDP and OpenDP's Python package on the same data (`bench/dp-ref`, installed
+//!   into `target/dp-venv`); prints times, RMSE, ratios, RSS and bytes per subject.
+//!
 //! Run: `cargo build --release -p candor -p candor-bench && target/release/candor-bench ingest`
 //! (from the repository root; `codec` needs only `-p candor-bench`, Node and npm).
 
 mod codec;
 mod decision;
 mod ingest;
+mod insights;
 mod load;
 
 use anyhow::{bail, Result};
@@ -28,9 +34,12 @@ fn main() -> Result<()> {
         Some("ingest") => ingest::run(&args[1..]),
         Some("decision") => decision::run(),
         Some("codec") => codec::run(&args[1..]),
+        Some("insights") => insights::run(&args[1..]),
         _ => bail!(
             "usage: candor-bench ingest [--seconds N] [--subjects N] [--no-postgres] | decision \
-             | codec [--vectors DIR] [--min-strings N] [--seconds S]"
+             | codec [--vectors DIR] [--min-strings N] [--seconds S] \
+             | insights [--subjects 1000000,3000000,10000000] [--runs N] [--ref-runs N] [--no-refs] \
+             [--epsilon E] [--delta D] [--k K] [--seed S]"
         ),
     }
 }

@@ -132,6 +132,9 @@ pub struct GroupAnswer {
     /// A 95% interval for the bounded, pre-noise value (for private keys, not corrected for
     /// the upward bias of selection).
     pub ci95: (f64, f64),
+    /// Sums and means: the group's noisy distinct-subject count, which they pay for anyway
+    /// (selection or the minimum-size threshold), so releasing it costs nothing more.
+    pub count: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -415,6 +418,7 @@ pub fn release(
                         qz.from_units(s.saturating_sub(h)),
                         qz.from_units(s.saturating_add(h)),
                     ),
+                    count: plan.counts.as_ref().map(|_| c as f64),
                 }
             }
             (Aggregate::Mean { lo, hi }, Some(lap), Some(qz)) => {
@@ -446,6 +450,7 @@ pub fn release(
                     value: mean,
                     noise_scale: lap.scale() * qz.unit(),
                     ci95,
+                    count: Some(c as f64),
                 }
             }
             _ => GroupAnswer {
@@ -456,6 +461,7 @@ pub fn release(
                     c.saturating_sub(count_half) as f64,
                     c.saturating_add(count_half) as f64,
                 ),
+                count: None,
             },
         };
         groups.push(answer);

@@ -5,12 +5,12 @@ use crate::auth::{Sources, SubjectTokens};
 use crate::config::{ConfigError, Settings};
 use crate::datadir::{self, DataDirError, DirLock};
 use crate::iab::{Gvl, IabContext};
-use crate::routes::{admin, consent, ingest, meta};
+use crate::routes::{admin, consent, ingest, insights, meta};
 use crate::state::{system_clock, AppState, Clock, Inner};
 use crate::telemetry::{self, RequestFinished};
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use candor_core::crypto::MasterKey;
@@ -59,6 +59,19 @@ pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
     let (master, signer) = datadir::load_keys(&settings.data_dir)?;
     let signer = Arc::new(signer);
     let purposes = settings.catalog.purpose_ids();
+    // The feature index the store keeps current and the insights engine reads.
+    let features = Arc::new(
+        candor_insights::FeatureIndex::new(settings.insights.schema.clone())
+            .map_err(|e| ConfigError::Invalid(format!("insights.declared: {e}")))?,
+    );
+    let insights = settings
+        .insights
+        .purpose
+        .clone()
+        .map(|purpose| candor_store::InsightsOptions {
+            purpose,
+            index: features.clone(),
+        });
     let store: Arc<dyn Store> = match &settings.database {
         Some(db) => {
             let options = PostgresOptions {
@@ -66,6 +79,7 @@ pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
                 statement_timeout: Duration::from_millis(db.statement_timeout_ms),
                 connect_timeout: Duration::from_millis(db.connect_timeout_ms),
                 resync_interval: Duration::from_millis(db.resync_interval_ms),
+                insights,
                 ..PostgresOptions::default()
             };
             Arc::new(
@@ -79,11 +93,12 @@ pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
                 .await?,
             )
         }
-        None => Arc::new(SqliteStore::open(
+        None => Arc::new(SqliteStore::open_with_insights(
             &datadir::database_path(&settings.data_dir),
             &purposes,
             master.clone(),
             signer.clone(),
+            insights,
         )?),
     };
     let catalog = settings.catalog.build(store.purpose_bits())?;
@@ -126,7 +141,14 @@ impl Application {
                     source,
                 })?;
         let iab = iab_context(&settings)?;
+        let insights_bit = settings
+            .insights
+            .purpose
+            .as_ref()
+            .and_then(|p| opened.catalog.purpose(p))
+            .map(|p| p.bit);
         let state = AppState(Arc::new(Inner {
+            insights_bit,
             iab,
             sources: Sources::new(&settings.sources),
             subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),
@@ -217,7 +239,7 @@ fn iab_context(s: &Settings) -> Result<IabContext, BuildError> {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let everything_else = Router::new()
         .route("/v1/batch", post(ingest::batch))
         .route("/v1/import", post(ingest::batch))
         .route("/v1/identify", post(ingest::identify))
@@ -231,19 +253,69 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consent/reject-all", post(consent::reject_all))
         .route("/v1/consent/history", get(consent::history))
         .route("/v1/consent/signals", post(consent::import_signal))
+        .route("/v1/consent/insights", get(consent::insight_reports))
         .route("/v1/purposes", get(meta::purposes))
         .route("/v1/receipts/public-key", get(meta::receipt_key))
         .route("/v1/admin/subject-tokens", post(admin::subject_token))
         .route("/v1/admin/ledger/verify", get(admin::verify_ledger))
         .route("/v1/admin/stats", get(admin::stats))
+        .route(
+            "/v1/admin/advertisers",
+            post(insights::create_advertiser).get(insights::list_advertisers),
+        )
+        .route(
+            "/v1/admin/advertisers/{id}",
+            axum::routing::patch(insights::update_advertiser),
+        )
+        .route(
+            "/v1/admin/advertisers/{id}/rotate-key",
+            post(insights::rotate_key),
+        )
+        .route("/v1/admin/insights/reports", get(insights::audit))
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .route("/openapi.json", get(meta::openapi))
         .route("/.well-known/gpc.json", get(meta::gpc_json))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            deny_advertiser_keys,
+        ));
+    // The advertiser's own routes: the only ones an advertiser key reaches.
+    let advertiser = Router::new()
+        .route("/v1/insights/query", post(insights::query))
+        .route("/v1/insights/schema", get(insights::schema))
+        .route("/v1/insights/budget", get(insights::budget))
+        .route("/v1/insights/reports", get(insights::reports))
+        .route("/v1/insights/reports/{id}", get(insights::report));
+    advertiser
+        .merge(everything_else)
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
+}
+
+/// An advertiser key reaches only `/v1/insights/*`: anywhere else a valid one gets 403
+/// (an invalid one falls through to the route's own authentication).
+async fn deny_advertiser_keys(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(key) = crate::insights::presented_key(req.headers()) {
+        let valid = matches!(
+            st.store.advertiser_by_key(&crate::insights::key_hash(&key)).await,
+            Ok(Some(a)) if !a.disabled
+        );
+        if valid {
+            return crate::error::ApiError::new(
+                crate::error::Code::Forbidden,
+                "advertiser keys reach only the /v1/insights endpoints",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Route templates as `&'static str`, so the per-request metric label costs no

@@ -48,6 +48,8 @@ struct RawConfig {
     iab: RawIab,
     #[serde(default)]
     database: RawDatabase,
+    #[serde(default)]
+    insights: RawInsights,
     categories: Option<Vec<RawCategory>>,
     purposes: Option<Vec<RawPurpose>>,
     event_mapping: Option<Vec<RawRule>>,
@@ -104,6 +106,32 @@ struct RawIab {
     vendor_list: Option<PathBuf>,
     #[serde(default)]
     trusted_cmp_ids: Vec<u16>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInsights {
+    purpose: Option<String>,
+    min_group_size: Option<i64>,
+    allow_insecure_rng: Option<bool>,
+    declared_category: Option<String>,
+    declared: Option<Vec<RawDeclared>>,
+    activity: Option<Vec<RawActivity>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeclared {
+    field: String,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActivity {
+    category: String,
+    feature: String,
+    property: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +295,126 @@ pub struct Settings {
     pub admin_token: Option<Sensitive<String>>,
     pub subject_token_secret: Option<Sensitive<String>>,
     pub iab: IabSettings,
+    pub insights: InsightsSettings,
+}
+
+/// `[insights]`: audience insights for advertisers (issue 5).
+#[derive(Clone, Debug)]
+pub struct InsightsSettings {
+    /// The purpose whose grant makes a subject's features usable; `None` disables insights
+    /// (the catalog has no such purpose).
+    pub purpose: Option<PurposeId>,
+    /// Groups whose noisy count is below this are suppressed (public keys); private keys
+    /// use partition selection, whose threshold is at least this.
+    pub min_group_size: i64,
+    /// Lets a build without cryptographically secure noise answer anyway (tests only).
+    pub allow_insecure_rng: bool,
+    pub schema: candor_insights::Schema,
+    pub rules: candor_insights::extract::Rules,
+}
+
+/// Declared fields advertisers may use when the config names none.
+pub const DEFAULT_DECLARED: &[(&str, &[&str])] = &[
+    (
+        "age_band",
+        &["18-24", "25-34", "35-44", "45-54", "55-64", "65+"],
+    ),
+    (
+        "country",
+        &[
+            "US", "GB", "DE", "FR", "ES", "IT", "NL", "SE", "PL", "BR", "IN", "JP", "other",
+        ],
+    ),
+];
+
+fn insights_settings(
+    raw: RawInsights,
+    catalog: &CatalogSpec,
+) -> Result<InsightsSettings, ConfigError> {
+    use candor_insights::extract::{ActivityRule, Rules};
+    use candor_insights::{DeclaredField, FeatureKind, Schema};
+    let bad = |m: String| ConfigError::Invalid(format!("insights.{m}"));
+    let purpose = match raw.purpose {
+        Some(p) => {
+            let id = PurposeId::parse(&p).map_err(|e| bad(format!("purpose: {e}")))?;
+            if !catalog.purpose_ids().contains(&id) {
+                return Err(bad(format!(
+                    "purpose: {p:?} is not a purpose of the catalog"
+                )));
+            }
+            Some(id)
+        }
+        None => PurposeId::parse("ads_insights")
+            .ok()
+            .filter(|id| catalog.purpose_ids().contains(id)),
+    };
+    let schema = Schema {
+        declared: match raw.declared {
+            Some(list) => list
+                .into_iter()
+                .map(|d| DeclaredField {
+                    name: d.field,
+                    values: d.values,
+                })
+                .collect(),
+            None => DEFAULT_DECLARED
+                .iter()
+                .map(|(f, v)| DeclaredField {
+                    name: (*f).into(),
+                    values: v.iter().map(|s| (*s).to_owned()).collect(),
+                })
+                .collect(),
+        },
+    };
+    schema
+        .validate()
+        .map_err(|e| bad(format!("declared: {e}")))?;
+    let mut rules = Rules::default();
+    if let Some(c) = raw.declared_category {
+        rules.declared_category = c;
+    }
+    if let Some(list) = raw.activity {
+        rules.activity = list
+            .into_iter()
+            .map(|a| {
+                let kind = FeatureKind::parse(&a.feature).ok_or_else(|| {
+                    bad(format!(
+                        "activity: feature must be app_installs, app_usage or browsing, not {:?}",
+                        a.feature
+                    ))
+                })?;
+                Ok(ActivityRule {
+                    data_category: a.category,
+                    kind,
+                    property: a.property,
+                })
+            })
+            .collect::<Result<_, ConfigError>>()?;
+    }
+    if purpose.is_some() {
+        let known: Vec<&str> = catalog.categories.iter().map(|c| c.id.as_str()).collect();
+        for c in rules
+            .activity
+            .iter()
+            .map(|r| r.data_category.as_str())
+            .chain([rules.declared_category.as_str()])
+        {
+            if !known.contains(&c) {
+                return Err(bad(format!("{c:?} is not a data category of the catalog")));
+            }
+        }
+    }
+    let min_group_size = raw.min_group_size.unwrap_or(20);
+    if !(0..=1_000_000).contains(&min_group_size) {
+        return Err(bad("min_group_size must be between 0 and 1000000".into()));
+    }
+    Ok(InsightsSettings {
+        purpose,
+        min_group_size,
+        allow_insecure_rng: raw.allow_insecure_rng.unwrap_or(false),
+        schema,
+        rules,
+    })
 }
 
 fn letters(key: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -286,6 +434,8 @@ pub mod demo {
     pub const BROWSER_WRITE_KEY: &str = "demo-browser-write-key";
     pub const ADMIN_TOKEN: &str = "demo-admin-token";
     pub const SUBJECT_TOKEN_SECRET: &str = "demo-subject-token-secret";
+    /// The demo advertiser's key (`/v1/insights/*` only).
+    pub const ADVERTISER_KEY: &str = "cnd_adv_demo-acme-ads-advertiser-key";
 }
 
 fn toml_error(path: &str, e: toml::de::Error, src: &str) -> ConfigError {
@@ -463,9 +613,11 @@ impl Settings {
                 })
             }
         };
+        let insights = insights_settings(raw.insights, &catalog)?;
         Ok(Settings {
             database,
             iab,
+            insights,
             operator: OperatorInfo {
                 name: raw
                     .operator

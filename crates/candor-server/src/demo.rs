@@ -19,7 +19,28 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-pub const DEFAULT_SUBJECTS: usize = 3000;
+/// Tens of thousands, so that advertisers' answers look like real audience reports (about
+/// a third opt in to `ads_insights`).
+pub const DEFAULT_SUBJECTS: usize = 30_000;
+/// The demo advertiser and its budget (ε per month, δ per month).
+pub const ADVERTISER_ID: &str = "acme-ads";
+pub const ADVERTISER_BUDGET: (f64, f64) = (10.0, 1e-5);
+/// Share of people who mark their declared fields shareable in aggregate.
+const SHARE_DECLARED: f64 = 0.65;
+const COUNTRIES: &[(&str, f64)] = &[
+    ("US", 0.3),
+    ("GB", 0.12),
+    ("DE", 0.12),
+    ("FR", 0.1),
+    ("ES", 0.07),
+    ("IT", 0.06),
+    ("NL", 0.05),
+    ("SE", 0.04),
+    ("PL", 0.04),
+    ("BR", 0.04),
+    ("IN", 0.03),
+    ("JP", 0.03),
+];
 pub const DEFAULT_SEED: u64 = 42;
 const DAY_MS: i64 = 86_400_000;
 
@@ -192,10 +213,19 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
                 "timestamp": crate::segment::format_time(t)}),
             ));
         }
-        if let Some(u) = user {
-            batch.push(msg(json!({"type": "identify", "userId": u,
-                "traits": {"birth_year": rng.gen_range(1950..2006), "shoe_size_eu": rng.gen_range(36..47)}})));
+        let birth_year: i32 = rng.gen_range(1950..2006);
+        let mut traits = json!({"birth_year": birth_year, "shoe_size_eu": rng.gen_range(36..47),
+            "age_band": age_band(2026 - birth_year), "country": country(&mut rng)});
+        if user.is_none() {
+            traits = json!({"age_band": traits["age_band"], "country": traits["country"]});
         }
+        let share: Vec<&str> = if rng.gen_bool(SHARE_DECLARED) {
+            vec!["age_band", "country"]
+        } else {
+            vec![]
+        };
+        batch.push(msg(json!({"type": "identify", "traits": traits,
+            "context": {"candor": {"share_in_aggregate": share}}})));
         if batch.len() >= 2000 {
             flush(st, source, &mut batch, &mut out).await?;
         }
@@ -204,6 +234,59 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
     flush(st, source, &mut batch, &mut out).await?;
     pb.finish_and_clear();
     Ok(out)
+}
+
+fn age_band(age: i32) -> &'static str {
+    match age {
+        ..=24 => "18-24",
+        25..=34 => "25-34",
+        35..=44 => "35-44",
+        45..=54 => "45-54",
+        55..=64 => "55-64",
+        _ => "65+",
+    }
+}
+
+fn country(rng: &mut ChaCha8Rng) -> &'static str {
+    let mut x: f64 = rng.gen();
+    for (c, p) in COUNTRIES {
+        if x < *p {
+            return c;
+        }
+        x -= p;
+    }
+    "other"
+}
+
+/// Creates the demo advertiser (fixed, documented key; all features and dimensions) if
+/// it does not exist yet.
+pub async fn seed_advertiser(st: &AppState) -> Result<(), ApiError> {
+    use crate::insights;
+    if st.store.advertiser(ADVERTISER_ID).await?.is_some() {
+        return Ok(());
+    }
+    let now = st.now_ms();
+    let schema = st.store.features().schema();
+    st.store
+        .upsert_advertiser(candor_store::Advertiser {
+            id: ADVERTISER_ID.into(),
+            name: "Acme Ads (demo)".into(),
+            key_hash: insights::key_hash(crate::config::demo::ADVERTISER_KEY),
+            budget: insights::budget(ADVERTISER_BUDGET.0, ADVERTISER_BUDGET.1),
+            period: "month".into(),
+            allowed_features: candor_insights::FeatureKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+            allowed_dimensions: std::iter::once("category".to_owned())
+                .chain(schema.declared.iter().map(|f| f.name.clone()))
+                .collect(),
+            disabled: false,
+            created_ms: now,
+            updated_ms: now,
+        })
+        .await?;
+    Ok(())
 }
 
 async fn apply(st: &AppState, cmds: Vec<ConsentCommand>) -> Result<usize, ApiError> {

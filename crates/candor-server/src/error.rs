@@ -29,6 +29,12 @@ pub enum Code {
     InvalidSubjectToken,
     SubjectTokenRequired,
     Forbidden,
+    InvalidAdvertiserKey,
+    InvalidQuery,
+    QueryNotAllowed,
+    BudgetExceeded,
+    InsightsUnavailable,
+    AlreadyExists,
     SubjectNotFound,
     NotFound,
     MethodNotAllowed,
@@ -113,6 +119,32 @@ pub const TABLE: &[(Code, &str, &str, u16)] = &[
         403,
     ),
     (Code::Forbidden, "forbidden", "auth", 403),
+    (
+        Code::InvalidAdvertiserKey,
+        "invalid_advertiser_key",
+        "auth",
+        401,
+    ),
+    (Code::InvalidQuery, "invalid_query", "invalid_request", 400),
+    (Code::QueryNotAllowed, "query_not_allowed", "auth", 403),
+    (
+        Code::BudgetExceeded,
+        "budget_exceeded",
+        "privacy_budget",
+        429,
+    ),
+    (
+        Code::InsightsUnavailable,
+        "insights_unavailable",
+        "internal",
+        503,
+    ),
+    (
+        Code::AlreadyExists,
+        "already_exists",
+        "invalid_request",
+        409,
+    ),
     (
         Code::SubjectNotFound,
         "subject_not_found",
@@ -211,6 +243,11 @@ impl From<StoreError> for ApiError {
                 format!("consent for {purpose} is not currently given, so it cannot be withdrawn"),
             ),
             StoreError::UnknownSubject => ApiError::new(Code::SubjectNotFound, "no such subject"),
+            StoreError::UnknownAdvertiser => ApiError::new(Code::NotFound, "no such advertiser"),
+            StoreError::Overspend { .. } => ApiError::new(
+                Code::BudgetExceeded,
+                "the privacy budget does not cover this query; nothing was charged",
+            ),
             StoreError::Closed => ApiError::new(Code::Unavailable, "the server is shutting down"),
             other => {
                 tracing::error!(error = %other, "store failure");

@@ -7,6 +7,7 @@
 //! - [`body`]: body limits, gzip, UTF-8.
 //! - [`auth`]: write keys, admin token, subject tokens (constant-time comparisons).
 //! - [`error`]: the one table from error to stable code and HTTP status.
+//! - [`insights`]: advertiser keys, budget periods, fixed-point costs, answering a query.
 //! - [`iab`]: consent ↔ IAB TC, GPP and US Privacy strings; the vendor list.
 //! - [`receipts`]: consent receipts as JSON, and their offline verification.
 //! - [`telemetry`]: typed internal events and Prometheus metrics.
@@ -26,6 +27,7 @@ pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod iab;
+pub mod insights;
 pub mod ledger;
 pub mod ops;
 pub mod receipts;

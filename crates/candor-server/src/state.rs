@@ -34,6 +34,8 @@ pub struct Inner {
     pub subject_tokens: SubjectTokens,
     pub iab: crate::iab::IabContext,
     pub clock: Clock,
+    /// Bit of the insights purpose (`[insights] purpose`), when insights are on.
+    pub insights_bit: Option<u8>,
 }
 
 impl std::ops::Deref for AppState {

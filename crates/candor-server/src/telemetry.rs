@@ -97,6 +97,18 @@ impl ConsentChanged<'_> {
     }
 }
 
+/// An advertiser's insight query was charged and answered (never with anything about
+/// the answer itself: the audit log in the store holds that, for the operator).
+pub struct InsightAnswered {
+    pub metric: &'static str,
+}
+
+impl InsightAnswered {
+    pub fn emit(self) {
+        counter!("candor_insight_queries_total", "metric" => self.metric).increment(1);
+    }
+}
+
 pub struct ApiErrorReturned {
     pub code: &'static str,
 }

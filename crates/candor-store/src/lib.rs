@@ -16,19 +16,27 @@
 //! (`synchronous=FULL` on SQLite, `synchronous_commit=on` on PostgreSQL). Callers
 //! acknowledge to clients only after that.
 //!
+//! The store also keeps audience insights (issue 5): per-subject daily features written
+//! in the ingest transaction and mirrored into an in-memory
+//! [`candor_insights::FeatureIndex`] after commit, advertisers, and the reports charged
+//! against their privacy budgets (one transaction per charge, serialized per advertiser).
+//!
 //! Layout: `lib.rs` (the trait), `types.rs` (what crosses it), `error.rs`, `dedup.rs`
 //! (SQLite's in-memory `messageId` window), `retention.rs` (the retention policy both
-//! backends apply), `sqlite/` and `postgres/`.
+//! backends apply), `insights.rs` (what both backends share for insights), `sqlite/` and
+//! `postgres/`.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod dedup;
 mod error;
+mod insights;
 pub mod postgres;
 mod retention;
 pub mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use insights::InsightsOptions;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -99,6 +107,50 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for health and the demo banner.
     async fn stats(&self) -> Result<Stats, StoreError>;
+
+    /// The insights feature index (empty when insights are not configured).
+    fn features(&self) -> &candor_insights::FeatureIndex;
+
+    /// Brings the feature index up to date with what other nodes wrote (PostgreSQL);
+    /// no-op on SQLite, whose single writer updates the index itself.
+    async fn refresh_features(&self) -> Result<(), StoreError>;
+
+    /// Inserts an advertiser, or replaces every field of the one with the same id.
+    async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError>;
+
+    async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError>;
+
+    async fn advertiser_by_key(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<Advertiser>, StoreError>;
+
+    /// Every advertiser, by id.
+    async fn advertisers(&self) -> Result<Vec<Advertiser>, StoreError>;
+
+    /// Charges the report's cost against the advertiser's budget for `period` and
+    /// records it with its membership, atomically and durably. Refuses with
+    /// `Overspend` (charging nothing) when the period's spend plus the cost would
+    /// exceed the budget in ε or δ, and with `UnknownAdvertiser` when the advertiser is
+    /// missing or disabled.
+    async fn record_report(&self, r: NewReport) -> Result<ReportRecord, StoreError>;
+
+    /// Reports with `id > after_id` (of one advertiser, or all), id ascending, at most
+    /// `limit`.
+    async fn reports(
+        &self,
+        advertiser: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ReportRecord>, StoreError>;
+
+    async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError>;
+
+    /// What the advertiser's reports charged to `period` add up to.
+    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError>;
+
+    /// Reports whose membership includes this subject, newest first.
+    async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError>;
 
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
     async fn shutdown(&self);

@@ -104,6 +104,10 @@ pub struct IngestRow {
     pub event_ms: i64,
     pub received_ms: i64,
     pub sealed_payload: Vec<u8>,
+    /// What the event contributes to the subject's insight features. Applied only when
+    /// the store has insights configured, the row is stored (not a duplicate) and the
+    /// purposes it is finally stored under include the insights purpose.
+    pub features: Vec<candor_insights::FeatureDelta>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,4 +152,89 @@ pub struct RetentionReport {
     pub events_deleted: u64,
     /// Whole day partitions of events dropped (PostgreSQL only).
     pub partitions_dropped: u64,
+}
+
+/// Privacy loss in fixed point so accounting is exact integer arithmetic (no float drift):
+/// epsilon in units of 1e-9, delta in units of 1e-18. Costs are rounded up and budgets
+/// down by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Spend {
+    pub epsilon_nano: i64,
+    pub delta_atto: i64,
+}
+
+impl Spend {
+    /// Component-wise sum, `None` on overflow.
+    pub fn checked_add(self, other: Spend) -> Option<Spend> {
+        Some(Spend {
+            epsilon_nano: self.epsilon_nano.checked_add(other.epsilon_nano)?,
+            delta_atto: self.delta_atto.checked_add(other.delta_atto)?,
+        })
+    }
+
+    /// Component-wise sum, saturating at `i64::MAX`.
+    pub fn saturating_add(self, other: Spend) -> Spend {
+        Spend {
+            epsilon_nano: self.epsilon_nano.saturating_add(other.epsilon_nano),
+            delta_atto: self.delta_atto.saturating_add(other.delta_atto),
+        }
+    }
+
+    /// Whether either component is above the budget's.
+    pub fn exceeds(self, budget: Spend) -> bool {
+        self.epsilon_nano > budget.epsilon_nano || self.delta_atto > budget.delta_atto
+    }
+}
+
+/// An advertiser allowed to ask for insight reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advertiser {
+    /// Unique.
+    pub id: String,
+    pub name: String,
+    /// Hash of the advertiser's API key (unique).
+    pub key_hash: [u8; 32],
+    /// Privacy budget per period.
+    pub budget: Spend,
+    /// "day" | "week" | "month" (validated by the server).
+    pub period: String,
+    pub allowed_features: Vec<String>,
+    pub allowed_dimensions: Vec<String>,
+    /// A disabled advertiser is refused as unknown.
+    pub disabled: bool,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// A report to charge and record.
+#[derive(Clone, Debug)]
+pub struct NewReport {
+    pub advertiser: String,
+    /// The budget period it is charged to, e.g. "2026-11".
+    pub period: String,
+    pub time_ms: i64,
+    pub cost: Spend,
+    pub purpose: String,
+    pub query_json: String,
+    pub answer_json: String,
+    /// The subjects the answer was computed from: `candor_insights::membership::encode`
+    /// output, one `(chunk, bytes)` per chunk.
+    pub members: Vec<(u32, Vec<u8>)>,
+}
+
+/// A recorded report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRecord {
+    pub id: i64,
+    pub advertiser: String,
+    pub period: String,
+    pub time_ms: i64,
+    pub cost: Spend,
+    pub purpose: String,
+    pub query_json: String,
+    pub answer_json: String,
+    /// The period's total spend including this report.
+    pub spent_after: Spend,
+    /// The advertiser's budget when it was charged.
+    pub budget: Spend,
 }

@@ -351,6 +351,7 @@ async fn serve(
                 r.subjects, r.consent_records, r.events_accepted, r.events_dropped
             );
         }
+        demo_data::seed_advertiser(&st).await?;
         println!("Candor demo is running.");
         println!("  API:              http://{addr}/v1");
         println!("  OpenAPI:          http://{addr}/openapi.json");
@@ -363,6 +364,13 @@ async fn serve(
         println!("  Browser write key: {}", demo::BROWSER_WRITE_KEY);
         println!("  Admin token:      {}", demo::ADMIN_TOKEN);
         println!("  Subject token secret: {}", demo::SUBJECT_TOKEN_SECRET);
+        println!(
+            "  Advertiser key:   {}  ({}: ε={} δ={} per month; POST /v1/insights/query)",
+            demo::ADVERTISER_KEY,
+            demo_data::ADVERTISER_ID,
+            demo_data::ADVERTISER_BUDGET.0,
+            demo_data::ADVERTISER_BUDGET.1
+        );
     } else {
         println!("Candor is listening on http://{addr}");
     }

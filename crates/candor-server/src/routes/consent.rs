@@ -600,3 +600,60 @@ pub async fn import_signal(
     let outcomes = st.store.apply_consents_atomically(vec![cmd]).await?;
     respond(&st, outcomes, None).await
 }
+
+/// `GET /v1/consent/insights`: the advertiser reports this subject's data was eligible
+/// for (report id, advertiser, date, purpose, privacy loss), and the features the
+/// insights engine holds about them now. Same authentication as `GET /v1/consent`.
+pub async fn insight_reports(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    use serde_json::json;
+    let actor = actor(&st, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
+    let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;
+    let Some(subject) = resolve(&st, &idents) else {
+        return Ok(Json(json!({"reports": [], "features": []})));
+    };
+    let mut names = std::collections::HashMap::new();
+    for a in st.store.advertisers().await? {
+        names.insert(a.id.clone(), a.name.clone());
+    }
+    let reports: Vec<_> = st
+        .store
+        .subject_reports(subject)
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "reportId": r.id,
+                "advertiser": {"id": r.advertiser, "name": names.get(&r.advertiser)},
+                "time": crate::segment::format_time(r.time_ms),
+                "purpose": r.purpose,
+                "epsilon": r.cost.epsilon_nano as f64 / 1e9,
+                "delta": r.cost.delta_atto as f64 / 1e18,
+            })
+        })
+        .collect();
+    // what the engine holds now, folded per kind and category
+    let mut held: std::collections::BTreeMap<(&str, String), (u32, u64)> = Default::default();
+    for f in st.store.features().features_of(&subject) {
+        let e = held
+            .entry((f.kind.as_str(), f.category.as_str().to_owned()))
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(f.count);
+    }
+    let features: Vec<_> = held
+        .into_iter()
+        .map(|((kind, category), (days, count))| {
+            json!({"feature": kind, "category": category, "days": days, "count": count})
+        })
+        .collect();
+    Ok(Json(json!({
+        "subject": subject.to_string(),
+        "reports": reports,
+        "features": features,
+    })))
+}

@@ -342,6 +342,25 @@ fn gate(
         None => uuid::Uuid::new_v4().to_string(),
     };
     let payload = m.payload(&message_id);
+    // Features for audience insights, only from events the subject allowed for that
+    // purpose (and only parsed for the data categories that can yield any).
+    let features = match st.insights_bit {
+        Some(bit)
+            if narrowed.contains(bit) && st.settings.insights.rules.wants(category.as_str()) =>
+        {
+            match serde_json::from_str::<serde_json::Value>(m.raw) {
+                Ok(v) => st.settings.insights.rules.extract(
+                    st.store.features().schema(),
+                    m.kind.as_str(),
+                    category.as_str(),
+                    event_ms,
+                    &v,
+                ),
+                Err(_) => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    };
     Decision::Store(Box::new(IngestRow {
         subject,
         link,
@@ -353,5 +372,6 @@ fn gate(
         event_ms,
         received_ms: now,
         sealed_payload: payload,
+        features,
     }))
 }

@@ -10,5 +10,6 @@ mod bad_input;
 mod consent;
 mod iab;
 mod ingest;
+mod insights;
 mod meta;
 mod withdrawal;

@@ -19,6 +19,10 @@
 //! any row lock, so a withdrawal cannot deadlock with ingestion. (Two transactions
 //! linking the same *new* identifiers in opposite orders can still deadlock; PostgreSQL
 //! then aborts one, whose callers get an error and may retry: nothing is half-applied.)
+//!
+//! **Insights.** A change that moves the insights purpose (either way) deletes the
+//! subject's feature rows in the same transaction; a withdrawal does so under the
+//! exclusive gate, so no ingest transaction can be writing features for it meanwhile.
 
 use super::{cache, locks, sql, writer, Shared};
 use crate::types::*;
@@ -331,12 +335,13 @@ impl Ctx<'_, '_> {
                 },
             );
         }
-        let mut granted = self.shared.granted_of(
+        let before = self.shared.granted_of(
             current
                 .iter()
                 .filter(|(_, c)| c.status.grants())
                 .map(|(p, _)| p.as_str()),
         );
+        let mut granted = before;
         let mut records = Vec::new();
         for ch in &cmd.changes {
             let cur = current.get(ch.purpose.as_str()).copied();
@@ -379,6 +384,14 @@ impl Ctx<'_, '_> {
             }
             version = version.max(sealed.entry.seq);
             records.push(sealed);
+        }
+        if let Some(ins) = &self.shared.insights {
+            // Features exist only while the insights purpose is granted (see
+            // `crate::insights`): a transition either way clears them. Publishing the
+            // new granted set drops the subject from every node's feature index.
+            if before.contains(ins.bit) != granted.contains(ins.bit) {
+                super::insights::delete_features(self.tx, subject).await?;
+            }
         }
         self.job.granted.insert(subject, (granted, version));
         self.job.changed.insert(subject);

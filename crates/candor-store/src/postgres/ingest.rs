@@ -23,6 +23,11 @@
 //! two batches sharing keys lock them in the same order and cannot deadlock. Partitions
 //! older than yesterday hold no key a new message can conflict with and are dropped, so
 //! the window is 24 to 48 hours (Segment's is about a day).
+//!
+//! **Features.** Stored rows that carry insight features and are stored under the
+//! insights purpose have them written in the same transaction, after the events (see
+//! `insights` for the batching and for why that tail runs under this node's feature
+//! lock); a group without features never takes it.
 
 use super::partitions::{day_of_ms, Table};
 use super::{cache, locks, sql, writer, Shared};
@@ -222,8 +227,35 @@ async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Sta
     }
     let mut staged = Staged::default();
     let linked = link(shared, &tx, &stored, jobs, &mut staged).await?;
+    let featured: Vec<(SubjectId, &[candor_insights::FeatureDelta])> = match &shared.insights {
+        Some(ins) => stored
+            .iter()
+            .filter(|(_, _, allowed)| allowed.contains(ins.bit))
+            .map(|(ji, ri, _)| row(*ji, *ri))
+            .filter(|r| !r.features.is_empty())
+            .map(|r| (r.subject, &r.features[..]))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut features = None;
+    if !featured.is_empty() {
+        // Held through COMMIT and the index update (see `insights`).
+        let sync = shared.feature_sync.lock().await;
+        let written = super::insights::write(&tx, &featured).await?;
+        features = Some((sync, written));
+    }
     super::listen::notify(&tx, &linked).await?;
     tx.commit().await?;
+    if let Some((mut sync, written)) = features {
+        let versions = written.versions;
+        shared.publish_features(
+            written.ops.into_iter().map(|op| {
+                let v = versions.get(&op.subject()).copied().unwrap_or(0);
+                (op, v)
+            }),
+            &mut sync.retry,
+        );
+    }
     Ok((outcomes, staged))
 }
 

@@ -20,6 +20,8 @@
 //!   purposes, retention (dropping whole day partitions), on-demand day partitions.
 //! - [`schema`]: versioned migrations and the Citus distribution table.
 //! - [`read`]: queries on the pool.
+//! - [`insights`]: feature rows (written by ingest groups), the feature index kept in
+//!   step with every node's writes, advertisers and budget charges.
 //!
 //! **Architecture invariant:** `synchronous_commit` is forced `on` for every session
 //! this store opens, so a method that returns `Ok` has committed durably.
@@ -28,6 +30,7 @@ mod cache;
 mod connect;
 mod consent;
 mod ingest;
+mod insights;
 mod listen;
 mod partitions;
 mod read;
@@ -37,15 +40,17 @@ mod sql;
 mod sweep;
 mod writer;
 
+use crate::insights::{IndexOp, Insights};
 use crate::types::*;
-use crate::{Store, StoreError};
+use crate::{InsightsOptions, Store, StoreError};
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
-use candor_core::idhash::IdMap;
+use candor_core::idhash::{IdMap, IdSet};
 use candor_core::index::ConsentIndex;
 use candor_core::ledger::{Head, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
 use candor_core::{PurposeId, PurposeSet, SubjectId};
+use candor_insights::FeatureIndex;
 use deadpool_postgres::Pool;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -73,6 +78,8 @@ pub struct PostgresOptions {
     /// How often the background sweeper looks for withdrawals to apply (it is also
     /// woken at once by withdrawals taken on this node).
     pub sweep_interval: Duration,
+    /// Audience insights (off when `None`).
+    pub insights: Option<InsightsOptions>,
 }
 
 impl Default for PostgresOptions {
@@ -83,6 +90,7 @@ impl Default for PostgresOptions {
             connect_timeout: Duration::from_secs(10),
             resync_interval: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(5),
+            insights: None,
         }
     }
 }
@@ -121,17 +129,51 @@ pub(crate) struct Shared {
     pub partitions: partitions::Known,
     /// Wakes the background sweeper after a withdrawal on this node.
     pub sweep_wake: tokio::sync::Notify,
+    /// The insights purpose, when insights are configured.
+    pub insights: Option<Insights>,
+    pub features: Arc<FeatureIndex>,
+    /// Orders this node's feature index updates (see `insights`).
+    pub feature_sync: tokio::sync::Mutex<insights::FeatureSync>,
 }
 
 impl Shared {
     /// Publishes a subject's granted set as of `version`, unless a newer one is already
-    /// published.
+    /// published. A newer set without the insights purpose also drops the subject from
+    /// the feature index (its rows were deleted in the same transaction), whichever node
+    /// took the withdrawal.
     pub fn publish_granted(&self, s: SubjectId, granted: PurposeSet, version: u64) {
         let mut versions = self.versions.lock();
         let known = versions.entry(s).or_insert(0);
         if version >= *known {
+            let newer = version > *known;
             *known = version;
             self.index.set(s, granted);
+            if let Some(ins) = &self.insights {
+                if newer && !granted.contains(ins.bit) {
+                    self.features.remove_subject(&s);
+                }
+            }
+        }
+    }
+
+    /// Applies feature index updates, each read together with its subject's consent
+    /// version; an update older than the consent change this node has published is not
+    /// applied (the change may be a withdrawal that already removed the subject) and the
+    /// subject goes to `retry`, to be re-read whole. Under the same lock as
+    /// [`Shared::publish_granted`], so the two cannot interleave.
+    pub fn publish_features(
+        &self,
+        ops: impl IntoIterator<Item = (IndexOp, u64)>,
+        retry: &mut IdSet<SubjectId>,
+    ) {
+        let versions = self.versions.lock();
+        for (op, read) in ops {
+            let s = op.subject();
+            if versions.get(&s).copied().unwrap_or(0) <= read {
+                op.apply(&self.features);
+            } else {
+                retry.insert(s);
+            }
         }
     }
 
@@ -186,7 +228,7 @@ impl PostgresStore {
         purposes: &[PurposeId],
         master: MasterKey,
         signer: Arc<ReceiptSigner>,
-        options: PostgresOptions,
+        mut options: PostgresOptions,
     ) -> Result<Self, StoreError> {
         let config = connect::config(url, &options)?;
         let pool = connect::pool(&config, &options)?;
@@ -195,6 +237,7 @@ impl PostgresStore {
             .await
             .map_err(|e| connect::unreachable(&config, e))?;
         let bits = schema::migrate(&mut client, purposes).await?;
+        let (insights, features) = crate::insights::resolve(options.insights.take(), &bits)?;
         let shared = Arc::new(Shared {
             index: ConsentIndex::new(),
             versions: Mutex::new(IdMap::default()),
@@ -206,9 +249,15 @@ impl PostgresStore {
             pool,
             partitions: partitions::Known::default(),
             sweep_wake: tokio::sync::Notify::new(),
+            insights,
+            features,
+            feature_sync: tokio::sync::Mutex::new(insights::FeatureSync::default()),
         });
         cache::full_resync(&shared, &client).await?;
         drop(client);
+        // After the consent state: the load reads every feature row of subjects that
+        // grant the insights purpose, with the version check of any refresh.
+        insights::refresh(&shared).await?;
         let (stop, stop_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(4096);
         let sweeper = Arc::new(tokio::sync::Mutex::new(sweep::Sweeper::default()));
@@ -346,6 +395,58 @@ impl Store for PostgresStore {
         read::stats(&self.client().await?).await
     }
 
+    fn features(&self) -> &FeatureIndex {
+        &self.shared.features
+    }
+
+    async fn refresh_features(&self) -> Result<(), StoreError> {
+        insights::refresh(&self.shared).await
+    }
+
+    async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
+        insights::upsert_advertiser(&self.client().await?, &a).await
+    }
+
+    async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError> {
+        insights::advertiser(&self.client().await?, id).await
+    }
+
+    async fn advertiser_by_key(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<Advertiser>, StoreError> {
+        insights::advertiser_by_key(&self.client().await?, key_hash).await
+    }
+
+    async fn advertisers(&self) -> Result<Vec<Advertiser>, StoreError> {
+        insights::advertisers(&self.client().await?).await
+    }
+
+    async fn record_report(&self, r: NewReport) -> Result<ReportRecord, StoreError> {
+        insights::record_report(&self.shared, &r).await
+    }
+
+    async fn reports(
+        &self,
+        advertiser: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ReportRecord>, StoreError> {
+        insights::reports(&self.client().await?, advertiser, after_id, limit).await
+    }
+
+    async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError> {
+        insights::report(&self.client().await?, id).await
+    }
+
+    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError> {
+        insights::spent(&self.client().await?, advertiser, period).await
+    }
+
+    async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {
+        insights::subject_reports(&self.client().await?, subject).await
+    }
+
     async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self
@@ -384,6 +485,12 @@ mod tests {
             pool: connect::pool(&config, &options).unwrap(),
             partitions: partitions::Known::default(),
             sweep_wake: tokio::sync::Notify::new(),
+            insights: Some(Insights {
+                bit: 0,
+                purpose: PurposeId::parse("insights").unwrap(),
+            }),
+            features: Arc::new(FeatureIndex::new(candor_insights::Schema::default()).unwrap()),
+            feature_sync: tokio::sync::Mutex::new(insights::FeatureSync::default()),
         }
     }
 
@@ -402,5 +509,44 @@ mod tests {
         // A genuinely newer change (a withdrawal at seq 6, from another node) applies.
         sh.publish_granted(s, PurposeSet::EMPTY, 6);
         assert!(sh.index.granted(&s).is_empty());
+    }
+
+    fn games(count: u32) -> candor_insights::DailyFeature {
+        candor_insights::DailyFeature {
+            day: candor_insights::Day::from_days(20_000).unwrap(),
+            kind: candor_insights::FeatureKind::AppUsed,
+            category: candor_insights::Category::parse("games").unwrap(),
+            count,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feature_update_cannot_outlive_a_newer_withdrawal() {
+        let sh = shared();
+        let s = SubjectId::random();
+        let op = |count| IndexOp::Activity {
+            subject: s,
+            dense: 1,
+            feature: games(count),
+        };
+        let mut retry = IdSet::default();
+        // Granted (bit 0) at seq 5; features read as of consent version 5 apply.
+        sh.publish_granted(s, PurposeSet::single(0), 5);
+        sh.publish_features([(op(2), 5)], &mut retry);
+        assert_eq!(sh.features.features_of(&s).len(), 1);
+        // A withdrawal at seq 6 (deleting the rows) removes the subject...
+        sh.publish_granted(s, PurposeSet::EMPTY, 6);
+        assert!(sh.features.features_of(&s).is_empty());
+        // ...and an update read before it (version 5), published after it, is not
+        // applied: the subject is re-read at the next refresh instead.
+        sh.publish_features([(op(3), 5)], &mut retry);
+        assert!(sh.features.features_of(&s).is_empty());
+        assert!(retry.contains(&s));
+        // After a new grant (seq 7), features read as of it apply, and a late copy of
+        // the old withdrawal (a resync snapshot from before the grant) removes nothing.
+        sh.publish_granted(s, PurposeSet::single(0), 7);
+        sh.publish_features([(op(1), 7)], &mut retry);
+        sh.publish_granted(s, PurposeSet::EMPTY, 6);
+        assert_eq!(sh.features.features_of(&s)[0].count, 1);
     }
 }

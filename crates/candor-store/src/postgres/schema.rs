@@ -25,6 +25,12 @@
 //! | `dedup_keys` | `dedup_key` | PK `(day, dedup_key)`; keyed by `(source, messageId)`, not by subject; range-partitioned by day and dropped after two days |
 //! | `ledger`, `ledger_head` | none (reference-like, on the coordinator) | one global hash chain: each record commits to the previous one, so appends are ordered by a single lock; splitting it by subject would make many chains and lose the global order a verifier checks |
 //! | `purposes` | none (reference table) | the catalog's bit assignments; tiny, read by every node, joined with everything |
+//! | `insight_subjects` | `subject_id` | PK `subject_id`; the subject's dense number for report membership (unique by the sequence that assigns it, not by a constraint, which Citus could not enforce off the distribution column) |
+//! | `insight_features` | `subject_id` | PK `(subject_id, day, kind, category)`; a subject's daily features live beside its consent, so a withdrawal deletes them on one shard |
+//! | `insight_declared` | `subject_id` | PK `(subject_id, field)` |
+//! | `advertisers` | none (reference table) | a handful of rows, read on every advertiser request; `key_hash` is unique, which a reference table can enforce |
+//! | `insight_reports` | `advertiser_id` | PK `(advertiser_id, id)`; a charge locks the advertiser row and sums that advertiser's reports of the period, all on one shard |
+//! | `insight_report_members` | `advertiser_id` | PK `(advertiser_id, report_id, chunk)`, co-located with its report; a person's lookup (by chunk) fans out to every shard, which is rare and small |
 //! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
 
 use super::locks;
@@ -135,6 +141,84 @@ const MIGRATIONS: &[&str] = &[
         dedup_key BYTEA NOT NULL,
         PRIMARY KEY (day, dedup_key)
     ) PARTITION BY RANGE (day);
+    "#,
+    // 2: audience insights (issue 5).
+    r#"
+    -- Dense subject numbers for report membership; never reused (a sequence).
+    CREATE SEQUENCE insight_dense_seq MINVALUE 0 START 0 MAXVALUE 4294967295;
+    CREATE TABLE insight_subjects (
+        subject_id BYTEA PRIMARY KEY,
+        dense      BIGINT NOT NULL
+    );
+    -- Every insert or update of a feature or declared row takes a fresh number, so a
+    -- node can read what others wrote since it last looked (see `insights`). CACHE 1
+    -- (the default) on purpose: numbers must be handed out in time order across
+    -- sessions.
+    CREATE SEQUENCE insight_seq CACHE 1;
+    CREATE TABLE insight_features (
+        subject_id BYTEA NOT NULL,
+        day        INTEGER NOT NULL,
+        kind       SMALLINT NOT NULL,
+        category   TEXT NOT NULL,
+        count      BIGINT NOT NULL,
+        seq        BIGINT NOT NULL,
+        PRIMARY KEY (subject_id, day, kind, category)
+    );
+    CREATE INDEX insight_features_seq ON insight_features (seq);
+    -- A NULL value is a tombstone: the field was shared and no longer is (a deleted row
+    -- could not tell other nodes so).
+    CREATE TABLE insight_declared (
+        subject_id BYTEA NOT NULL,
+        field      TEXT NOT NULL,
+        value      TEXT,
+        seq        BIGINT NOT NULL,
+        PRIMARY KEY (subject_id, field)
+    );
+    CREATE INDEX insight_declared_seq ON insight_declared (seq);
+    -- Advertisers; the permission lists are JSON arrays of names.
+    CREATE TABLE advertisers (
+        advertiser_id       TEXT PRIMARY KEY,
+        name                TEXT NOT NULL,
+        key_hash            BYTEA NOT NULL UNIQUE,
+        budget_epsilon_nano BIGINT NOT NULL,
+        budget_delta_atto   BIGINT NOT NULL,
+        period              TEXT NOT NULL,
+        allowed_features    TEXT NOT NULL,
+        allowed_dimensions  TEXT NOT NULL,
+        disabled            BOOLEAN NOT NULL,
+        created_ms          BIGINT NOT NULL,
+        updated_ms          BIGINT NOT NULL
+    );
+    -- Reports as charged: a period's spend is the sum of its reports' costs.
+    CREATE SEQUENCE insight_reports_id_seq;
+    CREATE TABLE insight_reports (
+        advertiser_id       TEXT NOT NULL,
+        id                  BIGINT NOT NULL DEFAULT nextval('insight_reports_id_seq'),
+        period              TEXT NOT NULL,
+        time_ms             BIGINT NOT NULL,
+        cost_epsilon_nano   BIGINT NOT NULL,
+        cost_delta_atto     BIGINT NOT NULL,
+        purpose             TEXT NOT NULL,
+        query_json          TEXT NOT NULL,
+        answer_json         TEXT NOT NULL,
+        spent_epsilon_nano  BIGINT NOT NULL,
+        spent_delta_atto    BIGINT NOT NULL,
+        budget_epsilon_nano BIGINT NOT NULL,
+        budget_delta_atto   BIGINT NOT NULL,
+        PRIMARY KEY (advertiser_id, id)
+    );
+    ALTER SEQUENCE insight_reports_id_seq OWNED BY insight_reports.id;
+    CREATE INDEX insight_reports_period ON insight_reports (advertiser_id, period);
+    CREATE INDEX insight_reports_id ON insight_reports (id);
+    -- Membership, one row per chunk of 65,536 dense numbers (candor_insights::membership).
+    CREATE TABLE insight_report_members (
+        advertiser_id TEXT NOT NULL,
+        report_id     BIGINT NOT NULL,
+        chunk         INTEGER NOT NULL,
+        bits          BYTEA NOT NULL,
+        PRIMARY KEY (advertiser_id, report_id, chunk)
+    );
+    CREATE INDEX insight_report_members_chunk ON insight_report_members (chunk);
     "#,
 ];
 

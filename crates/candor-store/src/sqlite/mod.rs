@@ -4,16 +4,18 @@
 //! queued up as one transaction (group commit) with `synchronous=FULL`, so each
 //! acknowledged write is on disk while the fsync cost is shared by everything in the
 //! group. Reads use a small pool of separate connections, which WAL lets run beside
-//! the writer.
+//! the writer. Insights (features, advertisers, reports) are in [`insights`].
 
+mod insights;
 mod read;
 mod retention;
 mod schema;
 mod sweep;
 mod writer;
 
+use crate::insights::Insights;
 use crate::types::*;
-use crate::{Store, StoreError};
+use crate::{InsightsOptions, Store, StoreError};
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
 use candor_core::idhash::IdMap;
@@ -21,6 +23,7 @@ use candor_core::index::ConsentIndex;
 use candor_core::ledger::{Head, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
 use candor_core::{PurposeId, PurposeSet, SubjectId};
+use candor_insights::FeatureIndex;
 use parking_lot::{Mutex, RwLock};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
@@ -42,6 +45,10 @@ pub(crate) struct Shared {
     pub bits: HashMap<PurposeId, u8>,
     pub master: MasterKey,
     pub signer: Arc<ReceiptSigner>,
+    /// The insights purpose, when insights are configured.
+    pub insights: Option<Insights>,
+    /// Written only by the writer thread, after commit.
+    pub features: Arc<FeatureIndex>,
 }
 
 pub struct SqliteStore {
@@ -64,6 +71,9 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.pragma_update(None, "mmap_size", 256i64 << 20)?;
     conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+    // The writer cycles through more statements than the default cache (16) holds once
+    // insights are on; an evicted statement is parsed again on the hot path.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
@@ -87,9 +97,23 @@ impl SqliteStore {
         master: MasterKey,
         signer: Arc<ReceiptSigner>,
     ) -> Result<Self, StoreError> {
+        Self::open_with_insights(path, purposes, master, signer, None)
+    }
+
+    /// [`SqliteStore::open`] with audience insights: features of rows stored under the
+    /// insights purpose are written and mirrored into `insights.index`, which is loaded
+    /// from the stored features now.
+    pub fn open_with_insights(
+        path: &Path,
+        purposes: &[PurposeId],
+        master: MasterKey,
+        signer: Arc<ReceiptSigner>,
+        insights: Option<InsightsOptions>,
+    ) -> Result<Self, StoreError> {
         let mut conn = open_conn(path, true)?;
         schema::migrate(&mut conn)?;
         let bits = assign_bits(&mut conn, purposes)?;
+        let (insights, features) = crate::insights::resolve(insights, &bits)?;
         let shared = Arc::new(Shared {
             index: ConsentIndex::new(),
             ids: RwLock::new(IdMap::default()),
@@ -97,15 +121,21 @@ impl SqliteStore {
             bits,
             master,
             signer,
+            insights,
+            features,
         });
         load_caches(&conn, &shared)?;
+        if let Some(ins) = &shared.insights {
+            insights::load(&conn, ins, &shared.index, &shared.features)?;
+        }
         let head = read::head(&conn)?;
         let dedup = read::dedup_window(&conn, DEDUP_WINDOW_MS)?;
+        let next_dense = insights::next_dense(&conn)?;
         let (tx, rx) = mpsc::channel(4096);
         let w_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("candor-sqlite-writer".into())
-            .spawn(move || writer::run(conn, w_shared, head, dedup, rx))
+            .spawn(move || writer::run(conn, w_shared, head, dedup, next_dense, rx))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             shared,
@@ -323,6 +353,68 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<Stats, StoreError> {
         self.read(read::stats).await
+    }
+
+    fn features(&self) -> &FeatureIndex {
+        &self.shared.features
+    }
+
+    async fn refresh_features(&self) -> Result<(), StoreError> {
+        // The writer thread is the only writer and updates the index itself.
+        Ok(())
+    }
+
+    async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
+        self.submit(|tx| writer::Job::Advertiser { a, reply: tx })
+            .await
+    }
+
+    async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| insights::advertiser(c, &id)).await
+    }
+
+    async fn advertiser_by_key(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<Advertiser>, StoreError> {
+        let key = *key_hash;
+        self.read(move |c| insights::advertiser_by_key(c, &key))
+            .await
+    }
+
+    async fn advertisers(&self) -> Result<Vec<Advertiser>, StoreError> {
+        self.read(insights::advertisers).await
+    }
+
+    async fn record_report(&self, r: NewReport) -> Result<ReportRecord, StoreError> {
+        self.submit(|tx| writer::Job::Report { r, reply: tx }).await
+    }
+
+    async fn reports(
+        &self,
+        advertiser: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ReportRecord>, StoreError> {
+        let advertiser = advertiser.map(str::to_owned);
+        self.read(move |c| insights::reports(c, advertiser.as_deref(), after_id, limit))
+            .await
+    }
+
+    async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError> {
+        self.read(move |c| insights::report(c, id)).await
+    }
+
+    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError> {
+        let (advertiser, period) = (advertiser.to_owned(), period.to_owned());
+        self.read(move |c| insights::spent(c, &advertiser, &period))
+            .await
+    }
+
+    async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {
+        self.read(move |c| insights::subject_reports(c, subject))
+            .await
     }
 
     async fn shutdown(&self) {

@@ -93,6 +93,74 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (subject_id, bit)
     ) WITHOUT ROWID;
     "#,
+    // 2: audience insights (issue 5).
+    r#"
+    -- A small stable number per subject that ever had a feature: reports record their
+    -- membership as sets of these. Kept when features are deleted (withdrawal), so a
+    -- past report's membership still resolves; numbers are never reused.
+    CREATE TABLE insight_subjects (
+        subject_id BLOB PRIMARY KEY,
+        dense      INTEGER NOT NULL UNIQUE CHECK (dense BETWEEN 0 AND 4294967295)
+    ) WITHOUT ROWID;
+    -- Daily usage features, only while the subject grants the insights purpose.
+    -- `count` is the absolute stored value the in-memory index mirrors.
+    CREATE TABLE insight_features (
+        subject_id BLOB NOT NULL,
+        day        INTEGER NOT NULL,
+        kind       INTEGER NOT NULL,
+        category   TEXT NOT NULL,
+        count      INTEGER NOT NULL,
+        PRIMARY KEY (subject_id, day, kind, category)
+    ) WITHOUT ROWID;
+    -- Declared fields the subject shares in aggregate (a row per shared field).
+    CREATE TABLE insight_declared (
+        subject_id BLOB NOT NULL,
+        field      TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        PRIMARY KEY (subject_id, field)
+    ) WITHOUT ROWID;
+    -- Advertisers; the permission lists are JSON arrays of names.
+    CREATE TABLE advertisers (
+        advertiser_id       TEXT PRIMARY KEY,
+        name                TEXT NOT NULL,
+        key_hash            BLOB NOT NULL UNIQUE,
+        budget_epsilon_nano INTEGER NOT NULL,
+        budget_delta_atto   INTEGER NOT NULL,
+        period              TEXT NOT NULL,
+        allowed_features    TEXT NOT NULL,
+        allowed_dimensions  TEXT NOT NULL,
+        disabled            INTEGER NOT NULL,
+        created_ms          INTEGER NOT NULL,
+        updated_ms          INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Reports as charged: the budget spent by a period is the sum of its reports'
+    -- costs. AUTOINCREMENT: an id is never handed out twice.
+    CREATE TABLE insight_reports (
+        id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+        advertiser_id       TEXT NOT NULL,
+        period              TEXT NOT NULL,
+        time_ms             INTEGER NOT NULL,
+        cost_epsilon_nano   INTEGER NOT NULL,
+        cost_delta_atto     INTEGER NOT NULL,
+        purpose             TEXT NOT NULL,
+        query_json          TEXT NOT NULL,
+        answer_json         TEXT NOT NULL,
+        spent_epsilon_nano  INTEGER NOT NULL,
+        spent_delta_atto    INTEGER NOT NULL,
+        budget_epsilon_nano INTEGER NOT NULL,
+        budget_delta_atto   INTEGER NOT NULL
+    );
+    CREATE INDEX insight_reports_period ON insight_reports (advertiser_id, period);
+    -- Report membership, one row per chunk of 65,536 dense numbers
+    -- (candor_insights::membership). Keyed by chunk first: a person's lookup reads
+    -- the rows of their one chunk.
+    CREATE TABLE insight_report_members (
+        chunk     INTEGER NOT NULL,
+        report_id INTEGER NOT NULL,
+        bits      BLOB NOT NULL,
+        PRIMARY KEY (chunk, report_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

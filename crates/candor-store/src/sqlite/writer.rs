@@ -9,10 +9,18 @@
 //! given) rolls back alone while the rest of the group commits. Cache updates of a job
 //! are staged and published only after the group's COMMIT has returned, so nobody can
 //! observe state that might still be rolled back.
+//!
+//! Insights ride the same path: an ingest job writes the features of rows it stores
+//! under the insights purpose (upserts returning the absolute count), a consent job that
+//! moves the insights purpose deletes the subject's features, and the feature index is
+//! updated with those absolute values after COMMIT, in job order. Budget charges and
+//! advertiser changes are jobs too, so charges for one advertiser are serialized here.
 
+use super::insights;
 use super::sweep::Sweeper;
 use super::Shared;
 use crate::dedup::DedupWindow;
+use crate::insights::IndexOp;
 use crate::retention::Tier;
 use crate::types::*;
 use crate::StoreError;
@@ -44,6 +52,14 @@ pub(crate) enum Job {
         tiers: Vec<Tier>,
         reply: oneshot::Sender<Result<RetentionReport, StoreError>>,
     },
+    Advertiser {
+        a: Advertiser,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Report {
+        r: NewReport,
+        reply: oneshot::Sender<Result<ReportRecord, StoreError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -60,6 +76,8 @@ struct Staged {
     granted: HashMap<SubjectId, PurposeSet>,
     /// De-duplication keys written, with their receive time.
     dedup: IdMap<[u8; 16], i64>,
+    /// Feature index changes, in the order they were written.
+    features: Vec<IndexOp>,
 }
 
 impl Staged {
@@ -68,6 +86,7 @@ impl Staged {
         self.keys.extend(other.keys);
         self.granted.extend(other.granted);
         self.dedup.extend(other.dedup);
+        self.features.extend(other.features);
     }
 }
 
@@ -80,6 +99,35 @@ enum Reply {
         oneshot::Sender<Result<Vec<RowOutcome>, StoreError>>,
         Result<Vec<RowOutcome>, StoreError>,
     ),
+    Advertiser(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+    Report(
+        oneshot::Sender<Result<ReportRecord, StoreError>>,
+        Result<ReportRecord, StoreError>,
+    ),
+}
+
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Consent(tx, res) => drop(tx.send(res)),
+            Reply::Ingest(tx, res) => drop(tx.send(res)),
+            Reply::Advertiser(tx, res) => drop(tx.send(res)),
+            Reply::Report(tx, res) => drop(tx.send(res)),
+        }
+    }
+
+    fn fail(self, msg: &str) {
+        let e = || StoreError::Database(msg.to_owned());
+        match self {
+            Reply::Consent(tx, _) => drop(tx.send(Err(e()))),
+            Reply::Ingest(tx, _) => drop(tx.send(Err(e()))),
+            Reply::Advertiser(tx, _) => drop(tx.send(Err(e()))),
+            Reply::Report(tx, _) => drop(tx.send(Err(e()))),
+        }
+    }
 }
 
 struct Writer {
@@ -88,6 +136,8 @@ struct Writer {
     head: Head,
     dedup: DedupWindow,
     sweeper: Sweeper,
+    /// The next insight subject number (see `insights::dense`).
+    next_dense: u32,
 }
 
 /// Group commit: wait at most this long for more jobs when a group is small.
@@ -104,6 +154,7 @@ pub(crate) fn run(
     shared: Arc<Shared>,
     head: Option<Head>,
     dedup: DedupWindow,
+    next_dense: u32,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut w = Writer {
@@ -115,6 +166,7 @@ pub(crate) fn run(
         }),
         dedup,
         sweeper: Sweeper::default(),
+        next_dense,
     };
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     let mut groups_since_sweep = 0u32;
@@ -205,6 +257,8 @@ pub(crate) fn run(
             Job::Ingest { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
             Job::Sweep { reply } => drop(reply.send(Err(StoreError::Closed))),
             Job::Retention { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
+            Job::Advertiser { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
+            Job::Report { reply, .. } => drop(reply.send(Err(StoreError::Closed))),
             Job::Shutdown { reply } => drop(reply.send(())),
         }
     }
@@ -278,6 +332,16 @@ impl Writer {
                         }
                     }
                 }
+                Job::Advertiser { a, reply } => {
+                    let res = self.savepoint(|w| insights::upsert_advertiser(&w.conn, &a));
+                    replies.push(Reply::Advertiser(reply, res));
+                }
+                Job::Report { r, reply } => {
+                    // In a savepoint: a refused charge writes nothing anyway, but a
+                    // failed insert must not leave half a report in the group.
+                    let res = self.savepoint(|w| insights::record_report(&w.conn, &r));
+                    replies.push(Reply::Report(reply, res));
+                }
                 Job::Sweep { reply } => drop(reply.send(Ok(()))),
                 Job::Retention { reply, .. } => drop(reply.send(Ok(RetentionReport::default()))),
                 Job::Shutdown { reply } => drop(reply.send(())),
@@ -308,10 +372,7 @@ impl Writer {
             }
             tracing::error!(error = %msg, "group commit failed");
             for r in replies {
-                match r {
-                    Reply::Consent(tx, _) => drop(tx.send(Err(StoreError::Database(msg.clone())))),
-                    Reply::Ingest(tx, _) => drop(tx.send(Err(StoreError::Database(msg.clone())))),
-                }
+                r.fail(&msg);
             }
             return false;
         }
@@ -330,11 +391,11 @@ impl Writer {
         for (k, at) in staged.dedup {
             self.dedup.insert(k, at);
         }
+        for op in &staged.features {
+            op.apply(&self.shared.features);
+        }
         for r in replies {
-            match r {
-                Reply::Consent(tx, res) => drop(tx.send(res)),
-                Reply::Ingest(tx, res) => drop(tx.send(res)),
-            }
+            r.send();
         }
         floored
     }
@@ -469,7 +530,8 @@ impl Writer {
                 );
             }
         }
-        let mut granted = self.granted(&subject, group, job);
+        let before = self.granted(&subject, group, job);
+        let mut granted = before;
         let mut records = Vec::new();
         for ch in &cmd.changes {
             let cur = current.get(ch.purpose.as_str()).copied();
@@ -511,6 +573,17 @@ impl Writer {
                 *floored = true;
             }
             records.push(sealed);
+        }
+        if let Some(ins) = &self.shared.insights {
+            // Features exist only while the insights purpose is granted (see
+            // `crate::insights`): a transition either way clears them.
+            let now = granted.contains(ins.bit);
+            if before.contains(ins.bit) != now {
+                insights::delete_features(&self.conn, subject)?;
+                if !now {
+                    job.features.push(IndexOp::Remove(subject));
+                }
+            }
         }
         job.granted.insert(subject, granted);
         Ok(ConsentOutcome {
@@ -618,6 +691,20 @@ impl Writer {
             for ident in &row.link {
                 self.link(row.subject, ident, row.received_ms, group, job)?;
             }
+            if !row.features.is_empty() {
+                if let Some(bit) = self.shared.insights.as_ref().map(|i| i.bit) {
+                    if allowed.contains(bit) {
+                        let dense = insights::dense(&self.conn, &mut self.next_dense, row.subject)?;
+                        insights::write_features(
+                            &self.conn,
+                            row.subject,
+                            dense,
+                            &row.features,
+                            &mut job.features,
+                        )?;
+                    }
+                }
+            }
             out.push(RowOutcome::Stored);
         }
         Ok(out)
@@ -630,6 +717,8 @@ fn fail(job: Job, e: StoreError) {
         Job::Ingest { reply, .. } => drop(reply.send(Err(e))),
         Job::Sweep { reply } => drop(reply.send(Err(e))),
         Job::Retention { reply, .. } => drop(reply.send(Err(e))),
+        Job::Advertiser { reply, .. } => drop(reply.send(Err(e))),
+        Job::Report { reply, .. } => drop(reply.send(Err(e))),
         Job::Shutdown { reply } => drop(reply.send(())),
     }
 }

@@ -6,7 +6,10 @@ use candor_core::event::EventKind;
 use candor_core::ledger::Evidence;
 use candor_core::receipt::ReceiptSigner;
 use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId};
-use candor_store::{ConsentCommand, Identity, IngestRow, PurposeChange, Store};
+use candor_insights::{
+    Category, DailyFeature, Day, DeclaredField, FeatureDelta, FeatureIndex, FeatureKind, Schema,
+};
+use candor_store::{ConsentCommand, Identity, IngestRow, InsightsOptions, PurposeChange, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ pub fn now() -> i64 {
 }
 
 pub fn purposes() -> Vec<PurposeId> {
-    ["analytics", "personalization", "loyalty"]
+    ["analytics", "personalization", "loyalty", "insights"]
         .iter()
         .map(|p| PurposeId::parse(p).unwrap())
         .collect()
@@ -91,7 +94,75 @@ pub fn row(
         event_ms: received_ms - 5,
         received_ms,
         sealed_payload: message_id.as_bytes().to_vec(),
+        features: Vec::new(),
     }
+}
+
+/// A row carrying feature deltas.
+pub fn featured(
+    store: &dyn Store,
+    subject: SubjectId,
+    message_id: &str,
+    purposes: &[&str],
+    features: Vec<FeatureDelta>,
+) -> IngestRow {
+    IngestRow {
+        features,
+        ..row(store, subject, message_id, purposes, now())
+    }
+}
+
+/// Insights on the "insights" purpose, with a fresh index and one declared field.
+pub fn insights() -> InsightsOptions {
+    InsightsOptions {
+        purpose: PurposeId::parse("insights").unwrap(),
+        index: Arc::new(
+            FeatureIndex::new(Schema {
+                declared: vec![DeclaredField {
+                    name: "age_band".into(),
+                    values: vec!["18-24".into(), "25-34".into()],
+                }],
+            })
+            .unwrap(),
+        ),
+    }
+}
+
+/// A daily feature `days_ago` days before today.
+pub fn daily(days_ago: i64, kind: FeatureKind, category: &str, count: u32) -> DailyFeature {
+    DailyFeature {
+        day: Day::from_ms(now() - days_ago * DAY_MS).unwrap(),
+        kind,
+        category: Category::parse(category).unwrap(),
+        count,
+    }
+}
+
+pub fn activity(days_ago: i64, kind: FeatureKind, category: &str, count: u32) -> FeatureDelta {
+    FeatureDelta::Activity(daily(days_ago, kind, category, count))
+}
+
+pub fn declare(value: &str) -> FeatureDelta {
+    FeatureDelta::Declare {
+        field: "age_band".into(),
+        value: value.into(),
+    }
+}
+
+pub fn undeclare() -> FeatureDelta {
+    FeatureDelta::Undeclare {
+        field: "age_band".into(),
+    }
+}
+
+/// A subject's features from the index, in an order that does not depend on the order
+/// categories were interned in.
+pub fn features_of(store: &dyn Store, s: &SubjectId) -> Vec<DailyFeature> {
+    let mut v = store.features().features_of(s);
+    v.sort_by(|a, b| {
+        (a.day, a.kind, &a.category, a.count).cmp(&(b.day, b.kind, &b.category, b.count))
+    });
+    v
 }
 
 pub fn retention_days() -> HashMap<PurposeId, u32> {

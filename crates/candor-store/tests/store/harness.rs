@@ -4,17 +4,30 @@
 
 use crate::fixtures::{master, purposes, signer};
 use async_trait::async_trait;
+use candor_core::SubjectId;
 use candor_store::postgres::{PostgresOptions, PostgresStore};
 use candor_store::sqlite::SqliteStore;
-use candor_store::Store;
+use candor_store::{InsightsOptions, Store};
 use std::sync::Arc;
 
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// A store on this backend's data (opening again reopens the same data).
-    async fn open(&self) -> Arc<dyn Store>;
+    async fn open(&self) -> Arc<dyn Store> {
+        self.open_with(None).await
+    }
+    /// The same, with insights configured (or not).
+    async fn open_with(&self, insights: Option<InsightsOptions>) -> Arc<dyn Store>;
     /// Whether retention drops whole partitions here.
     fn partitions(&self) -> bool;
+
+    // Behind the store's back: what the tables hold.
+    /// Feature rows stored for the subject.
+    async fn feature_rows(&self, s: SubjectId) -> i64;
+    /// Declared fields the subject shares, by field.
+    async fn declared(&self, s: SubjectId) -> Vec<(String, String)>;
+    /// The subject's dense number for report membership.
+    async fn dense(&self, s: SubjectId) -> Option<u32>;
 }
 
 pub struct Sqlite {
@@ -29,15 +42,26 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    fn peek(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.dir.path().join("candor.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+}
+
 #[async_trait]
 impl Backend for Sqlite {
-    async fn open(&self) -> Arc<dyn Store> {
+    async fn open_with(&self, insights: Option<InsightsOptions>) -> Arc<dyn Store> {
         Arc::new(
-            SqliteStore::open(
+            SqliteStore::open_with_insights(
                 &self.dir.path().join("candor.db"),
                 &purposes(),
                 master(),
                 signer(),
+                insights,
             )
             .unwrap(),
         )
@@ -45,6 +69,40 @@ impl Backend for Sqlite {
 
     fn partitions(&self) -> bool {
         false
+    }
+
+    async fn feature_rows(&self, s: SubjectId) -> i64 {
+        self.peek()
+            .query_row(
+                "SELECT count(*) FROM insight_features WHERE subject_id = ?1",
+                [&s.as_bytes()[..]],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    async fn declared(&self, s: SubjectId) -> Vec<(String, String)> {
+        let c = self.peek();
+        let mut st = c
+            .prepare(
+                "SELECT field, value FROM insight_declared WHERE subject_id = ?1 ORDER BY field",
+            )
+            .unwrap();
+        st.query_map([&s.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    async fn dense(&self, s: SubjectId) -> Option<u32> {
+        let c = self.peek();
+        let mut st = c
+            .prepare("SELECT dense FROM insight_subjects WHERE subject_id = ?1")
+            .unwrap();
+        let mut rows = st.query([&s.as_bytes()[..]]).unwrap();
+        rows.next()
+            .unwrap()
+            .map(|r| u32::try_from(r.get::<_, i64>(0).unwrap()).unwrap())
     }
 }
 
@@ -103,12 +161,19 @@ impl Postgres {
     }
 
     pub async fn open_store(&self) -> PostgresStore {
+        self.open_store_with(None).await
+    }
+
+    pub async fn open_store_with(&self, insights: Option<InsightsOptions>) -> PostgresStore {
         PostgresStore::open_with(
             &self.url,
             &purposes(),
             master(),
             signer(),
-            self.options.clone(),
+            PostgresOptions {
+                insights,
+                ..self.options.clone()
+            },
         )
         .await
         .unwrap()
@@ -151,11 +216,51 @@ impl Drop for Postgres {
 
 #[async_trait]
 impl Backend for Postgres {
-    async fn open(&self) -> Arc<dyn Store> {
-        Arc::new(self.open_store().await)
+    async fn open_with(&self, insights: Option<InsightsOptions>) -> Arc<dyn Store> {
+        Arc::new(self.open_store_with(insights).await)
     }
 
     fn partitions(&self) -> bool {
         true
+    }
+
+    async fn feature_rows(&self, s: SubjectId) -> i64 {
+        self.client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM insight_features WHERE subject_id = $1",
+                &[&&s.as_bytes()[..]],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    async fn declared(&self, s: SubjectId) -> Vec<(String, String)> {
+        // NULL values are tombstones: not shared.
+        self.client()
+            .await
+            .query(
+                "SELECT field, value FROM insight_declared
+                 WHERE subject_id = $1 AND value IS NOT NULL ORDER BY field",
+                &[&&s.as_bytes()[..]],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    async fn dense(&self, s: SubjectId) -> Option<u32> {
+        self.client()
+            .await
+            .query_opt(
+                "SELECT dense FROM insight_subjects WHERE subject_id = $1",
+                &[&&s.as_bytes()[..]],
+            )
+            .await
+            .unwrap()
+            .map(|r| u32::try_from(r.get::<_, i64>(0)).unwrap())
     }
 }

@@ -12,18 +12,19 @@
 mod conformance;
 mod fixtures;
 mod harness;
+mod insights;
 mod postgres_nodes;
 mod postgres_schema;
 
-/// Generates one test per backend for each conformance test.
+/// Generates one test per backend for each conformance test (`module::test`).
 macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
+    ($($module:ident :: $name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let backend = crate::harness::Sqlite::new();
-                    crate::conformance::$name(&backend).await;
+                    crate::$module::$name(&backend).await;
                 }
             )*
         }
@@ -32,7 +33,7 @@ macro_rules! both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(backend) = crate::harness::Postgres::new().await else { return };
-                    crate::conformance::$name(&backend).await;
+                    crate::$module::$name(&backend).await;
                 }
             )*
         }
@@ -40,14 +41,23 @@ macro_rules! both_backends {
 }
 
 both_backends!(
-    consent_create_grant_refuse_withdraw,
-    not_given_rolls_back_the_whole_command,
-    atomic_batch_is_all_or_nothing,
-    ledger_chain_is_valid,
-    concurrent_appends_keep_one_chain,
-    ingest_gates_and_deduplicates,
-    dedup_survives_reopen_and_midnight,
-    floors_apply_on_read_and_sweep_rewrites,
-    retention_keeps_the_longest_purpose,
-    stats_count_what_is_stored,
+    conformance::consent_create_grant_refuse_withdraw,
+    conformance::not_given_rolls_back_the_whole_command,
+    conformance::atomic_batch_is_all_or_nothing,
+    conformance::ledger_chain_is_valid,
+    conformance::concurrent_appends_keep_one_chain,
+    conformance::ingest_gates_and_deduplicates,
+    conformance::dedup_survives_reopen_and_midnight,
+    conformance::floors_apply_on_read_and_sweep_rewrites,
+    conformance::retention_keeps_the_longest_purpose,
+    conformance::stats_count_what_is_stored,
+    insights::features_are_written_only_under_the_insights_purpose,
+    insights::feature_counts_are_absolute,
+    insights::features_reload_after_reopen,
+    insights::withdrawal_deletes_features,
+    insights::leftovers_from_unconfigured_times_never_return,
+    insights::declared_fields_set_and_clear,
+    insights::budget_charges_are_atomic,
+    insights::advertisers_round_trip,
+    insights::subject_reports_find_members,
 );

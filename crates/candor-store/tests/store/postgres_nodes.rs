@@ -2,8 +2,10 @@
 
 use crate::fixtures::*;
 use crate::harness::Postgres;
+use crate::insights::{advertiser, concurrent_charges_never_overspend};
 use candor_core::consent::Action;
 use candor_core::ledger::verify_chain;
+use candor_insights::FeatureKind;
 use candor_store::{RowOutcome, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,4 +243,120 @@ async fn a_lost_listen_connection_reconnects_and_resyncs() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn features_reach_the_other_node_after_refresh() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let ia = &["insights", "analytics"];
+    let a = db.open_store_with(Some(insights())).await;
+    let b = db.open_store_with(Some(insights())).await;
+    let s = a
+        .apply_consent(command(
+            &a,
+            "ria",
+            &[("insights", Action::Grant), ("analytics", Action::Grant)],
+        ))
+        .await
+        .unwrap()
+        .subject;
+    let used = |n| activity(0, FeatureKind::AppUsed, "games", n);
+    a.ingest(vec![featured(&a, s, "r1", ia, vec![used(2)])])
+        .await
+        .unwrap();
+    assert_eq!(
+        features_of(&a, &s),
+        vec![daily(0, FeatureKind::AppUsed, "games", 2)]
+    );
+    b.refresh_features().await.unwrap();
+    assert_eq!(features_of(&b, &s), features_of(&a, &s));
+
+    // B adds to the same feature: both end up with the stored total.
+    b.ingest(vec![featured(
+        &b,
+        s,
+        "r2",
+        ia,
+        vec![used(3), activity(0, FeatureKind::Browsed, "news", 1)],
+    )])
+    .await
+    .unwrap();
+    let total = vec![
+        daily(0, FeatureKind::AppUsed, "games", 5),
+        daily(0, FeatureKind::Browsed, "news", 1),
+    ];
+    assert_eq!(features_of(&b, &s), total);
+    a.refresh_features().await.unwrap();
+    assert_eq!(features_of(&a, &s), total);
+
+    // A transaction that took its number before a later one, but commits after it,
+    // is not missed by a refresh that ran in between.
+    let mut c = db.client().await;
+    let late = c.transaction().await.unwrap();
+    late.batch_execute("SELECT pg_current_xact_id()")
+        .await
+        .unwrap();
+    let day = daily(0, FeatureKind::Browsed, "late", 7).day.days() as i32;
+    late.execute(
+        "INSERT INTO insight_features (subject_id, day, kind, category, count, seq)
+         VALUES ($1, $2, 2, 'late', 7, nextval('insight_seq'))",
+        &[&&s.as_bytes()[..], &day],
+    )
+    .await
+    .unwrap();
+    a.ingest(vec![featured(&a, s, "r3", ia, vec![used(1)])])
+        .await
+        .unwrap();
+    b.refresh_features().await.unwrap();
+    let has_late = |st: &dyn Store| {
+        features_of(st, &s)
+            .iter()
+            .any(|f| f.category.as_str() == "late")
+    };
+    assert_eq!(features_of(&b, &s)[0].count, 6, "the later commit is seen");
+    assert!(!has_late(&b), "not committed yet");
+    late.commit().await.unwrap();
+    b.refresh_features().await.unwrap();
+    assert!(has_late(&b), "the earlier number, committed later, is read");
+    b.refresh_features().await.unwrap();
+    assert_eq!(features_of(&b, &s).len(), 3);
+
+    // A withdrawal through A empties B's index through LISTEN, no refresh needed.
+    a.apply_consent(command(&a, "ria", &[("insights", Action::Withdraw)]))
+        .await
+        .unwrap();
+    assert!(features_of(&a, &s).is_empty());
+    assert!(
+        eventually(PROPAGATION, || b.features().features_of(&s).is_empty()).await,
+        "B must drop the withdrawn subject"
+    );
+    b.refresh_features().await.unwrap();
+    assert!(features_of(&b, &s).is_empty());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_charges_through_both_nodes_never_overspend() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let nodes: Vec<Arc<dyn Store>> = vec![
+        Arc::new(db.open_store().await),
+        Arc::new(db.open_store().await),
+    ];
+    nodes[0]
+        .upsert_advertiser(advertiser("acme", 1))
+        .await
+        .unwrap();
+    concurrent_charges_never_overspend(&nodes, "acme", "2026-11").await;
+    assert_eq!(
+        nodes[1].reports(Some("acme"), 0, 100).await.unwrap().len(),
+        10
+    );
+    for n in &nodes {
+        n.shutdown().await;
+    }
 }

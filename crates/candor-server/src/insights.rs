@@ -1,0 +1,411 @@
+//! Audience insights in the server: advertiser keys, budget periods and fixed-point
+//! costs, and the one function that answers a query (`answer`): compile, scan, noise,
+//! then charge-and-record in one store transaction, and only then respond.
+//!
+//! **Charged before answered.** The noisy answer is computed first but never leaves the
+//! process unless `Store::record_report` commits the charge (atomically with the audit
+//! record and the membership set). A refused charge discards it: computing a noisy value
+//! and throwing it away releases nothing, and the refusal depends only on the budget,
+//! never on the data. Repeating a query costs again (fresh noise); re-reading a past
+//! report by id is free (it is the same released answer).
+//!
+//! **Exact accounting.** Costs are converted to fixed point rounding *up* (ε in 1e-9, δ in
+//! 1e-18), budgets rounding *down*, and the store sums integers: no float drift can let
+//! many small queries overspend.
+
+use crate::auth;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::state::AppState;
+use axum::http::HeaderMap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use candor_core::PurposeId;
+use candor_insights::query::{evaluate, Compiled, InsightError, InsightQuery, Permissions};
+use candor_privacy::bounds::SelectionKey;
+use candor_privacy::query::{prepare, release, Answer, Suppressed};
+use candor_privacy::{Budget, QueryError, Receipt};
+use candor_store::{Advertiser, NewReport, Spend, StoreError};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Every advertiser key starts with this, so a key pasted into the wrong place is
+/// recognised (and refused with 403) instead of being tried as something else.
+pub const KEY_PREFIX: &str = "cnd_adv_";
+pub const PERIODS: &[&str] = &["day", "week", "month"];
+
+/// A fresh advertiser API key: the prefix and 32 random bytes.
+pub fn new_api_key() -> String {
+    let mut b = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(b))
+}
+
+/// What the store keeps of a key: its SHA-256 (the key itself is shown once).
+pub fn key_hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// An advertiser key presented as a bearer token or as a Basic username.
+pub fn presented_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(b) = auth::bearer(headers) {
+        return b.starts_with(KEY_PREFIX).then(|| b.to_owned());
+    }
+    auth::basic_username(headers)
+        .ok()
+        .flatten()
+        .filter(|u| u.starts_with(KEY_PREFIX))
+}
+
+/// The advertiser a request speaks for. Other valid credentials get 403: the insights
+/// endpoints belong to advertisers alone.
+pub async fn advertiser(st: &AppState, headers: &HeaderMap) -> ApiResult<Advertiser> {
+    let invalid = || {
+        ApiError::new(
+            Code::InvalidAdvertiserKey,
+            "the advertiser key is not valid",
+        )
+    };
+    if let Some(key) = presented_key(headers) {
+        // The store looks the hash up by equality; the digest hides the key's bytes, so
+        // the lookup's timing says nothing about how close a guess was.
+        return match st.store.advertiser_by_key(&key_hash(&key)).await? {
+            Some(a) if !a.disabled => Ok(a),
+            _ => Err(invalid()),
+        };
+    }
+    let forbidden = || {
+        ApiError::new(
+            Code::Forbidden,
+            "the insights endpoints accept only advertiser keys",
+        )
+    };
+    if let Some(token) = auth::bearer(headers) {
+        let admin = auth::admin(st.settings.admin_token.as_ref(), headers).is_ok();
+        let subject = st.subject_tokens.verify(token, st.now_ms() / 1000).is_ok();
+        return Err(if admin || subject {
+            forbidden()
+        } else {
+            invalid()
+        });
+    }
+    if let Some(user) = auth::basic_username(headers)? {
+        return Err(if st.sources.authenticate(&user).is_some() {
+            forbidden()
+        } else {
+            invalid()
+        });
+    }
+    Err(ApiError::new(
+        Code::MissingCredentials,
+        "send the advertiser key as a Bearer token",
+    ))
+}
+
+/// The budget period `now_ms` falls in: `2026-11-29` (day), `2026-W48` (ISO week) or
+/// `2026-11` (month), all UTC.
+pub fn period_key(period: &str, now_ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let d = t.date();
+    match period {
+        "day" => format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
+        "week" => {
+            let (y, w, _) = d.to_iso_week_date();
+            format!("{y:04}-W{w:02}")
+        }
+        _ => format!("{:04}-{:02}", d.year(), u8::from(d.month())),
+    }
+}
+
+const EPS_UNIT: f64 = 1e9;
+const DELTA_UNIT: f64 = 1e18;
+
+fn fixed(v: f64, unit: f64, up: bool) -> i64 {
+    let x = v * unit;
+    let r = if up { x.ceil() } else { x.floor() };
+    let mut n = r.clamp(0.0, 9.0e18) as i64;
+    // guard the multiplication's rounding: the fixed-point cost must not be below v
+    if up && (n as f64) / unit < v {
+        n = n.saturating_add(1);
+    }
+    n
+}
+
+/// A query's cost, rounded up.
+pub fn cost(b: Budget) -> Spend {
+    Spend {
+        epsilon_nano: fixed(b.epsilon, EPS_UNIT, true),
+        delta_atto: fixed(b.delta, DELTA_UNIT, true),
+    }
+}
+
+/// A budget, rounded down.
+pub fn budget(epsilon: f64, delta: f64) -> Spend {
+    Spend {
+        epsilon_nano: fixed(epsilon, EPS_UNIT, false),
+        delta_atto: fixed(delta, DELTA_UNIT, false),
+    }
+}
+
+pub fn spend_json(s: Spend) -> Value {
+    json!({"epsilon": s.epsilon_nano as f64 / EPS_UNIT, "delta": s.delta_atto as f64 / DELTA_UNIT})
+}
+
+/// Budget, spent and remaining for the advertiser's current period.
+pub async fn budget_json(st: &AppState, a: &Advertiser) -> ApiResult<Value> {
+    let period = period_key(&a.period, st.now_ms());
+    let spent = st.store.spent(&a.id, &period).await?;
+    Ok(budget_view(a, &period, spent))
+}
+
+pub fn budget_view(a: &Advertiser, period: &str, spent: Spend) -> Value {
+    let remaining = Spend {
+        epsilon_nano: (a.budget.epsilon_nano - spent.epsilon_nano).max(0),
+        delta_atto: (a.budget.delta_atto - spent.delta_atto).max(0),
+    };
+    json!({
+        "period": period,
+        "periodKind": a.period,
+        "total": spend_json(a.budget),
+        "spent": spend_json(spent),
+        "remaining": spend_json(remaining),
+    })
+}
+
+/// The insights purpose and its bit, or 503 when insights are not configured.
+pub fn purpose(st: &AppState) -> ApiResult<(PurposeId, u8)> {
+    st.settings
+        .insights
+        .purpose
+        .as_ref()
+        .and_then(|p| st.catalog.purpose(p).map(|q| (p.clone(), q.bit)))
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::InsightsUnavailable,
+                "insights are not configured on this server (no insights purpose)",
+            )
+        })
+}
+
+fn insight_error(e: InsightError) -> ApiError {
+    match e {
+        InsightError::FeatureNotAllowed(_) | InsightError::DimensionNotAllowed(_) => {
+            ApiError::new(Code::QueryNotAllowed, e.to_string())
+        }
+        InsightError::Query(QueryError::Noise(n)) => {
+            tracing::error!(error = %n, "noise generation failed");
+            ApiError::new(Code::Internal, "noise generation failed")
+        }
+        other => ApiError::new(Code::InvalidQuery, other.to_string()),
+    }
+}
+
+/// Checks a query against the schema and the advertiser's permissions. When the caller
+/// gave no δ and the keys turn out to be private, δ defaults to 1e-6.
+pub fn compile(
+    st: &AppState,
+    a: &Advertiser,
+    mut q: InsightQuery,
+    delta_given: bool,
+) -> ApiResult<Compiled> {
+    let perm = Permissions {
+        features: a.allowed_features.clone(),
+        dimensions: a.allowed_dimensions.clone(),
+        min_group_size: st.settings.insights.min_group_size,
+    };
+    let features = st.store.features();
+    match q.compile(features, &perm) {
+        Err(InsightError::Query(QueryError::NeedsDelta)) if !delta_given => {
+            q.delta = 1e-6;
+            q.compile(features, &perm).map_err(insight_error)
+        }
+        r => r.map_err(insight_error),
+    }
+}
+
+/// Answers a compiled query for `a`, charging its budget first (see the module docs).
+pub async fn answer(
+    st: &AppState,
+    a: &Advertiser,
+    compiled: Compiled,
+    query_json: Value,
+) -> ApiResult<Value> {
+    let (purpose, bit) = purpose(st)?;
+    if !candor_privacy::RNG_IS_CRYPTOGRAPHICALLY_SECURE && !st.settings.insights.allow_insecure_rng
+    {
+        return Err(ApiError::new(
+            Code::InsightsUnavailable,
+            "this build's noise is not cryptographically secure (built without the secure-rng feature)",
+        ));
+    }
+    st.store.refresh_features().await?;
+    let store = st.store.clone();
+    let c = compiled.clone();
+    let (released, members) = tokio::task::spawn_blocking(move || {
+        let plan = prepare(&c.query)?;
+        let key = SelectionKey::random().map_err(QueryError::from)?;
+        let index = store.index();
+        let eligible = |s: &candor_core::SubjectId| index.granted(s).contains(bit);
+        let ev = evaluate(store.features(), &c, &plan, &eligible, &key);
+        // the real receipt is the store's; this one only satisfies the type
+        let pending = Receipt {
+            sequence: 0,
+            charged: c.query.budget,
+            spent_after: c.query.budget,
+            total: c.query.budget,
+        };
+        let answer = release(&c.query, &plan, ev.exact, pending)?;
+        Ok::<_, QueryError>((answer, ev.members))
+    })
+    .await
+    .map_err(|_| ApiError::new(Code::Internal, "the query worker failed"))?
+    .map_err(|e| insight_error(InsightError::Query(e)))?;
+
+    let now = st.now_ms();
+    let period = period_key(&a.period, now);
+    let charged = cost(compiled.query.budget);
+    let body = render(&compiled, &released, charged);
+    let record = st
+        .store
+        .record_report(NewReport {
+            advertiser: a.id.clone(),
+            period: period.clone(),
+            time_ms: now,
+            cost: charged,
+            purpose: purpose.to_string(),
+            query_json: query_json.to_string(),
+            answer_json: body.to_string(),
+            members: candor_insights::membership::encode(members),
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Overspend { budget, spent } => ApiError::new(
+                Code::BudgetExceeded,
+                format!(
+                    "this query costs ε={} δ={}; the budget for {period} has ε={} δ={} left; nothing was charged",
+                    compiled.query.budget.epsilon,
+                    compiled.query.budget.delta,
+                    (budget.epsilon_nano - spent.epsilon_nano).max(0) as f64 / EPS_UNIT,
+                    (budget.delta_atto - spent.delta_atto).max(0) as f64 / DELTA_UNIT,
+                ),
+            ),
+            StoreError::UnknownAdvertiser => {
+                ApiError::new(Code::InvalidAdvertiserKey, "the advertiser key is not valid")
+            }
+            other => other.into(),
+        })?;
+    crate::telemetry::InsightAnswered {
+        metric: metric_name(&compiled),
+    }
+    .emit();
+    Ok(with_report(body, record.id, a, &period, record.spent_after))
+}
+
+/// A stored answer with its report id and the budget after it.
+pub fn with_report(mut body: Value, id: i64, a: &Advertiser, period: &str, spent: Spend) -> Value {
+    if let Value::Object(m) = &mut body {
+        m.insert("reportId".into(), json!(id));
+        m.insert("budget".into(), budget_view(a, period, spent));
+    }
+    body
+}
+
+fn metric_name(c: &Compiled) -> &'static str {
+    use candor_insights::query::Metric;
+    match c.metric() {
+        Metric::Count => "count",
+        Metric::Sum => "sum",
+        Metric::Mean => "mean",
+        Metric::Histogram => "histogram",
+        Metric::TopK(_) => "top_k",
+    }
+}
+
+/// The released answer as JSON: only noisy values, their noise scales and intervals, and
+/// what was suppressed.
+fn render(c: &Compiled, a: &Answer, charged: Spend) -> Value {
+    let dims = &c.query.dimensions;
+    let groups: Vec<Value> = a
+        .groups
+        .iter()
+        .map(|g| {
+            let key: serde_json::Map<String, Value> = dims
+                .iter()
+                .cloned()
+                .zip(g.key.parts().iter().map(|p| json!(p)))
+                .collect();
+            json!({
+                "key": key,
+                "value": g.value,
+                "noiseScale": g.noise_scale,
+                "ci95": [g.ci95.0, g.ci95.1],
+                "count": g.count,
+            })
+        })
+        .collect();
+    let suppressed = match &a.suppressed {
+        Suppressed::Keys(keys) => json!({
+            "keys": keys.iter().map(|k| {
+                dims.iter().cloned().zip(k.parts().iter().map(|p| json!(p))).collect::<serde_json::Map<_, _>>()
+            }).collect::<Vec<_>>(),
+        }),
+        Suppressed::Undisclosed { threshold } => json!({
+            "undisclosed": true,
+            "threshold": threshold,
+            "why": "group keys come from the data; groups whose noisy count fell below the threshold are not shown, and how many there were is not said",
+        }),
+    };
+    json!({
+        "metric": metric_name(c),
+        "groupBy": dims,
+        "groups": groups,
+        "suppressed": suppressed,
+        "privacy": {
+            "epsilon": c.query.budget.epsilon,
+            "delta": c.query.budget.delta,
+            "charged": spend_json(charged),
+            "mechanism": "discrete Laplace (OpenDP, exact sampler)",
+            "partitionSelection": c.private_keys(),
+            "maxGroupsPerSubject": c.query.max_groups_per_subject,
+            "minGroupSize": c.query.min_noisy_count,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_point_rounds_costs_up_and_budgets_down() {
+        let c = cost(Budget::new(0.1, 1e-6).unwrap_or(Budget::ZERO));
+        assert!(c.epsilon_nano as f64 / EPS_UNIT >= 0.1);
+        assert_eq!(c.epsilon_nano, 100_000_000);
+        assert!(c.delta_atto as f64 / DELTA_UNIT >= 1e-6);
+        let b = budget(1.0, 1e-5);
+        assert_eq!(b.epsilon_nano, 1_000_000_000);
+        // ten charges of 0.1 fit in 1.0 exactly, an eleventh does not
+        assert_eq!(c.epsilon_nano * 10, b.epsilon_nano);
+        assert_eq!(
+            cost(Budget::new(1e-12, 0.0).unwrap_or(Budget::ZERO)).epsilon_nano,
+            1
+        );
+    }
+
+    #[test]
+    fn periods_are_utc_calendar_units() {
+        let t = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+        assert_eq!(period_key("day", t), "2026-12-01");
+        assert_eq!(period_key("month", t), "2026-12");
+        assert_eq!(period_key("month", t - 1), "2026-11");
+        assert_eq!(period_key("week", t), "2026-W49");
+    }
+
+    #[test]
+    fn keys_are_prefixed_and_random() {
+        let a = new_api_key();
+        assert!(a.starts_with(KEY_PREFIX) && a.len() > 40);
+        assert_ne!(a, new_api_key());
+        assert_ne!(key_hash(&a), key_hash(&new_api_key()));
+    }
+}

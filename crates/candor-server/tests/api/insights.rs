@@ -1,0 +1,604 @@
+//! Audience insights over real HTTP: roles (advertiser keys reach only /v1/insights, no
+//! other credential reaches it), answers with noise and intervals, the budget under truly
+//! concurrent queries, consent (a withdrawal leaves the next pre-noise aggregate), the
+//! audit log and the subject's transparency view.
+
+use crate::helpers::*;
+use candor_insights::query::{evaluate, InsightQuery, Metric, Permissions};
+use candor_insights::{Day, FeatureKind};
+use candor_privacy::bounds::SelectionKey;
+use candor_privacy::query::prepare;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+const CONFIG: &str = "[insights]\nmin_group_size = 0\nallow_insecure_rng = true\n";
+
+async fn create_advertiser(app: &TestApp, id: &str, epsilon: f64) -> String {
+    let r = app
+        .client
+        .post(app.url("/v1/admin/advertisers"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": id, "name": format!("Advertiser {id}"),
+                      "budget": {"epsilon": epsilon, "delta": 1e-4}}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["apiKey"].as_str().unwrap().to_owned()
+}
+
+async fn ask(app: &TestApp, key: &str, q: Value) -> (u16, Value) {
+    let r = app
+        .client
+        .post(app.url("/v1/insights/query"))
+        .bearer_auth(key)
+        .json(&q)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A subject with `ads_insights` granted (or not) and app sessions on a few days.
+async fn person(app: &TestApp, anon: &str, insights: bool, band: &str) {
+    app.consent(
+        anon,
+        json!({"analytics": "grant", "ads_insights": if insights { "grant" } else { "refuse" }}),
+    )
+    .await;
+    let today = app.state.now_ms();
+    let mut msgs = vec![json!({"type": "identify", "anonymousId": anon,
+        "messageId": format!("{anon}-id"), "traits": {"age_band": band},
+        "context": {"candor": {"share_in_aggregate": ["age_band"]}}})];
+    for d in 0..3 {
+        msgs.push(
+            json!({"type": "track", "event": "App Session", "anonymousId": anon,
+            "messageId": format!("{anon}-{d}"),
+            "properties": {"app": "FitTrack", "app_category": "health_fitness"},
+            "timestamp": candor_server::segment::format_time(today - d * 86_400_000)}),
+        );
+    }
+    app.batch(msgs).await;
+}
+
+fn histogram_by_band(epsilon: f64) -> Value {
+    json!({"metric": "histogram", "feature": "app_usage", "groupBy": ["age_band"], "epsilon": epsilon})
+}
+
+#[tokio::test]
+async fn advertiser_keys_reach_only_the_insights_routes() {
+    let app = spawn_with(CONFIG).await;
+    let key = create_advertiser(&app, "acme", 5.0).await;
+    let routes: &[(&str, &str)] = &[
+        ("POST", "/v1/batch"),
+        ("POST", "/v1/import"),
+        ("POST", "/v1/identify"),
+        ("POST", "/v1/track"),
+        ("POST", "/v1/page"),
+        ("POST", "/v1/screen"),
+        ("POST", "/v1/group"),
+        ("POST", "/v1/alias"),
+        ("POST", "/v1/consent"),
+        ("GET", "/v1/consent?anonymousId=a"),
+        ("POST", "/v1/consent/accept-all"),
+        ("POST", "/v1/consent/reject-all"),
+        ("GET", "/v1/consent/history?anonymousId=a"),
+        ("POST", "/v1/consent/signals"),
+        ("GET", "/v1/consent/insights?anonymousId=a"),
+        ("GET", "/v1/purposes"),
+        ("GET", "/v1/receipts/public-key"),
+        ("POST", "/v1/admin/subject-tokens"),
+        ("GET", "/v1/admin/ledger/verify"),
+        ("GET", "/v1/admin/stats"),
+        ("GET", "/v1/admin/advertisers"),
+        ("POST", "/v1/admin/advertisers"),
+        ("PATCH", "/v1/admin/advertisers/acme"),
+        ("POST", "/v1/admin/advertisers/acme/rotate-key"),
+        ("GET", "/v1/admin/insights/reports"),
+        ("GET", "/healthz"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/.well-known/gpc.json"),
+        ("GET", "/v1/no-such-route"),
+    ];
+    for (method, path) in routes {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(m.clone(), app.url(path))
+            .bearer_auth(&key)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            code_of(r).await,
+            (403, "forbidden".into()),
+            "{method} {path}"
+        );
+        // as a Basic username (how a write key is sent) too
+        let r = app
+            .client
+            .request(m, app.url(path))
+            .basic_auth(&key, Some(""))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            code_of(r).await,
+            (403, "forbidden".into()),
+            "{method} {path} (basic)"
+        );
+    }
+    // the grant: its own routes answer
+    for path in [
+        "/v1/insights/schema",
+        "/v1/insights/budget",
+        "/v1/insights/reports",
+    ] {
+        let r = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn no_other_credential_reaches_the_insights_routes() {
+    let app = spawn_with(CONFIG).await;
+    let key = create_advertiser(&app, "acme", 5.0).await;
+    let token: Value = app
+        .client
+        .post(app.url("/v1/admin/subject-tokens"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"userId": "u1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let subject_token = token["token"].as_str().unwrap().to_owned();
+    let paths = [
+        ("POST", "/v1/insights/query"),
+        ("GET", "/v1/insights/schema"),
+        ("GET", "/v1/insights/budget"),
+        ("GET", "/v1/insights/reports"),
+        ("GET", "/v1/insights/reports/1"),
+    ];
+    for (method, path) in paths {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let req = || {
+            app.client
+                .request(m.clone(), app.url(path))
+                .json(&histogram_by_band(0.1))
+        };
+        for (who, r) in [
+            ("server key", req().basic_auth(SERVER_KEY, Some(""))),
+            ("browser key", req().basic_auth(BROWSER_KEY, Some(""))),
+            ("subject token", req().bearer_auth(&subject_token)),
+            ("admin token", req().bearer_auth(ADMIN)),
+        ] {
+            let r = r.send().await.unwrap();
+            assert_eq!(code_of(r).await, (403, "forbidden".into()), "{who} {path}");
+        }
+        let r = req().send().await.unwrap();
+        assert_eq!(
+            code_of(r).await,
+            (401, "missing_credentials".into()),
+            "{path}"
+        );
+        let r = req()
+            .bearer_auth("cnd_adv_not-a-real-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            code_of(r).await,
+            (401, "invalid_advertiser_key".into()),
+            "{path}"
+        );
+    }
+    // disabling and rotating take effect at once
+    let r = app
+        .client
+        .post(app.url("/v1/admin/advertisers/acme/rotate-key"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let new_key = r.json::<Value>().await.unwrap()["apiKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = |k: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .get(app.url("/v1/insights/budget"))
+                .bearer_auth(k)
+                .send()
+                .await
+                .unwrap();
+            code_of(r).await
+        }
+    };
+    assert_eq!(
+        get(key.clone()).await,
+        (401, "invalid_advertiser_key".into())
+    );
+    assert_eq!(get(new_key.clone()).await.0, 200);
+    let r = app
+        .client
+        .patch(app.url("/v1/admin/advertisers/acme"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(get(new_key).await, (401, "invalid_advertiser_key".into()));
+}
+
+#[tokio::test]
+async fn answers_carry_noise_intervals_and_charges_and_are_audited() {
+    let app = spawn_with(CONFIG).await;
+    let key = create_advertiser(&app, "acme", 2.0).await;
+    let other = create_advertiser(&app, "other", 2.0).await;
+    for i in 0..30 {
+        person(
+            &app,
+            &format!("p{i}"),
+            i % 3 != 0,
+            if i % 2 == 0 { "25-34" } else { "35-44" },
+        )
+        .await;
+    }
+    let (status, a) = ask(&app, &key, histogram_by_band(0.5)).await;
+    assert_eq!(status, 200, "{a}");
+    let groups = a["groups"].as_array().unwrap();
+    // public keys (the schema's age bands): every band is either answered or named as
+    // suppressed (its noisy count fell below the minimum, here 0)
+    let hidden = a["suppressed"]["keys"].as_array().unwrap().len();
+    assert_eq!(groups.len() + hidden, 6, "{a}");
+    for g in groups {
+        let (v, lo, hi) = (
+            g["value"].as_f64().unwrap(),
+            g["ci95"][0].as_f64().unwrap(),
+            g["ci95"][1].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= v && v <= hi && g["noiseScale"].as_f64().unwrap() > 0.0,
+            "{g}"
+        );
+    }
+    assert_eq!(a["privacy"]["epsilon"], 0.5);
+    assert_eq!(a["privacy"]["partitionSelection"], false);
+    assert_eq!(a["budget"]["spent"]["epsilon"], 0.5);
+    assert_eq!(a["budget"]["remaining"]["epsilon"], 1.5);
+    // no row, no identifier anywhere in the answer
+    let text = a.to_string();
+    assert!(!text.contains("p1") && !text.contains("subject"), "{text}");
+    // private keys (categories from the data): partition selection, δ charged
+    let (status, b) = ask(
+        &app,
+        &key,
+        json!({"metric": "sum", "feature": "app_usage", "measure": "sessions", "clamp": [0, 10],
+               "groupBy": ["category"], "epsilon": 0.5, "delta": 1e-6}),
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["suppressed"]["undisclosed"], true);
+    assert_eq!(b["privacy"]["partitionSelection"], true);
+    // re-reading a report is free; another advertiser cannot see it
+    let id = a["reportId"].as_i64().unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/insights/reports/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["answer"]["groups"], a["groups"]);
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/insights/reports/{id}")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code_of(r).await, (404, "not_found".into()));
+    let budget: Value = app
+        .client
+        .get(app.url("/v1/insights/budget"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(budget["spent"]["epsilon"], 1.0);
+    // the operator's audit log: every query, its cost and who asked
+    let log: Value = app
+        .client
+        .get(app.url("/v1/admin/insights/reports"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reports = log["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(reports.iter().all(|r| r["advertiser"] == "acme"));
+    assert_eq!(reports[0]["charged"]["epsilon"], 0.5);
+    assert_eq!(reports[0]["query"]["metric"], "histogram");
+}
+
+#[tokio::test]
+async fn bad_or_forbidden_queries_are_refused_and_charge_nothing() {
+    let app = spawn_with(CONFIG).await;
+    let key = create_advertiser(&app, "acme", 1.0).await;
+    let r = app
+        .client
+        .patch(app.url("/v1/admin/advertisers/acme"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"dimensions": ["age_band"], "features": ["app_usage"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cases = [
+        (
+            json!({"metric": "histogram", "feature": "app_usage", "groupBy": ["category"], "epsilon": 0.1}),
+            403,
+            "query_not_allowed",
+        ),
+        (
+            json!({"metric": "count", "feature": "browsing", "epsilon": 0.1}),
+            403,
+            "query_not_allowed",
+        ),
+        (
+            json!({"metric": "median", "feature": "app_usage", "epsilon": 0.1}),
+            400,
+            "invalid_query",
+        ),
+        (
+            json!({"metric": "count", "feature": "app_usage", "epsilon": -1}),
+            400,
+            "invalid_query",
+        ),
+        (
+            json!({"metric": "count", "feature": "app_usage", "epsilon": 0.1, "extra": 1}),
+            400,
+            "invalid_query",
+        ),
+        (
+            json!({"metric": "sum", "feature": "app_usage", "epsilon": 0.1}),
+            400,
+            "invalid_query",
+        ),
+        (
+            json!({"metric": "count", "feature": "app_usage", "groupBy": ["age_band", "age_band"], "epsilon": 0.1}),
+            400,
+            "invalid_query",
+        ),
+        (
+            json!({"metric": "count", "feature": "app_usage", "declared": {"age_band": ["7-9"]}, "epsilon": 0.1}),
+            400,
+            "invalid_query",
+        ),
+        (
+            json!({"metric": "count", "feature": "app_usage", "dateFrom": "2026-13-01", "epsilon": 0.1}),
+            400,
+            "invalid_query",
+        ),
+        (
+            json!({"metric": "count", "feature": "app_usage", "epsilon": 5.0}),
+            429,
+            "budget_exceeded",
+        ),
+    ];
+    for (q, status, code) in cases {
+        let (s, body) = ask(&app, &key, q.clone()).await;
+        assert_eq!(
+            (s, body["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{q} → {body}"
+        );
+    }
+    let r = app
+        .client
+        .post(app.url("/v1/insights/query"))
+        .bearer_auth(&key)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code_of(r).await.0, 400);
+    let budget: Value = app
+        .client
+        .get(app.url("/v1/insights/budget"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(budget["spent"]["epsilon"], 0.0);
+    let log: Value = app
+        .client
+        .get(app.url("/v1/admin/insights/reports"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["reports"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_queries_never_overspend() {
+    let app = spawn_with(CONFIG).await;
+    let key = create_advertiser(&app, "acme", 1.0).await;
+    person(&app, "p0", true, "25-34").await;
+    // 40 queries of ε = 0.1 against ε = 1.0, all in flight at once
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (client, url, key) = (
+            app.client.clone(),
+            app.url("/v1/insights/query"),
+            key.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&histogram_by_band(0.1))
+                .send()
+                .await
+                .unwrap();
+            code_of(r).await
+        }));
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => ok += 1,
+            (429, c) if c == "budget_exceeded" => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, refused), (10, 30));
+    let budget: Value = app
+        .client
+        .get(app.url("/v1/insights/budget"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(budget["spent"]["epsilon"], 1.0);
+    assert_eq!(budget["remaining"]["epsilon"], 0.0);
+}
+
+/// The pre-noise aggregate the next answer would be computed from (the test build's view
+/// into the engine: the same `evaluate` the server calls).
+fn exact_counts(app: &TestApp) -> BTreeMap<String, i64> {
+    let st = &app.state;
+    let today = Day::from_ms(st.now_ms()).unwrap();
+    let q = InsightQuery {
+        metric: Metric::Histogram,
+        feature: FeatureKind::AppUsed,
+        measure: None,
+        clamp: None,
+        group_by: vec!["age_band".into()],
+        keys: None,
+        from: Day::from_days(today.days() - 29).unwrap(),
+        to: today,
+        categories: None,
+        declared: BTreeMap::new(),
+        conditions: vec![],
+        max_groups_per_subject: 1,
+        epsilon: 1.0,
+        delta: 0.0,
+    };
+    let perm = Permissions {
+        features: vec!["app_usage".into()],
+        dimensions: vec!["age_band".into()],
+        min_group_size: 0,
+    };
+    let features = st.store.features();
+    let c = q.compile(features, &perm).unwrap();
+    let plan = prepare(&c.query).unwrap();
+    let bit = st.insights_bit.unwrap();
+    let index = st.store.index();
+    let ev = evaluate(
+        features,
+        &c,
+        &plan,
+        &|s| index.granted(s).contains(bit),
+        &SelectionKey::from_bytes([1; 32]),
+    );
+    ev.exact
+        .into_iter()
+        .map(|(k, v)| (k.parts()[0].clone(), v.0))
+        .collect()
+}
+
+#[tokio::test]
+async fn withdrawing_ads_insights_leaves_the_next_answer_and_transparency_shows_it() {
+    let app = spawn_with(CONFIG).await;
+    let key = create_advertiser(&app, "acme", 5.0).await;
+    for i in 0..5 {
+        person(&app, &format!("in{i}"), true, "25-34").await;
+    }
+    person(&app, "never", false, "25-34").await;
+    // only events allowed for ads_insights became features
+    assert_eq!(exact_counts(&app)["25-34"], 5);
+    assert_eq!(app.state.store.features().stats().subjects, 5);
+
+    let (s, first) = ask(&app, &key, histogram_by_band(0.5)).await;
+    assert_eq!(s, 200, "{first}");
+    // in0 withdraws: the very next pre-noise aggregate no longer counts it
+    let r = app
+        .post(
+            "/v1/consent",
+            BROWSER_KEY,
+            json!({"anonymousId": "in0", "choices": {"ads_insights": "withdraw"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(exact_counts(&app)["25-34"], 4);
+    let (s, second) = ask(&app, &key, histogram_by_band(0.5)).await;
+    assert_eq!(s, 200, "{second}");
+
+    // transparency: in0 was eligible for the first report only; in1 for both; "never" for none
+    let view = |anon: &'static str| {
+        let app = &app;
+        async move {
+            app.get_as_browser(&format!("/v1/consent/insights?anonymousId={anon}"))
+                .await
+        }
+    };
+    let ids = |v: &Value| -> Vec<i64> {
+        v["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["reportId"].as_i64().unwrap())
+            .collect()
+    };
+    let (r1, r2) = (
+        first["reportId"].as_i64().unwrap(),
+        second["reportId"].as_i64().unwrap(),
+    );
+    let v0 = view("in0").await;
+    assert_eq!(ids(&v0), vec![r1], "{v0}");
+    assert_eq!(v0["reports"][0]["advertiser"]["id"], "acme");
+    assert_eq!(v0["reports"][0]["epsilon"], 0.5);
+    assert_eq!(v0["reports"][0]["purpose"], "ads_insights");
+    assert_eq!(v0["features"].as_array().unwrap().len(), 0, "{v0}");
+    let v1 = view("in1").await;
+    assert_eq!(ids(&v1), vec![r2, r1]);
+    assert_eq!(v1["features"][0]["category"], "health_fitness");
+    assert!(ids(&view("never").await).is_empty());
+}

@@ -1,0 +1,198 @@
+//! What both backends share for audience insights (issue 5): the options that turn them
+//! on, the in-memory feature index updates a transaction stages (published only after it
+//! commits), budget arithmetic, and the encoding of advertiser permission lists.
+//!
+//! The store, not its callers, writes the feature index, and always with the *absolute*
+//! stored values (`RETURNING` the new count), so replaying or reordering loads is
+//! harmless and the index never drifts from the tables. Features exist in the tables
+//! only while the subject grants the insights purpose: ingestion writes them only for
+//! rows finally stored under it, and a transition of that purpose in either direction
+//! deletes the subject's feature rows (a withdrawal so nothing is kept; a fresh grant
+//! so rows left over from a time when insights were not configured, and so not deleted
+//! at withdrawal, cannot come back).
+
+use crate::types::Spend;
+use crate::StoreError;
+use candor_core::{PurposeId, SubjectId};
+use candor_insights::{Category, DailyFeature, Day, FeatureIndex, FeatureKind, Schema};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Turns insights on for a store.
+#[derive(Clone, Debug)]
+pub struct InsightsOptions {
+    /// The purpose whose grant makes a subject's events count towards insights. It must
+    /// be one of the purposes the store is opened with; the store resolves its bit
+    /// (callers cannot know the bit before opening: bits are assigned at open).
+    pub purpose: PurposeId,
+    /// The index the store keeps up to date (shared with the query engine).
+    pub index: Arc<FeatureIndex>,
+}
+
+/// Insights as resolved at open.
+#[derive(Clone, Debug)]
+pub(crate) struct Insights {
+    pub bit: u8,
+    pub purpose: PurposeId,
+}
+
+/// Resolves the options against the store's purpose bits. Without options the store
+/// owns an empty index and ignores features.
+pub(crate) fn resolve(
+    options: Option<InsightsOptions>,
+    bits: &HashMap<PurposeId, u8>,
+) -> Result<(Option<Insights>, Arc<FeatureIndex>), StoreError> {
+    match options {
+        Some(o) => {
+            let bit = *bits.get(&o.purpose).ok_or_else(|| {
+                StoreError::Database(format!(
+                    "the insights purpose {} is not a configured purpose",
+                    o.purpose
+                ))
+            })?;
+            Ok((
+                Some(Insights {
+                    bit,
+                    purpose: o.purpose,
+                }),
+                o.index,
+            ))
+        }
+        None => {
+            let index = FeatureIndex::new(Schema::default())
+                .map_err(|e| StoreError::Database(format!("empty feature index: {e}")))?;
+            Ok((None, Arc::new(index)))
+        }
+    }
+}
+
+/// A change to the feature index, staged by a transaction and applied after it commits.
+#[derive(Clone, Debug)]
+pub(crate) enum IndexOp {
+    /// The stored (absolute) value of one daily feature.
+    Activity {
+        subject: SubjectId,
+        dense: u32,
+        feature: DailyFeature,
+    },
+    /// A declared field as stored (`None`: not shared).
+    Declared {
+        subject: SubjectId,
+        dense: u32,
+        field: String,
+        value: Option<String>,
+    },
+    /// The subject no longer grants the insights purpose.
+    Remove(SubjectId),
+}
+
+impl IndexOp {
+    pub fn subject(&self) -> SubjectId {
+        match self {
+            IndexOp::Activity { subject, .. } | IndexOp::Declared { subject, .. } => *subject,
+            IndexOp::Remove(s) => *s,
+        }
+    }
+
+    pub fn apply(&self, index: &FeatureIndex) {
+        match self {
+            IndexOp::Activity {
+                subject,
+                dense,
+                feature,
+            } => index.set_activity(*subject, *dense, feature),
+            IndexOp::Declared {
+                subject,
+                dense,
+                field,
+                value,
+            } => index.set_declared(*subject, *dense, field, value.as_deref()),
+            IndexOp::Remove(s) => index.remove_subject(s),
+        }
+    }
+}
+
+/// A stored count as the index holds it (counts saturate at `u32::MAX`).
+pub(crate) fn count_u32(c: i64) -> u32 {
+    u32::try_from(c.max(0)).unwrap_or(u32::MAX)
+}
+
+/// A stored feature row as the index takes it (`None` when it cannot be parsed; rows
+/// are validated when written, so that would be an edit behind the store's back).
+pub(crate) fn daily(day: i64, kind: i64, category: &str, count: i64) -> Option<DailyFeature> {
+    Some(DailyFeature {
+        day: Day::from_days(u32::try_from(day).ok()?)?,
+        kind: FeatureKind::from_code(u8::try_from(kind).ok()?)?,
+        category: Category::parse(category)?,
+        count: count_u32(count),
+    })
+}
+
+/// The highest count a feature row stores.
+pub(crate) const MAX_COUNT: i64 = u32::MAX as i64;
+
+/// Checks a charge of `cost` on top of `spent` against `budget`; returns the total
+/// after it. Refuses a negative cost (it would refund budget).
+pub(crate) fn charge(budget: Spend, spent: Spend, cost: Spend) -> Result<Spend, StoreError> {
+    if cost.epsilon_nano < 0 || cost.delta_atto < 0 {
+        return Err(StoreError::Database(
+            "a report's cost cannot be negative".into(),
+        ));
+    }
+    match spent.checked_add(cost) {
+        Some(after) if !after.exceeds(budget) => Ok(after),
+        _ => Err(StoreError::Overspend { budget, spent }),
+    }
+}
+
+/// Permission lists are stored as JSON arrays of strings.
+pub(crate) fn names_to_json(names: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(names).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+pub(crate) fn names_from_json(s: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Corrupt(format!("advertiser permission list: {e}")))
+}
+
+pub(crate) fn key_hash(b: &[u8]) -> Result<[u8; 32], StoreError> {
+    b.try_into()
+        .map_err(|_| StoreError::Corrupt("advertiser key hash: expected 32 bytes".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spend(e: i64, d: i64) -> Spend {
+        Spend {
+            epsilon_nano: e,
+            delta_atto: d,
+        }
+    }
+
+    #[test]
+    fn charges_are_checked_in_both_components_without_overflow() {
+        let budget = spend(1_000, 10);
+        assert_eq!(
+            charge(budget, spend(900, 5), spend(100, 5)).unwrap(),
+            budget
+        );
+        assert!(matches!(
+            charge(budget, spend(900, 5), spend(101, 0)),
+            Err(StoreError::Overspend { spent, .. }) if spent == spend(900, 5)
+        ));
+        assert!(matches!(
+            charge(budget, spend(0, 10), spend(0, 1)),
+            Err(StoreError::Overspend { .. })
+        ));
+        assert!(matches!(
+            charge(spend(i64::MAX, i64::MAX), spend(i64::MAX, 0), spend(1, 0)),
+            Err(StoreError::Overspend { .. })
+        ));
+        assert!(matches!(
+            charge(budget, spend(0, 0), spend(-1, 0)),
+            Err(StoreError::Database(_))
+        ));
+    }
+}

@@ -1,0 +1,762 @@
+//! Audience insights on PostgreSQL: feature rows written by ingest transactions, the
+//! feature index kept in step with every node's writes, advertisers, and reports
+//! charged against budgets.
+//!
+//! **Writing.** An ingest group whose stored rows carry features (and are stored under
+//! the insights purpose, as re-checked in the database under the gate) writes them in
+//! its own transaction, after the events: one statement for new dense numbers, one
+//! multi-row upsert for activity (`RETURNING` the absolute counts) and one for declared
+//! fields, each over `unnest`ed arrays sorted by key so concurrent groups lock rows in the
+//! same order. Duplicate keys within a group are summed first (an upsert cannot touch a
+//! row twice). Rows without features cost nothing.
+//!
+//! **Publishing in commit order.** Within one node, the tail of a featured ingest group
+//! (feature upserts → COMMIT → index update) and every refresh run under one async mutex,
+//! [`FeatureSync`]. Two groups that touch the same feature row are ordered by the row
+//! lock, and the mutex makes their index updates follow the same order; a refresh can
+//! neither publish a snapshot older than a group that published before it, nor be
+//! overwritten by a group that committed before its snapshot. The cost is that featured
+//! groups of one node commit one at a time (plain groups still overlap).
+//!
+//! **Withdrawal.** A consent transaction that moves the insights purpose deletes the
+//! subject's feature rows (see `crate::insights`), and every node drops the subject from
+//! its index when it publishes a newer granted set without the purpose: at once on the
+//! node that took it, through `LISTEN` or the periodic resync on the others
+//! (`Shared::publish_granted`). A feature update published after that must not bring
+//! them back, so every feature update carries the consent version (highest
+//! `consent_state.seq`) of its subject as read in the same transaction or snapshot as the
+//! features, and is applied only if the node has not published a newer consent change;
+//! otherwise the subject is re-read whole at the next refresh.
+//!
+//! **Refreshing (other nodes' writes).** Every feature or declared row insert or update
+//! takes a fresh `seq` from one sequence, and a refresh reads the rows with `seq` above
+//! a low-water mark. Transactions do not commit in `seq` order, so "the highest seq seen"
+//! is not safe: a transaction holding a lower number may still be running. Instead of a
+//! time-based lookback (which a slow transaction could outlast) the mark advances
+//! exactly, using transaction ids:
+//!
+//! - Each refresh reads in one REPEATABLE READ snapshot and records a checkpoint
+//!   `(xmax, m)`: the snapshot's `xmax` (no transaction with a later id had started) and
+//!   `m`, the highest `seq` visible. Every number `<= m` was taken before `m` was (the
+//!   sequence is not cached per session), by a transaction that already had an id (the
+//!   feature upserts come after the events `COPY` of the same transaction), so by one
+//!   with an id below `xmax`.
+//! - A later refresh whose snapshot has `xmin >= xmax` (every such transaction has
+//!   ended) reads, among others, every committed row version numbered above the old
+//!   mark; once it is done, the mark can move up to `m`.
+//!
+//! So the rows of the last moments are re-read by a refresh or two (harmless: values
+//! are absolute), and a long-running transaction anywhere in the database only widens
+//! that window. Deleted rows (withdrawals) are handled by the consent path above;
+//! un-sharing a declared field leaves a NULL tombstone instead of deleting, so it travels
+//! the same way as any other update.
+
+use super::{cache, sql, Shared};
+use crate::insights::{self, IndexOp, Insights, MAX_COUNT};
+use crate::types::*;
+use crate::StoreError;
+use candor_core::idhash::{IdMap, IdSet};
+use candor_core::SubjectId;
+use candor_insights::{membership, FeatureDelta};
+use deadpool_postgres::{GenericClient, Transaction};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use tokio_postgres::{IsolationLevel, Row};
+
+/// Rows a refresh fetches per round trip (and publishes per hold of the version lock).
+const REFRESH_BATCH: i32 = 10_000;
+
+/// Checkpoints kept while a long transaction holds `xmin` back; dropping the oldest only
+/// delays the mark.
+const MAX_CHECKPOINTS: usize = 4096;
+
+/// This node's position in other nodes' feature writes. Held (as a whole) by a refresh
+/// and by the tail of a featured ingest group; see the module docs.
+#[derive(Default)]
+pub(crate) struct FeatureSync {
+    /// Every committed row version with `seq <= low` has been read by a past refresh
+    /// (or was superseded by one that has).
+    low: i64,
+    /// `(xmax, highest seq)` of past refresh snapshots, oldest first.
+    checkpoints: VecDeque<(u64, i64)>,
+    /// Subjects whose update was not applied because a newer consent change had been
+    /// published; re-read whole at the next refresh.
+    pub retry: IdSet<SubjectId>,
+}
+
+/// The features one ingest group wrote, to publish after it commits.
+pub(crate) struct Written {
+    pub ops: Vec<IndexOp>,
+    /// Consent version per subject, read under the gate in the same transaction.
+    pub versions: IdMap<SubjectId, u64>,
+}
+
+/// Writes the features of a group's stored rows (in stored order).
+pub(crate) async fn write(
+    tx: &Transaction<'_>,
+    rows: &[(SubjectId, &[FeatureDelta])],
+) -> Result<Written, StoreError> {
+    let subjects: BTreeSet<SubjectId> = rows.iter().map(|(s, _)| *s).collect();
+    let dense = dense_numbers(tx, &subjects).await?;
+    let keys: Vec<&[u8]> = subjects.iter().map(|s| &s.as_bytes()[..]).collect();
+    let mut versions = IdMap::default();
+    for r in sql::query(
+        tx,
+        "SELECT subject_id, max(seq) FROM consent_state WHERE subject_id = ANY($1)
+         GROUP BY subject_id",
+        &[&keys],
+    )
+    .await?
+    {
+        versions.insert(
+            cache::subject(r.get(0))?,
+            u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+        );
+    }
+
+    // Sum activity per key; the last declaration per field wins.
+    let mut activity: BTreeMap<(SubjectId, u32, u8, &str), i64> = BTreeMap::new();
+    let mut declared: BTreeMap<(SubjectId, &str), Option<&str>> = BTreeMap::new();
+    for (s, deltas) in rows {
+        for d in *deltas {
+            match d {
+                // Adding nothing would only leave an empty row.
+                FeatureDelta::Activity(f) if f.count == 0 => {}
+                FeatureDelta::Activity(f) => {
+                    let c = activity
+                        .entry((*s, f.day.days(), f.kind.code(), f.category.as_str()))
+                        .or_insert(0);
+                    *c = c.saturating_add(i64::from(f.count)).min(MAX_COUNT);
+                }
+                FeatureDelta::Declare { field, value } => {
+                    declared.insert((*s, field.as_str()), Some(value.as_str()));
+                }
+                FeatureDelta::Undeclare { field } => {
+                    declared.insert((*s, field.as_str()), None);
+                }
+            }
+        }
+    }
+    let mut ops = Vec::with_capacity(activity.len() + declared.len());
+    let dense_of = |s: &SubjectId| -> Result<u32, StoreError> {
+        dense
+            .get(s)
+            .copied()
+            .ok_or_else(|| StoreError::Database("insight subject number missing".into()))
+    };
+
+    if !activity.is_empty() {
+        let n = activity.len();
+        let (mut ss, mut days, mut kinds, mut cats, mut counts) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for ((s, day, kind, cat), c) in &activity {
+            ss.push(&s.as_bytes()[..]);
+            days.push(i32::try_from(*day).map_err(|_| StoreError::Database("day".into()))?);
+            kinds.push(i16::from(*kind));
+            cats.push(*cat);
+            counts.push(*c);
+        }
+        let rows = sql::query(
+            tx,
+            "INSERT INTO insight_features AS f (subject_id, day, kind, category, count, seq)
+             SELECT s, d, k, c, n, nextval('insight_seq')
+             FROM unnest($1::bytea[], $2::int4[], $3::int2[], $4::text[], $5::int8[])
+               AS t(s, d, k, c, n)
+             ORDER BY s, d, k, c
+             ON CONFLICT (subject_id, day, kind, category) DO UPDATE
+               SET count = LEAST(f.count + excluded.count, $6), seq = excluded.seq
+             RETURNING subject_id, day, kind, category, count",
+            &[&ss, &days, &kinds, &cats, &counts, &MAX_COUNT],
+        )
+        .await?;
+        for r in &rows {
+            let s = cache::subject(r.get(0))?;
+            let f = insights::daily(
+                i64::from(r.get::<_, i32>(1)),
+                i64::from(r.get::<_, i16>(2)),
+                r.get(3),
+                r.get(4),
+            )
+            .ok_or_else(|| StoreError::Corrupt("feature row".into()))?;
+            ops.push(IndexOp::Activity {
+                subject: s,
+                dense: dense_of(&s)?,
+                feature: f,
+            });
+        }
+    }
+
+    if !declared.is_empty() {
+        let n = declared.len();
+        let (mut ss, mut fields, mut values) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for ((s, field), value) in &declared {
+            ss.push(&s.as_bytes()[..]);
+            fields.push(*field);
+            values.push(*value);
+            ops.push(IndexOp::Declared {
+                subject: *s,
+                dense: dense_of(s)?,
+                field: (*field).to_owned(),
+                value: value.map(str::to_owned),
+            });
+        }
+        // Un-sharing writes a tombstone over a shared value, and nothing where there is
+        // none (so identifies without the share mark do not leave a row per field).
+        sql::execute(
+            tx,
+            "INSERT INTO insight_declared AS d (subject_id, field, value, seq)
+             SELECT s, f, v, nextval('insight_seq')
+             FROM unnest($1::bytea[], $2::text[], $3::text[]) AS t(s, f, v)
+             WHERE v IS NOT NULL OR EXISTS (
+               SELECT 1 FROM insight_declared x WHERE x.subject_id = t.s AND x.field = t.f)
+             ORDER BY s, f
+             ON CONFLICT (subject_id, field) DO UPDATE
+               SET value = excluded.value, seq = excluded.seq
+               WHERE d.value IS DISTINCT FROM excluded.value",
+            &[&ss, &fields, &values],
+        )
+        .await?;
+    }
+    Ok(Written { ops, versions })
+}
+
+/// The subjects' dense numbers, assigning new ones from the sequence. Existing ones are
+/// read first so that numbers are not burnt by conflicting inserts (only a race with
+/// another node burns one).
+async fn dense_numbers(
+    tx: &Transaction<'_>,
+    subjects: &BTreeSet<SubjectId>,
+) -> Result<IdMap<SubjectId, u32>, StoreError> {
+    let mut out = IdMap::default();
+    let keys: Vec<&[u8]> = subjects.iter().map(|s| &s.as_bytes()[..]).collect();
+    read_dense(tx, &keys, &mut out).await?;
+    let missing: Vec<&[u8]> = subjects
+        .iter()
+        .filter(|s| !out.contains_key(*s))
+        .map(|s| &s.as_bytes()[..])
+        .collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    for r in sql::query(
+        tx,
+        "INSERT INTO insight_subjects (subject_id, dense)
+         SELECT s, nextval('insight_dense_seq') FROM unnest($1::bytea[]) AS t(s) ORDER BY s
+         ON CONFLICT (subject_id) DO NOTHING RETURNING subject_id, dense",
+        &[&missing],
+    )
+    .await?
+    {
+        out.insert(cache::subject(r.get(0))?, dense_u32(r.get(1))?);
+    }
+    if out.len() < subjects.len() {
+        // Inserted by another node meanwhile (the conflict waited for it to commit).
+        read_dense(tx, &missing, &mut out).await?;
+    }
+    Ok(out)
+}
+
+async fn read_dense<C: GenericClient>(
+    c: &C,
+    keys: &[&[u8]],
+    out: &mut IdMap<SubjectId, u32>,
+) -> Result<(), StoreError> {
+    for r in sql::query(
+        c,
+        "SELECT subject_id, dense FROM insight_subjects WHERE subject_id = ANY($1)",
+        &[&keys],
+    )
+    .await?
+    {
+        out.insert(cache::subject(r.get(0))?, dense_u32(r.get(1))?);
+    }
+    Ok(())
+}
+
+fn dense_u32(d: i64) -> Result<u32, StoreError> {
+    u32::try_from(d).map_err(|_| StoreError::Corrupt("insight subject number".into()))
+}
+
+/// Deletes the subject's features (its dense number stays), in a consent transaction.
+pub(crate) async fn delete_features<C: GenericClient>(
+    c: &C,
+    s: SubjectId,
+) -> Result<(), StoreError> {
+    let sid = &s.as_bytes()[..];
+    sql::execute(
+        c,
+        "DELETE FROM insight_features WHERE subject_id = $1",
+        &[&sid],
+    )
+    .await?;
+    sql::execute(
+        c,
+        "DELETE FROM insight_declared WHERE subject_id = $1",
+        &[&sid],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reads what changed since the last refresh (everything, the first time) and
+/// publishes it; see the module docs.
+pub(crate) async fn refresh(shared: &Shared) -> Result<(), StoreError> {
+    let Some(ins) = &shared.insights else {
+        return Ok(());
+    };
+    // The connection first: a featured ingest group waits for the sync lock while
+    // holding a pooled connection, so taking one under the lock could exhaust the pool.
+    let mut client = shared.pool.get().await?;
+    let mut sync = shared.feature_sync.lock().await;
+    let retry = std::mem::take(&mut sync.retry);
+    let res = refresh_locked(shared, ins, &mut client, &mut sync, &retry).await;
+    if res.is_err() {
+        sync.retry.extend(retry);
+    }
+    res
+}
+
+async fn refresh_locked(
+    shared: &Shared,
+    ins: &Insights,
+    client: &mut deadpool_postgres::Object,
+    sync: &mut FeatureSync,
+    retry: &IdSet<SubjectId>,
+) -> Result<(), StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    // First statement: it fixes the snapshot that every later read sees.
+    let snap = sql::query_opt(
+        &tx,
+        "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text,
+                greatest((SELECT max(seq) FROM insight_features),
+                         (SELECT max(seq) FROM insight_declared))
+         FROM pg_current_snapshot() AS s",
+        &[],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Database("no snapshot".into()))?;
+    let xid = |i: usize| -> Result<u64, StoreError> {
+        snap.get::<_, &str>(i)
+            .parse()
+            .map_err(|_| StoreError::Database("unreadable snapshot".into()))
+    };
+    let (xmin, xmax) = (xid(0)?, xid(1)?);
+    let max_seq: i64 = snap.get::<_, Option<i64>>(2).unwrap_or(0);
+    let retry_keys: Vec<&[u8]> = retry.iter().map(|s| &s.as_bytes()[..]).collect();
+    let purpose = ins.purpose.as_str();
+
+    // Rows changed since the mark (or of subjects to re-read), of subjects that grant
+    // the insights purpose in this snapshot, with their consent version.
+    let features = tx
+        .prepare_cached(
+            "WITH f AS (
+               SELECT * FROM insight_features WHERE seq > $1 OR subject_id = ANY($3)
+             ), v AS (
+               SELECT subject_id, max(seq) AS version FROM consent_state
+               WHERE subject_id IN (SELECT subject_id FROM f)
+               GROUP BY subject_id
+               HAVING bool_or(purpose_id = $2 AND status = 'given')
+             )
+             SELECT f.subject_id, s.dense, f.day, f.kind, f.category, f.count, v.version
+             FROM f JOIN v USING (subject_id) JOIN insight_subjects s USING (subject_id)",
+        )
+        .await?;
+    let portal = tx
+        .bind(&features, &[&sync.low, &purpose, &retry_keys])
+        .await?;
+    loop {
+        let rows = tx.query_portal(&portal, REFRESH_BATCH).await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut ops = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let subject = cache::subject(r.get(0))?;
+            let Some(feature) = insights::daily(
+                i64::from(r.get::<_, i32>(2)),
+                i64::from(r.get::<_, i16>(3)),
+                r.get(4),
+                r.get(5),
+            ) else {
+                tracing::warn!("a feature row that cannot be parsed was not loaded");
+                continue;
+            };
+            ops.push((
+                IndexOp::Activity {
+                    subject,
+                    dense: dense_u32(r.get(1))?,
+                    feature,
+                },
+                version(r, 6),
+            ));
+        }
+        shared.publish_features(ops, &mut sync.retry);
+    }
+
+    let declared = tx
+        .prepare_cached(
+            "WITH d AS (
+               SELECT * FROM insight_declared WHERE seq > $1 OR subject_id = ANY($3)
+             ), v AS (
+               SELECT subject_id, max(seq) AS version FROM consent_state
+               WHERE subject_id IN (SELECT subject_id FROM d)
+               GROUP BY subject_id
+               HAVING bool_or(purpose_id = $2 AND status = 'given')
+             )
+             SELECT d.subject_id, s.dense, d.field, d.value, v.version
+             FROM d JOIN v USING (subject_id) JOIN insight_subjects s USING (subject_id)",
+        )
+        .await?;
+    let portal = tx
+        .bind(&declared, &[&sync.low, &purpose, &retry_keys])
+        .await?;
+    loop {
+        let rows = tx.query_portal(&portal, REFRESH_BATCH).await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut ops = Vec::with_capacity(rows.len());
+        for r in &rows {
+            ops.push((
+                IndexOp::Declared {
+                    subject: cache::subject(r.get(0))?,
+                    dense: dense_u32(r.get(1))?,
+                    field: r.get(2),
+                    value: r.get(3),
+                },
+                version(r, 4),
+            ));
+        }
+        shared.publish_features(ops, &mut sync.retry);
+    }
+    tx.commit().await?;
+
+    sync.checkpoints.push_back((xmax, max_seq));
+    if sync.checkpoints.len() > MAX_CHECKPOINTS {
+        sync.checkpoints.pop_front();
+    }
+    while let Some(&(x, m)) = sync.checkpoints.front() {
+        if x > xmin {
+            break;
+        }
+        sync.low = sync.low.max(m);
+        sync.checkpoints.pop_front();
+    }
+    Ok(())
+}
+
+fn version(r: &Row, i: usize) -> u64 {
+    u64::try_from(r.get::<_, i64>(i)).unwrap_or(0)
+}
+
+// ---- advertisers and reports ------------------------------------------------------
+
+pub(crate) async fn upsert_advertiser<C: GenericClient>(
+    c: &C,
+    a: &Advertiser,
+) -> Result<(), StoreError> {
+    sql::execute(
+        c,
+        "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
+           budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
+           created_ms, updated_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (advertiser_id) DO UPDATE SET
+           name = excluded.name, key_hash = excluded.key_hash,
+           budget_epsilon_nano = excluded.budget_epsilon_nano,
+           budget_delta_atto = excluded.budget_delta_atto, period = excluded.period,
+           allowed_features = excluded.allowed_features,
+           allowed_dimensions = excluded.allowed_dimensions, disabled = excluded.disabled,
+           created_ms = excluded.created_ms, updated_ms = excluded.updated_ms",
+        &[
+            &a.id,
+            &a.name,
+            &&a.key_hash[..],
+            &a.budget.epsilon_nano,
+            &a.budget.delta_atto,
+            &a.period,
+            &insights::names_to_json(&a.allowed_features)?,
+            &insights::names_to_json(&a.allowed_dimensions)?,
+            &a.disabled,
+            &a.created_ms,
+            &a.updated_ms,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+const ADVERTISER_COLS: &str = "advertiser_id, name, key_hash, budget_epsilon_nano,
+    budget_delta_atto, period, allowed_features, allowed_dimensions, disabled, created_ms,
+    updated_ms";
+
+fn advertiser_row(r: &Row) -> Result<Advertiser, StoreError> {
+    Ok(Advertiser {
+        id: r.get(0),
+        name: r.get(1),
+        key_hash: insights::key_hash(r.get(2))?,
+        budget: Spend {
+            epsilon_nano: r.get(3),
+            delta_atto: r.get(4),
+        },
+        period: r.get(5),
+        allowed_features: insights::names_from_json(r.get(6))?,
+        allowed_dimensions: insights::names_from_json(r.get(7))?,
+        disabled: r.get(8),
+        created_ms: r.get(9),
+        updated_ms: r.get(10),
+    })
+}
+
+pub(crate) async fn advertiser<C: GenericClient>(
+    c: &C,
+    id: &str,
+) -> Result<Option<Advertiser>, StoreError> {
+    sql::query_opt(
+        c,
+        &format!("SELECT {ADVERTISER_COLS} FROM advertisers WHERE advertiser_id = $1"),
+        &[&id],
+    )
+    .await?
+    .as_ref()
+    .map(advertiser_row)
+    .transpose()
+}
+
+pub(crate) async fn advertiser_by_key<C: GenericClient>(
+    c: &C,
+    key_hash: &[u8; 32],
+) -> Result<Option<Advertiser>, StoreError> {
+    sql::query_opt(
+        c,
+        &format!("SELECT {ADVERTISER_COLS} FROM advertisers WHERE key_hash = $1"),
+        &[&&key_hash[..]],
+    )
+    .await?
+    .as_ref()
+    .map(advertiser_row)
+    .transpose()
+}
+
+pub(crate) async fn advertisers<C: GenericClient>(c: &C) -> Result<Vec<Advertiser>, StoreError> {
+    sql::query(
+        c,
+        &format!("SELECT {ADVERTISER_COLS} FROM advertisers ORDER BY advertiser_id"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(advertiser_row)
+    .collect()
+}
+
+/// The sum of the period's report costs (saturating: beyond `i64::MAX` is over any
+/// budget anyway).
+pub(crate) async fn spent<C: GenericClient>(
+    c: &C,
+    advertiser: &str,
+    period: &str,
+) -> Result<Spend, StoreError> {
+    Ok(sql::query(
+        c,
+        "SELECT cost_epsilon_nano, cost_delta_atto FROM insight_reports
+         WHERE advertiser_id = $1 AND period = $2",
+        &[&advertiser, &period],
+    )
+    .await?
+    .iter()
+    .fold(Spend::default(), |acc, r| {
+        acc.saturating_add(Spend {
+            epsilon_nano: r.get(0),
+            delta_atto: r.get(1),
+        })
+    }))
+}
+
+/// Charges and records a report in one transaction. The advertiser row is locked
+/// (`FOR UPDATE`) before the period's spend is summed, so concurrent charges for one
+/// advertiser, from any node, run one after another and each sees the ones before it
+/// (READ COMMITTED: every statement after the lock reads what committed before it).
+pub(crate) async fn record_report(
+    shared: &Shared,
+    r: &NewReport,
+) -> Result<ReportRecord, StoreError> {
+    let mut client = shared.pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = sql::query_opt(
+        &tx,
+        "SELECT budget_epsilon_nano, budget_delta_atto, disabled FROM advertisers
+         WHERE advertiser_id = $1 FOR UPDATE",
+        &[&r.advertiser],
+    )
+    .await?;
+    let budget = match row {
+        Some(row) if !row.get::<_, bool>(2) => Spend {
+            epsilon_nano: row.get(0),
+            delta_atto: row.get(1),
+        },
+        _ => return Err(StoreError::UnknownAdvertiser),
+    };
+    let spent = spent(&tx, &r.advertiser, &r.period).await?;
+    let after = insights::charge(budget, spent, r.cost)?;
+    let id: i64 = sql::query_opt(
+        &tx,
+        "INSERT INTO insight_reports (advertiser_id, period, time_ms, cost_epsilon_nano,
+           cost_delta_atto, purpose, query_json, answer_json, spent_epsilon_nano,
+           spent_delta_atto, budget_epsilon_nano, budget_delta_atto)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        &[
+            &r.advertiser,
+            &r.period,
+            &r.time_ms,
+            &r.cost.epsilon_nano,
+            &r.cost.delta_atto,
+            &r.purpose,
+            &r.query_json,
+            &r.answer_json,
+            &after.epsilon_nano,
+            &after.delta_atto,
+            &budget.epsilon_nano,
+            &budget.delta_atto,
+        ],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Database("report insert returned no id".into()))?
+    .get(0);
+    if !r.members.is_empty() {
+        let mut chunks = Vec::with_capacity(r.members.len());
+        let mut bits = Vec::with_capacity(r.members.len());
+        for (c, b) in &r.members {
+            chunks.push(
+                i32::try_from(*c)
+                    .map_err(|_| StoreError::Database("membership chunk out of range".into()))?,
+            );
+            bits.push(&b[..]);
+        }
+        sql::execute(
+            &tx,
+            "INSERT INTO insight_report_members (advertiser_id, report_id, chunk, bits)
+             SELECT $1, $2, c, b FROM unnest($3::int4[], $4::bytea[]) AS t(c, b)",
+            &[&r.advertiser, &id, &chunks, &bits],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(ReportRecord {
+        id,
+        advertiser: r.advertiser.clone(),
+        period: r.period.clone(),
+        time_ms: r.time_ms,
+        cost: r.cost,
+        purpose: r.purpose.clone(),
+        query_json: r.query_json.clone(),
+        answer_json: r.answer_json.clone(),
+        spent_after: after,
+        budget,
+    })
+}
+
+const REPORT_COLS: &str = "r.id, r.advertiser_id, r.period, r.time_ms, r.cost_epsilon_nano,
+    r.cost_delta_atto, r.purpose, r.query_json, r.answer_json, r.spent_epsilon_nano,
+    r.spent_delta_atto, r.budget_epsilon_nano, r.budget_delta_atto";
+
+fn report_row(r: &Row) -> ReportRecord {
+    ReportRecord {
+        id: r.get(0),
+        advertiser: r.get(1),
+        period: r.get(2),
+        time_ms: r.get(3),
+        cost: Spend {
+            epsilon_nano: r.get(4),
+            delta_atto: r.get(5),
+        },
+        purpose: r.get(6),
+        query_json: r.get(7),
+        answer_json: r.get(8),
+        spent_after: Spend {
+            epsilon_nano: r.get(9),
+            delta_atto: r.get(10),
+        },
+        budget: Spend {
+            epsilon_nano: r.get(11),
+            delta_atto: r.get(12),
+        },
+    }
+}
+
+pub(crate) async fn reports<C: GenericClient>(
+    c: &C,
+    advertiser: Option<&str>,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<ReportRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    Ok(sql::query(
+        c,
+        &format!(
+            "SELECT {REPORT_COLS} FROM insight_reports r
+             WHERE ($1::text IS NULL OR r.advertiser_id = $1) AND r.id > $2
+             ORDER BY r.id LIMIT $3"
+        ),
+        &[&advertiser, &after_id, &limit],
+    )
+    .await?
+    .iter()
+    .map(report_row)
+    .collect())
+}
+
+pub(crate) async fn report<C: GenericClient>(
+    c: &C,
+    id: i64,
+) -> Result<Option<ReportRecord>, StoreError> {
+    Ok(sql::query_opt(
+        c,
+        &format!("SELECT {REPORT_COLS} FROM insight_reports r WHERE r.id = $1"),
+        &[&id],
+    )
+    .await?
+    .as_ref()
+    .map(report_row))
+}
+
+pub(crate) async fn subject_reports<C: GenericClient>(
+    c: &C,
+    s: SubjectId,
+) -> Result<Vec<ReportRecord>, StoreError> {
+    let mut dense = IdMap::default();
+    read_dense(c, &[&s.as_bytes()[..]], &mut dense).await?;
+    let Some(d) = dense.get(&s).copied() else {
+        return Ok(Vec::new());
+    };
+    let (chunk, low) = membership::split(d);
+    let chunk = i32::try_from(chunk)
+        .map_err(|_| StoreError::Corrupt("membership chunk out of range".into()))?;
+    Ok(sql::query(
+        c,
+        &format!(
+            "SELECT {REPORT_COLS}, m.bits FROM insight_report_members m
+             JOIN insight_reports r ON r.advertiser_id = m.advertiser_id AND r.id = m.report_id
+             WHERE m.chunk = $1 ORDER BY r.id DESC"
+        ),
+        &[&chunk],
+    )
+    .await?
+    .iter()
+    .filter(|r| membership::contains(r.get(13), low))
+    .map(report_row)
+    .collect())
+}

@@ -1,0 +1,624 @@
+//! Audience insights behaviour every backend must have: features written only for what
+//! the insights purpose allows, absolute counts, reload, withdrawal, declared fields,
+//! budget charges and report membership.
+
+use crate::fixtures::*;
+use crate::harness::Backend;
+use candor_core::consent::Action;
+use candor_core::SubjectId;
+use candor_insights::{membership, FeatureKind};
+use candor_store::{Advertiser, NewReport, RowOutcome, Spend, Store, StoreError};
+use std::sync::Arc;
+
+async fn subject(store: &dyn Store, user: &str, purposes: &[&str]) -> SubjectId {
+    let changes: Vec<(&str, Action)> = purposes.iter().map(|p| (*p, Action::Grant)).collect();
+    store
+        .apply_consent(command(store, user, &changes))
+        .await
+        .unwrap()
+        .subject
+}
+
+const IA: &[&str] = &["insights", "analytics"];
+
+pub async fn features_are_written_only_under_the_insights_purpose(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    let fia = subject(s, "fia", IA).await;
+    let gio = subject(s, "gio", &["analytics"]).await;
+    let games = || vec![activity(0, FeatureKind::AppUsed, "games", 1)];
+    let out = s
+        .ingest(vec![
+            featured(s, fia, "f1", IA, games()),
+            // A retry of the same message: a duplicate adds nothing.
+            featured(s, fia, "f1", IA, games()),
+            // The gate did not allow this event for insights.
+            featured(s, fia, "f2", &["analytics"], games()),
+            // Allowed by the gate, but gio never granted insights: stored for
+            // analytics only, and no features.
+            featured(s, gio, "g1", IA, games()),
+            featured(s, gio, "g2", &["insights"], games()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            RowOutcome::Stored,
+            RowOutcome::Duplicate,
+            RowOutcome::Stored,
+            RowOutcome::Stored,
+            RowOutcome::ConsentChanged,
+        ]
+    );
+    let retry = s
+        .ingest(vec![featured(s, fia, "f1", IA, games())])
+        .await
+        .unwrap();
+    assert_eq!(retry, vec![RowOutcome::Duplicate]);
+    assert_eq!(
+        features_of(s, &fia),
+        vec![daily(0, FeatureKind::AppUsed, "games", 1)]
+    );
+    assert!(features_of(s, &gio).is_empty());
+    let stats = s.features().stats();
+    assert_eq!((stats.subjects, stats.daily_rows), (1, 1));
+    assert_eq!(b.feature_rows(fia).await, 1);
+    assert_eq!(b.feature_rows(gio).await, 0);
+    assert!(b.dense(gio).await.is_none(), "no number without a feature");
+    assert!(b.dense(fia).await.is_some());
+    store.shutdown().await;
+
+    // Without insights configured the same rows store events and no features.
+    let store = b.open().await;
+    let s = &*store;
+    assert_eq!(s.features().stats().subjects, 0, "an empty index");
+    let out = s
+        .ingest(vec![featured(s, fia, "f3", IA, games())])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![RowOutcome::Stored]);
+    assert_eq!(b.feature_rows(fia).await, 1, "features are ignored");
+    store.shutdown().await;
+}
+
+pub async fn feature_counts_are_absolute(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    let ann = subject(s, "ann", IA).await;
+    let used = |n| activity(1, FeatureKind::AppUsed, "games", n);
+    // Several rows of one batch hitting one feature, and a row with two deltas for it.
+    s.ingest(vec![
+        featured(s, ann, "a1", IA, vec![used(1)]),
+        featured(s, ann, "a2", IA, vec![used(2), used(1)]),
+        featured(
+            s,
+            ann,
+            "a3",
+            IA,
+            // A zero count stores nothing.
+            vec![
+                activity(0, FeatureKind::Browsed, "news", 1),
+                activity(2, FeatureKind::Browsed, "zero", 0),
+            ],
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        features_of(s, &ann),
+        vec![
+            daily(1, FeatureKind::AppUsed, "games", 4),
+            daily(0, FeatureKind::Browsed, "news", 1),
+        ]
+    );
+    // Later batches, some at once, keep adding to the stored count; the index holds the
+    // stored total, not the last delta.
+    s.ingest(vec![featured(s, ann, "a4", IA, vec![used(1)])])
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let s = &*store;
+                let rows = (0..5)
+                    .map(|i| featured(s, ann, &format!("c{t}-{i}"), IA, vec![used(1)]))
+                    .collect();
+                s.ingest(rows).await.unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().iter().all(|o| *o == RowOutcome::Stored));
+    }
+    assert_eq!(
+        features_of(s, &ann),
+        vec![
+            daily(1, FeatureKind::AppUsed, "games", 25),
+            daily(0, FeatureKind::Browsed, "news", 1),
+        ]
+    );
+    assert_eq!(b.feature_rows(ann).await, 2);
+    store.shutdown().await;
+}
+
+pub async fn features_reload_after_reopen(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    let users: Vec<SubjectId> = {
+        let mut v = Vec::new();
+        for u in ["u0", "u1", "u2"] {
+            v.push(subject(s, u, IA).await);
+        }
+        v
+    };
+    let mut rows = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        for d in 0..3 {
+            rows.push(featured(
+                s,
+                *u,
+                &format!("m{i}-{d}"),
+                IA,
+                vec![
+                    activity(
+                        d,
+                        FeatureKind::AppUsed,
+                        &format!("cat{}", (i + d as usize) % 4),
+                        1,
+                    ),
+                    activity(d, FeatureKind::AppInstalled, "tools", 2),
+                ],
+            ));
+        }
+    }
+    rows.push(featured(s, users[0], "decl", IA, vec![declare("25-34")]));
+    s.ingest(rows).await.unwrap();
+    let before: Vec<_> = users.iter().map(|u| features_of(s, u)).collect();
+    let stats = s.features().stats();
+    assert_eq!(stats.subjects, 3);
+    assert_eq!(stats.daily_rows, 18);
+    store.shutdown().await;
+    drop(store);
+
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    let after: Vec<_> = users.iter().map(|u| features_of(s, u)).collect();
+    assert_eq!(after, before);
+    assert_eq!(s.features().stats(), stats);
+    assert_eq!(
+        b.declared(users[0]).await,
+        vec![("age_band".to_owned(), "25-34".to_owned())]
+    );
+    store.shutdown().await;
+}
+
+pub async fn withdrawal_deletes_features(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    let ida = subject(s, "ida", IA).await;
+    let jon = subject(s, "jon", IA).await;
+    let kim = subject(s, "kim", IA).await;
+    let games = |n| {
+        vec![
+            activity(0, FeatureKind::AppUsed, "games", n),
+            declare("18-24"),
+        ]
+    };
+    s.ingest(vec![
+        featured(s, ida, "i1", IA, games(3)),
+        featured(s, jon, "j1", IA, games(1)),
+        featured(s, kim, "k1", IA, games(1)),
+    ])
+    .await
+    .unwrap();
+    let ida_dense = b.dense(ida).await;
+    assert_eq!(s.features().stats().subjects, 3);
+
+    // Withdrawing analytics changes nothing; withdrawing insights deletes.
+    s.apply_consent(command(s, "ida", &[("analytics", Action::Withdraw)]))
+        .await
+        .unwrap();
+    assert_eq!(features_of(s, &ida).len(), 1);
+    s.apply_consent(command(s, "ida", &[("insights", Action::Withdraw)]))
+        .await
+        .unwrap();
+    // Through the atomic batch path, and as a refusal of what was given.
+    s.apply_consents_atomically(vec![command(s, "jon", &[("insights", Action::Refuse)])])
+        .await
+        .unwrap();
+    for gone in [ida, jon] {
+        assert!(features_of(s, &gone).is_empty());
+        assert_eq!(b.feature_rows(gone).await, 0);
+        assert!(b.declared(gone).await.is_empty());
+    }
+    assert_eq!(s.features().stats().subjects, 1);
+    assert_eq!(
+        b.dense(ida).await,
+        ida_dense,
+        "the number stays for past reports"
+    );
+    // A later event allowed for insights by a stale gate adds nothing.
+    let late = s
+        .ingest(vec![featured(s, ida, "i2", &["insights"], games(1))])
+        .await
+        .unwrap();
+    assert_eq!(late, vec![RowOutcome::ConsentChanged]);
+    store.shutdown().await;
+    drop(store);
+
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    assert!(features_of(s, &ida).is_empty());
+    assert_eq!(features_of(s, &kim).len(), 1);
+    assert_eq!(s.features().stats().subjects, 1);
+    // Granting again starts from nothing, under the same number.
+    s.apply_consent(command(s, "ida", &[("insights", Action::Grant)]))
+        .await
+        .unwrap();
+    s.ingest(vec![featured(s, ida, "i3", IA, games(1))])
+        .await
+        .unwrap();
+    assert_eq!(
+        features_of(s, &ida),
+        vec![daily(0, FeatureKind::AppUsed, "games", 1)]
+    );
+    assert_eq!(b.dense(ida).await, ida_dense);
+    store.shutdown().await;
+}
+
+/// Rows left from a time insights were not configured (a withdrawal then deleted
+/// nothing) are neither loaded nor brought back by a new grant.
+pub async fn leftovers_from_unconfigured_times_never_return(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    let lea = subject(s, "lea", IA).await;
+    s.ingest(vec![featured(
+        s,
+        lea,
+        "l1",
+        IA,
+        vec![activity(0, FeatureKind::Browsed, "news", 5)],
+    )])
+    .await
+    .unwrap();
+    store.shutdown().await;
+    drop(store);
+    let store = b.open().await;
+    store
+        .apply_consent(command(&*store, "lea", &[("insights", Action::Withdraw)]))
+        .await
+        .unwrap();
+    store.shutdown().await;
+    drop(store);
+    assert_eq!(b.feature_rows(lea).await, 1, "nothing knew to delete them");
+
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    assert!(features_of(s, &lea).is_empty(), "not loaded: no grant");
+    s.apply_consent(command(s, "lea", &[("insights", Action::Grant)]))
+        .await
+        .unwrap();
+    assert_eq!(b.feature_rows(lea).await, 0, "deleted by the new grant");
+    s.ingest(vec![featured(
+        s,
+        lea,
+        "l2",
+        IA,
+        vec![activity(0, FeatureKind::Browsed, "news", 1)],
+    )])
+    .await
+    .unwrap();
+    assert_eq!(
+        features_of(s, &lea),
+        vec![daily(0, FeatureKind::Browsed, "news", 1)]
+    );
+    store.shutdown().await;
+}
+
+pub async fn declared_fields_set_and_clear(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    let max = subject(s, "max", IA).await;
+    let age = |v: &str| vec![("age_band".to_owned(), v.to_owned())];
+    s.ingest(vec![featured(s, max, "d1", IA, vec![declare("25-34")])])
+        .await
+        .unwrap();
+    assert_eq!(b.declared(max).await, age("25-34"));
+    assert_eq!(
+        s.features().stats().subjects,
+        1,
+        "a declared field is enough"
+    );
+    s.ingest(vec![featured(s, max, "d2", IA, vec![undeclare()])])
+        .await
+        .unwrap();
+    assert!(b.declared(max).await.is_empty());
+    // Within one batch the last word counts.
+    s.ingest(vec![
+        featured(s, max, "d3", IA, vec![declare("18-24")]),
+        featured(s, max, "d4", IA, vec![undeclare()]),
+        featured(s, max, "d5", IA, vec![declare("25-34")]),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(b.declared(max).await, age("25-34"));
+    s.ingest(vec![
+        featured(s, max, "d6", IA, vec![declare("18-24")]),
+        featured(s, max, "d7", IA, vec![undeclare()]),
+    ])
+    .await
+    .unwrap();
+    assert!(b.declared(max).await.is_empty());
+    // Un-sharing what was never shared writes nothing.
+    let ned = subject(s, "ned", IA).await;
+    s.ingest(vec![featured(s, ned, "n1", IA, vec![undeclare()])])
+        .await
+        .unwrap();
+    assert!(b.declared(ned).await.is_empty());
+    s.ingest(vec![featured(s, max, "d8", IA, vec![declare("18-24")])])
+        .await
+        .unwrap();
+    store.shutdown().await;
+    drop(store);
+    let store = b.open_with(Some(insights())).await;
+    assert_eq!(b.declared(max).await, age("18-24"));
+    assert!(store.features().stats().subjects >= 1);
+    store.shutdown().await;
+}
+
+pub const EPS: i64 = 1_000_000_000; // ε = 1 in nano units
+pub const DELTA: i64 = 1_000_000_000_000; // δ = 1e-6 in atto units
+
+pub fn advertiser(id: &str, key: u8) -> Advertiser {
+    Advertiser {
+        id: id.into(),
+        name: format!("{id} Inc."),
+        key_hash: [key; 32],
+        budget: Spend {
+            epsilon_nano: EPS,
+            delta_atto: DELTA,
+        },
+        period: "month".into(),
+        allowed_features: vec!["app_usage".into(), "browsing".into()],
+        allowed_dimensions: vec!["category".into()],
+        disabled: false,
+        created_ms: 1_000,
+        updated_ms: 2_000,
+    }
+}
+
+pub fn report(advertiser: &str, period: &str, epsilon_nano: i64, delta_atto: i64) -> NewReport {
+    NewReport {
+        advertiser: advertiser.into(),
+        period: period.into(),
+        time_ms: now(),
+        cost: Spend {
+            epsilon_nano,
+            delta_atto,
+        },
+        purpose: "insights".into(),
+        query_json: r#"{"metric":"count"}"#.into(),
+        answer_json: r#"{"rows":[]}"#.into(),
+        members: membership::encode(vec![1, 2, 3]),
+    }
+}
+
+/// 64 charges of ε = 0.1 at once against ε = 1: exactly ten succeed.
+pub async fn concurrent_charges_never_overspend(
+    stores: &[Arc<dyn Store>],
+    advertiser: &str,
+    period: &str,
+) {
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let (a, p) = (advertiser.to_owned(), period.to_owned());
+            tokio::spawn(async move { store.record_report(report(&a, &p, EPS / 10, 0)).await })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => ok.push(r),
+            Err(StoreError::Overspend { budget, spent }) => {
+                assert_eq!(budget.epsilon_nano, EPS);
+                // Refused only once the next charge would not fit: everything is spent.
+                assert_eq!(spent.epsilon_nano, EPS);
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok.len(), 10);
+    let mut after: Vec<i64> = ok.iter().map(|r| r.spent_after.epsilon_nano).collect();
+    after.sort_unstable();
+    assert_eq!(after, (1..=10).map(|i| i * EPS / 10).collect::<Vec<_>>());
+    assert_eq!(
+        stores[0].spent(advertiser, period).await.unwrap(),
+        Spend {
+            epsilon_nano: EPS,
+            delta_atto: 0
+        }
+    );
+}
+
+pub async fn budget_charges_are_atomic(b: &dyn Backend) {
+    let store = b.open().await;
+    let s = &*store;
+    s.upsert_advertiser(advertiser("acme", 1)).await.unwrap();
+    s.upsert_advertiser(advertiser("bolt", 2)).await.unwrap();
+    concurrent_charges_never_overspend(std::slice::from_ref(&store), "acme", "2026-11").await;
+
+    // A refused charge records nothing.
+    let before = s.reports(Some("acme"), 0, 100).await.unwrap();
+    let err = s
+        .record_report(report("acme", "2026-11", 1, 0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Overspend { spent, .. } if spent.epsilon_nano == EPS),
+        "{err:?}"
+    );
+    assert_eq!(s.reports(Some("acme"), 0, 100).await.unwrap(), before);
+    assert_eq!(s.spent("acme", "2026-11").await.unwrap().epsilon_nano, EPS);
+
+    // δ is a budget of its own; periods and advertisers are separate.
+    let err = s
+        .record_report(report("bolt", "2026-11", 0, DELTA + 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Overspend { .. }), "{err:?}");
+    let exact = s
+        .record_report(report("bolt", "2026-11", EPS, DELTA))
+        .await
+        .unwrap();
+    assert_eq!(
+        exact.spent_after, exact.budget,
+        "the whole budget may be used"
+    );
+    let december = s
+        .record_report(report("acme", "2026-12", EPS / 2, 7))
+        .await
+        .unwrap();
+    assert_eq!(
+        december.spent_after,
+        Spend {
+            epsilon_nano: EPS / 2,
+            delta_atto: 7
+        }
+    );
+    assert!(matches!(
+        s.record_report(report("acme", "2026-12", i64::MAX, 0))
+            .await,
+        Err(StoreError::Overspend { .. })
+    ));
+    assert!(s
+        .record_report(report("acme", "2026-12", -1, 0))
+        .await
+        .is_err());
+
+    // Unknown and disabled advertisers are refused alike.
+    assert!(matches!(
+        s.record_report(report("nobody", "2026-11", 1, 0)).await,
+        Err(StoreError::UnknownAdvertiser)
+    ));
+    let mut off = advertiser("bolt", 2);
+    off.disabled = true;
+    s.upsert_advertiser(off).await.unwrap();
+    assert!(matches!(
+        s.record_report(report("bolt", "2026-12", 1, 0)).await,
+        Err(StoreError::UnknownAdvertiser)
+    ));
+
+    // Reads.
+    let acme = s.reports(Some("acme"), 0, 100).await.unwrap();
+    assert_eq!(acme.len(), 11);
+    assert!(acme.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(acme.iter().all(|r| r.advertiser == "acme"));
+    let all = s.reports(None, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 12);
+    let page = s.reports(None, all[4].id, 3).await.unwrap();
+    assert_eq!(page, all[5..8].to_vec());
+    let one = s.report(december.id).await.unwrap().unwrap();
+    assert_eq!(one, december);
+    assert_eq!(one.query_json, r#"{"metric":"count"}"#);
+    assert_eq!(s.report(-5).await.unwrap(), None);
+    assert_eq!(s.spent("bolt", "2026-11").await.unwrap(), exact.spent_after);
+    assert_eq!(s.spent("acme", "1999-01").await.unwrap(), Spend::default());
+    store.shutdown().await;
+}
+
+pub async fn advertisers_round_trip(b: &dyn Backend) {
+    let store = b.open().await;
+    let s = &*store;
+    assert!(s.advertisers().await.unwrap().is_empty());
+    s.upsert_advertiser(advertiser("zed", 3)).await.unwrap();
+    s.upsert_advertiser(advertiser("acme", 1)).await.unwrap();
+    let mut changed = advertiser("acme", 4);
+    changed.name = "Acme Corp".into();
+    changed.allowed_features = vec![];
+    changed.budget.epsilon_nano = 5;
+    changed.updated_ms = 9_000;
+    s.upsert_advertiser(changed.clone()).await.unwrap();
+    assert_eq!(s.advertiser("acme").await.unwrap(), Some(changed.clone()));
+    assert_eq!(s.advertiser_by_key(&[4; 32]).await.unwrap(), Some(changed));
+    assert_eq!(
+        s.advertiser_by_key(&[1; 32]).await.unwrap(),
+        None,
+        "key rotated"
+    );
+    assert_eq!(s.advertiser("nobody").await.unwrap(), None);
+    let ids: Vec<String> = s
+        .advertisers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, vec!["acme", "zed"]);
+    // A key belongs to one advertiser.
+    assert!(s.upsert_advertiser(advertiser("copy", 3)).await.is_err());
+    store.shutdown().await;
+}
+
+pub async fn subject_reports_find_members(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    s.upsert_advertiser(advertiser("acme", 1)).await.unwrap();
+    let oda = subject(s, "oda", IA).await;
+    let pim = subject(s, "pim", IA).await;
+    let quy = subject(s, "quy", IA).await;
+    s.ingest(vec![
+        featured(s, oda, "o", IA, vec![declare("18-24")]),
+        featured(s, pim, "p", IA, vec![declare("18-24")]),
+    ])
+    .await
+    .unwrap();
+    let (o, p) = (b.dense(oda).await.unwrap(), b.dense(pim).await.unwrap());
+    assert_ne!(o, p);
+    assert!(b.dense(quy).await.is_none());
+    let record = |members: Vec<u32>| {
+        let mut r = report("acme", "2026-11", 1, 0);
+        r.members = membership::encode(members);
+        r
+    };
+    // Several chunks; oda in the first, pim not.
+    let r1 = s
+        .record_report(record(vec![o, 70_000, 140_001, 200_000]))
+        .await
+        .unwrap();
+    // A dense first chunk (a bitset) holding pim and not oda.
+    let crowd: Vec<u32> = (0..6_000u32)
+        .map(|i| i * 10)
+        .chain([p, 65_540])
+        .filter(|d| *d != o)
+        .collect();
+    assert_eq!(
+        membership::encode(crowd.clone())[0].1[0],
+        1,
+        "a bitset chunk"
+    );
+    let r2 = s.record_report(record(crowd)).await.unwrap();
+    let r3 = s.record_report(record(vec![o, p])).await.unwrap();
+    let ids = |v: Vec<candor_store::ReportRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.subject_reports(oda).await.unwrap()),
+        vec![r3.id, r1.id]
+    );
+    assert_eq!(
+        ids(s.subject_reports(pim).await.unwrap()),
+        vec![r3.id, r2.id]
+    );
+    assert!(s.subject_reports(quy).await.unwrap().is_empty());
+    assert_eq!(s.subject_reports(oda).await.unwrap()[1], r1);
+    // Membership outlives the features (withdrawal keeps the number).
+    s.apply_consent(command(s, "oda", &[("insights", Action::Withdraw)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(s.subject_reports(oda).await.unwrap()),
+        vec![r3.id, r1.id]
+    );
+    store.shutdown().await;
+}
