@@ -532,7 +532,7 @@ pub fn evaluate(
         .unwrap_or(1)
         .clamp(1, index.shards.len());
     let per = index.shards.len().div_ceil(threads);
-    let partials: Vec<(HashMap<u32, (i64, i64)>, Vec<u32>)> = std::thread::scope(|s| {
+    let partials: Vec<(Acc, Vec<u32>)> = std::thread::scope(|s| {
         let handles: Vec<_> = index
             .shards
             .chunks(per)
@@ -603,6 +603,9 @@ pub fn evaluate(
     }
     Evaluation { exact, members }
 }
+
+/// Per packed group key: (distinct subjects, clamped sum in grid units).
+type Acc = HashMap<u32, (i64, i64)>;
 
 /// Per-thread scratch space, reused across subjects.
 #[derive(Default)]
