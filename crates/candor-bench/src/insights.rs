@@ -114,7 +114,15 @@ fn pick(rng: &mut ChaCha8Rng, w: &[f64]) -> usize {
 fn populate(ix: &FeatureIndex, n: usize, seed: u64, csv: Option<&Path>) -> Result<(Truth, usize)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let weights = category_weights();
-    let cats: Vec<Category> = (0..CATS)
+    // Names are unrelated to popularity (as real category names are): a library that keeps
+    // "the first k groups" by name must not be favoured by the way the data was generated.
+    let mut names: Vec<usize> = (0..CATS).collect();
+    let mut shuffle = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    for i in (1..CATS).rev() {
+        names.swap(i, shuffle.gen_range(0..=i));
+    }
+    let cats: Vec<Category> = names
+        .iter()
         .map(|i| Category::parse(&format!("cat{i:02}")))
         .collect::<Option<_>>()
         .context("category names")?;

@@ -18,6 +18,11 @@
 //! durably has committed, and always with the *absolute* stored count (never a delta), so
 //! replaying a write or reloading at start is idempotent.
 //!
+//! **Retention.** Features are history, so they expire: the store's retention pass deletes
+//! the rows of days past the insights purpose's retention and then calls
+//! [`FeatureIndex::prune_before`], so the index never answers from a day the tables no
+//! longer hold. Declared fields are current state, not history, and do not expire.
+//!
 //! **Consent.** The index does not decide eligibility: every scan asks the consent index
 //! whether the subject grants the insights purpose *now*, so a withdrawal removes the
 //! subject from the next answer even before the store deletes their features.
@@ -103,6 +108,11 @@ impl Category {
 pub struct Day(u32);
 
 impl Day {
+    /// The first day the index can hold (2000-01-01).
+    pub const MIN: Day = Day(DAY_BASE);
+    /// The last day the index can hold.
+    pub const MAX: Day = Day(DAY_BASE + u16::MAX as u32 - 1);
+
     pub fn from_days(days: u32) -> Option<Self> {
         (DAY_BASE..DAY_BASE + u32::from(u16::MAX))
             .contains(&days)
@@ -377,6 +387,54 @@ impl FeatureIndex {
         self.shard(subject).write().remove(subject);
     }
 
+    /// Removes every daily feature of a day before `day`, in every shard, and returns how
+    /// many were removed (retention). Subjects left with no feature and no declared field
+    /// are dropped, so that the index holds what a reload of the pruned tables would.
+    pub fn prune_before(&self, day: Day) -> usize {
+        let first_kept = day.offset();
+        self.retain_feats(|f| f.day >= first_kept)
+    }
+
+    /// Removes every daily feature, as [`FeatureIndex::prune_before`] does for old ones
+    /// (retention when the insights purpose has no retention period: nothing is kept).
+    pub fn clear_activity(&self) -> usize {
+        self.retain_feats(|_| false)
+    }
+
+    fn retain_feats(&self, keep: impl Fn(&Feat) -> bool) -> usize {
+        let mut removed = 0;
+        for shard in &self.shards {
+            // One shard's write lock at a time, as ingestion takes it: a concurrent scan
+            // waits for one shard, never for the whole pass.
+            shard.write().retain(|_, e| {
+                let before = e.feats.len();
+                e.feats.retain(|f| keep(f));
+                removed += before - e.feats.len();
+                !e.feats.is_empty() || e.declared.iter().any(|v| *v != 0)
+            });
+        }
+        removed
+    }
+
+    /// The declared fields the subject shares, as (field, value) in schema order (fields
+    /// not shared are left out).
+    pub fn declared_of(&self, subject: &SubjectId) -> Vec<(String, String)> {
+        let shard = self.shard(subject).read();
+        let Some(e) = shard.get(subject) else {
+            return Vec::new();
+        };
+        self.schema
+            .declared
+            .iter()
+            .zip(e.declared)
+            .filter_map(|(f, slot)| {
+                // Slots hold value index + 1; 0 is "not shared".
+                let vi = usize::from(slot).checked_sub(1)?;
+                Some((f.name.clone(), f.values.get(vi)?.clone()))
+            })
+            .collect()
+    }
+
     /// The subject's stored features (for tests and the transparency API).
     pub fn features_of(&self, subject: &SubjectId) -> Vec<DailyFeature> {
         let names = self.category_names();
@@ -470,6 +528,97 @@ mod tests {
     }
 
     #[test]
+    fn pruning_removes_old_days_in_every_shard() {
+        let ix = FeatureIndex::new(schema()).unwrap();
+        // Enough subjects that several shards hold some.
+        let subjects: Vec<SubjectId> = (0..200).map(|_| SubjectId::random()).collect();
+        for (i, s) in subjects.iter().enumerate() {
+            let dense = u32::try_from(i).unwrap();
+            for day in 19_998..=20_001 {
+                ix.set_activity(*s, dense, &feat(day, FeatureKind::AppUsed, "games", 1));
+            }
+            ix.set_activity(*s, dense, &feat(19_990, FeatureKind::Browsed, "news", 4));
+        }
+        let used = ix.shards.iter().filter(|s| !s.read().is_empty()).count();
+        assert!(used > 1, "spread over {used} shard(s)");
+        // The first subject keeps nothing but a declared field; the second has nothing else.
+        ix.set_declared(subjects[0], 0, "age_band", Some("18-24"));
+        assert_eq!(ix.stats().daily_rows, 200 * 5);
+
+        let removed = ix.prune_before(Day::from_days(20_000).unwrap());
+        assert_eq!(removed, 200 * 3, "19990, 19998 and 19999 of every subject");
+        for s in &subjects {
+            assert_eq!(
+                ix.features_of(s),
+                vec![
+                    feat(20_000, FeatureKind::AppUsed, "games", 1),
+                    feat(20_001, FeatureKind::AppUsed, "games", 1),
+                ]
+            );
+        }
+        assert_eq!(ix.prune_before(Day::from_days(20_000).unwrap()), 0);
+
+        // Past every feature: subjects with nothing left go, a declared field keeps one.
+        assert_eq!(ix.prune_before(Day::from_days(20_002).unwrap()), 200 * 2);
+        assert_eq!(
+            ix.stats(),
+            IndexStats {
+                subjects: 1,
+                daily_rows: 0,
+                categories: 2
+            }
+        );
+        assert_eq!(ix.shard(&subjects[0]).read()[&subjects[0]].dense, 0);
+        assert!(ix.features_of(&subjects[1]).is_empty());
+
+        ix.set_activity(
+            subjects[1],
+            1,
+            &feat(20_100, FeatureKind::AppUsed, "games", 2),
+        );
+        assert_eq!(ix.prune_before(Day::MIN), 0);
+        assert_eq!(ix.clear_activity(), 1);
+        assert_eq!(ix.stats().subjects, 1);
+    }
+
+    #[test]
+    fn declared_fields_read_back_in_schema_order() {
+        let ix = FeatureIndex::new(Schema {
+            declared: vec![
+                DeclaredField {
+                    name: "age_band".into(),
+                    values: vec!["18-24".into(), "25-34".into()],
+                },
+                DeclaredField {
+                    name: "country".into(),
+                    values: vec!["de".into(), "fr".into()],
+                },
+                DeclaredField {
+                    name: "plan".into(),
+                    values: vec!["free".into(), "paid".into()],
+                },
+            ],
+        })
+        .unwrap();
+        let s = SubjectId::random();
+        assert!(ix.declared_of(&s).is_empty(), "unknown subject");
+        // Set out of schema order; "country" stays unset.
+        ix.set_declared(s, 1, "plan", Some("paid"));
+        ix.set_declared(s, 1, "age_band", Some("25-34"));
+        let pair = |f: &str, v: &str| (f.to_owned(), v.to_owned());
+        assert_eq!(
+            ix.declared_of(&s),
+            vec![pair("age_band", "25-34"), pair("plan", "paid")]
+        );
+        ix.set_declared(s, 1, "age_band", None);
+        ix.set_declared(s, 1, "country", Some("fr"));
+        // A value outside the schema clears the field rather than storing it.
+        ix.set_declared(s, 1, "plan", Some("gold"));
+        assert_eq!(ix.declared_of(&s), vec![pair("country", "fr")]);
+        assert!(ix.declared_of(&SubjectId::random()).is_empty());
+    }
+
+    #[test]
     fn names_and_days_are_checked() {
         assert!(Category::parse("Health_Fitness").is_some());
         assert_eq!(Category::parse("A").unwrap().as_str(), "a");
@@ -477,6 +626,10 @@ mod tests {
         assert!(Category::parse("has space").is_none());
         assert!(Category::parse(&"x".repeat(65)).is_none());
         assert!(Day::from_ms(0).is_none());
+        assert_eq!(Day::from_days(Day::MIN.days()), Some(Day::MIN));
+        assert_eq!(Day::from_days(Day::MAX.days()), Some(Day::MAX));
+        assert!(Day::from_days(Day::MIN.days() - 1).is_none());
+        assert!(Day::from_days(Day::MAX.days() + 1).is_none());
         assert_eq!(Day::from_ms(1_764_374_400_000).unwrap().days(), 20_421);
         let bad = Schema {
             declared: vec![DeclaredField {

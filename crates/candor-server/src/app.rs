@@ -147,8 +147,15 @@ impl Application {
             .as_ref()
             .and_then(|p| opened.catalog.purpose(p))
             .map(|p| p.bit);
+        let insights_retention_ms = settings
+            .insights
+            .purpose
+            .as_ref()
+            .and_then(|p| opened.catalog.purpose(p))
+            .map_or(0, |p| i64::from(p.retention_days) * 86_400_000);
         let state = AppState(Arc::new(Inner {
             insights_bit,
+            insights_retention_ms,
             iab,
             sources: Sources::new(&settings.sources),
             subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),

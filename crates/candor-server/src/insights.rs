@@ -334,13 +334,17 @@ fn render(c: &Compiled, a: &Answer, charged: Spend) -> Value {
                 .cloned()
                 .zip(g.key.parts().iter().map(|p| json!(p)))
                 .collect();
-            json!({
+            let mut v = json!({
                 "key": key,
                 "value": g.value,
                 "noiseScale": g.noise_scale,
                 "ci95": [g.ci95.0, g.ci95.1],
-                "count": g.count,
-            })
+            });
+            if let Some(c) = g.count {
+                // sums and means: the noisy group size they paid for anyway
+                v["count"] = json!(c);
+            }
+            v
         })
         .collect();
     let suppressed = match &a.suppressed {

@@ -36,6 +36,8 @@ pub struct Inner {
     pub clock: Clock,
     /// Bit of the insights purpose (`[insights] purpose`), when insights are on.
     pub insights_bit: Option<u8>,
+    /// The insights purpose's retention: events dated before it never become features.
+    pub insights_retention_ms: i64,
 }
 
 impl std::ops::Deref for AppState {

@@ -10,7 +10,12 @@
 //! deletes the subject's feature rows (a withdrawal so nothing is kept; a fresh grant
 //! so rows left over from a time when insights were not configured, and so not deleted
 //! at withdrawal, cannot come back).
+//!
+//! Features also expire: the retention pass deletes the rows of days past the insights
+//! purpose's retention in one transaction and, after it commits, prunes the index to the
+//! same cutoff ([`prune_index`]).
 
+use crate::retention::FeatureCutoff;
 use crate::types::Spend;
 use crate::StoreError;
 use candor_core::{PurposeId, SubjectId};
@@ -109,6 +114,21 @@ impl IndexOp {
             } => index.set_declared(*subject, *dense, field, value.as_deref()),
             IndexOp::Remove(s) => index.remove_subject(s),
         }
+    }
+}
+
+/// Removes from the index the features past retention under `cut` (after the
+/// transaction that deleted their rows has committed); returns how many.
+pub(crate) fn prune_index(index: &FeatureIndex, cut: FeatureCutoff) -> usize {
+    match cut {
+        FeatureCutoff::All => index.clear_activity(),
+        // The index holds no day before its first, and every one before its last.
+        FeatureCutoff::Before(d) if d <= i64::from(Day::MIN.days()) => 0,
+        FeatureCutoff::Before(d) if d > i64::from(Day::MAX.days()) => index.clear_activity(),
+        FeatureCutoff::Before(d) => u32::try_from(d)
+            .ok()
+            .and_then(Day::from_days)
+            .map_or(0, |day| index.prune_before(day)),
     }
 }
 

@@ -99,6 +99,12 @@ pub trait Store: Send + Sync + 'static {
     /// the longest retention (in days since it was received) among its purposes;
     /// purposes missing from `retention_days` keep nothing alive. PostgreSQL drops
     /// whole day partitions when every row in them is past retention.
+    ///
+    /// When insights are configured, also deletes the feature rows of days older than
+    /// the insights purpose's retention (day D is kept while D >= today - retention,
+    /// today being `now_ms`'s UTC day; every row when the purpose has no entry) and then
+    /// prunes this store's feature index to match. On PostgreSQL other nodes' indexes
+    /// keep such features until their own retention pass (hourly on every node).
     async fn retention(
         &self,
         now_ms: i64,

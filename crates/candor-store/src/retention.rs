@@ -10,6 +10,12 @@
 //! The policy is expressed as *tiers*, one per distinct retention period: a row
 //! received before a tier's cutoff whose purposes all lie in that tier's expired set is
 //! past retention. Both backends turn the tiers into one `DELETE ... WHERE` predicate.
+//!
+//! Audience-insight features (when insights are configured) expire by the insights
+//! purpose's retention alone: they exist only for that purpose. A feature is counted from
+//! its UTC day, the day the activity it sums happened, so the feature of day D is kept
+//! while D >= today - retention ([`FeatureCutoff`]). As for events, a missing period keeps
+//! nothing alive.
 
 use candor_core::PurposeId;
 use std::collections::HashMap;
@@ -62,6 +68,27 @@ pub(crate) fn tiers(
         .collect()
 }
 
+/// Which insight features are past retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FeatureCutoff {
+    /// Features of days (since the Unix epoch) before this one.
+    Before(i64),
+    /// Every feature: the insights purpose has no retention period.
+    All,
+}
+
+/// The features past retention as of `now_ms` under the insights purpose's retention.
+pub(crate) fn feature_cutoff(
+    now_ms: i64,
+    days: &HashMap<PurposeId, u32>,
+    purpose: &PurposeId,
+) -> FeatureCutoff {
+    match days.get(purpose) {
+        Some(d) => FeatureCutoff::Before(now_ms.div_euclid(DAY_MS) - i64::from(*d)),
+        None => FeatureCutoff::All,
+    }
+}
+
 /// Whether a row is past retention under `tiers` (the reference the SQL must match).
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn expired(tiers: &[Tier], received_ms: i64, purposes: u64) -> bool {
@@ -90,5 +117,26 @@ mod tests {
         // A purpose that is not configured (bit 5) keeps nothing alive.
         assert!(expired(&t, at(0), 0b10_0000));
         assert!(!expired(&t, at(0), 0b10_0001));
+    }
+
+    #[test]
+    fn features_expire_by_the_insights_purpose_alone() {
+        let i = PurposeId::parse("insights").unwrap();
+        let days = HashMap::from([(i.clone(), 30u32)]);
+        // Any instant of day 1000 keeps day 970 and drops day 969.
+        for now in [1_000 * DAY_MS, 1_001 * DAY_MS - 1] {
+            assert_eq!(feature_cutoff(now, &days, &i), FeatureCutoff::Before(970));
+        }
+        let zero = HashMap::from([(i.clone(), 0u32)]);
+        assert_eq!(
+            feature_cutoff(1_000 * DAY_MS, &zero, &i),
+            FeatureCutoff::Before(1_000),
+            "today is kept"
+        );
+        let other = PurposeId::parse("analytics").unwrap();
+        assert_eq!(
+            feature_cutoff(1_000 * DAY_MS, &HashMap::from([(other, 365)]), &i),
+            FeatureCutoff::All
+        );
     }
 }

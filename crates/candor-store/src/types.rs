@@ -152,6 +152,10 @@ pub struct RetentionReport {
     pub events_deleted: u64,
     /// Whole day partitions of events dropped (PostgreSQL only).
     pub partitions_dropped: u64,
+    /// Insight feature rows deleted (0 when insights are not configured). This node's
+    /// feature index is pruned to the same cutoff; other PostgreSQL nodes prune theirs in
+    /// their own retention pass.
+    pub features_deleted: u64,
 }
 
 /// Privacy loss in fixed point so accounting is exact integer arithmetic (no float drift):

@@ -344,9 +344,14 @@ fn gate(
     let payload = m.payload(&message_id);
     // Features for audience insights, only from events the subject allowed for that
     // purpose (and only parsed for the data categories that can yield any).
+    // A claimed time outside (now - retention, now + 1 day] would make a feature retention
+    // deletes at once, or one dated in the future: the event is stored, the feature is not.
+    let in_window = event_ms > now - st.insights_retention_ms && event_ms <= now + 86_400_000;
     let features = match st.insights_bit {
         Some(bit)
-            if narrowed.contains(bit) && st.settings.insights.rules.wants(category.as_str()) =>
+            if in_window
+                && narrowed.contains(bit)
+                && st.settings.insights.rules.wants(category.as_str()) =>
         {
             match serde_json::from_str::<serde_json::Value>(m.raw) {
                 Ok(v) => st.settings.insights.rules.extract(

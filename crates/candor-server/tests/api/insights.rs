@@ -602,3 +602,30 @@ async fn withdrawing_ads_insights_leaves_the_next_answer_and_transparency_shows_
     assert_eq!(v1["features"][0]["category"], "health_fitness");
     assert!(ids(&view("never").await).is_empty());
 }
+
+#[tokio::test]
+async fn events_dated_outside_the_retention_window_make_no_features() {
+    let app = spawn_with(CONFIG).await;
+    app.consent(
+        "old",
+        json!({"analytics": "grant", "ads_insights": "grant"}),
+    )
+    .await;
+    let now = app.state.now_ms();
+    let at = |ms: i64, id: &str| {
+        json!({"type": "track", "event": "App Session", "anonymousId": "old", "messageId": id,
+               "properties": {"app_category": "games"},
+               "timestamp": candor_server::segment::format_time(ms)})
+    };
+    // ads_insights keeps 180 days: 400 days ago and 3 days ahead are stored but not features
+    let r = app
+        .batch(vec![
+            at(now - 400 * 86_400_000, "a"),
+            at(now + 3 * 86_400_000, "b"),
+        ])
+        .await;
+    assert_eq!(r["accepted"], 2, "{r}");
+    assert_eq!(app.state.store.features().stats().daily_rows, 0);
+    app.batch(vec![at(now - 86_400_000, "c")]).await;
+    assert_eq!(app.state.store.features().stats().daily_rows, 1);
+}

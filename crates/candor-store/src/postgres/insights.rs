@@ -50,9 +50,20 @@
 //! that window. Deleted rows (withdrawals) are handled by the consent path above;
 //! un-sharing a declared field leaves a NULL tombstone instead of deleting, so it travels
 //! the same way as any other update.
+//!
+//! **Retention** deletes feature rows by day ([`prune`]) and does not tell other nodes:
+//! each node prunes its own index in its own retention pass, which every node runs
+//! hourly, with the same cutoff. Until then another node may still answer from features
+//! this node already deleted, normally for less than an hour past their retention (a
+//! failed pass retries an hour later); a refresh never brings deleted rows back (it reads
+//! rows, and they are gone), so after its own pass a node's index holds no day past
+//! retention. This node prunes under the [`FeatureSync`] lock, after the delete has
+//! committed, so a refresh or featured ingest group that read rows before the delete
+//! publishes them before the prune, not after it.
 
 use super::{cache, sql, Shared};
 use crate::insights::{self, IndexOp, Insights, MAX_COUNT};
+use crate::retention::FeatureCutoff;
 use crate::types::*;
 use crate::StoreError;
 use candor_core::idhash::{IdMap, IdSet};
@@ -304,6 +315,32 @@ pub(crate) async fn delete_features<C: GenericClient>(
     )
     .await?;
     Ok(())
+}
+
+/// Deletes the feature rows past retention under `cut` (one autocommitted statement),
+/// then prunes this node's index to match; returns the rows deleted. See the module
+/// docs for other nodes.
+pub(crate) async fn prune(shared: &Shared, cut: FeatureCutoff) -> Result<u64, StoreError> {
+    let deleted = {
+        let client = shared.pool.get().await?;
+        match cut {
+            FeatureCutoff::Before(day) => {
+                sql::execute(
+                    &client,
+                    "DELETE FROM insight_features WHERE day < $1::int8",
+                    &[&day],
+                )
+                .await?
+            }
+            FeatureCutoff::All => {
+                sql::execute(&client, "DELETE FROM insight_features", &[]).await?
+            }
+        }
+    };
+    // The connection is back in the pool before the lock is taken (see `refresh`).
+    let _sync = shared.feature_sync.lock().await;
+    insights::prune_index(&shared.features, cut);
+    Ok(deleted)
 }
 
 /// Reads what changed since the last refresh (everything, the first time) and

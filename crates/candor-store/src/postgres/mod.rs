@@ -388,7 +388,12 @@ impl Store for PostgresStore {
         retention_days: &HashMap<PurposeId, u32>,
     ) -> Result<RetentionReport, StoreError> {
         let tiers = crate::retention::tiers(now_ms, retention_days, &self.shared.bits);
-        retention::run(&self.shared, now_ms, &tiers).await
+        let features = self
+            .shared
+            .insights
+            .as_ref()
+            .map(|i| crate::retention::feature_cutoff(now_ms, retention_days, &i.purpose));
+        retention::run(&self.shared, now_ms, &tiers, features).await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

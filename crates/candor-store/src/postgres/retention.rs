@@ -6,14 +6,34 @@
 //! purposes, and the partition is dropped without reading a row. Partitions young
 //! enough that only some rows may be past retention get a `DELETE`; a past day's
 //! partition left empty is then dropped too. Old de-duplication partitions go as well.
+//!
+//! With insights, feature rows of days past the insights purpose's retention are deleted
+//! too, and this node's feature index pruned to match (`super::insights::prune`). Other
+//! nodes' indexes keep those features until their own pass, which every node runs
+//! (hourly); their refreshes never bring deleted rows back, so after a node's own pass its
+//! index holds no day that pass found past retention.
 
 use super::partitions::{self, day_of_ms, Table};
 use super::{sql, Shared};
-use crate::retention::{Tier, DAY_MS};
+use crate::retention::{FeatureCutoff, Tier, DAY_MS};
 use crate::types::RetentionReport;
 use crate::StoreError;
 
+/// Deletes what is past retention; `features` is `None` when insights are off.
 pub async fn run(
+    shared: &Shared,
+    now_ms: i64,
+    tiers: &[Tier],
+    features: Option<FeatureCutoff>,
+) -> Result<RetentionReport, StoreError> {
+    let mut report = events(shared, now_ms, tiers).await?;
+    if let Some(cut) = features {
+        report.features_deleted = super::insights::prune(shared, cut).await?;
+    }
+    Ok(report)
+}
+
+async fn events(
     shared: &Shared,
     now_ms: i64,
     tiers: &[Tier],

@@ -347,8 +347,17 @@ impl Store for SqliteStore {
         retention_days: &HashMap<PurposeId, u32>,
     ) -> Result<RetentionReport, StoreError> {
         let tiers = crate::retention::tiers(now_ms, retention_days, &self.shared.bits);
-        self.submit(|tx| writer::Job::Retention { tiers, reply: tx })
-            .await
+        let features = self
+            .shared
+            .insights
+            .as_ref()
+            .map(|i| crate::retention::feature_cutoff(now_ms, retention_days, &i.purpose));
+        self.submit(|tx| writer::Job::Retention {
+            tiers,
+            features,
+            reply: tx,
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

@@ -21,7 +21,7 @@ use super::sweep::Sweeper;
 use super::Shared;
 use crate::dedup::DedupWindow;
 use crate::insights::IndexOp;
-use crate::retention::Tier;
+use crate::retention::{FeatureCutoff, Tier};
 use crate::types::*;
 use crate::StoreError;
 use candor_core::consent::{self, ConsentStatus, Current};
@@ -47,9 +47,11 @@ pub(crate) enum Job {
     Sweep {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Delete events past retention (see `crate::retention`).
+    /// Delete events and (with insights) features past retention (see
+    /// `crate::retention`).
     Retention {
         tiers: Vec<Tier>,
+        features: Option<FeatureCutoff>,
         reply: oneshot::Sender<Result<RetentionReport, StoreError>>,
     },
     Advertiser {
@@ -231,8 +233,18 @@ pub(crate) fn run(
                     sweep_pending = false;
                     let _ = reply.send(res);
                 }
-                Job::Retention { tiers, reply } => {
-                    let _ = reply.send(super::retention::run(&w.conn, &tiers));
+                Job::Retention {
+                    tiers,
+                    features,
+                    reply,
+                } => {
+                    let res = super::retention::run(&w.conn, &tiers, features);
+                    // After COMMIT, and on this thread, so no write can land between the
+                    // delete and the prune: the index matches the tables again.
+                    if let (Ok(_), Some(cut)) = (&res, features) {
+                        crate::insights::prune_index(&w.shared.features, cut);
+                    }
+                    let _ = reply.send(res);
                 }
                 other => jobs.push(other),
             }

@@ -130,8 +130,20 @@ pub fn insights() -> InsightsOptions {
 
 /// A daily feature `days_ago` days before today.
 pub fn daily(days_ago: i64, kind: FeatureKind, category: &str, count: u32) -> DailyFeature {
+    daily_at(now(), days_ago, kind, category, count)
+}
+
+/// A daily feature `days_ago` days before the day of `clock_ms` (for tests that must not
+/// see the date change under them).
+pub fn daily_at(
+    clock_ms: i64,
+    days_ago: i64,
+    kind: FeatureKind,
+    category: &str,
+    count: u32,
+) -> DailyFeature {
     DailyFeature {
-        day: Day::from_ms(now() - days_ago * DAY_MS).unwrap(),
+        day: Day::from_ms(clock_ms - days_ago * DAY_MS).unwrap(),
         kind,
         category: Category::parse(category).unwrap(),
         count,
@@ -171,6 +183,13 @@ pub fn retention_days() -> HashMap<PurposeId, u32> {
         (PurposeId::parse("personalization").unwrap(), 30),
         (PurposeId::parse("loyalty").unwrap(), 365),
     ])
+}
+
+/// [`retention_days`] with a period for the insights purpose too.
+pub fn retention_days_with_insights(insights_days: u32) -> HashMap<PurposeId, u32> {
+    let mut days = retention_days();
+    days.insert(PurposeId::parse("insights").unwrap(), insights_days);
+    days
 }
 
 /// Polls `f` until it holds or `deadline` passes; no fixed sleeps.

@@ -1,12 +1,12 @@
 //! Audience insights behaviour every backend must have: features written only for what
-//! the insights purpose allows, absolute counts, reload, withdrawal, declared fields,
-//! budget charges and report membership.
+//! the insights purpose allows, absolute counts, reload, withdrawal, retention, declared
+//! fields, budget charges and report membership.
 
 use crate::fixtures::*;
 use crate::harness::Backend;
 use candor_core::consent::Action;
 use candor_core::SubjectId;
-use candor_insights::{membership, FeatureKind};
+use candor_insights::{membership, FeatureDelta, FeatureKind};
 use candor_store::{Advertiser, NewReport, RowOutcome, Spend, Store, StoreError};
 use std::sync::Arc;
 
@@ -176,6 +176,15 @@ pub async fn features_reload_after_reopen(b: &dyn Backend) {
     rows.push(featured(s, users[0], "decl", IA, vec![declare("25-34")]));
     s.ingest(rows).await.unwrap();
     let before: Vec<_> = users.iter().map(|u| features_of(s, u)).collect();
+    let declared_before: Vec<_> = users.iter().map(|u| s.features().declared_of(u)).collect();
+    assert_eq!(
+        declared_before,
+        vec![
+            vec![("age_band".to_owned(), "25-34".to_owned())],
+            vec![],
+            vec![]
+        ]
+    );
     let stats = s.features().stats();
     assert_eq!(stats.subjects, 3);
     assert_eq!(stats.daily_rows, 18);
@@ -186,11 +195,10 @@ pub async fn features_reload_after_reopen(b: &dyn Backend) {
     let s = &*store;
     let after: Vec<_> = users.iter().map(|u| features_of(s, u)).collect();
     assert_eq!(after, before);
+    let declared_after: Vec<_> = users.iter().map(|u| s.features().declared_of(u)).collect();
+    assert_eq!(declared_after, declared_before);
     assert_eq!(s.features().stats(), stats);
-    assert_eq!(
-        b.declared(users[0]).await,
-        vec![("age_band".to_owned(), "25-34".to_owned())]
-    );
+    assert_eq!(b.declared(users[0]).await, declared_before[0]);
     store.shutdown().await;
 }
 
@@ -228,8 +236,13 @@ pub async fn withdrawal_deletes_features(b: &dyn Backend) {
     s.apply_consents_atomically(vec![command(s, "jon", &[("insights", Action::Refuse)])])
         .await
         .unwrap();
+    assert_eq!(
+        s.features().declared_of(&kim),
+        vec![("age_band".to_owned(), "18-24".to_owned())]
+    );
     for gone in [ida, jon] {
         assert!(features_of(s, &gone).is_empty());
+        assert!(s.features().declared_of(&gone).is_empty());
         assert_eq!(b.feature_rows(gone).await, 0);
         assert!(b.declared(gone).await.is_empty());
     }
@@ -322,10 +335,15 @@ pub async fn declared_fields_set_and_clear(b: &dyn Backend) {
     let s = &*store;
     let max = subject(s, "max", IA).await;
     let age = |v: &str| vec![("age_band".to_owned(), v.to_owned())];
+    // The table and the index hold the same shared fields.
+    let both = |s: &dyn Store, who: SubjectId| {
+        let index = s.features().declared_of(&who);
+        async move { (b.declared(who).await, index) }
+    };
     s.ingest(vec![featured(s, max, "d1", IA, vec![declare("25-34")])])
         .await
         .unwrap();
-    assert_eq!(b.declared(max).await, age("25-34"));
+    assert_eq!(both(s, max).await, (age("25-34"), age("25-34")));
     assert_eq!(
         s.features().stats().subjects,
         1,
@@ -334,7 +352,7 @@ pub async fn declared_fields_set_and_clear(b: &dyn Backend) {
     s.ingest(vec![featured(s, max, "d2", IA, vec![undeclare()])])
         .await
         .unwrap();
-    assert!(b.declared(max).await.is_empty());
+    assert_eq!(both(s, max).await, (vec![], vec![]));
     // Within one batch the last word counts.
     s.ingest(vec![
         featured(s, max, "d3", IA, vec![declare("18-24")]),
@@ -343,28 +361,162 @@ pub async fn declared_fields_set_and_clear(b: &dyn Backend) {
     ])
     .await
     .unwrap();
-    assert_eq!(b.declared(max).await, age("25-34"));
+    assert_eq!(both(s, max).await, (age("25-34"), age("25-34")));
     s.ingest(vec![
         featured(s, max, "d6", IA, vec![declare("18-24")]),
         featured(s, max, "d7", IA, vec![undeclare()]),
     ])
     .await
     .unwrap();
-    assert!(b.declared(max).await.is_empty());
+    assert_eq!(both(s, max).await, (vec![], vec![]));
     // Un-sharing what was never shared writes nothing.
     let ned = subject(s, "ned", IA).await;
     s.ingest(vec![featured(s, ned, "n1", IA, vec![undeclare()])])
         .await
         .unwrap();
-    assert!(b.declared(ned).await.is_empty());
+    assert_eq!(both(s, ned).await, (vec![], vec![]));
     s.ingest(vec![featured(s, max, "d8", IA, vec![declare("18-24")])])
+        .await
+        .unwrap();
+    assert_eq!(both(s, max).await, (age("18-24"), age("18-24")));
+    store.shutdown().await;
+    drop(store);
+    // Reloaded from the tables, the index holds the last word, and nothing for ned.
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    assert_eq!(both(s, max).await, (age("18-24"), age("18-24")));
+    assert_eq!(both(s, ned).await, (vec![], vec![]));
+    store.shutdown().await;
+}
+
+/// Features expire with the insights purpose's retention, in the tables and the index
+/// alike; declared fields (current state, not history) do not.
+pub async fn features_expire_with_retention(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    // One clock for the whole test: the features' days are counted from it, so the date
+    // changing while the test runs cannot move them across the cutoff.
+    let t = now();
+    let on = |days_ago, category: &str| daily_at(t, days_ago, FeatureKind::AppUsed, category, 1);
+    let rows = |feats: &[(i64, &str)]| -> Vec<FeatureDelta> {
+        feats
+            .iter()
+            .map(|(d, c)| FeatureDelta::Activity(on(*d, c)))
+            .collect()
+    };
+    let ann = subject(s, "ann", IA).await;
+    let bob = subject(s, "bob", IA).await;
+    let cid = subject(s, "cid", IA).await;
+    let mut bob_rows = rows(&[(31, "games"), (60, "news")]);
+    bob_rows.push(declare("18-24"));
+    s.ingest(vec![
+        // Day 30 is the oldest a 30-day retention keeps; day 31 the newest it drops.
+        featured(
+            s,
+            ann,
+            "a1",
+            IA,
+            rows(&[
+                (0, "games"),
+                (29, "games"),
+                (30, "news"),
+                (31, "news"),
+                (45, "games"),
+            ]),
+        ),
+        featured(s, bob, "b1", IA, bob_rows),
+        featured(s, cid, "c1", IA, rows(&[(90, "games")])),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.features().stats().daily_rows, 8);
+    let events = s.stats().await.unwrap().events;
+
+    let report = s
+        .retention(t, &retention_days_with_insights(30))
+        .await
+        .unwrap();
+    assert_eq!(report.features_deleted, 5, "{report:?}");
+    assert_eq!(report.events_deleted, 0, "the events are recent");
+    assert_eq!(s.stats().await.unwrap().events, events);
+    let ann_kept = vec![on(30, "news"), on(29, "games"), on(0, "games")];
+    assert_eq!(features_of(s, &ann), ann_kept);
+    assert_eq!(b.feature_rows(ann).await, 3);
+    // bob keeps only his declared field; cid, with nothing left, leaves the index.
+    assert!(features_of(s, &bob).is_empty());
+    assert_eq!(b.feature_rows(bob).await, 0);
+    let bob_declared = vec![("age_band".to_owned(), "18-24".to_owned())];
+    assert_eq!(s.features().declared_of(&bob), bob_declared);
+    assert_eq!(b.declared(bob).await, bob_declared);
+    assert_eq!(b.feature_rows(cid).await, 0);
+    // Subjects and rows, not categories: interned names stay (there are few, and a name
+    // says nothing about anyone).
+    let counts = |s: &dyn Store| {
+        let st = s.features().stats();
+        (st.subjects, st.daily_rows)
+    };
+    assert_eq!(counts(s), (2, 3));
+    // Nothing more at the same instant, nor anywhere in its day.
+    let again = s
+        .retention(t - t.rem_euclid(DAY_MS), &retention_days_with_insights(30))
+        .await
+        .unwrap();
+    assert_eq!(again.features_deleted, 0);
+    assert_eq!(counts(s), (2, 3));
+    store.shutdown().await;
+    drop(store);
+
+    // Reloaded from the pruned tables, the index is what it was.
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    assert_eq!(features_of(s, &ann), ann_kept);
+    assert!(features_of(s, &cid).is_empty());
+    assert_eq!(s.features().declared_of(&bob), bob_declared);
+    assert_eq!(counts(s), (2, 3));
+
+    // A day later, day 30 has become day 31.
+    let report = s
+        .retention(t + DAY_MS, &retention_days_with_insights(30))
+        .await
+        .unwrap();
+    assert_eq!(report.features_deleted, 1);
+    assert_eq!(features_of(s, &ann), ann_kept[1..].to_vec());
+    assert_eq!(b.feature_rows(ann).await, 2);
+
+    // New features keep coming in, and a purpose without a retention period keeps none.
+    s.ingest(vec![featured(s, ann, "a2", IA, rows(&[(0, "tools")]))])
+        .await
+        .unwrap();
+    assert_eq!(features_of(s, &ann).len(), 3);
+    let report = s.retention(t + DAY_MS, &retention_days()).await.unwrap();
+    assert_eq!(report.features_deleted, 3);
+    assert!(features_of(s, &ann).is_empty());
+    assert_eq!(b.feature_rows(ann).await, 0);
+    assert_eq!(counts(s), (1, 0), "bob, for his declared field");
+    store.shutdown().await;
+    drop(store);
+
+    let store = b.open_with(Some(insights())).await;
+    assert_eq!(counts(&*store), (1, 0));
+    assert_eq!(store.features().declared_of(&bob), bob_declared);
+    store.shutdown().await;
+
+    // Without insights configured, retention leaves feature rows alone (a new grant is
+    // what deletes leftovers).
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    s.ingest(vec![featured(s, ann, "a3", IA, rows(&[(40, "games")]))])
         .await
         .unwrap();
     store.shutdown().await;
     drop(store);
-    let store = b.open_with(Some(insights())).await;
-    assert_eq!(b.declared(max).await, age("18-24"));
-    assert!(store.features().stats().subjects >= 1);
+    let store = b.open().await;
+    let report = store
+        .retention(t, &retention_days_with_insights(30))
+        .await
+        .unwrap();
+    assert_eq!(report.features_deleted, 0);
+    assert_eq!(b.feature_rows(ann).await, 1);
     store.shutdown().await;
 }
 

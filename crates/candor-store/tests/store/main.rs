@@ -57,6 +57,7 @@ both_backends!(
     insights::withdrawal_deletes_features,
     insights::leftovers_from_unconfigured_times_never_return,
     insights::declared_fields_set_and_clear,
+    insights::features_expire_with_retention,
     insights::budget_charges_are_atomic,
     insights::advertisers_round_trip,
     insights::subject_reports_find_members,

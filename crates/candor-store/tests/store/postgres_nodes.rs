@@ -338,6 +338,62 @@ async fn features_reach_the_other_node_after_refresh() {
     b.shutdown().await;
 }
 
+/// Retention on one node deletes the rows and prunes that node's index; the other node
+/// prunes its own in its own pass (every node runs one), and no refresh in between
+/// brings the deleted rows back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_prunes_its_own_index_in_its_retention_pass() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let ia = &["insights", "analytics"];
+    let a = db.open_store_with(Some(insights())).await;
+    let b = db.open_store_with(Some(insights())).await;
+    let s = a
+        .apply_consent(command(
+            &a,
+            "sia",
+            &[("insights", Action::Grant), ("analytics", Action::Grant)],
+        ))
+        .await
+        .unwrap()
+        .subject;
+    let t = now();
+    let on = |days_ago| daily_at(t, days_ago, FeatureKind::AppUsed, "games", 1);
+    a.ingest(vec![featured(
+        &a,
+        s,
+        "s1",
+        ia,
+        [0, 10, 40]
+            .into_iter()
+            .map(|d| candor_insights::FeatureDelta::Activity(on(d)))
+            .collect(),
+    )])
+    .await
+    .unwrap();
+    b.refresh_features().await.unwrap();
+    let all = vec![on(40), on(10), on(0)];
+    assert_eq!(features_of(&b, &s), all);
+
+    let days = retention_days_with_insights(30);
+    let report = a.retention(t, &days).await.unwrap();
+    assert_eq!(report.features_deleted, 1);
+    assert_eq!(features_of(&a, &s), all[1..].to_vec());
+    // B has not run its pass yet: it still holds the old day, and a refresh neither
+    // removes it nor (the row being gone) could bring it back anywhere.
+    b.refresh_features().await.unwrap();
+    assert_eq!(features_of(&b, &s), all);
+    a.refresh_features().await.unwrap();
+    assert_eq!(features_of(&a, &s), all[1..].to_vec());
+    // B's own pass finds no row left to delete and prunes its index all the same.
+    let report = b.retention(t, &days).await.unwrap();
+    assert_eq!(report.features_deleted, 0);
+    assert_eq!(features_of(&b, &s), all[1..].to_vec());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_charges_through_both_nodes_never_overspend() {
     let Some(db) = Postgres::new().await else {
