@@ -140,6 +140,23 @@ struct Writer {
     sweeper: Sweeper,
     /// The next insight subject number (see `insights::dense`).
     next_dense: u32,
+    /// Subject → insight number, so a stream of events does not look it up per row.
+    /// Cleared when a group rolls back (a number it assigned may not exist then).
+    dense_cache: IdMap<SubjectId, u32>,
+    /// The group's feature changes not yet written (see [`PendingFeatures`]).
+    pending: PendingFeatures,
+}
+
+/// Feature changes of the group's ingest jobs, merged per (subject, day, kind, category):
+/// a stream of events for one app on one day becomes one upsert. They are written before
+/// anything else in the group that touches features runs (a consent job deletes them on
+/// withdrawal, and must see them first) and before COMMIT, so the order of effects is the
+/// order of the jobs. Ingest jobs have no savepoint (a failure rolls back the whole
+/// group), so merging across them cannot outlive a failed job.
+#[derive(Default)]
+struct PendingFeatures {
+    activity: HashMap<(SubjectId, u32, u8, String), (u32, candor_insights::DailyFeature)>,
+    declared: Vec<(SubjectId, u32, candor_insights::FeatureDelta)>,
 }
 
 /// Group commit: wait at most this long for more jobs when a group is small.
@@ -169,6 +186,8 @@ pub(crate) fn run(
         dedup,
         sweeper: Sweeper::default(),
         next_dense,
+        dense_cache: IdMap::default(),
+        pending: PendingFeatures::default(),
     };
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     let mut groups_since_sweep = 0u32;
@@ -315,6 +334,11 @@ impl Writer {
             let mut job_staged = Staged::default();
             match job {
                 Job::Consent { cmds, reply } => {
+                    if let Err(e) = self.flush_features(&mut staged) {
+                        replies.push(Reply::Consent(reply, Err(StoreError::Closed)));
+                        abort = Some(e);
+                        break;
+                    }
                     let res = self.savepoint(|w| {
                         let mut outs = Vec::with_capacity(cmds.len());
                         for c in &cmds {
@@ -359,6 +383,11 @@ impl Writer {
                 Job::Shutdown { reply } => drop(reply.send(())),
             }
         }
+        if abort.is_none() {
+            if let Err(e) = self.flush_features(&mut staged) {
+                abort = Some(e);
+            }
+        }
         let head_written = if self.head != start_head {
             self.conn
                 .execute(
@@ -378,6 +407,8 @@ impl Writer {
         };
         if let Err(msg) = committed {
             let _ = self.conn.execute_batch("ROLLBACK");
+            self.pending = PendingFeatures::default();
+            self.dense_cache.clear();
             self.head = start_head;
             for j in jobs {
                 fail(j, StoreError::Database(msg.clone()));
@@ -706,20 +737,80 @@ impl Writer {
             if !row.features.is_empty() {
                 if let Some(bit) = self.shared.insights.as_ref().map(|i| i.bit) {
                     if allowed.contains(bit) {
-                        let dense = insights::dense(&self.conn, &mut self.next_dense, row.subject)?;
-                        insights::write_features(
-                            &self.conn,
-                            row.subject,
-                            dense,
-                            &row.features,
-                            &mut job.features,
-                        )?;
+                        let dense = match self.dense_cache.get(&row.subject) {
+                            Some(d) => *d,
+                            None => {
+                                let d = insights::dense(
+                                    &self.conn,
+                                    &mut self.next_dense,
+                                    row.subject,
+                                )?;
+                                self.dense_cache.insert(row.subject, d);
+                                d
+                            }
+                        };
+                        self.pending.add(row.subject, dense, &row.features);
                     }
                 }
             }
             out.push(RowOutcome::Stored);
         }
         Ok(out)
+    }
+}
+
+impl PendingFeatures {
+    fn add(&mut self, subject: SubjectId, dense: u32, deltas: &[candor_insights::FeatureDelta]) {
+        use candor_insights::FeatureDelta;
+        for d in deltas {
+            match d {
+                FeatureDelta::Activity(f) => {
+                    let key = (
+                        subject,
+                        f.day.days(),
+                        f.kind.code(),
+                        f.category.as_str().to_owned(),
+                    );
+                    let e = self.activity.entry(key).or_insert_with(|| {
+                        (
+                            dense,
+                            candor_insights::DailyFeature {
+                                count: 0,
+                                ..f.clone()
+                            },
+                        )
+                    });
+                    e.1.count = e.1.count.saturating_add(f.count);
+                }
+                other => self.declared.push((subject, dense, other.clone())),
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Writes the pending feature changes (merged) into the open transaction.
+    fn flush_features(&mut self, staged: &mut Staged) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        for ((subject, ..), (dense, f)) in pending.activity {
+            insights::write_features(
+                &self.conn,
+                subject,
+                dense,
+                std::slice::from_ref(&candor_insights::FeatureDelta::Activity(f)),
+                &mut staged.features,
+            )?;
+        }
+        for (subject, dense, d) in pending.declared {
+            insights::write_features(
+                &self.conn,
+                subject,
+                dense,
+                std::slice::from_ref(&d),
+                &mut staged.features,
+            )?;
+        }
+        Ok(())
     }
 }
 
