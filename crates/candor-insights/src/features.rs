@@ -272,6 +272,10 @@ pub struct FeatureIndex {
     schema: Schema,
     categories: RwLock<Interner>,
     pub(crate) shards: Vec<RwLock<IdMap<SubjectId, Entry>>>,
+    /// First day still kept after the last retention pass ([`FeatureIndex::prune_before`]):
+    /// a write of an older day that arrives late (committed before the pass deleted its
+    /// row, published after) is ignored instead of bringing the day back.
+    floor: std::sync::atomic::AtomicU16,
 }
 
 impl std::fmt::Debug for FeatureIndex {
@@ -289,6 +293,7 @@ impl FeatureIndex {
             schema,
             categories: RwLock::new(Interner::default()),
             shards: (0..SHARDS).map(|_| RwLock::new(IdMap::default())).collect(),
+            floor: std::sync::atomic::AtomicU16::new(0),
         })
     }
 
@@ -331,6 +336,22 @@ impl FeatureIndex {
 
     /// Sets the subject's stored feature to `f.count` (absolute); a count of 0 removes it.
     pub fn set_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature) {
+        self.write_activity(subject, dense, f, false);
+    }
+
+    /// Like [`FeatureIndex::set_activity`], but never lowers a count. A stored count only
+    /// grows while its row lives (rows are deleted, never decremented, and deletions reach
+    /// the index through [`FeatureIndex::remove_subject`] and the retention floor), so
+    /// writers that commit concurrently can publish in any order and the index still ends
+    /// at the last committed value.
+    pub fn raise_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature) {
+        self.write_activity(subject, dense, f, true);
+    }
+
+    fn write_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature, raise: bool) {
+        if f.day.offset() < self.floor.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let Some(cat) = self.intern(&f.category) else {
             return;
         };
@@ -350,6 +371,7 @@ impl FeatureIndex {
             .feats
             .binary_search_by(|x| (x.kc, x.day).cmp(&(feat.kc, feat.day)))
         {
+            Ok(i) if raise => e.feats[i].count = e.feats[i].count.max(feat.count),
             Ok(i) if feat.count == 0 => {
                 e.feats.remove(i);
             }
@@ -392,6 +414,9 @@ impl FeatureIndex {
     /// are dropped, so that the index holds what a reload of the pruned tables would.
     pub fn prune_before(&self, day: Day) -> usize {
         let first_kept = day.offset();
+        // Raise the floor first, so no write of an older day can land behind the pass.
+        self.floor
+            .fetch_max(first_kept, std::sync::atomic::Ordering::AcqRel);
         self.retain_feats(|f| f.day >= first_kept)
     }
 
@@ -513,6 +538,24 @@ mod tests {
         assert_eq!(ix.stats().daily_rows, 2);
         ix.remove_subject(&s);
         assert_eq!(ix.stats().subjects, 0);
+    }
+
+    #[test]
+    fn raising_never_lowers_and_the_retention_floor_holds() {
+        let ix = FeatureIndex::new(schema()).unwrap();
+        let s = SubjectId::random();
+        ix.raise_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 5));
+        ix.raise_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 3)); // late, older
+        assert_eq!(ix.features_of(&s)[0].count, 5);
+        ix.raise_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 8));
+        assert_eq!(ix.features_of(&s)[0].count, 8);
+        assert_eq!(ix.prune_before(Day::from_days(20_001).unwrap()), 1);
+        // a late write of a pruned day does not come back, by either path
+        ix.raise_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 9));
+        ix.set_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 9));
+        assert!(ix.features_of(&s).is_empty());
+        ix.set_activity(s, 1, &feat(20_001, FeatureKind::AppUsed, "games", 1));
+        assert_eq!(ix.features_of(&s).len(), 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!   denominator; for `Sum` they only select (private keys) or threshold (public keys);
 //! - discrete Laplace noise (`mechanism`) on the remaining statistics;
 //! - post-processing (ratios, clamping a mean to `[lo, hi]`, top-k ordering, suppression of
-//!   public groups whose *noisy* count is below `min_noisy_count`).
+//!   groups whose *noisy* count is below `min_noisy_count`).
 //!
 //! Epsilon split: `Count`/`Histogram`/`TopK` spend all of ε on counts; `Sum` and `Mean`
 //! spend ε/2 on counts and ε/2 on sums. A sum pays for a noisy count even with public keys
@@ -118,7 +118,8 @@ pub struct Query {
     pub max_groups_per_subject: u32,
     /// What the query costs: all of it is charged.
     pub budget: Budget,
-    /// Public keys only: hide groups whose noisy count is below this (post-processing).
+    /// Hide groups whose noisy count is below this (post-processing): public keys are
+    /// named as suppressed; for private keys it raises the selection threshold.
     pub min_noisy_count: i64,
 }
 
@@ -372,9 +373,12 @@ pub fn release(
                 .enumerate()
                 .map(|(i, s)| (i as u64, s.0))
                 .collect();
+            // Post-processing: a group that passed selection is still hidden when its
+            // noisy count is below the operator's minimum group size.
             let mut kept: Vec<(usize, i64)> = sel
                 .select(&input)?
                 .into_iter()
+                .filter(|(_, v)| *v >= q.min_noisy_count)
                 .map(|(i, v)| (i as usize, v))
                 .collect();
             kept.sort_unstable();
@@ -382,7 +386,7 @@ pub fn release(
             count_scale = sel.scale();
             count_half = sel.ci95_halfwidth();
             suppressed = Suppressed::Undisclosed {
-                threshold: sel.threshold(),
+                threshold: sel.threshold().max(q.min_noisy_count),
             };
         }
         Some(CountPlan::Public(lap)) => {

@@ -304,8 +304,8 @@ pub struct InsightsSettings {
     /// The purpose whose grant makes a subject's features usable; `None` disables insights
     /// (the catalog has no such purpose).
     pub purpose: Option<PurposeId>,
-    /// Groups whose noisy count is below this are suppressed (public keys); private keys
-    /// use partition selection, whose threshold is at least this.
+    /// Groups whose noisy count is below this are suppressed: named for public keys; for
+    /// private keys it raises the partition-selection threshold (post-processing).
     pub min_group_size: i64,
     /// Lets a build without cryptographically secure noise answer anyway (tests only).
     pub allow_insecure_rng: bool,

@@ -100,7 +100,18 @@ impl IndexOp {
     }
 
     pub fn apply(&self, index: &FeatureIndex) {
+        self.apply_as(index, false);
+    }
+
+    /// Applies the op; with `raise`, activity counts only go up (for writers that publish
+    /// out of commit order: see `FeatureIndex::raise_activity`).
+    pub fn apply_as(&self, index: &FeatureIndex, raise: bool) {
         match self {
+            IndexOp::Activity {
+                subject,
+                dense,
+                feature,
+            } if raise => index.raise_activity(*subject, *dense, feature),
             IndexOp::Activity {
                 subject,
                 dense,

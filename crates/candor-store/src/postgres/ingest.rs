@@ -237,16 +237,34 @@ async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Sta
             .collect(),
         None => Vec::new(),
     };
+    // Activity counts only grow while their row lives, so groups that carry nothing but
+    // activity publish with "raise" and need no ordering among themselves: they commit
+    // concurrently and take the sync lock only to publish (after a retention prune, the
+    // index's floor drops late days). Declared fields are last-writer-wins, so a group
+    // carrying any holds the lock through COMMIT and publishes in commit order (see
+    // `insights`).
+    let declares = featured.iter().any(|(_, ds)| {
+        ds.iter()
+            .any(|d| !matches!(d, candor_insights::FeatureDelta::Activity(_)))
+    });
     let mut features = None;
     if !featured.is_empty() {
-        // Held through COMMIT and the index update (see `insights`).
-        let sync = shared.feature_sync.lock().await;
+        let sync = if declares {
+            Some(shared.feature_sync.lock().await)
+        } else {
+            None
+        };
         let written = super::insights::write(&tx, &featured).await?;
         features = Some((sync, written));
     }
     super::listen::notify(&tx, &linked).await?;
     tx.commit().await?;
-    if let Some((mut sync, written)) = features {
+    if let Some((sync, written)) = features {
+        let raise = sync.is_none();
+        let mut sync = match sync {
+            Some(s) => s,
+            None => shared.feature_sync.lock().await,
+        };
         let versions = written.versions;
         shared.publish_features(
             written.ops.into_iter().map(|op| {
@@ -254,6 +272,7 @@ async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Sta
                 (op, v)
             }),
             &mut sync.retry,
+            raise,
         );
     }
     Ok((outcomes, staged))

@@ -10,13 +10,18 @@
 //! same order. Duplicate keys within a group are summed first (an upsert cannot touch a
 //! row twice). Rows without features cost nothing.
 //!
-//! **Publishing in commit order.** Within one node, the tail of a featured ingest group
-//! (feature upserts → COMMIT → index update) and every refresh run under one async mutex,
-//! [`FeatureSync`]. Two groups that touch the same feature row are ordered by the row
-//! lock, and the mutex makes their index updates follow the same order; a refresh can
-//! neither publish a snapshot older than a group that published before it, nor be
-//! overwritten by a group that committed before its snapshot. The cost is that featured
-//! groups of one node commit one at a time (plain groups still overlap).
+//! **Publishing.** Activity counts only grow while their row lives (rows are deleted,
+//! never decremented), so a group carrying only activity deltas commits without any node
+//! lock and publishes with `FeatureIndex::raise_activity`: whatever order concurrent
+//! groups publish in, the index ends at the highest, i.e. last committed, count. Such a
+//! group takes [`FeatureSync`] only for the moment of publishing. A group carrying
+//! declared fields (last writer wins) holds [`FeatureSync`] from its upserts through
+//! COMMIT and the index update, so those publish in commit order; so does every refresh.
+//! A refresh publishes absolute values from its snapshot and may briefly set a count below
+//! one a concurrent activity group already raised (that group committed after the
+//! snapshot); its row is above the refresh's low-water mark, so the next refresh (every
+//! insight query starts with one) reads it again. A late raise of a day a retention pass
+//! has pruned is dropped by the index's floor.
 //!
 //! **Withdrawal.** A consent transaction that moves the insights purpose deletes the
 //! subject's feature rows (see `crate::insights`), and every node drops the subject from
@@ -440,7 +445,7 @@ async fn refresh_locked(
                 version(r, 6),
             ));
         }
-        shared.publish_features(ops, &mut sync.retry);
+        shared.publish_features(ops, &mut sync.retry, false);
     }
 
     let declared = tx
@@ -477,7 +482,7 @@ async fn refresh_locked(
                 version(r, 4),
             ));
         }
-        shared.publish_features(ops, &mut sync.retry);
+        shared.publish_features(ops, &mut sync.retry, false);
     }
     tx.commit().await?;
 

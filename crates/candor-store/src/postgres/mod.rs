@@ -165,12 +165,13 @@ impl Shared {
         &self,
         ops: impl IntoIterator<Item = (IndexOp, u64)>,
         retry: &mut IdSet<SubjectId>,
+        raise: bool,
     ) {
         let versions = self.versions.lock();
         for (op, read) in ops {
             let s = op.subject();
             if versions.get(&s).copied().unwrap_or(0) <= read {
-                op.apply(&self.features);
+                op.apply_as(&self.features, raise);
             } else {
                 retry.insert(s);
             }
@@ -537,20 +538,20 @@ mod tests {
         let mut retry = IdSet::default();
         // Granted (bit 0) at seq 5; features read as of consent version 5 apply.
         sh.publish_granted(s, PurposeSet::single(0), 5);
-        sh.publish_features([(op(2), 5)], &mut retry);
+        sh.publish_features([(op(2), 5)], &mut retry, false);
         assert_eq!(sh.features.features_of(&s).len(), 1);
         // A withdrawal at seq 6 (deleting the rows) removes the subject...
         sh.publish_granted(s, PurposeSet::EMPTY, 6);
         assert!(sh.features.features_of(&s).is_empty());
         // ...and an update read before it (version 5), published after it, is not
         // applied: the subject is re-read at the next refresh instead.
-        sh.publish_features([(op(3), 5)], &mut retry);
+        sh.publish_features([(op(3), 5)], &mut retry, false);
         assert!(sh.features.features_of(&s).is_empty());
         assert!(retry.contains(&s));
         // After a new grant (seq 7), features read as of it apply, and a late copy of
         // the old withdrawal (a resync snapshot from before the grant) removes nothing.
         sh.publish_granted(s, PurposeSet::single(0), 7);
-        sh.publish_features([(op(1), 7)], &mut retry);
+        sh.publish_features([(op(1), 7)], &mut retry, false);
         sh.publish_granted(s, PurposeSet::EMPTY, 6);
         assert_eq!(sh.features.features_of(&s)[0].count, 1);
     }

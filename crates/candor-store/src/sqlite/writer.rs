@@ -740,11 +740,8 @@ impl Writer {
                         let dense = match self.dense_cache.get(&row.subject) {
                             Some(d) => *d,
                             None => {
-                                let d = insights::dense(
-                                    &self.conn,
-                                    &mut self.next_dense,
-                                    row.subject,
-                                )?;
+                                let d =
+                                    insights::dense(&self.conn, &mut self.next_dense, row.subject)?;
                                 self.dense_cache.insert(row.subject, d);
                                 d
                             }
