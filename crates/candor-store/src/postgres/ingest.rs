@@ -254,7 +254,7 @@ async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Sta
         } else {
             None
         };
-        let written = super::insights::write(&tx, &featured).await?;
+        let written = super::insights::write(shared, &tx, &featured).await?;
         features = Some((sync, written));
     }
     super::listen::notify(&tx, &linked).await?;
@@ -265,6 +265,8 @@ async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Sta
             Some(s) => s,
             None => shared.feature_sync.lock().await,
         };
+        // Committed: their numbers exist for good.
+        shared.dense.lock().extend(written.dense);
         let versions = written.versions;
         shared.publish_features(
             written.ops.into_iter().map(|op| {

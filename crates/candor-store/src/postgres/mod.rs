@@ -134,6 +134,9 @@ pub(crate) struct Shared {
     pub features: Arc<FeatureIndex>,
     /// Orders this node's feature index updates (see `insights`).
     pub feature_sync: tokio::sync::Mutex<insights::FeatureSync>,
+    /// Insight subject numbers known to be committed (they never change once assigned),
+    /// so a featured ingest group needs no round trip to find them.
+    pub dense: Mutex<IdMap<SubjectId, u32>>,
 }
 
 impl Shared {
@@ -253,6 +256,7 @@ impl PostgresStore {
             insights,
             features,
             feature_sync: tokio::sync::Mutex::new(insights::FeatureSync::default()),
+            dense: Mutex::new(IdMap::default()),
         });
         cache::full_resync(&shared, &client).await?;
         drop(client);
@@ -497,6 +501,7 @@ mod tests {
             }),
             features: Arc::new(FeatureIndex::new(candor_insights::Schema::default()).unwrap()),
             feature_sync: tokio::sync::Mutex::new(insights::FeatureSync::default()),
+            dense: Mutex::new(IdMap::default()),
         }
     }
 
