@@ -156,6 +156,7 @@ impl Application {
         let state = AppState(Arc::new(Inner {
             insights_bit,
             insights_retention_ms,
+            insight_scans: tokio::sync::Semaphore::new(1),
             iab,
             sources: Sources::new(&settings.sources),
             subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),

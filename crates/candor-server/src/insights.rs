@@ -238,6 +238,11 @@ pub async fn answer(
             "this build's noise is not cryptographically secure (built without the secure-rng feature)",
         ));
     }
+    let scan = st
+        .insight_scans
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(Code::Unavailable, "the server is shutting down"))?;
     st.store.refresh_features().await?;
     let store = st.store.clone();
     let c = compiled.clone();
@@ -260,6 +265,8 @@ pub async fn answer(
     .await
     .map_err(|_| ApiError::new(Code::Internal, "the query worker failed"))?
     .map_err(|e| insight_error(InsightError::Query(e)))?;
+    // Charges run concurrently (the store makes them atomic); only scans queue.
+    drop(scan);
 
     let now = st.now_ms();
     let period = period_key(&a.period, now);

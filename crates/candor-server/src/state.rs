@@ -38,6 +38,9 @@ pub struct Inner {
     pub insights_bit: Option<u8>,
     /// The insights purpose's retention: events dated before it never become features.
     pub insights_retention_ms: i64,
+    /// Scans running at once. A scan uses every core for up to a second per million
+    /// subjects; queued queries wait here rather than starving ingestion of CPU.
+    pub insight_scans: tokio::sync::Semaphore,
 }
 
 impl std::ops::Deref for AppState {
