@@ -10,7 +10,11 @@
 //! `context.candor.share_in_aggregate: ["age_band", ...]`. A declared trait sent without
 //! that mark *clears* the field: sharing is opt-in per field and revocable per field.
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::features::{Category, DailyFeature, Day, FeatureDelta, FeatureKind, Schema};
 
@@ -21,6 +25,19 @@ pub struct ActivityRule {
     pub data_category: String,
     pub kind: FeatureKind,
     pub property: String,
+}
+
+/// The parts of a message the rules read. The caller has already parsed the message's
+/// top level at the edge; this takes what that parse kept, so ingestion never parses a
+/// message twice (only the small `properties` object, and only when a rule applies).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Parts<'a> {
+    /// `properties` as JSON text (an object), if present.
+    pub properties: Option<&'a str>,
+    /// `traits` (or `context.traits`) of an identify.
+    pub traits: Option<&'a Map<String, Value>>,
+    /// `context.candor.share_in_aggregate`: the declared fields marked shareable.
+    pub share_in_aggregate: &'a [String],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,30 +77,38 @@ impl Rules {
                 .any(|r| r.data_category == data_category)
     }
 
-    /// The feature changes of one message (`msg` is the whole Segment message).
+    /// The feature changes of one message.
     pub fn extract(
         &self,
         schema: &Schema,
         event_type: &str,
         data_category: &str,
         event_ms: i64,
-        msg: &Value,
+        msg: &Parts<'_>,
     ) -> Vec<FeatureDelta> {
         let mut out = Vec::new();
         if matches!(event_type, "track" | "page" | "screen") {
             let Some(day) = Day::from_ms(event_ms) else {
                 return out;
             };
-            for r in self
+            let mut rules = self
                 .activity
                 .iter()
                 .filter(|r| r.data_category == data_category)
-            {
-                let cat = msg
-                    .get("properties")
-                    .and_then(|p| p.get(&r.property))
-                    .and_then(Value::as_str)
-                    .and_then(Category::parse);
+                .peekable();
+            if rules.peek().is_none() {
+                return out;
+            }
+            // Top-level keys only; values stay unparsed until a rule asks for one.
+            let props: HashMap<Cow<'_, str>, &RawValue> = msg
+                .properties
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_default();
+            for r in rules {
+                let cat = props
+                    .get(r.property.as_str())
+                    .and_then(|v| serde_json::from_str::<Cow<'_, str>>(v.get()).ok())
+                    .and_then(|s| Category::parse(&s));
                 if let Some(category) = cat {
                     out.push(FeatureDelta::Activity(DailyFeature {
                         day,
@@ -95,15 +120,8 @@ impl Rules {
             }
         }
         if event_type == "identify" && data_category == self.declared_category {
-            let traits = msg
-                .get("traits")
-                .or_else(|| msg.get("context").and_then(|c| c.get("traits")));
-            let shared: Vec<&str> = msg
-                .pointer("/context/candor/share_in_aggregate")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if let Some(traits) = traits.and_then(Value::as_object) {
+            let shared = msg.share_in_aggregate;
+            if let Some(traits) = msg.traits {
                 for f in &schema.declared {
                     let Some(v) = traits.get(&f.name) else {
                         continue;
@@ -114,9 +132,7 @@ impl Rules {
                         _ => None,
                     };
                     match value {
-                        Some(value)
-                            if shared.contains(&f.name.as_str()) && f.values.contains(&value) =>
-                        {
+                        Some(value) if shared.contains(&f.name) && f.values.contains(&value) => {
                             out.push(FeatureDelta::Declare {
                                 field: f.name.clone(),
                                 value,
@@ -150,11 +166,31 @@ mod tests {
 
     const T: i64 = 1_764_374_400_000; // 2025-11-29
 
+    /// Extracts from a whole message, taking its parts as the ingestion edge does.
+    fn ex(r: &Rules, ty: &str, cat: &str, t: i64, m: &Value) -> Vec<FeatureDelta> {
+        let props = m.get("properties").map(Value::to_string);
+        let share: Vec<String> = m
+            .pointer("/context/candor/share_in_aggregate")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let parts = Parts {
+            properties: props.as_deref(),
+            traits: m.get("traits").and_then(Value::as_object),
+            share_in_aggregate: &share,
+        };
+        r.extract(&schema(), ty, cat, t, &parts)
+    }
+
     #[test]
     fn activity_follows_the_rules() {
         let r = Rules::default();
         let m = json!({"type": "track", "event": "App Session", "properties": {"app_category": "Games"}});
-        let got = r.extract(&schema(), "track", "app_usage", T + 5, &m);
+        let got = ex(&r, "track", "app_usage", T + 5, &m);
         assert_eq!(
             got,
             vec![FeatureDelta::Activity(DailyFeature {
@@ -165,20 +201,12 @@ mod tests {
             })]
         );
         // wrong data category, missing or invalid property, identify: nothing
-        assert!(r.extract(&schema(), "track", "contact", T, &m).is_empty());
+        assert!(ex(&r, "track", "contact", T, &m).is_empty());
         let bad = json!({"properties": {"app_category": "no spaces allowed"}});
-        assert!(r
-            .extract(&schema(), "track", "app_usage", T, &bad)
-            .is_empty());
-        assert!(r
-            .extract(&schema(), "identify", "app_usage", T, &m)
-            .is_empty());
+        assert!(ex(&r, "track", "app_usage", T, &bad).is_empty());
+        assert!(ex(&r, "identify", "app_usage", T, &m).is_empty());
         let page = json!({"properties": {"category": "sports"}});
-        assert_eq!(
-            r.extract(&schema(), "page", "browsing_categories", T, &page)
-                .len(),
-            1
-        );
+        assert_eq!(ex(&r, "page", "browsing_categories", T, &page).len(), 1);
         assert!(r.wants("app_usage") && r.wants("declared_profile") && !r.wants("contact"));
     }
 
@@ -188,7 +216,7 @@ mod tests {
         let shared = json!({"traits": {"age_band": "25-34", "shoe": 42},
             "context": {"candor": {"share_in_aggregate": ["age_band"]}}});
         assert_eq!(
-            r.extract(&schema(), "identify", "declared_profile", T, &shared),
+            ex(&r, "identify", "declared_profile", T, &shared),
             vec![FeatureDelta::Declare {
                 field: "age_band".into(),
                 value: "25-34".into()
@@ -199,15 +227,13 @@ mod tests {
             "context": {"candor": {"share_in_aggregate": ["age_band"]}}});
         for m in [unshared, off] {
             assert_eq!(
-                r.extract(&schema(), "identify", "declared_profile", T, &m),
+                ex(&r, "identify", "declared_profile", T, &m),
                 vec![FeatureDelta::Undeclare {
                     field: "age_band".into()
                 }]
             );
         }
         let absent = json!({"traits": {"name": "x"}});
-        assert!(r
-            .extract(&schema(), "identify", "declared_profile", T, &absent)
-            .is_empty());
+        assert!(ex(&r, "identify", "declared_profile", T, &absent).is_empty());
     }
 }

@@ -37,6 +37,12 @@ pub struct Message<'a> {
     pub sent_at_ms: Option<i64>,
     /// `context.consent.categoryPreferences`, purposes the client says are off.
     pub client_refused: Vec<String>,
+    /// `properties` as JSON text (an object), for the insights feature rules.
+    pub properties: Option<&'a str>,
+    /// An identify's `traits` (or else `context.traits`), for declared insight fields.
+    pub traits: Option<Map<String, Value>>,
+    /// `context.candor.share_in_aggregate`: declared fields the person shares in aggregate.
+    pub share_in_aggregate: Vec<String>,
     /// The message's JSON text.
     pub raw: &'a str,
     /// The message carries a `writeKey`, which must not be stored.
@@ -218,21 +224,37 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message<'_
     if kind == EventKind::Group && id_field(&f, "groupId")?.is_none() {
         return Err(invalid("group needs a groupId"));
     }
-    is_object(&f, "properties")?;
+    let properties = is_object(&f, "properties")?
+        .then(|| f.get("properties").map(|r| r.get()))
+        .flatten();
     is_object(&f, "integrations")?;
-    let email = match kind {
-        EventKind::Identify => match object_field(&f, "traits")? {
-            Some(t) => obj_id(&t, "email", "traits.email")?,
-            None => None,
-        },
+    let mut traits = match kind {
+        EventKind::Identify => object_field(&f, "traits")?,
         _ => {
             is_object(&f, "traits")?;
             None
         }
     };
+    let email = match &traits {
+        Some(t) => obj_id(t, "email", "traits.email")?,
+        None => None,
+    };
     let mut device_id = None;
     let mut client_refused = Vec::new();
-    if let Some(ctx) = object_field(&f, "context")? {
+    let mut share_in_aggregate = Vec::new();
+    if let Some(mut ctx) = object_field(&f, "context")? {
+        // Not validated: an unknown shape shares nothing (opt-in), it is not an error.
+        if let Some(Value::Array(a)) = ctx.get("candor").and_then(|c| c.get("share_in_aggregate")) {
+            share_in_aggregate = a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+        }
+        if kind == EventKind::Identify && traits.is_none() {
+            if let Some(Value::Object(t)) = ctx.remove("traits") {
+                traits = Some(t);
+            }
+        }
         match ctx.get("device") {
             None | Some(Value::Null) => {}
             Some(Value::Object(dev)) => device_id = obj_id(dev, "id", "context.device.id")?,
@@ -276,6 +298,9 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message<'_
         device_id,
         name,
         client_refused,
+        properties,
+        traits,
+        share_in_aggregate,
         has_write_key: f.contains_key("writeKey"),
         raw,
     })

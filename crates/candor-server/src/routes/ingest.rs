@@ -353,16 +353,17 @@ fn gate(
                 && narrowed.contains(bit)
                 && st.settings.insights.rules.wants(category.as_str()) =>
         {
-            match serde_json::from_str::<serde_json::Value>(m.raw) {
-                Ok(v) => st.settings.insights.rules.extract(
-                    st.store.features().schema(),
-                    m.kind.as_str(),
-                    category.as_str(),
-                    event_ms,
-                    &v,
-                ),
-                Err(_) => Vec::new(),
-            }
+            st.settings.insights.rules.extract(
+                st.store.features().schema(),
+                m.kind.as_str(),
+                category.as_str(),
+                event_ms,
+                &candor_insights::extract::Parts {
+                    properties: m.properties,
+                    traits: m.traits.as_ref(),
+                    share_in_aggregate: &m.share_in_aggregate,
+                },
+            )
         }
         _ => Vec::new(),
     };
