@@ -164,6 +164,12 @@ pub(crate) const MAX_COUNT: i64 = u32::MAX as i64;
 
 /// Checks a charge of `cost` on top of `spent` against `budget`; returns the total
 /// after it. Refuses a negative cost (it would refund budget).
+/// The columns both backends read a report with (in `report_row` order).
+pub(crate) const REPORT_COLS: &str =
+    "r.id, r.advertiser_id, r.period, r.time_ms, r.cost_epsilon_nano,
+    r.cost_delta_atto, r.purpose, r.query_json, r.answer_json, r.spent_epsilon_nano,
+    r.spent_delta_atto, r.budget_epsilon_nano, r.budget_delta_atto";
+
 pub(crate) fn charge(budget: Spend, spent: Spend, cost: Spend) -> Result<Spend, StoreError> {
     if cost.epsilon_nano < 0 || cost.delta_atto < 0 {
         return Err(StoreError::Database(

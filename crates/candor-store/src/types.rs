@@ -226,6 +226,24 @@ pub struct NewReport {
     pub members: Vec<(u32, Vec<u8>)>,
 }
 
+impl NewReport {
+    /// The record of this report once stored as `id` (both backends answer with it).
+    pub(crate) fn recorded(&self, id: i64, spent_after: Spend, budget: Spend) -> ReportRecord {
+        ReportRecord {
+            id,
+            advertiser: self.advertiser.clone(),
+            period: self.period.clone(),
+            time_ms: self.time_ms,
+            cost: self.cost,
+            purpose: self.purpose.clone(),
+            query_json: self.query_json.clone(),
+            answer_json: self.answer_json.clone(),
+            spent_after,
+            budget,
+        }
+    }
+}
+
 /// A recorded report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportRecord {

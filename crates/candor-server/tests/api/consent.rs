@@ -191,16 +191,7 @@ async fn ledger_verifies_through_admin_api() {
         )
         .await;
     }
-    let v: Value = app
-        .client
-        .get(app.url("/v1/admin/ledger/verify"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = app.get_bearer("/v1/admin/ledger/verify", ADMIN).await;
     assert_eq!(v, json!({"ok": true, "records": 40}));
 }
 

@@ -164,6 +164,19 @@ impl TestApp {
         body
     }
 
+    /// GET with a bearer token (admin, subject or advertiser), as JSON.
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn stats(&self) -> Value {
         self.client
             .get(self.url("/v1/admin/stats"))

@@ -317,28 +317,10 @@ async fn answers_carry_noise_intervals_and_charges_and_are_audited() {
         .await
         .unwrap();
     assert_eq!(code_of(r).await, (404, "not_found".into()));
-    let budget: Value = app
-        .client
-        .get(app.url("/v1/insights/budget"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let budget: Value = app.get_bearer("/v1/insights/budget", &key).await;
     assert_eq!(budget["spent"]["epsilon"], 1.0);
     // the operator's audit log: every query, its cost and who asked
-    let log: Value = app
-        .client
-        .get(app.url("/v1/admin/insights/reports"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = app.get_bearer("/v1/admin/insights/reports", ADMIN).await;
     let reports = log["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 2);
     assert!(reports.iter().all(|r| r["advertiser"] == "acme"));
@@ -428,27 +410,9 @@ async fn bad_or_forbidden_queries_are_refused_and_charge_nothing() {
         .await
         .unwrap();
     assert_eq!(code_of(r).await.0, 400);
-    let budget: Value = app
-        .client
-        .get(app.url("/v1/insights/budget"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let budget: Value = app.get_bearer("/v1/insights/budget", &key).await;
     assert_eq!(budget["spent"]["epsilon"], 0.0);
-    let log: Value = app
-        .client
-        .get(app.url("/v1/admin/insights/reports"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = app.get_bearer("/v1/admin/insights/reports", ADMIN).await;
     assert_eq!(log["reports"].as_array().unwrap().len(), 0);
 }
 
@@ -486,16 +450,7 @@ async fn concurrent_queries_never_overspend() {
         }
     }
     assert_eq!((ok, refused), (10, 30));
-    let budget: Value = app
-        .client
-        .get(app.url("/v1/insights/budget"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let budget: Value = app.get_bearer("/v1/insights/budget", &key).await;
     assert_eq!(budget["spent"]["epsilon"], 1.0);
     assert_eq!(budget["remaining"]["epsilon"], 0.0);
 }

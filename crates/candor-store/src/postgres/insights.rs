@@ -67,7 +67,7 @@
 //! publishes them before the prune, not after it.
 
 use super::{cache, sql, Shared};
-use crate::insights::{self, IndexOp, Insights, MAX_COUNT};
+use crate::insights::{self, IndexOp, Insights, MAX_COUNT, REPORT_COLS};
 use crate::retention::FeatureCutoff;
 use crate::types::*;
 use crate::StoreError;
@@ -725,23 +725,8 @@ pub(crate) async fn record_report(
         .await?;
     }
     tx.commit().await?;
-    Ok(ReportRecord {
-        id,
-        advertiser: r.advertiser.clone(),
-        period: r.period.clone(),
-        time_ms: r.time_ms,
-        cost: r.cost,
-        purpose: r.purpose.clone(),
-        query_json: r.query_json.clone(),
-        answer_json: r.answer_json.clone(),
-        spent_after: after,
-        budget,
-    })
+    Ok(r.recorded(id, after, budget))
 }
-
-const REPORT_COLS: &str = "r.id, r.advertiser_id, r.period, r.time_ms, r.cost_epsilon_nano,
-    r.cost_delta_atto, r.purpose, r.query_json, r.answer_json, r.spent_epsilon_nano,
-    r.spent_delta_atto, r.budget_epsilon_nano, r.budget_delta_atto";
 
 fn report_row(r: &Row) -> ReportRecord {
     ReportRecord {

@@ -7,7 +7,7 @@
 //! the first's row (in the same group transaction, or after it committed).
 
 use super::blob16;
-use crate::insights::{self, IndexOp, Insights, MAX_COUNT};
+use crate::insights::{self, IndexOp, Insights, MAX_COUNT, REPORT_COLS};
 use crate::types::*;
 use crate::StoreError;
 use candor_core::index::ConsentIndex;
@@ -337,23 +337,8 @@ pub fn record_report(conn: &Connection, r: &NewReport) -> Result<ReportRecord, S
     for (chunk, bits) in &r.members {
         ins.execute(params![i64::from(*chunk), id, bits])?;
     }
-    Ok(ReportRecord {
-        id,
-        advertiser: r.advertiser.clone(),
-        period: r.period.clone(),
-        time_ms: r.time_ms,
-        cost: r.cost,
-        purpose: r.purpose.clone(),
-        query_json: r.query_json.clone(),
-        answer_json: r.answer_json.clone(),
-        spent_after: after,
-        budget,
-    })
+    Ok(r.recorded(id, after, budget))
 }
-
-const REPORT_COLS: &str = "r.id, r.advertiser_id, r.period, r.time_ms, r.cost_epsilon_nano,
-    r.cost_delta_atto, r.purpose, r.query_json, r.answer_json, r.spent_epsilon_nano,
-    r.spent_delta_atto, r.budget_epsilon_nano, r.budget_delta_atto";
 
 fn report_row(r: &Row<'_>) -> Result<ReportRecord, StoreError> {
     Ok(ReportRecord {
