@@ -244,6 +244,9 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::UnknownSubject => ApiError::new(Code::SubjectNotFound, "no such subject"),
             StoreError::UnknownAdvertiser => ApiError::new(Code::NotFound, "no such advertiser"),
+            StoreError::AdvertiserExists => {
+                ApiError::new(Code::AlreadyExists, "an advertiser with this id exists")
+            }
             StoreError::Overspend { .. } => ApiError::new(
                 Code::BudgetExceeded,
                 "the privacy budget does not cover this query; nothing was charged",

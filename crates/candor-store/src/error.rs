@@ -26,6 +26,9 @@ pub enum StoreError {
     /// No such advertiser, or it is disabled.
     #[error("unknown or disabled advertiser")]
     UnknownAdvertiser,
+    /// An advertiser with this id already exists (create only).
+    #[error("an advertiser with this id already exists")]
+    AdvertiserExists,
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -170,6 +170,22 @@ pub(crate) const REPORT_COLS: &str =
     r.cost_delta_atto, r.purpose, r.query_json, r.answer_json, r.spent_epsilon_nano,
     r.spent_delta_atto, r.budget_epsilon_nano, r.budget_delta_atto";
 
+/// What an advertiser write does when the id exists: replace every field (an update),
+/// or nothing, so that a create can report the conflict instead of overwriting.
+pub(crate) fn advertiser_conflict(create: bool) -> &'static str {
+    if create {
+        "ON CONFLICT (advertiser_id) DO NOTHING"
+    } else {
+        "ON CONFLICT (advertiser_id) DO UPDATE SET
+           name = excluded.name, key_hash = excluded.key_hash,
+           budget_epsilon_nano = excluded.budget_epsilon_nano,
+           budget_delta_atto = excluded.budget_delta_atto, period = excluded.period,
+           allowed_features = excluded.allowed_features,
+           allowed_dimensions = excluded.allowed_dimensions, disabled = excluded.disabled,
+           created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"
+    }
+}
+
 pub(crate) fn charge(budget: Spend, spent: Spend, cost: Spend) -> Result<Spend, StoreError> {
     if cost.epsilon_nano < 0 || cost.delta_atto < 0 {
         return Err(StoreError::Database(

@@ -124,6 +124,10 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts an advertiser, or replaces every field of the one with the same id.
     async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError>;
 
+    /// Inserts an advertiser whose id is free; `AdvertiserExists` (and nothing written)
+    /// otherwise, so two concurrent creates cannot both succeed with different keys.
+    async fn create_advertiser(&self, a: Advertiser) -> Result<(), StoreError>;
+
     async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError>;
 
     async fn advertiser_by_key(

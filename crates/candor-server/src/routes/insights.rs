@@ -372,12 +372,6 @@ pub async fn create_advertiser(
     if d.name.is_none() || d.budget.is_none() {
         return Err(invalid("name and budget are required"));
     }
-    if st.store.advertiser(&id).await?.is_some() {
-        return Err(ApiError::new(
-            Code::AlreadyExists,
-            format!("advertiser {id:?} exists"),
-        ));
-    }
     let key = insights::new_api_key();
     let now = st.now_ms();
     let mut a = Advertiser {
@@ -405,7 +399,8 @@ pub async fn create_advertiser(
         updated_ms: now,
     };
     apply(&st, &mut a, AdvertiserDto { id: None, ..d })?;
-    st.store.upsert_advertiser(a.clone()).await?;
+    // Insert-only: a concurrent create of the same id gets 409, never a silent overwrite.
+    st.store.create_advertiser(a.clone()).await?;
     let mut view = advertiser_view(&st, &a).await?;
     view["apiKey"] = json!(key);
     Ok((StatusCode::CREATED, Json(view)))

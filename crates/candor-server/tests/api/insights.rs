@@ -133,6 +133,16 @@ async fn advertiser_keys_reach_only_the_insights_routes() {
             "{method} {path} (basic)"
         );
     }
+    // creating the same id again is a conflict and leaves the first key working
+    let r = app
+        .client
+        .post(app.url("/v1/admin/advertisers"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": "acme", "name": "Impostor", "budget": {"epsilon": 100.0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code_of(r).await, (409, "already_exists".into()));
     // the grant: its own routes answer
     for path in [
         "/v1/insights/schema",

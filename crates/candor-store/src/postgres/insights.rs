@@ -534,23 +534,22 @@ fn version(r: &Row, i: usize) -> u64 {
 
 // ---- advertisers and reports ------------------------------------------------------
 
-pub(crate) async fn upsert_advertiser<C: GenericClient>(
+/// Writes an advertiser: with `create`, only if the id is free (else `AdvertiserExists`);
+/// otherwise inserting or replacing it.
+pub(crate) async fn put_advertiser<C: GenericClient>(
     c: &C,
     a: &Advertiser,
+    create: bool,
 ) -> Result<(), StoreError> {
-    sql::execute(
+    let written = sql::execute(
         c,
-        "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
-           budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
-           created_ms, updated_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (advertiser_id) DO UPDATE SET
-           name = excluded.name, key_hash = excluded.key_hash,
-           budget_epsilon_nano = excluded.budget_epsilon_nano,
-           budget_delta_atto = excluded.budget_delta_atto, period = excluded.period,
-           allowed_features = excluded.allowed_features,
-           allowed_dimensions = excluded.allowed_dimensions, disabled = excluded.disabled,
-           created_ms = excluded.created_ms, updated_ms = excluded.updated_ms",
+        &format!(
+            "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
+               budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
+               created_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {}",
+            insights::advertiser_conflict(create)
+        ),
         &[
             &a.id,
             &a.name,
@@ -566,6 +565,9 @@ pub(crate) async fn upsert_advertiser<C: GenericClient>(
         ],
     )
     .await?;
+    if written == 0 {
+        return Err(StoreError::AdvertiserExists);
+    }
     Ok(())
 }
 

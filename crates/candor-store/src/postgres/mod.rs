@@ -414,7 +414,11 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
-        insights::upsert_advertiser(&self.client().await?, &a).await
+        insights::put_advertiser(&self.client().await?, &a, false).await
+    }
+
+    async fn create_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
+        insights::put_advertiser(&self.client().await?, &a, true).await
     }
 
     async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError> {

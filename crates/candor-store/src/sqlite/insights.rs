@@ -186,33 +186,33 @@ fn dense_of(r: &Row<'_>, i: usize) -> Result<u32, StoreError> {
         .map_err(|_| StoreError::Corrupt("insight subject number".into()))
 }
 
-pub fn upsert_advertiser(conn: &Connection, a: &Advertiser) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
-           budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
-           created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (advertiser_id) DO UPDATE SET
-           name = excluded.name, key_hash = excluded.key_hash,
-           budget_epsilon_nano = excluded.budget_epsilon_nano,
-           budget_delta_atto = excluded.budget_delta_atto, period = excluded.period,
-           allowed_features = excluded.allowed_features,
-           allowed_dimensions = excluded.allowed_dimensions, disabled = excluded.disabled,
-           created_ms = excluded.created_ms, updated_ms = excluded.updated_ms",
-    )?
-    .execute(params![
-        a.id,
-        a.name,
-        &a.key_hash[..],
-        a.budget.epsilon_nano,
-        a.budget.delta_atto,
-        a.period,
-        insights::names_to_json(&a.allowed_features)?,
-        insights::names_to_json(&a.allowed_dimensions)?,
-        a.disabled,
-        a.created_ms,
-        a.updated_ms
-    ])?;
+/// Writes an advertiser: with `create`, only if the id is free (else `AdvertiserExists`);
+/// otherwise inserting or replacing it.
+pub fn put_advertiser(conn: &Connection, a: &Advertiser, create: bool) -> Result<(), StoreError> {
+    let written = conn
+        .prepare_cached(&format!(
+            "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
+               budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
+               created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) {}",
+            insights::advertiser_conflict(create)
+        ))?
+        .execute(params![
+            a.id,
+            a.name,
+            &a.key_hash[..],
+            a.budget.epsilon_nano,
+            a.budget.delta_atto,
+            a.period,
+            insights::names_to_json(&a.allowed_features)?,
+            insights::names_to_json(&a.allowed_dimensions)?,
+            a.disabled,
+            a.created_ms,
+            a.updated_ms
+        ])?;
+    if written == 0 {
+        return Err(StoreError::AdvertiserExists);
+    }
     Ok(())
 }
 

@@ -374,8 +374,21 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
-        self.submit(|tx| writer::Job::Advertiser { a, reply: tx })
-            .await
+        self.submit(|tx| writer::Job::Advertiser {
+            a,
+            create: false,
+            reply: tx,
+        })
+        .await
+    }
+
+    async fn create_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
+        self.submit(|tx| writer::Job::Advertiser {
+            a,
+            create: true,
+            reply: tx,
+        })
+        .await
     }
 
     async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError> {

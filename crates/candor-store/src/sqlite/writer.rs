@@ -56,6 +56,7 @@ pub(crate) enum Job {
     },
     Advertiser {
         a: Advertiser,
+        create: bool,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Report {
@@ -368,8 +369,8 @@ impl Writer {
                         }
                     }
                 }
-                Job::Advertiser { a, reply } => {
-                    let res = self.savepoint(|w| insights::upsert_advertiser(&w.conn, &a));
+                Job::Advertiser { a, create, reply } => {
+                    let res = self.savepoint(|w| insights::put_advertiser(&w.conn, &a, create));
                     replies.push(Reply::Advertiser(reply, res));
                 }
                 Job::Report { r, reply } => {

@@ -595,6 +595,29 @@ pub async fn concurrent_charges_never_overspend(
     );
 }
 
+pub async fn creating_an_advertiser_never_overwrites_one(b: &dyn Backend) {
+    let store = b.open().await;
+    let s = &*store;
+    s.create_advertiser(advertiser("acme", 1)).await.unwrap();
+    // the same id again (say, a second operator racing the first): refused, nothing written
+    let err = s
+        .create_advertiser(advertiser("acme", 9))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AdvertiserExists), "{err:?}");
+    assert_eq!(
+        s.advertiser("acme").await.unwrap().unwrap().key_hash,
+        [1; 32]
+    );
+    assert!(s.advertiser_by_key(&[9; 32]).await.unwrap().is_none());
+    // an update replaces, as before
+    s.upsert_advertiser(advertiser("acme", 9)).await.unwrap();
+    assert_eq!(
+        s.advertiser("acme").await.unwrap().unwrap().key_hash,
+        [9; 32]
+    );
+}
+
 pub async fn budget_charges_are_atomic(b: &dyn Backend) {
     let store = b.open().await;
     let s = &*store;

@@ -59,6 +59,7 @@ both_backends!(
     insights::declared_fields_set_and_clear,
     insights::features_expire_with_retention,
     insights::budget_charges_are_atomic,
+    insights::creating_an_advertiser_never_overwrites_one,
     insights::advertisers_round_trip,
     insights::subject_reports_find_members,
 );
