@@ -45,10 +45,25 @@ pub fn key_hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// Base64 of the key prefix's first six bytes: a Basic credential whose encoding does not
+/// start with this cannot carry an advertiser key, so the check on every request (it runs
+/// in front of ingestion) decodes nothing for write keys.
+const ENCODED_PREFIX: &str = "Y25kX2Fk";
+
 /// An advertiser key presented as a bearer token or as a Basic username.
 pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     if let Some(b) = auth::bearer(headers) {
         return b.starts_with(KEY_PREFIX).then(|| b.to_owned());
+    }
+    let basic = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let encoded = basic
+        .strip_prefix("Basic ")
+        .or_else(|| basic.strip_prefix("basic "))?;
+    if !encoded.trim_start().starts_with(ENCODED_PREFIX) {
+        return None;
     }
     auth::basic_username(headers)
         .ok()
@@ -410,6 +425,16 @@ mod tests {
         assert_eq!(period_key("month", t), "2026-12");
         assert_eq!(period_key("month", t - 1), "2026-11");
         assert_eq!(period_key("week", t), "2026-W49");
+    }
+
+    #[test]
+    fn the_encoded_prefix_is_the_key_prefix_in_base64() {
+        use base64::engine::general_purpose::STANDARD;
+        assert_eq!(STANDARD.encode(&KEY_PREFIX.as_bytes()[..6]), ENCODED_PREFIX);
+        // any key, any suffix: its Basic encoding starts with the constant
+        assert!(STANDARD
+            .encode(format!("{}:", new_api_key()))
+            .starts_with(ENCODED_PREFIX));
     }
 
     #[test]
