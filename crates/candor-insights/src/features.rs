@@ -324,11 +324,6 @@ impl FeatureIndex {
         Some(id)
     }
 
-    /// The id of a known category.
-    pub fn category_id(&self, name: &str) -> Option<u16> {
-        self.categories.read().ids.get(name).copied()
-    }
-
     /// The names of all categories, indexed by id.
     pub fn category_names(&self) -> Vec<String> {
         self.categories.read().names.clone()

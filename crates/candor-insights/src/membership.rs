@@ -69,18 +69,18 @@ pub fn contains(bytes: &[u8], low: u16) -> bool {
     }
 }
 
-/// How many members an encoded chunk holds.
-pub fn len(bytes: &[u8]) -> usize {
-    match bytes.split_first() {
-        Some((&LIST, rest)) => rest.len() / 2,
-        Some((&BITS, rest)) => rest.iter().map(|b| b.count_ones() as usize).sum(),
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many members an encoded chunk holds.
+    fn len(bytes: &[u8]) -> usize {
+        match bytes.split_first() {
+            Some((&LIST, rest)) => rest.len() / 2,
+            Some((&BITS, rest)) => rest.iter().map(|b| b.count_ones() as usize).sum(),
+            _ => 0,
+        }
+    }
 
     #[test]
     fn round_trips_sparse_and_dense_chunks() {
