@@ -244,7 +244,7 @@ fn candor_query(o: &Opts) -> Result<InsightQuery> {
         conditions: vec![],
         max_groups_per_subject: o.k,
         epsilon: o.epsilon,
-        delta: o.delta,
+        delta: Some(o.delta),
     })
 }
 

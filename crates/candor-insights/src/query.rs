@@ -107,8 +107,12 @@ pub struct InsightQuery {
     pub conditions: Vec<Condition>,
     pub max_groups_per_subject: u32,
     pub epsilon: f64,
-    pub delta: f64,
+    /// `None`: [`DEFAULT_DELTA`] when the group keys turn out private, else 0.
+    pub delta: Option<f64>,
 }
+
+/// δ of a query with private group keys that names none (the cost of partition selection).
+pub const DEFAULT_DELTA: f64 = 1e-6;
 
 /// What an advertiser may use, and the operator's minimum group size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,8 +393,16 @@ impl InsightQuery {
                 None => GroupKeys::Private,
             },
             max_groups_per_subject: self.max_groups_per_subject,
-            budget: Budget::new(self.epsilon, self.delta)
-                .map_err(candor_privacy::QueryError::from)?,
+            budget: Budget::new(
+                self.epsilon,
+                self.delta
+                    .unwrap_or(if public.is_none() && !dims.is_empty() {
+                        DEFAULT_DELTA
+                    } else {
+                        0.0
+                    }),
+            )
+            .map_err(candor_privacy::QueryError::from)?,
             min_noisy_count: perm.min_group_size,
         };
         // let the engine check the rest (k, δ vs key kind, top-k n) before anything runs

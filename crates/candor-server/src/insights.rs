@@ -215,27 +215,14 @@ fn insight_error(e: InsightError) -> ApiError {
     }
 }
 
-/// Checks a query against the schema and the advertiser's permissions. When the caller
-/// gave no δ and the keys turn out to be private, δ defaults to 1e-6.
-pub fn compile(
-    st: &AppState,
-    a: &Advertiser,
-    mut q: InsightQuery,
-    delta_given: bool,
-) -> ApiResult<Compiled> {
+/// Checks a query against the schema and the advertiser's permissions.
+pub fn compile(st: &AppState, a: &Advertiser, q: &InsightQuery) -> ApiResult<Compiled> {
     let perm = Permissions {
         features: a.allowed_features.clone(),
         dimensions: a.allowed_dimensions.clone(),
         min_group_size: st.settings.insights.min_group_size,
     };
-    let features = st.store.features();
-    match q.compile(features, &perm) {
-        Err(InsightError::Query(QueryError::NeedsDelta)) if !delta_given => {
-            q.delta = 1e-6;
-            q.compile(features, &perm).map_err(insight_error)
-        }
-        r => r.map_err(insight_error),
-    }
+    q.compile(st.store.features(), &perm).map_err(insight_error)
 }
 
 /// Answers a compiled query for `a`, charging its budget first (see the module docs).

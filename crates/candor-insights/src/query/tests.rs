@@ -86,7 +86,7 @@ fn base(metric: Metric) -> InsightQuery {
         conditions: vec![],
         max_groups_per_subject: 10,
         epsilon: 1.0,
-        delta: 1e-6,
+        delta: Some(1e-6),
     }
 }
 
@@ -228,7 +228,7 @@ fn heavy_subject_is_bounded_to_k_groups_and_clamped() {
     q.group_by = vec![];
     q.measure = Some(Measure::DaysActive);
     q.clamp = Some((0.0, 100.0));
-    q.delta = 0.0;
+    q.delta = Some(0.0);
     let ev = eval(&ix, &q, &|_| true);
     let c = q.compile(&ix, &perm()).unwrap();
     let plan = prepare(&c.query).unwrap();
@@ -241,7 +241,7 @@ fn public_keys_are_zero_filled_and_restrict_rows() {
     let (ix, _) = population(500, 3);
     let mut q = base(Metric::Histogram);
     q.categories = Some(vec!["games".into(), "nonexistent".into()]);
-    q.delta = 0.0;
+    q.delta = Some(0.0);
     let c = q.compile(&ix, &perm()).unwrap();
     assert!(!c.private_keys());
     let ev = eval(&ix, &q, &|_| true);
@@ -251,7 +251,7 @@ fn public_keys_are_zero_filled_and_restrict_rows() {
     // explicit keys
     let mut q = base(Metric::Count);
     q.keys = Some(vec![vec!["news".into(), "35-44".into()]]);
-    q.delta = 0.0;
+    q.delta = Some(0.0);
     let ev = eval(&ix, &q, &|_| true);
     assert_eq!(ev.exact.len(), 1);
 }
@@ -282,7 +282,10 @@ fn errors_come_from_the_query_alone() {
         bad(&|q| q.measure = Some(Measure::Sessions)),
         InsightError::Invalid(_)
     ));
-    assert!(matches!(bad(&|q| q.delta = 0.0), InsightError::Query(_))); // private keys need δ
+    assert!(matches!(
+        bad(&|q| q.delta = Some(0.0)),
+        InsightError::Query(_)
+    )); // private keys need δ
     assert!(matches!(
         bad(&|q| q.to = Day::from_days(D0).unwrap()),
         InsightError::Invalid(_)
@@ -295,4 +298,18 @@ fn errors_come_from_the_query_alone() {
         base(Metric::Count).compile(&ix, &narrow).unwrap_err(),
         InsightError::DimensionNotAllowed(_)
     ));
+}
+
+#[test]
+fn delta_defaults_by_key_kind() {
+    let ix = FeatureIndex::new(schema()).unwrap();
+    let mut q = base(Metric::Count);
+    q.delta = None;
+    // category keys from the data: partition selection pays the default δ
+    let c = q.compile(&ix, &perm()).unwrap();
+    assert!(c.private_keys());
+    assert_eq!(c.query.budget.delta, DEFAULT_DELTA);
+    // declared-field keys are public: no δ
+    q.group_by = vec!["age_band".into()];
+    assert_eq!(q.compile(&ix, &perm()).unwrap().query.budget.delta, 0.0);
 }

@@ -73,8 +73,8 @@ fn feature(s: &str) -> ApiResult<FeatureKind> {
     })
 }
 
-/// Parses the body into a query; returns it with whether δ was given.
-fn to_query(st: &AppState, d: QueryDto) -> ApiResult<(InsightQuery, bool)> {
+/// Parses the body into a query.
+fn to_query(st: &AppState, d: QueryDto) -> ApiResult<InsightQuery> {
     let metric = match (d.metric.as_str(), d.top_k) {
         ("count", None) => Metric::Count,
         ("sum", None) => Metric::Sum,
@@ -121,30 +121,24 @@ fn to_query(st: &AppState, d: QueryDto) -> ApiResult<(InsightQuery, bool)> {
         })
         .collect::<ApiResult<_>>()?;
     let by_category = d.group_by.iter().any(|g| g == CATEGORY);
-    let delta_given = d.delta.is_some();
-    Ok((
-        InsightQuery {
-            metric,
-            feature: feature(&d.feature)?,
-            measure,
-            clamp: d.clamp,
-            group_by: d.group_by,
-            keys: d.keys,
-            from,
-            to,
-            categories: d.categories,
-            declared: d.declared,
-            conditions,
-            max_groups_per_subject: d.max_groups_per_subject.unwrap_or(if by_category {
-                4
-            } else {
-                1
-            }),
-            epsilon: d.epsilon,
-            delta: d.delta.unwrap_or(0.0),
-        },
-        delta_given,
-    ))
+    Ok(InsightQuery {
+        metric,
+        feature: feature(&d.feature)?,
+        measure,
+        clamp: d.clamp,
+        group_by: d.group_by,
+        keys: d.keys,
+        from,
+        to,
+        categories: d.categories,
+        declared: d.declared,
+        conditions,
+        max_groups_per_subject: d
+            .max_groups_per_subject
+            .unwrap_or(if by_category { 4 } else { 1 }),
+        epsilon: d.epsilon,
+        delta: d.delta,
+    })
 }
 
 /// `POST /v1/insights/query`
@@ -158,8 +152,8 @@ pub async fn query(
     let raw: Value = parse_json(&text)?;
     let dto: QueryDto =
         serde_json::from_value(raw.clone()).map_err(|e| bad(format!("invalid query: {e}")))?;
-    let (q, delta_given) = to_query(&st, dto)?;
-    let compiled = insights::compile(&st, &adv, q, delta_given)?;
+    let q = to_query(&st, dto)?;
+    let compiled = insights::compile(&st, &adv, &q)?;
     Ok(Json(insights::answer(&st, &adv, compiled, raw).await?))
 }
 

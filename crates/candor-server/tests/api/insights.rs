@@ -484,7 +484,7 @@ fn exact_counts(app: &TestApp) -> BTreeMap<String, i64> {
         conditions: vec![],
         max_groups_per_subject: 1,
         epsilon: 1.0,
-        delta: 0.0,
+        delta: Some(0.0),
     };
     let perm = Permissions {
         features: vec!["app_usage".into()],
