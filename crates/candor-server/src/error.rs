@@ -35,6 +35,7 @@ pub enum Code {
     BudgetExceeded,
     InsightsUnavailable,
     AlreadyExists,
+    Conflict,
     SubjectNotFound,
     NotFound,
     MethodNotAllowed,
@@ -145,6 +146,7 @@ pub const TABLE: &[(Code, &str, &str, u16)] = &[
         "invalid_request",
         409,
     ),
+    (Code::Conflict, "conflict", "invalid_request", 409),
     (
         Code::SubjectNotFound,
         "subject_not_found",
@@ -247,6 +249,10 @@ impl From<StoreError> for ApiError {
             StoreError::AdvertiserExists => {
                 ApiError::new(Code::AlreadyExists, "an advertiser with this id exists")
             }
+            StoreError::AdvertiserChanged => ApiError::new(
+                Code::Conflict,
+                "the advertiser kept changing while this change was applied; nothing was written, try again",
+            ),
             StoreError::Overspend { .. } => ApiError::new(
                 Code::BudgetExceeded,
                 "the privacy budget does not cover this query; nothing was charged",

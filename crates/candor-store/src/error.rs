@@ -29,6 +29,10 @@ pub enum StoreError {
     /// An advertiser with this id already exists (create only).
     #[error("an advertiser with this id already exists")]
     AdvertiserExists,
+    /// The advertiser changed (or vanished) since it was read; nothing was written
+    /// (see `Store::replace_advertiser`).
+    #[error("the advertiser changed since it was read")]
+    AdvertiserChanged,
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -172,17 +172,56 @@ pub(crate) const REPORT_COLS: &str =
 
 /// What an advertiser write does when the id exists: replace every field (an update),
 /// or nothing, so that a create can report the conflict instead of overwriting.
-pub(crate) fn advertiser_conflict(create: bool) -> &'static str {
-    if create {
-        "ON CONFLICT (advertiser_id) DO NOTHING"
-    } else {
-        "ON CONFLICT (advertiser_id) DO UPDATE SET
+/// How an advertiser row is written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PutMode {
+    /// Insert only; `AdvertiserExists` if the id is taken.
+    Create,
+    /// Insert or replace, unconditionally (the demo, tests).
+    Upsert,
+    /// Replace an existing row whose `updated_ms` is this; `AdvertiserChanged` if none.
+    Replace(i64),
+}
+
+/// The statement writing an advertiser in `mode`: `$1`..`$11` are the columns in
+/// `ADVERTISER_COLS` order, `$12` the expected `updated_ms` of `Replace`. `p` spells a
+/// placeholder in the backend's dialect (`?` or `$`).
+pub(crate) fn advertiser_write_sql(mode: PutMode, p: char) -> String {
+    let cols = "name = {p}2, key_hash = {p}3, budget_epsilon_nano = {p}4,
+           budget_delta_atto = {p}5, period = {p}6, allowed_features = {p}7,
+           allowed_dimensions = {p}8, disabled = {p}9, created_ms = {p}10,
+           updated_ms = {p}11";
+    let sql = match mode {
+        PutMode::Replace(_) => {
+            format!("UPDATE advertisers SET {cols} WHERE advertiser_id = {{p}}1 AND updated_ms = {{p}}12")
+        }
+        PutMode::Create | PutMode::Upsert => format!(
+            "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
+               budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
+               created_ms, updated_ms)
+             VALUES ({{p}}1, {{p}}2, {{p}}3, {{p}}4, {{p}}5, {{p}}6, {{p}}7, {{p}}8, {{p}}9,
+               {{p}}10, {{p}}11) {}",
+            match mode {
+                PutMode::Create => "ON CONFLICT (advertiser_id) DO NOTHING",
+                _ =>
+                    "ON CONFLICT (advertiser_id) DO UPDATE SET
            name = excluded.name, key_hash = excluded.key_hash,
            budget_epsilon_nano = excluded.budget_epsilon_nano,
            budget_delta_atto = excluded.budget_delta_atto, period = excluded.period,
            allowed_features = excluded.allowed_features,
            allowed_dimensions = excluded.allowed_dimensions, disabled = excluded.disabled,
-           created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"
+           created_ms = excluded.created_ms, updated_ms = excluded.updated_ms",
+            }
+        ),
+    };
+    sql.replace("{p}", &p.to_string())
+}
+
+/// The error for a write of `mode` that changed no row.
+pub(crate) fn advertiser_unwritten(mode: PutMode) -> StoreError {
+    match mode {
+        PutMode::Replace(_) => StoreError::AdvertiserChanged,
+        PutMode::Create | PutMode::Upsert => StoreError::AdvertiserExists,
     }
 }
 

@@ -128,6 +128,17 @@ pub trait Store: Send + Sync + 'static {
     /// otherwise, so two concurrent creates cannot both succeed with different keys.
     async fn create_advertiser(&self, a: Advertiser) -> Result<(), StoreError>;
 
+    /// Replaces every field of an existing advertiser, but only if its `updated_ms` is
+    /// still `expected_updated_ms` (compare-and-set); otherwise, or if it does not exist,
+    /// `AdvertiserChanged` and nothing written. Read-modify-write callers retry on that,
+    /// so a concurrent change (a key rotation above all) is never overwritten by a
+    /// write based on what was there before it.
+    async fn replace_advertiser(
+        &self,
+        a: Advertiser,
+        expected_updated_ms: i64,
+    ) -> Result<(), StoreError>;
+
     async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError>;
 
     async fn advertiser_by_key(

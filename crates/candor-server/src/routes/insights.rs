@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use candor_insights::query::{Condition, InsightQuery, Measure, Metric, CATEGORY};
 use candor_insights::{Day, FeatureKind};
-use candor_store::{Advertiser, ReportRecord};
+use candor_store::{Advertiser, ReportRecord, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -253,7 +253,7 @@ pub async fn report(
 
 // ---- operator endpoints ----
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BudgetDto {
     epsilon: f64,
@@ -261,7 +261,7 @@ struct BudgetDto {
     delta: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AdvertiserDto {
     id: Option<String>,
@@ -433,11 +433,35 @@ pub async fn update_advertiser(
     if d.id.as_ref().is_some_and(|x| *x != id) {
         return Err(invalid("the id cannot be changed"));
     }
-    let mut a = existing(&st, &id).await?;
-    apply(&st, &mut a, d)?;
-    a.updated_ms = st.now_ms();
-    st.store.upsert_advertiser(a.clone()).await?;
+    let a = modify(&st, &id, |a| apply(&st, a, d.clone())).await?;
     Ok(Json(advertiser_view(&st, &a).await?))
+}
+
+/// Attempts of a read-modify-write before giving up with `conflict`.
+const MODIFY_ATTEMPTS: usize = 8;
+
+/// Reads the advertiser, changes it with `f` and writes it back only if nothing else
+/// changed it meanwhile (compare-and-set on `updated_ms`, which every change raises
+/// strictly), re-reading and re-applying `f` otherwise. Without this, a PATCH that read
+/// the advertiser before a concurrent key rotation would write the old key back, and a
+/// leaked key the operator had just revoked would work again.
+async fn modify(
+    st: &AppState,
+    id: &str,
+    mut f: impl FnMut(&mut Advertiser) -> ApiResult<()>,
+) -> ApiResult<Advertiser> {
+    for _ in 0..MODIFY_ATTEMPTS {
+        let mut a = existing(st, id).await?;
+        let expected = a.updated_ms;
+        f(&mut a)?;
+        a.updated_ms = st.now_ms().max(expected.saturating_add(1));
+        match st.store.replace_advertiser(a.clone(), expected).await {
+            Ok(()) => return Ok(a),
+            Err(StoreError::AdvertiserChanged) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::AdvertiserChanged.into())
 }
 
 /// `POST /v1/admin/advertisers/{id}/rotate-key`: a new key; the old one stops working.
@@ -447,12 +471,14 @@ pub async fn rotate_key(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
-    let mut a = existing(&st, &id).await?;
     let key = insights::new_api_key();
     debug_assert!(key.starts_with(KEY_PREFIX));
-    a.key_hash = insights::key_hash(&key);
-    a.updated_ms = st.now_ms();
-    st.store.upsert_advertiser(a).await?;
+    let hash = insights::key_hash(&key);
+    modify(&st, &id, |a| {
+        a.key_hash = hash;
+        Ok(())
+    })
+    .await?;
     Ok(Json(json!({"id": id, "apiKey": key})))
 }
 

@@ -29,6 +29,18 @@ async fn create_advertiser(app: &TestApp, id: &str, epsilon: f64) -> String {
     body["apiKey"].as_str().unwrap().to_owned()
 }
 
+/// Status and error code of `GET /v1/insights/budget` with `key`.
+async fn budget_with(app: &TestApp, key: &str) -> (u16, String) {
+    let r = app
+        .client
+        .get(app.url("/v1/insights/budget"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    code_of(r).await
+}
+
 async fn ask(app: &TestApp, key: &str, q: Value) -> (u16, Value) {
     let r = app
         .client
@@ -228,24 +240,11 @@ async fn no_other_credential_reaches_the_insights_routes() {
         .as_str()
         .unwrap()
         .to_owned();
-    let get = |k: String| {
-        let app = &app;
-        async move {
-            let r = app
-                .client
-                .get(app.url("/v1/insights/budget"))
-                .bearer_auth(k)
-                .send()
-                .await
-                .unwrap();
-            code_of(r).await
-        }
-    };
     assert_eq!(
-        get(key.clone()).await,
+        budget_with(&app, &key).await,
         (401, "invalid_advertiser_key".into())
     );
-    assert_eq!(get(new_key.clone()).await.0, 200);
+    assert_eq!(budget_with(&app, &new_key).await.0, 200);
     let r = app
         .client
         .patch(app.url("/v1/admin/advertisers/acme"))
@@ -255,7 +254,10 @@ async fn no_other_credential_reaches_the_insights_routes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(get(new_key).await, (401, "invalid_advertiser_key".into()));
+    assert_eq!(
+        budget_with(&app, &new_key).await,
+        (401, "invalid_advertiser_key".into())
+    );
 }
 
 #[tokio::test]
@@ -593,4 +595,69 @@ async fn events_dated_outside_the_retention_window_make_no_features() {
     assert_eq!(app.state.store.features().stats().daily_rows, 0);
     app.batch(vec![at(now - 86_400_000, "c")]).await;
     assert_eq!(app.state.store.features().stats().daily_rows, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_to_an_advertiser_are_never_lost() {
+    let app = spawn_with(CONFIG).await;
+    let mut old_keys = vec![create_advertiser(&app, "acme", 1.0).await];
+    let send = |method: &'static str, path: &'static str, body: Value| {
+        let (client, url) = (app.client.clone(), app.url(path));
+        tokio::spawn(async move {
+            let req = match method {
+                "PATCH" => client.patch(url).json(&body),
+                _ => client.post(url),
+            };
+            let r = req.bearer_auth(ADMIN).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    for round in 0..6u32 {
+        // A key rotation (a leaked key being revoked) racing PATCHes of other fields, all
+        // in flight at once: every change must land, and no PATCH may write back a key.
+        let period = ["day", "week", "month"][round as usize % 3];
+        let epsilon = f64::from(round) + 2.0;
+        let tasks = vec![
+            send("POST", "/v1/admin/advertisers/acme/rotate-key", Value::Null),
+            send(
+                "PATCH",
+                "/v1/admin/advertisers/acme",
+                json!({"name": format!("Name {round}")}),
+            ),
+            send(
+                "PATCH",
+                "/v1/admin/advertisers/acme",
+                json!({"period": period}),
+            ),
+            send(
+                "PATCH",
+                "/v1/admin/advertisers/acme",
+                json!({"budget": {"epsilon": epsilon, "delta": 1e-4}}),
+            ),
+        ];
+        let mut new_key = None;
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (status, body) = t.await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            if i == 0 {
+                new_key = body["apiKey"].as_str().map(str::to_owned);
+            }
+        }
+        let list: Value = app.get_bearer("/v1/admin/advertisers", ADMIN).await;
+        let acme = &list["advertisers"][0];
+        assert_eq!(acme["name"], format!("Name {round}"), "{acme}");
+        assert_eq!(acme["period"], period, "{acme}");
+        assert_eq!(acme["budget"]["total"]["epsilon"], epsilon, "{acme}");
+        let new_key = new_key.expect("a rotated key");
+        assert_eq!(budget_with(&app, &new_key).await.0, 200);
+        for k in &old_keys {
+            assert_eq!(
+                budget_with(&app, k).await.0,
+                401,
+                "a revoked key works again"
+            );
+        }
+        old_keys.push(new_key);
+    }
 }

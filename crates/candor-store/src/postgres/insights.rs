@@ -67,7 +67,7 @@
 //! publishes them before the prune, not after it.
 
 use super::{cache, sql, Shared};
-use crate::insights::{self, IndexOp, Insights, MAX_COUNT, REPORT_COLS};
+use crate::insights::{self, IndexOp, Insights, PutMode, MAX_COUNT, REPORT_COLS};
 use crate::retention::FeatureCutoff;
 use crate::types::*;
 use crate::StoreError;
@@ -534,39 +534,36 @@ fn version(r: &Row, i: usize) -> u64 {
 
 // ---- advertisers and reports ------------------------------------------------------
 
-/// Writes an advertiser: with `create`, only if the id is free (else `AdvertiserExists`);
-/// otherwise inserting or replacing it.
+/// Writes an advertiser in `mode` (see `PutMode`).
 pub(crate) async fn put_advertiser<C: GenericClient>(
     c: &C,
     a: &Advertiser,
-    create: bool,
+    mode: PutMode,
 ) -> Result<(), StoreError> {
-    let written = sql::execute(
-        c,
-        &format!(
-            "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
-               budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
-               created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {}",
-            insights::advertiser_conflict(create)
-        ),
-        &[
-            &a.id,
-            &a.name,
-            &&a.key_hash[..],
-            &a.budget.epsilon_nano,
-            &a.budget.delta_atto,
-            &a.period,
-            &insights::names_to_json(&a.allowed_features)?,
-            &insights::names_to_json(&a.allowed_dimensions)?,
-            &a.disabled,
-            &a.created_ms,
-            &a.updated_ms,
-        ],
-    )
-    .await?;
+    let key: &[u8] = &a.key_hash;
+    let features = insights::names_to_json(&a.allowed_features)?;
+    let dimensions = insights::names_to_json(&a.allowed_dimensions)?;
+    let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &a.id,
+        &a.name,
+        &key,
+        &a.budget.epsilon_nano,
+        &a.budget.delta_atto,
+        &a.period,
+        &features,
+        &dimensions,
+        &a.disabled,
+        &a.created_ms,
+        &a.updated_ms,
+    ];
+    let expected;
+    if let PutMode::Replace(e) = mode {
+        expected = e;
+        values.push(&expected);
+    }
+    let written = sql::execute(c, &insights::advertiser_write_sql(mode, '$'), &values).await?;
     if written == 0 {
-        return Err(StoreError::AdvertiserExists);
+        return Err(insights::advertiser_unwritten(mode));
     }
     Ok(())
 }

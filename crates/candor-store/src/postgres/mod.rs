@@ -40,7 +40,7 @@ mod sql;
 mod sweep;
 mod writer;
 
-use crate::insights::{IndexOp, Insights};
+use crate::insights::{IndexOp, Insights, PutMode};
 use crate::types::*;
 use crate::{InsightsOptions, Store, StoreError};
 use async_trait::async_trait;
@@ -414,11 +414,20 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
-        insights::put_advertiser(&self.client().await?, &a, false).await
+        insights::put_advertiser(&self.client().await?, &a, PutMode::Upsert).await
     }
 
     async fn create_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
-        insights::put_advertiser(&self.client().await?, &a, true).await
+        insights::put_advertiser(&self.client().await?, &a, PutMode::Create).await
+    }
+
+    async fn replace_advertiser(
+        &self,
+        a: Advertiser,
+        expected_updated_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mode = PutMode::Replace(expected_updated_ms);
+        insights::put_advertiser(&self.client().await?, &a, mode).await
     }
 
     async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError> {

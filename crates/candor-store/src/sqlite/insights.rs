@@ -7,7 +7,7 @@
 //! the first's row (in the same group transaction, or after it committed).
 
 use super::blob16;
-use crate::insights::{self, IndexOp, Insights, MAX_COUNT, REPORT_COLS};
+use crate::insights::{self, IndexOp, Insights, PutMode, MAX_COUNT, REPORT_COLS};
 use crate::types::*;
 use crate::StoreError;
 use candor_core::index::ConsentIndex;
@@ -186,32 +186,33 @@ fn dense_of(r: &Row<'_>, i: usize) -> Result<u32, StoreError> {
         .map_err(|_| StoreError::Corrupt("insight subject number".into()))
 }
 
-/// Writes an advertiser: with `create`, only if the id is free (else `AdvertiserExists`);
-/// otherwise inserting or replacing it.
-pub fn put_advertiser(conn: &Connection, a: &Advertiser, create: bool) -> Result<(), StoreError> {
+/// Writes an advertiser in `mode` (see `PutMode`).
+pub fn put_advertiser(conn: &Connection, a: &Advertiser, mode: PutMode) -> Result<(), StoreError> {
+    let features = insights::names_to_json(&a.allowed_features)?;
+    let dimensions = insights::names_to_json(&a.allowed_dimensions)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &a.id,
+        &a.name,
+        &a.key_hash,
+        &a.budget.epsilon_nano,
+        &a.budget.delta_atto,
+        &a.period,
+        &features,
+        &dimensions,
+        &a.disabled,
+        &a.created_ms,
+        &a.updated_ms,
+    ];
+    let expected;
+    if let PutMode::Replace(e) = mode {
+        expected = e;
+        values.push(&expected);
+    }
     let written = conn
-        .prepare_cached(&format!(
-            "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
-               budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
-               created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) {}",
-            insights::advertiser_conflict(create)
-        ))?
-        .execute(params![
-            a.id,
-            a.name,
-            &a.key_hash[..],
-            a.budget.epsilon_nano,
-            a.budget.delta_atto,
-            a.period,
-            insights::names_to_json(&a.allowed_features)?,
-            insights::names_to_json(&a.allowed_dimensions)?,
-            a.disabled,
-            a.created_ms,
-            a.updated_ms
-        ])?;
+        .prepare_cached(&insights::advertiser_write_sql(mode, '?'))?
+        .execute(values.as_slice())?;
     if written == 0 {
-        return Err(StoreError::AdvertiserExists);
+        return Err(insights::advertiser_unwritten(mode));
     }
     Ok(())
 }

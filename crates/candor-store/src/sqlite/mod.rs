@@ -13,7 +13,7 @@ mod schema;
 mod sweep;
 mod writer;
 
-use crate::insights::Insights;
+use crate::insights::{Insights, PutMode};
 use crate::types::*;
 use crate::{InsightsOptions, Store, StoreError};
 use async_trait::async_trait;
@@ -376,7 +376,7 @@ impl Store for SqliteStore {
     async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
         self.submit(|tx| writer::Job::Advertiser {
             a,
-            create: false,
+            mode: PutMode::Upsert,
             reply: tx,
         })
         .await
@@ -385,7 +385,20 @@ impl Store for SqliteStore {
     async fn create_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
         self.submit(|tx| writer::Job::Advertiser {
             a,
-            create: true,
+            mode: PutMode::Create,
+            reply: tx,
+        })
+        .await
+    }
+
+    async fn replace_advertiser(
+        &self,
+        a: Advertiser,
+        expected_updated_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.submit(|tx| writer::Job::Advertiser {
+            a,
+            mode: PutMode::Replace(expected_updated_ms),
             reply: tx,
         })
         .await

@@ -56,7 +56,7 @@ pub(crate) enum Job {
     },
     Advertiser {
         a: Advertiser,
-        create: bool,
+        mode: crate::insights::PutMode,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Report {
@@ -369,8 +369,8 @@ impl Writer {
                         }
                     }
                 }
-                Job::Advertiser { a, create, reply } => {
-                    let res = self.savepoint(|w| insights::put_advertiser(&w.conn, &a, create));
+                Job::Advertiser { a, mode, reply } => {
+                    let res = self.savepoint(|w| insights::put_advertiser(&w.conn, &a, mode));
                     replies.push(Reply::Advertiser(reply, res));
                 }
                 Job::Report { r, reply } => {

@@ -618,6 +618,33 @@ pub async fn creating_an_advertiser_never_overwrites_one(b: &dyn Backend) {
     );
 }
 
+pub async fn replacing_an_advertiser_is_compare_and_set(b: &dyn Backend) {
+    let store = b.open().await;
+    let s = &*store;
+    s.create_advertiser(advertiser("acme", 1)).await.unwrap();
+    // Based on what is stored (updated_ms 2000): written.
+    let mut rotated = advertiser("acme", 2);
+    rotated.updated_ms = 3_000;
+    s.replace_advertiser(rotated, 2_000).await.unwrap();
+    // Based on the state before that rotation: refused, and the rotated key stays.
+    let mut stale = advertiser("acme", 1);
+    stale.name = "renamed".into();
+    stale.updated_ms = 3_001;
+    let err = s.replace_advertiser(stale, 2_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::AdvertiserChanged), "{err:?}");
+    let now = s.advertiser("acme").await.unwrap().unwrap();
+    assert_eq!((now.key_hash, now.updated_ms), ([2; 32], 3_000));
+    assert_eq!(now.name, "acme Inc.");
+    assert!(s.advertiser_by_key(&[1; 32]).await.unwrap().is_none());
+    // An id that does not exist is not created by a replace.
+    let err = s
+        .replace_advertiser(advertiser("ghost", 7), 2_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AdvertiserChanged), "{err:?}");
+    assert!(s.advertiser("ghost").await.unwrap().is_none());
+}
+
 pub async fn budget_charges_are_atomic(b: &dyn Backend) {
     let store = b.open().await;
     let s = &*store;

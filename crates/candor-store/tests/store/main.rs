@@ -60,6 +60,7 @@ both_backends!(
     insights::features_expire_with_retention,
     insights::budget_charges_are_atomic,
     insights::creating_an_advertiser_never_overwrites_one,
+    insights::replacing_an_advertiser_is_compare_and_set,
     insights::advertisers_round_trip,
     insights::subject_reports_find_members,
 );
