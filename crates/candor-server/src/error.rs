@@ -258,6 +258,10 @@ impl From<StoreError> for ApiError {
                 "the privacy budget does not cover this query; nothing was charged",
             ),
             StoreError::Closed => ApiError::new(Code::Unavailable, "the server is shutting down"),
+            StoreError::Contention(_) => ApiError::new(
+                Code::Unavailable,
+                "the database kept aborting this change for conflicting ones; nothing was applied, try again",
+            ),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(Code::Internal, "internal storage error")

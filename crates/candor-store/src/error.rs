@@ -7,6 +7,12 @@ use thiserror::Error;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(String),
+    /// PostgreSQL aborted the transaction to break a deadlock or a serialization
+    /// conflict: nothing of it was applied, and running it again is safe. The store
+    /// retries such transactions itself (`postgres::retrying`); this reaches a caller
+    /// only when every attempt was aborted.
+    #[error("the database aborted a conflicting transaction: {0}")]
+    Contention(String),
     #[error("cannot withdraw {purpose}: consent is not currently given")]
     NotGiven { purpose: String },
     #[error("subject not found")]
@@ -41,9 +47,23 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Whether PostgreSQL aborted the transaction to break a deadlock or a serialization
+/// conflict (see `StoreError::Contention`).
+pub(crate) fn is_contention(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(crate::postgres::describe_error(&e))
+        let text = crate::postgres::describe_error(&e);
+        if is_contention(&e) {
+            StoreError::Contention(text)
+        } else {
+            StoreError::Database(text)
+        }
     }
 }
 

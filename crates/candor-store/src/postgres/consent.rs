@@ -17,8 +17,9 @@
 //! first and later ones re-read consent after this commits. The floor's `upto_id` is
 //! then every event id handed out so far (see `ingest`). Both locks are taken before
 //! any row lock, so a withdrawal cannot deadlock with ingestion. (Two transactions
-//! linking the same *new* identifiers in opposite orders can still deadlock; PostgreSQL
-//! then aborts one, whose callers get an error and may retry: nothing is half-applied.)
+//! linking the same *new* identifiers in opposite orders can still deadlock, and so can a
+//! withdrawal deleting feature rows a retention pass is deleting; PostgreSQL then aborts
+//! one, nothing of it is applied, and the group runs again: `writer::retrying`.)
 //!
 //! **Insights.** A change that moves the insights purpose (either way) deletes the
 //! subject's feature rows in the same transaction; a withdrawal does so under the
@@ -79,7 +80,7 @@ type Outcomes = Vec<Result<Vec<ConsentOutcome>, StoreError>>;
 
 pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
     let (cmds, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.cmds, j.reply)).unzip();
-    match run(shared, &cmds).await {
+    match writer::retrying("consent", || run(shared, &cmds)).await {
         Ok((outcomes, staged)) => {
             // Durable now: publish to the caches, then answer.
             staged.publish(shared);
@@ -161,6 +162,9 @@ async fn run(
                 staged.absorb(job);
                 outcomes.push(Ok(outs));
             }
+            // A deadlock victim is the whole group's business: its other jobs' locks
+            // are part of the cycle too. Roll everything back and run it again.
+            Err(e @ StoreError::Contention(_)) => return Err(e),
             Err(e) => {
                 sp.rollback().await?;
                 head = job_head;

@@ -71,6 +71,13 @@ impl From<deadpool_postgres::PoolError> for Failure {
 }
 
 impl Failure {
+    fn contention(&self) -> bool {
+        match self {
+            Failure::Pg(e) => crate::error::is_contention(e),
+            Failure::Store(e) => matches!(e, StoreError::Contention(_)),
+        }
+    }
+
     fn missing_partition(&self) -> bool {
         matches!(self, Failure::Pg(e) if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
             && e.as_db_error().is_some_and(|d| d.message().contains("no partition")))
@@ -92,6 +99,7 @@ struct Staged {
 
 pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
     let mut retried = false;
+    let mut attempt = 1;
     let result = loop {
         let res = match ensure_partitions(shared, &jobs).await {
             Ok(()) => run(shared, &jobs).await,
@@ -101,6 +109,14 @@ pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
             Err(f) if !retried && f.missing_partition() => {
                 shared.partitions.forget_all();
                 retried = true;
+            }
+            // Rolled back whole: run it again (see `writer::retrying`).
+            Err(f) if attempt < writer::ATTEMPTS && f.contention() => {
+                tracing::warn!(
+                    attempt,
+                    "ingest group aborted by the database to resolve contention; running it again"
+                );
+                attempt += 1;
             }
             other => break other,
         }

@@ -398,7 +398,10 @@ impl Store for PostgresStore {
             .insights
             .as_ref()
             .map(|i| crate::retention::feature_cutoff(now_ms, retention_days, &i.purpose));
-        retention::run(&self.shared, now_ms, &tiers, features).await
+        writer::retrying("retention", || {
+            retention::run(&self.shared, now_ms, &tiers, features)
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

@@ -105,9 +105,39 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
 pub(crate) fn copy_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::Closed => StoreError::Closed,
+        StoreError::Contention(m) => StoreError::Contention(m.clone()),
         other => StoreError::Database(match other {
             StoreError::Database(m) => m.clone(),
             o => o.to_string(),
         }),
+    }
+}
+
+/// Attempts of a transaction PostgreSQL aborts to break a deadlock or a serialization
+/// conflict, before the error reaches the caller.
+pub(crate) const ATTEMPTS: usize = 3;
+
+/// Runs `f`, one whole transaction, again when PostgreSQL aborted it for contention
+/// (`StoreError::Contention`): everything it did was rolled back, so a rerun is exact.
+/// Deadlocks are rare but possible (a withdrawal deleting a subject's feature rows while
+/// a retention pass deletes old ones in another order; two groups linking the same new
+/// identifiers in opposite orders), and the request that lost one should not fail.
+pub(crate) async fn retrying<T, Fut>(
+    what: &'static str,
+    mut f: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(StoreError::Contention(m)) if attempt < ATTEMPTS => {
+                tracing::warn!(transaction = what, attempt, error = %m,
+                    "aborted by the database to resolve contention; running it again");
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }

@@ -416,3 +416,96 @@ async fn concurrent_charges_through_both_nodes_never_overspend() {
         n.shutdown().await;
     }
 }
+
+/// A withdrawal PostgreSQL picks as a deadlock victim is run again, not failed: here
+/// another transaction holds the subject's feature rows (as a retention pass deleting old
+/// days would) and then asks for the ledger head the withdrawal holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_aborted_by_a_deadlock_runs_again() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let ia = &["insights", "analytics"];
+    let a = Arc::new(db.open_store_with(Some(insights())).await);
+    let s = a
+        .apply_consent(command(
+            &*a,
+            "dee",
+            &[("insights", Action::Grant), ("analytics", Action::Grant)],
+        ))
+        .await
+        .unwrap()
+        .subject;
+    let used = activity(0, FeatureKind::AppUsed, "games", 1);
+    a.ingest(vec![featured(&*a, s, "d1", ia, vec![used])])
+        .await
+        .unwrap();
+    assert_eq!(features_of(&*a, &s).len(), 1);
+
+    let mut other = db.client().await;
+    let t1 = other.transaction().await.unwrap();
+    // A long timeout here, so that the store's transaction is the one whose deadlock
+    // check (after the default 1 s) finds the cycle and is aborted.
+    t1.batch_execute("SET LOCAL deadlock_timeout = '60s'")
+        .await
+        .unwrap();
+    let key: &[u8] = &s.as_bytes()[..];
+    t1.query(
+        "SELECT 1 FROM insight_features WHERE subject_id = $1 FOR UPDATE",
+        &[&key],
+    )
+    .await
+    .unwrap();
+    let withdrawal = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.apply_consent(command(&*a, "dee", &[("insights", Action::Withdraw)]))
+                .await
+        })
+    };
+    // Wait until the withdrawal (holding the ledger head) waits for those rows.
+    let watch = db.client().await;
+    let mut waiting = false;
+    for _ in 0..2000 {
+        let n: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                 AND query LIKE 'DELETE FROM insight_features%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(waiting, "the withdrawal never reached the feature rows");
+    // Close the cycle. The withdrawal is aborted, this gets the head, and lets go.
+    t1.query("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap();
+    t1.rollback().await.unwrap();
+
+    let out = withdrawal.await.unwrap().expect("the withdrawal ran again");
+    assert_eq!(out.subject, s);
+    assert!(features_of(&*a, &s).is_empty());
+    let left: i64 = watch
+        .query_one(
+            "SELECT count(*) FROM insight_features WHERE subject_id = $1",
+            &[&key],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    // Grant and withdrawal, each recorded once: the aborted attempt left nothing.
+    let records = a.ledger_page(0, 100).await.unwrap();
+    let head = a.ledger_head().await.unwrap();
+    assert_eq!(
+        verify_chain(&records, head, &signer().verifying_key()),
+        Ok(3)
+    );
+}
