@@ -66,7 +66,7 @@
 //! committed, so a refresh or featured ingest group that read rows before the delete
 //! publishes them before the prune, not after it.
 
-use super::{cache, sql, Shared};
+use super::{cache, locks, sql, Shared};
 use crate::insights::{self, IndexOp, Insights, PutMode, MAX_COUNT, REPORT_COLS};
 use crate::retention::FeatureCutoff;
 use crate::types::*;
@@ -665,6 +665,13 @@ pub(crate) async fn record_report(
 ) -> Result<ReportRecord, StoreError> {
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
+    // Before the id is taken: a listing across advertisers waits for this (see `reports`).
+    sql::execute(
+        &tx,
+        "SELECT pg_advisory_xact_lock_shared($1, $2)",
+        &[&locks::CLASS, &locks::REPORTS],
+    )
+    .await?;
     let row = sql::query_opt(
         &tx,
         "SELECT budget_epsilon_nano, budget_delta_atto, disabled FROM advertisers
@@ -751,15 +758,36 @@ fn report_row(r: &Row) -> ReportRecord {
     }
 }
 
-pub(crate) async fn reports<C: GenericClient>(
-    c: &C,
+/// Reports with ids above `after_id`, in id order: pages a caller walks with the last
+/// id it saw.
+///
+/// Ids come from one sequence, taken inside each report's transaction, so they are not
+/// committed in id order: a page read while report 10 is in flight and 11 has committed
+/// would end at 11, and the next page (after 11) would never show 10. For one advertiser
+/// that cannot happen (its reports take their ids under its row lock, one at a time). A
+/// listing across advertisers (the operator's audit log, which must show every query)
+/// therefore first takes the reports lock exclusively: every report transaction holds it
+/// shared from before it takes its id, so the listing waits for those in flight, and any
+/// that start later take larger ids than everything it reads.
+pub(crate) async fn reports(
+    shared: &Shared,
     advertiser: Option<&str>,
     after_id: i64,
     limit: usize,
 ) -> Result<Vec<ReportRecord>, StoreError> {
+    let mut client = shared.pool.get().await?;
+    let tx = client.transaction().await?;
+    if advertiser.is_none() {
+        sql::execute(
+            &tx,
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&locks::CLASS, &locks::REPORTS],
+        )
+        .await?;
+    }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    Ok(sql::query(
-        c,
+    let rows = sql::query(
+        &tx,
         &format!(
             "SELECT {REPORT_COLS} FROM insight_reports r
              WHERE ($1::text IS NULL OR r.advertiser_id = $1) AND r.id > $2
@@ -767,10 +795,9 @@ pub(crate) async fn reports<C: GenericClient>(
         ),
         &[&advertiser, &after_id, &limit],
     )
-    .await?
-    .iter()
-    .map(report_row)
-    .collect())
+    .await?;
+    tx.commit().await?;
+    Ok(rows.iter().map(report_row).collect())
 }
 
 pub(crate) async fn report<C: GenericClient>(

@@ -109,6 +109,9 @@ pub(crate) mod locks {
     pub const PARTITIONS: i32 = 3;
     /// One sweeper at a time across nodes (sweeping twice is safe, just wasted work).
     pub const SWEEP: i32 = 4;
+    /// Taken shared by every report transaction before it takes a report id, and
+    /// exclusively by a listing across advertisers (see `insights::reports`).
+    pub const REPORTS: i32 = 5;
 }
 
 /// State shared by the store handle and its background tasks.
@@ -458,7 +461,7 @@ impl Store for PostgresStore {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<ReportRecord>, StoreError> {
-        insights::reports(&self.client().await?, advertiser, after_id, limit).await
+        insights::reports(&self.shared, advertiser, after_id, limit).await
     }
 
     async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError> {

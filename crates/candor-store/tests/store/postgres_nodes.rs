@@ -2,7 +2,7 @@
 
 use crate::fixtures::*;
 use crate::harness::Postgres;
-use crate::insights::{advertiser, concurrent_charges_never_overspend};
+use crate::insights::{advertiser, concurrent_charges_never_overspend, report, EPS};
 use candor_core::consent::Action;
 use candor_core::ledger::verify_chain;
 use candor_insights::FeatureKind;
@@ -465,24 +465,10 @@ async fn a_withdrawal_aborted_by_a_deadlock_runs_again() {
     };
     // Wait until the withdrawal (holding the ledger head) waits for those rows.
     let watch = db.client().await;
-    let mut waiting = false;
-    for _ in 0..2000 {
-        let n: i64 = watch
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
-                 AND query LIKE 'DELETE FROM insight_features%'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            waiting = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(waiting, "the withdrawal never reached the feature rows");
+    assert!(
+        waits_for_a_lock(&watch, "DELETE FROM insight_features%").await,
+        "the withdrawal never reached the feature rows"
+    );
     // Close the cycle. The withdrawal is aborted, this gets the head, and lets go.
     t1.query("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE", &[])
         .await
@@ -508,4 +494,92 @@ async fn a_withdrawal_aborted_by_a_deadlock_runs_again() {
         verify_chain(&records, head, &signer().verifying_key()),
         Ok(3)
     );
+}
+
+/// Whether, within ten seconds, a session waits for a lock while running a statement
+/// that matches `statement` (a LIKE pattern).
+async fn waits_for_a_lock(watch: &tokio_postgres::Client, statement: &str) -> bool {
+    for _ in 0..2000 {
+        let n: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                &[&statement],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+/// The audit log across advertisers never skips a report: one that took its id before
+/// another advertiser's report committed, and commits after it, is still listed; a
+/// listing waits for it rather than return a page that ends past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_never_skips_a_report_in_flight() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let a = Arc::new(db.open_store_with(Some(insights())).await);
+    a.upsert_advertiser(advertiser("acme", 1)).await.unwrap();
+    a.upsert_advertiser(advertiser("bolt", 2)).await.unwrap();
+    // Hold acme's next report in its transaction after it has taken its id: a row with
+    // that id and its first membership chunk makes its member insert wait.
+    let mut raw = db.client().await;
+    let t = raw.transaction().await.unwrap();
+    let next: i64 = t
+        .query_one(
+            "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
+             FROM insight_reports_id_seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    t.execute(
+        "INSERT INTO insight_report_members (advertiser_id, report_id, chunk, bits)
+         VALUES ('acme', $1, 0, '\\x01')",
+        &[&next],
+    )
+    .await
+    .unwrap();
+    let first = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut r = report("acme", "2026-11", EPS / 10, 0);
+            r.members = vec![(0, vec![1])];
+            a.record_report(r).await
+        })
+    };
+    let watch = db.client().await;
+    assert!(waits_for_a_lock(&watch, "INSERT INTO insight_report_members%").await);
+    // bolt's report takes the next id and commits first.
+    let second = a
+        .record_report(report("bolt", "2026-11", EPS / 10, 0))
+        .await
+        .unwrap();
+    assert_eq!(second.id, next + 1);
+    let listing = {
+        let a = a.clone();
+        tokio::spawn(async move { a.reports(None, 0, 100).await })
+    };
+    assert!(
+        waits_for_a_lock(&watch, "SELECT pg_advisory_xact_lock(%").await,
+        "the listing did not wait for the report in flight"
+    );
+    t.rollback().await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap().id, next);
+    let ids: Vec<i64> = listing
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![next, next + 1]);
 }
