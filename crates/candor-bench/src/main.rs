@@ -36,7 +36,7 @@ fn main() -> Result<()> {
         Some("codec") => codec::run(&args[1..]),
         Some("insights") => insights::run(&args[1..]),
         _ => bail!(
-            "usage: candor-bench ingest [--seconds N] [--subjects N] [--no-postgres | --postgres-only] | decision \
+            "usage: candor-bench ingest [--seconds N] [--subjects N] [--rounds N] [--no-postgres | --postgres-only] | decision \
              | codec [--vectors DIR] [--min-strings N] [--seconds S] \
              | insights [--subjects 1000000,3000000,10000000] [--runs N] [--ref-runs N] [--no-refs] \
              [--epsilon E] [--delta D] [--k K] [--seed S]"
