@@ -352,6 +352,11 @@ pub fn run(args: &[String]) -> Result<()> {
         peak as f64 * 1024.0 / a.subjects as f64
     );
     drop(candor);
+    // The SQLite phase leaves hundreds of MB of dirty pages; left to background
+    // writeback they would compete with PostgreSQL's fsyncs in the next phase. Deleting
+    // the files drops them; `sync` flushes whatever else is pending.
+    let _ = std::fs::remove_dir_all(dir.join("candor"));
+    let _ = Command::new("sync").status();
 
     if a.postgres {
         postgres_scenarios(&dir, a.subjects, dur, &auth, Some(batch_eps))?;
