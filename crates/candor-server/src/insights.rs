@@ -22,6 +22,7 @@ use base64::Engine;
 use candor_core::PurposeId;
 use candor_insights::query::{evaluate, Compiled, InsightError, InsightQuery, Permissions};
 use candor_privacy::bounds::SelectionKey;
+use candor_privacy::mechanism::NoiseError;
 use candor_privacy::query::{prepare, release, Answer, Suppressed};
 use candor_privacy::{Budget, QueryError, Receipt};
 use candor_store::{Advertiser, NewReport, Spend, StoreError};
@@ -207,7 +208,9 @@ fn insight_error(e: InsightError) -> ApiError {
         InsightError::FeatureNotAllowed(_) | InsightError::DimensionNotAllowed(_) => {
             ApiError::new(Code::QueryNotAllowed, e.to_string())
         }
-        InsightError::Query(QueryError::Noise(n)) => {
+        // Only a failing random number generator is ours; noise that cannot be
+        // calibrated (ε = 0, a clamp range whose sensitivity overflows) is the query's.
+        InsightError::Query(QueryError::Noise(n @ NoiseError::Rng(_))) => {
             tracing::error!(error = %n, "noise generation failed");
             ApiError::new(Code::Internal, "noise generation failed")
         }
