@@ -29,16 +29,19 @@ async fn create_advertiser(app: &TestApp, id: &str, epsilon: f64) -> String {
     body["apiKey"].as_str().unwrap().to_owned()
 }
 
-/// Status and error code of `GET /v1/insights/budget` with `key`.
-async fn budget_with(app: &TestApp, key: &str) -> (u16, String) {
-    let r = app
-        .client
+/// `GET /v1/insights/budget` with `key`.
+async fn get_budget(app: &TestApp, key: &str) -> reqwest::Response {
+    app.client
         .get(app.url("/v1/insights/budget"))
         .bearer_auth(key)
         .send()
         .await
-        .unwrap();
-    code_of(r).await
+        .unwrap()
+}
+
+/// Status and error code of `GET /v1/insights/budget` with `key`.
+async fn budget_with(app: &TestApp, key: &str) -> (u16, String) {
+    code_of(get_budget(app, key).await).await
 }
 
 async fn ask(app: &TestApp, key: &str, q: Value) -> (u16, Value) {
@@ -807,16 +810,8 @@ fn arbitrary_queries_get_an_answer_or_a_stable_code_and_only_answers_charge() {
     let codes: Vec<&str> = candor_server::error::TABLE.iter().map(|r| r.1).collect();
     let spent = |app: &TestApp, key: &str| -> f64 {
         rt.block_on(async {
-            let r = app
-                .client
-                .get(app.url("/v1/insights/budget"))
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()["spent"]["epsilon"]
-                .as_f64()
-                .unwrap()
+            let budget: Value = get_budget(app, key).await.json().await.unwrap();
+            budget["spent"]["epsilon"].as_f64().unwrap()
         })
     };
     let answered = std::sync::atomic::AtomicU32::new(0);
