@@ -170,9 +170,8 @@ pub(crate) const REPORT_COLS: &str =
     r.cost_delta_atto, r.purpose, r.query_json, r.answer_json, r.spent_epsilon_nano,
     r.spent_delta_atto, r.budget_epsilon_nano, r.budget_delta_atto";
 
-/// What an advertiser write does when the id exists: replace every field (an update),
-/// or nothing, so that a create can report the conflict instead of overwriting.
-/// How an advertiser row is written.
+/// How an advertiser row is written: a create must report a taken id instead of
+/// overwriting it, and a change must not overwrite a concurrent one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum PutMode {
     /// Insert only; `AdvertiserExists` if the id is taken.
