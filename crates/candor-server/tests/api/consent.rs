@@ -1,5 +1,5 @@
 //! The consent API: off by default, per-purpose choices, accept/reject all, GPC,
-//! history, receipts.
+//! history, receipts; and a model-based test of the state machine over HTTP.
 
 use crate::helpers::*;
 use serde_json::{json, Value};
@@ -221,4 +221,140 @@ async fn concurrent_consents_keep_one_valid_chain() {
         .unwrap();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(app.stats().await["subjects"], 10);
+}
+
+/// One step of the model-based test below.
+#[derive(Debug, Clone)]
+enum Op {
+    Choices(usize, Vec<(usize, &'static str)>),
+    AcceptAll(usize),
+    RejectAll(usize),
+}
+
+const PURPOSES: [&str; 5] = [
+    "analytics",
+    "personalization",
+    "ads_insights",
+    "email_marketing",
+    "loyalty",
+];
+
+/// The consent state machine (`candor_core::consent::transition`) as a table: the
+/// status after `action` from `now` (None = never recorded), or None for "no change",
+/// or Err for a refusal of the whole request.
+fn model(now: Option<&'static str>, action: &str) -> Result<Option<&'static str>, ()> {
+    Ok(match (action, now) {
+        ("grant", Some("given")) => None,
+        ("grant", _) => Some("given"),
+        ("refuse", Some("given")) => Some("withdrawn"),
+        ("refuse", Some(_)) => None,
+        ("refuse", None) => Some("refused"),
+        ("withdraw", Some("given")) => Some("withdrawn"),
+        _ => return Err(()),
+    })
+}
+
+/// Random sequences of choices, accept-all and reject-all for three people, checked after
+/// every step against the model: the state each purpose shows, whether a request was
+/// refused whole (a withdrawal of something not given), and one ledger record per
+/// change; the ledger verifies at the end.
+#[test]
+fn consent_follows_the_state_machine_over_any_sequence() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(spawn());
+    let action = prop::sample::select(vec!["grant", "refuse", "withdraw"]);
+    let op = prop_oneof![
+        4 => (0..3usize, prop::collection::vec((0..5usize, action), 1..4))
+            .prop_map(|(s, c)| Op::Choices(s, c)),
+        1 => (0..3usize).prop_map(Op::AcceptAll),
+        1 => (0..3usize).prop_map(Op::RejectAll),
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&prop::collection::vec(op, 1..40), |ops| {
+            let c = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let who = |s: usize| format!("model-{c}-{s}");
+            let mut state: Vec<[Option<&'static str>; 5]> = vec![[None; 5]; 3];
+            let mut changes = [0usize; 3];
+            for op in &ops {
+                let (s, path, body, wanted): (usize, &str, Value, Vec<(usize, &str)>) = match op {
+                    Op::Choices(s, cs) => {
+                        let mut choices = serde_json::Map::new();
+                        // the last choice for a purpose is the one sent (a JSON object)
+                        let mut last: Vec<(usize, &str)> = Vec::new();
+                        for (p, a) in cs {
+                            choices.insert(PURPOSES[*p].into(), json!(a));
+                            last.retain(|(q, _)| q != p);
+                            last.push((*p, a));
+                        }
+                        (
+                            *s,
+                            "/v1/consent",
+                            json!({"anonymousId": who(*s), "choices": choices}),
+                            last,
+                        )
+                    }
+                    Op::AcceptAll(s) => (
+                        *s,
+                        "/v1/consent/accept-all",
+                        json!({"anonymousId": who(*s)}),
+                        (0..5).map(|p| (p, "grant")).collect(),
+                    ),
+                    Op::RejectAll(s) => (
+                        *s,
+                        "/v1/consent/reject-all",
+                        json!({"anonymousId": who(*s)}),
+                        (0..5).map(|p| (p, "refuse")).collect(),
+                    ),
+                };
+                let outcome: Result<Vec<(usize, Option<&'static str>)>, ()> = wanted
+                    .iter()
+                    .map(|(p, a)| model(state[s][*p], a).map(|n| (*p, n)))
+                    .collect();
+                let status =
+                    rt.block_on(async { app.post(path, BROWSER_KEY, body).await.status() });
+                match outcome {
+                    Ok(next) => {
+                        prop_assert_eq!(status.as_u16(), 200, "{:?}", op);
+                        for (p, n) in next {
+                            if let Some(n) = n {
+                                state[s][p] = Some(n);
+                                changes[s] += 1;
+                            }
+                        }
+                    }
+                    Err(()) => prop_assert_eq!(status.as_u16(), 409, "{:?}", op),
+                }
+                let shown: Value =
+                    rt.block_on(app.get_as_browser(&format!("/v1/consent?anonymousId={}", who(s))));
+                for (p, name) in PURPOSES.iter().enumerate() {
+                    let row = status_of(&shown, name);
+                    prop_assert_eq!(
+                        row["status"].as_str(),
+                        Some(state[s][p].unwrap_or("refused")),
+                        "{} after {:?}",
+                        name,
+                        ops
+                    );
+                    prop_assert_eq!(row["recorded"].as_bool(), Some(state[s][p].is_some()));
+                    prop_assert_eq!(row["granted"].as_bool(), Some(state[s][p] == Some("given")));
+                }
+            }
+            for (s, n) in changes.iter().enumerate() {
+                let h: Value = rt.block_on(
+                    app.get_as_browser(&format!("/v1/consent/history?anonymousId={}", who(s))),
+                );
+                let got = h["records"].as_array().map_or(0, Vec::len);
+                prop_assert_eq!(got, *n, "ledger records for {}", who(s));
+            }
+            Ok(())
+        })
+        .unwrap();
+    let v: Value = rt.block_on(app.get_bearer("/v1/admin/ledger/verify", ADMIN));
+    assert_eq!(v["ok"], true, "{v}");
 }
