@@ -241,3 +241,96 @@ async fn timestamps_follow_segment_rules() {
     // The payload is the message as sent.
     assert_eq!(stored[0].1["timestamp"], "2026-01-02T03:04:05.678Z");
 }
+
+#[derive(Debug, Clone)]
+enum Send {
+    /// Message ids (from a small pool) in one `/v1/batch`.
+    Batch(Vec<usize>),
+    /// One message through `/v1/track`.
+    Single(usize),
+    /// A graceful restart on the same data.
+    Restart,
+}
+
+/// Random sends of message ids from a small pool, in batches (repeats inside one batch
+/// too) and singly, with restarts in between: each id is stored the first time and
+/// answered as a duplicate every later time, whatever the route and across restarts
+/// (the de-duplication window outlives the process).
+#[test]
+fn every_message_id_is_stored_once_across_routes_and_restarts() {
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let send = prop_oneof![
+        4 => prop::collection::vec(0..12usize, 1..6).prop_map(Send::Batch),
+        3 => (0..12usize).prop_map(Send::Single),
+        1 => Just(Send::Restart),
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 10,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&prop::collection::vec(send, 1..16), |sends| {
+            let mut app = Some(rt.block_on(async {
+                let app = spawn().await;
+                app.consent("d1", json!({"analytics": "grant"})).await;
+                app
+            }));
+            let mut seen: BTreeSet<usize> = BTreeSet::new();
+            for s in &sends {
+                let current = app.take().expect("an app");
+                let (next, accepted, duplicates, want_accepted, want_duplicates) = match s {
+                    Send::Restart => {
+                        let env = rt.block_on(current.stop());
+                        app = Some(rt.block_on(spawn_env(env, "")));
+                        continue;
+                    }
+                    Send::Batch(ids) => {
+                        let msgs = ids.iter().map(|i| track("d1", &format!("m{i}"))).collect();
+                        let r = rt.block_on(current.batch(msgs));
+                        let fresh = ids.iter().filter(|i| seen.insert(**i)).count();
+                        (
+                            current,
+                            r["accepted"].as_u64(),
+                            r["duplicates"].as_u64(),
+                            fresh,
+                            ids.len() - fresh,
+                        )
+                    }
+                    Send::Single(i) => {
+                        let r: Value = rt.block_on(async {
+                            current
+                                .post("/v1/track", SERVER_KEY, track("d1", &format!("m{i}")))
+                                .await
+                                .json()
+                                .await
+                                .unwrap()
+                        });
+                        let fresh = usize::from(seen.insert(*i));
+                        (
+                            current,
+                            r["accepted"].as_u64(),
+                            r["duplicates"].as_u64(),
+                            fresh,
+                            1 - fresh,
+                        )
+                    }
+                };
+                app = Some(next);
+                prop_assert_eq!(
+                    (accepted, duplicates),
+                    (Some(want_accepted as u64), Some(want_duplicates as u64)),
+                    "{:?} in {:?}",
+                    s,
+                    sends
+                );
+            }
+            let app = app.take().expect("an app");
+            let stored = rt.block_on(app.events());
+            prop_assert_eq!(stored, seen.len() as u64);
+            rt.block_on(app.stop());
+            Ok(())
+        })
+        .unwrap();
+}
