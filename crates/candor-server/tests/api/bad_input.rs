@@ -120,10 +120,7 @@ fn arbitrary_payloads_never_break_the_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let app = rt.block_on(spawn());
     let codes: Vec<&str> = candor_server::error::TABLE.iter().map(|r| r.1).collect();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 300,
-        ..ProptestConfig::default()
-    });
+    let mut runner = runner(300);
     let strategy = (
         arb_json(),
         prop::sample::select(vec![
@@ -302,10 +299,7 @@ fn arbitrary_requests_to_every_other_endpoint_never_break_the_server() {
         "[insights]\nmin_group_size = 0\nallow_insecure_rng = true\n",
     ));
     let codes: Vec<&str> = candor_server::error::TABLE.iter().map(|r| r.1).collect();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 600,
-        ..ProptestConfig::default()
-    });
+    let mut runner = runner(600);
     runner
         .run(&arb_request(), |r| {
             let (status, code) = rt.block_on(async {

@@ -270,10 +270,7 @@ fn consent_follows_the_state_machine_over_any_sequence() {
         1 => (0..3usize).prop_map(Op::AcceptAll),
         1 => (0..3usize).prop_map(Op::RejectAll),
     ];
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 24,
-        ..ProptestConfig::default()
-    });
+    let mut runner = runner(24);
     let case = std::sync::atomic::AtomicUsize::new(0);
     runner
         .run(&prop::collection::vec(op, 1..40), |ops| {

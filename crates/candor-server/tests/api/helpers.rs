@@ -227,3 +227,12 @@ pub async fn code_of(r: Response) -> (u16, String) {
     let body: Value = r.json().await.unwrap_or(Value::Null);
     (status, body["code"].as_str().unwrap_or("").to_owned())
 }
+
+/// A proptest runner for `cases` cases with the default settings otherwise (the
+/// property tests drive a real server, so each sets how many requests it can afford).
+pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        ..proptest::test_runner::Config::default()
+    })
+}

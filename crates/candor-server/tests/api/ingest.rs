@@ -266,10 +266,7 @@ fn every_message_id_is_stored_once_across_routes_and_restarts() {
         3 => (0..12usize).prop_map(Send::Single),
         1 => Just(Send::Restart),
     ];
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 10,
-        ..ProptestConfig::default()
-    });
+    let mut runner = runner(10);
     runner
         .run(&prop::collection::vec(send, 1..16), |sends| {
             let mut app = Some(rt.block_on(async {

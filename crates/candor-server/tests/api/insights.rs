@@ -815,10 +815,7 @@ fn arbitrary_queries_get_an_answer_or_a_stable_code_and_only_answers_charge() {
         })
     };
     let answered = std::sync::atomic::AtomicU32::new(0);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 1000,
-        ..ProptestConfig::default()
-    });
+    let mut runner = runner(1000);
     runner
         .run(&arb_query(), |q| {
             let before = spent(&app, &key);
@@ -854,4 +851,106 @@ fn arbitrary_queries_get_an_answer_or_a_stable_code_and_only_answers_charge() {
     let answered = answered.into_inner();
     assert!(answered > 0, "no generated query was answered");
     eprintln!("{answered} of 1000 generated queries were answered");
+}
+
+#[derive(Debug, Clone)]
+enum FeatureStep {
+    /// (person, purpose: 0 = ads_insights, 1 = analytics, action)
+    Choose(usize, usize, &'static str),
+    /// (person, app category)
+    Session(usize, &'static str),
+}
+
+/// Random interleavings of consent changes and app sessions for two people, checked after
+/// every step through the person's own transparency view against a model: a session adds
+/// to its category's count only while `ads_insights` is granted, and every time that
+/// purpose is granted or taken away the features held about the person start from
+/// nothing (deleted with the change, never rebuilt from older events).
+#[test]
+fn features_held_follow_the_insights_purpose_over_any_sequence() {
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(spawn_with(CONFIG));
+    let step = prop_oneof![
+        2 => (0..2usize, 0..2usize, prop::sample::select(vec!["grant", "refuse", "withdraw"]))
+            .prop_map(|(s, p, a)| FeatureStep::Choose(s, p, a)),
+        3 => (0..2usize, prop::sample::select(vec!["health_fitness", "games"]))
+            .prop_map(|(s, c)| FeatureStep::Session(s, c)),
+    ];
+    let mut runner = runner(24);
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&prop::collection::vec(step, 1..30), |steps| {
+            let c = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let who = |s: usize| format!("feat-{c}-{s}");
+            let mut granted = [[false; 2]; 2];
+            let mut held: [BTreeMap<&str, u64>; 2] = Default::default();
+            for (i, st) in steps.iter().enumerate() {
+                let s = match st {
+                    FeatureStep::Choose(s, p, a) => {
+                        let purpose = ["ads_insights", "analytics"][*p];
+                        let body = json!({"anonymousId": who(*s), "choices": {purpose: a}});
+                        let status = rt
+                            .block_on(async {
+                                app.post("/v1/consent", BROWSER_KEY, body).await.status()
+                            })
+                            .as_u16();
+                        let was = granted[*s][*p];
+                        let now = match *a {
+                            "grant" => true,
+                            "refuse" => false,
+                            _ if was => false,
+                            _ => {
+                                prop_assert_eq!(status, 409);
+                                continue;
+                            }
+                        };
+                        prop_assert_eq!(status, 200);
+                        granted[*s][*p] = now;
+                        if *p == 0 && was != now {
+                            held[*s].clear();
+                        }
+                        *s
+                    }
+                    FeatureStep::Session(s, category) => {
+                        let msg = json!({"type": "track", "event": "App Session",
+                            "anonymousId": who(*s), "messageId": format!("feat-{c}-m{i}"),
+                            "properties": {"app": "Some App", "app_category": category}});
+                        rt.block_on(app.batch(vec![msg]));
+                        if granted[*s][0] {
+                            *held[*s].entry(category).or_default() += 1;
+                        }
+                        *s
+                    }
+                };
+                let view: Value = rt.block_on(
+                    app.get_as_browser(&format!("/v1/consent/insights?anonymousId={}", who(s))),
+                );
+                let shown: BTreeMap<String, u64> = view["features"]
+                    .as_array()
+                    .map(|fs| {
+                        fs.iter()
+                            .map(|f| {
+                                (
+                                    format!(
+                                        "{}/{}",
+                                        f["feature"].as_str().unwrap_or(""),
+                                        f["category"].as_str().unwrap_or("")
+                                    ),
+                                    f["count"].as_u64().unwrap_or(0),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let want: BTreeMap<String, u64> = held[s]
+                    .iter()
+                    .map(|(cat, n)| (format!("app_usage/{cat}"), *n))
+                    .collect();
+                prop_assert_eq!(&shown, &want, "after {:?}", &steps[..=i]);
+            }
+            Ok(())
+        })
+        .unwrap();
 }

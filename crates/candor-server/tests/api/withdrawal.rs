@@ -113,10 +113,7 @@ fn stored_events_always_carry_exactly_the_purposes_the_model_allows() {
             .prop_map(|(s, p, a)| Step::Choose(s, p, a)),
         2 => (0..2usize).prop_map(Step::Send),
     ];
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 24,
-        ..ProptestConfig::default()
-    });
+    let mut runner = runner(24);
     let case = std::sync::atomic::AtomicUsize::new(0);
     runner
         .run(&prop::collection::vec(step, 1..40), |steps| {
