@@ -428,33 +428,16 @@ async fn refresh_locked(
     let retry_keys: Vec<&[u8]> = retry.iter().map(|s| &s.as_bytes()[..]).collect();
     let purpose = ins.purpose.as_str();
 
-    // Rows changed since the mark (or of subjects to re-read), of subjects that grant
-    // the insights purpose in this snapshot, with their consent version.
-    let features = tx
-        .prepare_cached(
-            "WITH f AS (
-               SELECT * FROM insight_features WHERE seq > $1 OR subject_id = ANY($3)
-             ), v AS (
-               SELECT subject_id, max(seq) AS version FROM consent_state
-               WHERE subject_id IN (SELECT subject_id FROM f)
-               GROUP BY subject_id
-               HAVING bool_or(purpose_id = $2 AND status = 'given')
-             )
-             SELECT f.subject_id, s.dense, f.day, f.kind, f.category, f.count, v.version
-             FROM f JOIN v USING (subject_id) JOIN insight_subjects s USING (subject_id)",
-        )
-        .await?;
-    let portal = tx
-        .bind(&features, &[&sync.low, &purpose, &retry_keys])
-        .await?;
-    loop {
-        let rows = tx.query_portal(&portal, REFRESH_BATCH).await?;
-        if rows.is_empty() {
-            break;
-        }
-        let mut ops = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let subject = cache::subject(r.get(0))?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&sync.low, &purpose, &retry_keys];
+    publish_changed(
+        shared,
+        &tx,
+        "insight_features",
+        "t.day, t.kind, t.category, t.count",
+        &params,
+        &mut sync.retry,
+        |r, subject, dense| {
             let Some(feature) = insights::daily(
                 i64::from(r.get::<_, i32>(2)),
                 i64::from(r.get::<_, i16>(3)),
@@ -462,56 +445,39 @@ async fn refresh_locked(
                 r.get(5),
             ) else {
                 tracing::warn!("a feature row that cannot be parsed was not loaded");
-                continue;
+                return None;
             };
-            ops.push((
+            Some((
                 IndexOp::Activity {
                     subject,
-                    dense: dense_u32(r.get(1))?,
+                    dense,
                     feature,
                 },
                 version(r, 6),
-            ));
-        }
-        shared.publish_features(ops, &mut sync.retry, false);
-    }
-
-    let declared = tx
-        .prepare_cached(
-            "WITH d AS (
-               SELECT * FROM insight_declared WHERE seq > $1 OR subject_id = ANY($3)
-             ), v AS (
-               SELECT subject_id, max(seq) AS version FROM consent_state
-               WHERE subject_id IN (SELECT subject_id FROM d)
-               GROUP BY subject_id
-               HAVING bool_or(purpose_id = $2 AND status = 'given')
-             )
-             SELECT d.subject_id, s.dense, d.field, d.value, v.version
-             FROM d JOIN v USING (subject_id) JOIN insight_subjects s USING (subject_id)",
-        )
-        .await?;
-    let portal = tx
-        .bind(&declared, &[&sync.low, &purpose, &retry_keys])
-        .await?;
-    loop {
-        let rows = tx.query_portal(&portal, REFRESH_BATCH).await?;
-        if rows.is_empty() {
-            break;
-        }
-        let mut ops = Vec::with_capacity(rows.len());
-        for r in &rows {
-            ops.push((
+            ))
+        },
+    )
+    .await?;
+    publish_changed(
+        shared,
+        &tx,
+        "insight_declared",
+        "t.field, t.value",
+        &params,
+        &mut sync.retry,
+        |r, subject, dense| {
+            Some((
                 IndexOp::Declared {
-                    subject: cache::subject(r.get(0))?,
-                    dense: dense_u32(r.get(1))?,
+                    subject,
+                    dense,
                     field: r.get(2),
                     value: r.get(3),
                 },
                 version(r, 4),
-            ));
-        }
-        shared.publish_features(ops, &mut sync.retry, false);
-    }
+            ))
+        },
+    )
+    .await?;
     tx.commit().await?;
 
     sync.checkpoints.push_back((xmax, max_seq));
@@ -526,6 +492,50 @@ async fn refresh_locked(
         sync.checkpoints.pop_front();
     }
     Ok(())
+}
+
+/// Streams the rows of `table` changed since the mark (`$1`) or of subjects to re-read
+/// (`$3`), of subjects that grant the insights purpose (`$2`) in the transaction's
+/// snapshot, as `subject_id, dense, <columns>, consent version`, and publishes them
+/// `REFRESH_BATCH` at a time; `op` turns a row into an index update (None skips it).
+async fn publish_changed(
+    shared: &Shared,
+    tx: &Transaction<'_>,
+    table: &str,
+    columns: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    retry: &mut IdSet<SubjectId>,
+    op: impl Fn(&Row, SubjectId, u32) -> Option<(IndexOp, u64)>,
+) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare_cached(&format!(
+            "WITH t AS (
+               SELECT * FROM {table} WHERE seq > $1 OR subject_id = ANY($3)
+             ), v AS (
+               SELECT subject_id, max(seq) AS version FROM consent_state
+               WHERE subject_id IN (SELECT subject_id FROM t)
+               GROUP BY subject_id
+               HAVING bool_or(purpose_id = $2 AND status = 'given')
+             )
+             SELECT t.subject_id, s.dense, {columns}, v.version
+             FROM t JOIN v USING (subject_id) JOIN insight_subjects s USING (subject_id)"
+        ))
+        .await?;
+    let portal = tx.bind(&statement, params).await?;
+    loop {
+        let rows = tx.query_portal(&portal, REFRESH_BATCH).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut ops = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let subject = cache::subject(r.get(0))?;
+            if let Some(o) = op(r, subject, dense_u32(r.get(1))?) {
+                ops.push(o);
+            }
+        }
+        shared.publish_features(ops, retry, false);
+    }
 }
 
 fn version(r: &Row, i: usize) -> u64 {
