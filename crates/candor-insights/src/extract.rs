@@ -152,17 +152,8 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::DeclaredField;
+    use crate::features::tests::schema;
     use serde_json::json;
-
-    fn schema() -> Schema {
-        Schema {
-            declared: vec![DeclaredField {
-                name: "age_band".into(),
-                values: vec!["18-24".into(), "25-34".into()],
-            }],
-        }
-    }
 
     const T: i64 = 1_764_374_400_000; // 2025-11-29
 

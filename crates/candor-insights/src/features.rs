@@ -133,7 +133,7 @@ impl Day {
         i64::from(self.0) * DAY_MS
     }
 
-    fn offset(self) -> u16 {
+    pub(crate) fn offset(self) -> u16 {
         // in range by construction
         u16::try_from(self.0 - DAY_BASE).unwrap_or(u16::MAX)
     }
@@ -253,6 +253,16 @@ pub(crate) struct Entry {
     pub(crate) feats: Vec<Feat>,
 }
 
+impl Entry {
+    fn new(dense: u32) -> Self {
+        Entry {
+            dense,
+            declared: [0; MAX_DECLARED],
+            feats: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Interner {
     ids: HashMap<String, u16>,
@@ -356,11 +366,7 @@ impl FeatureIndex {
             count: f.count,
         };
         let mut shard = self.shard(&subject).write();
-        let e = shard.entry(subject).or_insert_with(|| Entry {
-            dense,
-            declared: [0; MAX_DECLARED],
-            feats: Vec::new(),
-        });
+        let e = shard.entry(subject).or_insert_with(|| Entry::new(dense));
         e.dense = dense;
         match e
             .feats
@@ -390,11 +396,7 @@ impl FeatureIndex {
             },
         };
         let mut shard = self.shard(&subject).write();
-        let e = shard.entry(subject).or_insert_with(|| Entry {
-            dense,
-            declared: [0; MAX_DECLARED],
-            feats: Vec::new(),
-        });
+        let e = shard.entry(subject).or_insert_with(|| Entry::new(dense));
         e.dense = dense;
         e.declared[fi] = slot;
     }
@@ -489,16 +491,12 @@ impl FeatureIndex {
     }
 }
 
-/// Day offset (as stored in [`Feat::day`]) of a [`Day`].
-pub(crate) fn day_offset(d: Day) -> u16 {
-    d.offset()
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn schema() -> Schema {
+    /// One declared field, `age_band`, with two values (shared by the crate's tests).
+    pub(crate) fn schema() -> Schema {
         Schema {
             declared: vec![DeclaredField {
                 name: "age_band".into(),

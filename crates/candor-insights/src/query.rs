@@ -40,7 +40,7 @@ use candor_privacy::mechanism::Quantizer;
 use candor_privacy::query::{Aggregate, GroupKeys, Plan};
 use candor_privacy::{Budget, GroupKey, Query};
 
-use crate::features::{day_offset, kc, Category, Day, Entry, FeatureIndex, FeatureKind};
+use crate::features::{kc, Category, Day, Entry, FeatureIndex, FeatureKind};
 
 /// Longest date range a query may cover, in days.
 pub const MAX_RANGE_DAYS: u32 = 400;
@@ -413,8 +413,8 @@ impl InsightQuery {
             feature: self.feature,
             measure,
             dims,
-            from: day_offset(self.from),
-            to: day_offset(self.to),
+            from: self.from.offset(),
+            to: self.to.offset(),
             categories,
             declared,
             conditions,
