@@ -10,7 +10,8 @@ use candor_insights::{membership, FeatureDelta, FeatureKind};
 use candor_store::{Advertiser, NewReport, RowOutcome, Spend, Store, StoreError};
 use std::sync::Arc;
 
-async fn subject(store: &dyn Store, user: &str, purposes: &[&str]) -> SubjectId {
+/// Creates `user`'s subject with `purposes` granted.
+pub async fn subject(store: &dyn Store, user: &str, purposes: &[&str]) -> SubjectId {
     let changes: Vec<(&str, Action)> = purposes.iter().map(|p| (*p, Action::Grant)).collect();
     store
         .apply_consent(command(store, user, &changes))
@@ -19,7 +20,7 @@ async fn subject(store: &dyn Store, user: &str, purposes: &[&str]) -> SubjectId 
         .subject
 }
 
-const IA: &[&str] = &["insights", "analytics"];
+pub const IA: &[&str] = &["insights", "analytics"];
 
 pub async fn features_are_written_only_under_the_insights_purpose(b: &dyn Backend) {
     let store = b.open_with(Some(insights())).await;

@@ -2,7 +2,7 @@
 
 use crate::fixtures::*;
 use crate::harness::Postgres;
-use crate::insights::{advertiser, concurrent_charges_never_overspend, report, EPS};
+use crate::insights::{advertiser, concurrent_charges_never_overspend, report, subject, EPS, IA};
 use candor_core::consent::Action;
 use candor_core::ledger::verify_chain;
 use candor_insights::FeatureKind;
@@ -250,20 +250,11 @@ async fn features_reach_the_other_node_after_refresh() {
     let Some(db) = Postgres::new().await else {
         return;
     };
-    let ia = &["insights", "analytics"];
     let a = db.open_store_with(Some(insights())).await;
     let b = db.open_store_with(Some(insights())).await;
-    let s = a
-        .apply_consent(command(
-            &a,
-            "ria",
-            &[("insights", Action::Grant), ("analytics", Action::Grant)],
-        ))
-        .await
-        .unwrap()
-        .subject;
+    let s = subject(&a, "ria", IA).await;
     let used = |n| activity(0, FeatureKind::AppUsed, "games", n);
-    a.ingest(vec![featured(&a, s, "r1", ia, vec![used(2)])])
+    a.ingest(vec![featured(&a, s, "r1", IA, vec![used(2)])])
         .await
         .unwrap();
     assert_eq!(
@@ -278,7 +269,7 @@ async fn features_reach_the_other_node_after_refresh() {
         &b,
         s,
         "r2",
-        ia,
+        IA,
         vec![used(3), activity(0, FeatureKind::Browsed, "news", 1)],
     )])
     .await
@@ -306,7 +297,7 @@ async fn features_reach_the_other_node_after_refresh() {
     )
     .await
     .unwrap();
-    a.ingest(vec![featured(&a, s, "r3", ia, vec![used(1)])])
+    a.ingest(vec![featured(&a, s, "r3", IA, vec![used(1)])])
         .await
         .unwrap();
     b.refresh_features().await.unwrap();
@@ -346,25 +337,16 @@ async fn each_node_prunes_its_own_index_in_its_retention_pass() {
     let Some(db) = Postgres::new().await else {
         return;
     };
-    let ia = &["insights", "analytics"];
     let a = db.open_store_with(Some(insights())).await;
     let b = db.open_store_with(Some(insights())).await;
-    let s = a
-        .apply_consent(command(
-            &a,
-            "sia",
-            &[("insights", Action::Grant), ("analytics", Action::Grant)],
-        ))
-        .await
-        .unwrap()
-        .subject;
+    let s = subject(&a, "sia", IA).await;
     let t = now();
     let on = |days_ago| daily_at(t, days_ago, FeatureKind::AppUsed, "games", 1);
     a.ingest(vec![featured(
         &a,
         s,
         "s1",
-        ia,
+        IA,
         [0, 10, 40]
             .into_iter()
             .map(|d| candor_insights::FeatureDelta::Activity(on(d)))
@@ -425,19 +407,10 @@ async fn a_withdrawal_aborted_by_a_deadlock_runs_again() {
     let Some(db) = Postgres::new().await else {
         return;
     };
-    let ia = &["insights", "analytics"];
     let a = Arc::new(db.open_store_with(Some(insights())).await);
-    let s = a
-        .apply_consent(command(
-            &*a,
-            "dee",
-            &[("insights", Action::Grant), ("analytics", Action::Grant)],
-        ))
-        .await
-        .unwrap()
-        .subject;
+    let s = subject(&*a, "dee", IA).await;
     let used = activity(0, FeatureKind::AppUsed, "games", 1);
-    a.ingest(vec![featured(&*a, s, "d1", ia, vec![used])])
+    a.ingest(vec![featured(&*a, s, "d1", IA, vec![used])])
         .await
         .unwrap();
     assert_eq!(features_of(&*a, &s).len(), 1);
