@@ -228,12 +228,98 @@ fn builtin_baseline(listener: std::net::TcpListener) {
     });
 }
 
-fn event(i: u64, j: usize, subjects: usize) -> String {
+/// One app-session event. With `features`, it names its app's category, which makes an
+/// insight feature for subjects who grant the insights purpose; without, the same bytes
+/// under another property name, which makes none.
+fn event(i: u64, j: usize, subjects: usize, features: bool) -> String {
     let who = (i as usize * 7919 + j * 104_729) % subjects;
+    let key = if features {
+        "app_category"
+    } else {
+        "app_kategory"
+    };
     format!(
-        r#"{{"type":"track","event":"App Session","anonymousId":"demo-{SEED}-anon-{who:06}","messageId":"bench-{i}-{j}","properties":{{"app":"FitTrack","app_category":"health_fitness","duration_s":{}}},"timestamp":"2026-11-29T10:00:00.000Z"}}"#,
+        r#"{{"type":"track","event":"App Session","anonymousId":"demo-{SEED}-anon-{who:06}","messageId":"bench-{i}-{j}","properties":{{"app":"FitTrack","{key}":"health_fitness","duration_s":{}}},"timestamp":"2026-11-29T10:00:00.000Z"}}"#,
         (i as usize + j) % 1800
     )
+}
+
+/// Batches of 100 events, message ids starting at `offset`.
+fn batches(auth: &str, subjects: usize, offset: u64, features: bool) -> MakeRequest {
+    let auth = auth.to_owned();
+    Arc::new(move |i| {
+        let events: Vec<String> = (0..100)
+            .map(|j| event(i + offset, j, subjects, features))
+            .collect();
+        load::post(
+            "/v1/batch",
+            Some(&auth),
+            format!(r#"{{"batch":[{}]}}"#, events.join(",")).as_bytes(),
+        )
+    })
+}
+
+/// Events/s with and without features per round, and (requests, accepted events) of the
+/// last run with features.
+type Rounds = (Vec<f64>, Vec<f64>, (u64, u64));
+
+/// Batched ingest with and without insight features, alternating for `rounds` rounds
+/// against the same nodes; returns the events/s of each and prints the median ratio.
+#[allow(clippy::too_many_arguments)]
+fn batches_with_and_without_features(
+    label: &str,
+    addrs: &[SocketAddr],
+    conns: usize,
+    dur: Duration,
+    auth: &str,
+    subjects: usize,
+    rounds: usize,
+    base: u64,
+) -> Result<Rounds> {
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for round in 0..rounds as u64 {
+        for features in [true, false] {
+            let offset = base + (round << 34) + (u64::from(features) << 33);
+            let o = load::drive_many(
+                addrs,
+                conns,
+                dur,
+                batches(auth, subjects, offset, features),
+                true,
+            )?;
+            let eps = o.rate(o.accepted_events);
+            let counts = (o.requests, o.accepted_events);
+            let name = format!(
+                "{label} {}",
+                if features { "features" } else { "no features" }
+            );
+            report(&name, o, true);
+            if features {
+                with.push(eps);
+                last = Some(counts);
+            } else {
+                without.push(eps);
+            }
+        }
+    }
+    let ratios: Vec<f64> = with.iter().zip(&without).map(|(w, n)| w / n).collect();
+    println!(
+        "  {label}: with features / without, per round: {} (median {:.3})",
+        ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        median(ratios.clone())
+    );
+    let last = last.context("no round ran")?;
+    Ok((with, without, last))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn report(name: &str, mut o: Outcome, events: bool) -> f64 {
@@ -265,7 +351,7 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     let dur = Duration::from_secs(a.seconds);
     if !a.sqlite {
-        postgres_scenarios(&dir, a.subjects, dur, &auth, None)?;
+        postgres_scenarios(&dir, a.subjects, dur, &auth, a.rounds, None)?;
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
@@ -291,33 +377,31 @@ pub fn run(args: &[String]) -> Result<()> {
     );
 
     let subjects = a.subjects;
-    let auth_b = auth.clone();
-    let make: MakeRequest = Arc::new(move |i| {
-        let events: Vec<String> = (0..100).map(|j| event(i, j, subjects)).collect();
-        load::post(
-            "/v1/batch",
-            Some(&auth_b),
-            format!(r#"{{"batch":[{}]}}"#, events.join(",")).as_bytes(),
-        )
-    });
-    let batch = load::drive(caddr, 8, dur, make, true)?;
-    let batch_eps = batch.rate(batch.accepted_events);
-    let offered = batch.requests * 100;
-    let accepted = batch.accepted_events;
-    report("candor /v1/batch x100 (8 conns)", batch, true);
+    let (with, without, (requests, accepted)) = batches_with_and_without_features(
+        "candor /v1/batch x100 (8)",
+        &[caddr],
+        8,
+        dur,
+        &auth,
+        subjects,
+        a.rounds,
+        0,
+    )?;
+    let batch_eps = median(with.clone());
+    let offered = requests * 100;
 
     // Single events, alternating with the baseline: the ratio is what matters, and the
     // baseline's rate on a shared 2-core VM moves by tens of percent between runs, so
     // each round measures both back to back and the median ratio is reported.
     let mut ratios = Vec::with_capacity(a.rounds);
     for round in 0..a.rounds as u64 {
-        let offset = (round + 1) << 32;
+        let offset = (round + 1) << 48;
         let auth_s = auth.clone();
         let make: MakeRequest = Arc::new(move |i| {
             load::post(
                 "/v1/track",
                 Some(&auth_s),
-                event(i + offset, 0, subjects).as_bytes(),
+                event(i + offset, 0, subjects, true).as_bytes(),
             )
         });
         let single = load::drive(caddr, 32, dur, make, true)?;
@@ -327,23 +411,27 @@ pub fn run(args: &[String]) -> Result<()> {
             load::post(
                 "/v1/track",
                 Some(&auth_n),
-                event(i + offset, 0, subjects).as_bytes(),
+                event(i + offset, 0, subjects, true).as_bytes(),
             )
         });
         let base = load::drive(baddr, 32, dur, make, false)?;
         let base_rps = report("baseline /v1/track (32 conns)", base, false);
         ratios.push(single_rps / base_rps);
     }
-    ratios.sort_by(f64::total_cmp);
-    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(0.0);
+    let single_median = median(ratios.clone());
 
     let peak = rss_kib(pid, "VmHWM:");
     println!();
     println!("baseline server: {bname}");
     println!("consent mix: {accepted} of {offered} offered events accepted ({:.1}%), the rest dropped by the gate", 100.0 * accepted as f64 / offered.max(1) as f64);
-    println!("batched ingest: {batch_eps:.0} consent-gated, durably acknowledged events/s (target 100000)");
+    println!("batched ingest: {batch_eps:.0} consent-gated, durably acknowledged events/s, median of {} rounds (target 100000)", with.len());
     println!(
-        "single-event requests: {median:.2}x the baseline's request rate, median of {} rounds (each: {}) (target >= 0.5)",
+        "batched ingest without insight features: {:.0} events/s; with features {:.3}x of that (median of rounds; target >= 0.95)",
+        median(without.clone()),
+        median(with.iter().zip(&without).map(|(w, n)| w / n).collect())
+    );
+    println!(
+        "single-event requests: {single_median:.2}x the baseline's request rate, median of {} rounds (each: {}) (target >= 0.5)",
         ratios.len(),
         ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
     );
@@ -359,7 +447,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let _ = Command::new("sync").status();
 
     if a.postgres {
-        postgres_scenarios(&dir, a.subjects, dur, &auth, Some(batch_eps))?;
+        postgres_scenarios(&dir, a.subjects, dur, &auth, a.rounds, Some(batch_eps))?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -371,6 +459,7 @@ fn postgres_scenarios(
     subjects: usize,
     dur: Duration,
     auth: &str,
+    rounds: usize,
     sqlite_eps: Option<f64>,
 ) -> Result<()> {
     let pg = dir.join("pg");
@@ -403,42 +492,37 @@ fn postgres_scenarios(
     let _stop = Stop(pg.clone());
     println!("seeding the demo operator on PostgreSQL ({subjects} subjects)...");
     let (node_a, a_addr) = start_candor_on(&dir.join("pg-a"), subjects, Some(&url))?;
-    let make = |auth: String| -> MakeRequest {
-        Arc::new(move |i| {
-            let events: Vec<String> = (0..100)
-                .map(|j| event(i + (1 << 40), j, subjects))
-                .collect();
-            load::post(
-                "/v1/batch",
-                Some(&auth),
-                format!(r#"{{"batch":[{}]}}"#, events.join(",")).as_bytes(),
-            )
-        })
-    };
     println!();
     // PostgreSQL answers a batch in ~10 ms rather than ~3: more connections keep the
     // same amount of work in flight (Little's law), or the load generator would be
     // what limits the rate.
-    let one = load::drive(a_addr, PG_CONNS, dur, make(auth.to_owned()), true)?;
-    let one_eps = one.rate(one.accepted_events);
-    report("pg: 1 node /v1/batch x100 (16)", one, true);
+    let (with, without, _) = batches_with_and_without_features(
+        "pg: 1 node /v1/batch x100 (16)",
+        &[a_addr],
+        PG_CONNS,
+        dur,
+        auth,
+        subjects,
+        rounds,
+        1 << 40,
+    )?;
+    let one_eps = median(with.clone());
     let (node_b, b_addr) = start_candor_on(&dir.join("pg-b"), subjects, Some(&url))?;
-    let make2: MakeRequest = {
-        let auth = auth.to_owned();
-        Arc::new(move |i| {
-            let events: Vec<String> = (0..100)
-                .map(|j| event(i + (2 << 40), j, subjects))
-                .collect();
-            load::post(
-                "/v1/batch",
-                Some(&auth),
-                format!(r#"{{"batch":[{}]}}"#, events.join(",")).as_bytes(),
-            )
-        })
-    };
-    let two = load::drive_many(&[a_addr, b_addr], PG_CONNS, dur, make2, true)?;
+    let two = load::drive_many(
+        &[a_addr, b_addr],
+        PG_CONNS,
+        dur,
+        batches(auth, subjects, 2 << 40, true),
+        true,
+    )?;
     let two_eps = two.rate(two.accepted_events);
     report("pg: 2 nodes /v1/batch x100 (16)", two, true);
+    println!();
+    println!(
+        "PostgreSQL without insight features: {:.0} events/s on one node; with features {:.3}x of that (median of rounds; target >= 0.95)",
+        median(without.clone()),
+        median(with.iter().zip(&without).map(|(w, n)| w / n).collect())
+    );
     println!();
     match sqlite_eps {
         Some(sq) => println!("PostgreSQL batched ingest: {one_eps:.0} events/s on one node (target 50000); {:.2}x SQLite's", one_eps / sq),

@@ -239,6 +239,14 @@ pub(crate) struct Feat {
     pub(crate) count: u32,
 }
 
+/// How a write of a daily feature combines with the stored count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Write {
+    Set,
+    Raise,
+    Add,
+}
+
 pub(crate) fn kc(kind: FeatureKind, category: u16) -> u16 {
     (u16::from(kind.code()) << 14) | (category & 0x3FFF)
 }
@@ -341,7 +349,13 @@ impl FeatureIndex {
 
     /// Sets the subject's stored feature to `f.count` (absolute); a count of 0 removes it.
     pub fn set_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature) {
-        self.write_activity(subject, dense, f, false);
+        self.write_activity(subject, dense, f, Write::Set);
+    }
+
+    /// Adds `f.count` to the subject's feature (saturating). For a writer that knows the
+    /// deltas it just committed and is the only one to publish them (SQLite's writer).
+    pub fn add_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature) {
+        self.write_activity(subject, dense, f, Write::Add);
     }
 
     /// Like [`FeatureIndex::set_activity`], but never lowers a count. A stored count only
@@ -350,10 +364,10 @@ impl FeatureIndex {
     /// writers that commit concurrently can publish in any order and the index still ends
     /// at the last committed value.
     pub fn raise_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature) {
-        self.write_activity(subject, dense, f, true);
+        self.write_activity(subject, dense, f, Write::Raise);
     }
 
-    fn write_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature, raise: bool) {
+    fn write_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature, how: Write) {
         if f.day.offset() < self.floor.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
@@ -372,7 +386,10 @@ impl FeatureIndex {
             .feats
             .binary_search_by(|x| (x.kc, x.day).cmp(&(feat.kc, feat.day)))
         {
-            Ok(i) if raise => e.feats[i].count = e.feats[i].count.max(feat.count),
+            Ok(i) if how == Write::Raise => e.feats[i].count = e.feats[i].count.max(feat.count),
+            Ok(i) if how == Write::Add => {
+                e.feats[i].count = e.feats[i].count.saturating_add(feat.count)
+            }
             Ok(i) if feat.count == 0 => {
                 e.feats.remove(i);
             }

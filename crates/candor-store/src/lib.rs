@@ -16,27 +16,39 @@
 //! (`synchronous=FULL` on SQLite, `synchronous_commit=on` on PostgreSQL). Callers
 //! acknowledge to clients only after that.
 //!
-//! The store also keeps audience insights (issue 5): per-subject daily features written
-//! in the ingest transaction and mirrored into an in-memory
-//! [`candor_insights::FeatureIndex`] after commit, advertisers, and the reports charged
-//! against their privacy budgets (one transaction per charge, serialized per advertiser).
+//! The store also keeps audience insights (issue 5): per-subject daily features derived
+//! from the event log after commit and mirrored into an in-memory
+//! [`candor_insights::FeatureIndex`], advertisers, and the reports charged against their
+//! privacy budgets (one transaction per charge, serialized per advertiser).
 //!
-//! Layout: `lib.rs` (the trait), `types.rs` (what crosses it), `error.rs`, `dedup.rs`
-//! (SQLite's in-memory `messageId` window), `retention.rs` (the retention policy both
-//! backends apply), `insights.rs` (what both backends share for insights), `sqlite/` and
-//! `postgres/`.
+//! Layout (`ARCHITECTURE.md` has the map): `lib.rs` (the trait) and `types.rs` (what
+//! crosses it); [`plan`] (what a write means, decided once, no I/O); `engine.rs` (the
+//! one `Store` implementation), `front.rs` (jobs and their queue), `seal.rs` (the sealing
+//! stage), `caches.rs` (what is kept in memory and when it changes), `rows.rs` and
+//! `statements.rs` (rows and SQL both backends share), `features.rs`,
+//! `advertisers.rs`, `retry.rs`, `dedup.rs`; then [`sqlite`] and [`postgres`], which
+//! only carry plans out in their SQL.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod advertisers;
+mod caches;
 pub mod dedup;
+mod engine;
 mod error;
-mod insights;
+mod features;
+mod front;
+pub mod plan;
 pub mod postgres;
-mod retention;
+mod retry;
+mod rows;
+pub mod seal;
 pub mod sqlite;
+mod statements;
 mod types;
 
+pub use engine::Engine;
 pub use error::StoreError;
-pub use insights::InsightsOptions;
+pub use features::InsightsOptions;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -117,8 +129,10 @@ pub trait Store: Send + Sync + 'static {
     /// The insights feature index (empty when insights are not configured).
     fn features(&self) -> &candor_insights::FeatureIndex;
 
-    /// Brings the feature index up to date with what other nodes wrote (PostgreSQL);
-    /// no-op on SQLite, whose single writer updates the index itself.
+    /// Brings the insight features up to date with every event acknowledged before the
+    /// call: derives what the event log holds past the features' watermark and persists
+    /// it (features are derived after commit, see `features`), and on PostgreSQL reads
+    /// what other nodes wrote into this node's index.
     async fn refresh_features(&self) -> Result<(), StoreError>;
 
     /// Inserts an advertiser, or replaces every field of the one with the same id.

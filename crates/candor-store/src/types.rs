@@ -4,7 +4,7 @@
 use candor_core::consent::{Action, Channel, ConsentStatus};
 use candor_core::crypto::{IdKind, LookupHash};
 use candor_core::event::EventKind;
-use candor_core::ledger::{Evidence, Head, LedgerEntry, SealedEntry};
+use candor_core::ledger::{Evidence, SealedEntry};
 use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId};
 
 /// An identifier as presented: its kind, its keyed hash and its value (sealed by the
@@ -40,31 +40,6 @@ pub struct ConsentCommand {
     pub time_ms: i64,
 }
 
-impl ConsentCommand {
-    /// The ledger entry recording `status` for one change of this command, chained
-    /// after `head`. Both stores append through this, so they cannot drift apart.
-    pub(crate) fn entry(
-        &self,
-        head: Head,
-        subject: SubjectId,
-        change: &PurposeChange,
-        status: ConsentStatus,
-    ) -> LedgerEntry {
-        LedgerEntry {
-            seq: head.seq + 1,
-            subject,
-            purpose: change.purpose.clone(),
-            status,
-            notice_version: change.notice_version,
-            notice_hash: change.notice_hash,
-            channel: self.channel,
-            time_ms: self.time_ms,
-            evidence: self.evidence.clone(),
-            prev_hash: head.hash,
-        }
-    }
-}
-
 /// Evidence as stored in the ledger's `evidence` column (sorted-key JSON).
 pub(crate) fn evidence_json(e: &Evidence) -> Result<String, crate::StoreError> {
     serde_json::to_string(e).map_err(|err| crate::StoreError::Database(err.to_string()))
@@ -89,8 +64,9 @@ pub struct StateRow {
     pub time_ms: i64,
 }
 
-/// An event ready to store: gated, with its payload already sealed under the
-/// subject's key.
+/// An event ready to store: gated (its purposes decided), not yet sealed. The store
+/// seals the payload, the feature deltas and the identifiers to link under the
+/// subject's key before anything reaches its writer (`seal`).
 #[derive(Clone, Debug)]
 pub struct IngestRow {
     pub subject: SubjectId,
@@ -103,7 +79,8 @@ pub struct IngestRow {
     pub purposes: PurposeSet,
     pub event_ms: i64,
     pub received_ms: i64,
-    pub sealed_payload: Vec<u8>,
+    /// The message as sent.
+    pub payload: Sensitive<Vec<u8>>,
     /// What the event contributes to the subject's insight features. Applied only when
     /// the store has insights configured, the row is stored (not a duplicate) and the
     /// purposes it is finally stored under include the insights purpose.

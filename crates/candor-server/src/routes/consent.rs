@@ -636,7 +636,9 @@ pub async fn insight_reports(
             })
         })
         .collect();
-    // what the engine holds now, folded per kind and category
+    // What the engine holds now (features are derived after commit: bring them up to
+    // date with everything acknowledged first), folded per kind and category.
+    st.store.refresh_features().await?;
     let mut held: std::collections::BTreeMap<(&str, String), (u32, u64)> = Default::default();
     for f in st.store.features().features_of(&subject) {
         let e = held

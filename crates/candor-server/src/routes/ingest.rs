@@ -19,7 +19,6 @@ use axum::http::HeaderMap;
 use axum::Json;
 use candor_core::crypto::{IdKind, LookupHash};
 use candor_core::event::EventKind;
-use candor_core::SubjectId;
 use candor_store::{Identity, IngestRow, RowOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -191,33 +190,19 @@ pub(crate) async fn ingest(
         decisions.push(gate(st, m, source, gpc, batch_sent_at, now));
     }
 
-    // 3. Seal payloads under each subject's key.
-    let mut keys: HashMap<SubjectId, candor_core::crypto::SubjectKey> = HashMap::new();
+    // 3. Hand what the gate allowed to the store, which seals it and stores it durably.
     let mut rows = Vec::new();
     let mut row_index = Vec::new();
     for (i, d) in decisions.iter_mut().enumerate() {
-        if !matches!(d, Decision::Store(_)) {
-            continue;
-        }
-        let Decision::Store(mut row) = std::mem::replace(d, Decision::Stored) else {
-            continue;
-        };
-        let key = match keys.get(&row.subject) {
-            Some(k) => k.clone(),
-            None => {
-                let k = st.store.subject_key(row.subject).await?.ok_or_else(|| {
-                    ApiError::new(Code::Internal, "a consented subject has no data key")
-                })?;
-                keys.insert(row.subject, k.clone());
-                k
+        if let Decision::Store(_) = d {
+            if let Decision::Store(row) = std::mem::replace(d, Decision::Stored) {
+                rows.push(*row);
+                row_index.push(i);
             }
-        };
-        row.sealed_payload = key.seal(row.subject.as_bytes(), &row.sealed_payload);
-        rows.push(*row);
-        row_index.push(i);
+        }
     }
 
-    // 4. Store (durably) and report.
+    // 4. Report.
     let outcomes = st.store.ingest(rows).await?;
     for (i, o) in row_index.iter().zip(outcomes) {
         match o {
@@ -377,7 +362,7 @@ fn gate(
         purposes: narrowed,
         event_ms,
         received_ms: now,
-        sealed_payload: payload,
+        payload: payload.into(),
         features,
     }))
 }

@@ -478,9 +478,10 @@ async fn concurrent_queries_never_overspend() {
 }
 
 /// The pre-noise aggregate the next answer would be computed from (the test build's view
-/// into the engine: the same `evaluate` the server calls).
-fn exact_counts(app: &TestApp) -> BTreeMap<String, i64> {
+/// into the engine: the same `evaluate` the server calls, after the same refresh).
+async fn exact_counts(app: &TestApp) -> BTreeMap<String, i64> {
     let st = &app.state;
+    st.store.refresh_features().await.unwrap();
     let today = Day::from_ms(st.now_ms()).unwrap();
     let q = InsightQuery {
         metric: Metric::Histogram,
@@ -521,6 +522,12 @@ fn exact_counts(app: &TestApp) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// The feature index's counts once features are derived from everything acknowledged.
+async fn feature_stats(app: &TestApp) -> candor_insights::IndexStats {
+    app.state.store.refresh_features().await.unwrap();
+    app.state.store.features().stats()
+}
+
 #[tokio::test]
 async fn withdrawing_ads_insights_leaves_the_next_answer_and_transparency_shows_it() {
     let app = spawn_with(CONFIG).await;
@@ -530,8 +537,8 @@ async fn withdrawing_ads_insights_leaves_the_next_answer_and_transparency_shows_
     }
     person(&app, "never", false, "25-34").await;
     // only events allowed for ads_insights became features
-    assert_eq!(exact_counts(&app)["25-34"], 5);
-    assert_eq!(app.state.store.features().stats().subjects, 5);
+    assert_eq!(exact_counts(&app).await["25-34"], 5);
+    assert_eq!(feature_stats(&app).await.subjects, 5);
 
     let (s, first) = ask(&app, &key, histogram_by_band(0.5)).await;
     assert_eq!(s, 200, "{first}");
@@ -544,7 +551,7 @@ async fn withdrawing_ads_insights_leaves_the_next_answer_and_transparency_shows_
         )
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(exact_counts(&app)["25-34"], 4);
+    assert_eq!(exact_counts(&app).await["25-34"], 4);
     let (s, second) = ask(&app, &key, histogram_by_band(0.5)).await;
     assert_eq!(s, 200, "{second}");
 
@@ -602,9 +609,9 @@ async fn events_dated_outside_the_retention_window_make_no_features() {
         ])
         .await;
     assert_eq!(r["accepted"], 2, "{r}");
-    assert_eq!(app.state.store.features().stats().daily_rows, 0);
+    assert_eq!(feature_stats(&app).await.daily_rows, 0);
     app.batch(vec![at(now - 86_400_000, "c")]).await;
-    assert_eq!(app.state.store.features().stats().daily_rows, 1);
+    assert_eq!(feature_stats(&app).await.daily_rows, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,7 +1,7 @@
-//! Consent changes on PostgreSQL: the same semantics as the SQLite writer's `consent()`
-//! (resolve or create the subject, link identities, one state transition and one
-//! ledger record per changed purpose, a purpose floor per withdrawal), in a group
-//! transaction shared by every consent job queued on this node.
+//! Consent changes on PostgreSQL: resolve (or create) the subject and link its
+//! identifiers, then carry out what `plan::consent::plan` decided (ledger records, state
+//! rows, floors, deleting insight features on a flip), in a group transaction shared by
+//! every consent job queued on this node.
 //!
 //! **One chain across nodes.** The transaction's first statement locks the single
 //! `ledger_head` row (`FOR UPDATE`); `seq` and `prev_hash` of every record are computed
@@ -19,71 +19,41 @@
 //! any row lock, so a withdrawal cannot deadlock with ingestion. (Two transactions
 //! linking the same *new* identifiers in opposite orders can still deadlock, and so can a
 //! withdrawal deleting feature rows a retention pass is deleting; PostgreSQL then aborts
-//! one, nothing of it is applied, and the group runs again: `writer::retrying`.)
+//! one, nothing of it is applied, and the group runs again: `retry::retrying`.)
 //!
 //! **Insights.** A change that moves the insights purpose (either way) deletes the
 //! subject's feature rows in the same transaction; a withdrawal does so under the
-//! exclusive gate, so no ingest transaction can be writing features for it meanwhile.
+//! exclusive gate, so the feature deriver (which holds it shared) cannot be writing
+//! features for it meanwhile.
 
-use super::{cache, locks, sql, writer, Shared};
+use super::{locks, sql, Shared};
+use crate::caches::Staged;
+use crate::front::Reply;
+use crate::plan::consent::{self, SubjectConsent};
+use crate::retry::{copy_err, retrying};
+use crate::rows::{self, Col};
 use crate::types::*;
-use crate::StoreError;
-use candor_core::consent::{self, Action, ConsentStatus, Current};
+use crate::{seal, statements as q, StoreError};
+use candor_core::consent::Action;
 use candor_core::crypto::{LookupHash, SubjectKey};
-use candor_core::idhash::{IdMap, IdSet};
-use candor_core::ledger::{Head, SealedEntry};
-use candor_core::{PurposeId, PurposeSet, SubjectId};
+use candor_core::ledger::Head;
+use candor_core::SubjectId;
 use deadpool_postgres::Transaction;
-use std::collections::HashMap;
-use tokio::sync::oneshot;
-
-pub(crate) struct Job {
-    pub cmds: Vec<ConsentCommand>,
-    pub reply: oneshot::Sender<Result<Vec<ConsentOutcome>, StoreError>>,
-}
-
-/// Cache changes staged by a job, published after commit.
-#[derive(Default)]
-pub(crate) struct Staged {
-    pub ids: IdMap<LookupHash, SubjectId>,
-    pub keys: IdMap<SubjectId, SubjectKey>,
-    /// Granted set and its version (highest ledger seq) per subject.
-    pub granted: IdMap<SubjectId, (PurposeSet, u64)>,
-    /// Subjects other nodes must reload.
-    pub changed: IdSet<SubjectId>,
-    pub floored: bool,
-}
-
-impl Staged {
-    fn absorb(&mut self, other: Staged) {
-        self.ids.extend(other.ids);
-        self.keys.extend(other.keys);
-        self.granted.extend(other.granted);
-        self.changed.extend(other.changed);
-        self.floored |= other.floored;
-    }
-
-    /// Publishes to the caches. Call only after COMMIT returned.
-    pub fn publish(self, shared: &Shared) {
-        shared.ids.write().extend(self.ids);
-        shared.keys.write().extend(self.keys);
-        for (s, (g, v)) in self.granted {
-            shared.publish_granted(s, g, v);
-        }
-        if self.floored {
-            shared.sweep_wake.notify_one();
-        }
-    }
-}
 
 type Outcomes = Vec<Result<Vec<ConsentOutcome>, StoreError>>;
 
-pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
-    let (cmds, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.cmds, j.reply)).unzip();
-    match writer::retrying("consent", || run(shared, &cmds)).await {
-        Ok((outcomes, staged)) => {
+pub(super) async fn commit_group(
+    shared: &Shared,
+    jobs: Vec<(Vec<ConsentCommand>, Reply<Vec<ConsentOutcome>>)>,
+) {
+    let (cmds, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+    match retrying("consent", || run(shared, &cmds)).await {
+        Ok((outcomes, mut staged)) => {
             // Durable now: publish to the caches, then answer.
             staged.publish(shared);
+            if staged.floored {
+                shared.sweep_wake.notify_one();
+            }
             for (reply, res) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(res);
             }
@@ -91,7 +61,7 @@ pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
         Err(e) => {
             tracing::error!(error = %e, "consent group commit failed");
             for reply in replies {
-                let _ = reply.send(Err(writer::copy_err(&e)));
+                let _ = reply.send(Err(copy_err(&e)));
             }
         }
     }
@@ -111,11 +81,8 @@ async fn run(
     .await?
     .ok_or_else(|| StoreError::Corrupt("the ledger_head row is missing".into()))?;
     let mut head = Head {
-        seq: row.get::<_, i64>(0) as u64,
-        hash: row
-            .get::<_, &[u8]>(1)
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("ledger head hash".into()))?,
+        seq: row.int(0)? as u64,
+        hash: row.blob_n(1, "ledger head hash")?,
     };
     let start = head;
     let may_withdraw = jobs
@@ -123,10 +90,8 @@ async fn run(
         .flatten()
         .flat_map(|c| &c.changes)
         .any(|ch| ch.action != Action::Grant);
-    let mut gate = false;
     if may_withdraw {
         lock_gate(&tx).await?;
-        gate = true;
     }
     let mut staged = Staged::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
@@ -142,7 +107,7 @@ async fn run(
                 group: &staged,
                 job: &mut job,
                 head: &mut head,
-                gate: &mut gate,
+                gate: may_withdraw,
             };
             match ctx.consent(c).await {
                 Ok(o) => {
@@ -186,7 +151,7 @@ async fn run(
     Ok((outcomes, staged))
 }
 
-pub(crate) async fn lock_gate(tx: &Transaction<'_>) -> Result<(), StoreError> {
+pub(super) async fn lock_gate(tx: &Transaction<'_>) -> Result<(), StoreError> {
     sql::execute(
         tx,
         "SELECT pg_advisory_xact_lock($1, $2)",
@@ -202,7 +167,8 @@ struct Ctx<'a, 't> {
     group: &'a Staged,
     job: &'a mut Staged,
     head: &'a mut Head,
-    gate: &'a mut bool,
+    /// The gate is held exclusively (the group may withdraw).
+    gate: bool,
 }
 
 impl Ctx<'_, '_> {
@@ -211,11 +177,9 @@ impl Ctx<'_, '_> {
     async fn lookup(&mut self, h: &LookupHash) -> Result<Option<SubjectId>, StoreError> {
         let cached = self
             .job
-            .ids
-            .get(h)
-            .or_else(|| self.group.ids.get(h))
-            .copied()
-            .or_else(|| self.shared.ids.read().get(h).copied());
+            .resolve(h)
+            .or_else(|| self.group.resolve(h))
+            .or_else(|| self.shared.resolve(h));
         if cached.is_some() {
             return Ok(cached);
         }
@@ -227,7 +191,7 @@ impl Ctx<'_, '_> {
         .await?;
         match row {
             Some(r) => {
-                let s = cache::subject(r.get(0))?;
+                let s = r.subject(0)?;
                 self.job.ids.insert(*h, s);
                 Ok(Some(s))
             }
@@ -239,8 +203,8 @@ impl Ctx<'_, '_> {
         if let Some(k) = self.job.keys.get(&s).or_else(|| self.group.keys.get(&s)) {
             return Ok(k.clone());
         }
-        if let Some(k) = self.shared.keys.read().get(&s) {
-            return Ok(k.clone());
+        if let Some(k) = self.shared.key(&s) {
+            return Ok(k);
         }
         let k = super::read::subject_key(self.tx, &self.shared.master, s)
             .await?
@@ -249,54 +213,45 @@ impl Ctx<'_, '_> {
         Ok(k)
     }
 
-    /// Claims `ident` for `subject` unless some subject already has it. Returns the
-    /// subject that owns it afterwards.
-    async fn claim(
-        &mut self,
-        subject: SubjectId,
-        ident: &Identity,
-        now_ms: i64,
-    ) -> Result<SubjectId, StoreError> {
-        let claimed = sql::query_opt(
+    /// Claims `ident` for `subject` in `identity_lookup` (first claim wins, across
+    /// nodes); returns whether it did. The conflict waits for a concurrent claimer to
+    /// commit, so a lost claim's owner is visible to the lookup that follows.
+    async fn claim(&mut self, subject: SubjectId, ident: &Identity) -> Result<bool, StoreError> {
+        Ok(sql::query_opt(
             self.tx,
             "INSERT INTO identity_lookup (lookup_hash, subject_id) VALUES ($1, $2)
              ON CONFLICT (lookup_hash) DO NOTHING RETURNING subject_id",
             &[&&ident.hash.0[..], &&subject.as_bytes()[..]],
         )
-        .await?;
-        if claimed.is_none() {
-            // Linked meanwhile (by another node, or to another subject: identities are
-            // never merged silently, since that would move one person's consent onto
-            // another). The conflict waited for that transaction, so the row is visible.
-            let owner = sql::query_opt(
-                self.tx,
-                "SELECT subject_id FROM identity_lookup WHERE lookup_hash = $1",
-                &[&&ident.hash.0[..]],
-            )
-            .await?
-            .ok_or_else(|| StoreError::Database("identity link vanished".into()))?;
-            let owner = cache::subject(owner.get(0))?;
-            self.job.ids.insert(ident.hash, owner);
-            return Ok(owner);
-        }
-        let key = self.key(subject).await?;
-        let sealed = key.seal(&ident.hash.0, ident.value.expose().as_bytes());
+        .await?
+        .is_some())
+    }
+
+    /// Stores `ident`'s sealed value for `subject` (after a won claim).
+    async fn store_identity(
+        &mut self,
+        subject: SubjectId,
+        key: &SubjectKey,
+        ident: &Identity,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sealed = seal::identity(key, ident);
         sql::execute(
             self.tx,
             "INSERT INTO identities (subject_id, lookup_hash, kind, sealed_value, created_ms)
              VALUES ($1, $2, $3, $4, $5)",
             &[
                 &&subject.as_bytes()[..],
-                &&ident.hash.0[..],
-                &i16::from(ident.kind.code()),
-                &sealed,
+                &&sealed.hash.0[..],
+                &i16::from(sealed.kind.code()),
+                &sealed.sealed,
                 &now_ms,
             ],
         )
         .await?;
         self.job.ids.insert(ident.hash, subject);
         self.job.changed.insert(subject);
-        Ok(subject)
+        Ok(())
     }
 
     async fn consent(&mut self, cmd: &ConsentCommand) -> Result<ConsentOutcome, StoreError> {
@@ -313,97 +268,92 @@ impl Ctx<'_, '_> {
             None => return Err(StoreError::UnknownSubject),
         };
         for ident in &cmd.identities {
-            if self.lookup(&ident.hash).await?.is_none() {
-                self.claim(subject, ident, cmd.time_ms).await?;
+            if self.lookup(&ident.hash).await?.is_some() {
+                continue;
+            }
+            if self.claim(subject, ident).await? {
+                let key = self.key(subject).await?;
+                self.store_identity(subject, &key, ident, cmd.time_ms)
+                    .await?;
+            } else {
+                // Linked meanwhile (by another node, or to another subject: identities
+                // are never merged silently, since that would move one person's consent
+                // onto another).
+                self.lookup(&ident.hash).await?;
             }
         }
-        let mut current: HashMap<String, Current> = HashMap::new();
-        let mut version = 0u64;
-        for r in sql::query(
-            self.tx,
-            "SELECT purpose_id, status, notice_version, seq FROM consent_state WHERE subject_id = $1",
-            &[&&subject.as_bytes()[..]],
-        )
-        .await?
-        {
-            version = version.max(u64::try_from(r.get::<_, i64>(3)).unwrap_or(0));
-            let status: &str = r.get(1);
-            let status = ConsentStatus::parse(status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?;
-            current.insert(
-                r.get(0),
-                Current {
-                    status,
-                    notice_version: u32::try_from(r.get::<_, i64>(2))
-                        .map_err(|_| StoreError::Corrupt("notice version".into()))?,
-                },
-            );
-        }
-        let before = self.shared.granted_of(
-            current
-                .iter()
-                .filter(|(_, c)| c.status.grants())
-                .map(|(p, _)| p.as_str()),
+        let sid = &subject.as_bytes()[..];
+        let rows = sql::query(self.tx, &q::consent_state(), &[&sid]).await?;
+        let state = SubjectConsent::from_rows(
+            rows.iter()
+                .map(rows::state_row)
+                .collect::<Result<Vec<_>, _>>()?,
         );
-        let mut granted = before;
-        let mut records = Vec::new();
-        for ch in &cmd.changes {
-            let cur = current.get(ch.purpose.as_str()).copied();
-            let next = consent::transition(cur, ch.action, ch.notice_version).map_err(|_| {
-                StoreError::NotGiven {
-                    purpose: ch.purpose.to_string(),
-                }
-            })?;
-            let Some(status) = next else { continue };
-            let sealed = self.append(subject, &ch.purpose, status, ch, cmd).await?;
+        let plan = consent::plan(
+            cmd,
+            subject,
+            &state,
+            &self.shared.bits,
+            *self.head,
+            &self.shared.signer,
+            self.shared.insights_bit(),
+        )?;
+        for rec in &plan.records {
+            let e = &rec.entry;
+            let seq = e.seq as i64;
+            let notice_version = i64::from(e.notice_version);
+            let evidence = evidence_json(&e.evidence)?;
             sql::execute(
                 self.tx,
-                "INSERT INTO consent_state (subject_id, purpose_id, status, notice_version, seq, time_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (subject_id, purpose_id) DO UPDATE SET
-                   status = excluded.status, notice_version = excluded.notice_version,
-                   seq = excluded.seq, time_ms = excluded.time_ms",
+                q::INSERT_LEDGER,
                 &[
-                    &&subject.as_bytes()[..],
-                    &ch.purpose.as_str(),
-                    &status.as_str(),
-                    &i64::from(ch.notice_version),
-                    &(sealed.entry.seq as i64),
-                    &cmd.time_ms,
+                    &seq,
+                    &sid,
+                    &e.purpose.as_str(),
+                    &e.status.as_str(),
+                    &notice_version,
+                    &&e.notice_hash[..],
+                    &e.channel.as_str(),
+                    &e.time_ms,
+                    &evidence,
+                    &&e.prev_hash[..],
+                    &&rec.hash[..],
+                    &&rec.signature[..],
                 ],
             )
             .await?;
-            current.insert(
-                ch.purpose.as_str().to_owned(),
-                Current {
-                    status,
-                    notice_version: ch.notice_version,
-                },
-            );
-            if status.grants() {
-                granted.insert(ch.bit);
-            } else if granted.contains(ch.bit) {
-                granted.remove(ch.bit);
-                self.floor(subject, ch.bit).await?;
-            }
-            version = version.max(sealed.entry.seq);
-            records.push(sealed);
+            sql::execute(
+                self.tx,
+                q::UPSERT_STATE,
+                &[
+                    &sid,
+                    &e.purpose.as_str(),
+                    &e.status.as_str(),
+                    &notice_version,
+                    &seq,
+                    &e.time_ms,
+                ],
+            )
+            .await?;
         }
-        if let Some(ins) = &self.shared.insights {
-            // Features exist only while the insights purpose is granted (see
-            // `crate::insights`): a transition either way clears them. Publishing the
-            // new granted set drops the subject from every node's feature index.
-            if before.contains(ins.bit) != granted.contains(ins.bit) {
-                super::insights::delete_features(self.tx, subject).await?;
-            }
+        for bit in &plan.floors {
+            self.floor(subject, *bit).await?;
         }
-        self.job.granted.insert(subject, (granted, version));
+        if plan.insights_flip.is_some() {
+            // Publishing the new granted set drops the subject from every node's index.
+            sql::execute(self.tx, q::DELETE_FEATURES, &[&sid]).await?;
+            sql::execute(self.tx, q::DELETE_DECLARED, &[&sid]).await?;
+        }
+        *self.head = plan.head;
+        self.job
+            .granted
+            .insert(subject, (plan.granted, plan.version));
         self.job.changed.insert(subject);
         Ok(ConsentOutcome {
             subject,
             created,
-            records,
-            granted,
+            records: plan.records,
+            granted: plan.granted,
         })
     }
 
@@ -414,14 +364,7 @@ impl Ctx<'_, '_> {
         let s = SubjectId::random();
         let key = SubjectKey::generate();
         if let Some(first) = cmd.identities.first() {
-            let claimed = sql::query_opt(
-                self.tx,
-                "INSERT INTO identity_lookup (lookup_hash, subject_id) VALUES ($1, $2)
-                 ON CONFLICT (lookup_hash) DO NOTHING RETURNING subject_id",
-                &[&&first.hash.0[..], &&s.as_bytes()[..]],
-            )
-            .await?;
-            if claimed.is_none() {
+            if !self.claim(s, first).await? {
                 let owner = self
                     .lookup(&first.hash)
                     .await?
@@ -431,7 +374,7 @@ impl Ctx<'_, '_> {
         }
         sql::execute(
             self.tx,
-            "INSERT INTO subjects (subject_id, wrapped_key, created_ms) VALUES ($1, $2, $3)",
+            q::INSERT_SUBJECT,
             &[
                 &&s.as_bytes()[..],
                 &self.shared.master.wrap(&s, &key),
@@ -440,21 +383,7 @@ impl Ctx<'_, '_> {
         )
         .await?;
         if let Some(first) = cmd.identities.first() {
-            let sealed = key.seal(&first.hash.0, first.value.expose().as_bytes());
-            sql::execute(
-                self.tx,
-                "INSERT INTO identities (subject_id, lookup_hash, kind, sealed_value, created_ms)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &&s.as_bytes()[..],
-                    &&first.hash.0[..],
-                    &i16::from(first.kind.code()),
-                    &sealed,
-                    &cmd.time_ms,
-                ],
-            )
-            .await?;
-            self.job.ids.insert(first.hash, s);
+            self.store_identity(s, &key, first, cmd.time_ms).await?;
         }
         self.job.keys.insert(s, key);
         self.job.changed.insert(s);
@@ -466,11 +395,11 @@ impl Ctx<'_, '_> {
     /// out: with the gate held exclusively no ingest transaction is in flight, so all of
     /// them are committed (or rolled back), and every later event gets a larger id.
     async fn floor(&mut self, subject: SubjectId, bit: u8) -> Result<(), StoreError> {
-        if !*self.gate {
+        if !self.gate {
             // Unreachable by construction (only withdraw/refuse withdraw), kept so a
             // future action cannot silently skip the lock.
             lock_gate(self.tx).await?;
-            *self.gate = true;
+            self.gate = true;
         }
         sql::execute(
             self.tx,
@@ -482,45 +411,5 @@ impl Ctx<'_, '_> {
         .await?;
         self.job.floored = true;
         Ok(())
-    }
-
-    async fn append(
-        &mut self,
-        subject: SubjectId,
-        purpose: &PurposeId,
-        status: ConsentStatus,
-        ch: &PurposeChange,
-        cmd: &ConsentCommand,
-    ) -> Result<SealedEntry, StoreError> {
-        let sealed = cmd
-            .entry(*self.head, subject, ch, status)
-            .seal(self.shared.signer.signing_key());
-        let evidence = crate::types::evidence_json(&sealed.entry.evidence)?;
-        sql::execute(
-            self.tx,
-            "INSERT INTO ledger (seq, subject_id, purpose_id, status, notice_version, notice_hash,
-               channel, time_ms, evidence, prev_hash, hash, signature)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &[
-                &(sealed.entry.seq as i64),
-                &&subject.as_bytes()[..],
-                &purpose.as_str(),
-                &status.as_str(),
-                &i64::from(ch.notice_version),
-                &&ch.notice_hash[..],
-                &cmd.channel.as_str(),
-                &cmd.time_ms,
-                &evidence,
-                &&sealed.entry.prev_hash[..],
-                &&sealed.hash[..],
-                &&sealed.signature[..],
-            ],
-        )
-        .await?;
-        *self.head = Head {
-            seq: sealed.entry.seq,
-            hash: sealed.hash,
-        };
-        Ok(sealed)
     }
 }

@@ -24,26 +24,27 @@
 //! older than yesterday hold no key a new message can conflict with and are dropped, so
 //! the window is 24 to 48 hours (Segment's is about a day).
 //!
-//! **Features.** Stored rows that carry insight features and are stored under the
-//! insights purpose have them written in the same transaction, after the events (see
-//! `insights` for the batching and for why that tail runs under this node's feature
-//! lock); a group without features never takes it.
+//! **Features** are not written here: a stored row that feeds them keeps its sealed
+//! deltas in its `features` column, and the deriver applies them after commit (see
+//! `derive`).
 
 use super::partitions::{day_of_ms, Table};
-use super::{cache, locks, sql, writer, Shared};
+use super::{locks, sql, Shared};
+use crate::front::Reply;
+use crate::plan::features::feeds;
+use crate::plan::ingest::{GroupGate, Verdict};
+use crate::retry::{copy_err, ATTEMPTS};
+use crate::rows::Col;
+use crate::seal::SealedRow;
 use crate::types::*;
 use crate::StoreError;
-use candor_core::crypto::{LookupHash, SubjectKey};
+use candor_core::crypto::LookupHash;
 use candor_core::idhash::{IdMap, IdSet};
 use candor_core::{PurposeSet, SubjectId};
 use deadpool_postgres::Transaction;
 use std::collections::HashSet;
-use tokio::sync::oneshot;
 
-pub(crate) struct Job {
-    pub rows: Vec<IngestRow>,
-    pub reply: oneshot::Sender<Result<Vec<RowOutcome>, StoreError>>,
-}
+pub(super) type Job = (Vec<SealedRow>, Reply<Vec<RowOutcome>>);
 
 /// Why a group failed: a missing partition is retried once (another node's retention
 /// may have dropped one this node remembered).
@@ -91,13 +92,7 @@ impl Failure {
     }
 }
 
-#[derive(Default)]
-struct Staged {
-    ids: IdMap<LookupHash, SubjectId>,
-    keys: IdMap<SubjectId, SubjectKey>,
-}
-
-pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
+pub(super) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
     let mut retried = false;
     let mut attempt = 1;
     let result = loop {
@@ -111,7 +106,7 @@ pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
                 retried = true;
             }
             // Rolled back whole: run it again (see `writer::retrying`).
-            Err(f) if attempt < writer::ATTEMPTS && f.contention() => {
+            Err(f) if attempt < ATTEMPTS && f.contention() => {
                 tracing::warn!(
                     attempt,
                     "ingest group aborted by the database to resolve contention; running it again"
@@ -122,18 +117,17 @@ pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
         }
     };
     match result {
-        Ok((outcomes, staged)) => {
-            shared.ids.write().extend(staged.ids);
-            shared.keys.write().extend(staged.keys);
-            for (job, out) in jobs.into_iter().zip(outcomes) {
-                let _ = job.reply.send(Ok(out));
+        Ok((outcomes, linked)) => {
+            shared.ids.write().extend(linked);
+            for ((_, reply), out) in jobs.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(out));
             }
         }
         Err(f) => {
             let e = f.into_store();
             tracing::error!(error = %e, "ingest group commit failed");
-            for job in jobs {
-                let _ = job.reply.send(Err(writer::copy_err(&e)));
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(copy_err(&e)));
             }
         }
     }
@@ -144,7 +138,7 @@ pub(crate) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
 async fn ensure_partitions(shared: &Shared, jobs: &[Job]) -> Result<(), StoreError> {
     let days: HashSet<i32> = jobs
         .iter()
-        .flat_map(|j| &j.rows)
+        .flat_map(|j| &j.0)
         .map(|r| day_of_ms(r.received_ms))
         .collect();
     let needed = days.into_iter().flat_map(|d| {
@@ -159,7 +153,13 @@ async fn ensure_partitions(shared: &Shared, jobs: &[Job]) -> Result<(), StoreErr
     shared.partitions.ensure(&shared.pool, needed).await
 }
 
-async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Staged), Failure> {
+/// The group's rows, `(job, row, purposes stored under)` for the ones to store.
+type Stored = Vec<(usize, usize, PurposeSet)>;
+
+async fn run(
+    shared: &Shared,
+    jobs: &[Job],
+) -> Result<(Vec<Vec<RowOutcome>>, IdMap<LookupHash, SubjectId>), Failure> {
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
     sql::execute(
@@ -171,31 +171,22 @@ async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Sta
     let granted = granted(shared, &tx, jobs).await?;
 
     // Consent, then duplicates within the group; what is left is a candidate.
-    let mut outcomes: Vec<Vec<RowOutcome>> = jobs
-        .iter()
-        .map(|j| vec![RowOutcome::Stored; j.rows.len()])
-        .collect();
-    let mut seen: IdSet<[u8; 16]> = IdSet::default();
-    let mut candidates: Vec<(usize, usize, PurposeSet)> = Vec::new();
-    for (ji, job) in jobs.iter().enumerate() {
-        for (ri, row) in job.rows.iter().enumerate() {
-            let allowed = row
-                .purposes
-                .intersect(granted.get(&row.subject).copied().unwrap_or_default());
-            let outcome = if allowed.is_empty() {
-                RowOutcome::ConsentChanged
-            } else if !seen.insert(row.dedup_key) {
-                RowOutcome::Duplicate
-            } else {
+    let mut gate = GroupGate::default();
+    let mut outcomes: Vec<Vec<RowOutcome>> = Vec::with_capacity(jobs.len());
+    let mut candidates: Stored = Vec::new();
+    for (ji, (rows, _)) in jobs.iter().enumerate() {
+        let mut out = Vec::with_capacity(rows.len());
+        for (ri, row) in rows.iter().enumerate() {
+            let g = granted.get(&row.subject).copied().unwrap_or_default();
+            let verdict = gate.decide(row.purposes, row.dedup_key, g, false);
+            if let Verdict::Store(allowed) = verdict {
                 candidates.push((ji, ri, allowed));
-                continue;
-            };
-            if let Some(o) = outcomes.get_mut(ji).and_then(|v| v.get_mut(ri)) {
-                *o = outcome;
             }
+            out.push(verdict.outcome());
         }
+        outcomes.push(out);
     }
-    let row = |ji: usize, ri: usize| &jobs[ji].rows[ri];
+    let row = |ji: usize, ri: usize| &jobs[ji].0[ri];
 
     // De-duplication against every node: (day, key) and (day + 1, key), sorted.
     let mut pairs: Vec<(i32, [u8; 16])> = Vec::with_capacity(candidates.len() * 2);
@@ -225,7 +216,7 @@ async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Sta
     })
     .collect();
 
-    let mut stored: Vec<(usize, usize, PurposeSet)> = Vec::with_capacity(candidates.len());
+    let mut stored: Stored = Vec::with_capacity(candidates.len());
     for (ji, ri, allowed) in candidates {
         let r = row(ji, ri);
         let d = day_of_ms(r.received_ms);
@@ -239,61 +230,12 @@ async fn run(shared: &Shared, jobs: &[Job]) -> Result<(Vec<Vec<RowOutcome>>, Sta
     }
 
     if !stored.is_empty() {
-        insert_events(&tx, &stored, jobs).await?;
+        insert_events(&tx, &stored, jobs, shared.insights_bit()).await?;
     }
-    let mut staged = Staged::default();
-    let linked = link(shared, &tx, &stored, jobs, &mut staged).await?;
-    let featured: Vec<(SubjectId, &[candor_insights::FeatureDelta])> = match &shared.insights {
-        Some(ins) => stored
-            .iter()
-            .filter(|(_, _, allowed)| allowed.contains(ins.bit))
-            .map(|(ji, ri, _)| row(*ji, *ri))
-            .filter(|r| !r.features.is_empty())
-            .map(|r| (r.subject, &r.features[..]))
-            .collect(),
-        None => Vec::new(),
-    };
-    // Activity counts only grow while their row lives, so groups that carry nothing but
-    // activity publish with "raise" and need no ordering among themselves: they commit
-    // concurrently and take the sync lock only to publish (after a retention prune, the
-    // index's floor drops late days). Declared fields are last-writer-wins, so a group
-    // carrying any holds the lock through COMMIT and publishes in commit order (see
-    // `insights`).
-    let declares = featured.iter().any(|(_, ds)| {
-        ds.iter()
-            .any(|d| !matches!(d, candor_insights::FeatureDelta::Activity(_)))
-    });
-    let mut features = None;
-    if !featured.is_empty() {
-        let sync = if declares {
-            Some(shared.feature_sync.lock().await)
-        } else {
-            None
-        };
-        let written = super::insights::write(shared, &tx, &featured).await?;
-        features = Some((sync, written));
-    }
-    super::listen::notify(&tx, &linked).await?;
+    let (linked, subjects) = link(shared, &tx, &stored, jobs).await?;
+    super::listen::notify(&tx, &subjects).await?;
     tx.commit().await?;
-    if let Some((sync, written)) = features {
-        let raise = sync.is_none();
-        let mut sync = match sync {
-            Some(s) => s,
-            None => shared.feature_sync.lock().await,
-        };
-        // Committed: their numbers exist for good.
-        shared.dense.lock().extend(written.dense);
-        let versions = written.versions;
-        shared.publish_features(
-            written.ops.into_iter().map(|op| {
-                let v = versions.get(&op.subject()).copied().unwrap_or(0);
-                (op, v)
-            }),
-            &mut sync.retry,
-            raise,
-        );
-    }
-    Ok((outcomes, staged))
+    Ok((outcomes, linked))
 }
 
 /// Granted purposes of the batch's subjects, as committed (read after taking the gate).
@@ -302,11 +244,7 @@ async fn granted(
     tx: &Transaction<'_>,
     jobs: &[Job],
 ) -> Result<IdMap<SubjectId, PurposeSet>, Failure> {
-    let subjects: IdSet<SubjectId> = jobs
-        .iter()
-        .flat_map(|j| &j.rows)
-        .map(|r| r.subject)
-        .collect();
+    let subjects: IdSet<SubjectId> = jobs.iter().flat_map(|j| &j.0).map(|r| r.subject).collect();
     let keys: Vec<&[u8]> = subjects.iter().map(|s| &s.as_bytes()[..]).collect();
     let mut out: IdMap<SubjectId, PurposeSet> = IdMap::default();
     for r in sql::query(
@@ -317,7 +255,7 @@ async fn granted(
     )
     .await?
     {
-        let s = cache::subject(r.get(0))?;
+        let s = r.subject(0)?;
         let g = shared.granted_of([r.get::<_, &str>(1)]);
         let e = out.entry(s).or_default();
         *e = e.union(g);
@@ -333,6 +271,7 @@ async fn insert_events(
     tx: &Transaction<'_>,
     stored: &[(usize, usize, PurposeSet)],
     jobs: &[Job],
+    insights_bit: Option<u8>,
 ) -> Result<(), Failure> {
     use futures_util::pin_mut;
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -340,7 +279,7 @@ async fn insert_events(
     let sink = tx
         .copy_in(
             "COPY events (day, subject_id, source_id, dedup_key, kind, category, purposes,
-               event_ms, received_ms, sealed) FROM STDIN (FORMAT binary)",
+               event_ms, received_ms, sealed, features) FROM STDIN (FORMAT binary)",
         )
         .await?;
     let writer = BinaryCopyInWriter::new(
@@ -356,14 +295,19 @@ async fn insert_events(
             Type::INT8,
             Type::INT8,
             Type::BYTEA,
+            Type::BYTEA,
         ],
     );
     pin_mut!(writer);
     for (ji, ri, allowed) in stored {
-        let r = &jobs[*ji].rows[*ri];
+        let r = &jobs[*ji].0[*ri];
         let day = day_of_ms(r.received_ms);
         let purposes = allowed.bits() as i64;
-        let row: [&(dyn ToSql + Sync); 10] = [
+        let features = r
+            .features
+            .as_deref()
+            .filter(|_| feeds(insights_bit, *allowed, !r.deltas.is_empty()));
+        let row: [&(dyn ToSql + Sync); 11] = [
             &day,
             &&r.subject.as_bytes()[..],
             &r.source.as_str(),
@@ -373,7 +317,8 @@ async fn insert_events(
             &purposes,
             &r.event_ms,
             &r.received_ms,
-            &&r.sealed_payload[..],
+            &&r.payload[..],
+            &features,
         ];
         writer.as_mut().write(&row).await?;
     }
@@ -382,55 +327,33 @@ async fn insert_events(
 }
 
 /// Links identifiers seen on stored rows that no subject has yet, claiming each in
-/// `identity_lookup` (first claim wins, across nodes). Returns the subjects linked.
+/// `identity_lookup` (first claim wins, across nodes). Returns the links made and the
+/// subjects linked.
 async fn link(
     shared: &Shared,
     tx: &Transaction<'_>,
     stored: &[(usize, usize, PurposeSet)],
     jobs: &[Job],
-    staged: &mut Staged,
-) -> Result<Vec<SubjectId>, Failure> {
-    let mut want: Vec<(LookupHash, SubjectId, &Identity, i64)> = Vec::new();
+) -> Result<(IdMap<LookupHash, SubjectId>, Vec<SubjectId>), Failure> {
+    let mut want = Vec::new();
     let mut seen: IdSet<LookupHash> = IdSet::default();
     for (ji, ri, _) in stored {
-        let r = &jobs[*ji].rows[*ri];
+        let r = &jobs[*ji].0[*ri];
         for ident in &r.link {
-            if seen.insert(ident.hash) && shared.ids.read().get(&ident.hash).is_none() {
-                want.push((ident.hash, r.subject, ident, r.received_ms));
+            if seen.insert(ident.hash) && shared.resolve(&ident.hash).is_none() {
+                want.push((r.subject, ident, r.received_ms));
             }
         }
     }
     if want.is_empty() {
-        return Ok(Vec::new());
+        return Ok((IdMap::default(), Vec::new()));
     }
-    want.sort_by_key(|w| w.0 .0);
-    let mut hashes = Vec::with_capacity(want.len());
-    let mut subjects = Vec::with_capacity(want.len());
-    let mut kinds = Vec::with_capacity(want.len());
-    let mut sealed = Vec::with_capacity(want.len());
-    let mut times = Vec::with_capacity(want.len());
-    for (h, s, ident, at) in &want {
-        let cached = staged
-            .keys
-            .get(s)
-            .cloned()
-            .or_else(|| shared.keys.read().get(s).cloned());
-        let key = match cached {
-            Some(k) => k,
-            None => {
-                let k = super::read::subject_key(tx, &shared.master, *s)
-                    .await?
-                    .ok_or(StoreError::UnknownSubject)?;
-                staged.keys.insert(*s, k.clone());
-                k
-            }
-        };
-        hashes.push(&h.0[..]);
-        subjects.push(&s.as_bytes()[..]);
-        kinds.push(i16::from(ident.kind.code()));
-        sealed.push(key.seal(&h.0, ident.value.expose().as_bytes()));
-        times.push(*at);
-    }
+    want.sort_by_key(|w| w.1.hash.0);
+    let hashes: Vec<&[u8]> = want.iter().map(|w| &w.1.hash.0[..]).collect();
+    let subjects: Vec<&[u8]> = want.iter().map(|w| &w.0.as_bytes()[..]).collect();
+    let kinds: Vec<i16> = want.iter().map(|w| i16::from(w.1.kind.code())).collect();
+    let sealed: Vec<&[u8]> = want.iter().map(|w| &w.1.sealed[..]).collect();
+    let times: Vec<i64> = want.iter().map(|w| w.2).collect();
     let rows = sql::query(
         tx,
         "WITH input AS (
@@ -448,11 +371,12 @@ async fn link(
         &[&hashes, &subjects, &kinds, &sealed, &times],
     )
     .await?;
-    let mut linked = IdSet::default();
+    let mut linked = IdMap::default();
+    let mut subjects = IdSet::default();
     for r in &rows {
-        let s = cache::subject(r.get(1))?;
-        staged.ids.insert(cache::hash(r.get(0))?, s);
-        linked.insert(s);
+        let s = r.subject(1)?;
+        linked.insert(LookupHash(r.blob_n(0, "lookup hash")?), s);
+        subjects.insert(s);
     }
-    Ok(linked.into_iter().collect())
+    Ok((linked, subjects.into_iter().collect()))
 }

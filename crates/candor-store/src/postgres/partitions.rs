@@ -9,7 +9,7 @@
 //! partitions it knows to exist, so the hot path costs nothing.
 
 use super::locks;
-use crate::retention::DAY_MS;
+use crate::plan::retention::DAY_MS;
 use crate::StoreError;
 use deadpool_postgres::Pool;
 use parking_lot::Mutex;

@@ -8,19 +8,19 @@
 //! partition left empty is then dropped too. Old de-duplication partitions go as well.
 //!
 //! With insights, feature rows of days past the insights purpose's retention are deleted
-//! too, and this node's feature index pruned to match (`super::insights::prune`). Other
+//! too, and this node's feature index pruned to match (`super::features::prune`). Other
 //! nodes' indexes keep those features until their own pass, which every node runs
 //! (hourly); their refreshes never bring deleted rows back, so after a node's own pass its
 //! index holds no day that pass found past retention.
 
 use super::partitions::{self, day_of_ms, Table};
 use super::{sql, Shared};
-use crate::retention::{FeatureCutoff, Tier, DAY_MS};
+use crate::plan::retention::{FeatureCutoff, Tier, DAY_MS};
 use crate::types::RetentionReport;
 use crate::StoreError;
 
 /// Deletes what is past retention; `features` is `None` when insights are off.
-pub async fn run(
+pub(super) async fn run(
     shared: &Shared,
     now_ms: i64,
     tiers: &[Tier],
@@ -28,7 +28,7 @@ pub async fn run(
 ) -> Result<RetentionReport, StoreError> {
     let mut report = events(shared, now_ms, tiers).await?;
     if let Some(cut) = features {
-        report.features_deleted = super::insights::prune(shared, cut).await?;
+        report.features_deleted = super::features::prune(shared, cut).await?;
     }
     Ok(report)
 }

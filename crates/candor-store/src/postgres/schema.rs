@@ -31,6 +31,7 @@
 //! | `advertisers` | none (reference table) | a handful of rows, read on every advertiser request; `key_hash` is unique, which a reference table can enforce |
 //! | `insight_reports` | `advertiser_id` | PK `(advertiser_id, id)`; a charge locks the advertiser row and sums that advertiser's reports of the period, all on one shard |
 //! | `insight_report_members` | `advertiser_id` | PK `(advertiser_id, report_id, chunk)`, co-located with its report; a person's lookup (by chunk) fans out to every shard, which is rare and small |
+//! | `feature_watermark` | none (on the coordinator) | one row: how far the event log has been derived into features; read and moved under the deriver's lock |
 //! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
 
 use super::locks;
@@ -219,6 +220,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (advertiser_id, report_id, chunk)
     );
     CREATE INDEX insight_report_members_chunk ON insight_report_members (chunk);
+    "#,
+    // 3: insight features derived from the event log after commit (see `derive`). A
+    // featured row keeps its deltas (sealed under the subject's key) in `features`; the
+    // feature tables include every logged row up to `applied_upto`. Rows stored before
+    // this version had their features written with them, so the watermark starts at the
+    // last id handed out.
+    r#"
+    ALTER TABLE events ADD COLUMN features BYTEA;
+    CREATE TABLE feature_watermark (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        applied_upto BIGINT NOT NULL
+    );
+    INSERT INTO feature_watermark (id, applied_upto)
+        SELECT 1, CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq;
     "#,
 ];
 

@@ -1,11 +1,6 @@
-//! The sweeper: rewrites stored events after withdrawals, in small transactions, in a
-//! background task (woken by withdrawals on this node and polling for other nodes').
-//!
-//! The same passes as SQLite's sweeper: load the floors, scan events up to the highest
-//! floor in id chunks, strip floored purposes from matching rows (deleting rows left
-//! with none), and at the end delete exactly the floors the pass applied (a floor that
-//! a newer withdrawal moved meanwhile stays for the next pass). Reads apply the floors
-//! throughout, so nothing waits on the sweeper.
+//! The sweeper on PostgreSQL: carries out `plan::floors::SweepPass` in small
+//! transactions, in a background task (woken by withdrawals on this node and polling for
+//! other nodes'); see `plan::floors` for what a pass does.
 //!
 //! Updates are *relative* (`purposes & ~mask`, delete where `purposes & ~mask = 0`),
 //! never a value computed from an earlier read, so two sweepers (on two nodes, or
@@ -13,10 +8,10 @@
 //! advisory lock still keeps them from doing the same work twice.
 
 use super::partitions::{self, day_of_ms, Table};
-use super::{cache, locks, sql, Shared};
+use super::{locks, sql, Shared};
+use crate::plan::floors::SweepPass;
+use crate::rows::Col;
 use crate::StoreError;
-use candor_core::idhash::IdMap;
-use candor_core::SubjectId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -27,14 +22,8 @@ const CHUNK: i64 = 20_000;
 const DEDUP_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Default)]
-pub struct Sweeper {
-    pass: Option<Pass>,
-}
-
-struct Pass {
-    floors: IdMap<SubjectId, Vec<(u8, i64)>>,
-    max_upto: i64,
-    cursor: i64,
+pub(crate) struct Sweeper {
+    pass: Option<SweepPass>,
 }
 
 impl Sweeper {
@@ -62,29 +51,28 @@ impl Sweeper {
             &[&locks::CLASS, &locks::SWEEP],
         )
         .await?;
-        let mut changes: Vec<(i64, i32, i64)> = Vec::new();
-        let mut last = pass.cursor;
+        let (from, to) = pass.range();
+        let mut rows = Vec::new();
         for r in sql::query(
             &tx,
             "SELECT id, day, subject_id, purposes FROM events
              WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
-            &[&pass.cursor, &pass.max_upto, &CHUNK],
+            &[&from, &to, &CHUNK],
         )
         .await?
         {
-            let id: i64 = r.get(0);
-            last = id;
-            if let Some(f) = pass.floors.get(&cache::subject(r.get(2))?) {
-                let m = crate::sqlite::floor_mask(f, id);
-                if (r.get::<_, i64>(3) as u64) & m != 0 {
-                    changes.push((id, r.get(1), m as i64));
-                }
-            }
+            rows.push((
+                r.int(0)?,
+                r.subject(2)?,
+                r.int(3)? as u64,
+                r.get::<_, i32>(1),
+            ));
         }
-        if !changes.is_empty() {
-            let ids: Vec<i64> = changes.iter().map(|c| c.0).collect();
-            let days: Vec<i32> = changes.iter().map(|c| c.1).collect();
-            let masks: Vec<i64> = changes.iter().map(|c| c.2).collect();
+        let (rewrites, done) = pass.chunk(rows);
+        if !rewrites.is_empty() {
+            let ids: Vec<i64> = rewrites.iter().map(|c| c.id).collect();
+            let days: Vec<i32> = rewrites.iter().map(|c| c.extra).collect();
+            let masks: Vec<i64> = rewrites.iter().map(|c| c.mask as i64).collect();
             let mut distinct_days = days.clone();
             distinct_days.sort_unstable();
             distinct_days.dedup();
@@ -105,18 +93,12 @@ impl Sweeper {
             )
             .await?;
         }
-        let done = last >= pass.max_upto || last == pass.cursor;
-        pass.cursor = last;
         if done {
-            let mut subjects = Vec::new();
-            let mut bits = Vec::new();
-            let mut uptos = Vec::new();
-            for (s, list) in &pass.floors {
-                for (bit, upto) in list {
-                    subjects.push(&s.as_bytes()[..]);
-                    bits.push(i16::from(*bit));
-                    uptos.push(*upto);
-                }
+            let (mut subjects, mut bits, mut uptos) = (Vec::new(), Vec::new(), Vec::new());
+            for (s, bit, upto) in pass.applied() {
+                subjects.push(s.as_bytes().to_vec());
+                bits.push(i16::from(bit));
+                uptos.push(upto);
             }
             sql::execute(
                 &tx,
@@ -136,17 +118,14 @@ impl Sweeper {
     }
 }
 
-pub async fn pending(c: &deadpool_postgres::Object) -> Result<i64, StoreError> {
-    Ok(
-        sql::query_opt(c, "SELECT count(*) FROM purpose_floors", &[])
-            .await?
-            .map_or(0, |r| r.get(0)),
-    )
+async fn pending(c: &deadpool_postgres::Object) -> Result<i64, StoreError> {
+    sql::query_opt(c, "SELECT count(*) FROM purpose_floors", &[])
+        .await?
+        .map_or(Ok(0), |r| r.int(0))
 }
 
-async fn load(c: &deadpool_postgres::Object) -> Result<Option<Pass>, StoreError> {
-    let mut floors: IdMap<SubjectId, Vec<(u8, i64)>> = IdMap::default();
-    let mut max_upto = 0;
+async fn load(c: &deadpool_postgres::Object) -> Result<Option<SweepPass>, StoreError> {
+    let mut floors = Vec::new();
     for r in sql::query(
         c,
         "SELECT subject_id, bit, upto_id FROM purpose_floors",
@@ -154,26 +133,19 @@ async fn load(c: &deadpool_postgres::Object) -> Result<Option<Pass>, StoreError>
     )
     .await?
     {
-        let upto: i64 = r.get(2);
-        let bit: i16 = r.get(1);
-        max_upto = max_upto.max(upto);
-        floors
-            .entry(cache::subject(r.get(0))?)
-            .or_default()
-            .push((bit as u8, upto));
+        floors.push((
+            r.subject(0)?,
+            u8::try_from(r.int(1)?).unwrap_or(u8::MAX),
+            r.int(2)?,
+        ));
     }
-    Ok((!floors.is_empty()).then_some(Pass {
-        floors,
-        max_upto,
-        cursor: 0,
-    }))
+    Ok(SweepPass::new(floors))
 }
 
 /// The background task: sweeps when woken or every `interval`, and now and then drops
 /// de-duplication partitions no new message can conflict with.
-pub async fn background(
+pub(super) async fn background(
     shared: Arc<Shared>,
-    sweeper: Arc<tokio::sync::Mutex<Sweeper>>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -193,7 +165,7 @@ pub async fn background(
                 return;
             }
             // One chunk per lock, so `sweep()` and shutdown are never kept waiting long.
-            let more = sweeper.lock().await.step(&shared).await;
+            let more = shared.sweeper.lock().await.step(&shared).await;
             match more {
                 Ok(true) => continue,
                 Ok(false) => break,
@@ -214,7 +186,7 @@ pub async fn background(
 
 /// Drops de-duplication partitions before yesterday: a message received today inserts
 /// keys for today and tomorrow only, so older ones can never conflict again.
-pub async fn prune_dedup(shared: &Shared, now_ms: i64) -> Result<u64, StoreError> {
+pub(super) async fn prune_dedup(shared: &Shared, now_ms: i64) -> Result<u64, StoreError> {
     let today = day_of_ms(now_ms);
     let client = shared.pool.get().await?;
     let days = partitions::list(&client, Table::Dedup).await?;

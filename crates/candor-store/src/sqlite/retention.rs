@@ -1,5 +1,5 @@
 //! Retention on SQLite: one `DELETE` over the events table with the tiers of
-//! `crate::retention` as its predicate, and (with insights) one over the feature rows of
+//! `crate::plan::retention` as its predicate, and (with insights) one over the feature rows of
 //! days past the insights purpose's retention, in one transaction run on the writer
 //! thread so it is ordered with every other write. The writer prunes the feature index
 //! after it commits. Floors of deleted rows are left to the sweeper, which ignores rows
@@ -9,7 +9,7 @@
 //! on the events table; features are keyed by subject first), so each is one scan, once
 //! an hour.
 
-use crate::retention::{FeatureCutoff, Tier};
+use crate::plan::retention::{FeatureCutoff, Tier};
 use crate::types::RetentionReport;
 use crate::StoreError;
 use rusqlite::types::Value;

@@ -161,11 +161,24 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (chunk, report_id)
     ) WITHOUT ROWID;
     "#,
+    // 3: insight features derived from the event log after commit. A featured row keeps
+    // its deltas (sealed under the subject's key) in `features`; the feature tables
+    // include every logged row up to `applied_upto`. Rows stored before this version had
+    // their features written with them, so the watermark starts at the newest event.
+    r#"
+    ALTER TABLE events ADD COLUMN features BLOB;
+    CREATE TABLE feature_watermark (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        applied_upto INTEGER NOT NULL
+    );
+    INSERT INTO feature_watermark (id, applied_upto)
+        SELECT 1, coalesce(max(id), 0) FROM events;
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;
 
-pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > SUPPORTED_VERSION {
         return Err(StoreError::SchemaTooNew {
@@ -181,4 +194,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version = i + 1, "applied schema migration");
     }
     Ok(())
+}
+
+/// A database with every migration applied, for tests that prepare statements.
+#[cfg(test)]
+pub(crate) fn migrate_for_tests(conn: &Connection) {
+    for sql in MIGRATIONS {
+        conn.execute_batch(sql).unwrap();
+    }
 }

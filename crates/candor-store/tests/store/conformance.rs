@@ -264,7 +264,7 @@ pub async fn ingest_gates_and_deduplicates(b: &dyn Backend) {
         .await
         .unwrap();
     assert_eq!(again, vec![RowOutcome::Duplicate]);
-    let events = s.events_page(0, 100).await.unwrap();
+    let events = opened(s, s.events_page(0, 100).await.unwrap()).await;
     assert_eq!(events.len(), 2);
     // Only purposes both allowed by the gate and granted at commit are stored.
     assert!(events.iter().all(|e| e.purposes == bits(s, &["analytics"])));
@@ -368,12 +368,12 @@ pub async fn floors_apply_on_read_and_sweep_rewrites(b: &dyn Backend) {
             ]
         );
     };
-    expect(&s.events_page(0, 10).await.unwrap());
+    expect(&opened(s, s.events_page(0, 10).await.unwrap()).await);
     // Paging with a small limit skips hidden rows without losing visible ones.
-    let first = s.events_page(0, 1).await.unwrap();
+    let first = opened(s, s.events_page(0, 1).await.unwrap()).await;
     assert_eq!(first[0].sealed_payload, b"ap");
     assert_eq!(
-        s.events_page(first[0].id, 1).await.unwrap()[0].sealed_payload,
+        opened(s, s.events_page(first[0].id, 1).await.unwrap()).await[0].sealed_payload,
         b"o"
     );
     // And for new events: the store re-checks consent at commit.
@@ -387,7 +387,7 @@ pub async fn floors_apply_on_read_and_sweep_rewrites(b: &dyn Backend) {
     let stats = s.stats().await.unwrap();
     assert_eq!(stats.pending_floors, 0);
     assert_eq!(stats.events, 2, "the analytics-only row is physically gone");
-    expect(&s.events_page(0, 10).await.unwrap());
+    expect(&opened(s, s.events_page(0, 10).await.unwrap()).await);
     store.shutdown().await;
 }
 
@@ -409,10 +409,8 @@ pub async fn retention_keeps_the_longest_purpose(b: &dyn Backend) {
         .unwrap();
     assert!(out.iter().all(|o| *o == RowOutcome::Stored), "{out:?}");
     let report = s.retention(now, &retention_days()).await.unwrap();
-    let left: Vec<Vec<u8>> = s
-        .events_page(0, 10)
+    let left: Vec<Vec<u8>> = opened(s, s.events_page(0, 10).await.unwrap())
         .await
-        .unwrap()
         .into_iter()
         .map(|e| e.sealed_payload)
         .collect();

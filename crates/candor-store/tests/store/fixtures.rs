@@ -9,6 +9,7 @@ use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId};
 use candor_insights::{
     Category, DailyFeature, Day, DeclaredField, FeatureDelta, FeatureIndex, FeatureKind, Schema,
 };
+use candor_store::StoredEvent;
 use candor_store::{ConsentCommand, Identity, IngestRow, InsightsOptions, PurposeChange, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,7 +94,7 @@ pub fn row(
         purposes: bits(store, purposes),
         event_ms: received_ms - 5,
         received_ms,
-        sealed_payload: message_id.as_bytes().to_vec(),
+        payload: message_id.as_bytes().to_vec().into(),
         features: Vec::new(),
     }
 }
@@ -169,12 +170,44 @@ pub fn undeclare() -> FeatureDelta {
 
 /// A subject's features from the index, in an order that does not depend on the order
 /// categories were interned in.
-pub fn features_of(store: &dyn Store, s: &SubjectId) -> Vec<DailyFeature> {
+/// Events with their payloads opened (the store seals what it is given).
+pub async fn opened(store: &dyn Store, events: Vec<StoredEvent>) -> Vec<StoredEvent> {
+    let mut out = Vec::with_capacity(events.len());
+    for mut e in events {
+        let key = store.subject_key(e.subject).await.unwrap().unwrap();
+        e.sealed_payload = candor_store::seal::open_payload(&key, e.subject, &e.sealed_payload)
+            .expect("a payload sealed for its subject");
+        out.push(e);
+    }
+    out
+}
+
+/// The subject's features in the store's index once it has derived everything it
+/// acknowledged, sorted.
+pub async fn features_of(store: &dyn Store, s: &SubjectId) -> Vec<DailyFeature> {
+    store.refresh_features().await.unwrap();
+    sorted_features(store, s)
+}
+
+/// The subject's features in the store's index as they are now, sorted.
+pub fn sorted_features(store: &dyn Store, s: &SubjectId) -> Vec<DailyFeature> {
     let mut v = store.features().features_of(s);
     v.sort_by(|a, b| {
         (a.day, a.kind, &a.category, a.count).cmp(&(b.day, b.kind, &b.category, b.count))
     });
     v
+}
+
+/// The subject's shared declared fields in the index, as `features_of` reads features.
+pub async fn declared_of(store: &dyn Store, s: &SubjectId) -> Vec<(String, String)> {
+    store.refresh_features().await.unwrap();
+    store.features().declared_of(s)
+}
+
+/// The index's counts, as `features_of` reads features.
+pub async fn index_stats(store: &dyn Store) -> candor_insights::IndexStats {
+    store.refresh_features().await.unwrap();
+    store.features().stats()
 }
 
 pub fn retention_days() -> HashMap<PurposeId, u32> {

@@ -21,13 +21,27 @@ pub trait Backend: Send + Sync {
     /// Whether retention drops whole partitions here.
     fn partitions(&self) -> bool;
 
-    // Behind the store's back: what the tables hold.
+    // Behind the store's back: what the tables hold once `store` has derived the
+    // insight features of everything it acknowledged (features are derived after
+    // commit, so the tables are read after `refresh_features`).
     /// Feature rows stored for the subject.
-    async fn feature_rows(&self, s: SubjectId) -> i64;
+    async fn feature_rows(&self, store: &dyn Store, s: SubjectId) -> i64 {
+        store.refresh_features().await.unwrap();
+        self.stored_feature_rows(s).await
+    }
     /// Declared fields the subject shares, by field.
-    async fn declared(&self, s: SubjectId) -> Vec<(String, String)>;
+    async fn declared(&self, store: &dyn Store, s: SubjectId) -> Vec<(String, String)> {
+        store.refresh_features().await.unwrap();
+        self.stored_declared(s).await
+    }
     /// The subject's dense number for report membership.
-    async fn dense(&self, s: SubjectId) -> Option<u32>;
+    async fn dense(&self, store: &dyn Store, s: SubjectId) -> Option<u32> {
+        store.refresh_features().await.unwrap();
+        self.stored_dense(s).await
+    }
+    async fn stored_feature_rows(&self, s: SubjectId) -> i64;
+    async fn stored_declared(&self, s: SubjectId) -> Vec<(String, String)>;
+    async fn stored_dense(&self, s: SubjectId) -> Option<u32>;
 }
 
 pub struct Sqlite {
@@ -71,7 +85,7 @@ impl Backend for Sqlite {
         false
     }
 
-    async fn feature_rows(&self, s: SubjectId) -> i64 {
+    async fn stored_feature_rows(&self, s: SubjectId) -> i64 {
         self.peek()
             .query_row(
                 "SELECT count(*) FROM insight_features WHERE subject_id = ?1",
@@ -81,7 +95,7 @@ impl Backend for Sqlite {
             .unwrap()
     }
 
-    async fn declared(&self, s: SubjectId) -> Vec<(String, String)> {
+    async fn stored_declared(&self, s: SubjectId) -> Vec<(String, String)> {
         let c = self.peek();
         let mut st = c
             .prepare(
@@ -94,7 +108,7 @@ impl Backend for Sqlite {
             .collect()
     }
 
-    async fn dense(&self, s: SubjectId) -> Option<u32> {
+    async fn stored_dense(&self, s: SubjectId) -> Option<u32> {
         let c = self.peek();
         let mut st = c
             .prepare("SELECT dense FROM insight_subjects WHERE subject_id = ?1")
@@ -224,7 +238,7 @@ impl Backend for Postgres {
         true
     }
 
-    async fn feature_rows(&self, s: SubjectId) -> i64 {
+    async fn stored_feature_rows(&self, s: SubjectId) -> i64 {
         self.client()
             .await
             .query_one(
@@ -236,7 +250,7 @@ impl Backend for Postgres {
             .get(0)
     }
 
-    async fn declared(&self, s: SubjectId) -> Vec<(String, String)> {
+    async fn stored_declared(&self, s: SubjectId) -> Vec<(String, String)> {
         // NULL values are tombstones: not shared.
         self.client()
             .await
@@ -252,7 +266,7 @@ impl Backend for Postgres {
             .collect()
     }
 
-    async fn dense(&self, s: SubjectId) -> Option<u32> {
+    async fn stored_dense(&self, s: SubjectId) -> Option<u32> {
         self.client()
             .await
             .query_opt(

@@ -58,28 +58,31 @@ pub async fn features_are_written_only_under_the_insights_purpose(b: &dyn Backen
         .unwrap();
     assert_eq!(retry, vec![RowOutcome::Duplicate]);
     assert_eq!(
-        features_of(s, &fia),
+        features_of(s, &fia).await,
         vec![daily(0, FeatureKind::AppUsed, "games", 1)]
     );
-    assert!(features_of(s, &gio).is_empty());
-    let stats = s.features().stats();
+    assert!(features_of(s, &gio).await.is_empty());
+    let stats = index_stats(s).await;
     assert_eq!((stats.subjects, stats.daily_rows), (1, 1));
-    assert_eq!(b.feature_rows(fia).await, 1);
-    assert_eq!(b.feature_rows(gio).await, 0);
-    assert!(b.dense(gio).await.is_none(), "no number without a feature");
-    assert!(b.dense(fia).await.is_some());
+    assert_eq!(b.feature_rows(s, fia).await, 1);
+    assert_eq!(b.feature_rows(s, gio).await, 0);
+    assert!(
+        b.dense(s, gio).await.is_none(),
+        "no number without a feature"
+    );
+    assert!(b.dense(s, fia).await.is_some());
     store.shutdown().await;
 
     // Without insights configured the same rows store events and no features.
     let store = b.open().await;
     let s = &*store;
-    assert_eq!(s.features().stats().subjects, 0, "an empty index");
+    assert_eq!(index_stats(s).await.subjects, 0, "an empty index");
     let out = s
         .ingest(vec![featured(s, fia, "f3", IA, games())])
         .await
         .unwrap();
     assert_eq!(out, vec![RowOutcome::Stored]);
-    assert_eq!(b.feature_rows(fia).await, 1, "features are ignored");
+    assert_eq!(b.feature_rows(s, fia).await, 1, "features are ignored");
     store.shutdown().await;
 }
 
@@ -107,7 +110,7 @@ pub async fn feature_counts_are_absolute(b: &dyn Backend) {
     .await
     .unwrap();
     assert_eq!(
-        features_of(s, &ann),
+        features_of(s, &ann).await,
         vec![
             daily(1, FeatureKind::AppUsed, "games", 4),
             daily(0, FeatureKind::Browsed, "news", 1),
@@ -134,13 +137,13 @@ pub async fn feature_counts_are_absolute(b: &dyn Backend) {
         assert!(t.await.unwrap().iter().all(|o| *o == RowOutcome::Stored));
     }
     assert_eq!(
-        features_of(s, &ann),
+        features_of(s, &ann).await,
         vec![
             daily(1, FeatureKind::AppUsed, "games", 25),
             daily(0, FeatureKind::Browsed, "news", 1),
         ]
     );
-    assert_eq!(b.feature_rows(ann).await, 2);
+    assert_eq!(b.feature_rows(s, ann).await, 2);
     store.shutdown().await;
 }
 
@@ -176,7 +179,8 @@ pub async fn features_reload_after_reopen(b: &dyn Backend) {
     }
     rows.push(featured(s, users[0], "decl", IA, vec![declare("25-34")]));
     s.ingest(rows).await.unwrap();
-    let before: Vec<_> = users.iter().map(|u| features_of(s, u)).collect();
+    s.refresh_features().await.unwrap();
+    let before: Vec<_> = users.iter().map(|u| sorted_features(s, u)).collect();
     let declared_before: Vec<_> = users.iter().map(|u| s.features().declared_of(u)).collect();
     assert_eq!(
         declared_before,
@@ -186,7 +190,7 @@ pub async fn features_reload_after_reopen(b: &dyn Backend) {
             vec![]
         ]
     );
-    let stats = s.features().stats();
+    let stats = index_stats(s).await;
     assert_eq!(stats.subjects, 3);
     assert_eq!(stats.daily_rows, 18);
     store.shutdown().await;
@@ -194,12 +198,13 @@ pub async fn features_reload_after_reopen(b: &dyn Backend) {
 
     let store = b.open_with(Some(insights())).await;
     let s = &*store;
-    let after: Vec<_> = users.iter().map(|u| features_of(s, u)).collect();
+    s.refresh_features().await.unwrap();
+    let after: Vec<_> = users.iter().map(|u| sorted_features(s, u)).collect();
     assert_eq!(after, before);
     let declared_after: Vec<_> = users.iter().map(|u| s.features().declared_of(u)).collect();
     assert_eq!(declared_after, declared_before);
-    assert_eq!(s.features().stats(), stats);
-    assert_eq!(b.declared(users[0]).await, declared_before[0]);
+    assert_eq!(index_stats(s).await, stats);
+    assert_eq!(b.declared(s, users[0]).await, declared_before[0]);
     store.shutdown().await;
 }
 
@@ -222,14 +227,14 @@ pub async fn withdrawal_deletes_features(b: &dyn Backend) {
     ])
     .await
     .unwrap();
-    let ida_dense = b.dense(ida).await;
-    assert_eq!(s.features().stats().subjects, 3);
+    let ida_dense = b.dense(s, ida).await;
+    assert_eq!(index_stats(s).await.subjects, 3);
 
     // Withdrawing analytics changes nothing; withdrawing insights deletes.
     s.apply_consent(command(s, "ida", &[("analytics", Action::Withdraw)]))
         .await
         .unwrap();
-    assert_eq!(features_of(s, &ida).len(), 1);
+    assert_eq!(features_of(s, &ida).await.len(), 1);
     s.apply_consent(command(s, "ida", &[("insights", Action::Withdraw)]))
         .await
         .unwrap();
@@ -238,18 +243,18 @@ pub async fn withdrawal_deletes_features(b: &dyn Backend) {
         .await
         .unwrap();
     assert_eq!(
-        s.features().declared_of(&kim),
+        declared_of(s, &kim).await,
         vec![("age_band".to_owned(), "18-24".to_owned())]
     );
     for gone in [ida, jon] {
-        assert!(features_of(s, &gone).is_empty());
-        assert!(s.features().declared_of(&gone).is_empty());
-        assert_eq!(b.feature_rows(gone).await, 0);
-        assert!(b.declared(gone).await.is_empty());
+        assert!(features_of(s, &gone).await.is_empty());
+        assert!(declared_of(s, &gone).await.is_empty());
+        assert_eq!(b.feature_rows(s, gone).await, 0);
+        assert!(b.declared(s, gone).await.is_empty());
     }
-    assert_eq!(s.features().stats().subjects, 1);
+    assert_eq!(index_stats(s).await.subjects, 1);
     assert_eq!(
-        b.dense(ida).await,
+        b.dense(s, ida).await,
         ida_dense,
         "the number stays for past reports"
     );
@@ -264,9 +269,9 @@ pub async fn withdrawal_deletes_features(b: &dyn Backend) {
 
     let store = b.open_with(Some(insights())).await;
     let s = &*store;
-    assert!(features_of(s, &ida).is_empty());
-    assert_eq!(features_of(s, &kim).len(), 1);
-    assert_eq!(s.features().stats().subjects, 1);
+    assert!(features_of(s, &ida).await.is_empty());
+    assert_eq!(features_of(s, &kim).await.len(), 1);
+    assert_eq!(index_stats(s).await.subjects, 1);
     // Granting again starts from nothing, under the same number.
     s.apply_consent(command(s, "ida", &[("insights", Action::Grant)]))
         .await
@@ -275,10 +280,10 @@ pub async fn withdrawal_deletes_features(b: &dyn Backend) {
         .await
         .unwrap();
     assert_eq!(
-        features_of(s, &ida),
+        features_of(s, &ida).await,
         vec![daily(0, FeatureKind::AppUsed, "games", 1)]
     );
-    assert_eq!(b.dense(ida).await, ida_dense);
+    assert_eq!(b.dense(s, ida).await, ida_dense);
     store.shutdown().await;
 }
 
@@ -306,15 +311,22 @@ pub async fn leftovers_from_unconfigured_times_never_return(b: &dyn Backend) {
         .unwrap();
     store.shutdown().await;
     drop(store);
-    assert_eq!(b.feature_rows(lea).await, 1, "nothing knew to delete them");
+    assert_eq!(
+        b.stored_feature_rows(lea).await,
+        1,
+        "nothing knew to delete them"
+    );
 
     let store = b.open_with(Some(insights())).await;
     let s = &*store;
-    assert!(features_of(s, &lea).is_empty(), "not loaded: no grant");
+    assert!(
+        features_of(s, &lea).await.is_empty(),
+        "not loaded: no grant"
+    );
     s.apply_consent(command(s, "lea", &[("insights", Action::Grant)]))
         .await
         .unwrap();
-    assert_eq!(b.feature_rows(lea).await, 0, "deleted by the new grant");
+    assert_eq!(b.feature_rows(s, lea).await, 0, "deleted by the new grant");
     s.ingest(vec![featured(
         s,
         lea,
@@ -325,10 +337,26 @@ pub async fn leftovers_from_unconfigured_times_never_return(b: &dyn Backend) {
     .await
     .unwrap();
     assert_eq!(
-        features_of(s, &lea),
+        features_of(s, &lea).await,
         vec![daily(0, FeatureKind::Browsed, "news", 1)]
     );
     store.shutdown().await;
+}
+
+/// A subject's shared declared fields in the table and in the index.
+async fn table_and_index(
+    b: &dyn Backend,
+    s: &dyn Store,
+    who: SubjectId,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let index = declared_of(s, &who).await;
+    (b.declared(s, who).await, index)
+}
+
+/// Subjects and daily rows in the index.
+async fn counts(s: &dyn Store) -> (usize, usize) {
+    let st = index_stats(s).await;
+    (st.subjects, st.daily_rows)
 }
 
 pub async fn declared_fields_set_and_clear(b: &dyn Backend) {
@@ -337,23 +365,22 @@ pub async fn declared_fields_set_and_clear(b: &dyn Backend) {
     let max = subject(s, "max", IA).await;
     let age = |v: &str| vec![("age_band".to_owned(), v.to_owned())];
     // The table and the index hold the same shared fields.
-    let both = |s: &dyn Store, who: SubjectId| {
-        let index = s.features().declared_of(&who);
-        async move { (b.declared(who).await, index) }
-    };
     s.ingest(vec![featured(s, max, "d1", IA, vec![declare("25-34")])])
         .await
         .unwrap();
-    assert_eq!(both(s, max).await, (age("25-34"), age("25-34")));
     assert_eq!(
-        s.features().stats().subjects,
+        table_and_index(b, s, max).await,
+        (age("25-34"), age("25-34"))
+    );
+    assert_eq!(
+        index_stats(s).await.subjects,
         1,
         "a declared field is enough"
     );
     s.ingest(vec![featured(s, max, "d2", IA, vec![undeclare()])])
         .await
         .unwrap();
-    assert_eq!(both(s, max).await, (vec![], vec![]));
+    assert_eq!(table_and_index(b, s, max).await, (vec![], vec![]));
     // Within one batch the last word counts.
     s.ingest(vec![
         featured(s, max, "d3", IA, vec![declare("18-24")]),
@@ -362,31 +389,40 @@ pub async fn declared_fields_set_and_clear(b: &dyn Backend) {
     ])
     .await
     .unwrap();
-    assert_eq!(both(s, max).await, (age("25-34"), age("25-34")));
+    assert_eq!(
+        table_and_index(b, s, max).await,
+        (age("25-34"), age("25-34"))
+    );
     s.ingest(vec![
         featured(s, max, "d6", IA, vec![declare("18-24")]),
         featured(s, max, "d7", IA, vec![undeclare()]),
     ])
     .await
     .unwrap();
-    assert_eq!(both(s, max).await, (vec![], vec![]));
+    assert_eq!(table_and_index(b, s, max).await, (vec![], vec![]));
     // Un-sharing what was never shared writes nothing.
     let ned = subject(s, "ned", IA).await;
     s.ingest(vec![featured(s, ned, "n1", IA, vec![undeclare()])])
         .await
         .unwrap();
-    assert_eq!(both(s, ned).await, (vec![], vec![]));
+    assert_eq!(table_and_index(b, s, ned).await, (vec![], vec![]));
     s.ingest(vec![featured(s, max, "d8", IA, vec![declare("18-24")])])
         .await
         .unwrap();
-    assert_eq!(both(s, max).await, (age("18-24"), age("18-24")));
+    assert_eq!(
+        table_and_index(b, s, max).await,
+        (age("18-24"), age("18-24"))
+    );
     store.shutdown().await;
     drop(store);
     // Reloaded from the tables, the index holds the last word, and nothing for ned.
     let store = b.open_with(Some(insights())).await;
     let s = &*store;
-    assert_eq!(both(s, max).await, (age("18-24"), age("18-24")));
-    assert_eq!(both(s, ned).await, (vec![], vec![]));
+    assert_eq!(
+        table_and_index(b, s, max).await,
+        (age("18-24"), age("18-24"))
+    );
+    assert_eq!(table_and_index(b, s, ned).await, (vec![], vec![]));
     store.shutdown().await;
 }
 
@@ -430,7 +466,7 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
     ])
     .await
     .unwrap();
-    assert_eq!(s.features().stats().daily_rows, 8);
+    assert_eq!(index_stats(s).await.daily_rows, 8);
     let events = s.stats().await.unwrap().events;
 
     let report = s
@@ -441,39 +477,35 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
     assert_eq!(report.events_deleted, 0, "the events are recent");
     assert_eq!(s.stats().await.unwrap().events, events);
     let ann_kept = vec![on(30, "news"), on(29, "games"), on(0, "games")];
-    assert_eq!(features_of(s, &ann), ann_kept);
-    assert_eq!(b.feature_rows(ann).await, 3);
+    assert_eq!(features_of(s, &ann).await, ann_kept);
+    assert_eq!(b.feature_rows(s, ann).await, 3);
     // bob keeps only his declared field; cid, with nothing left, leaves the index.
-    assert!(features_of(s, &bob).is_empty());
-    assert_eq!(b.feature_rows(bob).await, 0);
+    assert!(features_of(s, &bob).await.is_empty());
+    assert_eq!(b.feature_rows(s, bob).await, 0);
     let bob_declared = vec![("age_band".to_owned(), "18-24".to_owned())];
-    assert_eq!(s.features().declared_of(&bob), bob_declared);
-    assert_eq!(b.declared(bob).await, bob_declared);
-    assert_eq!(b.feature_rows(cid).await, 0);
+    assert_eq!(declared_of(s, &bob).await, bob_declared);
+    assert_eq!(b.declared(s, bob).await, bob_declared);
+    assert_eq!(b.feature_rows(s, cid).await, 0);
     // Subjects and rows, not categories: interned names stay (there are few, and a name
     // says nothing about anyone).
-    let counts = |s: &dyn Store| {
-        let st = s.features().stats();
-        (st.subjects, st.daily_rows)
-    };
-    assert_eq!(counts(s), (2, 3));
+    assert_eq!(counts(s).await, (2, 3));
     // Nothing more at the same instant, nor anywhere in its day.
     let again = s
         .retention(t - t.rem_euclid(DAY_MS), &retention_days_with_insights(30))
         .await
         .unwrap();
     assert_eq!(again.features_deleted, 0);
-    assert_eq!(counts(s), (2, 3));
+    assert_eq!(counts(s).await, (2, 3));
     store.shutdown().await;
     drop(store);
 
     // Reloaded from the pruned tables, the index is what it was.
     let store = b.open_with(Some(insights())).await;
     let s = &*store;
-    assert_eq!(features_of(s, &ann), ann_kept);
-    assert!(features_of(s, &cid).is_empty());
-    assert_eq!(s.features().declared_of(&bob), bob_declared);
-    assert_eq!(counts(s), (2, 3));
+    assert_eq!(features_of(s, &ann).await, ann_kept);
+    assert!(features_of(s, &cid).await.is_empty());
+    assert_eq!(declared_of(s, &bob).await, bob_declared);
+    assert_eq!(counts(s).await, (2, 3));
 
     // A day later, day 30 has become day 31.
     let report = s
@@ -481,25 +513,25 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
         .await
         .unwrap();
     assert_eq!(report.features_deleted, 1);
-    assert_eq!(features_of(s, &ann), ann_kept[1..].to_vec());
-    assert_eq!(b.feature_rows(ann).await, 2);
+    assert_eq!(features_of(s, &ann).await, ann_kept[1..].to_vec());
+    assert_eq!(b.feature_rows(s, ann).await, 2);
 
     // New features keep coming in, and a purpose without a retention period keeps none.
     s.ingest(vec![featured(s, ann, "a2", IA, rows(&[(0, "tools")]))])
         .await
         .unwrap();
-    assert_eq!(features_of(s, &ann).len(), 3);
+    assert_eq!(features_of(s, &ann).await.len(), 3);
     let report = s.retention(t + DAY_MS, &retention_days()).await.unwrap();
     assert_eq!(report.features_deleted, 3);
-    assert!(features_of(s, &ann).is_empty());
-    assert_eq!(b.feature_rows(ann).await, 0);
-    assert_eq!(counts(s), (1, 0), "bob, for his declared field");
+    assert!(features_of(s, &ann).await.is_empty());
+    assert_eq!(b.feature_rows(s, ann).await, 0);
+    assert_eq!(counts(s).await, (1, 0), "bob, for his declared field");
     store.shutdown().await;
     drop(store);
 
     let store = b.open_with(Some(insights())).await;
-    assert_eq!(counts(&*store), (1, 0));
-    assert_eq!(store.features().declared_of(&bob), bob_declared);
+    assert_eq!(counts(&*store).await, (1, 0));
+    assert_eq!(declared_of(&*store, &bob).await, bob_declared);
     store.shutdown().await;
 
     // Without insights configured, retention leaves feature rows alone (a new grant is
@@ -517,7 +549,7 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
         .await
         .unwrap();
     assert_eq!(report.features_deleted, 0);
-    assert_eq!(b.feature_rows(ann).await, 1);
+    assert_eq!(b.feature_rows(&*store, ann).await, 1);
     store.shutdown().await;
 }
 
@@ -778,9 +810,12 @@ pub async fn subject_reports_find_members(b: &dyn Backend) {
     ])
     .await
     .unwrap();
-    let (o, p) = (b.dense(oda).await.unwrap(), b.dense(pim).await.unwrap());
+    let (o, p) = (
+        b.dense(s, oda).await.unwrap(),
+        b.dense(s, pim).await.unwrap(),
+    );
     assert_ne!(o, p);
-    assert!(b.dense(quy).await.is_none());
+    assert!(b.dense(s, quy).await.is_none());
     let record = |members: Vec<u32>| {
         let mut r = report("acme", "2026-11", 1, 0);
         r.members = membership::encode(members);

@@ -258,11 +258,11 @@ async fn features_reach_the_other_node_after_refresh() {
         .await
         .unwrap();
     assert_eq!(
-        features_of(&a, &s),
+        features_of(&a, &s).await,
         vec![daily(0, FeatureKind::AppUsed, "games", 2)]
     );
     b.refresh_features().await.unwrap();
-    assert_eq!(features_of(&b, &s), features_of(&a, &s));
+    assert_eq!(features_of(&b, &s).await, features_of(&a, &s).await);
 
     // B adds to the same feature: both end up with the stored total.
     b.ingest(vec![featured(
@@ -278,9 +278,9 @@ async fn features_reach_the_other_node_after_refresh() {
         daily(0, FeatureKind::AppUsed, "games", 5),
         daily(0, FeatureKind::Browsed, "news", 1),
     ];
-    assert_eq!(features_of(&b, &s), total);
+    assert_eq!(features_of(&b, &s).await, total);
     a.refresh_features().await.unwrap();
-    assert_eq!(features_of(&a, &s), total);
+    assert_eq!(features_of(&a, &s).await, total);
 
     // A transaction that took its number before a later one, but commits after it,
     // is not missed by a refresh that ran in between.
@@ -302,29 +302,33 @@ async fn features_reach_the_other_node_after_refresh() {
         .unwrap();
     b.refresh_features().await.unwrap();
     let has_late = |st: &dyn Store| {
-        features_of(st, &s)
+        sorted_features(st, &s)
             .iter()
             .any(|f| f.category.as_str() == "late")
     };
-    assert_eq!(features_of(&b, &s)[0].count, 6, "the later commit is seen");
+    assert_eq!(
+        features_of(&b, &s).await[0].count,
+        6,
+        "the later commit is seen"
+    );
     assert!(!has_late(&b), "not committed yet");
     late.commit().await.unwrap();
     b.refresh_features().await.unwrap();
     assert!(has_late(&b), "the earlier number, committed later, is read");
     b.refresh_features().await.unwrap();
-    assert_eq!(features_of(&b, &s).len(), 3);
+    assert_eq!(features_of(&b, &s).await.len(), 3);
 
     // A withdrawal through A empties B's index through LISTEN, no refresh needed.
     a.apply_consent(command(&a, "ria", &[("insights", Action::Withdraw)]))
         .await
         .unwrap();
-    assert!(features_of(&a, &s).is_empty());
+    assert!(features_of(&a, &s).await.is_empty());
     assert!(
         eventually(PROPAGATION, || b.features().features_of(&s).is_empty()).await,
         "B must drop the withdrawn subject"
     );
     b.refresh_features().await.unwrap();
-    assert!(features_of(&b, &s).is_empty());
+    assert!(features_of(&b, &s).await.is_empty());
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -356,22 +360,22 @@ async fn each_node_prunes_its_own_index_in_its_retention_pass() {
     .unwrap();
     b.refresh_features().await.unwrap();
     let all = vec![on(40), on(10), on(0)];
-    assert_eq!(features_of(&b, &s), all);
+    assert_eq!(features_of(&b, &s).await, all);
 
     let days = retention_days_with_insights(30);
     let report = a.retention(t, &days).await.unwrap();
     assert_eq!(report.features_deleted, 1);
-    assert_eq!(features_of(&a, &s), all[1..].to_vec());
+    assert_eq!(features_of(&a, &s).await, all[1..].to_vec());
     // B has not run its pass yet: it still holds the old day, and a refresh neither
     // removes it nor (the row being gone) could bring it back anywhere.
     b.refresh_features().await.unwrap();
-    assert_eq!(features_of(&b, &s), all);
+    assert_eq!(features_of(&b, &s).await, all);
     a.refresh_features().await.unwrap();
-    assert_eq!(features_of(&a, &s), all[1..].to_vec());
+    assert_eq!(features_of(&a, &s).await, all[1..].to_vec());
     // B's own pass finds no row left to delete and prunes its index all the same.
     let report = b.retention(t, &days).await.unwrap();
     assert_eq!(report.features_deleted, 0);
-    assert_eq!(features_of(&b, &s), all[1..].to_vec());
+    assert_eq!(features_of(&b, &s).await, all[1..].to_vec());
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -413,7 +417,7 @@ async fn a_withdrawal_aborted_by_a_deadlock_runs_again() {
     a.ingest(vec![featured(&*a, s, "d1", IA, vec![used])])
         .await
         .unwrap();
-    assert_eq!(features_of(&*a, &s).len(), 1);
+    assert_eq!(features_of(&*a, &s).await.len(), 1);
 
     let mut other = db.client().await;
     let t1 = other.transaction().await.unwrap();
@@ -450,7 +454,7 @@ async fn a_withdrawal_aborted_by_a_deadlock_runs_again() {
 
     let out = withdrawal.await.unwrap().expect("the withdrawal ran again");
     assert_eq!(out.subject, s);
-    assert!(features_of(&*a, &s).is_empty());
+    assert!(features_of(&*a, &s).await.is_empty());
     let left: i64 = watch
         .query_one(
             "SELECT count(*) FROM insight_features WHERE subject_id = $1",

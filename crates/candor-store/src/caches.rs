@@ -1,0 +1,188 @@
+//! The in-memory state a store keeps beside its tables, and the one way it changes.
+//!
+//! The consent index, the identity map (lookup hash → subject), unwrapped subject keys
+//! and the insight feature index must match what is committed. Both backends stage
+//! their changes while a transaction runs ([`Staged`]) and publish them only after it
+//! has committed, so nobody can observe state that might still be rolled back.
+//!
+//! Each subject's index entry carries a *version*: the ledger `seq` of the latest
+//! consent change it reflects. Ledger numbers are global and only grow (the head is
+//! locked or owned by one writer), so an update older than the one published is stale
+//! and dropped. On PostgreSQL, where caches are also refreshed from other nodes' changes,
+//! that is what keeps a resync that read its snapshot before a local commit, and
+//! published after it, from undoing that commit's grant; on SQLite versions only grow.
+
+use crate::features::{IndexOp, Insights};
+use crate::StoreError;
+use candor_core::consent::ConsentStatus;
+use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
+use candor_core::idhash::{IdMap, IdSet};
+use candor_core::index::ConsentIndex;
+use candor_core::receipt::ReceiptSigner;
+use candor_core::{PurposeId, PurposeSet, SubjectId};
+use candor_insights::FeatureIndex;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct Caches {
+    pub index: ConsentIndex,
+    versions: Mutex<IdMap<SubjectId, u64>>,
+    pub ids: RwLock<IdMap<LookupHash, SubjectId>>,
+    pub keys: RwLock<IdMap<SubjectId, SubjectKey>>,
+    /// Stable bit numbers of the configured purposes.
+    pub bits: HashMap<PurposeId, u8>,
+    pub master: MasterKey,
+    pub signer: Arc<ReceiptSigner>,
+    /// The insights purpose, when insights are configured.
+    pub insights: Option<Insights>,
+    pub features: Arc<FeatureIndex>,
+}
+
+impl Caches {
+    pub fn new(
+        bits: HashMap<PurposeId, u8>,
+        master: MasterKey,
+        signer: Arc<ReceiptSigner>,
+        insights: Option<Insights>,
+        features: Arc<FeatureIndex>,
+    ) -> Self {
+        Self {
+            index: ConsentIndex::new(),
+            versions: Mutex::new(IdMap::default()),
+            ids: RwLock::new(IdMap::default()),
+            keys: RwLock::new(IdMap::default()),
+            bits,
+            master,
+            signer,
+            insights,
+            features,
+        }
+    }
+
+    /// The bit of the insights purpose, when insights are on.
+    pub fn insights_bit(&self) -> Option<u8> {
+        self.insights.as_ref().map(|i| i.bit)
+    }
+
+    /// Publishes a subject's granted set as of `version`, unless a newer one is already
+    /// published. A newer set without the insights purpose also drops the subject from
+    /// the feature index (its rows were deleted in the same transaction), whichever node
+    /// took the withdrawal.
+    pub fn publish_granted(&self, s: SubjectId, granted: PurposeSet, version: u64) {
+        let mut versions = self.versions.lock();
+        let known = versions.entry(s).or_insert(0);
+        if version >= *known {
+            let newer = version > *known;
+            *known = version;
+            self.index.set(s, granted);
+            if let Some(ins) = &self.insights {
+                if newer && !granted.contains(ins.bit) {
+                    self.features.remove_subject(&s);
+                }
+            }
+        }
+    }
+
+    /// Publishes a full snapshot. Subjects absent from it have no consent rows at all,
+    /// so their entries (all newer than the snapshot) are kept.
+    pub fn publish_all_granted(&self, all: IdMap<SubjectId, (PurposeSet, u64)>) {
+        for (s, (g, v)) in all {
+            self.publish_granted(s, g, v);
+        }
+    }
+
+    /// Applies feature index updates, each read together with its subject's consent
+    /// version; an update older than the consent change this node has published is not
+    /// applied (the change may be a withdrawal that already removed the subject) and the
+    /// subject goes to `retry`, to be re-read whole. Under the same lock as
+    /// [`Caches::publish_granted`], so the two cannot interleave.
+    pub fn publish_features(
+        &self,
+        ops: impl IntoIterator<Item = (IndexOp, u64)>,
+        retry: &mut IdSet<SubjectId>,
+    ) {
+        let versions = self.versions.lock();
+        for (op, read) in ops {
+            let s = op.subject();
+            if versions.get(&s).copied().unwrap_or(0) <= read {
+                op.apply(&self.features, false);
+            } else {
+                retry.insert(s);
+            }
+        }
+    }
+
+    /// Publishes the granted sets and versions folded from `consent_state` rows of
+    /// (subject, purpose, status, seq): a subject's version is its highest `seq`.
+    pub fn publish_state_rows(
+        &self,
+        rows: impl IntoIterator<Item = Result<(SubjectId, String, String, i64), StoreError>>,
+    ) -> Result<(), StoreError> {
+        let mut all: IdMap<SubjectId, (PurposeSet, u64)> = IdMap::default();
+        for r in rows {
+            let (s, purpose, status, seq) = r?;
+            let e = all.entry(s).or_insert((PurposeSet::EMPTY, 0));
+            if status == ConsentStatus::Given.as_str() {
+                e.0 = e.0.union(self.granted_of([purpose.as_str()]));
+            }
+            e.1 = e.1.max(u64::try_from(seq).unwrap_or(0));
+        }
+        self.publish_all_granted(all);
+        Ok(())
+    }
+
+    /// The granted set from a subject's `given` purposes (unconfigured ones grant
+    /// nothing: fail closed).
+    pub fn granted_of<'a>(&self, given: impl IntoIterator<Item = &'a str>) -> PurposeSet {
+        crate::plan::consent::granted_of(given, &self.bits)
+    }
+
+    /// The subject an identifier resolves to, as committed.
+    pub fn resolve(&self, h: &LookupHash) -> Option<SubjectId> {
+        self.ids.read().get(h).copied()
+    }
+
+    pub fn key(&self, s: &SubjectId) -> Option<SubjectKey> {
+        self.keys.read().get(s).cloned()
+    }
+}
+
+/// Cache changes a transaction makes, published after it commits ([`Staged::publish`]).
+/// A job's own changes are staged apart and absorbed into its group's only when the job
+/// succeeds, so a job rolled back to its savepoint leaves nothing behind.
+#[derive(Default)]
+pub(crate) struct Staged {
+    pub ids: IdMap<LookupHash, SubjectId>,
+    pub keys: IdMap<SubjectId, SubjectKey>,
+    /// Granted set and its version per subject.
+    pub granted: IdMap<SubjectId, (PurposeSet, u64)>,
+    /// Subjects other nodes must reload (PostgreSQL's notifications).
+    pub changed: IdSet<SubjectId>,
+    /// A withdrawal set a floor: the sweeper has work.
+    pub floored: bool,
+}
+
+impl Staged {
+    pub fn absorb(&mut self, other: Staged) {
+        self.ids.extend(other.ids);
+        self.keys.extend(other.keys);
+        self.granted.extend(other.granted);
+        self.changed.extend(other.changed);
+        self.floored |= other.floored;
+    }
+
+    /// The subject an identifier resolves to in what this transaction staged.
+    pub fn resolve(&self, h: &LookupHash) -> Option<SubjectId> {
+        self.ids.get(h).copied()
+    }
+
+    /// Publishes identities, keys and granted sets. Call only after COMMIT returned.
+    pub fn publish(&mut self, caches: &Caches) {
+        caches.ids.write().extend(self.ids.drain());
+        caches.keys.write().extend(self.keys.drain());
+        for (s, (g, v)) in self.granted.drain() {
+            caches.publish_granted(s, g, v);
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The one implementation of [`Store`], shared by both backends.
+//!
+//! What a store does on its write side is the same whatever the database: seal what it
+//! is handed, queue it for the backend's writer, wait until the writer has committed it
+//! durably. What it does with its caches is the same too. So [`Engine`] implements the
+//! whole [`Store`] interface once, and a backend ([`Backend`]) supplies only its writer
+//! (started at open, fed through the [`Front`]) and its reads.
+
+use crate::caches::Caches;
+use crate::front::{Front, Job};
+use crate::plan::retention;
+use crate::types::*;
+use crate::{seal, Store, StoreError};
+use async_trait::async_trait;
+use candor_core::crypto::{LookupHash, SubjectKey};
+use candor_core::idhash::IdMap;
+use candor_core::index::ConsentIndex;
+use candor_core::ledger::{Head, SealedEntry};
+use candor_core::{PurposeId, SubjectId};
+use candor_insights::FeatureIndex;
+use std::collections::HashMap;
+
+/// What a backend supplies: its caches and its reads. Writes reach it as jobs.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn caches(&self) -> &Caches;
+    /// The subject's data key as stored (the engine caches it).
+    async fn load_key(&self, subject: SubjectId) -> Result<Option<SubjectKey>, StoreError>;
+    async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError>;
+    async fn consent_history(&self, subject: SubjectId) -> Result<Vec<SealedEntry>, StoreError>;
+    async fn ledger_page(&self, after: u64, limit: usize) -> Result<Vec<SealedEntry>, StoreError>;
+    async fn ledger_head(&self) -> Result<Option<Head>, StoreError>;
+    async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn stats(&self) -> Result<Stats, StoreError>;
+    async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError>;
+    async fn advertiser_by_key(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<Advertiser>, StoreError>;
+    async fn advertisers(&self) -> Result<Vec<Advertiser>, StoreError>;
+    async fn reports(
+        &self,
+        advertiser: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ReportRecord>, StoreError>;
+    async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError>;
+    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError>;
+    async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError>;
+    /// Stops what runs beside the writer, once the writer has stopped.
+    async fn stop(&self);
+}
+
+/// A store: a backend and the queue to its writer.
+pub struct Engine<B> {
+    backend: B,
+    front: Front,
+}
+
+impl<B: Backend> Engine<B> {
+    pub(crate) fn new(backend: B, front: Front) -> Self {
+        Self { backend, front }
+    }
+
+    fn caches(&self) -> &Caches {
+        self.backend.caches()
+    }
+
+    async fn advertiser_job(
+        &self,
+        a: Advertiser,
+        mode: crate::advertisers::PutMode,
+    ) -> Result<(), StoreError> {
+        self.front
+            .submit(|reply| Job::Advertiser { a, mode, reply })
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Store for Engine<B> {
+    fn purpose_bits(&self) -> &HashMap<PurposeId, u8> {
+        &self.caches().bits
+    }
+
+    fn index(&self) -> &ConsentIndex {
+        &self.caches().index
+    }
+
+    fn resolve(&self, hash: &LookupHash) -> Option<SubjectId> {
+        self.caches().resolve(hash)
+    }
+
+    async fn subject_key(&self, subject: SubjectId) -> Result<Option<SubjectKey>, StoreError> {
+        if let Some(k) = self.caches().key(&subject) {
+            return Ok(Some(k));
+        }
+        let key = self.backend.load_key(subject).await?;
+        if let Some(k) = &key {
+            self.caches().keys.write().insert(subject, k.clone());
+        }
+        Ok(key)
+    }
+
+    async fn apply_consent(&self, cmd: ConsentCommand) -> Result<ConsentOutcome, StoreError> {
+        self.apply_consents_atomically(vec![cmd])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Database("the writer returned no outcome".into()))
+    }
+
+    async fn apply_consents_atomically(
+        &self,
+        cmds: Vec<ConsentCommand>,
+    ) -> Result<Vec<ConsentOutcome>, StoreError> {
+        self.front
+            .submit(|reply| Job::Consent { cmds, reply })
+            .await
+    }
+
+    async fn ingest(&self, rows: Vec<IngestRow>) -> Result<Vec<RowOutcome>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The sealing stage, on the caller's task: many requests seal at once, while
+        // the writer only writes.
+        let bit = self.caches().insights_bit();
+        let mut keys: IdMap<SubjectId, SubjectKey> = IdMap::default();
+        let mut sealed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key = match keys.get(&row.subject) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = self.subject_key(row.subject).await?.ok_or_else(|| {
+                        StoreError::Corrupt("a gated subject has no data key".into())
+                    })?;
+                    keys.insert(row.subject, k.clone());
+                    k
+                }
+            };
+            sealed.push(seal::row(&key, row, bit));
+        }
+        self.front
+            .submit(|reply| Job::Ingest {
+                rows: sealed,
+                reply,
+            })
+            .await
+    }
+
+    async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError> {
+        self.backend.consent_state(subject).await
+    }
+
+    async fn consent_history(&self, subject: SubjectId) -> Result<Vec<SealedEntry>, StoreError> {
+        self.backend.consent_history(subject).await
+    }
+
+    async fn ledger_page(&self, after: u64, limit: usize) -> Result<Vec<SealedEntry>, StoreError> {
+        self.backend.ledger_page(after, limit).await
+    }
+
+    async fn ledger_head(&self) -> Result<Option<Head>, StoreError> {
+        self.backend.ledger_head().await
+    }
+
+    async fn sweep(&self) -> Result<(), StoreError> {
+        self.front.submit(|reply| Job::Sweep { reply }).await
+    }
+
+    async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.backend.events_page(after, limit).await
+    }
+
+    async fn retention(
+        &self,
+        now_ms: i64,
+        retention_days: &HashMap<PurposeId, u32>,
+    ) -> Result<RetentionReport, StoreError> {
+        let tiers = retention::tiers(now_ms, retention_days, &self.caches().bits);
+        let features = self
+            .caches()
+            .insights
+            .as_ref()
+            .map(|i| retention::feature_cutoff(now_ms, retention_days, &i.purpose));
+        self.front
+            .submit(|reply| Job::Retention {
+                now_ms,
+                tiers,
+                features,
+                reply,
+            })
+            .await
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        self.backend.stats().await
+    }
+
+    fn features(&self) -> &FeatureIndex {
+        &self.caches().features
+    }
+
+    async fn refresh_features(&self) -> Result<(), StoreError> {
+        self.front.submit(|reply| Job::Features { reply }).await
+    }
+
+    async fn upsert_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
+        self.advertiser_job(a, crate::advertisers::PutMode::Upsert)
+            .await
+    }
+
+    async fn create_advertiser(&self, a: Advertiser) -> Result<(), StoreError> {
+        self.advertiser_job(a, crate::advertisers::PutMode::Create)
+            .await
+    }
+
+    async fn replace_advertiser(
+        &self,
+        a: Advertiser,
+        expected_updated_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.advertiser_job(a, crate::advertisers::PutMode::Replace(expected_updated_ms))
+            .await
+    }
+
+    async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError> {
+        self.backend.advertiser(id).await
+    }
+
+    async fn advertiser_by_key(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<Advertiser>, StoreError> {
+        self.backend.advertiser_by_key(key_hash).await
+    }
+
+    async fn advertisers(&self) -> Result<Vec<Advertiser>, StoreError> {
+        self.backend.advertisers().await
+    }
+
+    async fn record_report(&self, r: NewReport) -> Result<ReportRecord, StoreError> {
+        self.front.submit(|reply| Job::Report { r, reply }).await
+    }
+
+    async fn reports(
+        &self,
+        advertiser: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ReportRecord>, StoreError> {
+        self.backend.reports(advertiser, after_id, limit).await
+    }
+
+    async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError> {
+        self.backend.report(id).await
+    }
+
+    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError> {
+        self.backend.spent(advertiser, period).await
+    }
+
+    async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {
+        self.backend.subject_reports(subject).await
+    }
+
+    async fn shutdown(&self) {
+        self.front.shutdown().await;
+        self.backend.stop().await;
+    }
+}

@@ -1,0 +1,198 @@
+//! Rows of either backend read through one small trait ([`Col`]), so each kind of stored
+//! record is decoded once: a ledger record, a consent state row, an advertiser, a report.
+//!
+//! Decoding is where stored data meets the types, and it refuses what the types cannot
+//! hold (an unknown status, a hash of the wrong length) with `Corrupt`, naming the
+//! field, rather than guessing.
+
+use crate::types::{Advertiser, ReportRecord, Spend, StateRow};
+use crate::StoreError;
+use candor_core::consent::{Channel, ConsentStatus};
+use candor_core::ledger::{Evidence, LedgerEntry, SealedEntry};
+use candor_core::{PurposeId, SubjectId};
+
+/// Typed access to the columns of a result row.
+pub(crate) trait Col {
+    /// An integer column of any width.
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError>;
+    fn flag(&self, i: usize) -> Result<bool, StoreError>;
+
+    fn blob_n<const N: usize>(&self, i: usize, what: &str) -> Result<[u8; N], StoreError> {
+        self.blob(i)?
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("{what}: expected {N} bytes")))
+    }
+
+    fn subject(&self, i: usize) -> Result<SubjectId, StoreError> {
+        Ok(SubjectId::from_bytes(self.blob_n(i, "subject id")?))
+    }
+
+    fn u32(&self, i: usize, what: &str) -> Result<u32, StoreError> {
+        u32::try_from(self.int(i)?).map_err(|_| StoreError::Corrupt(format!("{what} out of range")))
+    }
+}
+
+impl Col for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.get(i)?)
+    }
+}
+
+impl Col for tokio_postgres::Row {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        use tokio_postgres::types::Type;
+        let ty = self
+            .columns()
+            .get(i)
+            .map(|c| c.type_().clone())
+            .ok_or_else(|| StoreError::Database(format!("no column {i}")))?;
+        Ok(match ty {
+            Type::INT2 => i64::from(self.try_get::<_, i16>(i)?),
+            Type::INT4 => i64::from(self.try_get::<_, i32>(i)?),
+            _ => self.try_get::<_, i64>(i)?,
+        })
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+/// The ledger's columns, in [`ledger_entry`] order.
+pub(crate) const LEDGER_COLS: &str =
+    "seq, subject_id, purpose_id, status, notice_version, notice_hash, channel,
+    time_ms, evidence, prev_hash, hash, signature";
+
+/// A ledger record from its row. A value that cannot even be parsed (an edit that left
+/// an unknown status, say) is reported as corrupt, naming the row.
+pub(crate) fn ledger_entry(r: &impl Col) -> Result<SealedEntry, StoreError> {
+    let seq = r.int(0)?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("ledger row {seq}: {what}"));
+    Ok(SealedEntry {
+        entry: LedgerEntry {
+            seq: u64::try_from(seq).map_err(|_| corrupt("seq"))?,
+            subject: r.subject(1)?,
+            purpose: PurposeId::parse(&r.text(2)?).map_err(|_| corrupt("purpose"))?,
+            status: ConsentStatus::parse(&r.text(3)?).ok_or_else(|| corrupt("status"))?,
+            notice_version: r
+                .u32(4, "notice version")
+                .map_err(|_| corrupt("notice version"))?,
+            notice_hash: r.blob_n(5, "notice hash")?,
+            channel: Channel::parse(&r.text(6)?).ok_or_else(|| corrupt("channel"))?,
+            time_ms: r.int(7)?,
+            evidence: serde_json::from_str::<Evidence>(&r.text(8)?)
+                .map_err(|_| corrupt("evidence"))?,
+            prev_hash: r.blob_n(9, "previous hash")?,
+        },
+        hash: r.blob_n(10, "hash")?,
+        signature: r
+            .blob_n(11, "signature")
+            .map_err(|_| corrupt("signature"))?,
+    })
+}
+
+/// The columns of `consent_state` in [`state_row`] order.
+pub(crate) const STATE_COLS: &str = "purpose_id, status, notice_version, seq, time_ms";
+
+pub(crate) fn state_row(r: &impl Col) -> Result<StateRow, StoreError> {
+    let status = r.text(1)?;
+    Ok(StateRow {
+        purpose: PurposeId::parse(&r.text(0)?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        status: ConsentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+        notice_version: r.u32(2, "notice version")?,
+        seq: u64::try_from(r.int(3)?).map_err(|_| StoreError::Corrupt("seq".into()))?,
+        time_ms: r.int(4)?,
+    })
+}
+
+/// The advertisers table's columns, in [`advertiser`] order (and the order of
+/// `advertisers::values`).
+pub(crate) const ADVERTISER_COLS: &str = "advertiser_id, name, key_hash, budget_epsilon_nano,
+    budget_delta_atto, period, allowed_features, allowed_dimensions, disabled, created_ms,
+    updated_ms";
+
+pub(crate) fn advertiser(r: &impl Col) -> Result<Advertiser, StoreError> {
+    let names = |i: usize| -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(&r.text(i)?)
+            .map_err(|e| StoreError::Corrupt(format!("advertiser permission list: {e}")))
+    };
+    Ok(Advertiser {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        key_hash: r.blob_n(2, "advertiser key hash")?,
+        budget: Spend {
+            epsilon_nano: r.int(3)?,
+            delta_atto: r.int(4)?,
+        },
+        period: r.text(5)?,
+        allowed_features: names(6)?,
+        allowed_dimensions: names(7)?,
+        disabled: r.flag(8)?,
+        created_ms: r.int(9)?,
+        updated_ms: r.int(10)?,
+    })
+}
+
+/// The columns a report is read with (in [`report`] order), from `insight_reports r`.
+pub(crate) const REPORT_COLS: &str =
+    "r.id, r.advertiser_id, r.period, r.time_ms, r.cost_epsilon_nano,
+    r.cost_delta_atto, r.purpose, r.query_json, r.answer_json, r.spent_epsilon_nano,
+    r.spent_delta_atto, r.budget_epsilon_nano, r.budget_delta_atto";
+
+pub(crate) fn report(r: &impl Col) -> Result<ReportRecord, StoreError> {
+    let spend = |e: usize| -> Result<Spend, StoreError> {
+        Ok(Spend {
+            epsilon_nano: r.int(e)?,
+            delta_atto: r.int(e + 1)?,
+        })
+    };
+    Ok(ReportRecord {
+        id: r.int(0)?,
+        advertiser: r.text(1)?,
+        period: r.text(2)?,
+        time_ms: r.int(3)?,
+        cost: spend(4)?,
+        purpose: r.text(6)?,
+        query_json: r.text(7)?,
+        answer_json: r.text(8)?,
+        spent_after: spend(9)?,
+        budget: spend(11)?,
+    })
+}
+
+/// The columns an event is read with, in [`stored_event`] order.
+pub(crate) const EVENT_COLS: &str =
+    "id, subject_id, source_id, kind, category, purposes, event_ms, received_ms, sealed";
+
+/// An event as stored (its purposes before purpose floors).
+pub(crate) fn stored_event(r: &impl Col) -> Result<crate::types::StoredEvent, StoreError> {
+    Ok(crate::types::StoredEvent {
+        id: r.int(0)?,
+        subject: r.subject(1)?,
+        source: r.text(2)?,
+        kind: r.text(3)?,
+        category: r.text(4)?,
+        // Bits are stored as the two's-complement i64 of the u64 mask.
+        purposes: candor_core::PurposeSet::from_bits(r.int(5)? as u64),
+        event_ms: r.int(6)?,
+        received_ms: r.int(7)?,
+        sealed_payload: r.blob(8)?,
+    })
+}

@@ -1,0 +1,200 @@
+//! Sealing: the one place personal data is encrypted under a subject's key, and opened
+//! again. Invariant 6 rests on it: an event's payload, its feature deltas and every
+//! identifier are stored only sealed (XChaCha20-Poly1305 under the subject's own data
+//! key), so destroying the key leaves nothing readable.
+//!
+//! Each kind of sealed value has its own associated data, so a sealed value cannot be
+//! moved into another column or another subject's row and still open: payloads are bound
+//! to the subject, feature log entries to the subject and their column, identifiers to
+//! their lookup hash.
+//!
+//! Ingestion is a pipeline of stages (the server's HTTP source → gate → this → the
+//! writer): [`row`] turns a gated [`IngestRow`], which holds the message in plain text,
+//! into the [`SealedRow`] the writers take, so no writer can be handed plain text.
+
+use crate::plan::features;
+use crate::types::{Identity, IngestRow};
+use crate::StoreError;
+use candor_core::crypto::{CryptoError, IdKind, LookupHash, SubjectKey};
+use candor_core::event::EventKind;
+use candor_core::{CategoryId, PurposeSet, SubjectId};
+use candor_insights::FeatureDelta;
+
+/// An identifier with its value sealed, ready to link.
+#[derive(Clone, Debug)]
+pub(crate) struct SealedIdentity {
+    pub kind: IdKind,
+    pub hash: LookupHash,
+    pub sealed: Vec<u8>,
+}
+
+/// An event as the writers take it: gated, every personal field sealed.
+#[derive(Clone, Debug)]
+pub(crate) struct SealedRow {
+    pub subject: SubjectId,
+    pub link: Vec<SealedIdentity>,
+    pub source: String,
+    pub dedup_key: [u8; 16],
+    pub kind: EventKind,
+    pub category: CategoryId,
+    pub purposes: PurposeSet,
+    pub event_ms: i64,
+    pub received_ms: i64,
+    pub payload: Vec<u8>,
+    /// The feature log entry (sealed deltas), when the row has deltas and the gate
+    /// allowed it for the insights purpose.
+    pub features: Option<Vec<u8>>,
+    /// The same deltas in the clear, for a writer that applies what it commits at once
+    /// (SQLite's); never written.
+    pub deltas: Vec<FeatureDelta>,
+}
+
+/// Seals a gated row under its subject's key. `insights_bit` is the insights purpose's
+/// bit when insights are on: deltas of a row the gate did not allow for it are dropped
+/// here (they could never count).
+pub(crate) fn row(key: &SubjectKey, row: IngestRow, insights_bit: Option<u8>) -> SealedRow {
+    let IngestRow {
+        subject,
+        link,
+        source,
+        dedup_key,
+        kind,
+        category,
+        purposes,
+        event_ms,
+        received_ms,
+        payload,
+        features: deltas,
+    } = row;
+    let deltas = if features::feeds(insights_bit, purposes, !deltas.is_empty()) {
+        deltas
+    } else {
+        Vec::new()
+    };
+    SealedRow {
+        subject,
+        link: link.iter().map(|i| identity(key, i)).collect(),
+        source,
+        dedup_key,
+        kind,
+        category,
+        purposes,
+        event_ms,
+        received_ms,
+        payload: key.seal(subject.as_bytes(), payload.expose()),
+        features: (!deltas.is_empty())
+            .then(|| key.seal(&features_aad(subject), &features::encode(&deltas))),
+        deltas,
+    }
+}
+
+/// Seals an identifier's value, bound to its lookup hash.
+pub(crate) fn identity(key: &SubjectKey, ident: &Identity) -> SealedIdentity {
+    SealedIdentity {
+        kind: ident.kind,
+        hash: ident.hash,
+        sealed: key.seal(&ident.hash.0, ident.value.expose().as_bytes()),
+    }
+}
+
+/// Opens a stored event payload (export, and the person's own data).
+pub fn open_payload(
+    key: &SubjectKey,
+    subject: SubjectId,
+    sealed: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    key.open(subject.as_bytes(), sealed)
+}
+
+/// Opens a stored event's feature log entry.
+pub(crate) fn open_features(
+    key: &SubjectKey,
+    subject: SubjectId,
+    sealed: &[u8],
+) -> Result<Vec<FeatureDelta>, StoreError> {
+    let plain = key
+        .open(&features_aad(subject), sealed)
+        .map_err(|e| StoreError::Corrupt(format!("an event's feature log entry: {e}")))?;
+    features::decode(&plain)
+}
+
+fn features_aad(subject: SubjectId) -> Vec<u8> {
+    let mut aad = b"candor/features/".to_vec();
+    aad.extend_from_slice(subject.as_bytes());
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candor_core::crypto::MasterKey;
+    use candor_core::Sensitive;
+    use candor_insights::{Category, DailyFeature, Day, FeatureKind};
+
+    fn gated(subject: SubjectId, purposes: PurposeSet) -> IngestRow {
+        let master = MasterKey::from_bytes(&[1; 32]);
+        IngestRow {
+            subject,
+            link: vec![Identity {
+                kind: IdKind::Email,
+                hash: master.lookup_hash(IdKind::Email, "ann@example.com"),
+                value: Sensitive::new("ann@example.com".into()),
+            }],
+            source: "web".into(),
+            dedup_key: [3; 16],
+            kind: EventKind::Track,
+            category: CategoryId::parse("app_usage").unwrap(),
+            purposes,
+            event_ms: 1,
+            received_ms: 2,
+            payload: Sensitive::new(br#"{"secret":"games"}"#.to_vec()),
+            features: vec![FeatureDelta::Activity(DailyFeature {
+                day: Day::from_days(20_000).unwrap(),
+                kind: FeatureKind::AppUsed,
+                category: Category::parse("games").unwrap(),
+                count: 1,
+            })],
+        }
+    }
+
+    #[test]
+    fn nothing_personal_leaves_in_the_clear_and_nothing_opens_elsewhere() {
+        let key = SubjectKey::generate();
+        let s = SubjectId::random();
+        let sealed = row(&key, gated(s, PurposeSet::from_bits(0b11)), Some(1));
+        let all = [
+            &sealed.payload[..],
+            sealed.features.as_deref().unwrap(),
+            &sealed.link[0].sealed[..],
+        ];
+        for b in all {
+            for needle in [&b"games"[..], b"secret", b"ann@"] {
+                assert!(!b.windows(needle.len()).any(|w| w == needle));
+            }
+        }
+        assert_eq!(
+            open_payload(&key, s, &sealed.payload).unwrap(),
+            br#"{"secret":"games"}"#
+        );
+        assert_eq!(
+            open_features(&key, s, sealed.features.as_deref().unwrap()).unwrap(),
+            sealed.deltas
+        );
+        // Bound to their place: another subject, or the other column, does not open.
+        let other = SubjectId::random();
+        assert!(open_payload(&key, other, &sealed.payload).is_err());
+        assert!(open_features(&key, other, sealed.features.as_deref().unwrap()).is_err());
+        assert!(open_features(&key, s, &sealed.payload).is_err());
+        assert!(open_payload(&key, s, sealed.features.as_deref().unwrap()).is_err());
+    }
+
+    #[test]
+    fn deltas_the_gate_did_not_allow_for_insights_are_dropped() {
+        let key = SubjectKey::generate();
+        let s = SubjectId::random();
+        let r = row(&key, gated(s, PurposeSet::single(0)), Some(1));
+        assert!(r.features.is_none() && r.deltas.is_empty());
+        let r = row(&key, gated(s, PurposeSet::single(1)), None);
+        assert!(r.features.is_none() && r.deltas.is_empty());
+    }
+}

@@ -1,0 +1,127 @@
+//! Consent commands on SQLite, inside the writer's group transaction: resolve (or
+//! create) the subject, link its identifiers, then carry out what
+//! `plan::consent::plan` decided (ledger records, state rows, floors, deleting insight
+//! features on a flip).
+
+use super::writer::{FeatureEffect, Pending, Writer};
+use crate::plan::consent::{self, SubjectConsent};
+use crate::rows;
+use crate::types::*;
+use crate::{seal, statements as q, StoreError};
+use candor_core::crypto::SubjectKey;
+use candor_core::SubjectId;
+use rusqlite::params;
+
+pub(super) fn apply(
+    w: &mut Writer,
+    cmd: &ConsentCommand,
+    group: &Pending,
+    job: &mut Pending,
+) -> Result<ConsentOutcome, StoreError> {
+    let found = cmd
+        .identities
+        .iter()
+        .find_map(|i| w.lookup(&i.hash, group, job));
+    let (subject, created) = match found {
+        Some(s) => (s, false),
+        None if cmd.create => {
+            let s = SubjectId::random();
+            let key = SubjectKey::generate();
+            w.conn.prepare_cached(q::INSERT_SUBJECT)?.execute(params![
+                &s.as_bytes()[..],
+                w.caches.master.wrap(&s, &key),
+                cmd.time_ms
+            ])?;
+            job.caches.keys.insert(s, key);
+            (s, true)
+        }
+        None => return Err(StoreError::UnknownSubject),
+    };
+    for ident in &cmd.identities {
+        if w.lookup(&ident.hash, group, job).is_none() {
+            let key = w.key(subject, group, job)?;
+            w.link(
+                subject,
+                &seal::identity(&key, ident),
+                cmd.time_ms,
+                group,
+                job,
+            )?;
+        }
+    }
+    let state = {
+        let mut st = w.conn.prepare_cached(&q::consent_state())?;
+        let mut rows = st.query(params![&subject.as_bytes()[..]])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(rows::state_row(r)?);
+        }
+        SubjectConsent::from_rows(out)
+    };
+    let plan = consent::plan(
+        cmd,
+        subject,
+        &state,
+        &w.caches.bits,
+        w.head,
+        &w.caches.signer,
+        w.caches.insights_bit(),
+    )?;
+    let sid = &subject.as_bytes()[..];
+    for rec in &plan.records {
+        let e = &rec.entry;
+        let seq = e.seq as i64;
+        w.conn.prepare_cached(q::INSERT_LEDGER)?.execute(params![
+            seq,
+            sid,
+            e.purpose.as_str(),
+            e.status.as_str(),
+            e.notice_version,
+            &e.notice_hash[..],
+            e.channel.as_str(),
+            e.time_ms,
+            evidence_json(&e.evidence)?,
+            &e.prev_hash[..],
+            &rec.hash[..],
+            &rec.signature[..]
+        ])?;
+        w.conn.prepare_cached(q::UPSERT_STATE)?.execute(params![
+            sid,
+            e.purpose.as_str(),
+            e.status.as_str(),
+            e.notice_version,
+            seq,
+            e.time_ms
+        ])?;
+    }
+    for bit in &plan.floors {
+        // "So far" is every event the single writer has written: ids are in commit order.
+        w.conn
+            .prepare_cached(
+                "INSERT INTO purpose_floors (subject_id, bit, upto_id)
+                 VALUES (?1, ?2, (SELECT coalesce(max(id), 0) FROM events))
+                 ON CONFLICT (subject_id, bit) DO UPDATE SET upto_id = excluded.upto_id",
+            )?
+            .execute(params![sid, bit])?;
+        job.caches.floored = true;
+    }
+    if plan.insights_flip.is_some() {
+        w.conn
+            .prepare_cached(q::DELETE_FEATURES)?
+            .execute(params![sid])?;
+        w.conn
+            .prepare_cached(q::DELETE_DECLARED)?
+            .execute(params![sid])?;
+        job.features.push(FeatureEffect::Forget(subject));
+    }
+    w.head = plan.head;
+    job.caches
+        .granted
+        .insert(subject, (plan.granted, plan.version));
+    Ok(ConsentOutcome {
+        subject,
+        created,
+        records: plan.records,
+        granted: plan.granted,
+    })
+}

@@ -1,0 +1,142 @@
+//! SQL that both backends run as written: the statements whose text is the same in
+//! SQLite's and PostgreSQL's dialects, so a change to a table is made in one place.
+//!
+//! Placeholders are PostgreSQL's `$1`, `$2`, ...: SQLite reads `$N` as a named parameter
+//! and numbers parameters by first appearance, so a statement here must use each
+//! placeholder for the first time in numeric order (a test checks every statement).
+//! Casts are spelled `CAST(x AS t)`, which both understand.
+
+use crate::rows::{ADVERTISER_COLS, LEDGER_COLS, REPORT_COLS, STATE_COLS};
+
+pub(crate) const INSERT_SUBJECT: &str =
+    "INSERT INTO subjects (subject_id, wrapped_key, created_ms) VALUES ($1, $2, $3)";
+
+pub(crate) const SUBJECT_KEY: &str = "SELECT wrapped_key FROM subjects WHERE subject_id = $1";
+
+pub(crate) fn consent_state() -> String {
+    format!("SELECT {STATE_COLS} FROM consent_state WHERE subject_id = $1 ORDER BY purpose_id")
+}
+
+/// A purpose's new state, from the ledger record that changed it.
+pub(crate) const UPSERT_STATE: &str =
+    "INSERT INTO consent_state (subject_id, purpose_id, status, notice_version, seq, time_ms)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (subject_id, purpose_id) DO UPDATE SET
+       status = excluded.status, notice_version = excluded.notice_version,
+       seq = excluded.seq, time_ms = excluded.time_ms";
+
+pub(crate) const INSERT_LEDGER: &str =
+    "INSERT INTO ledger (seq, subject_id, purpose_id, status, notice_version, notice_hash,
+       channel, time_ms, evidence, prev_hash, hash, signature)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+pub(crate) fn history() -> String {
+    format!("SELECT {LEDGER_COLS} FROM ledger WHERE subject_id = $1 ORDER BY seq")
+}
+
+pub(crate) fn ledger_page() -> String {
+    format!("SELECT {LEDGER_COLS} FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2")
+}
+
+pub(crate) const DELETE_FEATURES: &str = "DELETE FROM insight_features WHERE subject_id = $1";
+pub(crate) const DELETE_DECLARED: &str = "DELETE FROM insight_declared WHERE subject_id = $1";
+
+pub(crate) fn advertiser_by_id() -> String {
+    format!("SELECT {ADVERTISER_COLS} FROM advertisers WHERE advertiser_id = $1")
+}
+
+pub(crate) fn advertiser_by_key() -> String {
+    format!("SELECT {ADVERTISER_COLS} FROM advertisers WHERE key_hash = $1")
+}
+
+pub(crate) fn all_advertisers() -> String {
+    format!("SELECT {ADVERTISER_COLS} FROM advertisers ORDER BY advertiser_id")
+}
+
+/// The budget of an advertiser that may be charged (and whether it is disabled).
+pub(crate) const BUDGET: &str = "SELECT budget_epsilon_nano, budget_delta_atto, disabled
+     FROM advertisers WHERE advertiser_id = $1";
+
+pub(crate) const PERIOD_COSTS: &str =
+    "SELECT cost_epsilon_nano, cost_delta_atto FROM insight_reports
+     WHERE advertiser_id = $1 AND period = $2";
+
+pub(crate) const INSERT_REPORT: &str =
+    "INSERT INTO insight_reports (advertiser_id, period, time_ms, cost_epsilon_nano,
+       cost_delta_atto, purpose, query_json, answer_json, spent_epsilon_nano,
+       spent_delta_atto, budget_epsilon_nano, budget_delta_atto)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
+
+/// Reports of one advertiser (`$1`) or all (`$1` null) with ids above `$2`, `$3` at most.
+pub(crate) fn reports_page() -> String {
+    format!(
+        "SELECT {REPORT_COLS} FROM insight_reports r
+         WHERE (CAST($1 AS TEXT) IS NULL OR r.advertiser_id = $1) AND r.id > $2
+         ORDER BY r.id LIMIT $3"
+    )
+}
+
+pub(crate) fn report_by_id() -> String {
+    format!("SELECT {REPORT_COLS} FROM insight_reports r WHERE r.id = $1")
+}
+
+pub(crate) const DENSE_OF: &str = "SELECT dense FROM insight_subjects WHERE subject_id = $1";
+
+/// Every shared statement, for the placeholder check.
+#[cfg(test)]
+pub(crate) fn all() -> Vec<String> {
+    let mut v: Vec<String> = [
+        INSERT_SUBJECT,
+        SUBJECT_KEY,
+        UPSERT_STATE,
+        INSERT_LEDGER,
+        DELETE_FEATURES,
+        DELETE_DECLARED,
+        BUDGET,
+        PERIOD_COSTS,
+        INSERT_REPORT,
+        DENSE_OF,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend([
+        consent_state(),
+        history(),
+        ledger_page(),
+        advertiser_by_id(),
+        advertiser_by_key(),
+        all_advertisers(),
+        reports_page(),
+        report_by_id(),
+    ]);
+    for mode in [
+        crate::advertisers::PutMode::Create,
+        crate::advertisers::PutMode::Upsert,
+        crate::advertisers::PutMode::Replace(0),
+    ] {
+        v.push(crate::advertisers::write_sql(mode).to_owned());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    /// SQLite numbers `$N` parameters by first appearance: each statement must name them
+    /// first in numeric order for positional binding to match PostgreSQL's.
+    #[test]
+    fn sqlite_binds_every_shared_statement_positionally() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::sqlite::schema::migrate_for_tests(&conn);
+        for sql in super::all() {
+            let st = conn.prepare(&sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+            for i in 1..=st.parameter_count() {
+                assert_eq!(
+                    st.parameter_index(&format!("${i}")).unwrap(),
+                    Some(i),
+                    "parameter ${i} of {sql}"
+                );
+            }
+        }
+    }
+}
