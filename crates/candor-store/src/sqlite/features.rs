@@ -141,17 +141,26 @@ impl FeatureLog {
         Ok(())
     }
 
-    /// Whether anything awaits persisting (and, after a failure, it is time to retry).
-    pub fn has_pending(&self) -> bool {
-        self.enabled
-            && (!self.batch.is_empty() || self.committed > self.stored)
-            && self.retry_at.is_none_or(|t| Instant::now() >= t)
+    /// Whether anything awaits persisting.
+    fn pending(&self) -> bool {
+        self.enabled && (!self.batch.is_empty() || self.committed > self.stored)
     }
 
-    /// Whether it is time to persist under load.
+    /// Whether anything awaits persisting and, after a failure, it is time to retry.
+    fn has_pending(&self) -> bool {
+        self.pending() && self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Whether it is time to persist.
     pub fn due(&self) -> bool {
-        self.batch.len() >= FLUSH_KEYS
-            || (self.has_pending() && self.last_flush.elapsed() >= FLUSH_EVERY)
+        self.has_pending()
+            && (self.batch.len() >= FLUSH_KEYS || self.last_flush.elapsed() >= FLUSH_EVERY)
+    }
+
+    /// How long until something pending is due (`None`: nothing is pending).
+    pub fn due_in(&self) -> Option<Duration> {
+        self.has_pending()
+            .then(|| FLUSH_EVERY.saturating_sub(self.last_flush.elapsed()))
     }
 
     /// Applies what a committed group staged, in order: deltas go to the index at once
@@ -187,7 +196,7 @@ impl FeatureLog {
     /// Writes the batch and the watermark in one transaction (on the writer thread,
     /// between groups). On failure the batch is kept for the next attempt.
     pub fn flush(&mut self, conn: &Connection) -> Result<(), StoreError> {
-        if !self.has_pending() {
+        if !self.pending() {
             return Ok(());
         }
         conn.execute_batch("BEGIN IMMEDIATE")?;

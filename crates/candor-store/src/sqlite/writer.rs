@@ -139,11 +139,17 @@ pub(super) fn run(
     let mut sweep_pending = super::sweep::pending(&w.conn)
         .map(|n| n > 0)
         .unwrap_or(false);
+    // Only to wait for a job with a timeout: the queue is tokio's.
+    let timer = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build();
     loop {
-        // Idle: persist features, sweep withdrawals, then wait for work.
+        // Idle: sweep withdrawals, then wait for work, but not past the moment the
+        // features are due to be persisted. (Persisting at every idle moment instead
+        // cost a transaction and an fsync per group under load.)
         let first = match rx.try_recv() {
             Ok(j) => j,
-            Err(mpsc::error::TryRecvError::Empty) if w.log.has_pending() => {
+            Err(mpsc::error::TryRecvError::Empty) if w.log.due() => {
                 w.flush_features();
                 continue;
             }
@@ -151,9 +157,18 @@ pub(super) fn run(
                 sweep_pending = w.sweep_step();
                 continue;
             }
-            Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
-                Some(j) => j,
-                None => break,
+            Err(mpsc::error::TryRecvError::Empty) => match (&timer, w.log.due_in()) {
+                (Ok(rt), Some(wait)) => {
+                    match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                        Ok(Some(j)) => j,
+                        Ok(None) => break,
+                        Err(_) => continue,
+                    }
+                }
+                _ => match rx.blocking_recv() {
+                    Some(j) => j,
+                    None => break,
+                },
             },
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };

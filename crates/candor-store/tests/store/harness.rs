@@ -40,6 +40,10 @@ pub trait Backend: Send + Sync {
         self.stored_dense(s).await
     }
     async fn stored_feature_rows(&self, s: SubjectId) -> i64;
+    /// Puts the tables back to before any feature was derived (no feature rows, the
+    /// watermark at 0), as a crash right after the events committed would have left
+    /// them. Only while no store is open.
+    async fn forget_derived_features(&self);
     async fn stored_declared(&self, s: SubjectId) -> Vec<(String, String)>;
     async fn stored_dense(&self, s: SubjectId) -> Option<u32>;
 }
@@ -83,6 +87,16 @@ impl Backend for Sqlite {
 
     fn partitions(&self) -> bool {
         false
+    }
+
+    async fn forget_derived_features(&self) {
+        rusqlite::Connection::open(self.dir.path().join("candor.db"))
+            .unwrap()
+            .execute_batch(
+                "DELETE FROM insight_features; DELETE FROM insight_declared;
+                 UPDATE feature_watermark SET applied_upto = 0;",
+            )
+            .unwrap();
     }
 
     async fn stored_feature_rows(&self, s: SubjectId) -> i64 {
@@ -236,6 +250,17 @@ impl Backend for Postgres {
 
     fn partitions(&self) -> bool {
         true
+    }
+
+    async fn forget_derived_features(&self) {
+        self.client()
+            .await
+            .batch_execute(
+                "DELETE FROM insight_features; DELETE FROM insight_declared;
+                 UPDATE feature_watermark SET applied_upto = 0;",
+            )
+            .await
+            .unwrap();
     }
 
     async fn stored_feature_rows(&self, s: SubjectId) -> i64 {

@@ -287,6 +287,70 @@ pub async fn withdrawal_deletes_features(b: &dyn Backend) {
     store.shutdown().await;
 }
 
+/// The event log is the record of every feature change: what lies past the features'
+/// watermark (as a crash between an ingest's commit and the derivation leaves it) is
+/// applied at open, exactly once, and only where the insights purpose still allows it.
+pub async fn features_past_the_watermark_are_derived_once(b: &dyn Backend) {
+    let store = b.open_with(Some(insights())).await;
+    let s = &*store;
+    let (ivy, joe) = (subject(s, "ivy", IA).await, subject(s, "joe", IA).await);
+    let used = |n| activity(0, FeatureKind::AppUsed, "games", n);
+    s.ingest(vec![
+        featured(s, ivy, "v1", IA, vec![used(2), declare("25-34")]),
+        featured(s, ivy, "v2", IA, vec![used(3)]),
+        featured(s, joe, "j1", IA, vec![used(1), declare("18-24")]),
+        // Stored for analytics only: its deltas never count.
+        featured(s, joe, "j2", &["analytics"], vec![used(100)]),
+    ])
+    .await
+    .unwrap();
+    // joe withdraws insights, then grants it again: what he sent before stays out.
+    s.apply_consent(command(s, "joe", &[("insights", Action::Withdraw)]))
+        .await
+        .unwrap();
+    s.apply_consent(command(s, "joe", &[("insights", Action::Grant)]))
+        .await
+        .unwrap();
+    s.ingest(vec![featured(s, joe, "j3", IA, vec![used(4)])])
+        .await
+        .unwrap();
+    let expect = |ivy_n, joe_n| {
+        (
+            vec![daily(0, FeatureKind::AppUsed, "games", ivy_n)],
+            vec![daily(0, FeatureKind::AppUsed, "games", joe_n)],
+        )
+    };
+    let seen = |s: &dyn Store| (sorted_features(s, &ivy), sorted_features(s, &joe));
+    s.refresh_features().await.unwrap();
+    assert_eq!(seen(s), expect(5, 4));
+    store.shutdown().await;
+    drop(store);
+
+    // Everything derived is lost; the log is not.
+    b.forget_derived_features().await;
+    assert_eq!(b.stored_feature_rows(ivy).await, 0);
+    for _ in 0..2 {
+        let store = b.open_with(Some(insights())).await;
+        let s = &*store;
+        s.refresh_features().await.unwrap();
+        assert_eq!(
+            seen(s),
+            expect(5, 4),
+            "applied once, however often reopened"
+        );
+        assert_eq!(b.stored_feature_rows(ivy).await, 1);
+        assert_eq!(
+            declared_of(s, &ivy).await,
+            vec![("age_band".to_owned(), "25-34".to_owned())]
+        );
+        assert!(
+            declared_of(s, &joe).await.is_empty(),
+            "declared before the withdrawal"
+        );
+        store.shutdown().await;
+    }
+}
+
 /// Rows left from a time insights were not configured (a withdrawal then deleted
 /// nothing) are neither loaded nor brought back by a new grant.
 pub async fn leftovers_from_unconfigured_times_never_return(b: &dyn Backend) {

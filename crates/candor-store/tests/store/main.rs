@@ -54,6 +54,7 @@ both_backends!(
     insights::features_are_written_only_under_the_insights_purpose,
     insights::feature_counts_are_absolute,
     insights::features_reload_after_reopen,
+    insights::features_past_the_watermark_are_derived_once,
     insights::withdrawal_deletes_features,
     insights::leftovers_from_unconfigured_times_never_return,
     insights::declared_fields_set_and_clear,
