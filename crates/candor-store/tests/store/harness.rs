@@ -44,6 +44,11 @@ pub trait Backend: Send + Sync {
     /// watermark at 0), as a crash right after the events committed would have left
     /// them. Only while no store is open.
     async fn forget_derived_features(&self);
+    /// Puts back what a withdrawal of `bit` leaves until the sweeper has run: the floor
+    /// (subject, bit, `upto`) and the bit on the subject's rows up to it that fed
+    /// features (rows stored for other purposes only never had it). Only while no
+    /// store is open.
+    async fn unsweep(&self, subject: SubjectId, bit: u8, upto: i64);
     async fn stored_declared(&self, s: SubjectId) -> Vec<(String, String)>;
     async fn stored_dense(&self, s: SubjectId) -> Option<u32>;
 }
@@ -87,6 +92,22 @@ impl Backend for Sqlite {
 
     fn partitions(&self) -> bool {
         false
+    }
+
+    async fn unsweep(&self, subject: SubjectId, bit: u8, upto: i64) {
+        let c = rusqlite::Connection::open(self.dir.path().join("candor.db")).unwrap();
+        let sid = &subject.as_bytes()[..];
+        c.execute(
+            "UPDATE events SET purposes = purposes | (1 << ?2)
+             WHERE subject_id = ?1 AND id <= ?3 AND features IS NOT NULL",
+            rusqlite::params![sid, bit, upto],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO purpose_floors (subject_id, bit, upto_id) VALUES (?1, ?2, ?3)",
+            rusqlite::params![sid, bit, upto],
+        )
+        .unwrap();
     }
 
     async fn forget_derived_features(&self) {
@@ -250,6 +271,24 @@ impl Backend for Postgres {
 
     fn partitions(&self) -> bool {
         true
+    }
+
+    async fn unsweep(&self, subject: SubjectId, bit: u8, upto: i64) {
+        let c = self.client().await;
+        let sid = &subject.as_bytes()[..];
+        c.execute(
+            "UPDATE events SET purposes = purposes | (1::int8 << $2::int4)
+             WHERE subject_id = $1 AND id <= $3 AND features IS NOT NULL",
+            &[&sid, &i32::from(bit), &upto],
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "INSERT INTO purpose_floors (subject_id, bit, upto_id) VALUES ($1, $2, $3)",
+            &[&sid, &i16::from(bit), &upto],
+        )
+        .await
+        .unwrap();
     }
 
     async fn forget_derived_features(&self) {

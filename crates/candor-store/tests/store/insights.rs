@@ -305,6 +305,16 @@ pub async fn features_past_the_watermark_are_derived_once(b: &dyn Backend) {
     .await
     .unwrap();
     // joe withdraws insights, then grants it again: what he sent before stays out.
+    let joe_upto = s
+        .events_page(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.subject == joe)
+        .map(|e| e.id)
+        .max()
+        .unwrap();
+    let bit = s.purpose_bits()[&candor_core::PurposeId::parse("insights").unwrap()];
     s.apply_consent(command(s, "joe", &[("insights", Action::Withdraw)]))
         .await
         .unwrap();
@@ -326,8 +336,10 @@ pub async fn features_past_the_watermark_are_derived_once(b: &dyn Backend) {
     store.shutdown().await;
     drop(store);
 
-    // Everything derived is lost; the log is not.
+    // Everything derived is lost; the log is not. And the sweeper had not yet rewritten
+    // joe's rows: only his withdrawal's floor keeps them out.
     b.forget_derived_features().await;
+    b.unsweep(joe, bit, joe_upto).await;
     assert_eq!(b.stored_feature_rows(ivy).await, 0);
     for _ in 0..2 {
         let store = b.open_with(Some(insights())).await;
