@@ -12,6 +12,7 @@
 
 use crate::consent::{Channel, ConsentStatus};
 use crate::ids::{PurposeId, SubjectId};
+use crate::time::UnixMillis;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -20,9 +21,60 @@ use std::fmt;
 pub const GENESIS: [u8; 32] = [0u8; 32];
 const DOMAIN: &[u8] = b"candor-ledger-v1\0";
 
-/// Free-form, non-personal facts about how a choice was captured (prompt id, locale,
-/// whether GPC was present). Sorted, so its canonical form is unique.
-pub type Evidence = BTreeMap<String, String>;
+/// Non-personal facts about how a choice was captured (prompt id, locale, whether GPC
+/// was present), kept in the ledger, which outlives erasure. Sorted, so its canonical
+/// form is unique.
+///
+/// Its limits are checked in one place, [`Evidence::parse`], whoever supplies it (the
+/// consent API, an import file): at most [`Evidence::MAX_ENTRIES`] entries, keys of 1 to
+/// [`Evidence::MAX_KEY`] bytes, values of at most [`Evidence::MAX_VALUE`] bytes. Candor
+/// adds a few entries of its own on top ([`Evidence::with`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evidence(BTreeMap<String, String>);
+
+/// Why supplied evidence was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "evidence is at most {} entries, keys 1 to {} bytes, values up to {} bytes",
+    Evidence::MAX_ENTRIES,
+    Evidence::MAX_KEY,
+    Evidence::MAX_VALUE
+)]
+pub struct EvidenceError;
+
+impl Evidence {
+    pub const MAX_ENTRIES: usize = 16;
+    pub const MAX_KEY: usize = 64;
+    pub const MAX_VALUE: usize = 256;
+
+    /// Evidence as supplied by a client or a file, checked against the limits.
+    pub fn parse(entries: BTreeMap<String, String>) -> Result<Self, EvidenceError> {
+        let fits = |(k, v): (&String, &String)| {
+            !k.is_empty() && k.len() <= Self::MAX_KEY && v.len() <= Self::MAX_VALUE
+        };
+        if entries.len() > Self::MAX_ENTRIES || !entries.iter().all(fits) {
+            return Err(EvidenceError);
+        }
+        Ok(Self(entries))
+    }
+
+    /// Evidence as read back from the ledger: it was checked when it was recorded, and
+    /// the record's hash and signature vouch that it is what was recorded.
+    pub fn stored(entries: BTreeMap<String, String>) -> Self {
+        Self(entries)
+    }
+
+    /// Adds an entry Candor records itself (a signal, an import line number); these
+    /// are few, fixed and short, so they come on top of the supplied ones.
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.0.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn entries(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
 
 /// One consent change, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,8 +86,8 @@ pub struct LedgerEntry {
     pub notice_version: u32,
     pub notice_hash: [u8; 32],
     pub channel: Channel,
-    /// Milliseconds since the Unix epoch (UTC) when the choice was made.
-    pub time_ms: i64,
+    /// When the choice was made.
+    pub time_ms: UnixMillis,
     pub evidence: Evidence,
     pub prev_hash: [u8; 32],
 }
@@ -56,9 +108,9 @@ impl LedgerEntry {
         out.extend_from_slice(&self.notice_version.to_be_bytes());
         out.extend_from_slice(&self.notice_hash);
         out.push(self.channel.code());
-        out.extend_from_slice(&self.time_ms.to_be_bytes());
-        out.extend_from_slice(&(self.evidence.len() as u32).to_be_bytes());
-        for (k, v) in &self.evidence {
+        out.extend_from_slice(&self.time_ms.0.to_be_bytes());
+        out.extend_from_slice(&(self.evidence.0.len() as u32).to_be_bytes());
+        for (k, v) in &self.evidence.0 {
             put_bytes(&mut out, k.as_bytes());
             put_bytes(&mut out, v.as_bytes());
         }
@@ -233,8 +285,8 @@ mod tests {
                     notice_version: 1,
                     notice_hash: [7; 32],
                     channel: Channel::Prompt,
-                    time_ms: 1_700_000_000_000 + seq as i64,
-                    evidence: Evidence::from([("prompt".into(), "banner".into())]),
+                    time_ms: UnixMillis(1_700_000_000_000 + seq as i64),
+                    evidence: Evidence::default().with("prompt", "banner"),
                     prev_hash: prev,
                 }
                 .seal(key);
@@ -356,6 +408,33 @@ mod tests {
         assert_eq!(
             c[0].entry.canonical_bytes().len(),
             17 + 8 + 16 + 4 + 9 + 1 + 4 + 32 + 1 + 8 + 4 + 4 + 6 + 4 + 6 + 32
+        );
+    }
+}
+
+#[cfg(test)]
+mod evidence_tests {
+    use super::*;
+
+    #[test]
+    fn evidence_limits_are_checked_on_parse() {
+        let map = |n: usize, k: &str, v: &str| -> BTreeMap<String, String> {
+            (0..n).map(|i| (format!("{k}{i}"), v.to_owned())).collect()
+        };
+        assert!(Evidence::parse(map(16, "k", &"v".repeat(256))).is_ok());
+        assert_eq!(Evidence::parse(map(17, "k", "v")), Err(EvidenceError));
+        assert_eq!(
+            Evidence::parse(map(1, "k", &"v".repeat(257))),
+            Err(EvidenceError)
+        );
+        assert_eq!(
+            Evidence::parse(map(1, &"k".repeat(64), "v")),
+            Err(EvidenceError)
+        );
+        assert!(Evidence::parse(map(1, &"k".repeat(63), "v")).is_ok());
+        assert_eq!(
+            Evidence::parse(BTreeMap::from([(String::new(), "v".into())])),
+            Err(EvidenceError)
         );
     }
 }

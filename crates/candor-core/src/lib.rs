@@ -14,6 +14,7 @@
 //!   erasure real (destroy the key, nothing readable remains).
 //! - [`event`]: Segment message kinds and the event → data category mapping.
 //! - [`idhash`]: a cheap hasher for maps keyed by already-random ids.
+//! - [`time`]: milliseconds since the epoch and UTC day arithmetic, in one place.
 //! - [`sensitive`]: a wrapper whose `Debug`/`Display` redact, for secrets and personal data.
 //!
 //! **Architecture invariant:** this crate does no I/O and knows nothing of HTTP, JSON or
@@ -31,8 +32,10 @@ pub mod purpose;
 pub mod purpose_set;
 pub mod receipt;
 pub mod sensitive;
+pub mod time;
 
 pub use consent::{Action, Channel, ConsentStatus};
 pub use ids::{CategoryId, IdError, PurposeId, SourceId, SubjectId};
 pub use purpose_set::PurposeSet;
 pub use sensitive::Sensitive;
+pub use time::UnixMillis;

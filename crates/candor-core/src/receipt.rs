@@ -117,8 +117,8 @@ mod tests {
             notice_version: 2,
             notice_hash: [1; 32],
             channel: Channel::PreferenceCenter,
-            time_ms: 5,
-            evidence: Evidence::new(),
+            time_ms: crate::UnixMillis(5),
+            evidence: Evidence::default(),
             prev_hash: GENESIS,
         };
         let sealed = e.clone().seal(s.signing_key());

@@ -11,10 +11,9 @@
 //! that mark *clears* the field: sharing is opt-in per field and revocable per field.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use candor_core::event::EventKind;
+use candor_core::time::UnixMillis;
 
 use crate::features::{Category, DailyFeature, Day, FeatureDelta, FeatureKind, Schema};
 
@@ -27,17 +26,19 @@ pub struct ActivityRule {
     pub property: String,
 }
 
-/// The parts of a message the rules read. The caller has already parsed the message's
-/// top level at the edge; this takes what that parse kept, so ingestion never parses a
-/// message twice (only the small `properties` object, and only when a rule applies).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Parts<'a> {
-    /// `properties` as JSON text (an object), if present.
-    pub properties: Option<&'a str>,
-    /// `traits` (or `context.traits`) of an identify.
-    pub traits: Option<&'a Map<String, Value>>,
-    /// `context.candor.share_in_aggregate`: the declared fields marked shareable.
-    pub share_in_aggregate: &'a [String],
+/// What the rules read of one message, looked up by name. The ingestion edge implements
+/// it over the message it has already parsed, so this crate knows nothing of the wire
+/// format and nothing is parsed for rules that do not apply.
+pub trait Message {
+    /// The top-level property `name` when it is a string.
+    fn property(&self, name: &str) -> Option<Cow<'_, str>>;
+    /// The trait `name` of an identify: `None` when absent, `Some(None)` when present
+    /// but neither a string nor a number, `Some(Some(text))` otherwise (a number as its
+    /// decimal text).
+    fn declared_trait(&self, name: &str) -> Option<Option<Cow<'_, str>>>;
+    /// Whether the message marks the declared field `field` shareable in aggregate
+    /// (`context.candor.share_in_aggregate`).
+    fn shares(&self, field: &str) -> bool;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,39 +78,27 @@ impl Rules {
                 .any(|r| r.data_category == data_category)
     }
 
-    /// The feature changes of one message.
+    /// The feature changes of one message of `kind` in `data_category`, dated `at`.
     pub fn extract(
         &self,
         schema: &Schema,
-        event_type: &str,
+        kind: EventKind,
         data_category: &str,
-        event_ms: i64,
-        msg: &Parts<'_>,
+        at: UnixMillis,
+        msg: &impl Message,
     ) -> Vec<FeatureDelta> {
         let mut out = Vec::new();
-        if matches!(event_type, "track" | "page" | "screen") {
-            let Some(day) = Day::from_ms(event_ms) else {
+        if matches!(kind, EventKind::Track | EventKind::Page | EventKind::Screen) {
+            let Some(day) = Day::from_ms(at.0) else {
                 return out;
             };
-            let mut rules = self
+            for r in self
                 .activity
                 .iter()
                 .filter(|r| r.data_category == data_category)
-                .peekable();
-            if rules.peek().is_none() {
-                return out;
-            }
-            // Top-level keys only; values stay unparsed until a rule asks for one.
-            let props: HashMap<Cow<'_, str>, &RawValue> = msg
-                .properties
-                .and_then(|p| serde_json::from_str(p).ok())
-                .unwrap_or_default();
-            for r in rules {
-                let cat = props
-                    .get(r.property.as_str())
-                    .and_then(|v| serde_json::from_str::<Cow<'_, str>>(v.get()).ok())
-                    .and_then(|s| Category::parse(&s));
-                if let Some(category) = cat {
+            {
+                if let Some(category) = msg.property(&r.property).and_then(|s| Category::parse(&s))
+                {
                     out.push(FeatureDelta::Activity(DailyFeature {
                         day,
                         kind: r.kind,
@@ -119,29 +108,21 @@ impl Rules {
                 }
             }
         }
-        if event_type == "identify" && data_category == self.declared_category {
-            let shared = msg.share_in_aggregate;
-            if let Some(traits) = msg.traits {
-                for f in &schema.declared {
-                    let Some(v) = traits.get(&f.name) else {
-                        continue;
-                    };
-                    let value = match v {
-                        Value::String(s) => Some(s.clone()),
-                        Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    };
-                    match value {
-                        Some(value) if shared.contains(&f.name) && f.values.contains(&value) => {
-                            out.push(FeatureDelta::Declare {
-                                field: f.name.clone(),
-                                value,
-                            });
-                        }
-                        _ => out.push(FeatureDelta::Undeclare {
+        if kind == EventKind::Identify && data_category == self.declared_category {
+            for f in &schema.declared {
+                let Some(value) = msg.declared_trait(&f.name) else {
+                    continue;
+                };
+                match value {
+                    Some(v) if msg.shares(&f.name) && f.values.iter().any(|x| *x == v) => {
+                        out.push(FeatureDelta::Declare {
                             field: f.name.clone(),
-                        }),
+                            value: v.into_owned(),
+                        });
                     }
+                    _ => out.push(FeatureDelta::Undeclare {
+                        field: f.name.clone(),
+                    }),
                 }
             }
         }
@@ -153,35 +134,46 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::features::tests::schema;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const T: i64 = 1_764_374_400_000; // 2025-11-29
 
-    /// Extracts from a whole message, taking its parts as the ingestion edge does.
-    fn ex(r: &Rules, ty: &str, cat: &str, t: i64, m: &Value) -> Vec<FeatureDelta> {
-        let props = m.get("properties").map(Value::to_string);
-        let share: Vec<String> = m
-            .pointer("/context/candor/share_in_aggregate")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
+    /// A message as JSON, read the way the ingestion edge reads one.
+    struct Json(Value);
+
+    impl Message for Json {
+        fn property(&self, name: &str) -> Option<Cow<'_, str>> {
+            self.0
+                .get("properties")?
+                .get(name)?
+                .as_str()
+                .map(Cow::Borrowed)
+        }
+        fn declared_trait(&self, name: &str) -> Option<Option<Cow<'_, str>>> {
+            let v = self.0.get("traits")?.get(name)?;
+            Some(match v {
+                Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+                Value::Number(n) => Some(Cow::Owned(n.to_string())),
+                _ => None,
             })
-            .unwrap_or_default();
-        let parts = Parts {
-            properties: props.as_deref(),
-            traits: m.get("traits").and_then(Value::as_object),
-            share_in_aggregate: &share,
-        };
-        r.extract(&schema(), ty, cat, t, &parts)
+        }
+        fn shares(&self, field: &str) -> bool {
+            self.0
+                .pointer("/context/candor/share_in_aggregate")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(field)))
+        }
+    }
+
+    fn ex(r: &Rules, kind: EventKind, cat: &str, t: i64, m: &Value) -> Vec<FeatureDelta> {
+        r.extract(&schema(), kind, cat, UnixMillis(t), &Json(m.clone()))
     }
 
     #[test]
     fn activity_follows_the_rules() {
         let r = Rules::default();
         let m = json!({"type": "track", "event": "App Session", "properties": {"app_category": "Games"}});
-        let got = ex(&r, "track", "app_usage", T + 5, &m);
+        let got = ex(&r, EventKind::Track, "app_usage", T + 5, &m);
         assert_eq!(
             got,
             vec![FeatureDelta::Activity(DailyFeature {
@@ -192,12 +184,15 @@ mod tests {
             })]
         );
         // wrong data category, missing or invalid property, identify: nothing
-        assert!(ex(&r, "track", "contact", T, &m).is_empty());
+        assert!(ex(&r, EventKind::Track, "contact", T, &m).is_empty());
         let bad = json!({"properties": {"app_category": "no spaces allowed"}});
-        assert!(ex(&r, "track", "app_usage", T, &bad).is_empty());
-        assert!(ex(&r, "identify", "app_usage", T, &m).is_empty());
+        assert!(ex(&r, EventKind::Track, "app_usage", T, &bad).is_empty());
+        assert!(ex(&r, EventKind::Identify, "app_usage", T, &m).is_empty());
         let page = json!({"properties": {"category": "sports"}});
-        assert_eq!(ex(&r, "page", "browsing_categories", T, &page).len(), 1);
+        assert_eq!(
+            ex(&r, EventKind::Page, "browsing_categories", T, &page).len(),
+            1
+        );
         assert!(r.wants("app_usage") && r.wants("declared_profile") && !r.wants("contact"));
     }
 
@@ -207,7 +202,7 @@ mod tests {
         let shared = json!({"traits": {"age_band": "25-34", "shoe": 42},
             "context": {"candor": {"share_in_aggregate": ["age_band"]}}});
         assert_eq!(
-            ex(&r, "identify", "declared_profile", T, &shared),
+            ex(&r, EventKind::Identify, "declared_profile", T, &shared),
             vec![FeatureDelta::Declare {
                 field: "age_band".into(),
                 value: "25-34".into()
@@ -218,13 +213,13 @@ mod tests {
             "context": {"candor": {"share_in_aggregate": ["age_band"]}}});
         for m in [unshared, off] {
             assert_eq!(
-                ex(&r, "identify", "declared_profile", T, &m),
+                ex(&r, EventKind::Identify, "declared_profile", T, &m),
                 vec![FeatureDelta::Undeclare {
                     field: "age_band".into()
                 }]
             );
         }
         let absent = json!({"traits": {"name": "x"}});
-        assert!(ex(&r, "identify", "declared_profile", T, &absent).is_empty());
+        assert!(ex(&r, EventKind::Identify, "declared_profile", T, &absent).is_empty());
     }
 }

@@ -42,7 +42,7 @@ pub const MAX_CATEGORIES: usize = 1 << 14;
 /// Days are kept in memory as offsets from 2000-01-01 in 16 bits.
 const DAY_BASE: u32 = 10_957;
 const SHARDS: usize = 64;
-const DAY_MS: i64 = 86_400_000;
+use candor_core::time::DAY_MS;
 
 /// What a feature records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -141,21 +141,14 @@ impl Application {
                     source,
                 })?;
         let iab = iab_context(&settings)?;
-        let insights_bit = settings
+        let insights = settings
             .insights
             .purpose
             .as_ref()
-            .and_then(|p| opened.catalog.purpose(p))
-            .map(|p| p.bit);
-        let insights_retention_ms = settings
-            .insights
-            .purpose
-            .as_ref()
-            .and_then(|p| opened.catalog.purpose(p))
-            .map_or(0, |p| i64::from(p.retention_days) * 86_400_000);
+            .and_then(|p| opened.catalog.purpose(p));
         let state = AppState(Arc::new(Inner {
-            insights_bit,
-            insights_retention_ms,
+            insights_bit: insights.map(|p| p.bit),
+            insights_retention_days: insights.map_or(0, |p| p.retention_days),
             insight_scans: tokio::sync::Semaphore::new(1),
             iab,
             sources: Sources::new(&settings.sources),
@@ -215,7 +208,7 @@ async fn retention_loop(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        match state.store.retention(state.now_ms(), &days).await {
+        match state.store.retention(state.now(), &days).await {
             Ok(r) => tracing::info!(?r, "retention pass"),
             Err(e) => tracing::warn!(error = %e, "retention pass failed; will retry"),
         }

@@ -7,13 +7,13 @@
 //! ingestion gate the API uses, so the demo cannot show data consent would not allow.
 
 use crate::error::ApiError;
-use crate::routes::ingest;
+use crate::pipeline;
 use crate::state::AppState;
 use candor_core::consent::{Action, Channel};
 use candor_core::crypto::IdKind;
 use candor_core::ledger::Evidence;
-use candor_core::Sensitive;
-use candor_store::{ConsentCommand, Identity, PurposeChange};
+use candor_core::time::{UnixMillis, DAY_MS};
+use candor_store::ConsentCommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,7 +42,6 @@ const COUNTRIES: &[(&str, f64)] = &[
     ("JP", 0.03),
 ];
 pub const DEFAULT_SEED: u64 = 42;
-const DAY_MS: i64 = 86_400_000;
 
 /// Probability that a person grants each purpose, given they did not reject all. The
 /// shape follows published opt-in studies: analytics most, ads-related least.
@@ -109,7 +108,7 @@ pub struct Seeded {
 /// (consents are unchanged, events de-duplicate by messageId).
 pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Seeded, ApiError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let today = st.now_ms().div_euclid(DAY_MS) * DAY_MS;
+    let today = st.now().start_of_day().0;
     let mut out = Seeded {
         subjects: n,
         consent_records: 0,
@@ -122,18 +121,13 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
     for i in 0..n {
         let anon = anonymous_id(seed, i);
         let known = rng.gen_bool(0.6);
-        let mut idents = vec![Identity {
-            kind: IdKind::AnonymousId,
-            hash: st.master.lookup_hash(IdKind::AnonymousId, &anon),
-            value: Sensitive::new(anon.clone()),
-        }];
+        let mut idents = vec![pipeline::identity(&st.master, IdKind::AnonymousId, &anon)];
         if known {
-            let u = user_id(seed, i);
-            idents.push(Identity {
-                kind: IdKind::UserId,
-                hash: st.master.lookup_hash(IdKind::UserId, &u),
-                value: Sensitive::new(u),
-            });
+            idents.push(pipeline::identity(
+                &st.master,
+                IdKind::UserId,
+                &user_id(seed, i),
+            ));
         }
         let reject_all = rng.gen_bool(REJECT_ALL);
         let changes = st
@@ -146,13 +140,7 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
                     .find(|(id, _)| *id == p.id.as_str())
                     .map_or(0.3, |r| r.1);
                 let grant = !reject_all && rng.gen_bool(rate);
-                PurposeChange {
-                    purpose: p.id.clone(),
-                    bit: p.bit,
-                    action: if grant { Action::Grant } else { Action::Refuse },
-                    notice_version: p.notice.version,
-                    notice_hash: p.notice.hash,
-                }
+                pipeline::consent::change(p, if grant { Action::Grant } else { Action::Refuse })
             })
             .collect();
         let decided = today - rng.gen_range(20..40) * DAY_MS + rng.gen_range(0..DAY_MS);
@@ -165,8 +153,8 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
             } else {
                 Channel::PreferenceCenter
             },
-            evidence: Evidence::from([("prompt".into(), "demo-banner-v1".into())]),
-            time_ms: decided,
+            evidence: Evidence::default().with("prompt", "demo-banner-v1"),
+            time_ms: UnixMillis(decided),
         });
         people.push((anon, known.then(|| user_id(seed, i))));
         if cmds.len() == 500 {
@@ -273,7 +261,7 @@ pub async fn seed_advertiser(st: &AppState) -> Result<(), ApiError> {
             name: "Acme Ads (demo)".into(),
             key_hash: insights::key_hash(crate::config::demo::ADVERTISER_KEY),
             budget: insights::budget(ADVERTISER_BUDGET.0, ADVERTISER_BUDGET.1),
-            period: "month".into(),
+            period: candor_store::BudgetPeriod::Month,
             allowed_features: candor_insights::FeatureKind::ALL
                 .iter()
                 .map(|k| k.as_str().to_owned())
@@ -282,8 +270,8 @@ pub async fn seed_advertiser(st: &AppState) -> Result<(), ApiError> {
                 .chain(schema.declared.iter().map(|f| f.name.clone()))
                 .collect(),
             disabled: false,
-            created_ms: now,
-            updated_ms: now,
+            created_ms: UnixMillis(now),
+            updated_ms: UnixMillis(now),
         })
         .await?;
     Ok(())
@@ -301,9 +289,23 @@ async fn flush(
     out: &mut Seeded,
 ) -> Result<(), ApiError> {
     let raws: Vec<&str> = batch.iter().map(String::as_str).collect();
-    let r = ingest::ingest(st, false, source, &raws, None, None).await?;
+    let r = pipeline::ingest::run(
+        st,
+        pipeline::ingest::Request {
+            source,
+            raws: &raws,
+            implied: None,
+            sent_at: None,
+            gpc: false,
+        },
+    )
+    .await?;
     out.events_accepted += r.accepted;
-    out.events_dropped += r.dropped;
+    out.events_dropped += r
+        .dropped
+        .iter()
+        .filter(|d| d.reason != crate::telemetry::DropReason::Duplicate)
+        .count();
     batch.clear();
     Ok(())
 }

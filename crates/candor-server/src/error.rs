@@ -7,172 +7,68 @@ use axum::response::{IntoResponse, Response};
 use candor_store::StoreError;
 use serde::Serialize;
 
-/// Every error the API can answer with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Code {
-    InvalidJson,
-    InvalidUtf8,
-    InvalidGzip,
-    UnsupportedEncoding,
-    EventTooLarge,
-    BatchTooLarge,
-    InvalidMessage,
-    InvalidRequest,
-    UnknownPurpose,
-    InvalidConsentString,
-    NoticeVersionMismatch,
-    ConsentNotGiven,
-    MissingWriteKey,
-    InvalidWriteKey,
-    MissingCredentials,
-    InvalidAdminToken,
-    InvalidSubjectToken,
-    SubjectTokenRequired,
-    Forbidden,
-    InvalidAdvertiserKey,
-    InvalidQuery,
-    QueryNotAllowed,
-    BudgetExceeded,
-    InsightsUnavailable,
-    AlreadyExists,
-    Conflict,
-    SubjectNotFound,
-    NotFound,
-    MethodNotAllowed,
-    Internal,
-    Unavailable,
+/// Declares every API error once: its variant, stable code, type and HTTP status. The
+/// enum, the table and the lookup are generated from the one list, so a code without a
+/// row cannot exist (the match in `Code::row` is exhaustive by construction).
+macro_rules! codes {
+    ($($variant:ident => ($code:literal, $kind:literal, $status:literal),)*) => {
+        /// Every error the API can answer with.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        /// (code, stable name, type, HTTP status) for each error, in declaration order:
+        /// the single source of truth the OpenAPI document and the tests read.
+        pub const TABLE: &[(Code, &str, &str, u16)] = &[
+            $((Code::$variant, $code, $kind, $status),)*
+        ];
+
+        impl Code {
+            fn row(self) -> (&'static str, &'static str, u16) {
+                match self {
+                    $(Code::$variant => ($code, $kind, $status),)*
+                }
+            }
+        }
+    };
 }
 
-/// (code, type, status) for each error. The single source of truth; the OpenAPI
-/// document and the tests read it from here.
-pub const TABLE: &[(Code, &str, &str, u16)] = &[
-    (Code::InvalidJson, "invalid_json", "invalid_request", 400),
-    (Code::InvalidUtf8, "invalid_utf8", "invalid_request", 400),
-    (Code::InvalidGzip, "invalid_gzip", "invalid_request", 400),
-    (
-        Code::UnsupportedEncoding,
-        "unsupported_encoding",
-        "invalid_request",
-        415,
-    ),
-    (
-        Code::EventTooLarge,
-        "event_too_large",
-        "invalid_request",
-        413,
-    ),
-    (
-        Code::BatchTooLarge,
-        "batch_too_large",
-        "invalid_request",
-        413,
-    ),
-    (
-        Code::InvalidMessage,
-        "invalid_message",
-        "invalid_request",
-        400,
-    ),
-    (
-        Code::InvalidRequest,
-        "invalid_request",
-        "invalid_request",
-        400,
-    ),
-    (
-        Code::UnknownPurpose,
-        "unknown_purpose",
-        "invalid_request",
-        400,
-    ),
-    (
-        Code::InvalidConsentString,
-        "invalid_consent_string",
-        "invalid_request",
-        400,
-    ),
-    (
-        Code::NoticeVersionMismatch,
-        "notice_version_mismatch",
-        "invalid_request",
-        409,
-    ),
-    (
-        Code::ConsentNotGiven,
-        "consent_not_given",
-        "invalid_request",
-        409,
-    ),
-    (Code::MissingWriteKey, "missing_write_key", "auth", 401),
-    (Code::InvalidWriteKey, "invalid_write_key", "auth", 401),
-    (Code::MissingCredentials, "missing_credentials", "auth", 401),
-    (Code::InvalidAdminToken, "invalid_admin_token", "auth", 401),
-    (
-        Code::InvalidSubjectToken,
-        "invalid_subject_token",
-        "auth",
-        401,
-    ),
-    (
-        Code::SubjectTokenRequired,
-        "subject_token_required",
-        "auth",
-        403,
-    ),
-    (Code::Forbidden, "forbidden", "auth", 403),
-    (
-        Code::InvalidAdvertiserKey,
-        "invalid_advertiser_key",
-        "auth",
-        401,
-    ),
-    (Code::InvalidQuery, "invalid_query", "invalid_request", 400),
-    (Code::QueryNotAllowed, "query_not_allowed", "auth", 403),
-    (
-        Code::BudgetExceeded,
-        "budget_exceeded",
-        "privacy_budget",
-        429,
-    ),
-    (
-        Code::InsightsUnavailable,
-        "insights_unavailable",
-        "internal",
-        503,
-    ),
-    (
-        Code::AlreadyExists,
-        "already_exists",
-        "invalid_request",
-        409,
-    ),
-    (Code::Conflict, "conflict", "invalid_request", 409),
-    (
-        Code::SubjectNotFound,
-        "subject_not_found",
-        "invalid_request",
-        404,
-    ),
-    (Code::NotFound, "not_found", "invalid_request", 404),
-    (
-        Code::MethodNotAllowed,
-        "method_not_allowed",
-        "invalid_request",
-        405,
-    ),
-    (Code::Internal, "internal", "internal", 500),
-    (Code::Unavailable, "unavailable", "internal", 503),
-];
+codes! {
+    InvalidJson => ("invalid_json", "invalid_request", 400),
+    InvalidUtf8 => ("invalid_utf8", "invalid_request", 400),
+    InvalidGzip => ("invalid_gzip", "invalid_request", 400),
+    UnsupportedEncoding => ("unsupported_encoding", "invalid_request", 415),
+    EventTooLarge => ("event_too_large", "invalid_request", 413),
+    BatchTooLarge => ("batch_too_large", "invalid_request", 413),
+    InvalidMessage => ("invalid_message", "invalid_request", 400),
+    InvalidRequest => ("invalid_request", "invalid_request", 400),
+    UnknownPurpose => ("unknown_purpose", "invalid_request", 400),
+    InvalidConsentString => ("invalid_consent_string", "invalid_request", 400),
+    NoticeVersionMismatch => ("notice_version_mismatch", "invalid_request", 409),
+    ConsentNotGiven => ("consent_not_given", "invalid_request", 409),
+    MissingWriteKey => ("missing_write_key", "auth", 401),
+    InvalidWriteKey => ("invalid_write_key", "auth", 401),
+    MissingCredentials => ("missing_credentials", "auth", 401),
+    InvalidAdminToken => ("invalid_admin_token", "auth", 401),
+    InvalidSubjectToken => ("invalid_subject_token", "auth", 401),
+    SubjectTokenRequired => ("subject_token_required", "auth", 403),
+    Forbidden => ("forbidden", "auth", 403),
+    InvalidAdvertiserKey => ("invalid_advertiser_key", "auth", 401),
+    InvalidQuery => ("invalid_query", "invalid_request", 400),
+    QueryNotAllowed => ("query_not_allowed", "auth", 403),
+    BudgetExceeded => ("budget_exceeded", "privacy_budget", 429),
+    InsightsUnavailable => ("insights_unavailable", "internal", 503),
+    AlreadyExists => ("already_exists", "invalid_request", 409),
+    Conflict => ("conflict", "invalid_request", 409),
+    SubjectNotFound => ("subject_not_found", "invalid_request", 404),
+    NotFound => ("not_found", "invalid_request", 404),
+    MethodNotAllowed => ("method_not_allowed", "invalid_request", 405),
+    Internal => ("internal", "internal", 500),
+    Unavailable => ("unavailable", "internal", 503),
+}
 
 impl Code {
-    fn row(self) -> (&'static str, &'static str, u16) {
-        TABLE
-            .iter()
-            .find(|r| r.0 == self)
-            .map(|r| (r.1, r.2, r.3))
-            .unwrap_or(("internal", "internal", 500))
-    }
-
     pub fn as_str(self) -> &'static str {
         self.row().0
     }
@@ -280,9 +176,12 @@ mod tests {
     #[test]
     fn codes_are_unique_and_statuses_valid() {
         let mut seen = HashSet::new();
+        let mut variants = HashSet::new();
         for (c, code, kind, status) in TABLE {
             assert!(seen.insert(*code), "duplicate code {code}");
+            assert!(variants.insert(format!("{c:?}")), "duplicate row for {c:?}");
             assert!(StatusCode::from_u16(*status).is_ok());
+            assert_eq!(c.status().as_u16(), *status);
             assert!(!kind.is_empty());
             assert_eq!(c.as_str(), *code);
         }

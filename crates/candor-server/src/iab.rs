@@ -137,7 +137,7 @@ pub fn tc_model(
         }
     }
     // TC strings record days, not instants (the IAB's own CMPs round to the day).
-    let day = (updated_ms.max(0) as u64 / 86_400_000) * 86_400_000;
+    let day = candor_core::UnixMillis(updated_ms.max(0)).start_of_day().0 as u64;
     TcModel {
         created: Timestamp::from_unix_millis(day),
         last_updated: Timestamp::from_unix_millis(day),

@@ -19,20 +19,19 @@ use crate::state::AppState;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use candor_core::PurposeId;
+use candor_core::{PurposeId, UnixMillis};
 use candor_insights::query::{evaluate, Compiled, InsightError, InsightQuery, Permissions};
 use candor_privacy::bounds::SelectionKey;
 use candor_privacy::mechanism::NoiseError;
 use candor_privacy::query::{prepare, release, Answer, Suppressed};
 use candor_privacy::{Budget, QueryError, Receipt};
-use candor_store::{Advertiser, NewReport, Spend, StoreError};
+use candor_store::{Advertiser, BudgetPeriod, NewReport, Spend, StoreError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// Every advertiser key starts with this, so a key pasted into the wrong place is
 /// recognised (and refused with 403) instead of being tried as something else.
 pub const KEY_PREFIX: &str = "cnd_adv_";
-pub const PERIODS: &[&str] = &["day", "week", "month"];
 
 /// A fresh advertiser API key: the prefix and 32 random bytes.
 pub fn new_api_key() -> String {
@@ -119,17 +118,19 @@ pub async fn advertiser(st: &AppState, headers: &HeaderMap) -> ApiResult<Adverti
 
 /// The budget period `now_ms` falls in: `2026-11-29` (day), `2026-W48` (ISO week) or
 /// `2026-11` (month), all UTC.
-pub fn period_key(period: &str, now_ms: i64) -> String {
+pub fn period_key(period: BudgetPeriod, now_ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let d = t.date();
     match period {
-        "day" => format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
-        "week" => {
+        BudgetPeriod::Day => {
+            format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+        }
+        BudgetPeriod::Week => {
             let (y, w, _) = d.to_iso_week_date();
             format!("{y:04}-W{w:02}")
         }
-        _ => format!("{:04}-{:02}", d.year(), u8::from(d.month())),
+        BudgetPeriod::Month => format!("{:04}-{:02}", d.year(), u8::from(d.month())),
     }
 }
 
@@ -169,7 +170,7 @@ pub fn spend_json(s: Spend) -> Value {
 
 /// Budget, spent and remaining for the advertiser's current period.
 pub async fn budget_json(st: &AppState, a: &Advertiser) -> ApiResult<Value> {
-    let period = period_key(&a.period, st.now_ms());
+    let period = period_key(a.period, st.now_ms());
     let spent = st.store.spent(&a.id, &period).await?;
     Ok(budget_view(a, &period, spent))
 }
@@ -181,7 +182,7 @@ pub fn budget_view(a: &Advertiser, period: &str, spent: Spend) -> Value {
     };
     json!({
         "period": period,
-        "periodKind": a.period,
+        "periodKind": a.period.as_str(),
         "total": spend_json(a.budget),
         "spent": spend_json(spent),
         "remaining": spend_json(remaining),
@@ -274,7 +275,7 @@ pub async fn answer(
     drop(scan);
 
     let now = st.now_ms();
-    let period = period_key(&a.period, now);
+    let period = period_key(a.period, now);
     let charged = cost(compiled.query.budget);
     let body = render(&compiled, &released, charged);
     let record = st
@@ -282,7 +283,7 @@ pub async fn answer(
         .record_report(NewReport {
             advertiser: a.id.clone(),
             period: period.clone(),
-            time_ms: now,
+            time_ms: UnixMillis(now),
             cost: charged,
             purpose: purpose.to_string(),
             query_json: query_json.to_string(),
@@ -411,10 +412,10 @@ mod tests {
     #[test]
     fn periods_are_utc_calendar_units() {
         let t = 1_796_083_200_000; // 2026-12-01T00:00:00Z
-        assert_eq!(period_key("day", t), "2026-12-01");
-        assert_eq!(period_key("month", t), "2026-12");
-        assert_eq!(period_key("month", t - 1), "2026-11");
-        assert_eq!(period_key("week", t), "2026-W49");
+        assert_eq!(period_key(BudgetPeriod::Day, t), "2026-12-01");
+        assert_eq!(period_key(BudgetPeriod::Month, t), "2026-12");
+        assert_eq!(period_key(BudgetPeriod::Month, t - 1), "2026-11");
+        assert_eq!(period_key(BudgetPeriod::Week, t), "2026-W49");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod iab;
 pub mod insights;
 pub mod ledger;
 pub mod ops;
+pub mod pipeline;
 pub mod receipts;
 pub mod routes;
 pub mod segment;

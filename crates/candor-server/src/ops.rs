@@ -12,10 +12,11 @@ use candor_core::consent::{Action, Channel};
 use candor_core::crypto::{IdKind, MasterKey};
 use candor_core::ledger::Evidence;
 use candor_core::purpose::Catalog;
-use candor_core::{PurposeId, Sensitive};
-use candor_store::{ConsentCommand, Identity, PurposeChange, Store, StoreError};
+use candor_core::{PurposeId, UnixMillis};
+use candor_store::{ConsentCommand, PurposeChange, Store, StoreError};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use thiserror::Error;
 
@@ -44,7 +45,7 @@ struct ImportLine {
     time: String,
     notice_version: u32,
     #[serde(default)]
-    evidence: Evidence,
+    evidence: BTreeMap<String, String>,
 }
 
 /// Parses and checks the whole file, returning the commands to apply.
@@ -100,22 +101,11 @@ pub fn parse_import(
         }
         let time_ms = parse_time(&rec.time)
             .ok_or_else(|| err(format!("time {:?} is not ISO-8601", rec.time)))?;
-        if rec.evidence.len() > 16
-            || rec
-                .evidence
-                .iter()
-                .any(|(k, v)| k.len() > 64 || v.len() > 256)
-        {
-            return Err(err("evidence is at most 16 entries of short strings".into()));
-        }
-        let mut evidence = rec.evidence;
-        evidence.insert("import_line".into(), n.to_string());
+        let evidence = Evidence::parse(rec.evidence)
+            .map_err(|e| err(e.to_string()))?
+            .with("import_line", n.to_string());
         cmds.push(ConsentCommand {
-            identities: vec![Identity {
-                kind,
-                hash: master.lookup_hash(kind, &rec.subject_id),
-                value: Sensitive::new(rec.subject_id),
-            }],
+            identities: vec![crate::pipeline::identity(master, kind, &rec.subject_id)],
             create: true,
             changes: vec![PurposeChange {
                 purpose: purpose.id.clone(),
@@ -130,7 +120,7 @@ pub fn parse_import(
             }],
             channel: Channel::Imported,
             evidence,
-            time_ms,
+            time_ms: UnixMillis(time_ms),
         });
     }
     Ok(cmds)
@@ -212,8 +202,7 @@ pub async fn export(
                 .subject_key(e.subject)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("event {} has no subject key", e.id)))?;
-            let plain = key
-                .open(e.subject.as_bytes(), &e.sealed_payload)
+            let plain = candor_store::seal::open_payload(&key, e.subject, &e.sealed_payload)
                 .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;
             let message = serde_json::from_slice(&plain)
                 .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;

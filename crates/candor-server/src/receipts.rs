@@ -13,9 +13,10 @@ use base64::Engine;
 use candor_core::consent::{Channel, ConsentStatus};
 use candor_core::ledger::{Evidence, LedgerEntry, SealedEntry};
 use candor_core::receipt::{self, key_id};
-use candor_core::{PurposeId, SubjectId};
+use candor_core::{PurposeId, SubjectId, UnixMillis};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub const RECEIPT_VERSION: &str = "candor-receipt-1";
 
@@ -41,7 +42,7 @@ pub struct RecordJson {
     pub collection_method: String,
     pub consent_timestamp_ms: i64,
     pub consent_timestamp: String,
-    pub evidence: Evidence,
+    pub evidence: BTreeMap<String, String>,
     pub prev_hash: String,
 }
 
@@ -72,9 +73,9 @@ impl RecordJson {
             notice_version: e.notice_version,
             notice_hash: hex::encode(e.notice_hash),
             collection_method: e.channel.as_str().into(),
-            consent_timestamp_ms: e.time_ms,
+            consent_timestamp_ms: e.time_ms.0,
             consent_timestamp: format_time(e.time_ms),
-            evidence: e.evidence.clone(),
+            evidence: e.evidence.entries().clone(),
             prev_hash: hex::encode(e.prev_hash),
         }
     }
@@ -94,8 +95,9 @@ impl RecordJson {
             notice_version: self.notice_version,
             notice_hash: h32(&self.notice_hash, "noticeHash")?,
             channel: Channel::parse(&self.collection_method).ok_or("unknown collectionMethod")?,
-            time_ms: self.consent_timestamp_ms,
-            evidence: self.evidence.clone(),
+            time_ms: UnixMillis(self.consent_timestamp_ms),
+            // What the receipt claims was recorded: its signature vouches for it or not.
+            evidence: Evidence::stored(self.evidence.clone()),
             prev_hash: h32(&self.prev_hash, "prevHash")?,
         })
     }

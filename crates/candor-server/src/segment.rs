@@ -49,6 +49,32 @@ pub struct Message<'a> {
     pub has_write_key: bool,
 }
 
+/// What the insight rules read of a message (`candor_insights::extract::Message`), over
+/// the parse the edge already did.
+pub struct InsightParts<'m> {
+    props: HashMap<Cow<'m, str>, &'m RawValue>,
+    traits: Option<&'m Map<String, Value>>,
+    share: &'m [String],
+}
+
+impl candor_insights::extract::Message for InsightParts<'_> {
+    fn property(&self, name: &str) -> Option<Cow<'_, str>> {
+        serde_json::from_str::<Cow<'_, str>>(self.props.get(name)?.get()).ok()
+    }
+
+    fn declared_trait(&self, name: &str) -> Option<Option<Cow<'_, str>>> {
+        Some(match self.traits?.get(name)? {
+            Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+            Value::Number(n) => Some(Cow::Owned(n.to_string())),
+            _ => None,
+        })
+    }
+
+    fn shares(&self, field: &str) -> bool {
+        self.share.iter().any(|f| f == field)
+    }
+}
+
 #[derive(Debug)]
 pub struct Invalid {
     pub code: Code,
@@ -158,8 +184,8 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-pub fn format_time(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+pub fn format_time(t: impl Into<candor_core::UnixMillis>) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(t.into().0 as i128 * 1_000_000)
         .ok()
         .and_then(|t| {
             t.format(&time::macros::format_description!(
@@ -335,6 +361,19 @@ impl Message<'_> {
     /// When the event happened, by Segment's rules: an explicit `timestamp` wins;
     /// otherwise `originalTimestamp` corrected for the device's clock skew, measured
     /// as the gap between its `sentAt` and our `receivedAt`.
+    /// The message as the insight feature rules read it.
+    pub fn insight_parts(&self) -> InsightParts<'_> {
+        InsightParts {
+            // Top-level keys only; values stay unparsed until a rule asks for one.
+            props: self
+                .properties
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_default(),
+            traits: self.traits.as_ref(),
+            share: &self.share_in_aggregate,
+        }
+    }
+
     pub fn event_ms(&self, batch_sent_at: Option<i64>, received_ms: i64) -> i64 {
         if let Some(t) = self.timestamp_ms {
             return t;

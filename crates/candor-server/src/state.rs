@@ -6,6 +6,7 @@ use crate::config::Settings;
 use candor_core::crypto::MasterKey;
 use candor_core::purpose::Catalog;
 use candor_core::receipt::ReceiptSigner;
+use candor_core::time::UnixMillis;
 use candor_store::Store;
 use std::sync::Arc;
 
@@ -36,8 +37,9 @@ pub struct Inner {
     pub clock: Clock,
     /// Bit of the insights purpose (`[insights] purpose`), when insights are on.
     pub insights_bit: Option<u8>,
-    /// The insights purpose's retention: events dated before it never become features.
-    pub insights_retention_ms: i64,
+    /// The insights purpose's retention in days: events dated before it never become
+    /// features.
+    pub insights_retention_days: u32,
     /// Scans running at once. A scan uses every core for up to a second per million
     /// subjects; queued queries wait here rather than starving ingestion of CPU.
     pub insight_scans: tokio::sync::Semaphore,
@@ -53,5 +55,9 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn now_ms(&self) -> i64 {
         (self.clock)()
+    }
+
+    pub fn now(&self) -> UnixMillis {
+        UnixMillis((self.clock)())
     }
 }

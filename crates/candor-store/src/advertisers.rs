@@ -64,6 +64,7 @@ pub(crate) fn unwritten(mode: PutMode) -> StoreError {
 /// lists as JSON arrays.
 pub(crate) struct Encoded {
     pub key: Vec<u8>,
+    pub period: &'static str,
     pub features: String,
     pub dimensions: String,
 }
@@ -75,6 +76,7 @@ impl Encoded {
         };
         Ok(Self {
             key: a.key_hash.to_vec(),
+            period: a.period.as_str(),
             features: json(&a.allowed_features)?,
             dimensions: json(&a.allowed_dimensions)?,
         })
@@ -92,12 +94,12 @@ macro_rules! advertiser_values {
             &$enc.key,
             &$a.budget.epsilon_nano,
             &$a.budget.delta_atto,
-            &$a.period,
+            &$enc.period,
             &$enc.features,
             &$enc.dimensions,
             &$a.disabled,
-            &$a.created_ms,
-            &$a.updated_ms,
+            &$a.created_ms.0,
+            &$a.updated_ms.0,
         ];
         if let Some(e) = $expected {
             v.push(e);

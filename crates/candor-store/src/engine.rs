@@ -16,7 +16,7 @@ use candor_core::crypto::{LookupHash, SubjectKey};
 use candor_core::idhash::IdMap;
 use candor_core::index::ConsentIndex;
 use candor_core::ledger::{Head, SealedEntry};
-use candor_core::{PurposeId, SubjectId};
+use candor_core::{PurposeId, SubjectId, UnixMillis};
 use candor_insights::FeatureIndex;
 use std::collections::HashMap;
 
@@ -175,9 +175,10 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn retention(
         &self,
-        now_ms: i64,
+        now: UnixMillis,
         retention_days: &HashMap<PurposeId, u32>,
     ) -> Result<RetentionReport, StoreError> {
+        let now_ms = now.0;
         let tiers = retention::tiers(now_ms, retention_days, &self.caches().bits);
         let features = self
             .caches()
@@ -219,10 +220,13 @@ impl<B: Backend> Store for Engine<B> {
     async fn replace_advertiser(
         &self,
         a: Advertiser,
-        expected_updated_ms: i64,
+        expected_updated_ms: UnixMillis,
     ) -> Result<(), StoreError> {
-        self.advertiser_job(a, crate::advertisers::PutMode::Replace(expected_updated_ms))
-            .await
+        self.advertiser_job(
+            a,
+            crate::advertisers::PutMode::Replace(expected_updated_ms.0),
+        )
+        .await
     }
 
     async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError> {

@@ -55,7 +55,7 @@ use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, SubjectKey};
 use candor_core::index::ConsentIndex;
 use candor_core::ledger::{Head, SealedEntry};
-use candor_core::{PurposeId, SubjectId};
+use candor_core::{PurposeId, SubjectId, UnixMillis};
 use std::collections::HashMap;
 
 /// The storage interface. Both backends run the same test suite against it.
@@ -107,19 +107,19 @@ pub trait Store: Send + Sync + 'static {
     /// purposes already removed (events left with none are skipped).
     async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Deletes stored events past retention as of `now_ms`: an event is kept as long as
+    /// Deletes stored events past retention as of `now`: an event is kept as long as
     /// the longest retention (in days since it was received) among its purposes;
     /// purposes missing from `retention_days` keep nothing alive. PostgreSQL drops
     /// whole day partitions when every row in them is past retention.
     ///
     /// When insights are configured, also deletes the feature rows of days older than
     /// the insights purpose's retention (day D is kept while D >= today - retention,
-    /// today being `now_ms`'s UTC day; every row when the purpose has no entry) and then
+    /// today being `now`'s UTC day; every row when the purpose has no entry) and then
     /// prunes this store's feature index to match. On PostgreSQL other nodes' indexes
     /// keep such features until their own retention pass (hourly on every node).
     async fn retention(
         &self,
-        now_ms: i64,
+        now: UnixMillis,
         retention_days: &HashMap<PurposeId, u32>,
     ) -> Result<RetentionReport, StoreError>;
 
@@ -150,7 +150,7 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_advertiser(
         &self,
         a: Advertiser,
-        expected_updated_ms: i64,
+        expected_updated_ms: UnixMillis,
     ) -> Result<(), StoreError>;
 
     async fn advertiser(&self, id: &str) -> Result<Option<Advertiser>, StoreError>;

@@ -5,11 +5,11 @@
 //! hold (an unknown status, a hash of the wrong length) with `Corrupt`, naming the
 //! field, rather than guessing.
 
-use crate::types::{Advertiser, ReportRecord, Spend, StateRow};
+use crate::types::{Advertiser, BudgetPeriod, ReportRecord, Spend, StateRow};
 use crate::StoreError;
 use candor_core::consent::{Channel, ConsentStatus};
 use candor_core::ledger::{Evidence, LedgerEntry, SealedEntry};
-use candor_core::{PurposeId, SubjectId};
+use candor_core::{PurposeId, SubjectId, UnixMillis};
 
 /// Typed access to the columns of a result row.
 pub(crate) trait Col {
@@ -95,9 +95,10 @@ pub(crate) fn ledger_entry(r: &impl Col) -> Result<SealedEntry, StoreError> {
                 .map_err(|_| corrupt("notice version"))?,
             notice_hash: r.blob_n(5, "notice hash")?,
             channel: Channel::parse(&r.text(6)?).ok_or_else(|| corrupt("channel"))?,
-            time_ms: r.int(7)?,
-            evidence: serde_json::from_str::<Evidence>(&r.text(8)?)
-                .map_err(|_| corrupt("evidence"))?,
+            time_ms: UnixMillis(r.int(7)?),
+            evidence: Evidence::stored(
+                serde_json::from_str(&r.text(8)?).map_err(|_| corrupt("evidence"))?,
+            ),
             prev_hash: r.blob_n(9, "previous hash")?,
         },
         hash: r.blob_n(10, "hash")?,
@@ -118,7 +119,7 @@ pub(crate) fn state_row(r: &impl Col) -> Result<StateRow, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
         notice_version: r.u32(2, "notice version")?,
         seq: u64::try_from(r.int(3)?).map_err(|_| StoreError::Corrupt("seq".into()))?,
-        time_ms: r.int(4)?,
+        time_ms: UnixMillis(r.int(4)?),
     })
 }
 
@@ -141,12 +142,16 @@ pub(crate) fn advertiser(r: &impl Col) -> Result<Advertiser, StoreError> {
             epsilon_nano: r.int(3)?,
             delta_atto: r.int(4)?,
         },
-        period: r.text(5)?,
+        period: {
+            let p = r.text(5)?;
+            BudgetPeriod::parse(&p)
+                .ok_or_else(|| StoreError::Corrupt(format!("advertiser budget period {p:?}")))?
+        },
         allowed_features: names(6)?,
         allowed_dimensions: names(7)?,
         disabled: r.flag(8)?,
-        created_ms: r.int(9)?,
-        updated_ms: r.int(10)?,
+        created_ms: UnixMillis(r.int(9)?),
+        updated_ms: UnixMillis(r.int(10)?),
     })
 }
 
@@ -167,7 +172,7 @@ pub(crate) fn report(r: &impl Col) -> Result<ReportRecord, StoreError> {
         id: r.int(0)?,
         advertiser: r.text(1)?,
         period: r.text(2)?,
-        time_ms: r.int(3)?,
+        time_ms: UnixMillis(r.int(3)?),
         cost: spend(4)?,
         purpose: r.text(6)?,
         query_json: r.text(7)?,
@@ -191,8 +196,8 @@ pub(crate) fn stored_event(r: &impl Col) -> Result<crate::types::StoredEvent, St
         category: r.text(4)?,
         // Bits are stored as the two's-complement i64 of the u64 mask.
         purposes: candor_core::PurposeSet::from_bits(r.int(5)? as u64),
-        event_ms: r.int(6)?,
-        received_ms: r.int(7)?,
+        event_ms: UnixMillis(r.int(6)?),
+        received_ms: UnixMillis(r.int(7)?),
         sealed_payload: r.blob(8)?,
     })
 }

@@ -17,7 +17,7 @@ use crate::types::{Identity, IngestRow};
 use crate::StoreError;
 use candor_core::crypto::{CryptoError, IdKind, LookupHash, SubjectKey};
 use candor_core::event::EventKind;
-use candor_core::{CategoryId, PurposeSet, SubjectId};
+use candor_core::{CategoryId, PurposeSet, SubjectId, UnixMillis};
 use candor_insights::FeatureDelta;
 
 /// An identifier with its value sealed, ready to link.
@@ -38,8 +38,8 @@ pub(crate) struct SealedRow {
     pub kind: EventKind,
     pub category: CategoryId,
     pub purposes: PurposeSet,
-    pub event_ms: i64,
-    pub received_ms: i64,
+    pub event_ms: UnixMillis,
+    pub received_ms: UnixMillis,
     pub payload: Vec<u8>,
     /// The feature log entry (sealed deltas), when the row has deltas and the gate
     /// allowed it for the insights purpose.
@@ -145,8 +145,8 @@ mod tests {
             kind: EventKind::Track,
             category: CategoryId::parse("app_usage").unwrap(),
             purposes,
-            event_ms: 1,
-            received_ms: 2,
+            event_ms: UnixMillis(1),
+            received_ms: UnixMillis(2),
             payload: Sensitive::new(br#"{"secret":"games"}"#.to_vec()),
             features: vec![FeatureDelta::Activity(DailyFeature {
                 day: Day::from_days(20_000).unwrap(),

@@ -5,7 +5,7 @@ use candor_core::consent::{Action, Channel, ConsentStatus};
 use candor_core::crypto::{IdKind, LookupHash};
 use candor_core::event::EventKind;
 use candor_core::ledger::{Evidence, SealedEntry};
-use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId};
+use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId, UnixMillis};
 
 /// An identifier as presented: its kind, its keyed hash and its value (sealed by the
 /// store under the subject's key before it is written).
@@ -37,12 +37,12 @@ pub struct ConsentCommand {
     pub changes: Vec<PurposeChange>,
     pub channel: Channel,
     pub evidence: Evidence,
-    pub time_ms: i64,
+    pub time_ms: UnixMillis,
 }
 
 /// Evidence as stored in the ledger's `evidence` column (sorted-key JSON).
 pub(crate) fn evidence_json(e: &Evidence) -> Result<String, crate::StoreError> {
-    serde_json::to_string(e).map_err(|err| crate::StoreError::Database(err.to_string()))
+    serde_json::to_string(e.entries()).map_err(|err| crate::StoreError::Database(err.to_string()))
 }
 
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ pub struct StateRow {
     pub status: ConsentStatus,
     pub notice_version: u32,
     pub seq: u64,
-    pub time_ms: i64,
+    pub time_ms: UnixMillis,
 }
 
 /// An event ready to store: gated (its purposes decided), not yet sealed. The store
@@ -77,8 +77,8 @@ pub struct IngestRow {
     pub kind: EventKind,
     pub category: CategoryId,
     pub purposes: PurposeSet,
-    pub event_ms: i64,
-    pub received_ms: i64,
+    pub event_ms: UnixMillis,
+    pub received_ms: UnixMillis,
     /// The message as sent.
     pub payload: Sensitive<Vec<u8>>,
     /// What the event contributes to the subject's insight features. Applied only when
@@ -106,8 +106,8 @@ pub struct StoredEvent {
     pub kind: String,
     pub category: String,
     pub purposes: PurposeSet,
-    pub event_ms: i64,
-    pub received_ms: i64,
+    pub event_ms: UnixMillis,
+    pub received_ms: UnixMillis,
     pub sealed_payload: Vec<u8>,
 }
 
@@ -167,6 +167,31 @@ impl Spend {
     }
 }
 
+/// The calendar unit (UTC) an advertiser's privacy budget renews by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BudgetPeriod {
+    Day,
+    /// An ISO week.
+    Week,
+    Month,
+}
+
+impl BudgetPeriod {
+    pub const ALL: [BudgetPeriod; 3] = [Self::Day, Self::Week, Self::Month];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
 /// An advertiser allowed to ask for insight reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advertiser {
@@ -177,14 +202,13 @@ pub struct Advertiser {
     pub key_hash: [u8; 32],
     /// Privacy budget per period.
     pub budget: Spend,
-    /// "day" | "week" | "month" (validated by the server).
-    pub period: String,
+    pub period: BudgetPeriod,
     pub allowed_features: Vec<String>,
     pub allowed_dimensions: Vec<String>,
     /// A disabled advertiser is refused as unknown.
     pub disabled: bool,
-    pub created_ms: i64,
-    pub updated_ms: i64,
+    pub created_ms: UnixMillis,
+    pub updated_ms: UnixMillis,
 }
 
 /// A report to charge and record.
@@ -193,7 +217,7 @@ pub struct NewReport {
     pub advertiser: String,
     /// The budget period it is charged to, e.g. "2026-11".
     pub period: String,
-    pub time_ms: i64,
+    pub time_ms: UnixMillis,
     pub cost: Spend,
     pub purpose: String,
     pub query_json: String,
@@ -227,7 +251,7 @@ pub struct ReportRecord {
     pub id: i64,
     pub advertiser: String,
     pub period: String,
-    pub time_ms: i64,
+    pub time_ms: UnixMillis,
     pub cost: Spend,
     pub purpose: String,
     pub query_json: String,

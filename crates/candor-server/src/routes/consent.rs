@@ -1,15 +1,13 @@
 //! The consent API: record choices (per purpose, or accept/reject all), read the current
-//! state, read the history. Every change returns a signed receipt.
-//!
-//! Who may act for whom: a browser write key only for the anonymous id it presents; a
-//! server write key for any id; a subject token for the user it was minted for. A
-//! request carrying `Sec-GPC: 1` refuses every sale/sharing purpose (channel `gpc`) and
-//! cannot grant them, in the same atomic unit as the rest of the request.
+//! state, read the history. Every change returns a signed receipt. The HTTP source of
+//! consent requests: it authenticates, parses and answers; who may act for whom and
+//! what a request does (the GPC rule included) are `pipeline::consent`'s.
 
 use crate::auth;
 use crate::body::{parse_json, read_text};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::iab::{self, Signals};
+use crate::pipeline::consent::{self, Actor};
 use crate::receipts::{self, Receipt};
 use crate::segment::format_time;
 use crate::state::AppState;
@@ -19,35 +17,16 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use candor_core::consent::{Action, Channel};
-use candor_core::crypto::IdKind;
 use candor_core::ledger::Evidence;
-use candor_core::{PurposeId, PurposeSet, Sensitive, SubjectId};
-use candor_store::{ConsentCommand, ConsentOutcome, Identity, PurposeChange, StateRow};
+use candor_core::{PurposeId, PurposeSet, SubjectId};
+use candor_store::{ConsentCommand, ConsentOutcome, Identity, StateRow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 const MAX_BODY: usize = 16 * 1024;
-const MAX_EVIDENCE_ENTRIES: usize = 16;
 
-/// Who is asking, after authentication.
-enum Actor {
-    Browser,
-    Server,
-    /// A subject token, for this user id.
-    User(Sensitive<String>),
-}
-
-impl Actor {
-    fn default_channel(&self) -> Channel {
-        match self {
-            Actor::Browser => Channel::Prompt,
-            Actor::Server => Channel::Api,
-            Actor::User(_) => Channel::PreferenceCenter,
-        }
-    }
-}
-
+/// Who is asking.
 fn actor(st: &AppState, headers: &HeaderMap) -> ApiResult<Actor> {
     if let Some(token) = auth::bearer(headers) {
         let now = st.now_ms() / 1000;
@@ -67,61 +46,6 @@ fn actor(st: &AppState, headers: &HeaderMap) -> ApiResult<Actor> {
     })
 }
 
-/// The identifiers a request names, checked against what the actor may act for.
-fn identities(
-    st: &AppState,
-    actor: &Actor,
-    user_id: Option<&str>,
-    anonymous_id: Option<&str>,
-) -> ApiResult<Vec<Identity>> {
-    let check = |v: &str, what: &str| -> ApiResult<()> {
-        if v.is_empty() || v.chars().count() > 512 {
-            return Err(ApiError::new(
-                Code::InvalidRequest,
-                format!("{what} must be 1 to 512 characters"),
-            ));
-        }
-        Ok(())
-    };
-    let user = match (actor, user_id) {
-        (Actor::Browser, Some(_)) => {
-            return Err(ApiError::new(
-                Code::SubjectTokenRequired,
-                "a browser write key may act only for its anonymousId; acting for a userId needs a subject token or a server key",
-            ))
-        }
-        (Actor::User(u), Some(given)) if given != u.expose() => {
-            return Err(ApiError::new(Code::Forbidden, "the subject token is for a different userId"))
-        }
-        (Actor::User(u), _) => Some(u.expose().clone()),
-        (_, u) => u.map(str::to_owned),
-    };
-    let mut out = Vec::new();
-    if let Some(u) = user {
-        check(&u, "userId")?;
-        out.push(Identity {
-            kind: IdKind::UserId,
-            hash: st.master.lookup_hash(IdKind::UserId, &u),
-            value: Sensitive::new(u),
-        });
-    }
-    if let Some(a) = anonymous_id {
-        check(a, "anonymousId")?;
-        out.push(Identity {
-            kind: IdKind::AnonymousId,
-            hash: st.master.lookup_hash(IdKind::AnonymousId, a),
-            value: Sensitive::new(a.to_owned()),
-        });
-    }
-    if out.is_empty() {
-        return Err(ApiError::new(
-            Code::InvalidRequest,
-            "anonymousId or userId is required",
-        ));
-    }
-    Ok(out)
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ChoicesBody {
@@ -135,7 +59,7 @@ struct ChoicesBody {
     notice_versions: BTreeMap<String, u32>,
     channel: Option<String>,
     #[serde(default)]
-    evidence: Evidence,
+    evidence: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -145,7 +69,7 @@ struct AllBody {
     anonymous_id: Option<String>,
     channel: Option<String>,
     #[serde(default)]
-    evidence: Evidence,
+    evidence: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -182,109 +106,6 @@ pub struct GpcDto {
     applied: bool,
     /// Grants this request asked for that the GPC signal overrode.
     overridden: Vec<String>,
-}
-
-fn channel(actor: &Actor, given: Option<&str>) -> ApiResult<Channel> {
-    match given {
-        None => Ok(actor.default_channel()),
-        Some(s) => match Channel::parse(s) {
-            Some(
-                c @ (Channel::Prompt
-                | Channel::PreferenceCenter
-                | Channel::Api
-                | Channel::EmailConfirmation),
-            ) => Ok(c),
-            _ => Err(ApiError::new(
-                Code::InvalidRequest,
-                "channel must be prompt, preference_center, email_confirmation or api",
-            )),
-        },
-    }
-}
-
-fn check_evidence(e: &Evidence) -> ApiResult<()> {
-    if e.len() > MAX_EVIDENCE_ENTRIES
-        || e.iter()
-            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
-    {
-        return Err(ApiError::new(
-            Code::InvalidRequest,
-            "evidence is at most 16 entries, keys 1 to 64 bytes, values up to 256 bytes",
-        ));
-    }
-    Ok(())
-}
-
-/// Builds the commands for one request: the GPC refusal (if any) and the choices.
-fn commands(
-    st: &AppState,
-    headers: &HeaderMap,
-    idents: Vec<Identity>,
-    choices: Vec<(PurposeId, Action)>,
-    channel: Channel,
-    mut evidence: Evidence,
-) -> (Vec<ConsentCommand>, Option<GpcDto>) {
-    let now = st.now_ms();
-    let gpc = super::sec_gpc(headers);
-    let sale = st.catalog.sale_or_sharing();
-    let change = |p: &candor_core::purpose::Purpose, action| PurposeChange {
-        purpose: p.id.clone(),
-        bit: p.bit,
-        action,
-        notice_version: p.notice.version,
-        notice_hash: p.notice.hash,
-    };
-    let mut cmds = Vec::new();
-    let mut gpc_dto = None;
-    if gpc {
-        evidence.insert("gpc".into(), "1".into());
-        let refusals = st
-            .catalog
-            .purposes()
-            .iter()
-            .filter(|p| sale.contains(p.bit))
-            .map(|p| change(p, Action::Refuse))
-            .collect();
-        cmds.push(ConsentCommand {
-            identities: idents.clone(),
-            create: true,
-            changes: refusals,
-            channel: Channel::Gpc,
-            evidence: Evidence::from([("signal".into(), "Sec-GPC: 1".into())]),
-            time_ms: now,
-        });
-    }
-    let mut overridden = Vec::new();
-    let mut changes = Vec::new();
-    for (id, action) in choices {
-        let Some(p) = st.catalog.purpose(&id) else {
-            continue;
-        };
-        if gpc && sale.contains(p.bit) {
-            if action == Action::Grant {
-                overridden.push(id.to_string());
-            }
-            continue;
-        }
-        changes.push(change(p, action));
-    }
-    if gpc {
-        gpc_dto = Some(GpcDto {
-            applied: true,
-            overridden,
-        });
-    }
-    if !changes.is_empty() || cmds.is_empty() {
-        cmds.push(ConsentCommand {
-            identities: idents,
-            create: true,
-            changes,
-            channel,
-            evidence,
-            time_ms: now,
-        });
-    }
-    (cmds, gpc_dto)
 }
 
 async fn respond(
@@ -338,7 +159,8 @@ async fn state_and_signals(
         .iter()
         .map(|r| r.time_ms)
         .max()
-        .unwrap_or_else(|| st.now_ms());
+        .unwrap_or_else(|| st.now())
+        .0;
     let signals = iab::signals(&st.iab, &st.catalog, granted, updated, gpc)?;
     Ok((state_of(st, &rows, granted), signals))
 }
@@ -373,9 +195,14 @@ pub async fn record(
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, MAX_BODY, Code::InvalidRequest).await?;
     let b: ChoicesBody = parse_json(&text)?;
-    let idents = identities(&st, &actor, b.user_id.as_deref(), b.anonymous_id.as_deref())?;
-    let channel = channel(&actor, b.channel.as_deref())?;
-    check_evidence(&b.evidence)?;
+    let identities = consent::identities(
+        &st.master,
+        &actor,
+        b.user_id.as_deref(),
+        b.anonymous_id.as_deref(),
+    )?;
+    let channel = consent::channel(&actor, b.channel.as_deref())?;
+    let evidence = consent::evidence(b.evidence)?;
     if b.choices.is_empty() {
         return Err(ApiError::new(
             Code::InvalidRequest,
@@ -420,9 +247,35 @@ pub async fn record(
             ));
         }
     }
-    let (cmds, gpc) = commands(&st, &headers, idents, choices, channel, b.evidence);
+    apply(&st, &headers, identities, choices, channel, evidence).await
+}
+
+/// Applies a checked request atomically and answers with the state and receipts.
+async fn apply(
+    st: &AppState,
+    headers: &HeaderMap,
+    identities: Vec<Identity>,
+    choices: Vec<(PurposeId, Action)>,
+    channel: Channel,
+    evidence: Evidence,
+) -> ApiResult<Json<ConsentResponse>> {
+    let (cmds, gpc) = consent::commands(
+        &st.catalog,
+        consent::Request {
+            identities,
+            choices,
+            channel,
+            evidence,
+            gpc: super::sec_gpc(headers),
+            time: st.now(),
+        },
+    );
     let outcomes = st.store.apply_consents_atomically(cmds).await?;
-    respond(&st, outcomes, gpc).await
+    let gpc = gpc.map(|g| GpcDto {
+        applied: true,
+        overridden: g.overridden,
+    });
+    respond(st, outcomes, gpc).await
 }
 
 async fn all(
@@ -434,18 +287,21 @@ async fn all(
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, MAX_BODY, Code::InvalidRequest).await?;
     let b: AllBody = parse_json(&text)?;
-    let idents = identities(&st, &actor, b.user_id.as_deref(), b.anonymous_id.as_deref())?;
-    let channel = channel(&actor, b.channel.as_deref())?;
-    check_evidence(&b.evidence)?;
+    let identities = consent::identities(
+        &st.master,
+        &actor,
+        b.user_id.as_deref(),
+        b.anonymous_id.as_deref(),
+    )?;
+    let channel = consent::channel(&actor, b.channel.as_deref())?;
+    let evidence = consent::evidence(b.evidence)?;
     let choices = st
         .catalog
         .purposes()
         .iter()
         .map(|p| (p.id.clone(), action))
         .collect();
-    let (cmds, gpc) = commands(&st, &headers, idents, choices, channel, b.evidence);
-    let outcomes = st.store.apply_consents_atomically(cmds).await?;
-    respond(&st, outcomes, gpc).await
+    apply(&st, &headers, identities, choices, channel, evidence).await
 }
 
 pub async fn accept_all(
@@ -492,7 +348,12 @@ pub async fn current(
 ) -> ApiResult<Json<StateResponse>> {
     let actor = actor(&st, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;
+    let idents = consent::identities(
+        &st.master,
+        &actor,
+        q.user_id.as_deref(),
+        q.anonymous_id.as_deref(),
+    )?;
     let subject = resolve(&st, &idents);
     let (purposes, signals) = state_and_signals(&st, subject, super::sec_gpc(&headers)).await?;
     Ok(Json(StateResponse {
@@ -517,7 +378,12 @@ pub async fn history(
 ) -> ApiResult<Json<HistoryResponse>> {
     let actor = actor(&st, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;
+    let idents = consent::identities(
+        &st.master,
+        &actor,
+        q.user_id.as_deref(),
+        q.anonymous_id.as_deref(),
+    )?;
     let subject = resolve(&st, &idents);
     let records = match subject {
         Some(s) => st.store.consent_history(s).await?,
@@ -553,7 +419,12 @@ pub async fn import_signal(
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, 256 * 1024, Code::InvalidRequest).await?;
     let b: SignalBody = parse_json(&text)?;
-    let idents = identities(&st, &actor, b.user_id.as_deref(), b.anonymous_id.as_deref())?;
+    let idents = consent::identities(
+        &st.master,
+        &actor,
+        b.user_id.as_deref(),
+        b.anonymous_id.as_deref(),
+    )?;
     let incoming = iab::decode_incoming(
         b.tc_string.as_deref(),
         b.gpp_string.as_deref(),
@@ -569,25 +440,15 @@ pub async fn import_signal(
         iab::Incoming::Gpp(g) => ("gpp", g.tcf_eu_v2().map(|m| m.cmp_id)),
         iab::Incoming::Usp(_) => ("usp", None),
     };
-    let mut evidence = Evidence::from([
-        ("signal".to_owned(), kind.to_owned()),
-        (
-            "sha256".to_owned(),
-            hex::encode(Sha256::digest(raw.trim().as_bytes())),
-        ),
-    ]);
+    let mut evidence = Evidence::default()
+        .with("signal", kind)
+        .with("sha256", hex::encode(Sha256::digest(raw.trim().as_bytes())));
     if let Some(c) = cmp {
-        evidence.insert("cmpId".into(), c.to_string());
+        evidence = evidence.with("cmpId", c.to_string());
     }
     let changes = iab::actions(&st.iab, &st.catalog, &incoming)
         .into_iter()
-        .map(|(p, action)| PurposeChange {
-            purpose: p.id.clone(),
-            bit: p.bit,
-            action,
-            notice_version: p.notice.version,
-            notice_hash: p.notice.hash,
-        })
+        .map(|(p, action)| consent::change(&p, action))
         .collect();
     let cmd = ConsentCommand {
         identities: idents,
@@ -595,7 +456,7 @@ pub async fn import_signal(
         changes,
         channel: Channel::Imported,
         evidence,
-        time_ms: st.now_ms(),
+        time_ms: st.now(),
     };
     let outcomes = st.store.apply_consents_atomically(vec![cmd]).await?;
     respond(&st, outcomes, None).await
@@ -612,7 +473,12 @@ pub async fn insight_reports(
     use serde_json::json;
     let actor = actor(&st, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    let idents = identities(&st, &actor, q.user_id.as_deref(), q.anonymous_id.as_deref())?;
+    let idents = consent::identities(
+        &st.master,
+        &actor,
+        q.user_id.as_deref(),
+        q.anonymous_id.as_deref(),
+    )?;
     let Some(subject) = resolve(&st, &idents) else {
         return Ok(Json(json!({"reports": [], "features": []})));
     };

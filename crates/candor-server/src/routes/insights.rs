@@ -6,20 +6,19 @@
 use crate::auth;
 use crate::body::{parse_json, read_text};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::insights::{self, budget_json, KEY_PREFIX, PERIODS};
+use crate::insights::{self, budget_json, KEY_PREFIX};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use candor_core::time::UnixMillis;
 use candor_insights::query::{Condition, InsightQuery, Measure, Metric, CATEGORY};
 use candor_insights::{Day, FeatureKind};
-use candor_store::{Advertiser, ReportRecord, StoreError};
+use candor_store::{Advertiser, BudgetPeriod, ReportRecord, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-const DAY_MS: i64 = 86_400_000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -107,7 +106,7 @@ fn to_query(st: &AppState, d: QueryDto) -> ApiResult<InsightQuery> {
     };
     let from = match &d.date_from {
         Some(s) => day(s, "dateFrom")?,
-        None => Day::from_ms(to.start_ms() - 29 * DAY_MS).unwrap_or(to),
+        None => Day::from_ms(UnixMillis(to.start_ms()).minus_days(29).0).unwrap_or(to),
     };
     let conditions = d
         .conditions
@@ -295,10 +294,8 @@ fn apply(st: &AppState, a: &mut Advertiser, d: AdvertiserDto) -> ApiResult<()> {
         a.budget = insights::budget(b.epsilon, b.delta);
     }
     if let Some(p) = d.period {
-        if !PERIODS.contains(&p.as_str()) {
-            return Err(invalid("period must be day, week or month"));
-        }
-        a.period = p;
+        a.period =
+            BudgetPeriod::parse(&p).ok_or_else(|| invalid("period must be day, week or month"))?;
     }
     if let Some(f) = d.features {
         if let Some(bad) = f.iter().find(|f| FeatureKind::parse(f).is_none()) {
@@ -334,7 +331,7 @@ async fn advertiser_view(st: &AppState, a: &Advertiser) -> ApiResult<Value> {
     Ok(json!({
         "id": a.id,
         "name": a.name,
-        "period": a.period,
+        "period": a.period.as_str(),
         "features": a.allowed_features,
         "dimensions": a.allowed_dimensions,
         "disabled": a.disabled,
@@ -373,7 +370,7 @@ pub async fn create_advertiser(
         name: String::new(),
         key_hash: insights::key_hash(&key),
         budget: insights::budget(0.0, 0.0),
-        period: "month".into(),
+        period: BudgetPeriod::Month,
         allowed_features: FeatureKind::ALL
             .iter()
             .map(|k| k.as_str().to_owned())
@@ -389,8 +386,8 @@ pub async fn create_advertiser(
             )
             .collect(),
         disabled: false,
-        created_ms: now,
-        updated_ms: now,
+        created_ms: UnixMillis(now),
+        updated_ms: UnixMillis(now),
     };
     apply(&st, &mut a, AdvertiserDto { id: None, ..d })?;
     // Insert-only: a concurrent create of the same id gets 409, never a silent overwrite.
@@ -454,7 +451,7 @@ async fn modify(
         let mut a = existing(st, id).await?;
         let expected = a.updated_ms;
         f(&mut a)?;
-        a.updated_ms = st.now_ms().max(expected.saturating_add(1));
+        a.updated_ms = st.now().max(expected.plus_ms(1));
         match st.store.replace_advertiser(a.clone(), expected).await {
             Ok(()) => return Ok(a),
             Err(StoreError::AdvertiserChanged) => continue,

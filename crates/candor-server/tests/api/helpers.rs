@@ -199,7 +199,8 @@ impl TestApp {
         let mut out = Vec::new();
         for e in store.events_page(0, 100_000).await.unwrap() {
             let key = store.subject_key(e.subject).await.unwrap().unwrap();
-            let plain = key.open(e.subject.as_bytes(), &e.sealed_payload).unwrap();
+            let plain =
+                candor_store::seal::open_payload(&key, e.subject, &e.sealed_payload).unwrap();
             let names = self
                 .state
                 .catalog
@@ -209,8 +210,8 @@ impl TestApp {
                 .collect();
             let mut v: Value = serde_json::from_slice(&plain).unwrap();
             // The columns beside the payload, for tests to check.
-            v["_eventMs"] = json!(e.event_ms);
-            v["_receivedMs"] = json!(e.received_ms);
+            v["_eventMs"] = json!(e.event_ms.0);
+            v["_receivedMs"] = json!(e.received_ms.0);
             out.push((names, v));
         }
         out

@@ -4,6 +4,7 @@
 //! audit log and the subject's transparency view.
 
 use crate::helpers::*;
+use candor_core::time::DAY_MS;
 use candor_insights::query::{evaluate, InsightQuery, Metric, Permissions};
 use candor_insights::{Day, FeatureKind};
 use candor_privacy::bounds::SelectionKey;
@@ -72,7 +73,7 @@ async fn person(app: &TestApp, anon: &str, insights: bool, band: &str) {
             json!({"type": "track", "event": "App Session", "anonymousId": anon,
             "messageId": format!("{anon}-{d}"),
             "properties": {"app": "FitTrack", "app_category": "health_fitness"},
-            "timestamp": candor_server::segment::format_time(today - d * 86_400_000)}),
+            "timestamp": candor_server::segment::format_time(today - d * DAY_MS)}),
         );
     }
     app.batch(msgs).await;
@@ -603,14 +604,11 @@ async fn events_dated_outside_the_retention_window_make_no_features() {
     };
     // ads_insights keeps 180 days: 400 days ago and 3 days ahead are stored but not features
     let r = app
-        .batch(vec![
-            at(now - 400 * 86_400_000, "a"),
-            at(now + 3 * 86_400_000, "b"),
-        ])
+        .batch(vec![at(now - 400 * DAY_MS, "a"), at(now + 3 * DAY_MS, "b")])
         .await;
     assert_eq!(r["accepted"], 2, "{r}");
     assert_eq!(feature_stats(&app).await.daily_rows, 0);
-    app.batch(vec![at(now - 86_400_000, "c")]).await;
+    app.batch(vec![at(now - DAY_MS, "c")]).await;
     assert_eq!(feature_stats(&app).await.daily_rows, 1);
 }
 

@@ -203,8 +203,8 @@ mod tests {
                 })
                 .collect(),
             channel: Channel::Api,
-            evidence: Evidence::new(),
-            time_ms: 1000,
+            evidence: Evidence::default(),
+            time_ms: candor_core::UnixMillis(1000),
         }
     }
 

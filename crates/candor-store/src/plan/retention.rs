@@ -20,7 +20,7 @@
 use candor_core::PurposeId;
 use std::collections::HashMap;
 
-pub(crate) const DAY_MS: i64 = 86_400_000;
+pub(crate) use candor_core::time::DAY_MS;
 
 /// One retention period: rows received before `cutoff_ms` whose purposes all lie in
 /// `expired` (the bits whose retention is at most this period) are past retention.

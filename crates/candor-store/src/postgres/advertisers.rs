@@ -107,7 +107,7 @@ pub(super) async fn record_report(
         &[
             &r.advertiser,
             &r.period,
-            &r.time_ms,
+            &r.time_ms.0,
             &r.cost.epsilon_nano,
             &r.cost.delta_atto,
             &r.purpose,

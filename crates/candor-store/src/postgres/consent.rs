@@ -273,7 +273,7 @@ impl Ctx<'_, '_> {
             }
             if self.claim(subject, ident).await? {
                 let key = self.key(subject).await?;
-                self.store_identity(subject, &key, ident, cmd.time_ms)
+                self.store_identity(subject, &key, ident, cmd.time_ms.0)
                     .await?;
             } else {
                 // Linked meanwhile (by another node, or to another subject: identities
@@ -314,7 +314,7 @@ impl Ctx<'_, '_> {
                     &notice_version,
                     &&e.notice_hash[..],
                     &e.channel.as_str(),
-                    &e.time_ms,
+                    &e.time_ms.0,
                     &evidence,
                     &&e.prev_hash[..],
                     &&rec.hash[..],
@@ -331,7 +331,7 @@ impl Ctx<'_, '_> {
                     &e.status.as_str(),
                     &notice_version,
                     &seq,
-                    &e.time_ms,
+                    &e.time_ms.0,
                 ],
             )
             .await?;
@@ -378,12 +378,12 @@ impl Ctx<'_, '_> {
             &[
                 &&s.as_bytes()[..],
                 &self.shared.master.wrap(&s, &key),
-                &cmd.time_ms,
+                &cmd.time_ms.0,
             ],
         )
         .await?;
         if let Some(first) = cmd.identities.first() {
-            self.store_identity(s, &key, first, cmd.time_ms).await?;
+            self.store_identity(s, &key, first, cmd.time_ms.0).await?;
         }
         self.job.keys.insert(s, key);
         self.job.changed.insert(s);

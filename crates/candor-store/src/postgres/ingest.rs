@@ -139,7 +139,7 @@ async fn ensure_partitions(shared: &Shared, jobs: &[Job]) -> Result<(), StoreErr
     let days: HashSet<i32> = jobs
         .iter()
         .flat_map(|j| &j.0)
-        .map(|r| day_of_ms(r.received_ms))
+        .map(|r| day_of_ms(r.received_ms.0))
         .collect();
     let needed = days.into_iter().flat_map(|d| {
         [
@@ -192,7 +192,7 @@ async fn run(
     let mut pairs: Vec<(i32, [u8; 16])> = Vec::with_capacity(candidates.len() * 2);
     for (ji, ri, _) in &candidates {
         let r = row(*ji, *ri);
-        let d = day_of_ms(r.received_ms);
+        let d = day_of_ms(r.received_ms.0);
         pairs.push((d, r.dedup_key));
         pairs.push((d.saturating_add(1), r.dedup_key));
     }
@@ -219,7 +219,7 @@ async fn run(
     let mut stored: Stored = Vec::with_capacity(candidates.len());
     for (ji, ri, allowed) in candidates {
         let r = row(ji, ri);
-        let d = day_of_ms(r.received_ms);
+        let d = day_of_ms(r.received_ms.0);
         let new = inserted.contains(&(d, r.dedup_key))
             && inserted.contains(&(d.saturating_add(1), r.dedup_key));
         if new {
@@ -301,7 +301,7 @@ async fn insert_events(
     pin_mut!(writer);
     for (ji, ri, allowed) in stored {
         let r = &jobs[*ji].0[*ri];
-        let day = day_of_ms(r.received_ms);
+        let day = day_of_ms(r.received_ms.0);
         let purposes = allowed.bits() as i64;
         let features = r
             .features
@@ -315,8 +315,8 @@ async fn insert_events(
             &r.kind.as_str(),
             &r.category.as_str(),
             &purposes,
-            &r.event_ms,
-            &r.received_ms,
+            &r.event_ms.0,
+            &r.received_ms.0,
             &&r.payload[..],
             &features,
         ];
@@ -353,7 +353,7 @@ async fn link(
     let subjects: Vec<&[u8]> = want.iter().map(|w| &w.0.as_bytes()[..]).collect();
     let kinds: Vec<i16> = want.iter().map(|w| i16::from(w.1.kind.code())).collect();
     let sealed: Vec<&[u8]> = want.iter().map(|w| &w.1.sealed[..]).collect();
-    let times: Vec<i64> = want.iter().map(|w| w.2).collect();
+    let times: Vec<i64> = want.iter().map(|w| w.2 .0).collect();
     let rows = sql::query(
         tx,
         "WITH input AS (

@@ -91,7 +91,7 @@ pub(super) fn record_report(conn: &Connection, r: &NewReport) -> Result<ReportRe
         params![
             r.advertiser,
             r.period,
-            r.time_ms,
+            r.time_ms.0,
             r.cost.epsilon_nano,
             r.cost.delta_atto,
             r.purpose,

@@ -30,7 +30,7 @@ pub(super) fn apply(
             w.conn.prepare_cached(q::INSERT_SUBJECT)?.execute(params![
                 &s.as_bytes()[..],
                 w.caches.master.wrap(&s, &key),
-                cmd.time_ms
+                cmd.time_ms.0
             ])?;
             job.caches.keys.insert(s, key);
             (s, true)
@@ -43,7 +43,7 @@ pub(super) fn apply(
             w.link(
                 subject,
                 &seal::identity(&key, ident),
-                cmd.time_ms,
+                cmd.time_ms.0,
                 group,
                 job,
             )?;
@@ -79,7 +79,7 @@ pub(super) fn apply(
             e.notice_version,
             &e.notice_hash[..],
             e.channel.as_str(),
-            e.time_ms,
+            e.time_ms.0,
             evidence_json(&e.evidence)?,
             &e.prev_hash[..],
             &rec.hash[..],
@@ -91,7 +91,7 @@ pub(super) fn apply(
             e.status.as_str(),
             e.notice_version,
             seq,
-            e.time_ms
+            e.time_ms.0
         ])?;
     }
     for bit in &plan.floors {

@@ -48,16 +48,16 @@ pub(super) fn apply(
                 row.kind.as_str(),
                 row.category.as_str(),
                 allowed.bits() as i64,
-                row.event_ms,
-                row.received_ms,
-                row.event_ms.div_euclid(86_400_000),
+                row.event_ms.0,
+                row.received_ms.0,
+                row.event_ms.day(),
                 row.payload,
                 if fed { row.features.as_deref() } else { None },
             ])?;
         job.events_upto = w.conn.last_insert_rowid();
-        job.dedup.insert(key, row.received_ms);
+        job.dedup.insert(key, row.received_ms.0);
         for ident in &row.link {
-            w.link(row.subject, ident, row.received_ms, group, job)?;
+            w.link(row.subject, ident, row.received_ms.0, group, job)?;
         }
         if fed {
             let dense = w.log.dense(&w.conn, row.subject)?;

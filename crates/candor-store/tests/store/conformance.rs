@@ -5,6 +5,7 @@ use crate::harness::Backend;
 use candor_core::consent::{Action, ConsentStatus};
 use candor_core::ledger::verify_chain;
 use candor_core::SubjectId;
+use candor_core::UnixMillis;
 use candor_store::{RowOutcome, Store, StoreError};
 use std::sync::Arc;
 
@@ -408,7 +409,10 @@ pub async fn retention_keeps_the_longest_purpose(b: &dyn Backend) {
         .await
         .unwrap();
     assert!(out.iter().all(|o| *o == RowOutcome::Stored), "{out:?}");
-    let report = s.retention(now, &retention_days()).await.unwrap();
+    let report = s
+        .retention(UnixMillis(now), &retention_days())
+        .await
+        .unwrap();
     let left: Vec<Vec<u8>> = opened(s, s.events_page(0, 10).await.unwrap())
         .await
         .into_iter()
@@ -425,9 +429,12 @@ pub async fn retention_keeps_the_longest_purpose(b: &dyn Backend) {
         assert_eq!(report.events_deleted, 3);
     }
     // Nothing more to do at the same instant; a year later everything goes.
-    let again = s.retention(now, &retention_days()).await.unwrap();
+    let again = s
+        .retention(UnixMillis(now), &retention_days())
+        .await
+        .unwrap();
     assert_eq!(again.events_deleted, 0);
-    s.retention(now + 366 * DAY_MS, &retention_days())
+    s.retention(UnixMillis(now + 366 * DAY_MS), &retention_days())
         .await
         .unwrap();
     assert!(s.events_page(0, 10).await.unwrap().is_empty());

@@ -14,7 +14,8 @@ use candor_store::{ConsentCommand, Identity, IngestRow, InsightsOptions, Purpose
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub const DAY_MS: i64 = 86_400_000;
+pub use candor_core::time::DAY_MS;
+use candor_core::UnixMillis;
 /// The real time: partitions and the de-duplication window are maintained against the
 /// clock by background tasks, so tests that pass a clock start from the real one.
 pub fn now() -> i64 {
@@ -64,8 +65,8 @@ pub fn command(store: &dyn Store, user: &str, changes: &[(&str, Action)]) -> Con
         create: true,
         changes: changes.iter().map(|(p, a)| change(store, p, *a)).collect(),
         channel: Channel::Prompt,
-        evidence: Evidence::from([("prompt".to_owned(), "banner".to_owned())]),
-        time_ms: now(),
+        evidence: Evidence::default().with("prompt", "banner"),
+        time_ms: UnixMillis(now()),
     }
 }
 
@@ -92,8 +93,8 @@ pub fn row(
         kind: EventKind::Track,
         category: CategoryId::parse("app_usage").unwrap(),
         purposes: bits(store, purposes),
-        event_ms: received_ms - 5,
-        received_ms,
+        event_ms: UnixMillis(received_ms - 5),
+        received_ms: UnixMillis(received_ms),
         payload: message_id.as_bytes().to_vec().into(),
         features: Vec::new(),
     }

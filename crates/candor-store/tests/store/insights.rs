@@ -6,6 +6,7 @@ use crate::fixtures::*;
 use crate::harness::Backend;
 use candor_core::consent::Action;
 use candor_core::SubjectId;
+use candor_core::UnixMillis;
 use candor_insights::{membership, FeatureDelta, FeatureKind};
 use candor_store::{Advertiser, NewReport, RowOutcome, Spend, Store, StoreError};
 use std::sync::Arc;
@@ -546,7 +547,7 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
     let events = s.stats().await.unwrap().events;
 
     let report = s
-        .retention(t, &retention_days_with_insights(30))
+        .retention(UnixMillis(t), &retention_days_with_insights(30))
         .await
         .unwrap();
     assert_eq!(report.features_deleted, 5, "{report:?}");
@@ -567,7 +568,10 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
     assert_eq!(counts(s).await, (2, 3));
     // Nothing more at the same instant, nor anywhere in its day.
     let again = s
-        .retention(t - t.rem_euclid(DAY_MS), &retention_days_with_insights(30))
+        .retention(
+            UnixMillis(t - t.rem_euclid(DAY_MS)),
+            &retention_days_with_insights(30),
+        )
         .await
         .unwrap();
     assert_eq!(again.features_deleted, 0);
@@ -585,7 +589,7 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
 
     // A day later, day 30 has become day 31.
     let report = s
-        .retention(t + DAY_MS, &retention_days_with_insights(30))
+        .retention(UnixMillis(t + DAY_MS), &retention_days_with_insights(30))
         .await
         .unwrap();
     assert_eq!(report.features_deleted, 1);
@@ -597,7 +601,10 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
         .await
         .unwrap();
     assert_eq!(features_of(s, &ann).await.len(), 3);
-    let report = s.retention(t + DAY_MS, &retention_days()).await.unwrap();
+    let report = s
+        .retention(UnixMillis(t + DAY_MS), &retention_days())
+        .await
+        .unwrap();
     assert_eq!(report.features_deleted, 3);
     assert!(features_of(s, &ann).await.is_empty());
     assert_eq!(b.feature_rows(s, ann).await, 0);
@@ -621,7 +628,7 @@ pub async fn features_expire_with_retention(b: &dyn Backend) {
     drop(store);
     let store = b.open().await;
     let report = store
-        .retention(t, &retention_days_with_insights(30))
+        .retention(UnixMillis(t), &retention_days_with_insights(30))
         .await
         .unwrap();
     assert_eq!(report.features_deleted, 0);
@@ -641,12 +648,12 @@ pub fn advertiser(id: &str, key: u8) -> Advertiser {
             epsilon_nano: EPS,
             delta_atto: DELTA,
         },
-        period: "month".into(),
+        period: candor_store::BudgetPeriod::Month,
         allowed_features: vec!["app_usage".into(), "browsing".into()],
         allowed_dimensions: vec!["category".into()],
         disabled: false,
-        created_ms: 1_000,
-        updated_ms: 2_000,
+        created_ms: UnixMillis(1_000),
+        updated_ms: UnixMillis(2_000),
     }
 }
 
@@ -654,7 +661,7 @@ pub fn report(advertiser: &str, period: &str, epsilon_nano: i64, delta_atto: i64
     NewReport {
         advertiser: advertiser.into(),
         period: period.into(),
-        time_ms: now(),
+        time_ms: UnixMillis(now()),
         cost: Spend {
             epsilon_nano,
             delta_atto,
@@ -733,21 +740,26 @@ pub async fn replacing_an_advertiser_is_compare_and_set(b: &dyn Backend) {
     s.create_advertiser(advertiser("acme", 1)).await.unwrap();
     // Based on what is stored (updated_ms 2000): written.
     let mut rotated = advertiser("acme", 2);
-    rotated.updated_ms = 3_000;
-    s.replace_advertiser(rotated, 2_000).await.unwrap();
+    rotated.updated_ms = UnixMillis(3_000);
+    s.replace_advertiser(rotated, UnixMillis(2_000))
+        .await
+        .unwrap();
     // Based on the state before that rotation: refused, and the rotated key stays.
     let mut stale = advertiser("acme", 1);
     stale.name = "renamed".into();
-    stale.updated_ms = 3_001;
-    let err = s.replace_advertiser(stale, 2_000).await.unwrap_err();
+    stale.updated_ms = UnixMillis(3_001);
+    let err = s
+        .replace_advertiser(stale, UnixMillis(2_000))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::AdvertiserChanged), "{err:?}");
     let now = s.advertiser("acme").await.unwrap().unwrap();
-    assert_eq!((now.key_hash, now.updated_ms), ([2; 32], 3_000));
+    assert_eq!((now.key_hash, now.updated_ms), ([2; 32], UnixMillis(3_000)));
     assert_eq!(now.name, "acme Inc.");
     assert!(s.advertiser_by_key(&[1; 32]).await.unwrap().is_none());
     // An id that does not exist is not created by a replace.
     let err = s
-        .replace_advertiser(advertiser("ghost", 7), 2_000)
+        .replace_advertiser(advertiser("ghost", 7), UnixMillis(2_000))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::AdvertiserChanged), "{err:?}");
@@ -850,7 +862,7 @@ pub async fn advertisers_round_trip(b: &dyn Backend) {
     changed.name = "Acme Corp".into();
     changed.allowed_features = vec![];
     changed.budget.epsilon_nano = 5;
-    changed.updated_ms = 9_000;
+    changed.updated_ms = UnixMillis(9_000);
     s.upsert_advertiser(changed.clone()).await.unwrap();
     assert_eq!(s.advertiser("acme").await.unwrap(), Some(changed.clone()));
     assert_eq!(s.advertiser_by_key(&[4; 32]).await.unwrap(), Some(changed));

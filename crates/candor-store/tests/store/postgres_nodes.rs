@@ -5,6 +5,7 @@ use crate::harness::Postgres;
 use crate::insights::{advertiser, concurrent_charges_never_overspend, report, subject, EPS, IA};
 use candor_core::consent::Action;
 use candor_core::ledger::verify_chain;
+use candor_core::UnixMillis;
 use candor_insights::FeatureKind;
 use candor_store::{RowOutcome, Store};
 use std::sync::Arc;
@@ -363,7 +364,7 @@ async fn each_node_prunes_its_own_index_in_its_retention_pass() {
     assert_eq!(features_of(&b, &s).await, all);
 
     let days = retention_days_with_insights(30);
-    let report = a.retention(t, &days).await.unwrap();
+    let report = a.retention(UnixMillis(t), &days).await.unwrap();
     assert_eq!(report.features_deleted, 1);
     assert_eq!(features_of(&a, &s).await, all[1..].to_vec());
     // B has not run its pass yet: it still holds the old day, and a refresh neither
@@ -373,7 +374,7 @@ async fn each_node_prunes_its_own_index_in_its_retention_pass() {
     a.refresh_features().await.unwrap();
     assert_eq!(features_of(&a, &s).await, all[1..].to_vec());
     // B's own pass finds no row left to delete and prunes its index all the same.
-    let report = b.retention(t, &days).await.unwrap();
+    let report = b.retention(UnixMillis(t), &days).await.unwrap();
     assert_eq!(report.features_deleted, 0);
     assert_eq!(features_of(&b, &s).await, all[1..].to_vec());
     a.shutdown().await;

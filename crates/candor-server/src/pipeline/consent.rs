@@ -1,0 +1,185 @@
+//! Consent requests: who may act for whom, and a request turned into the commands the
+//! store applies as one atomic unit, the Global Privacy Control rule included.
+//!
+//! Who may act for whom: a browser write key only for the anonymous id it presents; a
+//! server write key for any id; a subject token for the user it was minted for. A
+//! request carrying `Sec-GPC: 1` refuses every sale/sharing purpose (channel `gpc`) and
+//! cannot grant them, in the same atomic unit as the rest of the request.
+
+use super::identity;
+use crate::error::{ApiError, ApiResult, Code};
+use candor_core::consent::{Action, Channel};
+use candor_core::crypto::{IdKind, MasterKey};
+use candor_core::ledger::Evidence;
+use candor_core::purpose::{Catalog, Purpose};
+use candor_core::time::UnixMillis;
+use candor_core::{PurposeId, Sensitive};
+use candor_store::{ConsentCommand, Identity, PurposeChange};
+use std::collections::BTreeMap;
+
+/// Who is asking, after authentication.
+pub enum Actor {
+    Browser,
+    Server,
+    /// A subject token, for this user id.
+    User(Sensitive<String>),
+}
+
+impl Actor {
+    pub fn default_channel(&self) -> Channel {
+        match self {
+            Actor::Browser => Channel::Prompt,
+            Actor::Server => Channel::Api,
+            Actor::User(_) => Channel::PreferenceCenter,
+        }
+    }
+}
+
+/// The identifiers a request names, checked against what the actor may act for.
+pub fn identities(
+    master: &MasterKey,
+    actor: &Actor,
+    user_id: Option<&str>,
+    anonymous_id: Option<&str>,
+) -> ApiResult<Vec<Identity>> {
+    let check = |v: &str, what: &str| -> ApiResult<()> {
+        if v.is_empty() || v.chars().count() > 512 {
+            return Err(ApiError::new(
+                Code::InvalidRequest,
+                format!("{what} must be 1 to 512 characters"),
+            ));
+        }
+        Ok(())
+    };
+    let user = match (actor, user_id) {
+        (Actor::Browser, Some(_)) => {
+            return Err(ApiError::new(
+                Code::SubjectTokenRequired,
+                "a browser write key may act only for its anonymousId; acting for a userId needs a subject token or a server key",
+            ))
+        }
+        (Actor::User(u), Some(given)) if given != u.expose() => {
+            return Err(ApiError::new(Code::Forbidden, "the subject token is for a different userId"))
+        }
+        (Actor::User(u), _) => Some(u.expose().clone()),
+        (_, u) => u.map(str::to_owned),
+    };
+    let mut out = Vec::new();
+    if let Some(u) = user {
+        check(&u, "userId")?;
+        out.push(identity(master, IdKind::UserId, &u));
+    }
+    if let Some(a) = anonymous_id {
+        check(a, "anonymousId")?;
+        out.push(identity(master, IdKind::AnonymousId, a));
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "anonymousId or userId is required",
+        ));
+    }
+    Ok(out)
+}
+
+pub fn channel(actor: &Actor, given: Option<&str>) -> ApiResult<Channel> {
+    match given {
+        None => Ok(actor.default_channel()),
+        Some(s) => match Channel::parse(s) {
+            Some(
+                c @ (Channel::Prompt
+                | Channel::PreferenceCenter
+                | Channel::Api
+                | Channel::EmailConfirmation),
+            ) => Ok(c),
+            _ => Err(ApiError::new(
+                Code::InvalidRequest,
+                "channel must be prompt, preference_center, email_confirmation or api",
+            )),
+        },
+    }
+}
+
+/// Evidence as a client supplied it, checked against the limits (`Evidence::parse`).
+pub fn evidence(supplied: BTreeMap<String, String>) -> ApiResult<Evidence> {
+    Evidence::parse(supplied).map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()))
+}
+
+/// A change of `p` to `action`, under the notice the catalog holds now.
+pub fn change(p: &Purpose, action: Action) -> PurposeChange {
+    PurposeChange {
+        purpose: p.id.clone(),
+        bit: p.bit,
+        action,
+        notice_version: p.notice.version,
+        notice_hash: p.notice.hash,
+    }
+}
+
+/// One consent request, checked.
+pub struct Request {
+    pub identities: Vec<Identity>,
+    /// The choices, in request order, for purposes of the catalog.
+    pub choices: Vec<(PurposeId, Action)>,
+    pub channel: Channel,
+    pub evidence: Evidence,
+    /// The request carried `Sec-GPC: 1`.
+    pub gpc: bool,
+    pub time: UnixMillis,
+}
+
+/// What the Global Privacy Control signal did to a request.
+pub struct GpcApplied {
+    /// Grants the request asked for that the signal overrode.
+    pub overridden: Vec<String>,
+}
+
+/// The commands for one request, to apply atomically: the GPC refusal of every
+/// sale/sharing purpose (when the signal is present) and the choices, minus what the
+/// signal forbids.
+pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option<GpcApplied>) {
+    let sale = catalog.sale_or_sharing();
+    let mut cmds = Vec::new();
+    let mut evidence = req.evidence;
+    if req.gpc {
+        evidence = evidence.with("gpc", "1");
+        cmds.push(ConsentCommand {
+            identities: req.identities.clone(),
+            create: true,
+            changes: catalog
+                .purposes()
+                .iter()
+                .filter(|p| sale.contains(p.bit))
+                .map(|p| change(p, Action::Refuse))
+                .collect(),
+            channel: Channel::Gpc,
+            evidence: Evidence::default().with("signal", "Sec-GPC: 1"),
+            time_ms: req.time,
+        });
+    }
+    let mut overridden = Vec::new();
+    let mut changes = Vec::new();
+    for (id, action) in req.choices {
+        let Some(p) = catalog.purpose(&id) else {
+            continue;
+        };
+        if req.gpc && sale.contains(p.bit) {
+            if action == Action::Grant {
+                overridden.push(id.to_string());
+            }
+            continue;
+        }
+        changes.push(change(p, action));
+    }
+    if !changes.is_empty() || cmds.is_empty() {
+        cmds.push(ConsentCommand {
+            identities: req.identities,
+            create: true,
+            changes,
+            channel: req.channel,
+            evidence,
+            time_ms: req.time,
+        });
+    }
+    (cmds, req.gpc.then_some(GpcApplied { overridden }))
+}
