@@ -12,7 +12,7 @@
 //!   on the same strings (`bench/codec-ref`). Prints strings/s, the ratios and the targets
 //!   (20x decode, 10x encode).
 //!
-//! - `insights`: the privacy engine answering a grouped count + clamped sum with partition
+//! - `insights` (`dp_query.rs`): the privacy engine answering a grouped count + clamped sum with partition
 //!   selection over synthetic daily features at 1, 3 and 10 million subjects, beside
 //!   PipelineDP and OpenDP's Python package on the same data (`bench/dp-ref`, installed
 //!   into `target/dp-venv`); prints times, RMSE, ratios, RSS and bytes per subject.
@@ -22,8 +22,8 @@
 
 mod codec;
 mod decision;
+mod dp_query;
 mod ingest;
-mod insights;
 mod load;
 
 use anyhow::{bail, Result};
@@ -34,7 +34,7 @@ fn main() -> Result<()> {
         Some("ingest") => ingest::run(&args[1..]),
         Some("decision") => decision::run(),
         Some("codec") => codec::run(&args[1..]),
-        Some("insights") => insights::run(&args[1..]),
+        Some("insights") => dp_query::run(&args[1..]),
         _ => bail!(
             "usage: candor-bench ingest [--seconds N] [--subjects N] [--rounds N] [--no-postgres | --postgres-only] | decision \
              | codec [--vectors DIR] [--min-strings N] [--seconds S] \

@@ -243,7 +243,6 @@ pub(crate) struct Feat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Write {
     Set,
-    Raise,
     Add,
 }
 
@@ -358,15 +357,6 @@ impl FeatureIndex {
         self.write_activity(subject, dense, f, Write::Add);
     }
 
-    /// Like [`FeatureIndex::set_activity`], but never lowers a count. A stored count only
-    /// grows while its row lives (rows are deleted, never decremented, and deletions reach
-    /// the index through [`FeatureIndex::remove_subject`] and the retention floor), so
-    /// writers that commit concurrently can publish in any order and the index still ends
-    /// at the last committed value.
-    pub fn raise_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature) {
-        self.write_activity(subject, dense, f, Write::Raise);
-    }
-
     fn write_activity(&self, subject: SubjectId, dense: u32, f: &DailyFeature, how: Write) {
         if f.day.offset() < self.floor.load(std::sync::atomic::Ordering::Acquire) {
             return;
@@ -386,7 +376,6 @@ impl FeatureIndex {
             .feats
             .binary_search_by(|x| (x.kc, x.day).cmp(&(feat.kc, feat.day)))
         {
-            Ok(i) if how == Write::Raise => e.feats[i].count = e.feats[i].count.max(feat.count),
             Ok(i) if how == Write::Add => {
                 e.feats[i].count = e.feats[i].count.saturating_add(feat.count)
             }
@@ -551,17 +540,17 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn raising_never_lowers_and_the_retention_floor_holds() {
+    fn adding_sums_and_the_retention_floor_holds() {
         let ix = FeatureIndex::new(schema()).unwrap();
         let s = SubjectId::random();
-        ix.raise_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 5));
-        ix.raise_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 3)); // late, older
-        assert_eq!(ix.features_of(&s)[0].count, 5);
-        ix.raise_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 8));
+        ix.add_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 5));
+        ix.add_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 3));
         assert_eq!(ix.features_of(&s)[0].count, 8);
+        ix.add_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", u32::MAX));
+        assert_eq!(ix.features_of(&s)[0].count, u32::MAX, "saturates");
         assert_eq!(ix.prune_before(Day::from_days(20_001).unwrap()), 1);
         // a late write of a pruned day does not come back, by either path
-        ix.raise_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 9));
+        ix.add_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 9));
         ix.set_activity(s, 1, &feat(20_000, FeatureKind::AppUsed, "games", 9));
         assert!(ix.features_of(&s).is_empty());
         ix.set_activity(s, 1, &feat(20_001, FeatureKind::AppUsed, "games", 1));

@@ -5,7 +5,7 @@ use crate::auth::{Sources, SubjectTokens};
 use crate::config::{ConfigError, Settings};
 use crate::datadir::{self, DataDirError, DirLock};
 use crate::iab::{Gvl, IabContext};
-use crate::routes::{admin, consent, ingest, insights, meta};
+use crate::routes::{admin, advertisers, consent, ingest, meta};
 use crate::state::{system_clock, AppState, Clock, Inner};
 use crate::telemetry::{self, RequestFinished};
 use axum::extract::{MatchedPath, Request};
@@ -262,17 +262,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/stats", get(admin::stats))
         .route(
             "/v1/admin/advertisers",
-            post(insights::create_advertiser).get(insights::list_advertisers),
+            post(advertisers::create_advertiser).get(advertisers::list_advertisers),
         )
         .route(
             "/v1/admin/advertisers/{id}",
-            axum::routing::patch(insights::update_advertiser),
+            axum::routing::patch(advertisers::update_advertiser),
         )
         .route(
             "/v1/admin/advertisers/{id}/rotate-key",
-            post(insights::rotate_key),
+            post(advertisers::rotate_key),
         )
-        .route("/v1/admin/insights/reports", get(insights::audit))
+        .route("/v1/admin/insights/reports", get(advertisers::audit))
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .route("/openapi.json", get(meta::openapi))
@@ -285,11 +285,11 @@ pub fn router(state: AppState) -> Router {
         ));
     // The advertiser's own routes: the only ones an advertiser key reaches.
     let advertiser = Router::new()
-        .route("/v1/insights/query", post(insights::query))
-        .route("/v1/insights/schema", get(insights::schema))
-        .route("/v1/insights/budget", get(insights::budget))
-        .route("/v1/insights/reports", get(insights::reports))
-        .route("/v1/insights/reports/{id}", get(insights::report));
+        .route("/v1/insights/query", post(advertisers::query))
+        .route("/v1/insights/schema", get(advertisers::schema))
+        .route("/v1/insights/budget", get(advertisers::budget))
+        .route("/v1/insights/reports", get(advertisers::reports))
+        .route("/v1/insights/reports/{id}", get(advertisers::report));
     advertiser
         .merge(everything_else)
         .layer(middleware::from_fn(record_latency))
@@ -303,9 +303,9 @@ async fn deny_advertiser_keys(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(key) = crate::insights::presented_key(req.headers()) {
+    if let Some(key) = crate::audience::presented_key(req.headers()) {
         let valid = matches!(
-            st.store.advertiser_by_key(&crate::insights::key_hash(&key)).await,
+            st.store.advertiser_by_key(&crate::audience::key_hash(&key)).await,
             Ok(Some(a)) if !a.disabled
         );
         if valid {

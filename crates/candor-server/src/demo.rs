@@ -249,7 +249,7 @@ fn country(rng: &mut ChaCha8Rng) -> &'static str {
 /// Creates the demo advertiser (fixed, documented key; all features and dimensions) if
 /// it does not exist yet.
 pub async fn seed_advertiser(st: &AppState) -> Result<(), ApiError> {
-    use crate::insights;
+    use crate::audience;
     if st.store.advertiser(ADVERTISER_ID).await?.is_some() {
         return Ok(());
     }
@@ -259,8 +259,8 @@ pub async fn seed_advertiser(st: &AppState) -> Result<(), ApiError> {
         .upsert_advertiser(candor_store::Advertiser {
             id: ADVERTISER_ID.into(),
             name: "Acme Ads (demo)".into(),
-            key_hash: insights::key_hash(crate::config::demo::ADVERTISER_KEY),
-            budget: insights::budget(ADVERTISER_BUDGET.0, ADVERTISER_BUDGET.1),
+            key_hash: audience::key_hash(crate::config::demo::ADVERTISER_KEY),
+            budget: audience::budget(ADVERTISER_BUDGET.0, ADVERTISER_BUDGET.1),
             period: candor_store::BudgetPeriod::Month,
             allowed_features: candor_insights::FeatureKind::ALL
                 .iter()

@@ -2,12 +2,16 @@
 //!
 //! - [`app`]: `Application::build(settings)`, shared by `main` and the tests; the router.
 //! - [`config`]: the operator's TOML configuration with built-in defaults.
-//! - [`routes`]: one module per resource (ingest, consent, admin, meta).
+//! - [`routes`]: the HTTP sources, one module per resource (ingest, consent,
+//!   advertisers, admin, meta); a route only translates HTTP.
+//! - [`pipeline`]: ingestion and consent as stages (source → gate → sealing → store),
+//!   called by the routes, the demo seeder and import alike.
 //! - [`segment`]: the Segment message format, validated at the edge.
 //! - [`body`]: body limits, gzip, UTF-8.
 //! - [`auth`]: write keys, admin token, subject tokens (constant-time comparisons).
 //! - [`error`]: the one table from error to stable code and HTTP status.
-//! - [`insights`]: advertiser keys, budget periods, fixed-point costs, answering a query.
+//! - [`audience`]: advertiser keys, budget periods, fixed-point costs, answering an
+//!   insight query (compile, scan, noise, charge, then respond).
 //! - [`iab`]: consent ↔ IAB TC, GPP and US Privacy strings; the vendor list.
 //! - [`receipts`]: consent receipts as JSON, and their offline verification.
 //! - [`telemetry`]: typed internal events and Prometheus metrics.
@@ -20,6 +24,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod app;
+pub mod audience;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -27,7 +32,6 @@ pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod iab;
-pub mod insights;
 pub mod ledger;
 pub mod ops;
 pub mod pipeline;

@@ -80,6 +80,14 @@ pub(crate) fn report_by_id() -> String {
     format!("SELECT {REPORT_COLS} FROM insight_reports r WHERE r.id = $1")
 }
 
+/// Events in id order after `$1`, `$2` at most (purposes as stored).
+pub(crate) fn events_after() -> String {
+    format!(
+        "SELECT {} FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+        crate::rows::EVENT_COLS
+    )
+}
+
 pub(crate) const DENSE_OF: &str = "SELECT dense FROM insight_subjects WHERE subject_id = $1";
 
 /// Every shared statement, for the placeholder check.
@@ -109,6 +117,7 @@ pub(crate) fn all() -> Vec<String> {
         all_advertisers(),
         reports_page(),
         report_by_id(),
+        events_after(),
     ]);
     for mode in [
         crate::advertisers::PutMode::Create,

@@ -1,4 +1,6 @@
-//! HTTP routes, one module per resource. The router and its roles:
+//! HTTP routes, one module per resource: `ingest` (Segment API), `consent`,
+//! `advertisers` (the advertiser's insight API and the operator's advertiser admin),
+//! `admin`, `meta`. The router and its roles:
 //!
 //! | path | role |
 //! |---|---|
@@ -10,9 +12,9 @@
 //! | `/healthz`, `/.well-known/gpc.json`, `/openapi.json`, `/v1/receipts/public-key`, `/v1/purposes` | anyone |
 
 pub mod admin;
+pub mod advertisers;
 pub mod consent;
 pub mod ingest;
-pub mod insights;
 pub mod meta;
 
 /// True when the request carries the Global Privacy Control signal (`Sec-GPC: 1`).

@@ -5,11 +5,11 @@
 
 mod helpers;
 
+mod audience;
 mod auth;
 mod bad_input;
 mod consent;
 mod iab;
 mod ingest;
-mod insights;
 mod meta;
 mod withdrawal;

@@ -96,29 +96,84 @@ impl SweepPass {
     }
 }
 
-/// Applies floors to a chunk of events read in id order (purposes as stored): appends
-/// the ones some purpose may still use, with their purposes masked, to `out` until it
-/// holds `limit`. Returns the id of the last event looked at (where the next chunk
-/// starts), `None` for an empty chunk.
-pub fn visible(
-    chunk: Vec<crate::types::StoredEvent>,
-    floors: &Floors,
-    out: &mut Vec<crate::types::StoredEvent>,
+/// A page of events with floors applied: at most `limit` that some purpose may still
+/// use, in id order, however many hidden rows it has to skip. A backend reads chunks
+/// where [`Page::next`] says, loads the floors of the subjects [`Page::unknown`] names,
+/// and hands the chunk to [`Page::take`], until `next` says the page is complete.
+#[derive(Debug)]
+pub struct Page {
+    out: Vec<crate::types::StoredEvent>,
+    floors: Floors,
+    cursor: i64,
     limit: usize,
-) -> Option<i64> {
-    let mut last = None;
-    for mut e in chunk {
-        if out.len() >= limit {
-            break;
-        }
-        last = Some(e.id);
-        let m = floors.get(&e.subject).map_or(0, |f| mask(f, e.id));
-        e.purposes = candor_core::PurposeSet::from_bits(e.purposes.bits() & !m);
-        if !e.purposes.is_empty() {
-            out.push(e);
+    exhausted: bool,
+}
+
+impl Page {
+    pub fn new(after: i64, limit: usize) -> Self {
+        Self {
+            out: Vec::new(),
+            floors: Floors::default(),
+            cursor: after,
+            limit,
+            exhausted: false,
         }
     }
-    last
+
+    /// The id the next chunk starts after, `None` once the page is complete.
+    pub fn next(&self) -> Option<i64> {
+        (!self.exhausted && self.out.len() < self.limit).then_some(self.cursor)
+    }
+
+    /// Subjects of `chunk` whose floors are not loaded yet.
+    pub fn unknown(&self, chunk: &[crate::types::StoredEvent]) -> Vec<SubjectId> {
+        let mut v: Vec<SubjectId> = chunk
+            .iter()
+            .map(|e| e.subject)
+            .filter(|s| !self.floors.contains_key(s))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Records the floors of subjects [`Page::unknown`] named (one row per floor; a
+    /// subject with none is recorded with none).
+    pub fn floors(
+        &mut self,
+        subjects: &[SubjectId],
+        rows: impl IntoIterator<Item = (SubjectId, u8, i64)>,
+    ) {
+        for s in subjects {
+            self.floors.entry(*s).or_default();
+        }
+        for (s, bit, upto) in rows {
+            self.floors.entry(s).or_default().push((bit, upto));
+        }
+    }
+
+    /// Takes a chunk read in id order with purposes as stored: keeps what some purpose
+    /// may still use, masked, up to the limit.
+    pub fn take(&mut self, chunk: Vec<crate::types::StoredEvent>) {
+        if chunk.is_empty() {
+            self.exhausted = true;
+        }
+        for mut e in chunk {
+            if self.out.len() >= self.limit {
+                break;
+            }
+            self.cursor = e.id;
+            let m = self.floors.get(&e.subject).map_or(0, |f| mask(f, e.id));
+            e.purposes = candor_core::PurposeSet::from_bits(e.purposes.bits() & !m);
+            if !e.purposes.is_empty() {
+                self.out.push(e);
+            }
+        }
+    }
+
+    pub fn into_events(self) -> Vec<crate::types::StoredEvent> {
+        self.out
+    }
 }
 
 #[cfg(test)]

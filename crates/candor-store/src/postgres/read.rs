@@ -1,7 +1,7 @@
 //! Read queries on pooled connections.
 
 use super::sql;
-use crate::plan::floors::{self, Floors};
+use crate::plan::floors::Page;
 use crate::rows::{self, Col};
 use crate::types::*;
 use crate::{statements as q, StoreError};
@@ -98,49 +98,34 @@ pub(super) async fn events_page(
         .read_only(true)
         .start()
         .await?;
-    let mut out = Vec::new();
-    let mut floors = Floors::default();
-    let mut cursor = after;
-    // Rows hidden by floors do not count towards `limit`; keep reading until filled.
-    while out.len() < limit {
-        let chunk = all(
-            &tx,
-            &format!(
-                "SELECT {} FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-                rows::EVENT_COLS
-            ),
-            &[&cursor, &(limit as i64)],
-            rows::stored_event,
-        )
+    let mut page = Page::new(after, limit);
+    while let Some(after) = page.next() {
+        let chunk = all(&tx, &q::events_after(), &[&after, &(limit as i64)], |r| {
+            rows::stored_event(r)
+        })
         .await?;
-        let mut missing: Vec<Vec<u8>> = Vec::new();
-        for e in &chunk {
-            if let std::collections::hash_map::Entry::Vacant(v) = floors.entry(e.subject) {
-                v.insert(Vec::new());
-                missing.push(e.subject.as_bytes().to_vec());
-            }
-        }
-        if !missing.is_empty() {
-            for f in sql::query(
+        let unknown = page.unknown(&chunk);
+        if !unknown.is_empty() {
+            let ids: Vec<&[u8]> = unknown.iter().map(|s| &s.as_bytes()[..]).collect();
+            let rows = all(
                 &tx,
                 "SELECT subject_id, bit, upto_id FROM purpose_floors WHERE subject_id = ANY($1)",
-                &[&missing],
+                &[&ids],
+                |r| {
+                    Ok((
+                        r.subject(0)?,
+                        u8::try_from(r.int(1)?).unwrap_or(u8::MAX),
+                        r.int(2)?,
+                    ))
+                },
             )
-            .await?
-            {
-                floors
-                    .entry(f.subject(0)?)
-                    .or_default()
-                    .push((u8::try_from(f.int(1)?).unwrap_or(u8::MAX), f.int(2)?));
-            }
+            .await?;
+            page.floors(&unknown, rows);
         }
-        match floors::visible(chunk, &floors, &mut out, limit) {
-            Some(last) => cursor = last,
-            None => break,
-        }
+        page.take(chunk);
     }
     tx.commit().await?;
-    Ok(out)
+    Ok(page.into_events())
 }
 
 pub(super) async fn stats(c: &Object) -> Result<Stats, StoreError> {

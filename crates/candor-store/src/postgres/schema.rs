@@ -152,7 +152,7 @@ const MIGRATIONS: &[&str] = &[
         dense      BIGINT NOT NULL
     );
     -- Every insert or update of a feature or declared row takes a fresh number, so a
-    -- node can read what others wrote since it last looked (see `insights`). CACHE 1
+    -- node can read what others wrote since it last looked (see `features`). CACHE 1
     -- (the default) on purpose: numbers must be handed out in time order across
     -- sessions.
     CREATE SEQUENCE insight_seq CACHE 1;
@@ -221,11 +221,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX insight_report_members_chunk ON insight_report_members (chunk);
     "#,
-    // 3: insight features derived from the event log after commit (see `derive`). A
-    // featured row keeps its deltas (sealed under the subject's key) in `features`; the
-    // feature tables include every logged row up to `applied_upto`. Rows stored before
-    // this version had their features written with them, so the watermark starts at the
-    // last id handed out.
+    // 3: features derived from the event log after commit (`derive`): an event's sealed
+    // deltas, and how far the log has been applied (from the last id handed out: older
+    // rows had their features written with them).
     r#"
     ALTER TABLE events ADD COLUMN features BYTEA;
     CREATE TABLE feature_watermark (

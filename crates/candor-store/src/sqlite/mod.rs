@@ -17,6 +17,7 @@ mod read;
 mod retention;
 pub(crate) mod schema;
 mod sweep;
+mod txn;
 mod writer;
 
 use crate::caches::Caches;

@@ -1,7 +1,7 @@
 //! Read queries, run on pooled read connections (WAL lets them run beside the writer).
 
 use crate::dedup::DedupWindow;
-use crate::plan::floors::{self, Floors};
+use crate::plan::floors::Page;
 use crate::rows::{self, Col};
 use crate::types::*;
 use crate::{statements as q, StoreError};
@@ -92,36 +92,24 @@ pub(super) fn events_page(
     limit: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = conn.unchecked_transaction()?;
-    let mut out = Vec::new();
-    let mut floors = Floors::default();
-    let mut cursor = after;
-    // Rows hidden by floors do not count towards `limit`; keep reading until filled.
-    while out.len() < limit {
-        let chunk = all(
-            &tx,
-            &format!(
-                "SELECT {} FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
-                rows::EVENT_COLS
-            ),
-            params![cursor, limit as i64],
-            |r| rows::stored_event(r),
-        )?;
-        for e in &chunk {
-            if let std::collections::hash_map::Entry::Vacant(v) = floors.entry(e.subject) {
-                v.insert(all(
-                    &tx,
-                    "SELECT bit, upto_id FROM purpose_floors WHERE subject_id = ?1",
-                    params![&e.subject.as_bytes()[..]],
-                    |r| Ok((u8::try_from(r.int(0)?).unwrap_or(u8::MAX), r.int(1)?)),
-                )?);
-            }
+    let mut page = Page::new(after, limit);
+    while let Some(after) = page.next() {
+        let chunk = all(&tx, &q::events_after(), params![after, limit as i64], |r| {
+            rows::stored_event(r)
+        })?;
+        let unknown = page.unknown(&chunk);
+        for s in &unknown {
+            let f = all(
+                &tx,
+                "SELECT bit, upto_id FROM purpose_floors WHERE subject_id = ?1",
+                params![&s.as_bytes()[..]],
+                |r| Ok((*s, u8::try_from(r.int(0)?).unwrap_or(u8::MAX), r.int(1)?)),
+            )?;
+            page.floors(std::slice::from_ref(s), f);
         }
-        match floors::visible(chunk, &floors, &mut out, limit) {
-            Some(last) => cursor = last,
-            None => break,
-        }
+        page.take(chunk);
     }
-    Ok(out)
+    Ok(page.into_events())
 }
 
 /// The de-duplication window as of the newest stored event: keys received within

@@ -10,9 +10,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod features_and_budgets;
 mod fixtures;
 mod harness;
-mod insights;
 mod postgres_nodes;
 mod postgres_schema;
 
@@ -51,17 +51,17 @@ both_backends!(
     conformance::floors_apply_on_read_and_sweep_rewrites,
     conformance::retention_keeps_the_longest_purpose,
     conformance::stats_count_what_is_stored,
-    insights::features_are_written_only_under_the_insights_purpose,
-    insights::feature_counts_are_absolute,
-    insights::features_reload_after_reopen,
-    insights::features_past_the_watermark_are_derived_once,
-    insights::withdrawal_deletes_features,
-    insights::leftovers_from_unconfigured_times_never_return,
-    insights::declared_fields_set_and_clear,
-    insights::features_expire_with_retention,
-    insights::budget_charges_are_atomic,
-    insights::creating_an_advertiser_never_overwrites_one,
-    insights::replacing_an_advertiser_is_compare_and_set,
-    insights::advertisers_round_trip,
-    insights::subject_reports_find_members,
+    features_and_budgets::features_are_written_only_under_the_insights_purpose,
+    features_and_budgets::feature_counts_are_absolute,
+    features_and_budgets::features_reload_after_reopen,
+    features_and_budgets::features_past_the_watermark_are_derived_once,
+    features_and_budgets::withdrawal_deletes_features,
+    features_and_budgets::leftovers_from_unconfigured_times_never_return,
+    features_and_budgets::declared_fields_set_and_clear,
+    features_and_budgets::features_expire_with_retention,
+    features_and_budgets::budget_charges_are_atomic,
+    features_and_budgets::creating_an_advertiser_never_overwrites_one,
+    features_and_budgets::replacing_an_advertiser_is_compare_and_set,
+    features_and_budgets::advertisers_round_trip,
+    features_and_budgets::subject_reports_find_members,
 );

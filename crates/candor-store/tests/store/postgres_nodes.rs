@@ -1,8 +1,10 @@
 //! PostgreSQL only: two stores on one database behave as two Candor nodes.
 
+use crate::features_and_budgets::{
+    advertiser, concurrent_charges_never_overspend, report, subject, EPS, IA,
+};
 use crate::fixtures::*;
 use crate::harness::Postgres;
-use crate::insights::{advertiser, concurrent_charges_never_overspend, report, subject, EPS, IA};
 use candor_core::consent::Action;
 use candor_core::ledger::verify_chain;
 use candor_core::UnixMillis;

@@ -3,10 +3,10 @@
 //! admin token only). Advertisers see aggregates with noise and their own budget and
 //! reports; never a subject id, an event or a profile.
 
+use crate::audience::{self, budget_json, KEY_PREFIX};
 use crate::auth;
 use crate::body::{parse_json, read_text};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::insights::{self, budget_json, KEY_PREFIX};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -146,19 +146,19 @@ pub async fn query(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let adv = insights::advertiser(&st, &headers).await?;
+    let adv = audience::advertiser(&st, &headers).await?;
     let text = read_text(&headers, body, 64 * 1024, Code::InvalidQuery).await?;
     let raw: Value = parse_json(&text)?;
     let dto: QueryDto =
         serde_json::from_value(raw.clone()).map_err(|e| bad(format!("invalid query: {e}")))?;
     let q = to_query(&st, dto)?;
-    let compiled = insights::compile(&st, &adv, &q)?;
-    Ok(Json(insights::answer(&st, &adv, compiled, raw).await?))
+    let compiled = audience::compile(&st, &adv, &q)?;
+    Ok(Json(audience::answer(&st, &adv, compiled, raw).await?))
 }
 
 /// `GET /v1/insights/schema`: what this advertiser may ask.
 pub async fn schema(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let adv = insights::advertiser(&st, &headers).await?;
+    let adv = audience::advertiser(&st, &headers).await?;
     let schema = st.store.features().schema();
     let declared: serde_json::Map<String, Value> = schema
         .declared
@@ -180,7 +180,7 @@ pub async fn schema(State(st): State<AppState>, headers: HeaderMap) -> ApiResult
 
 /// `GET /v1/insights/budget`
 pub async fn budget(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let adv = insights::advertiser(&st, &headers).await?;
+    let adv = audience::advertiser(&st, &headers).await?;
     Ok(Json(budget_json(&st, &adv).await?))
 }
 
@@ -201,7 +201,7 @@ fn released(r: &ReportRecord) -> Value {
         "time": crate::segment::format_time(r.time_ms),
         "period": r.period,
         "purpose": r.purpose,
-        "charged": insights::spend_json(r.cost),
+        "charged": audience::spend_json(r.cost),
         "query": query,
         "answer": answer,
     })
@@ -213,7 +213,7 @@ pub async fn reports(
     headers: HeaderMap,
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let adv = insights::advertiser(&st, &headers).await?;
+    let adv = audience::advertiser(&st, &headers).await?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     if q.advertiser.is_some() {
         return Err(ApiError::new(
@@ -240,7 +240,7 @@ pub async fn report(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let adv = insights::advertiser(&st, &headers).await?;
+    let adv = audience::advertiser(&st, &headers).await?;
     let not_found = || ApiError::new(Code::NotFound, "no such report");
     let id: i64 = id.parse().map_err(|_| not_found())?;
     match st.store.report(id).await? {
@@ -291,7 +291,7 @@ fn apply(st: &AppState, a: &mut Advertiser, d: AdvertiserDto) -> ApiResult<()> {
         if !(b.delta.is_finite() && (0.0..=1e-3).contains(&b.delta)) {
             return Err(invalid("budget.delta must be in [0, 0.001]"));
         }
-        a.budget = insights::budget(b.epsilon, b.delta);
+        a.budget = audience::budget(b.epsilon, b.delta);
     }
     if let Some(p) = d.period {
         a.period =
@@ -363,13 +363,13 @@ pub async fn create_advertiser(
     if d.name.is_none() || d.budget.is_none() {
         return Err(invalid("name and budget are required"));
     }
-    let key = insights::new_api_key();
+    let key = audience::new_api_key();
     let now = st.now_ms();
     let mut a = Advertiser {
         id,
         name: String::new(),
-        key_hash: insights::key_hash(&key),
-        budget: insights::budget(0.0, 0.0),
+        key_hash: audience::key_hash(&key),
+        budget: audience::budget(0.0, 0.0),
         period: BudgetPeriod::Month,
         allowed_features: FeatureKind::ALL
             .iter()
@@ -468,9 +468,9 @@ pub async fn rotate_key(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
-    let key = insights::new_api_key();
+    let key = audience::new_api_key();
     debug_assert!(key.starts_with(KEY_PREFIX));
-    let hash = insights::key_hash(&key);
+    let hash = audience::key_hash(&key);
     modify(&st, &id, |a| {
         a.key_hash = hash;
         Ok(())
@@ -501,8 +501,8 @@ pub async fn audit(
         .map(|r| {
             let mut v = released(r);
             v["advertiser"] = json!(r.advertiser);
-            v["spentAfter"] = insights::spend_json(r.spent_after);
-            v["budget"] = insights::spend_json(r.budget);
+            v["spentAfter"] = audience::spend_json(r.spent_after);
+            v["budget"] = audience::spend_json(r.budget);
             v
         })
         .collect();
