@@ -70,6 +70,11 @@ slug_id!(
     SourceId,
     "source id"
 );
+slug_id!(
+    /// A consent prompt variant, e.g. `standard` or `compact_bar`.
+    VariantId,
+    "variant id"
+);
 
 /// A subject's pseudonym: 128 random bits. It is what the ledger records; once the
 /// identifiers that resolve to it are erased, it links to no one.

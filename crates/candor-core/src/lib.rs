@@ -3,6 +3,10 @@
 //! - [`ids`]: parse-don't-validate newtypes (`PurposeId`, `CategoryId`, `SubjectId`, ...).
 //! - [`purpose`]: purposes, notices and the catalog that maps data categories to the
 //!   purposes allowed to use them ([`purpose::Catalog`]).
+//! - [`lang`]: language tags and the fallback from `fr-ca` to `fr` to the default.
+//! - [`optin`]: opt-in rates with Wilson intervals, and the two-proportion z-test.
+//! - [`prompt`]: consent prompt variants, their stable assignment, and the linter that
+//!   refuses dark patterns in what a variant declares and in what a browser rendered.
 //! - [`purpose_set`]: a compact bit set of purposes, the currency of consent decisions.
 //! - [`consent`]: consent statuses, actions, channels and the state machine between them.
 //! - [`index`]: the in-memory consent index (subject → granted purposes) consulted on
@@ -27,7 +31,10 @@ pub mod event;
 pub mod idhash;
 pub mod ids;
 pub mod index;
+pub mod lang;
 pub mod ledger;
+pub mod optin;
+pub mod prompt;
 pub mod purpose;
 pub mod purpose_set;
 pub mod receipt;
@@ -35,7 +42,7 @@ pub mod sensitive;
 pub mod time;
 
 pub use consent::{Action, Channel, ConsentStatus};
-pub use ids::{CategoryId, IdError, PurposeId, SourceId, SubjectId};
+pub use ids::{CategoryId, IdError, PurposeId, SourceId, SubjectId, VariantId};
 pub use purpose_set::PurposeSet;
 pub use sensitive::Sensitive;
 pub use time::UnixMillis;

@@ -7,6 +7,7 @@
 
 use crate::event::EventKind;
 use crate::ids::{CategoryId, PurposeId};
+use crate::lang::Language;
 use crate::purpose_set::{PurposeSet, MAX_PURPOSES};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,23 @@ impl Notice {
     }
 }
 
+/// A purpose's title and notice in one more language. The notice keeps the purpose's
+/// version (a new version means every language is re-asked) but has its own text and
+/// therefore its own hash: the ledger records the hash of the text the person read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Translation {
+    pub title: String,
+    pub notice: Notice,
+}
+
+/// What a person reading in one language is shown for a purpose.
+#[derive(Clone, Copy, Debug)]
+pub struct Localized<'a> {
+    pub language: &'a Language,
+    pub title: &'a str,
+    pub notice: &'a Notice,
+}
+
 #[derive(Clone, Debug)]
 pub struct Purpose {
     pub id: PurposeId,
@@ -51,6 +69,37 @@ pub struct Purpose {
     /// GPP `usnat` opt-out fields (e.g. `SaleOptOut`) that refusing this purpose sets.
     pub usnat_opt_outs: Vec<String>,
     pub dpv: Option<String>,
+    /// Google Consent Mode signals (`analytics_storage`, ...) this purpose's grant
+    /// allows; a signal is granted only when every purpose naming it is.
+    pub consent_mode: Vec<String>,
+    /// The title and notice in other languages than the catalog's default.
+    pub translations: BTreeMap<Language, Translation>,
+}
+
+impl Purpose {
+    /// The title and notice for `language` (`None`: the default), falling back from
+    /// the exact tag to its primary language and then to the catalog's default text.
+    pub fn localized<'a>(
+        &'a self,
+        default_language: &'a Language,
+        language: Option<&Language>,
+    ) -> Localized<'a> {
+        let found = language
+            .and_then(|l| l.best_match(self.translations.keys()))
+            .and_then(|l| self.translations.get_key_value(l));
+        match found {
+            Some((language, t)) => Localized {
+                language,
+                title: &t.title,
+                notice: &t.notice,
+            },
+            None => Localized {
+                language: default_language,
+                title: &self.title,
+                notice: &self.notice,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -99,6 +148,8 @@ pub struct Catalog {
     rules: HashMap<EventKind, (HashMap<String, CategoryId>, Option<CategoryId>)>,
     sale_or_sharing: PurposeSet,
     all: PurposeSet,
+    /// The language of the purposes' own titles and notices.
+    language: Language,
 }
 
 impl Catalog {
@@ -186,7 +237,28 @@ impl Catalog {
             rules: rule_map,
             sale_or_sharing: sale,
             all,
+            language: Language::english(),
         })
+    }
+
+    /// Declares the language the purposes' own titles and notices are written in.
+    pub fn with_language(mut self, language: Language) -> Self {
+        self.language = language;
+        self
+    }
+
+    pub fn language(&self) -> &Language {
+        &self.language
+    }
+
+    /// Every language some notice is written in, the default among them, sorted.
+    pub fn languages(&self) -> Vec<&Language> {
+        let mut all: Vec<&Language> = std::iter::once(&self.language)
+            .chain(self.purposes.iter().flat_map(|p| p.translations.keys()))
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     pub fn purposes(&self) -> &[Purpose] {
@@ -279,6 +351,8 @@ pub(crate) mod tests {
             tcf_special_features: vec![],
             usnat_opt_outs: vec![],
             dpv: None,
+            consent_mode: vec![],
+            translations: BTreeMap::new(),
         }
     }
 

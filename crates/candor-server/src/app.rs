@@ -5,7 +5,7 @@ use crate::auth::{Sources, SubjectTokens};
 use crate::config::{ConfigError, Settings};
 use crate::datadir::{self, DataDirError, DirLock};
 use crate::iab::{Gvl, IabContext};
-use crate::routes::{admin, advertisers, consent, ingest, meta};
+use crate::routes::{admin, advertisers, consent, ingest, meta, prompt};
 use crate::state::{system_clock, AppState, Clock, Inner};
 use crate::telemetry::{self, RequestFinished};
 use axum::extract::{MatchedPath, Request};
@@ -150,6 +150,7 @@ impl Application {
             insights_bit: insights.map(|p| p.bit),
             insights_retention_days: insights.map_or(0, |p| p.retention_days),
             insight_scans: tokio::sync::Semaphore::new(1),
+            prompt: crate::prompt::PromptState::new().map_err(ConfigError::Invalid)?,
             iab,
             sources: Sources::new(&settings.sources),
             subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),
@@ -187,10 +188,15 @@ impl Application {
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let retention = tokio::spawn(retention_loop(self.state.clone()));
+        let counts = tokio::spawn(prompt_count_loop(self.state.clone()));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         retention.abort();
+        counts.abort();
+        if let Err(e) = self.state.prompt.flush(store.as_ref()).await {
+            tracing::warn!(error = %e, "prompt counts not written at shutdown");
+        }
         store.shutdown().await;
         served
     }
@@ -211,6 +217,17 @@ async fn retention_loop(state: AppState) {
         match state.store.retention(state.now(), &days).await {
             Ok(r) => tracing::info!(?r, "retention pass"),
             Err(e) => tracing::warn!(error = %e, "retention pass failed; will retry"),
+        }
+    }
+}
+
+/// Writes the prompt's pending anonymous counts every few seconds.
+async fn prompt_count_loop(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.prompt.flush(state.store.as_ref()).await {
+            tracing::warn!(error = %e, "prompt counts not written; will retry");
         }
     }
 }
@@ -273,6 +290,20 @@ pub fn router(state: AppState) -> Router {
             post(advertisers::rotate_key),
         )
         .route("/v1/admin/insights/reports", get(advertisers::audit))
+        .route("/candor.js", get(prompt::candor_js))
+        .route("/candor-lint.js", get(prompt::lint_js))
+        .route("/v1/prompt", get(prompt::config))
+        .route("/v1/prompt/events", post(prompt::event))
+        .route("/v1/admin/prompt/lint", post(prompt::lint))
+        .route(
+            "/v1/admin/prompt/variants",
+            post(prompt::save).get(prompt::list),
+        )
+        .route(
+            "/v1/admin/prompt/variants/{id}",
+            axum::routing::patch(prompt::patch),
+        )
+        .route("/v1/admin/prompt/stats", get(prompt::stats))
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .route("/openapi.json", get(meta::openapi))
@@ -292,6 +323,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/insights/reports/{id}", get(advertisers::report));
     advertiser
         .merge(everything_else)
+        .layer(middleware::from_fn(crate::cors::layer))
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
 }

@@ -6,15 +6,27 @@
 //! are held in [`Sensitive`] so they never reach a log.
 
 use candor_core::event::EventKind;
-use candor_core::purpose::{Category, EventRule, Notice, Purpose};
+use candor_core::lang::Language;
+use candor_core::purpose::{Category, EventRule, Notice, Purpose, Translation};
 use candor_core::{CategoryId, PurposeId, Sensitive, SourceId};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub const DEFAULT_CATALOG: &str = include_str!("default-catalog.toml");
+
+/// The Google Consent Mode signals a purpose may map to.
+pub const CONSENT_MODE_SIGNALS: &[&str] = &[
+    "ad_storage",
+    "analytics_storage",
+    "ad_user_data",
+    "ad_personalization",
+    "functionality_storage",
+    "personalization_storage",
+    "security_storage",
+];
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -50,6 +62,10 @@ struct RawConfig {
     database: RawDatabase,
     #[serde(default)]
     insights: RawInsights,
+    #[serde(default)]
+    prompt: RawPrompt,
+    /// The language of the purposes' own titles and notices.
+    notice_language: Option<String>,
     categories: Option<Vec<RawCategory>>,
     purposes: Option<Vec<RawPurpose>>,
     event_mapping: Option<Vec<RawRule>>,
@@ -119,6 +135,15 @@ struct RawInsights {
     activity: Option<Vec<RawActivity>>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPrompt {
+    gdpr_applies: Option<bool>,
+    measure: Option<bool>,
+    #[serde(default)]
+    forbidden_wording: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDeclared {
@@ -171,6 +196,19 @@ struct RawPurpose {
     /// sale/sharing purposes.
     usnat_opt_outs: Option<Vec<String>>,
     dpv: Option<String>,
+    /// Google Consent Mode signals this purpose's grant allows.
+    #[serde(default)]
+    consent_mode: Vec<String>,
+    /// language tag → title and notice in that language (same notice version).
+    #[serde(default)]
+    translations: BTreeMap<String, RawTranslation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTranslation {
+    title: String,
+    notice: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +223,7 @@ struct RawRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCatalog {
+    notice_language: String,
     categories: Vec<RawCategory>,
     purposes: Vec<RawPurpose>,
     event_mapping: Vec<RawRule>,
@@ -215,6 +254,8 @@ pub struct OperatorInfo {
 /// Purposes without their store-assigned bits: the catalog is completed at start.
 #[derive(Clone, Debug)]
 pub struct CatalogSpec {
+    /// The language of the purposes' own titles and notices.
+    pub language: Language,
     pub purposes: Vec<Purpose>,
     pub categories: Vec<Category>,
     pub rules: Vec<(EventRule, CategoryId)>,
@@ -237,6 +278,7 @@ impl CatalogSpec {
                 .ok_or_else(|| ConfigError::Invalid(format!("no bit assigned to {}", p.id)))?;
         }
         candor_core::purpose::Catalog::new(purposes, self.categories.clone(), self.rules.clone())
+            .map(|c| c.with_language(self.language.clone()))
             .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }
@@ -296,6 +338,18 @@ pub struct Settings {
     pub subject_token_secret: Option<Sensitive<String>>,
     pub iab: IabSettings,
     pub insights: InsightsSettings,
+    pub prompt: PromptSettings,
+}
+
+/// `[prompt]`: the consent prompt candor.js shows (issue 12).
+#[derive(Clone, Debug)]
+pub struct PromptSettings {
+    /// What `__tcfapi` reports as `gdprApplies`.
+    pub gdpr_applies: bool,
+    /// Count impressions and outcomes per variant (anonymous totals, no identifier).
+    pub measure: bool,
+    /// Wording the prompt linter refuses in any variant (compared case-insensitively).
+    pub forbidden_wording: Vec<String>,
 }
 
 /// `[insights]`: audience insights for advertisers (issue 5).
@@ -500,7 +554,20 @@ impl Settings {
         let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(path, e, src))?;
         let default: RawCatalog = toml::from_str(DEFAULT_CATALOG)
             .map_err(|e| toml_error("<built-in catalog>", e, DEFAULT_CATALOG))?;
+        // The built-in catalog's language goes with its texts, not with a config
+        // that replaces them.
+        let language = match (&raw.purposes, raw.notice_language) {
+            (Some(_), l) => l.unwrap_or_else(|| "en".to_owned()),
+            (None, Some(l)) if l != default.notice_language => {
+                return Err(ConfigError::Invalid(format!(
+                    "notice_language = {l:?} describes your own [[purposes]]; the built-in catalog is written in {:?}",
+                    default.notice_language
+                )))
+            }
+            (None, _) => default.notice_language,
+        };
         let catalog = build_catalog(
+            &language,
             raw.categories.unwrap_or(default.categories),
             raw.purposes.unwrap_or(default.purposes),
             raw.event_mapping.unwrap_or(default.event_mapping),
@@ -614,7 +681,23 @@ impl Settings {
             }
         };
         let insights = insights_settings(raw.insights, &catalog)?;
+        if raw
+            .prompt
+            .forbidden_wording
+            .iter()
+            .any(|w| w.trim().is_empty() || w.len() > 200)
+        {
+            return Err(ConfigError::Invalid(
+                "prompt.forbidden_wording: each entry is 1 to 200 bytes".into(),
+            ));
+        }
+        let prompt = PromptSettings {
+            gdpr_applies: raw.prompt.gdpr_applies.unwrap_or(true),
+            measure: raw.prompt.measure.unwrap_or(true),
+            forbidden_wording: raw.prompt.forbidden_wording,
+        };
         Ok(Settings {
+            prompt,
             database,
             iab,
             insights,
@@ -663,6 +746,7 @@ impl Settings {
 }
 
 fn build_catalog(
+    language: &str,
     cats: Vec<RawCategory>,
     purposes: Vec<RawPurpose>,
     rules: Vec<RawRule>,
@@ -677,11 +761,36 @@ fn build_catalog(
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
+    let language = Language::parse(language).map_err(|e| inv(format!("notice_language: {e}")))?;
     let mut out = Vec::new();
     for p in purposes {
         let id = PurposeId::parse(&p.id).map_err(|e| inv(e.to_string()))?;
         if p.notice.trim().is_empty() {
             return Err(inv(format!("purpose {id}: notice text is empty")));
+        }
+        let mut translations = BTreeMap::new();
+        for (tag, t) in p.translations {
+            let lang = Language::parse(&tag)
+                .map_err(|e| inv(format!("purpose {id}: translations: {e}")))?;
+            if lang == language {
+                return Err(inv(format!(
+                    "purpose {id}: translations.{tag} is the catalog's own language ({language}); put that text in notice"
+                )));
+            }
+            if t.notice.trim().is_empty() || t.title.trim().is_empty() {
+                return Err(inv(format!(
+                    "purpose {id}: translations.{tag}: title and notice must not be empty"
+                )));
+            }
+            let translation = Translation {
+                title: t.title,
+                notice: Notice::new(p.notice_version, t.notice),
+            };
+            if translations.insert(lang, translation).is_some() {
+                return Err(inv(format!(
+                    "purpose {id}: translations.{tag} is given twice (tags are compared in lower case)"
+                )));
+            }
         }
         if p.notice_version == 0 {
             return Err(inv(format!("purpose {id}: notice_version starts at 1")));
@@ -715,6 +824,17 @@ fn build_catalog(
             tcf_purposes: p.tcf_purposes,
             tcf_special_features: p.tcf_special_features,
             dpv: p.dpv,
+            consent_mode: {
+                for m in &p.consent_mode {
+                    if !CONSENT_MODE_SIGNALS.contains(&m.as_str()) {
+                        return Err(inv(format!(
+                            "purpose {id}: consent_mode: {m:?} is not one of {CONSENT_MODE_SIGNALS:?}"
+                        )));
+                    }
+                }
+                p.consent_mode
+            },
+            translations,
             bit: 0,
             id,
         });
@@ -733,6 +853,7 @@ fn build_catalog(
         ));
     }
     let spec = CatalogSpec {
+        language,
         purposes: out,
         categories,
         rules: rule_list,

@@ -61,6 +61,7 @@ codes! {
     InsightsUnavailable => ("insights_unavailable", "internal", 503),
     AlreadyExists => ("already_exists", "invalid_request", 409),
     Conflict => ("conflict", "invalid_request", 409),
+    UnfairPrompt => ("unfair_prompt", "invalid_request", 422),
     SubjectNotFound => ("subject_not_found", "invalid_request", 404),
     NotFound => ("not_found", "invalid_request", 404),
     MethodNotAllowed => ("method_not_allowed", "invalid_request", 405),
@@ -92,6 +93,16 @@ pub struct ApiError {
     pub code: Code,
     pub message: String,
     pub errors: Vec<ItemError>,
+    /// The rules a refused prompt variant breaks (`unfair_prompt`).
+    pub violations: Vec<Violation>,
+}
+
+/// One dark pattern the prompt linter found: its rule, the element, what it saw.
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub element: String,
+    pub detail: String,
 }
 
 impl ApiError {
@@ -100,7 +111,13 @@ impl ApiError {
             code,
             message: message.into(),
             errors: Vec::new(),
+            violations: Vec::new(),
         }
+    }
+
+    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
+        self.violations = violations;
+        self
     }
 
     pub fn with_items(mut self, errors: Vec<ItemError>) -> Self {
@@ -117,6 +134,8 @@ struct Body<'a> {
     kind: &'static str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [ItemError],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    violations: &'a [Violation],
 }
 
 impl IntoResponse for ApiError {
@@ -127,6 +146,7 @@ impl IntoResponse for ApiError {
             message: &self.message,
             kind,
             errors: &self.errors,
+            violations: &self.violations,
         };
         crate::telemetry::ApiErrorReturned { code }.emit();
         (self.code.status(), axum::Json(body)).into_response()

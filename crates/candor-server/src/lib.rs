@@ -13,6 +13,9 @@
 //! - [`audience`]: advertiser keys, budget periods, fixed-point costs, answering an
 //!   insight query (compile, scan, noise, charge, then respond).
 //! - [`iab`]: consent ↔ IAB TC, GPP and US Privacy strings; the vendor list.
+//! - [`prompt`]: what candor.js shows (wording, localized notices, the variant a person
+//!   is assigned), saved variants and the linter's edge, anonymous prompt counts.
+//! - [`cors`]: cross-origin access for the routes a publisher's page calls.
 //! - [`receipts`]: consent receipts as JSON, and their offline verification.
 //! - [`telemetry`]: typed internal events and Prometheus metrics.
 //! - [`datadir`]: keys and the lock in the data directory.
@@ -28,6 +31,7 @@ pub mod audience;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod datadir;
 pub mod demo;
 pub mod error;
@@ -35,6 +39,7 @@ pub mod iab;
 pub mod ledger;
 pub mod ops;
 pub mod pipeline;
+pub mod prompt;
 pub mod receipts;
 pub mod routes;
 pub mod segment;

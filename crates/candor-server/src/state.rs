@@ -43,6 +43,8 @@ pub struct Inner {
     /// Scans running at once. A scan uses every core for up to a second per million
     /// subjects; queued queries wait here rather than starving ingestion of CPU.
     pub insight_scans: tokio::sync::Semaphore,
+    /// The consent prompt: wording, saved variants, pending anonymous counts.
+    pub prompt: crate::prompt::PromptState,
 }
 
 impl std::ops::Deref for AppState {

@@ -10,7 +10,7 @@ use crate::caches::Caches;
 use crate::front::{Front, Job};
 use crate::plan::retention;
 use crate::types::*;
-use crate::{seal, Store, StoreError};
+use crate::{seal, PromptCount, Store, StoreError, StoredVariant};
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, SubjectKey};
 use candor_core::idhash::IdMap;
@@ -48,6 +48,16 @@ pub trait Backend: Send + Sync + 'static {
     async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError>;
     async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError>;
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError>;
+    /// The consent prompt's tables: small transactions of their own, beside the
+    /// writer (see `crate::prompt`).
+    async fn add_prompt_counts(&self, counts: Vec<PromptCount>) -> Result<(), StoreError>;
+    async fn prompt_counts(
+        &self,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<PromptCount>, StoreError>;
+    async fn save_prompt_variant(&self, v: StoredVariant) -> Result<(), StoreError>;
+    async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError>;
     /// Stops what runs beside the writer, once the writer has stopped.
     async fn stop(&self);
 }
@@ -267,6 +277,29 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {
         self.backend.subject_reports(subject).await
+    }
+
+    async fn add_prompt_counts(&self, counts: Vec<PromptCount>) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        self.backend.add_prompt_counts(counts).await
+    }
+
+    async fn prompt_counts(
+        &self,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<PromptCount>, StoreError> {
+        self.backend.prompt_counts(from_day, to_day).await
+    }
+
+    async fn save_prompt_variant(&self, v: StoredVariant) -> Result<(), StoreError> {
+        self.backend.save_prompt_variant(v).await
+    }
+
+    async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError> {
+        self.backend.prompt_variants().await
     }
 
     async fn shutdown(&self) {

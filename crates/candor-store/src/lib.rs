@@ -26,8 +26,9 @@
 //! one `Store` implementation), `front.rs` (jobs and their queue), `seal.rs` (the sealing
 //! stage), `caches.rs` (what is kept in memory and when it changes), `rows.rs` and
 //! `statements.rs` (rows and SQL both backends share), `features.rs`,
-//! `advertisers.rs`, `retry.rs`, `dedup.rs`; then [`sqlite`] and [`postgres`], which
-//! only carry plans out in their SQL.
+//! `advertisers.rs`, `retry.rs`, `dedup.rs`, `prompt.rs` (the consent prompt's variants
+//! and anonymous counts); then [`sqlite`] and [`postgres`], which only carry plans out
+//! in their SQL.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod advertisers;
@@ -39,6 +40,7 @@ mod features;
 mod front;
 pub mod plan;
 pub mod postgres;
+mod prompt;
 mod retry;
 mod rows;
 pub mod seal;
@@ -49,6 +51,7 @@ mod types;
 pub use engine::Engine;
 pub use error::StoreError;
 pub use features::InsightsOptions;
+pub use prompt::{PromptCount, StoredVariant};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -186,6 +189,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reports whose membership includes this subject, newest first.
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError>;
+
+    /// Adds anonymous prompt counts to their daily totals, durably, all or none.
+    async fn add_prompt_counts(&self, counts: Vec<PromptCount>) -> Result<(), StoreError>;
+
+    /// Prompt totals of days `from_day..=to_day` (days since the epoch), sorted.
+    async fn prompt_counts(
+        &self,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<PromptCount>, StoreError>;
+
+    /// Inserts a prompt variant, or replaces the one with the same id.
+    async fn save_prompt_variant(&self, v: StoredVariant) -> Result<(), StoreError>;
+
+    /// Every saved prompt variant, by id.
+    async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError>;
 
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
     async fn shutdown(&self);

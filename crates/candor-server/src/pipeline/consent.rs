@@ -10,6 +10,7 @@ use super::identity;
 use crate::error::{ApiError, ApiResult, Code};
 use candor_core::consent::{Action, Channel};
 use candor_core::crypto::{IdKind, MasterKey};
+use candor_core::lang::Language;
 use candor_core::ledger::Evidence;
 use candor_core::purpose::{Catalog, Purpose};
 use candor_core::time::UnixMillis;
@@ -125,6 +126,9 @@ pub struct Request {
     pub evidence: Evidence,
     /// The request carried `Sec-GPC: 1`.
     pub gpc: bool,
+    /// The language the notices were shown in (a prompt says so): the choices record
+    /// the hash of the text in that language (`Purpose::localized`).
+    pub notice_language: Option<Language>,
     pub time: UnixMillis,
 }
 
@@ -157,6 +161,17 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
             time_ms: req.time,
         });
     }
+    // What the person read: the notice in the language they were shown.
+    let shown = |p: &Purpose, action| PurposeChange {
+        notice_hash: p
+            .localized(catalog.language(), req.notice_language.as_ref())
+            .notice
+            .hash,
+        ..change(p, action)
+    };
+    if let Some(l) = &req.notice_language {
+        evidence = evidence.with("noticeLanguage", l.to_string());
+    }
     let mut overridden = Vec::new();
     let mut changes = Vec::new();
     for (id, action) in req.choices {
@@ -169,7 +184,7 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
             }
             continue;
         }
-        changes.push(change(p, action));
+        changes.push(shown(p, action));
     }
     if !changes.is_empty() || cmds.is_empty() {
         cmds.push(ConsentCommand {

@@ -17,6 +17,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use candor_core::consent::{Action, Channel};
+use candor_core::lang::Language;
 use candor_core::ledger::Evidence;
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use candor_store::{ConsentCommand, ConsentOutcome, Identity, StateRow};
@@ -60,6 +61,8 @@ struct ChoicesBody {
     channel: Option<String>,
     #[serde(default)]
     evidence: BTreeMap<String, String>,
+    /// The language the notices were shown in: the ledger records that text's hash.
+    notice_language: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +73,9 @@ struct AllBody {
     channel: Option<String>,
     #[serde(default)]
     evidence: BTreeMap<String, String>,
+    #[serde(default)]
+    notice_versions: BTreeMap<String, u32>,
+    notice_language: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -211,32 +217,13 @@ pub async fn record(
     }
     let mut choices = Vec::new();
     for (name, action) in &b.choices {
-        let p = PurposeId::parse(name)
-            .ok()
-            .and_then(|id| st.catalog.purpose(&id))
-            .ok_or_else(|| {
-                ApiError::new(
-                    Code::UnknownPurpose,
-                    format!(
-                        "unknown purpose {:?}",
-                        name.chars().take(64).collect::<String>()
-                    ),
-                )
-            })?;
+        let p = super::known_purpose(&st.catalog, name)?;
         let action = Action::parse(action).ok_or_else(|| {
             ApiError::new(
                 Code::InvalidRequest,
                 format!("choice for {} must be grant, refuse or withdraw", p.id),
             )
         })?;
-        if let Some(v) = b.notice_versions.get(name) {
-            if *v != p.notice.version {
-                return Err(ApiError::new(
-                    Code::NoticeVersionMismatch,
-                    format!("the notice for {} is at version {}, not {v}: show the current notice and ask again", p.id, p.notice.version),
-                ));
-            }
-        }
         choices.push((p.id.clone(), action));
     }
     for name in b.notice_versions.keys() {
@@ -247,10 +234,36 @@ pub async fn record(
             ));
         }
     }
-    apply(&st, &headers, identities, choices, channel, evidence).await
+    let shown = Shown {
+        versions: &b.notice_versions,
+        language: b.notice_language.as_deref(),
+    };
+    apply(&st, &headers, identities, choices, channel, evidence, shown).await
 }
 
-/// Applies a checked request atomically and answers with the state and receipts.
+/// What a prompt says it showed: the notice versions and their language.
+struct Shown<'a> {
+    versions: &'a BTreeMap<String, u32>,
+    language: Option<&'a str>,
+}
+
+/// The notice versions a prompt says it showed must be the current ones: otherwise
+/// the person agreed to a text that is no longer the one in force.
+fn check_notice_versions(st: &AppState, shown: &BTreeMap<String, u32>) -> ApiResult<()> {
+    for (name, v) in shown {
+        let p = super::known_purpose(&st.catalog, name)?;
+        if *v != p.notice.version {
+            return Err(ApiError::new(
+                Code::NoticeVersionMismatch,
+                format!("the notice for {} is at version {}, not {v}: show the current notice and ask again", p.id, p.notice.version),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks what was shown, applies a checked request atomically and answers with the
+/// state and receipts.
 async fn apply(
     st: &AppState,
     headers: &HeaderMap,
@@ -258,7 +271,13 @@ async fn apply(
     choices: Vec<(PurposeId, Action)>,
     channel: Channel,
     evidence: Evidence,
+    shown: Shown<'_>,
 ) -> ApiResult<Json<ConsentResponse>> {
+    check_notice_versions(st, shown.versions)?;
+    let notice_language = shown
+        .language
+        .map(|l| Language::parse(l).map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string())))
+        .transpose()?;
     let (cmds, gpc) = consent::commands(
         &st.catalog,
         consent::Request {
@@ -267,6 +286,7 @@ async fn apply(
             channel,
             evidence,
             gpc: super::sec_gpc(headers),
+            notice_language,
             time: st.now(),
         },
     );
@@ -301,7 +321,11 @@ async fn all(
         .iter()
         .map(|p| (p.id.clone(), action))
         .collect();
-    apply(&st, &headers, identities, choices, channel, evidence).await
+    let shown = Shown {
+        versions: &b.notice_versions,
+        language: b.notice_language.as_deref(),
+    };
+    apply(&st, &headers, identities, choices, channel, evidence, shown).await
 }
 
 pub async fn accept_all(

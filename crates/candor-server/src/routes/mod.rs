@@ -10,14 +10,42 @@
 //! | `/v1/insights/*` | advertiser key (and nothing else accepts one: 403 elsewhere) |
 //! | `/v1/admin/*`, `/metrics` | admin token |
 //! | `/healthz`, `/.well-known/gpc.json`, `/openapi.json`, `/v1/receipts/public-key`, `/v1/purposes` | anyone |
+//! | `/candor.js`, `/candor-lint.js`, `GET /v1/prompt` | anyone (the anonymous prompt) |
+//! | `POST /v1/prompt/events` | source write key (anonymous counts) |
+//! | `/v1/admin/prompt/*` | admin token |
 
 pub mod admin;
 pub mod advertisers;
 pub mod consent;
 pub mod ingest;
 pub mod meta;
+pub mod prompt;
 
-/// True when the request carries the Global Privacy Control signal (`Sec-GPC: 1`).
+/// True when the request carries the Global Privacy Control signal: `Sec-GPC: 1` from
+/// the browser, or `Candor-GPC: 1` from candor.js relaying `navigator.globalPrivacyControl`
+/// (scripts may not set `Sec-` headers). Either can only narrow what is allowed, so
+/// whoever sends it gains nothing by it.
 pub(crate) fn sec_gpc(headers: &axum::http::HeaderMap) -> bool {
-    headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1")
+    ["sec-gpc", "candor-gpc"]
+        .iter()
+        .any(|h| headers.get(*h).is_some_and(|v| v.as_bytes() == b"1"))
+}
+
+/// The catalog's purpose of that name, or `unknown_purpose` naming (the start of) it.
+pub(crate) fn known_purpose<'a>(
+    catalog: &'a candor_core::purpose::Catalog,
+    name: &str,
+) -> crate::error::ApiResult<&'a candor_core::purpose::Purpose> {
+    candor_core::PurposeId::parse(name)
+        .ok()
+        .and_then(|id| catalog.purpose(&id))
+        .ok_or_else(|| {
+            crate::error::ApiError::new(
+                crate::error::Code::UnknownPurpose,
+                format!(
+                    "unknown purpose {:?}",
+                    name.chars().take(64).collect::<String>()
+                ),
+            )
+        })
 }

@@ -36,6 +36,7 @@ mod features;
 mod ingest;
 mod listen;
 mod partitions;
+mod prompt;
 mod read;
 mod retention;
 pub mod schema;
@@ -47,7 +48,7 @@ use crate::caches::Caches;
 use crate::engine::{Backend, Engine};
 use crate::front::Front;
 use crate::types::*;
-use crate::{InsightsOptions, StoreError};
+use crate::{InsightsOptions, PromptCount, StoreError, StoredVariant};
 use async_trait::async_trait;
 use candor_core::crypto::{MasterKey, SubjectKey};
 use candor_core::idhash::IdMap;
@@ -306,6 +307,26 @@ impl Backend for Postgres {
 
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {
         advertisers::subject_reports(&self.client().await?, subject).await
+    }
+
+    async fn add_prompt_counts(&self, counts: Vec<PromptCount>) -> Result<(), StoreError> {
+        prompt::add_counts(self.client().await?, counts).await
+    }
+
+    async fn prompt_counts(
+        &self,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<PromptCount>, StoreError> {
+        prompt::counts(&self.client().await?, from_day, to_day).await
+    }
+
+    async fn save_prompt_variant(&self, v: StoredVariant) -> Result<(), StoreError> {
+        prompt::save_variant(&self.client().await?, v).await
+    }
+
+    async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError> {
+        prompt::variants(&self.client().await?).await
     }
 
     async fn stop(&self) {

@@ -233,6 +233,24 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO feature_watermark (id, applied_upto)
         SELECT 1, CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq;
     "#,
+    // 4: the consent prompt (issue 12): saved variants and anonymous daily counts,
+    // both small (a reference table and a few rows per day and variant).
+    r#"
+    CREATE TABLE prompt_variants (
+        id         TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        active     BOOLEAN NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE prompt_counts (
+        day     INTEGER NOT NULL,
+        variant TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        metric  TEXT NOT NULL,
+        count   BIGINT NOT NULL,
+        PRIMARY KEY (day, variant, purpose, metric)
+    );
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

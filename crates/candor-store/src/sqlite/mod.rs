@@ -13,6 +13,7 @@ mod advertisers;
 mod consent;
 mod features;
 mod ingest;
+mod prompt;
 mod read;
 mod retention;
 pub(crate) mod schema;
@@ -24,7 +25,7 @@ use crate::caches::Caches;
 use crate::engine::{Backend, Engine};
 use crate::front::Front;
 use crate::types::*;
-use crate::{InsightsOptions, StoreError};
+use crate::{InsightsOptions, PromptCount, StoreError, StoredVariant};
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
 use candor_core::ledger::{Head, SealedEntry};
@@ -286,6 +287,33 @@ impl Backend for Sqlite {
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {
         self.read(move |c| advertisers::subject_reports(c, subject))
             .await
+    }
+
+    async fn add_prompt_counts(&self, counts: Vec<PromptCount>) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || prompt::add_counts(&path, counts))
+            .await
+            .map_err(|e| StoreError::Database(format!("prompt count task failed: {e}")))?
+    }
+
+    async fn prompt_counts(
+        &self,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<PromptCount>, StoreError> {
+        self.read(move |c| prompt::counts(c, from_day, to_day))
+            .await
+    }
+
+    async fn save_prompt_variant(&self, v: StoredVariant) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || prompt::save_variant(&path, v))
+            .await
+            .map_err(|e| StoreError::Database(format!("prompt variant task failed: {e}")))?
+    }
+
+    async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError> {
+        self.read(prompt::variants).await
     }
 
     async fn stop(&self) {

@@ -174,6 +174,24 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO feature_watermark (id, applied_upto)
         SELECT 1, coalesce(max(id), 0) FROM events;
     "#,
+    // 4: the consent prompt (issue 12): saved variants and anonymous daily counts.
+    r#"
+    CREATE TABLE prompt_variants (
+        id         TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        active     INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    -- Totals only: no row names or links to a person.
+    CREATE TABLE prompt_counts (
+        day     INTEGER NOT NULL,
+        variant TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        metric  TEXT NOT NULL,
+        count   INTEGER NOT NULL,
+        PRIMARY KEY (day, variant, purpose, metric)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -15,6 +15,7 @@ mod fixtures;
 mod harness;
 mod postgres_nodes;
 mod postgres_schema;
+mod prompt;
 
 /// Generates one test per backend for each conformance test (`module::test`).
 macro_rules! both_backends {
@@ -64,4 +65,6 @@ both_backends!(
     features_and_budgets::replacing_an_advertiser_is_compare_and_set,
     features_and_budgets::advertisers_round_trip,
     features_and_budgets::subject_reports_find_members,
+    prompt::prompt_counts_add_up,
+    prompt::prompt_variants_round_trip,
 );

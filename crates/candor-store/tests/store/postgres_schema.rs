@@ -59,7 +59,7 @@ async fn every_large_table_has_subject_id_in_its_primary_key() {
         }
     }
     // Every other table is small (catalog, advertisers, the ledger and its head, the
-    // features' watermark, bookkeeping) or keyed by something else on purpose (dedup keys, identity lookup):
+    // features' watermark, prompt variants and daily prompt totals, bookkeeping) or keyed by something else on purpose (dedup keys, identity lookup):
     // a new table must be placed in one of the lists or this one.
     let others = [
         "purposes",
@@ -69,6 +69,8 @@ async fn every_large_table_has_subject_id_in_its_primary_key() {
         "dedup_keys",
         "advertisers",
         "feature_watermark",
+        "prompt_variants",
+        "prompt_counts",
         "schema_migrations",
     ];
     let unplaced: Vec<String> = c

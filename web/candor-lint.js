@@ -1,0 +1,1 @@
+/*! candor-lint.js: placeholder */
