@@ -9,6 +9,8 @@
   var base = conf.api || (me.src ? new URL(me.src, location.href).origin : location.origin);
   var auth = 'Basic ' + btoa((conf.writeKey || '') + ':');
   var gpc = navigator.globalPrivacyControl === true;
+  // data-preview: render variants on demand (the dashboard, the linter); record nothing.
+  var preview = conf.preview !== undefined;
   var KEY = 'candor';
   var CM = ['ad_storage', 'analytics_storage', 'ad_user_data', 'ad_personalization'];
   var CSS = '__CANDOR_CSS__'; // the server puts candor.css here
@@ -35,7 +37,7 @@
   var kept = load();
   var anon = conf.anonymousId || kept.id || segmentId() || uuid();
   var choices = kept.choices || null;
-  save();
+  if (!preview) save();
 
   // ---- state shared by every API ----------------------------------------------------
   var cfg = null;          // GET /v1/prompt
@@ -250,7 +252,7 @@
     manageBtn.hidden = true;
     if (!dlg.open) dlg.showModal();
     show(n || 1);
-    if (!shown) { shown = true; stat('impression'); fire('cmpuishown'); }
+    if (!shown && !preview) { shown = true; stat('impression'); fire('cmpuishown'); }
   }
   function closeDlg() {
     dlg.close();
@@ -277,6 +279,7 @@
     if (act === 'manage') return open(2);
     if (act === 'choose') return show(2);
     if (act === 'back') return show(1);
+    if (preview) return;
     var kind = act === 'save' ? 'choose' : act === 'close' ? (cfg.variant.closeButton === 'accept' ? 'accept' : 'reject') : act;
     Array.prototype.forEach.call(dlg.querySelectorAll('button'), function (b) { b.disabled = true; });
     record(kind, kind === 'choose' ? picked() : null).then(function () {
@@ -460,6 +463,23 @@
   locator('__tcfapiLocator');
   locator('__gppLocator');
 
+  w.candor = {
+    version: '1',
+    anonymousId: function () { return anon; },
+    open: function () { open(2); },
+    granted: function (p) { return !!granted[p]; },
+    on: function (f) { listeners.push(f); },
+    // Shows a prompt exactly as a visitor would see it for `config` (GET /v1/prompt's
+    // shape), replacing any shown before. Only with data-preview.
+    preview: function (config) {
+      if (!preview) return;
+      if (host) host.remove();
+      host = null; cfg = config; purposes = config.purposes; loaded = true;
+      open(1);
+    }
+  };
+  if (preview) return;
+
   // ---- start ------------------------------------------------------------------------
   var lang = (d.documentElement.lang || navigator.language || '').trim();
   var q = '?anonymousId=' + encodeURIComponent(anon) + (lang ? '&lang=' + encodeURIComponent(lang) : '');
@@ -486,12 +506,4 @@
     };
     if (d.body) ready(); else d.addEventListener('DOMContentLoaded', ready);
   }, function (e) { if (w.console) console.warn('candor: the prompt could not load', e); });
-
-  w.candor = {
-    version: '1',
-    anonymousId: function () { return anon; },
-    open: function () { open(2); },
-    granted: function (p) { return !!granted[p]; },
-    on: function (f) { listeners.push(f); }
-  };
 })(window, document);

@@ -295,6 +295,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/prompt", get(prompt::config))
         .route("/v1/prompt/events", post(prompt::event))
         .route("/v1/admin/prompt/lint", post(prompt::lint))
+        .route("/v1/admin/prompt/preview", post(prompt::preview))
         .route(
             "/v1/admin/prompt/variants",
             post(prompt::save).get(prompt::list),

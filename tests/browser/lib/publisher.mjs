@@ -84,6 +84,15 @@ export async function startPublisher(candor) {
       return;
     }
     const nonce = randomBytes(12).toString('base64');
+    if (url.pathname === '/preview') {
+      // Renders variants on demand for the linter: candor.js in preview mode (records
+      // nothing) and candor-lint.js to measure what it drew.
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': `default-src 'none'; script-src ${candor}` });
+      res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>preview</title>
+<script src="${candor}/candor.js" data-preview data-write-key="${BROWSER_KEY}"></script>
+<script src="${candor}/candor-lint.js"></script></head><body><p>preview</p></body></html>`);
+      return;
+    }
     const csp = [
       "default-src 'none'",
       `script-src 'nonce-${nonce}' ${candor} 'self'`,
@@ -100,6 +109,7 @@ export async function startPublisher(candor) {
     origin: pub.origin,
     frameOrigin: third.origin,
     url: (q = '') => `${pub.origin}/page${q}`,
+    previewUrl: `${pub.origin}/preview`,
     async stop() { pub.server.close(); third.server.close(); },
   };
 }

@@ -44,7 +44,8 @@ pub async fn receipt_key(State(st): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// The purposes and their notices, for consent prompts to render.
+/// The purposes and their notices (in the catalog's language and every translation,
+/// each with the SHA-256 the ledger records), for consent prompts to render.
 pub async fn purposes(State(st): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = st
         .catalog
@@ -61,6 +62,12 @@ pub async fn purposes(State(st): State<AppState>) -> Json<Value> {
                 "saleOrSharing": p.sale_or_sharing,
                 "tcfPurposes": p.tcf_purposes,
                 "dpv": p.dpv,
+                "noticeLanguage": st.catalog.language().as_str(),
+                "consentMode": p.consent_mode,
+                "translations": p.translations.iter().map(|(lang, t)| (lang.to_string(), json!({
+                    "title": t.title,
+                    "notice": {"version": t.notice.version, "text": t.notice.text, "sha256": hex::encode(t.notice.hash)},
+                }))).collect::<serde_json::Map<_, _>>(),
             })
         })
         .collect();

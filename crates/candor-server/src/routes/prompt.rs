@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /candor.js`, `GET /candor-lint.js`, `GET /v1/prompt` | anyone (a visitor's browser) |
 //! | `POST /v1/prompt/events` | a source write key (in the body, as `sendBeacon`-style posts carry it, or Basic auth) |
-//! | `/v1/admin/prompt/*` | admin token |
+//! | `/v1/admin/prompt/*` (lint, preview, variants, stats) | admin token |
 
 use crate::auth;
 use crate::body::{parse_json, read_text};
@@ -175,15 +175,50 @@ fn yes() -> bool {
     true
 }
 
+/// An admin request's JSON body, once the admin token is checked.
+async fn admin_json<T: serde::de::DeserializeOwned>(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> ApiResult<T> {
+    auth::admin(st.settings.admin_token.as_ref(), headers)?;
+    let text = read_text(headers, body, limit, Code::InvalidRequest).await?;
+    parse_json(&text)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PreviewBody {
+    variant: VariantDto,
+    lang: Option<String>,
+}
+
+/// `POST /v1/admin/prompt/preview`: what `GET /v1/prompt` would answer if this
+/// (unsaved) variant were shown, for `candor.preview()` to render and measure.
+pub async fn preview(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let b: PreviewBody = admin_json(&st, &headers, body, 64 * 1024).await?;
+    let variant = b.variant.parse(&st.catalog)?;
+    let lang = match b.lang.as_deref() {
+        Some(l) => {
+            Language::parse(l).map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()))?
+        }
+        None => st.catalog.language().clone(),
+    };
+    Ok(Json(prompt::config(&st, &variant, &lang)))
+}
+
 /// `POST /v1/admin/prompt/lint`: the linter's verdict without saving.
 pub async fn lint(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    auth::admin(st.settings.admin_token.as_ref(), &headers)?;
-    let text = read_text(&headers, body, 64 * 1024, Code::InvalidRequest).await?;
-    let b: LintBody = parse_json(&text)?;
+    let b: LintBody = admin_json(&st, &headers, body, 64 * 1024).await?;
     let variant = b.variant.parse(&st.catalog)?;
     let rendered = b.rendered.map(RenderedDto::into_core).transpose()?;
     prompt::lint(
@@ -202,9 +237,7 @@ pub async fn save(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    auth::admin(st.settings.admin_token.as_ref(), &headers)?;
-    let text = read_text(&headers, body, 64 * 1024, Code::InvalidRequest).await?;
-    let b: LintBody = parse_json(&text)?;
+    let b: LintBody = admin_json(&st, &headers, body, 64 * 1024).await?;
     let variant = b.variant.parse(&st.catalog)?;
     let rendered = b
         .rendered
@@ -254,9 +287,7 @@ pub async fn patch(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    auth::admin(st.settings.admin_token.as_ref(), &headers)?;
-    let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
-    let b: PatchBody = parse_json(&text)?;
+    let b: PatchBody = admin_json(&st, &headers, body, 4096).await?;
     if b.weight.is_some_and(|w| w > 1_000_000) {
         return Err(ApiError::new(
             Code::InvalidRequest,
