@@ -168,8 +168,8 @@ struct Req {
 }
 
 /// Requests to every endpoint the ingestion test above does not cover: consent signals,
-/// accept/reject-all, subject tokens, advertisers, and the paged reads with generated
-/// query strings. Bodies are random JSON or a valid body with a field replaced.
+/// accept/reject-all, subject tokens, advertisers, the prompt's counts, variants, lint
+/// and preview, and the paged reads with generated query strings. Bodies are random JSON or a valid body with a field replaced.
 fn arb_request() -> impl Strategy<Value = Req> {
     let text = prop_oneof![
         "[a-zA-Z0-9_-]{0,40}".prop_map(|s| json!(s)),
@@ -217,6 +217,42 @@ fn arb_request() -> impl Strategy<Value = Req> {
             "admin",
             json!({"name": "Acme 2", "budget": {"epsilon": 2.0}, "disabled": false}),
         ),
+        (
+            "POST",
+            "/v1/consent/accept-all",
+            "server",
+            json!({"anonymousId": "p2", "noticeLanguage": "fr", "noticeVersions": {"analytics": 1}}),
+        ),
+        (
+            "POST",
+            "/v1/prompt/events",
+            "server",
+            json!({"variant": "standard", "event": "choice", "action": "choose", "purposes": {"analytics": true}}),
+        ),
+        (
+            "POST",
+            "/v1/admin/prompt/variants",
+            "admin",
+            json!({"variant": {"id": "v1", "layout": "bar", "buttons": ["reject", "accept", "choose"]}, "rendered": crate::prompt::fair_rendering(), "active": true}),
+        ),
+        (
+            "POST",
+            "/v1/admin/prompt/lint",
+            "admin",
+            json!({"variant": {"id": "v2", "preticked": ["analytics"], "texts": {"fr": {"title": "t"}}}, "rendered": crate::prompt::fair_rendering()}),
+        ),
+        (
+            "POST",
+            "/v1/admin/prompt/preview",
+            "admin",
+            json!({"variant": {"id": "v3", "css": ".bt { gap: 1rem }"}, "lang": "de"}),
+        ),
+        (
+            "PATCH",
+            "/v1/admin/prompt/variants/v1",
+            "admin",
+            json!({"active": false, "weight": 2}),
+        ),
     ];
     let field = prop_oneof![
         Just("anonymousId"),
@@ -233,6 +269,16 @@ fn arb_request() -> impl Strategy<Value = Req> {
         Just("features"),
         Just("dimensions"),
         Just("disabled"),
+        Just("noticeLanguage"),
+        Just("noticeVersions"),
+        Just("variant"),
+        Just("rendered"),
+        Just("event"),
+        Just("action"),
+        Just("purposes"),
+        Just("lang"),
+        Just("active"),
+        Just("weight"),
         "[a-z]{1,8}".prop_map(|s| Box::leak(s.into_boxed_str()) as &'static str),
     ];
     let body = (
@@ -270,6 +316,8 @@ fn arb_request() -> impl Strategy<Value = Req> {
             ("/v1/consent", "server"),
             ("/v1/consent/history", "server"),
             ("/v1/consent/insights", "server"),
+            ("/v1/prompt", "server"),
+            ("/v1/admin/prompt/stats", "admin"),
         ]),
         prop::sample::select(vec![
             "after",
@@ -277,10 +325,13 @@ fn arb_request() -> impl Strategy<Value = Req> {
             "advertiser",
             "anonymousId",
             "userId",
+            "lang",
+            "from",
+            "to",
             "x",
         ]),
         param.clone(),
-        prop::sample::select(vec!["after", "limit", "anonymousId"]),
+        prop::sample::select(vec!["after", "limit", "anonymousId", "to"]),
         param,
     )
         .prop_map(|((path, who), k1, v1, k2, v2)| Req {

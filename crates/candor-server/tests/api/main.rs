@@ -12,4 +12,5 @@ mod consent;
 mod iab;
 mod ingest;
 mod meta;
+mod prompt;
 mod withdrawal;
