@@ -51,6 +51,7 @@ const TABLE = [
   ['bar, reject first, French wording', { layout: 'bar', buttons: ['reject', 'accept', 'choose'], texts: { fr: { title: 'Vos choix' } } }, [], []],
   ['every button green alike', { css: '.bt button { background: #0b6b2f; border-color: #0b6b2f; }' }, [], []],
   ['a close button that refuses', { closeButton: 'reject' }, [], []],
+  ['the demo compact bar', { layout: 'bar', texts: { en: { title: 'Your data, your choice', intro: '{operator} asks before using data about you. Refusing is as easy as accepting.' } } }, [], []],
   ['no reject on the first layer', { buttons: ['accept', 'choose'] }, ['reject_not_on_first_layer button.reject'], ['reject_not_on_first_layer button.reject']],
   ['reject hidden by CSS', { css: `${REJECT} { display: none; }` }, [], ['reject_not_on_first_layer button.reject']],
   ['a tiny reject', { css: `${REJECT} { font-size: 11px; min-height: 0; padding: 2px; }` }, [], ['unequal_prominence button.reject']],
@@ -82,7 +83,10 @@ test('only fair, measured variants are saved; saved ones are shown to visitors b
   assert.ok(r.json.violations.length > 0 && r.json.violations.every((v) => v.rule === 'unequal_prominence' && v.element === 'button.reject'), r.text);
   r = await admin('POST', '/v1/admin/prompt/variants', { variant: { id: 'compact' } });
   assert.equal(r.status, 400, 'a save needs the rendering');
-  assert.deepEqual((await admin('GET', '/v1/admin/prompt/variants')).json.variants, []);
+  // The demo operator starts with its two variants; nothing refused was added.
+  const ids = async () => (await admin('GET', '/v1/admin/prompt/variants')).json.variants.map((v) => v.variant.id).sort();
+  assert.deepEqual(await ids(), ['compact_bar', 'standard']);
+  assert.equal((await admin('PATCH', '/v1/admin/prompt/variants/compact_bar', { active: false })).status, 200);
   const compact = { id: 'compact', layout: 'bar', texts: { en: { title: 'Privacy, briefly' } } };
   r = await admin('POST', '/v1/admin/prompt/variants', { variant: compact, rendered: await render(compact) });
   assert.equal(r.status, 201, r.text);

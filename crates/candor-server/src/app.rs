@@ -5,7 +5,7 @@ use crate::auth::{Sources, SubjectTokens};
 use crate::config::{ConfigError, Settings};
 use crate::datadir::{self, DataDirError, DirLock};
 use crate::iab::{Gvl, IabContext};
-use crate::routes::{admin, advertisers, consent, ingest, meta, prompt};
+use crate::routes::{admin, advertisers, consent, dashboard, demo, ingest, meta, prompt};
 use crate::state::{system_clock, AppState, Clock, Inner};
 use crate::telemetry::{self, RequestFinished};
 use axum::extract::{MatchedPath, Request};
@@ -151,6 +151,7 @@ impl Application {
             insights_retention_days: insights.map_or(0, |p| p.retention_days),
             insight_scans: tokio::sync::Semaphore::new(1),
             prompt: crate::prompt::PromptState::new().map_err(ConfigError::Invalid)?,
+            sessions: crate::pages::Sessions::new(settings.admin_token.as_ref()),
             iab,
             sources: Sources::new(&settings.sources),
             subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),
@@ -305,6 +306,14 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(prompt::patch),
         )
         .route("/v1/admin/prompt/stats", get(prompt::stats))
+        .route("/admin", get(dashboard::to_dashboard))
+        .route("/admin/", get(dashboard::dashboard))
+        .route(
+            "/admin/login",
+            get(dashboard::login_form).post(dashboard::login),
+        )
+        .route("/admin/logout", post(dashboard::logout))
+        .route("/admin/variants/{id}", post(dashboard::toggle_variant))
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .route("/openapi.json", get(meta::openapi))
@@ -315,6 +324,15 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             deny_advertiser_keys,
         ));
+    // The demo publisher's page, only for the demo operator.
+    let everything_else = if state.settings.demo {
+        everything_else
+            .route("/demo", get(demo::to_page))
+            .route("/demo/", get(demo::page))
+            .route("/demo/{script}", get(demo::script))
+    } else {
+        everything_else
+    };
     // The advertiser's own routes: the only ones an advertiser key reaches.
     let advertiser = Router::new()
         .route("/v1/insights/query", post(advertisers::query))
@@ -325,6 +343,7 @@ pub fn router(state: AppState) -> Router {
     advertiser
         .merge(everything_else)
         .layer(middleware::from_fn(crate::cors::layer))
+        .layer(middleware::from_fn(crate::pages::headers_layer))
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
 }

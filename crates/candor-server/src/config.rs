@@ -339,6 +339,8 @@ pub struct Settings {
     pub iab: IabSettings,
     pub insights: InsightsSettings,
     pub prompt: PromptSettings,
+    /// Run as the demo operator (`serve --demo`): also serves the demo page at `/demo/`.
+    pub demo: bool,
 }
 
 /// `[prompt]`: the consent prompt candor.js shows (issue 12).
@@ -698,6 +700,7 @@ impl Settings {
         };
         Ok(Settings {
             prompt,
+            demo: false,
             database,
             iab,
             insights,
@@ -737,6 +740,7 @@ impl Settings {
         self.admin_token = Some(Sensitive::new(ADMIN_TOKEN.into()));
         self.iab.demo_vendor_list = true;
         self.subject_token_secret = Some(Sensitive::new(SUBJECT_TOKEN_SECRET.into()));
+        self.demo = true;
         if self.operator.name == "Candor operator" {
             self.operator.name = "Candor Demo Telecom".into();
             self.operator.policy_url = "https://demo.candor.invalid/privacy".into();

@@ -16,6 +16,10 @@
 //! - [`prompt`]: what candor.js shows (wording, localized notices, the variant a person
 //!   is assigned), saved variants and the linter's edge, anonymous prompt counts.
 //! - [`cors`]: cross-origin access for the routes a publisher's page calls.
+//! - [`pages`]: what every HTML page gets (templates, a CSP nonce, security headers) and
+//!   the admin's signed session cookie and CSRF tokens; [`charts`]: the dashboard's
+//!   opt-in charts (plotters, SVG); [`demo_prompt`]: the demo's variants and a month of
+//!   prompt counts.
 //! - [`receipts`]: consent receipts as JSON, and their offline verification.
 //! - [`telemetry`]: typed internal events and Prometheus metrics.
 //! - [`datadir`]: keys and the lock in the data directory.
@@ -30,14 +34,17 @@ pub mod app;
 pub mod audience;
 pub mod auth;
 pub mod body;
+pub mod charts;
 pub mod config;
 pub mod cors;
 pub mod datadir;
 pub mod demo;
+pub mod demo_prompt;
 pub mod error;
 pub mod iab;
 pub mod ledger;
 pub mod ops;
+pub mod pages;
 pub mod pipeline;
 pub mod prompt;
 pub mod receipts;

@@ -45,6 +45,8 @@ pub struct Inner {
     pub insight_scans: tokio::sync::Semaphore,
     /// The consent prompt: wording, saved variants, pending anonymous counts.
     pub prompt: crate::prompt::PromptState,
+    /// The admin dashboard's signed session cookies and CSRF tokens.
+    pub sessions: crate::pages::Sessions,
 }
 
 impl std::ops::Deref for AppState {

@@ -352,10 +352,20 @@ async fn serve(
             );
         }
         demo_data::seed_advertiser(&st).await?;
+        let shown = candor_server::demo_prompt::seed(&st, seed, 30).await?;
+        if shown > 0 {
+            eprintln!(
+                "seeded a month of consent prompt counts: {shown} impressions over two variants"
+            );
+        }
         println!("Candor demo is running.");
         println!("  API:              http://{addr}/v1");
         println!("  OpenAPI:          http://{addr}/openapi.json");
         println!("  Health:           http://{addr}/healthz");
+        println!(
+            "  Demo page:        http://{addr}/demo/  (the consent prompt on an app-store page)"
+        );
+        println!("  Dashboard:        http://{addr}/admin/  (sign in with the admin token)");
         println!(
             "  Metrics:          http://{addr}/metrics  (Authorization: Bearer {})",
             demo::ADMIN_TOKEN

@@ -13,10 +13,14 @@
 //! | `/candor.js`, `/candor-lint.js`, `GET /v1/prompt` | anyone (the anonymous prompt) |
 //! | `POST /v1/prompt/events` | source write key (anonymous counts) |
 //! | `/v1/admin/prompt/*` | admin token |
+//! | `/admin/login` | anyone (the form takes the admin token); `/admin/*`: an admin session cookie, CSRF token on every POST |
+//! | `/demo/*` (`serve --demo` only) | anyone |
 
 pub mod admin;
 pub mod advertisers;
 pub mod consent;
+pub mod dashboard;
+pub mod demo;
 pub mod ingest;
 pub mod meta;
 pub mod prompt;

@@ -12,5 +12,6 @@ mod consent;
 mod iab;
 mod ingest;
 mod meta;
+mod pages;
 mod prompt;
 mod withdrawal;

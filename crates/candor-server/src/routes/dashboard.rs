@@ -1,0 +1,315 @@
+//! The admin dashboard (issue 12): server-rendered pages behind the admin token, which
+//! the login form exchanges for a session cookie (see [`crate::pages`] for the cookie,
+//! CSRF and CSP rules every page follows).
+//!
+//! | route | role |
+//! |---|---|
+//! | `GET /admin/login`, `POST /admin/login` | anyone (the form takes the admin token) |
+//! | `GET /admin/`, `POST /admin/logout`, `POST /admin/variants/{id}` | an admin session (cookie), and a CSRF token on every POST |
+
+use crate::auth;
+use crate::charts;
+use crate::pages::{self, LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS};
+use crate::routes::prompt::{period, report_for};
+use crate::state::AppState;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+
+fn now_s(st: &AppState) -> i64 {
+    st.now_ms() / 1000
+}
+
+fn login_page(st: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+    let token = pages::login_token();
+    pages::render(
+        status,
+        "login.html",
+        context! { operator => st.settings.operator.name, csrf => token.clone(), error },
+        false,
+        vec![pages::set_cookie(LOGIN_COOKIE, &token, "/admin", 600)],
+    )
+}
+
+/// `GET /admin/login`
+pub async fn login_form(State(st): State<AppState>) -> Response {
+    login_page(&st, StatusCode::OK, None)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+    csrf: String,
+}
+
+/// `POST /admin/login`: the admin token for a session cookie.
+pub async fn login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return login_page(
+            &st,
+            StatusCode::BAD_REQUEST,
+            Some("The form was incomplete."),
+        );
+    };
+    if !pages::login_token_ok(&headers, &f.csrf) {
+        return login_page(
+            &st,
+            StatusCode::FORBIDDEN,
+            Some("The form expired. Please sign in again."),
+        );
+    }
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", f.token)) {
+        h.insert(header::AUTHORIZATION, v);
+    }
+    if auth::admin(st.settings.admin_token.as_ref(), &h).is_err() {
+        return login_page(
+            &st,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not the admin token."),
+        );
+    }
+    match st.sessions.issue(now_s(&st)) {
+        Some(session) => pages::redirect(
+            "/admin/",
+            vec![
+                pages::set_cookie(SESSION_COOKIE, &session, "/admin", SESSION_SECONDS),
+                pages::set_cookie(LOGIN_COOKIE, "", "/admin", 0),
+            ],
+        ),
+        None => login_page(
+            &st,
+            StatusCode::UNAUTHORIZED,
+            Some("No admin token is configured."),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+    active: Option<String>,
+}
+
+/// Why a dashboard POST is refused.
+enum Refused {
+    NoSession,
+    BadCsrf,
+}
+
+impl Refused {
+    fn page(self) -> Response {
+        match self {
+            Refused::NoSession => pages::redirect("/admin/login", vec![]),
+            Refused::BadCsrf => pages::message(
+                StatusCode::FORBIDDEN,
+                "The form's security token did not match; nothing was changed.",
+            ),
+        }
+    }
+}
+
+/// The session a POST acts under, once its CSRF token matches.
+fn authorized_post<'a>(
+    st: &AppState,
+    headers: &'a HeaderMap,
+    form: Option<&CsrfForm>,
+) -> Result<&'a str, Refused> {
+    let session = st
+        .sessions
+        .check(headers, now_s(st))
+        .ok_or(Refused::NoSession)?;
+    match form {
+        Some(f) if st.sessions.csrf_ok(session, &f.csrf) => Ok(session),
+        _ => Err(Refused::BadCsrf),
+    }
+}
+
+/// `POST /admin/logout`
+pub async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    if let Err(r) = authorized_post(&st, &headers, form.as_deref().ok()) {
+        return r.page();
+    }
+    pages::redirect(
+        "/admin/login",
+        vec![pages::set_cookie(SESSION_COOKIE, "", "/admin", 0)],
+    )
+}
+
+/// `POST /admin/variants/{id}`: start or stop showing a saved variant.
+pub async fn toggle_variant(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    if let Err(r) = authorized_post(&st, &headers, form.as_deref().ok()) {
+        return r.page();
+    }
+    let active = form.as_ref().ok().and_then(|f| f.active.as_deref()) == Some("true");
+    st.prompt.invalidate();
+    let saved = match st.prompt.saved(&st).await {
+        Ok(s) => s,
+        Err(e) => return pages::message(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    };
+    let Some(s) = saved.iter().find(|s| s.variant.id.as_str() == id) else {
+        return pages::redirect("/admin/", vec![]);
+    };
+    if let Err(e) = st
+        .store
+        .save_prompt_variant(crate::prompt::stored(&s.variant, active, st.now_ms()))
+        .await
+    {
+        tracing::warn!(error = %e, "variant change not saved");
+    }
+    st.prompt.invalidate();
+    pages::redirect("/admin/", vec![])
+}
+
+#[derive(Deserialize)]
+pub struct PeriodQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    variant: String,
+    impressions: u64,
+    /// (rate, interval) per purpose, formatted
+    cells: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct ComparisonRow {
+    purpose: String,
+    variant: String,
+    difference: String,
+    p: String,
+    significant: bool,
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// `GET /admin/`: opt-in per purpose and variant over time, with intervals, the
+/// comparison of variants, and the saved variants.
+pub async fn dashboard(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<PeriodQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(session) = st.sessions.check(&headers, now_s(&st)) else {
+        return pages::redirect("/admin/login", vec![]);
+    };
+    let q = q.map(|Query(q)| q).unwrap_or(PeriodQuery {
+        from: None,
+        to: None,
+    });
+    let (from, to) = match period(&st, q.from.as_deref(), q.to.as_deref()) {
+        Ok(p) => p,
+        Err(_) => match period(&st, None, None) {
+            Ok(p) => p,
+            Err(e) => return pages::message(StatusCode::BAD_REQUEST, &e.message),
+        },
+    };
+    let report = match report_for(&st, from, to).await {
+        Ok(r) => r,
+        Err(e) => return pages::message(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    };
+    let purposes: Vec<_> = st
+        .catalog
+        .purposes()
+        .iter()
+        .map(|p| context! { id => p.id.as_str(), title => p.title })
+        .collect();
+    let days: Vec<String> = (from..=to).map(crate::prompt::day_string).collect();
+    let mut charts = Vec::new();
+    if !report.variants.is_empty() {
+        for p in st.catalog.purposes() {
+            match charts::opt_in_chart(p.id.as_str(), &days, &report.variants) {
+                Ok(svg) => {
+                    charts.push(context! { purpose => p.id.as_str(), title => p.title, svg })
+                }
+                Err(e) => tracing::warn!(purpose = %p.id, error = %e, "chart not drawn"),
+            }
+        }
+    }
+    let rows: Vec<Row> = report
+        .variants
+        .iter()
+        .map(|v| Row {
+            variant: v.variant.clone(),
+            impressions: v.impressions,
+            cells: st
+                .catalog
+                .purposes()
+                .iter()
+                .map(|p| match v.purposes.get(p.id.as_str()) {
+                    Some(crate::prompt::Rate {
+                        rate: Some(r),
+                        interval: Some(i),
+                        ..
+                    }) => (percent(*r), format!("{}–{}", percent(i[0]), percent(i[1]))),
+                    _ => ("–".into(), String::new()),
+                })
+                .collect(),
+        })
+        .collect();
+    let comparisons: Vec<ComparisonRow> = report
+        .comparisons
+        .iter()
+        .map(|c| ComparisonRow {
+            purpose: c.purpose.clone(),
+            variant: c.b.clone(),
+            difference: format!("{:+.1} points", c.difference * 100.0),
+            p: if c.p_value < 1e-4 {
+                "< 0.0001".into()
+            } else {
+                format!("{:.4}", c.p_value)
+            },
+            significant: c.significant,
+        })
+        .collect();
+    let variants: Vec<_> = match st.prompt.saved(&st).await {
+        Ok(saved) => saved
+            .iter()
+            .map(|s| {
+                context! { id => s.variant.id.as_str(), layout => s.variant.layout.as_str(),
+                weight => s.variant.weight, active => s.active }
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    pages::render(
+        StatusCode::OK,
+        "dashboard.html",
+        context! {
+            operator => st.settings.operator.name,
+            csrf => st.sessions.csrf(session),
+            report => context! { from => report.from, to => report.to },
+            baseline => report.variants.first().map(|v| v.variant.clone()),
+            purposes, charts, rows, comparisons, variants,
+        },
+        false,
+        vec![],
+    )
+}
+
+/// `GET /admin`: the dashboard lives at `/admin/` (the cookie's path).
+pub async fn to_dashboard() -> Response {
+    pages::redirect("/admin/", vec![])
+}

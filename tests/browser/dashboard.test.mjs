@@ -1,0 +1,91 @@
+// The dashboard and the demo page in Chromium: signing in with the keyboard, the
+// demo's month of counts drawn as charts (plotters SVG) under the page's strict CSP
+// with no violation, axe-core on the dashboard, a CSRF-protected form that works, and
+// the demo publisher page where the prompt releases its tagged scripts.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { startCandor } from './lib/candor.mjs';
+import { launch, ARTIFACTS } from './lib/browser.mjs';
+
+const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+let candor, browser;
+before(async () => {
+  candor = await startCandor();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await candor?.stop();
+});
+
+/** A page that fails the test on any console error (a CSP violation is one). */
+async function page(viewport = { width: 1280, height: 900 }) {
+  const ctx = await browser.newContext({ viewport });
+  const p = await ctx.newPage();
+  const errors = [];
+  p.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  p.on('pageerror', (e) => errors.push(e.message));
+  return { ctx, p, errors };
+}
+
+async function axe(p) {
+  await p.evaluate(AXE);
+  const r = await p.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+test('the dashboard: keyboard sign-in, charts of the demo month, accessible, forms work', async () => {
+  // localhost: a secure context, where Chromium keeps Secure cookies over plain HTTP.
+  const base = candor.base.replace('127.0.0.1', 'localhost');
+  const { ctx, p, errors } = await page();
+  await p.goto(`${base}/admin/`);
+  assert.equal(new URL(p.url()).pathname, '/admin/login');
+  assert.deepEqual(await axe(p), [], 'login page');
+  await p.keyboard.press('Tab');
+  await p.keyboard.type('demo-admin-token');
+  await p.keyboard.press('Enter');
+  await p.waitForURL(`${base}/admin/`);
+  const charts = await p.locator('.chart svg[role=img]').count();
+  assert.equal(charts, 5, 'one chart per purpose');
+  const rows = await p.locator('table').nth(0).locator('tbody tr').allTextContents();
+  assert.equal(rows.length, 2, 'two variants');
+  assert.ok(rows.some((r) => r.startsWith('standard')) && rows.some((r) => r.startsWith('compact_bar')));
+  assert.equal(await p.locator('table').nth(1).locator('tbody tr').count(), 5, 'a comparison per purpose');
+  await p.screenshot({ path: `${ARTIFACTS}/dashboard.png`, fullPage: true });
+  assert.deepEqual(await axe(p), [], 'dashboard');
+  // A CSRF-protected form: stop showing the compact bar.
+  await p.getByRole('button', { name: 'Stop showing compact_bar' }).click();
+  await p.waitForURL(`${base}/admin/`);
+  assert.equal(await p.getByRole('button', { name: 'Show compact_bar' }).count(), 1);
+  const variant = (await candor.api('GET', '/v1/prompt?anonymousId=anyone')).json.variant.id;
+  assert.equal(variant, 'standard', 'only the standard prompt is shown now');
+  await p.getByRole('button', { name: 'Sign out' }).click();
+  await p.waitForURL(`${base}/admin/login`);
+  await p.goto(`${base}/admin/`);
+  assert.equal(new URL(p.url()).pathname, '/admin/login', 'signed out');
+  assert.deepEqual(errors, [], 'no console error, no CSP violation');
+  await ctx.close();
+});
+
+test('the demo page: the prompt, then the tagged scripts run as allowed', async () => {
+  for (const [name, viewport] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 780 }]]) {
+    const { ctx, p, errors } = await page(viewport);
+    await p.goto(`${candor.base}/demo/`);
+    await p.locator('#candor-prompt dialog').waitFor({ state: 'visible' });
+    await p.screenshot({ path: `${ARTIFACTS}/demo-${name}.png` });
+    const status = () => p.evaluate(() => ['analytics', 'personalization', 'ads_insights'].map((x) => document.getElementById('s-' + x).textContent));
+    assert.deepEqual(await status(), ['waiting for consent', 'waiting for consent', 'waiting for consent']);
+    await p.locator('#candor-prompt .l1 [data-action=choose]').click();
+    await p.locator('#candor-prompt input[data-purpose=analytics]').check();
+    await p.locator('#candor-prompt input[data-purpose=personalization]').check();
+    await p.locator('#candor-prompt [data-action=save]').click();
+    await p.waitForFunction(() => document.getElementById('s-analytics').textContent === 'running: page view accepted');
+    assert.deepEqual(await status(), ['running: page view accepted', 'running', 'waiting for consent']);
+    await p.screenshot({ path: `${ARTIFACTS}/demo-${name}-after.png` });
+    assert.deepEqual(errors, []);
+    await ctx.close();
+  }
+});
