@@ -70,6 +70,35 @@ test('the dashboard: keyboard sign-in, charts of the demo month, accessible, for
   await ctx.close();
 });
 
+test('the variant editor draws, measures and refuses a dark pattern CSS hides; saves a fair one', async () => {
+  const base = candor.base.replace('127.0.0.1', 'localhost');
+  const { ctx, p, errors } = await page();
+  await p.goto(`${base}/admin/login`);
+  await p.fill('#token', 'demo-admin-token');
+  await p.click('button[type=submit]');
+  await p.waitForURL(`${base}/admin/`);
+  await p.getByRole('link', { name: 'New variant' }).click();
+  await p.waitForURL(`${base}/admin/variants/new`);
+  // Fair as declared; only the rendering shows reject shrunk and greyed.
+  const sneaky = { id: 'sneaky', css: '.l1 [data-action=reject] { font-size: 11px; min-height: 0; padding: 2px; background: #fff; color: #aaa; border-color: #fff; }' };
+  await p.fill('#variant', JSON.stringify(sneaky));
+  await p.getByRole('button', { name: 'Check and save' }).click();
+  await p.waitForURL(`${base}/admin/variants`);
+  const alert = await p.getByRole('alert').textContent();
+  assert.match(alert, /unequal_prominence on button\.reject/);
+  assert.deepEqual(await axe(p), [], 'editor with violations');
+  await p.screenshot({ path: `${ARTIFACTS}/editor-refused.png`, fullPage: true });
+  assert.ok(!(await candor.api('GET', '/v1/admin/prompt/variants', { bearer: 'demo-admin-token' })).json.variants.some((v) => v.variant.id === 'sneaky'));
+  // The same page, fixed: saved and listed.
+  await p.fill('#variant', JSON.stringify({ id: 'calm_bar', layout: 'bar', weight: 2 }));
+  await p.getByRole('button', { name: 'Check and save' }).click();
+  await p.waitForURL(`${base}/admin/`);
+  assert.equal(await p.getByRole('button', { name: 'Stop showing calm_bar' }).count(), 1);
+  // The refusal is a 422 page, which the console reports; nothing else may appear.
+  assert.deepEqual(errors.filter((e) => !/status of 422/.test(e)), []);
+  await ctx.close();
+});
+
 test('the demo page: the prompt, then the tagged scripts run as allowed', async () => {
   for (const [name, viewport] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 780 }]]) {
     const { ctx, p, errors } = await page(viewport);

@@ -38,6 +38,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("demo.html", include_str!("../templates/demo.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("editor.html", include_str!("../templates/editor.html")),
 ];
 
 fn environment() -> &'static minijinja::Environment<'static> {

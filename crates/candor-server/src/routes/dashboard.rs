@@ -5,17 +5,19 @@
 //! | route | role |
 //! |---|---|
 //! | `GET /admin/login`, `POST /admin/login` | anyone (the form takes the admin token) |
-//! | `GET /admin/`, `POST /admin/logout`, `POST /admin/variants/{id}` | an admin session (cookie), and a CSRF token on every POST |
+//! | `GET /admin/`, `POST /admin/logout`, `GET /admin/variants/new`, `POST /admin/variants`, `POST /admin/variants/preview`, `POST /admin/variants/{id}` | an admin session (cookie), and a CSRF token on every POST |
+//! | `GET /admin/editor.js` | anyone (the editor's script) |
 
 use crate::auth;
 use crate::charts;
 use crate::pages::{self, LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS};
+use crate::prompt::{RenderedDto, VariantDto};
 use crate::routes::prompt::{period, report_for};
 use crate::state::AppState;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -311,5 +313,150 @@ pub async fn dashboard(
 
 /// `GET /admin`: the dashboard lives at `/admin/` (the cookie's path).
 pub async fn to_dashboard() -> Response {
+    pages::redirect("/admin/", vec![])
+}
+
+const EDITOR_SCRIPT: &str = include_str!("../../../../web/admin-editor.js");
+
+/// `GET /admin/editor.js`: the variant editor's script (nothing secret in it).
+pub async fn editor_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        EDITOR_SCRIPT,
+    )
+        .into_response()
+}
+
+fn editor_page(
+    st: &AppState,
+    session: &str,
+    status: StatusCode,
+    variant: &str,
+    error: Option<String>,
+    violations: Vec<crate::error::Violation>,
+) -> Response {
+    pages::render(
+        status,
+        "editor.html",
+        context! {
+            operator => st.settings.operator.name,
+            csrf => st.sessions.csrf(session),
+            variant, error, violations,
+        },
+        true,
+        vec![],
+    )
+}
+
+/// `GET /admin/variants/new`: the editor, starting from the standard variant.
+pub async fn editor(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(session) = st.sessions.check(&headers, now_s(&st)) else {
+        return pages::redirect("/admin/login", vec![]);
+    };
+    let mut start = VariantDto::of(&candor_core::prompt::Variant::standard());
+    start.id = "my_variant".into();
+    let json = serde_json::to_string_pretty(&start).unwrap_or_default();
+    editor_page(&st, session, StatusCode::OK, &json, None, Vec::new())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    variant: VariantDto,
+}
+
+/// `POST /admin/variants/preview`: what the prompt would show for this variant, for
+/// the editor to draw and measure. Session, and the CSRF token in `X-CSRF-Token`.
+pub async fn preview(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+    use crate::error::{ApiError, Code};
+    let session = st
+        .sessions
+        .check(&headers, now_s(&st))
+        .ok_or_else(|| ApiError::new(Code::MissingCredentials, "sign in to the dashboard"))?;
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !st.sessions.csrf_ok(session, token) {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "the CSRF token does not match",
+        ));
+    }
+    let text = crate::body::read_text(&headers, body, 64 * 1024, Code::InvalidRequest).await?;
+    let b: PreviewBody = crate::body::parse_json(&text)?;
+    let variant = b.variant.parse(&st.catalog)?;
+    Ok(axum::Json(crate::prompt::config(
+        &st,
+        &variant,
+        st.catalog.language(),
+    )))
+}
+
+#[derive(Deserialize)]
+pub struct VariantForm {
+    csrf: String,
+    variant: String,
+    rendered: String,
+}
+
+/// `POST /admin/variants`: saves a variant the linter passes, judged on its definition
+/// and on what the editor measured in this browser; otherwise the editor again, with
+/// every rule broken named.
+pub async fn save_variant(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<VariantForm>, FormRejection>,
+) -> Response {
+    let Some(session) = st.sessions.check(&headers, now_s(&st)) else {
+        return Refused::NoSession.page();
+    };
+    let f = match form {
+        Ok(Form(f)) if st.sessions.csrf_ok(session, &f.csrf) => f,
+        _ => return Refused::BadCsrf.page(),
+    };
+    let again = |status, error: String, violations| {
+        editor_page(&st, session, status, &f.variant, Some(error), violations)
+    };
+    let parsed = serde_json::from_str::<VariantDto>(&f.variant)
+        .map_err(crate::body::json_error)
+        .and_then(|v| v.parse(&st.catalog));
+    let variant = match parsed {
+        Ok(v) => v,
+        Err(e) => return again(StatusCode::BAD_REQUEST, e.message, Vec::new()),
+    };
+    let rendered = match serde_json::from_str::<RenderedDto>(&f.rendered)
+        .map_err(crate::body::json_error)
+        .and_then(RenderedDto::into_core)
+    {
+        Ok(r) => r,
+        Err(_) => {
+            return again(
+                StatusCode::BAD_REQUEST,
+                "The variant was not measured in the browser; use Check and save (it needs JavaScript).".into(),
+                Vec::new(),
+            )
+        }
+    };
+    if let Err(e) = crate::prompt::lint(&st.settings.prompt, &st.catalog, &variant, Some(&rendered))
+    {
+        return again(StatusCode::UNPROCESSABLE_ENTITY, e.message, e.violations);
+    }
+    if let Err(e) = st
+        .store
+        .save_prompt_variant(crate::prompt::stored(&variant, true, st.now_ms()))
+        .await
+    {
+        return again(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            crate::error::ApiError::from(e).message,
+            Vec::new(),
+        );
+    }
+    st.prompt.invalidate();
     pages::redirect("/admin/", vec![])
 }

@@ -40,6 +40,16 @@ async fn dashboard(app: &TestApp, session: &str) -> String {
     page.text().await.unwrap()
 }
 
+/// The saved prompt variants, through the admin API.
+async fn saved_variants(app: &TestApp) -> Vec<serde_json::Value> {
+    let r = app
+        .client
+        .get(app.url("/v1/admin/prompt/variants"))
+        .bearer_auth(ADMIN);
+    let body: serde_json::Value = r.send().await.unwrap().json().await.unwrap();
+    body["variants"].as_array().unwrap().clone()
+}
+
 struct Login {
     cookie: String,
     csrf: String,
@@ -187,18 +197,7 @@ async fn every_dashboard_form_needs_its_csrf_token() {
             .form(&[("csrf", csrf), ("active", "false".into())]);
         async move { req.send().await.unwrap().status().as_u16() }
     };
-    let active = || async {
-        app.client
-            .get(app.url("/v1/admin/prompt/variants"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()["variants"][0]["active"]
-            .clone()
-    };
+    let active = || async { saved_variants(&app).await[0]["active"].clone() };
     // Another session's token, or none: refused, nothing changed.
     assert_eq!(toggle(s.cookie.clone(), other.csrf.clone()).await, 403);
     assert_eq!(toggle(s.cookie.clone(), String::new()).await, 403);
@@ -372,4 +371,98 @@ async fn the_demo_page_is_only_for_the_demo_operator() {
     assert_eq!(r.status(), 401);
     let _ = tx.send(());
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_variant_editor_saves_only_fair_measured_variants_behind_csrf() {
+    let app = spawn().await;
+    let s = login(&app).await;
+    let c = client();
+    let editor = c
+        .get(app.url("/admin/variants/new"))
+        .header("Cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(editor.status(), 200);
+    let csp = editor.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'nonce-") && csp.contains("'self'"),
+        "{csp}"
+    );
+    let csrf = csrf_of(&editor.text().await.unwrap());
+    let rendered = crate::prompt::fair_rendering().to_string();
+    let save = |csrf: String, variant: &str, rendered: &str| {
+        let req = c
+            .post(app.url("/admin/variants"))
+            .header("Cookie", &s.cookie)
+            .form(&[
+                ("csrf", csrf),
+                ("variant", variant.to_owned()),
+                ("rendered", rendered.to_owned()),
+            ]);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let saved = || async { saved_variants(&app).await.len() };
+    // Without the token, or without the browser's measurements: not saved.
+    assert_eq!(save("x".into(), r#"{"id":"a"}"#, &rendered).await.0, 403);
+    let (status, page) = save(csrf.clone(), r#"{"id":"a"}"#, "").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("not measured"), "{page}");
+    let (status, _) = save(csrf.clone(), "{not json", &rendered).await;
+    assert_eq!(status, 400);
+    // Unfair: the editor again, naming each rule and element, keeping the definition.
+    let (status, page) = save(
+        csrf.clone(),
+        r#"{"id":"pushy","preticked":["analytics"],"closeButton":"accept"}"#,
+        &rendered,
+    )
+    .await;
+    assert_eq!(status, 422);
+    for named in [
+        "pre_ticked",
+        "checkbox analytics",
+        "close_counts_as_consent",
+        "button.close",
+        "&quot;pushy&quot;",
+    ] {
+        assert!(page.contains(named), "{named} in the page");
+    }
+    assert_eq!(saved().await, 0);
+    // Fair: saved and shown.
+    let (status, _) = save(csrf.clone(), r#"{"id":"calm","layout":"bar"}"#, &rendered).await;
+    assert_eq!(status, 303);
+    assert_eq!(saved().await, 1);
+    // The preview the editor draws needs the session and the token as a header.
+    let preview = |token: &str| {
+        let req = c
+            .post(app.url("/admin/variants/preview"))
+            .header("Cookie", &s.cookie)
+            .header("X-CSRF-Token", token)
+            .json(&json!({"variant": {"id": "p", "layout": "bar"}}));
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(
+        code_of(preview("wrong").await).await,
+        (403, "forbidden".into())
+    );
+    let r = preview(&s.csrf).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["variant"]["layout"],
+        "bar"
+    );
+    let r = c
+        .post(app.url("/admin/variants/preview"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code_of(r).await, (401, "missing_credentials".into()));
 }
