@@ -124,8 +124,9 @@ pub struct Request {
     pub choices: Vec<(PurposeId, Action)>,
     pub channel: Channel,
     pub evidence: Evidence,
-    /// The request carried `Sec-GPC: 1`.
-    pub gpc: bool,
+    /// The Global Privacy Control signal the request carried (`Sec-GPC: 1`, or
+    /// `Candor-GPC: 1` from candor.js), as sent.
+    pub gpc: Option<&'static str>,
     /// The language the notices were shown in (a prompt says so): the choices record
     /// the hash of the text in that language (`Purpose::localized`).
     pub notice_language: Option<Language>,
@@ -145,7 +146,7 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
     let sale = catalog.sale_or_sharing();
     let mut cmds = Vec::new();
     let mut evidence = req.evidence;
-    if req.gpc {
+    if let Some(signal) = req.gpc {
         evidence = evidence.with("gpc", "1");
         cmds.push(ConsentCommand {
             identities: req.identities.clone(),
@@ -157,7 +158,7 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
                 .map(|p| change(p, Action::Refuse))
                 .collect(),
             channel: Channel::Gpc,
-            evidence: Evidence::default().with("signal", "Sec-GPC: 1"),
+            evidence: Evidence::default().with("signal", signal),
             time_ms: req.time,
         });
     }
@@ -178,7 +179,7 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
         let Some(p) = catalog.purpose(&id) else {
             continue;
         };
-        if req.gpc && sale.contains(p.bit) {
+        if req.gpc.is_some() && sale.contains(p.bit) {
             if action == Action::Grant {
                 overridden.push(id.to_string());
             }
@@ -196,5 +197,5 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
             time_ms: req.time,
         });
     }
-    (cmds, req.gpc.then_some(GpcApplied { overridden }))
+    (cmds, req.gpc.map(|_| GpcApplied { overridden }))
 }

@@ -285,7 +285,7 @@ async fn apply(
             choices,
             channel,
             evidence,
-            gpc: super::sec_gpc(headers),
+            gpc: super::gpc_signal(headers),
             notice_language,
             time: st.now(),
         },

@@ -30,11 +30,17 @@ pub mod prompt;
 /// (scripts may not set `Sec-` headers). Either can only narrow what is allowed, so
 /// whoever sends it gains nothing by it.
 pub(crate) fn sec_gpc(headers: &axum::http::HeaderMap) -> bool {
-    ["sec-gpc", "candor-gpc"]
-        .iter()
-        .any(|h| headers.get(*h).is_some_and(|v| v.as_bytes() == b"1"))
+    gpc_signal(headers).is_some()
 }
 
+/// The Global Privacy Control signal a request carries, as it was sent (recorded as
+/// the evidence of a GPC refusal).
+pub(crate) fn gpc_signal(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    [("sec-gpc", "Sec-GPC: 1"), ("candor-gpc", "Candor-GPC: 1")]
+        .into_iter()
+        .find(|(h, _)| headers.get(*h).is_some_and(|v| v.as_bytes() == b"1"))
+        .map(|(_, signal)| signal)
+}
 /// The catalog's purpose of that name, or `unknown_purpose` naming (the start of) it.
 pub(crate) fn known_purpose<'a>(
     catalog: &'a candor_core::purpose::Catalog,

@@ -137,6 +137,7 @@ async fn gpc_refuses_sale_purposes_and_cannot_grant_them() {
         .find(|x| x["record"]["purpose"] == "ads_insights")
         .unwrap();
     assert_eq!(gpc_receipt["record"]["collectionMethod"], "gpc");
+    assert_eq!(gpc_receipt["record"]["evidence"]["signal"], "Sec-GPC: 1");
     // An explicit grant with GPC on is overridden too.
     let r: Value = app
         .client

@@ -332,6 +332,14 @@ async fn candor_gpc_relays_the_dom_signal_like_sec_gpc() {
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["gpc"]["applied"], true);
     assert_eq!(body["gpc"]["overridden"], json!(["ads_insights"]));
+    // The ledger says which signal it was.
+    let refusal = body["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["record"]["collectionMethod"] == "gpc")
+        .unwrap();
+    assert_eq!(refusal["record"]["evidence"]["signal"], "Candor-GPC: 1");
     let granted: Vec<&str> = body["purposes"]
         .as_array()
         .unwrap()
