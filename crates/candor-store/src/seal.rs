@@ -53,38 +53,26 @@ pub(crate) struct SealedRow {
 /// bit when insights are on: deltas of a row the gate did not allow for it are dropped
 /// here (they could never count).
 pub(crate) fn row(key: &SubjectKey, row: IngestRow, insights_bit: Option<u8>) -> SealedRow {
-    let IngestRow {
-        subject,
-        link,
-        source,
-        dedup_key,
-        kind,
-        category,
-        purposes,
-        event_ms,
-        received_ms,
-        payload,
-        features: deltas,
-    } = row;
-    let deltas = if features::feeds(insights_bit, purposes, !deltas.is_empty()) {
-        deltas
+    let deltas = if features::feeds(insights_bit, row.purposes, !row.features.is_empty()) {
+        row.features
     } else {
         Vec::new()
     };
+    let subject = row.subject;
     SealedRow {
-        subject,
-        link: link.iter().map(|i| identity(key, i)).collect(),
-        source,
-        dedup_key,
-        kind,
-        category,
-        purposes,
-        event_ms,
-        received_ms,
-        payload: key.seal(subject.as_bytes(), payload.expose()),
+        link: row.link.iter().map(|i| identity(key, i)).collect(),
+        payload: key.seal(subject.as_bytes(), row.payload.expose()),
         features: (!deltas.is_empty())
             .then(|| key.seal(&features_aad(subject), &features::encode(&deltas))),
         deltas,
+        subject,
+        source: row.source,
+        dedup_key: row.dedup_key,
+        kind: row.kind,
+        category: row.category,
+        purposes: row.purposes,
+        event_ms: row.event_ms,
+        received_ms: row.received_ms,
     }
 }
 

@@ -5,8 +5,9 @@
 //! one after another and each sees the ones before it (READ COMMITTED: every statement
 //! after the lock reads what committed before it).
 
+use super::locks::{self, Hold};
 use super::read::all;
-use super::{locks, sql, Shared};
+use super::{sql, Shared};
 use crate::advertisers::{self, advertiser_values, Encoded, PutMode};
 use crate::plan::charge::charge;
 use crate::rows::{self, Col};
@@ -85,12 +86,7 @@ pub(super) async fn record_report(
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
     // Before the id is taken: a listing across advertisers waits for this (see `reports`).
-    sql::execute(
-        &tx,
-        "SELECT pg_advisory_xact_lock_shared($1, $2)",
-        &[&locks::CLASS, &locks::REPORTS],
-    )
-    .await?;
+    locks::take(&tx, locks::REPORTS, Hold::Shared).await?;
     let row = sql::query_opt(&tx, &format!("{} FOR UPDATE", q::BUDGET), &[&r.advertiser]).await?;
     let budget = match row {
         Some(row) if !row.flag(2)? => Spend {
@@ -164,12 +160,7 @@ pub(super) async fn reports(
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
     if advertiser.is_none() {
-        sql::execute(
-            &tx,
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[&locks::CLASS, &locks::REPORTS],
-        )
-        .await?;
+        locks::take(&tx, locks::REPORTS, Hold::Exclusive).await?;
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let out = all(

@@ -26,7 +26,8 @@
 //! exclusive gate, so the feature deriver (which holds it shared) cannot be writing
 //! features for it meanwhile.
 
-use super::{locks, sql, Shared};
+use super::locks::{self, Hold};
+use super::{sql, Shared};
 use crate::caches::Staged;
 use crate::front::Reply;
 use crate::plan::consent::{self, SubjectConsent};
@@ -152,13 +153,7 @@ async fn run(
 }
 
 pub(super) async fn lock_gate(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    sql::execute(
-        tx,
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&locks::CLASS, &locks::GATE],
-    )
-    .await?;
-    Ok(())
+    Ok(locks::take(tx, locks::GATE, Hold::Exclusive).await?)
 }
 
 struct Ctx<'a, 't> {

@@ -25,7 +25,8 @@
 //! `Store::refresh_features` derives too; an advisory lock makes them take turns across
 //! nodes, and the watermark read under it tells each where the last one stopped.
 
-use super::{features, locks, sql, Shared};
+use super::locks::{self, Hold};
+use super::{features, sql, Shared};
 use crate::plan::features::{feeds, Batch};
 use crate::plan::floors;
 use crate::retry::retrying;
@@ -75,12 +76,7 @@ async fn behind(shared: &Shared) -> Result<bool, StoreError> {
 async fn settled(shared: &Shared) -> Result<i64, StoreError> {
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
-    sql::execute(
-        &tx,
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&locks::CLASS, &locks::GATE],
-    )
-    .await?;
+    locks::take(&tx, locks::GATE, Hold::Exclusive).await?;
     let upto = sql::query_opt(
         &tx,
         "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq",
@@ -100,12 +96,8 @@ async fn step(shared: &Shared, bit: u8, upto: i64) -> Result<bool, StoreError> {
     let mut client = shared.pool.get().await?;
     let mut sync = shared.feature_sync.lock().await;
     let tx = client.transaction().await?;
-    sql::execute(
-        &tx,
-        "SELECT pg_advisory_xact_lock($1, $2), pg_advisory_xact_lock_shared($1, $3)",
-        &[&locks::CLASS, &locks::DERIVE, &locks::GATE],
-    )
-    .await?;
+    locks::take(&tx, locks::DERIVE, Hold::Exclusive).await?;
+    locks::take(&tx, locks::GATE, Hold::Shared).await?;
     let low = sql::query_opt(
         &tx,
         "SELECT applied_upto FROM feature_watermark WHERE id = 1",

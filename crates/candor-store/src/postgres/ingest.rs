@@ -28,8 +28,9 @@
 //! deltas in its `features` column, and the deriver applies them after commit (see
 //! `derive`).
 
+use super::locks::{self, Hold};
 use super::partitions::{day_of_ms, Table};
-use super::{locks, sql, Shared};
+use super::{sql, Shared};
 use crate::front::Reply;
 use crate::plan::features::feeds;
 use crate::plan::ingest::{GroupGate, Verdict};
@@ -162,12 +163,7 @@ async fn run(
 ) -> Result<(Vec<Vec<RowOutcome>>, IdMap<LookupHash, SubjectId>), Failure> {
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
-    sql::execute(
-        &tx,
-        "SELECT pg_advisory_xact_lock_shared($1, $2)",
-        &[&locks::CLASS, &locks::GATE],
-    )
-    .await?;
+    locks::take(&tx, locks::GATE, Hold::Shared).await?;
     let granted = granted(shared, &tx, jobs).await?;
 
     // Consent, then duplicates within the group; what is left is a candidate.

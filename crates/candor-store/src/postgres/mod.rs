@@ -122,6 +122,28 @@ pub(crate) mod locks {
     pub const REPORTS: i32 = 5;
     /// One feature deriver at a time across nodes.
     pub const DERIVE: i32 = 6;
+
+    /// How an advisory lock is held.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Hold {
+        Exclusive,
+        Shared,
+    }
+
+    /// Takes advisory lock `key` (under [`CLASS`]) until the transaction ends.
+    pub async fn take<C: deadpool_postgres::GenericClient>(
+        c: &C,
+        key: i32,
+        hold: Hold,
+    ) -> Result<(), tokio_postgres::Error> {
+        let sql = match hold {
+            Hold::Exclusive => "SELECT pg_advisory_xact_lock($1, $2)",
+            Hold::Shared => "SELECT pg_advisory_xact_lock_shared($1, $2)",
+        };
+        super::sql::execute(c, sql, &[&CLASS, &key])
+            .await
+            .map(|_| ())
+    }
 }
 
 /// State shared by the store handle and its background tasks.

@@ -8,7 +8,7 @@
 //! on the parent is held for milliseconds, once a day. Each node remembers which
 //! partitions it knows to exist, so the hot path costs nothing.
 
-use super::locks;
+use super::locks::{self, Hold};
 use crate::plan::retention::DAY_MS;
 use crate::StoreError;
 use deadpool_postgres::Pool;
@@ -76,11 +76,7 @@ impl Known {
         missing.dedup();
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[&locks::CLASS, &locks::PARTITIONS],
-        )
-        .await?;
+        locks::take(&tx, locks::PARTITIONS, Hold::Exclusive).await?;
         for (table, day) in &missing {
             tx.batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS \"{}\" PARTITION OF {} FOR VALUES FROM ({day}) TO ({})",
@@ -134,11 +130,7 @@ pub async fn drop_partition(
 ) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&locks::CLASS, &locks::PARTITIONS],
-    )
-    .await?;
+    locks::take(&tx, locks::PARTITIONS, Hold::Exclusive).await?;
     tx.batch_execute(&format!(
         "DROP TABLE IF EXISTS \"{}\"",
         table.partition(day)

@@ -261,11 +261,7 @@ pub async fn migrate(
     purposes: &[PurposeId],
 ) -> Result<HashMap<PurposeId, u8>, StoreError> {
     let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&locks::CLASS, &locks::MIGRATE],
-    )
-    .await?;
+    locks::take(&tx, locks::MIGRATE, locks::Hold::Exclusive).await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    INTEGER PRIMARY KEY,

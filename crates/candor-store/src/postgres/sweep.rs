@@ -7,8 +7,9 @@
 //! `sweep()` beside the background task) commute instead of undoing each other. An
 //! advisory lock still keeps them from doing the same work twice.
 
+use super::locks::{self, Hold};
 use super::partitions::{self, day_of_ms, Table};
-use super::{locks, sql, Shared};
+use super::{sql, Shared};
 use crate::plan::floors::SweepPass;
 use crate::rows::Col;
 use crate::StoreError;
@@ -45,12 +46,7 @@ impl Sweeper {
             return Ok(false);
         };
         let tx = client.transaction().await?;
-        sql::execute(
-            &tx,
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[&locks::CLASS, &locks::SWEEP],
-        )
-        .await?;
+        locks::take(&tx, locks::SWEEP, Hold::Exclusive).await?;
         let (from, to) = pass.range();
         let mut rows = Vec::new();
         for r in sql::query(
