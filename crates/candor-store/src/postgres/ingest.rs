@@ -106,13 +106,14 @@ pub(super) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
                 shared.partitions.forget_all();
                 retried = true;
             }
-            // Rolled back whole: run it again (see `writer::retrying`).
+            // Rolled back whole: run it again (see `retry::retrying`).
             Err(f) if attempt < ATTEMPTS && f.contention() => {
                 tracing::warn!(
                     attempt,
                     "ingest group aborted by the database to resolve contention; running it again"
                 );
                 attempt += 1;
+                crate::retry::back_off(attempt).await;
             }
             other => break other,
         }
