@@ -146,6 +146,7 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
         let decided = today - rng.gen_range(20..40) * DAY_MS + rng.gen_range(0..DAY_MS);
         cmds.push(ConsentCommand {
             identities: idents,
+            authority: candor_store::Authority::Any,
             create: true,
             changes,
             channel: if rng.gen_bool(0.7) {
@@ -293,6 +294,7 @@ async fn flush(
         st,
         pipeline::ingest::Request {
             source,
+            credential: pipeline::gate::Credential::Server,
             raws: &raws,
             implied: None,
             sent_at: None,

@@ -161,6 +161,7 @@ impl From<StoreError> for ApiError {
                 format!("consent for {purpose} is not currently given, so it cannot be withdrawn"),
             ),
             StoreError::UnknownSubject => ApiError::new(Code::SubjectNotFound, "no such subject"),
+            StoreError::NotYours => crate::pipeline::consent::not_yours(),
             StoreError::UnknownAdvertiser => ApiError::new(Code::NotFound, "no such advertiser"),
             StoreError::AdvertiserExists => {
                 ApiError::new(Code::AlreadyExists, "an advertiser with this id exists")

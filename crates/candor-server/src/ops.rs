@@ -106,6 +106,7 @@ pub fn parse_import(
             .with("import_line", n.to_string());
         cmds.push(ConsentCommand {
             identities: vec![crate::pipeline::identity(master, kind, &rec.subject_id)],
+            authority: candor_store::Authority::Any,
             create: true,
             changes: vec![PurposeChange {
                 purpose: purpose.id.clone(),

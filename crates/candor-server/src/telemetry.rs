@@ -55,6 +55,9 @@ pub enum DropReason {
     ConsentChanged,
     /// Same source and messageId already stored.
     Duplicate,
+    /// A browser key sent a user id without a subject token for it, or an anonymous id
+    /// linked to more than it (issue 11): not stored, whoever it names.
+    UnprovenIdentity,
 }
 
 impl DropReason {
@@ -65,6 +68,7 @@ impl DropReason {
             DropReason::ClientConsent => "client_consent",
             DropReason::ConsentChanged => "consent_changed",
             DropReason::Duplicate => "duplicate",
+            DropReason::UnprovenIdentity => "unproven_identity",
         }
     }
 }

@@ -25,10 +25,56 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The identity map: lookup hash → subject, and how many identifiers each subject
+/// holds (what lets the server tell an anonymous id nobody has linked from one linked
+/// to a user id without asking the database; see `plan::identity`). Identifiers are
+/// only ever added, so counting insertions keeps the counts exact.
+#[derive(Default)]
+pub struct IdentityMap {
+    subject_of: IdMap<LookupHash, SubjectId>,
+    /// Identifiers per subject, saturating at 255 (the rule only asks "more than the
+    /// request names", a handful at most).
+    held: IdMap<SubjectId, u8>,
+}
+
+impl IdentityMap {
+    pub fn get(&self, h: &LookupHash) -> Option<&SubjectId> {
+        self.subject_of.get(h)
+    }
+
+    pub fn insert(&mut self, h: LookupHash, s: SubjectId) {
+        match self.subject_of.insert(h, s) {
+            Some(old) if old == s => return,
+            // Never happens (one identifier, one subject), but keep the counts true.
+            Some(old) => {
+                if let Some(n) = self.held.get_mut(&old) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            None => {}
+        }
+        let n = self.held.entry(s).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    /// How many identifiers resolve to `s` (saturating at 255).
+    pub fn held(&self, s: &SubjectId) -> usize {
+        self.held.get(s).map_or(0, |n| usize::from(*n))
+    }
+}
+
+impl Extend<(LookupHash, SubjectId)> for IdentityMap {
+    fn extend<I: IntoIterator<Item = (LookupHash, SubjectId)>>(&mut self, iter: I) {
+        for (h, s) in iter {
+            self.insert(h, s);
+        }
+    }
+}
+
 pub struct Caches {
     pub index: ConsentIndex,
     versions: Mutex<IdMap<SubjectId, u64>>,
-    pub ids: RwLock<IdMap<LookupHash, SubjectId>>,
+    pub ids: RwLock<IdentityMap>,
     pub keys: RwLock<IdMap<SubjectId, SubjectKey>>,
     /// Stable bit numbers of the configured purposes.
     pub bits: HashMap<PurposeId, u8>,
@@ -50,7 +96,7 @@ impl Caches {
         Self {
             index: ConsentIndex::new(),
             versions: Mutex::new(IdMap::default()),
-            ids: RwLock::new(IdMap::default()),
+            ids: RwLock::new(IdentityMap::default()),
             keys: RwLock::new(IdMap::default()),
             bits,
             master,
@@ -141,6 +187,11 @@ impl Caches {
     /// The subject an identifier resolves to, as committed.
     pub fn resolve(&self, h: &LookupHash) -> Option<SubjectId> {
         self.ids.read().get(h).copied()
+    }
+
+    /// How many identifiers resolve to `s`, as committed.
+    pub fn held(&self, s: &SubjectId) -> usize {
+        self.ids.read().held(s)
     }
 
     pub fn key(&self, s: &SubjectId) -> Option<SubjectKey> {

@@ -102,6 +102,10 @@ impl<B: Backend> Store for Engine<B> {
         self.caches().resolve(hash)
     }
 
+    fn held(&self, subject: &SubjectId) -> usize {
+        self.caches().held(subject)
+    }
+
     async fn subject_key(&self, subject: SubjectId) -> Result<Option<SubjectKey>, StoreError> {
         if let Some(k) = self.caches().key(&subject) {
             return Ok(Some(k));

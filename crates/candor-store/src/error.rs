@@ -17,6 +17,10 @@ pub enum StoreError {
     NotGiven { purpose: String },
     #[error("subject not found")]
     UnknownSubject,
+    /// The subject holds identifiers the credential does not speak for (a browser key
+    /// reaching a subject linked to a user id): nothing was applied.
+    #[error("the credential does not speak for every identifier of this subject")]
+    NotYours,
     #[error("the data directory is in use by another Candor process ({0})")]
     Locked(String),
     #[error("the database schema is version {found}, newer than this binary supports ({supported}); upgrade Candor")]

@@ -73,6 +73,11 @@ pub trait Store: Send + Sync + 'static {
     /// The subject an identifier resolves to, if any (in-memory, no I/O).
     fn resolve(&self, hash: &LookupHash) -> Option<SubjectId>;
 
+    /// How many identifiers resolve to `subject` (in-memory, no I/O): what the server
+    /// asks `plan::identity::may_act` about before letting a browser key or a subject
+    /// token act for it.
+    fn held(&self, subject: &SubjectId) -> usize;
+
     /// The subject's data key, for sealing event payloads before they are written.
     async fn subject_key(&self, subject: SubjectId) -> Result<Option<SubjectKey>, StoreError>;
 

@@ -25,12 +25,29 @@ pub struct PurposeChange {
     pub notice_hash: [u8; 32],
 }
 
+/// Whom the credential behind a consent command speaks for (invariant 9), checked by
+/// the writer against what the database holds when the command commits
+/// ([`crate::plan::identity::may_act`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authority {
+    /// A server key, the operator, an import: any subject.
+    Any,
+    /// A browser key or a subject token: only the identifiers the command names.
+    /// `owner` is the user id a subject token was minted for; the subject it resolves
+    /// to is that user's account, whatever else is linked to it. Any other subject the
+    /// command reaches must hold no identifier beyond the command's own.
+    Named { owner: Option<LookupHash> },
+}
+
 /// One subject's consent changes, as one atomic unit.
 #[derive(Clone, Debug)]
 pub struct ConsentCommand {
     /// Identifiers of the subject; the first that resolves names the subject. Unknown
     /// ones are linked to it.
     pub identities: Vec<Identity>,
+    /// Whom the credential may act for; the command is refused (`NotYours`) when the
+    /// subject it reaches is not among them.
+    pub authority: Authority,
     /// Create the subject when no identifier resolves (consent prompts); otherwise
     /// an unknown subject is an error.
     pub create: bool,
@@ -38,6 +55,22 @@ pub struct ConsentCommand {
     pub channel: Channel,
     pub evidence: Evidence,
     pub time_ms: UnixMillis,
+}
+
+impl ConsentCommand {
+    /// Whether this command's credential may act for `subject`, which the transaction
+    /// sees holding `held` identifiers, `named` of them the command's; `owner_subject`
+    /// is where the authority's owner resolves (`plan::identity::may_act`).
+    pub(crate) fn may_reach(
+        &self,
+        subject: SubjectId,
+        owner_subject: Option<SubjectId>,
+        held: i64,
+        named: usize,
+    ) -> Result<(), crate::StoreError> {
+        let held = usize::try_from(held).unwrap_or(usize::MAX);
+        crate::plan::identity::may_act(&self.authority, subject, owner_subject, held, named)
+    }
 }
 
 /// Evidence as stored in the ledger's `evidence` column (sorted-key JSON).

@@ -1,13 +1,16 @@
 //! Consent requests: who may act for whom, and a request turned into the commands the
 //! store applies as one atomic unit, the Global Privacy Control rule included.
 //!
-//! Who may act for whom: a browser write key only for the anonymous id it presents; a
-//! server write key for any id; a subject token for the user it was minted for. A
+//! Who may act for whom: a browser write key only for the anonymous id it presents, and
+//! only while that id is linked to nothing else; a server write key for any id; a
+//! subject token for the user it was minted for (and an anonymous id presented beside
+//! it that belongs to no one else). The rule is `candor_store::plan::identity`'s. A
 //! request carrying `Sec-GPC: 1` refuses every sale/sharing purpose (channel `gpc`) and
 //! cannot grant them, in the same atomic unit as the rest of the request.
 
 use super::identity;
 use crate::error::{ApiError, ApiResult, Code};
+use crate::state::AppState;
 use candor_core::consent::{Action, Channel};
 use candor_core::crypto::{IdKind, MasterKey};
 use candor_core::lang::Language;
@@ -15,13 +18,17 @@ use candor_core::ledger::Evidence;
 use candor_core::purpose::{Catalog, Purpose};
 use candor_core::time::UnixMillis;
 use candor_core::{PurposeId, Sensitive};
-use candor_store::{ConsentCommand, Identity, PurposeChange};
+use candor_core::{SourceId, SubjectId};
+use candor_store::plan::identity;
+use candor_store::{Authority, ConsentCommand, Identity, PurposeChange};
 use std::collections::BTreeMap;
 
 /// Who is asking, after authentication.
 pub enum Actor {
-    Browser,
-    Server,
+    /// A browser (public) write key: speaks for the anonymous id it presents.
+    Browser(SourceId),
+    /// A server (secret) write key: speaks for anyone.
+    Server(SourceId),
     /// A subject token, for this user id.
     User(Sensitive<String>),
 }
@@ -29,20 +36,29 @@ pub enum Actor {
 impl Actor {
     pub fn default_channel(&self) -> Channel {
         match self {
-            Actor::Browser => Channel::Prompt,
-            Actor::Server => Channel::Api,
+            Actor::Browser(_) => Channel::Prompt,
+            Actor::Server(_) => Channel::Api,
             Actor::User(_) => Channel::PreferenceCenter,
         }
     }
 }
 
-/// The identifiers a request names, checked against what the actor may act for.
+/// The identifiers a request names, and whom its credential speaks for.
+pub struct Named {
+    pub identities: Vec<Identity>,
+    pub authority: Authority,
+}
+
+/// The identifiers a request names, checked against what the actor may claim: a
+/// browser key names no user id, a subject token only its own. Whether the subject
+/// they reach is the actor's is decided by [`resolve`] (reads) and by the store's
+/// writer (changes), with `plan::identity`'s one rule.
 pub fn identities(
     master: &MasterKey,
     actor: &Actor,
     user_id: Option<&str>,
     anonymous_id: Option<&str>,
-) -> ApiResult<Vec<Identity>> {
+) -> ApiResult<Named> {
     let check = |v: &str, what: &str| -> ApiResult<()> {
         if v.is_empty() || v.chars().count() > 512 {
             return Err(ApiError::new(
@@ -53,34 +69,82 @@ pub fn identities(
         Ok(())
     };
     let user = match (actor, user_id) {
-        (Actor::Browser, Some(_)) => {
-            return Err(ApiError::new(
-                Code::SubjectTokenRequired,
-                "a browser write key may act only for its anonymousId; acting for a userId needs a subject token or a server key",
-            ))
-        }
+        (Actor::Browser(_), Some(_)) => return Err(not_yours()),
         (Actor::User(u), Some(given)) if given != u.expose() => {
-            return Err(ApiError::new(Code::Forbidden, "the subject token is for a different userId"))
+            return Err(ApiError::new(
+                Code::Forbidden,
+                "the subject token is for a different userId",
+            ))
         }
         (Actor::User(u), _) => Some(u.expose().clone()),
         (_, u) => u.map(str::to_owned),
     };
-    let mut out = Vec::new();
+    let mut identities = Vec::new();
     if let Some(u) = user {
         check(&u, "userId")?;
-        out.push(identity(master, IdKind::UserId, &u));
+        identities.push(identity(master, IdKind::UserId, &u));
     }
     if let Some(a) = anonymous_id {
         check(a, "anonymousId")?;
-        out.push(identity(master, IdKind::AnonymousId, a));
+        identities.push(identity(master, IdKind::AnonymousId, a));
     }
-    if out.is_empty() {
+    if identities.is_empty() {
         return Err(ApiError::new(
             Code::InvalidRequest,
             "anonymousId or userId is required",
         ));
     }
-    Ok(out)
+    let authority = match actor {
+        Actor::Server(_) => Authority::Any,
+        Actor::Browser(_) => Authority::Named { owner: None },
+        Actor::User(_) => Authority::Named {
+            owner: identities.first().map(|i| i.hash),
+        },
+    };
+    Ok(Named {
+        identities,
+        authority,
+    })
+}
+
+/// Why a browser key or a subject token may not act for a subject (the same answer
+/// whether or not that subject exists or consented).
+pub fn not_yours() -> ApiError {
+    ApiError::new(
+        Code::SubjectTokenRequired,
+        "a browser write key acts only for an anonymousId that is not linked to anything else; acting for a userId, or for an anonymousId linked to one, needs a subject token for that user or a server key",
+    )
+}
+
+/// The subject the request's identifiers name (the first that resolves), if the
+/// credential may act for it: the read side of `plan::identity::may_act`, over the
+/// in-memory identity map. `None` when none resolves.
+pub fn resolve(st: &AppState, named: &Named) -> ApiResult<Option<SubjectId>> {
+    let Some(subject) = named
+        .identities
+        .iter()
+        .find_map(|i| st.store.resolve(&i.hash))
+    else {
+        return Ok(None);
+    };
+    let owner_subject = match &named.authority {
+        Authority::Named { owner: Some(h) } => st.store.resolve(h),
+        _ => None,
+    };
+    let in_request = named
+        .identities
+        .iter()
+        .filter(|i| st.store.resolve(&i.hash) == Some(subject))
+        .count();
+    identity::may_act(
+        &named.authority,
+        subject,
+        owner_subject,
+        st.store.held(&subject),
+        in_request,
+    )
+    .map_err(|_| not_yours())?;
+    Ok(Some(subject))
 }
 
 pub fn channel(actor: &Actor, given: Option<&str>) -> ApiResult<Channel> {
@@ -119,7 +183,7 @@ pub fn change(p: &Purpose, action: Action) -> PurposeChange {
 
 /// One consent request, checked.
 pub struct Request {
-    pub identities: Vec<Identity>,
+    pub named: Named,
     /// The choices, in request order, for purposes of the catalog.
     pub choices: Vec<(PurposeId, Action)>,
     pub channel: Channel,
@@ -149,7 +213,8 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
     if let Some(signal) = req.gpc {
         evidence = evidence.with("gpc", "1");
         cmds.push(ConsentCommand {
-            identities: req.identities.clone(),
+            identities: req.named.identities.clone(),
+            authority: req.named.authority.clone(),
             create: true,
             changes: catalog
                 .purposes()
@@ -189,7 +254,8 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
     }
     if !changes.is_empty() || cmds.is_empty() {
         cmds.push(ConsentCommand {
-            identities: req.identities,
+            identities: req.named.identities,
+            authority: req.named.authority,
             create: true,
             changes,
             channel: req.channel,

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 /// One request's messages from one source.
 pub struct Request<'a> {
     pub source: &'a str,
+    /// What the request's credential proves about identity.
+    pub credential: gate::Credential,
     /// Each message's JSON text.
     pub raws: &'a [&'a str],
     /// The kind a single-message route implies (`None` for a batch).
@@ -81,6 +83,7 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
     // 2. Gate each message.
     let origin = Origin {
         source: req.source,
+        credential: &req.credential,
         gpc: req.gpc,
         sent_at: req.sent_at,
         received: st.now(),

@@ -20,7 +20,7 @@ use candor_core::consent::{Action, Channel};
 use candor_core::lang::Language;
 use candor_core::ledger::Evidence;
 use candor_core::{PurposeId, PurposeSet, SubjectId};
-use candor_store::{ConsentCommand, ConsentOutcome, Identity, StateRow};
+use candor_store::{ConsentCommand, ConsentOutcome, StateRow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -41,9 +41,9 @@ fn actor(st: &AppState, headers: &HeaderMap) -> ApiResult<Actor> {
     })?;
     let src = auth::source(&st.sources, Some(&key), None)?;
     Ok(if auth::is_browser(src) {
-        Actor::Browser
+        Actor::Browser(src.id.clone())
     } else {
-        Actor::Server
+        Actor::Server(src.id.clone())
     })
 }
 
@@ -201,7 +201,7 @@ pub async fn record(
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, MAX_BODY, Code::InvalidRequest).await?;
     let b: ChoicesBody = parse_json(&text)?;
-    let identities = consent::identities(
+    let named = consent::identities(
         &st.master,
         &actor,
         b.user_id.as_deref(),
@@ -238,7 +238,7 @@ pub async fn record(
         versions: &b.notice_versions,
         language: b.notice_language.as_deref(),
     };
-    apply(&st, &headers, identities, choices, channel, evidence, shown).await
+    apply(&st, &headers, named, choices, channel, evidence, shown).await
 }
 
 /// What a prompt says it showed: the notice versions and their language.
@@ -267,7 +267,7 @@ fn check_notice_versions(st: &AppState, shown: &BTreeMap<String, u32>) -> ApiRes
 async fn apply(
     st: &AppState,
     headers: &HeaderMap,
-    identities: Vec<Identity>,
+    named: consent::Named,
     choices: Vec<(PurposeId, Action)>,
     channel: Channel,
     evidence: Evidence,
@@ -281,7 +281,7 @@ async fn apply(
     let (cmds, gpc) = consent::commands(
         &st.catalog,
         consent::Request {
-            identities,
+            named,
             choices,
             channel,
             evidence,
@@ -307,7 +307,7 @@ async fn all(
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, MAX_BODY, Code::InvalidRequest).await?;
     let b: AllBody = parse_json(&text)?;
-    let identities = consent::identities(
+    let named = consent::identities(
         &st.master,
         &actor,
         b.user_id.as_deref(),
@@ -325,7 +325,7 @@ async fn all(
         versions: &b.notice_versions,
         language: b.notice_language.as_deref(),
     };
-    apply(&st, &headers, identities, choices, channel, evidence, shown).await
+    apply(&st, &headers, named, choices, channel, evidence, shown).await
 }
 
 pub async fn accept_all(
@@ -351,10 +351,6 @@ pub struct WhoQuery {
     anonymous_id: Option<String>,
 }
 
-fn resolve(st: &AppState, idents: &[Identity]) -> Option<SubjectId> {
-    idents.iter().find_map(|i| st.store.resolve(&i.hash))
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StateResponse {
@@ -372,13 +368,13 @@ pub async fn current(
 ) -> ApiResult<Json<StateResponse>> {
     let actor = actor(&st, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    let idents = consent::identities(
+    let named = consent::identities(
         &st.master,
         &actor,
         q.user_id.as_deref(),
         q.anonymous_id.as_deref(),
     )?;
-    let subject = resolve(&st, &idents);
+    let subject = consent::resolve(&st, &named)?;
     let (purposes, signals) = state_and_signals(&st, subject, super::sec_gpc(&headers)).await?;
     Ok(Json(StateResponse {
         subject: subject.map(|s| s.to_string()),
@@ -402,13 +398,13 @@ pub async fn history(
 ) -> ApiResult<Json<HistoryResponse>> {
     let actor = actor(&st, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    let idents = consent::identities(
+    let named = consent::identities(
         &st.master,
         &actor,
         q.user_id.as_deref(),
         q.anonymous_id.as_deref(),
     )?;
-    let subject = resolve(&st, &idents);
+    let subject = consent::resolve(&st, &named)?;
     let records = match subject {
         Some(s) => st.store.consent_history(s).await?,
         None => Vec::new(),
@@ -443,7 +439,7 @@ pub async fn import_signal(
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, 256 * 1024, Code::InvalidRequest).await?;
     let b: SignalBody = parse_json(&text)?;
-    let idents = consent::identities(
+    let named = consent::identities(
         &st.master,
         &actor,
         b.user_id.as_deref(),
@@ -475,7 +471,8 @@ pub async fn import_signal(
         .map(|(p, action)| consent::change(&p, action))
         .collect();
     let cmd = ConsentCommand {
-        identities: idents,
+        identities: named.identities,
+        authority: named.authority,
         create: true,
         changes,
         channel: Channel::Imported,
@@ -497,13 +494,13 @@ pub async fn insight_reports(
     use serde_json::json;
     let actor = actor(&st, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    let idents = consent::identities(
+    let named = consent::identities(
         &st.master,
         &actor,
         q.user_id.as_deref(),
         q.anonymous_id.as_deref(),
     )?;
-    let Some(subject) = resolve(&st, &idents) else {
+    let Some(subject) = consent::resolve(&st, &named)? else {
         return Ok(Json(json!({"reports": [], "features": []})));
     };
     let mut names = std::collections::HashMap::new();

@@ -5,8 +5,10 @@
 
 use crate::auth;
 use crate::body::{self, read_text};
+use crate::config::SourceSpec;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::pipeline;
+use crate::pipeline::gate::Credential;
 use crate::segment::{self, MAX_BATCH_BYTES, MAX_EVENT_BYTES};
 use crate::state::AppState;
 use crate::telemetry::DropReason;
@@ -62,12 +64,14 @@ pub async fn batch(
         header_key.as_deref(),
         parsed.write_key.as_deref(),
     )?;
+    let credential = credential(&st, &headers, source)?;
     let batch_sent_at = parsed.sent_at.as_deref().and_then(segment::parse_time);
     let raws: Vec<&str> = parsed.batch.iter().map(|r| r.get()).collect();
     let report = pipeline::ingest::run(
         &st,
         pipeline::ingest::Request {
             source: source.id.as_str(),
+            credential,
             raws: &raws,
             implied: None,
             sent_at: batch_sent_at,
@@ -119,10 +123,12 @@ async fn single(
         .get("writeKey")
         .and_then(|r| serde_json::from_str(r.get()).ok());
     let source = auth::source(&st.sources, header_key.as_deref(), body_key.as_deref())?;
+    let credential = credential(&st, &headers, source)?;
     let report = pipeline::ingest::run(
         &st,
         pipeline::ingest::Request {
             source: source.id.as_str(),
+            credential,
             raws: &[text.as_str()],
             implied: Some(kind),
             sent_at: None,
@@ -131,6 +137,28 @@ async fn single(
     )
     .await?;
     Ok(Json(report.into()))
+}
+
+/// The header by which a page hands candor.js's subject token to a browser source's
+/// request, proving the user id its events name (issue 11).
+pub const SUBJECT_TOKEN_HEADER: &str = "candor-subject-token";
+
+/// What the request's credential proves: a server source anything; a browser source
+/// its anonymous ids, plus the user of a valid subject token sent beside the write key.
+fn credential(st: &AppState, headers: &HeaderMap, source: &SourceSpec) -> ApiResult<Credential> {
+    if !auth::is_browser(source) {
+        return Ok(Credential::Server);
+    }
+    let user = match headers.get(SUBJECT_TOKEN_HEADER) {
+        None => None,
+        Some(v) => {
+            let token = v.to_str().map_err(|_| {
+                ApiError::new(Code::InvalidSubjectToken, "subject token is malformed")
+            })?;
+            Some(st.subject_tokens.verify(token.trim(), st.now_ms() / 1000)?)
+        }
+    };
+    Ok(Credential::Browser { user })
 }
 
 impl From<pipeline::ingest::Report> for IngestResponse {

@@ -14,4 +14,5 @@ mod ingest;
 mod meta;
 mod pages;
 mod prompt;
+mod takeover;
 mod withdrawal;

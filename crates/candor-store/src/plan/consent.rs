@@ -191,6 +191,7 @@ mod tests {
     fn cmd(changes: &[(&str, Action)]) -> ConsentCommand {
         ConsentCommand {
             identities: vec![],
+            authority: crate::types::Authority::Any,
             create: true,
             changes: changes
                 .iter()

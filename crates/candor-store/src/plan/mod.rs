@@ -15,11 +15,13 @@
 //!   into the writes that apply them (off the commit path).
 //! - [`floors`]: purpose floors as a mask over event ids; the sweeper's passes.
 //! - [`charge`]: a budget charge.
+//! - [`identity`]: whether a credential may act for the subject a command reaches.
 //! - [`retention`]: which events and features are past retention.
 
 pub mod charge;
 pub mod consent;
 pub mod features;
 pub mod floors;
+pub mod identity;
 pub mod ingest;
 pub mod retention;

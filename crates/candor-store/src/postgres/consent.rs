@@ -262,6 +262,22 @@ impl Ctx<'_, '_> {
             None if cmd.create => self.create(cmd).await?,
             None => return Err(StoreError::UnknownSubject),
         };
+        if let (Authority::Named { owner }, false) = (&cmd.authority, created) {
+            let held = sql::query_opt(self.tx, q::COUNT_IDENTITIES, &[&&subject.as_bytes()[..]])
+                .await?
+                .map_or(Ok(0), |r| r.int(0))?;
+            let mut named = 0;
+            for i in &cmd.identities {
+                if self.lookup(&i.hash).await? == Some(subject) {
+                    named += 1;
+                }
+            }
+            let owner_subject = match owner {
+                Some(h) => self.lookup(h).await?,
+                None => None,
+            };
+            cmd.may_reach(subject, owner_subject, held, named)?;
+        }
         for ident in &cmd.identities {
             if self.lookup(&ident.hash).await?.is_some() {
                 continue;

@@ -37,6 +37,19 @@ pub(super) fn apply(
         }
         None => return Err(StoreError::UnknownSubject),
     };
+    if let (Authority::Named { owner }, false) = (&cmd.authority, created) {
+        let held: i64 = w
+            .conn
+            .prepare_cached(q::COUNT_IDENTITIES)?
+            .query_row(params![&subject.as_bytes()[..]], |r| r.get(0))?;
+        let named = cmd
+            .identities
+            .iter()
+            .filter(|i| w.lookup(&i.hash, group, job) == Some(subject))
+            .count();
+        let owner_subject = owner.and_then(|h| w.lookup(&h, group, job));
+        cmd.may_reach(subject, owner_subject, held, named)?;
+    }
     for ident in &cmd.identities {
         if w.lookup(&ident.hash, group, job).is_none() {
             let key = w.key(subject, group, job)?;

@@ -470,3 +470,63 @@ pub async fn stats_count_what_is_stored(b: &dyn Backend) {
     );
     store.shutdown().await;
 }
+
+/// Invariant 9 in the writer: a command from a credential that speaks only for the
+/// identifiers it names (a browser key, a subject token) is refused whole when the
+/// subject it reaches holds any other identifier, unless it reaches it through the
+/// token's own user id. Checked against what the transaction sees, so a link committed
+/// after the server's in-memory check still counts.
+pub async fn named_authority_reaches_only_its_own_subjects(b: &dyn Backend) {
+    use candor_core::crypto::IdKind;
+    use candor_store::Authority;
+    let store = b.open().await;
+    let s = &*store;
+    let anon = |v: &str| candor_store::Identity {
+        kind: IdKind::AnonymousId,
+        hash: master().lookup_hash(IdKind::AnonymousId, v),
+        value: candor_core::Sensitive::new(v.to_owned()),
+    };
+    // An anonymous subject, and the same kind of subject then linked to a user id.
+    let mut lone = command(s, "x", &[("analytics", Action::Grant)]);
+    lone.identities = vec![anon("lone")];
+    lone.authority = Authority::Named { owner: None };
+    let lone_subject = s.apply_consent(lone.clone()).await.unwrap().subject;
+    let mut linked = command(s, "victim", &[("analytics", Action::Grant)]);
+    linked.identities = vec![identity("victim"), anon("victim-anon")];
+    let victim = s.apply_consent(linked).await.unwrap().subject;
+    let records = whole_ledger(s).await.len();
+
+    // The lone anonymous id is the browser's to change.
+    lone.changes = vec![change(s, "analytics", Action::Withdraw)];
+    assert_eq!(s.apply_consent(lone).await.unwrap().subject, lone_subject);
+    // The linked one is not: refused, nothing written.
+    let mut through_anon = command(s, "x", &[("analytics", Action::Withdraw)]);
+    through_anon.identities = vec![anon("victim-anon")];
+    through_anon.authority = Authority::Named { owner: None };
+    assert!(matches!(
+        s.apply_consent(through_anon.clone()).await,
+        Err(StoreError::NotYours)
+    ));
+    // A token for another user cannot merge it into its account either...
+    let mut merge = through_anon.clone();
+    merge.identities = vec![identity("mallory"), anon("victim-anon")];
+    merge.authority = Authority::Named {
+        owner: Some(identity("mallory").hash),
+    };
+    assert!(matches!(
+        s.apply_consent(merge).await,
+        Err(StoreError::NotYours)
+    ));
+    assert_eq!(s.resolve(&identity("mallory").hash), None);
+    // ...while the victim's own token reaches the account, whatever is linked to it.
+    let mut own = through_anon;
+    own.identities = vec![identity("victim"), anon("victim-anon")];
+    own.authority = Authority::Named {
+        owner: Some(identity("victim").hash),
+    };
+    assert_eq!(s.apply_consent(own).await.unwrap().subject, victim);
+    assert_eq!(whole_ledger(s).await.len(), records + 2);
+    assert_eq!(s.held(&victim), 2);
+    assert_eq!(s.held(&lone_subject), 1);
+    store.shutdown().await;
+}

@@ -10,7 +10,9 @@ use candor_insights::{
     Category, DailyFeature, Day, DeclaredField, FeatureDelta, FeatureIndex, FeatureKind, Schema,
 };
 use candor_store::StoredEvent;
-use candor_store::{ConsentCommand, Identity, IngestRow, InsightsOptions, PurposeChange, Store};
+use candor_store::{
+    Authority, ConsentCommand, Identity, IngestRow, InsightsOptions, PurposeChange, Store,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -62,6 +64,7 @@ pub fn change(store: &dyn Store, purpose: &str, action: Action) -> PurposeChange
 pub fn command(store: &dyn Store, user: &str, changes: &[(&str, Action)]) -> ConsentCommand {
     ConsentCommand {
         identities: vec![identity(user)],
+        authority: Authority::Any,
         create: true,
         changes: changes.iter().map(|(p, a)| change(store, p, *a)).collect(),
         channel: Channel::Prompt,

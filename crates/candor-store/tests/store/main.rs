@@ -52,6 +52,7 @@ both_backends!(
     conformance::floors_apply_on_read_and_sweep_rewrites,
     conformance::retention_keeps_the_longest_purpose,
     conformance::stats_count_what_is_stored,
+    conformance::named_authority_reaches_only_its_own_subjects,
     features_and_budgets::features_are_written_only_under_the_insights_purpose,
     features_and_budgets::feature_counts_are_absolute,
     features_and_budgets::features_reload_after_reopen,
