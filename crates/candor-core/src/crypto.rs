@@ -87,6 +87,16 @@ impl MasterKey {
         LookupHash(mac.finalize().into_bytes().into())
     }
 
+    /// A check value the database records at first start, so a node that opens it with
+    /// another (or a freshly generated) master key is refused instead of silently
+    /// writing data nobody can read back. One-way: it reveals nothing of the key.
+    pub fn check_value(&self) -> [u8; 32] {
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(self.lookup.expose()).expect("any key length");
+        mac.update(b"candor master key check v1");
+        mac.finalize().into_bytes().into()
+    }
+
     /// Keyed 128-bit digest for de-duplication keys (message ids).
     pub fn dedup_key(&self, scope: &str, value: &str) -> [u8; 16] {
         let mut mac =

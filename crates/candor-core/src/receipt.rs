@@ -8,8 +8,8 @@
 //! (controller, purpose, notice, time, method of collection); the JSON form is the
 //! server's concern.
 
-use crate::ledger::LedgerEntry;
-use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
+use crate::ledger::{KeyId, KeyRing, LedgerEntry};
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -18,10 +18,12 @@ pub enum ReceiptError {
     HashMismatch,
     #[error("the signature does not verify under the receipt's public key")]
     BadSignature,
-    #[error("the receipt was signed by key {found}, not the expected {expected}")]
+    #[error("the receipt names key {found}, but the operator's key for this record is {expected}")]
     WrongKey { found: String, expected: String },
     #[error("the public key is not a valid Ed25519 key")]
     BadKey,
+    #[error("no key in the operator's key ring covers this record")]
+    NoKey,
 }
 
 /// The operator's receipt-signing key pair.
@@ -65,9 +67,9 @@ impl ReceiptSigner {
     }
 }
 
-/// A short, stable name for a public key: hex of its first 8 bytes.
+/// A short, stable name for a public key: hex of its first 8 bytes ([`KeyId`]).
 pub fn key_id(k: &VerifyingKey) -> String {
-    hex::encode(&k.as_bytes()[..8])
+    KeyId::of(k).to_string()
 }
 
 pub fn parse_public_key(bytes: &[u8]) -> Result<VerifyingKey, ReceiptError> {
@@ -75,28 +77,31 @@ pub fn parse_public_key(bytes: &[u8]) -> Result<VerifyingKey, ReceiptError> {
     VerifyingKey::from_bytes(&arr).map_err(|_| ReceiptError::BadKey)
 }
 
-/// Checks a receipt's entry against its claimed hash and signature; if `expected` is
-/// given, also that it was signed by that key (the operator's published key).
+/// Checks a receipt's entry against its claimed hash and signature, under the key the
+/// ring says was current for the record (the ring the operator published, checked by
+/// the caller; or one key the caller decided to trust). A format-2 record names its key,
+/// which must be that one. Strict Ed25519 verification. Returns the key's id.
 pub fn verify(
     entry: &LedgerEntry,
     record_hash: &[u8; 32],
     signature: &[u8; 64],
-    key: &VerifyingKey,
-    expected: Option<&VerifyingKey>,
-) -> Result<(), ReceiptError> {
-    if let Some(e) = expected {
-        if e != key {
+    ring: &KeyRing,
+) -> Result<KeyId, ReceiptError> {
+    let key = ring.key_for(entry.seq).ok_or(ReceiptError::NoKey)?;
+    if let Some(a) = &entry.attribution {
+        if a.key_id != KeyId::of(key) {
             return Err(ReceiptError::WrongKey {
-                found: key_id(key),
-                expected: key_id(e),
+                found: a.key_id.to_string(),
+                expected: KeyId::of(key).to_string(),
             });
         }
     }
     if &entry.hash() != record_hash {
         return Err(ReceiptError::HashMismatch);
     }
-    key.verify(record_hash, &Signature::from_bytes(signature))
-        .map_err(|_| ReceiptError::BadSignature)
+    key.verify_strict(record_hash, &Signature::from_bytes(signature))
+        .map_err(|_| ReceiptError::BadSignature)?;
+    Ok(KeyId::of(key))
 }
 
 #[cfg(test)]
@@ -120,26 +125,37 @@ mod tests {
             time_ms: crate::UnixMillis(5),
             evidence: Evidence::default(),
             prev_hash: GENESIS,
+            attribution: None,
         };
         let sealed = e.clone().seal(s.signing_key());
         let vk = s.verifying_key();
+        let ring = KeyRing::single(vk);
         assert_eq!(
-            verify(&e, &sealed.hash, &sealed.signature, &vk, Some(&vk)),
-            Ok(())
+            verify(&e, &sealed.hash, &sealed.signature, &ring),
+            Ok(KeyId::of(&vk))
         );
         let mut bad = e.clone();
         bad.status = ConsentStatus::Refused;
         assert_eq!(
-            verify(&bad, &sealed.hash, &sealed.signature, &vk, None),
+            verify(&bad, &sealed.hash, &sealed.signature, &ring),
             Err(ReceiptError::HashMismatch)
         );
-        let other = ReceiptSigner::generate().verifying_key();
+        let other = KeyRing::single(ReceiptSigner::generate().verifying_key());
         assert_eq!(
-            verify(&e, &sealed.hash, &sealed.signature, &other, None),
+            verify(&e, &sealed.hash, &sealed.signature, &other),
             Err(ReceiptError::BadSignature)
         );
+        // A format-2 record naming a key other than the ring's for it.
+        let named = LedgerEntry {
+            attribution: Some(crate::ledger::Attribution {
+                actor: crate::ledger::Actor::Admin,
+                key_id: KeyId([7; 8]),
+            }),
+            ..e
+        };
+        let sealed = named.clone().seal(s.signing_key());
         assert!(matches!(
-            verify(&e, &sealed.hash, &sealed.signature, &vk, Some(&other)),
+            verify(&named, &sealed.hash, &sealed.signature, &ring),
             Err(ReceiptError::WrongKey { .. })
         ));
     }

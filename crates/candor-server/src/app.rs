@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use candor_core::crypto::MasterKey;
+use candor_core::ledger::KeyRing;
 use candor_core::purpose::Catalog;
 use candor_core::receipt::ReceiptSigner;
 use candor_store::postgres::{PostgresOptions, PostgresStore};
@@ -49,6 +50,8 @@ pub struct Opened {
     pub catalog: Catalog,
     pub master: MasterKey,
     pub signer: Arc<ReceiptSigner>,
+    /// The signing keys the ledger has used, checked to end at `signer`'s.
+    pub keys: KeyRing,
 }
 
 /// Opens the store the settings name: PostgreSQL when `[database]` is set, otherwise
@@ -102,7 +105,11 @@ pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
         )?),
     };
     let catalog = settings.catalog.build(store.purpose_bits())?;
+    let keys = store.signing_keys().await?;
+    keys.check(&signer.verifying_key())
+        .map_err(|e| StoreError::KeyMismatch(format!("the recorded signing key ring: {e}")))?;
     Ok(Opened {
+        keys,
         lock,
         store,
         catalog,
@@ -159,6 +166,7 @@ impl Application {
             catalog: opened.catalog,
             master: opened.master,
             signer: opened.signer,
+            keys: opened.keys,
             settings,
             clock,
         }));

@@ -147,6 +147,7 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
         cmds.push(ConsentCommand {
             identities: idents,
             authority: candor_store::Authority::Any,
+            actor: demo_actor(),
             create: true,
             changes,
             channel: if rng.gen_bool(0.7) {
@@ -276,6 +277,14 @@ pub async fn seed_advertiser(st: &AppState) -> Result<(), ApiError> {
         })
         .await?;
     Ok(())
+}
+
+/// The demo's consent records say they came through the demo backend's write key.
+fn demo_actor() -> candor_core::ledger::Actor {
+    candor_core::SourceId::parse("demo_backend").map_or(
+        candor_core::ledger::Actor::Admin,
+        candor_core::ledger::Actor::Source,
+    )
 }
 
 async fn apply(st: &AppState, cmds: Vec<ConsentCommand>) -> Result<usize, ApiError> {

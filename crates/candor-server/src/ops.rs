@@ -107,6 +107,7 @@ pub fn parse_import(
         cmds.push(ConsentCommand {
             identities: vec![crate::pipeline::identity(master, kind, &rec.subject_id)],
             authority: candor_store::Authority::Any,
+            actor: candor_core::ledger::Actor::Import,
             create: true,
             changes: vec![PurposeChange {
                 purpose: purpose.id.clone(),

@@ -11,7 +11,9 @@ use crate::segment::format_time;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use candor_core::consent::{Channel, ConsentStatus};
-use candor_core::ledger::{Evidence, LedgerEntry, SealedEntry};
+use candor_core::ledger::{
+    Actor, Attribution, Evidence, KeyId, KeyRing, LedgerEntry, RingKey, SealedEntry,
+};
 use candor_core::receipt::{self, key_id};
 use candor_core::{PurposeId, SubjectId, UnixMillis};
 use ed25519_dalek::VerifyingKey;
@@ -44,6 +46,12 @@ pub struct RecordJson {
     pub consent_timestamp: String,
     pub evidence: BTreeMap<String, String>,
     pub prev_hash: String,
+    /// Who acted (format-2 records): `source:<id>`, `subject-token`, `admin`, `import`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The id of the key that signed it (format-2 records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -77,6 +85,8 @@ impl RecordJson {
             consent_timestamp: format_time(e.time_ms),
             evidence: e.evidence.entries().clone(),
             prev_hash: hex::encode(e.prev_hash),
+            actor: e.attribution.as_ref().map(|a| a.actor.to_text()),
+            signing_key_id: e.attribution.as_ref().map(|a| a.key_id.to_string()),
         }
     }
 
@@ -99,10 +109,20 @@ impl RecordJson {
             // What the receipt claims was recorded: its signature vouches for it or not.
             evidence: Evidence::stored(self.evidence.clone()),
             prev_hash: h32(&self.prev_hash, "prevHash")?,
+            attribution: match (&self.actor, &self.signing_key_id) {
+                (None, None) => None,
+                (Some(a), Some(k)) => Some(Attribution {
+                    actor: Actor::parse(a).ok_or("unknown actor")?,
+                    key_id: KeyId::parse_hex(k).ok_or("signingKeyId is not 16 hex characters")?,
+                }),
+                _ => return Err("actor and signingKeyId go together".into()),
+            },
         })
     }
 }
 
+/// The receipt of one ledger record, naming `key`, the key that signed it (the one
+/// the operator's ring says was current for the record).
 pub fn build(s: &SealedEntry, op: &OperatorInfo, key: &VerifyingKey) -> Receipt {
     Receipt {
         version: RECEIPT_VERSION.into(),
@@ -122,9 +142,18 @@ pub fn build(s: &SealedEntry, op: &OperatorInfo, key: &VerifyingKey) -> Receipt 
     }
 }
 
-/// Checks a receipt; with `expected`, also that the operator's key signed it.
-/// Returns the key id that signed it.
-pub fn verify(text: &str, expected: Option<&VerifyingKey>) -> Result<String, String> {
+/// Which keys a receipt is checked against.
+pub enum Trust<'a> {
+    /// The operator's published key ring (or one key of it).
+    Ring(&'a KeyRing),
+    /// The key the receipt itself carries: proves only that the receipt is intact,
+    /// not that the operator signed it; only on explicit request.
+    Embedded,
+}
+
+/// Checks a receipt against the keys trusted; returns the id of the key that signed
+/// it. Strict verification (`receipt::verify`).
+pub fn verify(text: &str, trust: Trust<'_>) -> Result<String, String> {
     let r: Receipt =
         serde_json::from_str(text).map_err(|e| format!("not a Candor receipt: {e}"))?;
     if r.version != RECEIPT_VERSION {
@@ -139,8 +168,77 @@ pub fn verify(text: &str, expected: Option<&VerifyingKey>) -> Result<String, Str
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or("signature is not 64 base64 bytes")?;
-    let pk = hex::decode(&r.public_key).map_err(|_| "publicKey is not hex")?;
-    let key = receipt::parse_public_key(&pk).map_err(|e| e.to_string())?;
-    receipt::verify(&entry, &hash, &sig, &key, expected).map_err(|e| e.to_string())?;
-    Ok(key_id(&key))
+    let embedded;
+    let ring = match trust {
+        Trust::Ring(ring) => ring,
+        Trust::Embedded => {
+            let pk = hex::decode(&r.public_key).map_err(|_| "publicKey is not hex")?;
+            let key = receipt::parse_public_key(&pk).map_err(|e| e.to_string())?;
+            embedded = KeyRing::single(key);
+            &embedded
+        }
+    };
+    receipt::verify(&entry, &hash, &sig, ring)
+        .map(|k| k.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// The operator's key ring as `GET /v1/receipts/public-key` serves it: every key with
+/// the first record it signs and its predecessor's certificate.
+pub fn ring_json(ring: &KeyRing) -> serde_json::Value {
+    let current = ring.keys().last();
+    serde_json::json!({
+        "algorithm": "Ed25519",
+        "publicKey": current.map(|k| hex::encode(k.key.as_bytes())),
+        "keyId": current.map(|k| key_id(&k.key)),
+        "keys": ring.keys().iter().map(|k| serde_json::json!({
+            "publicKey": hex::encode(k.key.as_bytes()),
+            "keyId": key_id(&k.key),
+            "fromSeq": k.from_seq,
+            "certificate": k.certificate.map(|c| STANDARD.encode(c)),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A key ring from [`ring_json`]'s form (an operator's published file), or one hex key.
+/// The ring is checked: each key certified by its predecessor, ending at its current
+/// key.
+pub fn parse_ring(text: &str) -> Result<KeyRing, String> {
+    let text = text.trim();
+    if let Ok(b) = hex::decode(text) {
+        return receipt::parse_public_key(&b)
+            .map(KeyRing::single)
+            .map_err(|e| e.to_string());
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| "neither a hex key nor the key ring's JSON")?;
+    let mut keys = Vec::new();
+    for k in v["keys"]
+        .as_array()
+        .ok_or("the key ring JSON has no keys")?
+    {
+        let pk = k["publicKey"]
+            .as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or("a key without a hex publicKey")?;
+        let certificate = match k["certificate"].as_str() {
+            None => None,
+            Some(c) => Some(
+                STANDARD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or("a certificate that is not 64 base64 bytes")?,
+            ),
+        };
+        keys.push(RingKey {
+            key: receipt::parse_public_key(&pk).map_err(|e| e.to_string())?,
+            from_seq: k["fromSeq"].as_u64().ok_or("a key without fromSeq")?,
+            certificate,
+        });
+    }
+    let ring = KeyRing::new(keys);
+    let last = ring.keys().last().ok_or("the key ring is empty")?.key;
+    ring.check(&last).map_err(|e| e.to_string())?;
+    Ok(ring)
 }

@@ -4,6 +4,7 @@
 use crate::auth::{Sources, SubjectTokens};
 use crate::config::Settings;
 use candor_core::crypto::MasterKey;
+use candor_core::ledger::KeyRing;
 use candor_core::purpose::Catalog;
 use candor_core::receipt::ReceiptSigner;
 use candor_core::time::UnixMillis;
@@ -31,6 +32,9 @@ pub struct Inner {
     pub catalog: Catalog,
     pub master: MasterKey,
     pub signer: Arc<ReceiptSigner>,
+    /// Every receipt-signing key the ledger has used, checked at start to end at
+    /// `signer`'s key.
+    pub keys: KeyRing,
     pub sources: Sources,
     pub subject_tokens: SubjectTokens,
     pub iab: crate::iab::IabContext,
@@ -63,5 +67,13 @@ impl AppState {
 
     pub fn now(&self) -> UnixMillis {
         UnixMillis((self.clock)())
+    }
+
+    /// The key that signed (or signs) ledger record `seq`.
+    pub fn signing_key_for(&self, seq: u64) -> ed25519_dalek::VerifyingKey {
+        self.keys
+            .key_for(seq)
+            .copied()
+            .unwrap_or_else(|| self.signer.verifying_key())
     }
 }

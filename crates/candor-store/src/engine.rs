@@ -15,9 +15,10 @@ use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, SubjectKey};
 use candor_core::idhash::IdMap;
 use candor_core::index::ConsentIndex;
-use candor_core::ledger::{Head, SealedEntry};
+use candor_core::ledger::{Head, KeyRing, RingKey, SealedEntry};
 use candor_core::{PurposeId, SubjectId, UnixMillis};
 use candor_insights::FeatureIndex;
+use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
 
 /// What a backend supplies: its caches and its reads. Writes reach it as jobs.
@@ -58,6 +59,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Vec<PromptCount>, StoreError>;
     async fn save_prompt_variant(&self, v: StoredVariant) -> Result<(), StoreError>;
     async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError>;
+    async fn signing_keys(&self) -> Result<Vec<RingKey>, StoreError>;
+    async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError>;
     /// Stops what runs beside the writer, once the writer has stopped.
     async fn stop(&self);
 }
@@ -304,6 +307,14 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError> {
         self.backend.prompt_variants().await
+    }
+
+    async fn signing_keys(&self) -> Result<KeyRing, StoreError> {
+        Ok(KeyRing::new(self.backend.signing_keys().await?))
+    }
+
+    async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError> {
+        self.backend.rotate_signing_key(next).await
     }
 
     async fn shutdown(&self) {

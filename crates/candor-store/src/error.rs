@@ -25,6 +25,19 @@ pub enum StoreError {
     Locked(String),
     #[error("the database schema is version {found}, newer than this binary supports ({supported}); upgrade Candor")]
     SchemaTooNew { found: i64, supported: i64 },
+    /// The database was first opened with another master key: refusing to open it
+    /// rather than writing what nobody could read back.
+    #[error("{0}")]
+    KeyMismatch(String),
+    /// The receipt-signing key is not the one the database's key ring says is current.
+    #[error("the receipt-signing key is {found}, but this database's current signing key is {expected}: restore keys/receipt-signing.key (or CANDOR_SIGNING_KEY) of that key, or finish a rotation with `candor keys rotate-signing`; refusing to start rather than sign with a key nobody can verify")]
+    SigningKeyMismatch {
+        expected: candor_core::ledger::KeyId,
+        found: candor_core::ledger::KeyId,
+    },
+    /// An operation that makes no sense in the database's state (it says why).
+    #[error("{0}")]
+    Refused(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the store is shut down")]

@@ -54,11 +54,19 @@ pub use features::InsightsOptions;
 pub use prompt::{PromptCount, StoredVariant};
 pub use types::*;
 
+/// Milliseconds since the Unix epoch, for bookkeeping columns (`created_ms`).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, SubjectKey};
 use candor_core::index::ConsentIndex;
-use candor_core::ledger::{Head, SealedEntry};
+use candor_core::ledger::{Head, KeyRing, RingKey, SealedEntry};
 use candor_core::{PurposeId, SubjectId, UnixMillis};
+use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
 
 /// The storage interface. Both backends run the same test suite against it.
@@ -210,6 +218,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every saved prompt variant, by id.
     async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError>;
+
+    /// The receipt-signing keys the ledger has used, oldest first, as recorded (check
+    /// it with `KeyRing::check` against the key the verifier holds before trusting it).
+    async fn signing_keys(&self) -> Result<KeyRing, StoreError>;
+
+    /// Hands signing over to `next` from the record after the current head, certified
+    /// by the current key (the store's signer). For `candor keys rotate-signing`, with
+    /// no node writing: a node still signing with the old key afterwards would write
+    /// records that fail verification.
+    async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError>;
 
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
     async fn shutdown(&self);

@@ -8,7 +8,7 @@
 use crate::types::{Advertiser, BudgetPeriod, ReportRecord, Spend, StateRow};
 use crate::StoreError;
 use candor_core::consent::{Channel, ConsentStatus};
-use candor_core::ledger::{Evidence, LedgerEntry, SealedEntry};
+use candor_core::ledger::{Actor, Attribution, Evidence, KeyId, LedgerEntry, RingKey, SealedEntry};
 use candor_core::{PurposeId, SubjectId, UnixMillis};
 
 /// Typed access to the columns of a result row.
@@ -18,6 +18,8 @@ pub(crate) trait Col {
     fn text(&self, i: usize) -> Result<String, StoreError>;
     fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError>;
     fn flag(&self, i: usize) -> Result<bool, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError>;
 
     fn blob_n<const N: usize>(&self, i: usize, what: &str) -> Result<[u8; N], StoreError> {
         self.blob(i)?
@@ -47,6 +49,12 @@ impl Col for rusqlite::Row<'_> {
     fn flag(&self, i: usize) -> Result<bool, StoreError> {
         Ok(self.get(i)?)
     }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(i)?)
+    }
 }
 
 impl Col for tokio_postgres::Row {
@@ -72,12 +80,18 @@ impl Col for tokio_postgres::Row {
     fn flag(&self, i: usize) -> Result<bool, StoreError> {
         Ok(self.try_get(i)?)
     }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
 }
 
 /// The ledger's columns, in [`ledger_entry`] order.
 pub(crate) const LEDGER_COLS: &str =
     "seq, subject_id, purpose_id, status, notice_version, notice_hash, channel,
-    time_ms, evidence, prev_hash, hash, signature";
+    time_ms, evidence, prev_hash, hash, signature, actor, key_id";
 
 /// A ledger record from its row. A value that cannot even be parsed (an edit that left
 /// an unknown status, say) is reported as corrupt, naming the row.
@@ -100,12 +114,60 @@ pub(crate) fn ledger_entry(r: &impl Col) -> Result<SealedEntry, StoreError> {
                 serde_json::from_str(&r.text(8)?).map_err(|_| corrupt("evidence"))?,
             ),
             prev_hash: r.blob_n(9, "previous hash")?,
+            attribution: attribution(r.opt_text(12)?, r.opt_blob(13)?)
+                .map_err(|()| corrupt("actor or key id"))?,
         },
         hash: r.blob_n(10, "hash")?,
         signature: r
             .blob_n(11, "signature")
             .map_err(|_| corrupt("signature"))?,
     })
+}
+
+/// A format-2 record's actor and key id (both present), or a format-1 record's
+/// (both absent); one without the other is corrupt.
+fn attribution(actor: Option<String>, key_id: Option<Vec<u8>>) -> Result<Option<Attribution>, ()> {
+    match (actor, key_id) {
+        (None, None) => Ok(None),
+        (Some(a), Some(k)) => Ok(Some(Attribution {
+            actor: Actor::parse(&a).ok_or(())?,
+            key_id: KeyId(k.try_into().map_err(|_| ())?),
+        })),
+        _ => Err(()),
+    }
+}
+
+/// The stored form of a record's attribution: (actor, key id), NULL for format 1.
+pub(crate) fn attribution_cols(e: &LedgerEntry) -> (Option<String>, Option<Vec<u8>>) {
+    match &e.attribution {
+        Some(a) => (Some(a.actor.to_text()), Some(a.key_id.0.to_vec())),
+        None => (None, None),
+    }
+}
+
+/// A signing key of the ring, from `SIGNING_KEYS`.
+pub(crate) fn ring_key(r: &impl Col) -> Result<RingKey, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("signing key: {what}"));
+    let public: [u8; 32] = r.blob_n(0, "signing key")?;
+    Ok(RingKey {
+        key: ed25519_dalek::VerifyingKey::from_bytes(&public)
+            .map_err(|_| corrupt("not Ed25519"))?,
+        from_seq: u64::try_from(r.int(1)?).map_err(|_| corrupt("from_seq"))?,
+        certificate: r
+            .opt_blob(2)?
+            .map(|c| c.try_into().map_err(|_| corrupt("certificate")))
+            .transpose()?,
+    })
+}
+
+/// A key ring entry's columns for `INSERT_SIGNING_KEY` (without the time).
+pub(crate) fn ring_key_cols(k: &RingKey) -> (Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>) {
+    (
+        KeyId::of(&k.key).0.to_vec(),
+        k.key.as_bytes().to_vec(),
+        i64::try_from(k.from_seq).unwrap_or(i64::MAX),
+        k.certificate.map(|c| c.to_vec()),
+    )
 }
 
 /// The columns of `consent_state` in [`state_row`] order.

@@ -30,8 +30,23 @@ pub(crate) const UPSERT_STATE: &str =
 
 pub(crate) const INSERT_LEDGER: &str =
     "INSERT INTO ledger (seq, subject_id, purpose_id, status, notice_version, notice_hash,
-       channel, time_ms, evidence, prev_hash, hash, signature)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+       channel, time_ms, evidence, prev_hash, hash, signature, actor, key_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+/// The keys a database records (`plan::keys`).
+pub(crate) const MASTER_CHECK: &str = "SELECT master_check FROM key_checks WHERE id = 1";
+pub(crate) const RECORD_MASTER_CHECK: &str =
+    "INSERT INTO key_checks (id, master_check, created_ms) VALUES (1, $1, $2)";
+pub(crate) const SIGNING_KEYS: &str =
+    "SELECT public_key, from_seq, certificate FROM signing_keys ORDER BY from_seq";
+pub(crate) const INSERT_SIGNING_KEY: &str =
+    "INSERT INTO signing_keys (key_id, public_key, from_seq, certificate, created_ms)
+     VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const SAMPLE_SUBJECT: &str = "SELECT subject_id, wrapped_key FROM subjects LIMIT 1";
+
+pub(crate) fn last_record() -> String {
+    format!("SELECT {LEDGER_COLS} FROM ledger ORDER BY seq DESC LIMIT 1")
+}
 
 pub(crate) fn history() -> String {
     format!("SELECT {LEDGER_COLS} FROM ledger WHERE subject_id = $1 ORDER BY seq")

@@ -4,7 +4,7 @@
 use candor_core::consent::{Action, Channel, ConsentStatus};
 use candor_core::crypto::{IdKind, LookupHash};
 use candor_core::event::EventKind;
-use candor_core::ledger::{Evidence, SealedEntry};
+use candor_core::ledger::{Actor, Evidence, SealedEntry};
 use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId, UnixMillis};
 
 /// An identifier as presented: its kind, its keyed hash and its value (sealed by the
@@ -48,6 +48,8 @@ pub struct ConsentCommand {
     /// Whom the credential may act for; the command is refused (`NotYours`) when the
     /// subject it reaches is not among them.
     pub authority: Authority,
+    /// Which credential acted, recorded in every ledger record the command appends.
+    pub actor: Actor,
     /// Create the subject when no identifier resolves (consent prompts); otherwise
     /// an unknown subject is an error.
     pub create: bool,

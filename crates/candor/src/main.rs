@@ -125,12 +125,18 @@ enum LedgerCommand {
 
 #[derive(Subcommand)]
 enum ReceiptCommand {
-    /// Check one receipt (a JSON file as the API returned it).
+    /// Check one receipt (a JSON file as the API returned it) against the operator's
+    /// key: one is required, since the key a receipt carries proves nothing by itself.
     Verify {
         file: PathBuf,
-        /// The operator's public key (hex), to require that it signed the receipt.
-        #[arg(long)]
+        /// The operator's public key: 64 hex characters, or a file holding them or the
+        /// key ring as `GET /v1/receipts/public-key` serves it (covers rotated keys).
+        #[arg(long, required_unless_present = "trust_embedded_key")]
         public_key: Option<String>,
+        /// Check the receipt only against the key it carries: shows it is intact, not
+        /// that the operator signed it.
+        #[arg(long, conflicts_with = "public_key")]
+        trust_embedded_key: bool,
     },
 }
 
@@ -224,18 +230,37 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             }
         }
         Command::Receipt {
-            command: ReceiptCommand::Verify { file, public_key },
+            command:
+                ReceiptCommand::Verify {
+                    file,
+                    public_key,
+                    trust_embedded_key,
+                },
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let expected = match public_key {
-                Some(h) => {
-                    let b = hex::decode(h.trim()).context("--public-key is not hex")?;
-                    Some(candor_core::receipt::parse_public_key(&b)?)
+            let ring = match public_key {
+                Some(k) => {
+                    // A key in hex, or a file holding one or the published key ring.
+                    let given = match std::fs::read_to_string(&k) {
+                        Ok(t) => t,
+                        Err(_) => k.clone(),
+                    };
+                    Some(
+                        receipts::parse_ring(&given)
+                            .map_err(|e| anyhow::anyhow!("--public-key {k:?}: {e}"))?,
+                    )
                 }
                 None => None,
             };
-            match receipts::verify(&text, expected.as_ref()) {
+            let trust = match (&ring, trust_embedded_key) {
+                (Some(r), _) => receipts::Trust::Ring(r),
+                (None, true) => receipts::Trust::Embedded,
+                (None, false) => anyhow::bail!(
+                    "give the operator's key with --public-key, or --trust-embedded-key"
+                ),
+            };
+            match receipts::verify(&text, trust) {
                 Ok(kid) => {
                     println!("receipt OK: signed by key {kid}");
                     Ok(ExitCode::SUCCESS)

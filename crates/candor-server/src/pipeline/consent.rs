@@ -14,7 +14,7 @@ use crate::state::AppState;
 use candor_core::consent::{Action, Channel};
 use candor_core::crypto::{IdKind, MasterKey};
 use candor_core::lang::Language;
-use candor_core::ledger::Evidence;
+use candor_core::ledger::{self, Evidence};
 use candor_core::purpose::{Catalog, Purpose};
 use candor_core::time::UnixMillis;
 use candor_core::{PurposeId, Sensitive};
@@ -39,6 +39,31 @@ impl Actor {
             Actor::Browser(_) => Channel::Prompt,
             Actor::Server(_) => Channel::Api,
             Actor::User(_) => Channel::PreferenceCenter,
+        }
+    }
+
+    /// The credential as the ledger records it (inside the signed bytes).
+    pub fn recorded(&self) -> ledger::Actor {
+        match self {
+            Actor::Browser(s) | Actor::Server(s) => ledger::Actor::Source(s.clone()),
+            Actor::User(_) => ledger::Actor::SubjectToken,
+        }
+    }
+
+    /// The channels this credential may claim. A page (browser key or subject token)
+    /// shows a prompt or a preference center; only the operator's backend (a server
+    /// key) can vouch that an email confirmation happened or that a choice came
+    /// through its own API. `imported` belongs to `POST /v1/consent/signals` and
+    /// `candor import`, `gpc` to the signal itself; nobody claims them.
+    pub fn channels(&self) -> &'static [Channel] {
+        match self {
+            Actor::Browser(_) | Actor::User(_) => &[Channel::Prompt, Channel::PreferenceCenter],
+            Actor::Server(_) => &[
+                Channel::Prompt,
+                Channel::PreferenceCenter,
+                Channel::EmailConfirmation,
+                Channel::Api,
+            ],
         }
     }
 }
@@ -147,21 +172,25 @@ pub fn resolve(st: &AppState, named: &Named) -> ApiResult<Option<SubjectId>> {
     Ok(Some(subject))
 }
 
+/// The channel a request claims (or the actor's default), if the actor may claim it.
 pub fn channel(actor: &Actor, given: Option<&str>) -> ApiResult<Channel> {
-    match given {
-        None => Ok(actor.default_channel()),
-        Some(s) => match Channel::parse(s) {
-            Some(
-                c @ (Channel::Prompt
-                | Channel::PreferenceCenter
-                | Channel::Api
-                | Channel::EmailConfirmation),
-            ) => Ok(c),
-            _ => Err(ApiError::new(
-                Code::InvalidRequest,
-                "channel must be prompt, preference_center, email_confirmation or api",
-            )),
-        },
+    let allowed = actor.channels();
+    let Some(s) = given else {
+        return Ok(actor.default_channel());
+    };
+    match Channel::parse(s) {
+        Some(c) if allowed.contains(&c) => Ok(c),
+        _ => Err(ApiError::new(
+            Code::InvalidRequest,
+            format!(
+                "channel must be one of {} for this credential",
+                allowed
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
     }
 }
 
@@ -184,6 +213,8 @@ pub fn change(p: &Purpose, action: Action) -> PurposeChange {
 /// One consent request, checked.
 pub struct Request {
     pub named: Named,
+    /// Who acted, as every record the request appends says.
+    pub actor: ledger::Actor,
     /// The choices, in request order, for purposes of the catalog.
     pub choices: Vec<(PurposeId, Action)>,
     pub channel: Channel,
@@ -215,6 +246,7 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
         cmds.push(ConsentCommand {
             identities: req.named.identities.clone(),
             authority: req.named.authority.clone(),
+            actor: req.actor.clone(),
             create: true,
             changes: catalog
                 .purposes()
@@ -256,6 +288,7 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
         cmds.push(ConsentCommand {
             identities: req.named.identities,
             authority: req.named.authority,
+            actor: req.actor,
             create: true,
             changes,
             channel: req.channel,

@@ -124,7 +124,6 @@ async fn respond(
         .map(|o| o.subject)
         .ok_or_else(|| ApiError::new(Code::Internal, "no outcome"))?;
     let (purposes, signals) = state_and_signals(st, Some(subject), gpc.is_some()).await?;
-    let key = st.signer.verifying_key();
     let mut receipts = Vec::new();
     for o in &outcomes {
         for r in &o.records {
@@ -134,6 +133,7 @@ async fn respond(
                 channel: r.entry.channel.as_str(),
             }
             .emit();
+            let key = st.signing_key_for(r.entry.seq);
             let mut receipt = receipts::build(r, &st.settings.operator, &key);
             receipt.signals = Some(signals.clone());
             receipts.push(receipt);
@@ -209,6 +209,7 @@ pub async fn record(
     )?;
     let channel = consent::channel(&actor, b.channel.as_deref())?;
     let evidence = consent::evidence(b.evidence)?;
+    let recorded = actor.recorded();
     if b.choices.is_empty() {
         return Err(ApiError::new(
             Code::InvalidRequest,
@@ -238,7 +239,19 @@ pub async fn record(
         versions: &b.notice_versions,
         language: b.notice_language.as_deref(),
     };
-    apply(&st, &headers, named, choices, channel, evidence, shown).await
+    let how = How {
+        actor: recorded,
+        channel,
+        evidence,
+    };
+    apply(&st, &headers, named, choices, how, shown).await
+}
+
+/// Who acted, through which channel, with what evidence.
+struct How {
+    actor: candor_core::ledger::Actor,
+    channel: Channel,
+    evidence: Evidence,
 }
 
 /// What a prompt says it showed: the notice versions and their language.
@@ -269,8 +282,7 @@ async fn apply(
     headers: &HeaderMap,
     named: consent::Named,
     choices: Vec<(PurposeId, Action)>,
-    channel: Channel,
-    evidence: Evidence,
+    how: How,
     shown: Shown<'_>,
 ) -> ApiResult<Json<ConsentResponse>> {
     check_notice_versions(st, shown.versions)?;
@@ -282,9 +294,10 @@ async fn apply(
         &st.catalog,
         consent::Request {
             named,
+            actor: how.actor,
             choices,
-            channel,
-            evidence,
+            channel: how.channel,
+            evidence: how.evidence,
             gpc: super::gpc_signal(headers),
             notice_language,
             time: st.now(),
@@ -313,8 +326,11 @@ async fn all(
         b.user_id.as_deref(),
         b.anonymous_id.as_deref(),
     )?;
-    let channel = consent::channel(&actor, b.channel.as_deref())?;
-    let evidence = consent::evidence(b.evidence)?;
+    let how = How {
+        actor: actor.recorded(),
+        channel: consent::channel(&actor, b.channel.as_deref())?,
+        evidence: consent::evidence(b.evidence)?,
+    };
     let choices = st
         .catalog
         .purposes()
@@ -325,7 +341,7 @@ async fn all(
         versions: &b.notice_versions,
         language: b.notice_language.as_deref(),
     };
-    apply(&st, &headers, named, choices, channel, evidence, shown).await
+    apply(&st, &headers, named, choices, how, shown).await
 }
 
 pub async fn accept_all(
@@ -409,12 +425,11 @@ pub async fn history(
         Some(s) => st.store.consent_history(s).await?,
         None => Vec::new(),
     };
-    let key = st.signer.verifying_key();
     Ok(Json(HistoryResponse {
         subject: subject.map(|s| s.to_string()),
         records: records
             .iter()
-            .map(|r| receipts::build(r, &st.settings.operator, &key))
+            .map(|r| receipts::build(r, &st.settings.operator, &st.signing_key_for(r.entry.seq)))
             .collect(),
     }))
 }
@@ -437,6 +452,14 @@ pub async fn import_signal(
     body: Body,
 ) -> ApiResult<Json<ConsentResponse>> {
     let actor = actor(&st, &headers)?;
+    if !matches!(actor, Actor::Server(_)) {
+        // The `imported` channel vouches that another consent manager collected the
+        // choice: only the operator's backend can say so (issue 11).
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "importing another consent manager's signal needs a server write key",
+        ));
+    }
     let text = read_text(&headers, body, 256 * 1024, Code::InvalidRequest).await?;
     let b: SignalBody = parse_json(&text)?;
     let named = consent::identities(
@@ -473,6 +496,7 @@ pub async fn import_signal(
     let cmd = ConsentCommand {
         identities: named.identities,
         authority: named.authority,
+        actor: actor.recorded(),
         create: true,
         changes,
         channel: Channel::Imported,

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use candor_core::receipt::key_id;
 use serde_json::{json, Value};
 
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -36,12 +35,7 @@ pub async fn openapi() -> Response {
 }
 
 pub async fn receipt_key(State(st): State<AppState>) -> Json<Value> {
-    let k = st.signer.verifying_key();
-    Json(json!({
-        "algorithm": "Ed25519",
-        "publicKey": hex::encode(k.as_bytes()),
-        "keyId": key_id(&k),
-    }))
+    Json(crate::receipts::ring_json(&st.keys))
 }
 
 /// The purposes and their notices (in the catalog's language and every translation,

@@ -88,8 +88,12 @@ async fn receipts_verify_and_detect_tampering() {
     let app = spawn().await;
     let r = app.consent("a1", json!({"ads_insights": "grant"})).await;
     let receipt = r["receipts"][0].clone();
-    let key = app.state.signer.verifying_key();
-    assert!(candor_server::receipts::verify(&receipt.to_string(), Some(&key)).is_ok());
+    use candor_server::receipts::{parse_ring, verify, Trust};
+    let ring = candor_core::ledger::KeyRing::single(app.state.signer.verifying_key());
+    assert!(verify(&receipt.to_string(), Trust::Ring(&ring)).is_ok());
+    // The record says who acted and which key signed it, inside the signed bytes.
+    assert_eq!(receipt["record"]["actor"], "source:demo_web");
+    assert_eq!(receipt["record"]["signingKeyId"], receipt["keyId"]);
     let published: Value = app
         .client
         .get(app.url("/v1/receipts/public-key"))
@@ -100,16 +104,20 @@ async fn receipts_verify_and_detect_tampering() {
         .await
         .unwrap();
     assert_eq!(published["publicKey"], receipt["publicKey"]);
+    // The published ring verifies it too; changing who acted is an alteration.
+    let published_ring = parse_ring(&published.to_string()).unwrap();
+    assert!(verify(&receipt.to_string(), Trust::Ring(&published_ring)).is_ok());
+    let mut bad = receipt.clone();
+    bad["record"]["actor"] = json!("admin");
+    assert!(verify(&bad.to_string(), Trust::Ring(&ring)).is_err());
     let mut bad = receipt.clone();
     bad["record"]["status"] = json!("refused");
-    assert!(
-        candor_server::receipts::verify(&bad.to_string(), Some(&key))
-            .unwrap_err()
-            .contains("altered")
-    );
+    assert!(verify(&bad.to_string(), Trust::Ring(&ring))
+        .unwrap_err()
+        .contains("altered"));
     let mut bad = receipt.clone();
     bad["record"]["noticeVersion"] = json!(7);
-    assert!(candor_server::receipts::verify(&bad.to_string(), None).is_err());
+    assert!(verify(&bad.to_string(), Trust::Embedded).is_err());
 }
 
 #[tokio::test]
@@ -355,4 +363,112 @@ fn consent_follows_the_state_machine_over_any_sequence() {
         .unwrap();
     let v: Value = rt.block_on(app.get_bearer("/v1/admin/ledger/verify", ADMIN));
     assert_eq!(v["ok"], true, "{v}");
+}
+
+/// Who acted is in every record, inside the signed bytes; each credential claims only
+/// the channels it can vouch for; evidence is an allow-list of short tokens (issue 11,
+/// part 2). Refusals change nothing.
+#[tokio::test]
+async fn records_name_the_actor_channels_follow_it_and_evidence_is_allow_listed() {
+    let app = spawn().await;
+    let token = app
+        .client
+        .post(app.url("/v1/admin/subject-tokens"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"userId": "actor-user"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let as_token = |body: Value| {
+        app.client
+            .post(app.url("/v1/consent"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let grant = json!({"analytics": "grant"});
+    // Channels a credential cannot vouch for are refused, nothing written.
+    for (key, channel) in [
+        (BROWSER_KEY, "email_confirmation"),
+        (BROWSER_KEY, "api"),
+        (BROWSER_KEY, "imported"),
+        (BROWSER_KEY, "gpc"),
+        (SERVER_KEY, "imported"),
+    ] {
+        let r = app
+            .post(
+                "/v1/consent",
+                key,
+                json!({"anonymousId": "ch", "choices": grant, "channel": channel}),
+            )
+            .await;
+        assert_eq!(
+            code_of(r).await,
+            (400, "invalid_request".into()),
+            "{channel}"
+        );
+    }
+    let r = as_token(json!({"choices": grant, "channel": "email_confirmation"}))
+        .await
+        .unwrap();
+    assert_eq!(code_of(r).await, (400, "invalid_request".into()));
+    // Evidence outside the allow-list, or that could hold personal data.
+    for evidence in [
+        json!({"email": "ann"}),
+        json!({"form": "ann@example.com"}),
+        json!({"campaign": "Ann Smith"}),
+        json!({"prompt": "x".repeat(65)}),
+    ] {
+        let r = app
+            .post(
+                "/v1/consent",
+                BROWSER_KEY,
+                json!({"anonymousId": "ev", "choices": grant, "evidence": evidence}),
+            )
+            .await;
+        assert_eq!(
+            code_of(r).await,
+            (400, "invalid_request".into()),
+            "{evidence}"
+        );
+    }
+    assert_eq!(app.stats().await["ledgerRecords"], 0);
+
+    // Each credential is named in its records.
+    let r = app
+        .post(
+            "/v1/consent",
+            SERVER_KEY,
+            json!({"userId": "srv", "choices": grant, "channel": "email_confirmation",
+                   "evidence": {"confirmation": "msg-42"}}),
+        )
+        .await;
+    let server: Value = r.json().await.unwrap();
+    let browser = app.consent("who", json!({"analytics": "grant"})).await;
+    let user: Value = as_token(json!({"choices": grant}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (body, actor, channel) in [
+        (&server, "source:demo_backend", "email_confirmation"),
+        (&browser, "source:demo_web", "prompt"),
+        (&user, "subject-token", "preference_center"),
+    ] {
+        let rec = &body["receipts"][0]["record"];
+        assert_eq!(rec["actor"], actor, "{body}");
+        assert_eq!(rec["collectionMethod"], channel, "{body}");
+        assert_eq!(rec["signingKeyId"], body["receipts"][0]["keyId"]);
+    }
+    assert_eq!(
+        server["receipts"][0]["record"]["evidence"]["confirmation"],
+        "msg-42"
+    );
 }

@@ -199,13 +199,13 @@ async fn bad_strings_are_refused_and_change_nothing() {
         (s["subjects"].as_u64(), s["ledgerRecords"].as_u64()),
         (Some(0), Some(0))
     );
-    // A browser key still may not act for a user id here.
-    let r = app
-        .post(
-            "/v1/consent/signals",
-            BROWSER_KEY,
-            json!({"userId": "u", "usPrivacy": "1YYN"}),
-        )
-        .await;
-    assert_eq!(code_of(r).await, (403, "subject_token_required".into()));
+    // A browser key may not import at all: the `imported` channel is the operator's
+    // backend's to claim (issue 11).
+    for body in [
+        json!({"userId": "u", "usPrivacy": "1YYN"}),
+        json!({"anonymousId": "a", "usPrivacy": "1YYN"}),
+    ] {
+        let r = app.post("/v1/consent/signals", BROWSER_KEY, body).await;
+        assert_eq!(code_of(r).await, (403, "forbidden".into()));
+    }
 }

@@ -10,7 +10,7 @@
 use crate::types::{ConsentCommand, PurposeChange, StateRow};
 use crate::StoreError;
 use candor_core::consent::{self, ConsentStatus, Current};
-use candor_core::ledger::{Head, LedgerEntry, SealedEntry};
+use candor_core::ledger::{Attribution, Head, KeyId, LedgerEntry, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use std::collections::HashMap;
@@ -116,7 +116,7 @@ pub fn plan(
             }
         })?;
         let Some(status) = next else { continue };
-        let sealed = entry(cmd, head, subject, ch, status).seal(signer.signing_key());
+        let sealed = entry(cmd, head, subject, ch, status, signer).seal(signer.signing_key());
         head = Head {
             seq: sealed.entry.seq,
             hash: sealed.hash,
@@ -160,6 +160,7 @@ fn entry(
     subject: SubjectId,
     change: &PurposeChange,
     status: ConsentStatus,
+    signer: &ReceiptSigner,
 ) -> LedgerEntry {
     LedgerEntry {
         seq: head.seq + 1,
@@ -172,6 +173,11 @@ fn entry(
         time_ms: cmd.time_ms,
         evidence: cmd.evidence.clone(),
         prev_hash: head.hash,
+        // Format 2: who acted, and the key that signs (issue 11).
+        attribution: Some(Attribution {
+            actor: cmd.actor.clone(),
+            key_id: KeyId::of(&signer.verifying_key()),
+        }),
     }
 }
 
@@ -192,6 +198,7 @@ mod tests {
         ConsentCommand {
             identities: vec![],
             authority: crate::types::Authority::Any,
+            actor: candor_core::ledger::Actor::Admin,
             create: true,
             changes: changes
                 .iter()

@@ -16,6 +16,8 @@
 //! - [`floors`]: purpose floors as a mask over event ids; the sweeper's passes.
 //! - [`charge`]: a budget charge.
 //! - [`identity`]: whether a credential may act for the subject a command reaches.
+//! - [`keys`]: whether the keys a store is opened with are the ones its data was
+//!   written with.
 //! - [`retention`]: which events and features are past retention.
 
 pub mod charge;
@@ -24,4 +26,5 @@ pub mod features;
 pub mod floors;
 pub mod identity;
 pub mod ingest;
+pub mod keys;
 pub mod retention;

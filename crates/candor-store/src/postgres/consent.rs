@@ -314,6 +314,7 @@ impl Ctx<'_, '_> {
             let seq = e.seq as i64;
             let notice_version = i64::from(e.notice_version);
             let evidence = evidence_json(&e.evidence)?;
+            let (actor, key_id) = rows::attribution_cols(e);
             sql::execute(
                 self.tx,
                 q::INSERT_LEDGER,
@@ -330,6 +331,8 @@ impl Ctx<'_, '_> {
                     &&e.prev_hash[..],
                     &&rec.hash[..],
                     &&rec.signature[..],
+                    &actor,
+                    &key_id,
                 ],
             )
             .await?;

@@ -34,6 +34,7 @@ mod consent;
 mod derive;
 mod features;
 mod ingest;
+mod keys;
 mod listen;
 mod partitions;
 mod prompt;
@@ -52,10 +53,12 @@ use crate::{InsightsOptions, PromptCount, StoreError, StoredVariant};
 use async_trait::async_trait;
 use candor_core::crypto::{MasterKey, SubjectKey};
 use candor_core::idhash::IdMap;
+use candor_core::ledger::RingKey;
 use candor_core::ledger::{Head, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
 use candor_core::{PurposeId, SubjectId};
 use deadpool_postgres::Pool;
+use ed25519_dalek::VerifyingKey;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,6 +211,13 @@ impl Engine<Postgres> {
             .await
             .map_err(|e| connect::unreachable(&config, e))?;
         let bits = schema::migrate(&mut client, purposes).await?;
+        keys::setup(
+            &mut client,
+            &master,
+            &signer.verifying_key(),
+            crate::now_ms(),
+        )
+        .await?;
         let (insights, features) = crate::features::resolve(options.insights.take(), &bits)?;
         let shared = Arc::new(Shared {
             caches: Arc::new(Caches::new(bits, master, signer, insights, features)),
@@ -349,6 +359,20 @@ impl Backend for Postgres {
 
     async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError> {
         prompt::variants(&self.client().await?).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<RingKey>, StoreError> {
+        keys::ring(&self.client().await?).await
+    }
+
+    async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError> {
+        keys::rotate(
+            self.client().await?,
+            &self.shared.signer,
+            next,
+            crate::now_ms(),
+        )
+        .await
     }
 
     async fn stop(&self) {

@@ -32,6 +32,7 @@
 //! | `insight_reports` | `advertiser_id` | PK `(advertiser_id, id)`; a charge locks the advertiser row and sums that advertiser's reports of the period, all on one shard |
 //! | `insight_report_members` | `advertiser_id` | PK `(advertiser_id, report_id, chunk)`, co-located with its report; a person's lookup (by chunk) fans out to every shard, which is rare and small |
 //! | `feature_watermark` | none (on the coordinator) | one row: how far the event log has been derived into features; read and moved under the deriver's lock |
+//! | `signing_keys`, `key_checks` | none (on the coordinator) | the receipt-signing key ring and the master key's check value: a few rows, read at open and by verifiers (issue 11) |
 //! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
 
 use super::locks;
@@ -249,6 +250,26 @@ const MIGRATIONS: &[&str] = &[
         metric  TEXT NOT NULL,
         count   BIGINT NOT NULL,
         PRIMARY KEY (day, variant, purpose, metric)
+    );
+    "#,
+    // 5: hardening (issue 11): who acted and which key signed each ledger record
+    // (format 2; NULL on format-1 records), the receipt-signing keys' ring, and a check
+    // value of the master key the database was first opened with. Both are a few rows
+    // (coordinator tables on Citus).
+    r#"
+    ALTER TABLE ledger ADD COLUMN actor TEXT;
+    ALTER TABLE ledger ADD COLUMN key_id BYTEA;
+    CREATE TABLE signing_keys (
+        key_id      BYTEA PRIMARY KEY,
+        public_key  BYTEA NOT NULL,
+        from_seq    BIGINT NOT NULL UNIQUE,
+        certificate BYTEA,
+        created_ms  BIGINT NOT NULL
+    );
+    CREATE TABLE key_checks (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        master_check BYTEA NOT NULL,
+        created_ms   BIGINT NOT NULL
     );
     "#,
 ];

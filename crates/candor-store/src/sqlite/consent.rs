@@ -84,6 +84,7 @@ pub(super) fn apply(
     for rec in &plan.records {
         let e = &rec.entry;
         let seq = e.seq as i64;
+        let (actor, key_id) = rows::attribution_cols(e);
         w.conn.prepare_cached(q::INSERT_LEDGER)?.execute(params![
             seq,
             sid,
@@ -96,7 +97,9 @@ pub(super) fn apply(
             evidence_json(&e.evidence)?,
             &e.prev_hash[..],
             &rec.hash[..],
-            &rec.signature[..]
+            &rec.signature[..],
+            actor,
+            key_id
         ])?;
         w.conn.prepare_cached(q::UPSERT_STATE)?.execute(params![
             sid,

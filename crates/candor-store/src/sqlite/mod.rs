@@ -13,6 +13,7 @@ mod advertisers;
 mod consent;
 mod features;
 mod ingest;
+mod keys;
 mod prompt;
 mod read;
 mod retention;
@@ -28,9 +29,11 @@ use crate::types::*;
 use crate::{InsightsOptions, PromptCount, StoreError, StoredVariant};
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
+use candor_core::ledger::RingKey;
 use candor_core::ledger::{Head, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
 use candor_core::{PurposeId, SubjectId};
+use ed25519_dalek::VerifyingKey;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
@@ -106,6 +109,7 @@ impl Engine<Sqlite> {
     ) -> Result<Self, StoreError> {
         let mut conn = open_conn(path, true)?;
         schema::migrate(&mut conn)?;
+        keys::setup(&mut conn, &master, &signer.verifying_key(), crate::now_ms())?;
         let bits = assign_bits(&mut conn, purposes)?;
         let (insights, features) = crate::features::resolve(insights, &bits)?;
         let caches = Arc::new(Caches::new(bits, master, signer, insights, features));
@@ -314,6 +318,19 @@ impl Backend for Sqlite {
 
     async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError> {
         self.read(prompt::variants).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<RingKey>, StoreError> {
+        self.read(keys::ring).await
+    }
+
+    async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError> {
+        let (path, signer) = (self.path.clone(), self.caches.signer.clone());
+        tokio::task::spawn_blocking(move || {
+            keys::rotate(&mut open_conn(&path, true)?, &signer, next, crate::now_ms())
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("key rotation task failed: {e}")))?
     }
 
     async fn stop(&self) {

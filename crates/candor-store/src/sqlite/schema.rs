@@ -192,6 +192,26 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (day, variant, purpose, metric)
     ) WITHOUT ROWID;
     "#,
+    // 5: hardening (issue 11). Who acted and which key signed each ledger record
+    // (format 2; NULL on format-1 records), every receipt-signing key with the first
+    // record it signs and its predecessor's certificate, and a check value of the
+    // master key the database was first opened with.
+    r#"
+    ALTER TABLE ledger ADD COLUMN actor TEXT;
+    ALTER TABLE ledger ADD COLUMN key_id BLOB;
+    CREATE TABLE signing_keys (
+        key_id      BLOB PRIMARY KEY,
+        public_key  BLOB NOT NULL,
+        from_seq    INTEGER NOT NULL UNIQUE,
+        certificate BLOB,
+        created_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE key_checks (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        master_check BLOB NOT NULL,
+        created_ms   INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -31,7 +31,11 @@ async fn assert_chain(store: &dyn Store, expected: u64) {
     let records = whole_ledger(store).await;
     let head = store.ledger_head().await.unwrap();
     assert_eq!(
-        verify_chain(&records, head, &signer().verifying_key()),
+        verify_chain(
+            &records,
+            head,
+            &candor_core::ledger::KeyRing::single(signer().verifying_key())
+        ),
         Ok(expected),
         "the ledger must be one valid chain"
     );

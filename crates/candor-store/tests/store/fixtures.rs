@@ -65,6 +65,7 @@ pub fn command(store: &dyn Store, user: &str, changes: &[(&str, Action)]) -> Con
     ConsentCommand {
         identities: vec![identity(user)],
         authority: Authority::Any,
+        actor: candor_core::ledger::Actor::Admin,
         create: true,
         changes: changes.iter().map(|(p, a)| change(store, p, *a)).collect(),
         channel: Channel::Prompt,

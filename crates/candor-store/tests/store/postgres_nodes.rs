@@ -155,7 +155,11 @@ async fn concurrent_appends_through_both_nodes_form_one_chain() {
     }
     let head = nodes[0].ledger_head().await.unwrap();
     assert_eq!(
-        verify_chain(&records, head, &signer().verifying_key()),
+        verify_chain(
+            &records,
+            head,
+            &candor_core::ledger::KeyRing::single(signer().verifying_key())
+        ),
         Ok(181)
     );
     for n in &nodes {
@@ -471,7 +475,11 @@ async fn a_withdrawal_aborted_by_a_deadlock_runs_again() {
     let records = a.ledger_page(0, 100).await.unwrap();
     let head = a.ledger_head().await.unwrap();
     assert_eq!(
-        verify_chain(&records, head, &signer().verifying_key()),
+        verify_chain(
+            &records,
+            head,
+            &candor_core::ledger::KeyRing::single(signer().verifying_key())
+        ),
         Ok(3)
     );
 }

@@ -59,6 +59,7 @@ fn import_export(data: &Data) {
     let ledger: Vec<_> = lines.iter().filter(|l| l["kind"] == "ledger").collect();
     assert_eq!(ledger.len(), 3);
     assert!(ledger.iter().all(|l| l["collectionMethod"] == "imported"));
+    assert!(ledger.iter().all(|l| l["actor"] == "import"));
     assert_eq!(ledger[0]["consentTimestamp"], "2025-03-01T10:00:00.000Z");
     assert_eq!(ledger[0]["evidence"]["cmp"], "OldCMP");
     assert!(run(&["ledger", "verify"], data).status.success());
@@ -112,15 +113,43 @@ fn receipt_verify_cli() {
         .output()
         .unwrap();
     assert!(ok.status.success(), "{}", stdout(&ok));
+    // The published key ring, as a file, works as well as the bare key.
+    let ring = dir.path().join("keys.json");
+    std::fs::write(&ring, key.to_string()).unwrap();
+    let with_ring = |file: &std::path::Path| {
+        bin()
+            .args(["receipt", "verify", file.to_str().unwrap(), "--public-key"])
+            .arg(&ring)
+            .output()
+            .unwrap()
+    };
+    let ok = with_ring(&file);
+    assert!(ok.status.success(), "{}", stdout(&ok));
     let mut bad = receipt.clone();
     bad["record"]["consentTimestampMs"] = json!(1);
     std::fs::write(&file, bad.to_string()).unwrap();
+    let out = with_ring(&file);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("INVALID"));
+    // Without the operator's key the command refuses, unless told to trust the key the
+    // receipt carries (which proves integrity only).
+    std::fs::write(&file, receipt.to_string()).unwrap();
     let out = bin()
         .args(["receipt", "verify", file.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stdout(&out).contains("INVALID"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--public-key"));
+    let out = bin()
+        .args([
+            "receipt",
+            "verify",
+            file.to_str().unwrap(),
+            "--trust-embedded-key",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
     std::fs::write(&file, receipt.to_string()).unwrap();
     let other = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
     let out = bin()

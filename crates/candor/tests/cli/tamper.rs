@@ -123,7 +123,7 @@ fn tamper_cases(data: &Data) {
         "UPDATE ledger SET seq = seq + 1000 WHERE seq >= 5;
          UPDATE ledger SET seq = seq - 999 WHERE seq >= 1000;
          INSERT INTO ledger SELECT 5, subject_id, purpose_id, 'given', notice_version, notice_hash, channel,
-             time_ms, evidence, prev_hash, hash, signature FROM ledger WHERE seq = 4;",
+             time_ms, evidence, prev_hash, hash, signature, actor, key_id FROM ledger WHERE seq = 4;",
     );
     assert!(inserted.contains("record 5 was inserted"), "{inserted}");
 
@@ -139,7 +139,7 @@ fn tamper_cases(data: &Data) {
     let appended = tampered(
         data,
         "INSERT INTO ledger SELECT 21, subject_id, purpose_id, 'given', notice_version, notice_hash, channel,
-             time_ms, evidence, hash, hash, signature FROM ledger WHERE seq = 20;",
+             time_ms, evidence, hash, hash, signature, actor, key_id FROM ledger WHERE seq = 20;",
     );
     assert!(appended.contains("record 21 was inserted"), "{appended}");
 }
