@@ -159,6 +159,7 @@ impl Application {
             insight_scans: tokio::sync::Semaphore::new(1),
             prompt: crate::prompt::PromptState::new().map_err(ConfigError::Invalid)?,
             sessions: crate::pages::Sessions::new(settings.admin_token.as_ref()),
+            limits: crate::limits::Limits::new(settings.limits.clone()),
             iab,
             sources: Sources::new(&settings.sources),
             subject_tokens: SubjectTokens::new(settings.subject_token_secret.clone()),
@@ -198,9 +199,13 @@ impl Application {
         let store = self.state.store.clone();
         let retention = tokio::spawn(retention_loop(self.state.clone()));
         let counts = tokio::spawn(prompt_count_loop(self.state.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = crate::serve::serve(
+            self.listener,
+            self.router,
+            &self.state.settings.limits,
+            shutdown,
+        )
+        .await;
         retention.abort();
         counts.abort();
         if let Err(e) = self.state.prompt.flush(store.as_ref()).await {
@@ -356,6 +361,10 @@ pub fn router(state: AppState) -> Router {
         .merge(everything_else)
         .layer(middleware::from_fn(crate::cors::layer))
         .layer(middleware::from_fn(crate::pages::headers_layer))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::layer,
+        ))
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
 }

@@ -96,6 +96,19 @@ pub fn source<'a>(
         .ok_or_else(|| ApiError::new(Code::InvalidWriteKey, "the write key is not valid"))
 }
 
+/// The source whose write key the headers carry (Basic auth), checked before any body
+/// is read: a request with a bad key in its headers costs us no body. `None` when the
+/// headers carry none (the key may then be in the body).
+pub fn header_source<'a>(
+    sources: &'a Sources,
+    headers: &HeaderMap,
+) -> Result<Option<&'a SourceSpec>, ApiError> {
+    match basic_username(headers)? {
+        Some(k) => source(sources, Some(&k), None).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Checks the admin bearer token.
 pub fn admin(expected: Option<&Sensitive<String>>, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = bearer(headers).ok_or_else(|| {

@@ -18,7 +18,16 @@ pub async fn read_text(
     // A compressed body can be a little larger than its content when incompressible.
     let raw = axum::body::to_bytes(body, limit + limit / 8 + 1024)
         .await
-        .map_err(|_| over())?;
+        .map_err(|e| {
+            if timed_out(&e) {
+                ApiError::new(
+                    Code::RequestTimeout,
+                    "the request body did not arrive within the time allowed",
+                )
+            } else {
+                over()
+            }
+        })?;
     let encoding = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -64,6 +73,18 @@ pub async fn read_text(
             ),
         )
     })
+}
+
+/// Whether reading failed because the body's deadline passed (`limits::Deadline`).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<crate::limits::BodyTimedOut>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Maps a serde_json error on a request body to `invalid_json` (syntax) or

@@ -64,6 +64,8 @@ struct RawConfig {
     insights: RawInsights,
     #[serde(default)]
     prompt: RawPrompt,
+    #[serde(default)]
+    limits: RawLimits,
     /// The language of the purposes' own titles and notices.
     notice_language: Option<String>,
     categories: Option<Vec<RawCategory>>,
@@ -142,6 +144,28 @@ struct RawPrompt {
     measure: Option<bool>,
     #[serde(default)]
     forbidden_wording: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    max_in_flight: Option<usize>,
+    client_ip_header: Option<String>,
+    new_subjects_per_minute: Option<u32>,
+    browser_key: Option<RawRate>,
+    server_key: Option<RawRate>,
+    per_address: Option<RawRate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    per_second: f64,
+    burst: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,8 +363,133 @@ pub struct Settings {
     pub iab: IabSettings,
     pub insights: InsightsSettings,
     pub prompt: PromptSettings,
+    pub limits: LimitSettings,
     /// Run as the demo operator (`serve --demo`): also serves the demo page at `/demo/`.
     pub demo: bool,
+}
+
+/// A token bucket's rate: `per_second` tokens refill, up to `burst`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+/// `[limits]`: what bounds the edge (issue 11, part 3). Every default is on.
+#[derive(Clone, Debug)]
+pub struct LimitSettings {
+    /// A connection must send a whole request head within this (also how long an
+    /// idle keep-alive connection waits for the next request's first byte to count).
+    pub header_read_timeout: std::time::Duration,
+    /// A request body must arrive whole within this.
+    pub body_read_timeout: std::time::Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// Connections open at once; more are refused at accept.
+    pub max_connections: usize,
+    /// Requests being handled at once; more are answered `503 overloaded`.
+    pub max_in_flight: usize,
+    /// A header that carries the client's address (set by a trusted reverse proxy);
+    /// without it the connection's peer address is the client's.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Per browser write key (all its visitors together); `None` is unlimited.
+    pub browser_key: Option<Rate>,
+    /// Per server write key; `None` (the default) is unlimited.
+    pub server_key: Option<Rate>,
+    /// Per client address (IPv6 by /64), for browser-key and unauthenticated requests.
+    pub per_address: Option<Rate>,
+    /// New subjects a browser source may create per minute (consent from a new
+    /// anonymous id), so a script cannot grow the ledger and memory without bound.
+    pub new_subjects_per_minute: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(15),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_connections: 4096,
+            max_in_flight: 1024,
+            client_ip_header: None,
+            browser_key: Some(Rate {
+                per_second: 5000.0,
+                burst: 10_000.0,
+            }),
+            server_key: None,
+            per_address: Some(Rate {
+                per_second: 50.0,
+                burst: 200.0,
+            }),
+            new_subjects_per_minute: 6000,
+        }
+    }
+}
+
+fn limit_settings(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
+    let d = LimitSettings::default();
+    let bad = |m: &str| ConfigError::Invalid(format!("limits.{m}"));
+    let ms = |v: Option<u64>, default: std::time::Duration, what: &str| match v
+        .map(std::time::Duration::from_millis)
+    {
+        None => Ok(default),
+        Some(t) if t.as_millis() >= 10 && t.as_secs() <= 3600 => Ok(t),
+        Some(_) => Err(bad(&format!("{what} must be 10 to 3600000 ms"))),
+    };
+    // `per_second = 0` turns a limit off.
+    let rate = |r: Option<RawRate>, default: Option<Rate>, what: &str| match r {
+        None => Ok(default),
+        Some(r) if r.per_second == 0.0 => Ok(None),
+        Some(r)
+            if r.per_second > 0.0
+                && r.burst >= 1.0
+                && r.per_second.is_finite()
+                && r.burst.is_finite() =>
+        {
+            Ok(Some(Rate {
+                per_second: r.per_second,
+                burst: r.burst,
+            }))
+        }
+        Some(_) => Err(bad(&format!(
+            "{what}: per_second must be > 0 (or 0 for no limit) and burst >= 1"
+        ))),
+    };
+    let count = |v: Option<usize>, default: usize, what: &str| match v {
+        None => Ok(default),
+        Some(n) if n >= 1 => Ok(n),
+        Some(_) => Err(bad(&format!("{what} must be at least 1"))),
+    };
+    Ok(LimitSettings {
+        header_read_timeout: ms(
+            raw.header_read_timeout_ms,
+            d.header_read_timeout,
+            "header_read_timeout_ms",
+        )?,
+        body_read_timeout: ms(
+            raw.body_read_timeout_ms,
+            d.body_read_timeout,
+            "body_read_timeout_ms",
+        )?,
+        idle_timeout: ms(raw.idle_timeout_ms, d.idle_timeout, "idle_timeout_ms")?,
+        max_connections: count(raw.max_connections, d.max_connections, "max_connections")?,
+        max_in_flight: count(raw.max_in_flight, d.max_in_flight, "max_in_flight")?,
+        client_ip_header: raw
+            .client_ip_header
+            .map(|h| {
+                axum::http::HeaderName::try_from(h.as_str())
+                    .map_err(|_| bad(&format!("client_ip_header: {h:?} is not a header name")))
+            })
+            .transpose()?,
+        browser_key: rate(raw.browser_key, d.browser_key, "browser_key")?,
+        server_key: rate(raw.server_key, d.server_key, "server_key")?,
+        per_address: rate(raw.per_address, d.per_address, "per_address")?,
+        new_subjects_per_minute: match raw.new_subjects_per_minute {
+            None => d.new_subjects_per_minute,
+            Some(n) if n >= 1 => n,
+            Some(_) => return Err(bad("new_subjects_per_minute must be at least 1")),
+        },
+    })
 }
 
 /// `[prompt]`: the consent prompt candor.js shows (issue 12).
@@ -532,6 +681,23 @@ fn secret(
     }
 }
 
+/// The shortest secrets accepted (issue 11): every secret in the configuration has a
+/// minimum length, so a placeholder like `changeme` cannot go live. Write keys are
+/// compared whole in constant time, the admin token guards every operator route, the
+/// subject-token secret is an HMAC key (a guessed one mints tokens for anyone).
+pub const MIN_WRITE_KEY: usize = 16;
+pub const MIN_ADMIN_TOKEN: usize = 16;
+pub const MIN_SUBJECT_TOKEN_SECRET: usize = 24;
+
+fn min_length(key: &str, v: &Sensitive<String>, min: usize) -> Result<(), ConfigError> {
+    if v.expose().len() < min {
+        return Err(ConfigError::Invalid(format!(
+            "{key} must be at least {min} characters"
+        )));
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Reads the file (if any) over the built-in defaults.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -597,11 +763,7 @@ impl Settings {
                     "source {id}: write_key or write_key_env is required"
                 ))
             })?;
-            if key.expose().len() < 8 {
-                return Err(ConfigError::Invalid(format!(
-                    "source {id}: write key must be at least 8 characters"
-                )));
-            }
+            min_length(&format!("sources.{id}.write_key"), &key, MIN_WRITE_KEY)?;
             if sources
                 .iter()
                 .any(|o: &SourceSpec| o.id == id || o.write_key.expose() == key.expose())
@@ -623,10 +785,8 @@ impl Settings {
             ))
         })?;
         let admin_token = secret("admin.token", raw.admin.token, raw.admin.token_env, env)?;
-        if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-            return Err(ConfigError::Invalid(
-                "admin.token must be at least 16 characters".into(),
-            ));
+        if let Some(t) = &admin_token {
+            min_length("admin.token", t, MIN_ADMIN_TOKEN)?;
         }
         let subject_token_secret = secret(
             "subject_tokens.secret",
@@ -634,6 +794,9 @@ impl Settings {
             raw.subject_tokens.secret_env,
             env,
         )?;
+        if let Some(t) = &subject_token_secret {
+            min_length("subject_tokens.secret", t, MIN_SUBJECT_TOKEN_SECRET)?;
+        }
         let iab = IabSettings {
             cmp_id: raw.iab.cmp_id.unwrap_or(0),
             cmp_version: raw.iab.cmp_version.unwrap_or(1),
@@ -700,6 +863,7 @@ impl Settings {
         };
         Ok(Settings {
             prompt,
+            limits: limit_settings(raw.limits)?,
             demo: false,
             database,
             iab,
@@ -900,11 +1064,34 @@ mod tests {
     #[test]
     fn secrets_from_env() {
         let src = "[[sources]]\nid = \"web\"\nkind = \"server\"\nwrite_key_env = \"WK\"\n";
-        let env = |k: &str| (k == "WK").then(|| "abcdefghij".to_string());
+        let env = |k: &str| (k == "WK").then(|| "abcdefghijklmnop".to_string());
         let s = Settings::parse(src, "x", &env).unwrap();
-        assert_eq!(s.sources[0].write_key.expose(), "abcdefghij");
+        assert_eq!(s.sources[0].write_key.expose(), "abcdefghijklmnop");
         let e = Settings::parse(src, "x", &no_env).unwrap_err().to_string();
         assert!(e.contains("WK"), "{e}");
+    }
+
+    /// Every secret has a minimum length (issue 11): a placeholder cannot go live.
+    #[test]
+    fn short_secrets_are_refused() {
+        for (src, key) in [
+            (
+                "[[sources]]\nid = \"web\"\nkind = \"browser\"\nwrite_key = \"abcdefghij\"\n",
+                "sources.web.write_key",
+            ),
+            ("[admin]\ntoken = \"changeme\"\n", "admin.token"),
+            (
+                "[subject_tokens]\nsecret = \"abcdefghijklmnop\"\n",
+                "subject_tokens.secret",
+            ),
+        ] {
+            let e = Settings::parse(src, "x", &no_env).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("at least"), "{e}");
+        }
+        let e = Settings::parse("[limits]\nmax_connections = 0\n", "x", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.max_connections"), "{e}");
     }
 
     #[test]

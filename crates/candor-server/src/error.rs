@@ -58,6 +58,9 @@ codes! {
     InvalidQuery => ("invalid_query", "invalid_request", 400),
     QueryNotAllowed => ("query_not_allowed", "auth", 403),
     BudgetExceeded => ("budget_exceeded", "privacy_budget", 429),
+    RateLimited => ("rate_limited", "rate_limit", 429),
+    Overloaded => ("overloaded", "rate_limit", 503),
+    RequestTimeout => ("request_timeout", "invalid_request", 408),
     InsightsUnavailable => ("insights_unavailable", "internal", 503),
     AlreadyExists => ("already_exists", "invalid_request", 409),
     Conflict => ("conflict", "invalid_request", 409),
@@ -95,6 +98,8 @@ pub struct ApiError {
     pub errors: Vec<ItemError>,
     /// The rules a refused prompt variant breaks (`unfair_prompt`).
     pub violations: Vec<Violation>,
+    /// Seconds after which trying again can succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 /// One dark pattern the prompt linter found: its rule, the element, what it saw.
@@ -112,7 +117,13 @@ impl ApiError {
             message: message.into(),
             errors: Vec::new(),
             violations: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
@@ -149,7 +160,14 @@ impl IntoResponse for ApiError {
             violations: &self.violations,
         };
         crate::telemetry::ApiErrorReturned { code }.emit();
-        (self.code.status(), axum::Json(body)).into_response()
+        let mut resp = (self.code.status(), axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        resp
     }
 }
 

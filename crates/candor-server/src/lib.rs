@@ -43,6 +43,7 @@ pub mod demo_prompt;
 pub mod error;
 pub mod iab;
 pub mod ledger;
+pub mod limits;
 pub mod ops;
 pub mod pages;
 pub mod pipeline;
@@ -50,6 +51,7 @@ pub mod prompt;
 pub mod receipts;
 pub mod routes;
 pub mod segment;
+pub mod serve;
 pub mod state;
 pub mod telemetry;
 

@@ -51,6 +51,8 @@ pub struct Inner {
     pub prompt: crate::prompt::PromptState,
     /// The admin dashboard's signed session cookies and CSRF tokens.
     pub sessions: crate::pages::Sessions,
+    /// In-flight cap, rate limits, body deadline, new-subject allowance.
+    pub limits: crate::limits::Limits,
 }
 
 impl std::ops::Deref for AppState {

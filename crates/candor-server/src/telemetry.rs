@@ -113,6 +113,15 @@ impl InsightAnswered {
     }
 }
 
+/// A connection was closed at accept: `max_connections` were open.
+pub struct ConnectionRefused;
+
+impl ConnectionRefused {
+    pub fn emit(self) {
+        counter!("candor_connections_refused_total").increment(1);
+    }
+}
+
 pub struct ApiErrorReturned {
     pub code: &'static str,
 }

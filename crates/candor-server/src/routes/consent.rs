@@ -239,6 +239,7 @@ pub async fn record(
         versions: &b.notice_versions,
         language: b.notice_language.as_deref(),
     };
+    new_subject_allowance(&st, &actor, &named)?;
     let how = How {
         actor: recorded,
         channel,
@@ -341,7 +342,20 @@ async fn all(
         versions: &b.notice_versions,
         language: b.notice_language.as_deref(),
     };
+    new_subject_allowance(&st, &actor, &named)?;
     apply(&st, &headers, named, choices, how, shown).await
+}
+
+/// A browser source creates a subject with each new anonymous id that records a
+/// choice: at most `[limits] new_subjects_per_minute` of them (issue 11), so a script
+/// cannot grow the ledger and the caches without bound.
+fn new_subject_allowance(st: &AppState, actor: &Actor, named: &consent::Named) -> ApiResult<()> {
+    match actor {
+        Actor::Browser(source) if consent::resolve(st, named)?.is_none() => {
+            st.limits.new_subject(source, st.now_ms())
+        }
+        _ => Ok(()),
+    }
 }
 
 pub async fn accept_all(

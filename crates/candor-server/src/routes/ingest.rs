@@ -56,14 +56,13 @@ pub async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<IngestResponse>> {
-    let header_key = auth::basic_username(&headers)?;
+    let header_source = auth::header_source(&st.sources, &headers)?;
     let text = read_text(&headers, body, MAX_BATCH_BYTES, Code::BatchTooLarge).await?;
     let parsed: BatchBody = body::parse_json(&text)?;
-    let source = auth::source(
-        &st.sources,
-        header_key.as_deref(),
-        parsed.write_key.as_deref(),
-    )?;
+    let source = match header_source {
+        Some(s) => s,
+        None => auth::source(&st.sources, None, parsed.write_key.as_deref())?,
+    };
     let credential = credential(&st, &headers, source)?;
     let batch_sent_at = parsed.sent_at.as_deref().and_then(segment::parse_time);
     let raws: Vec<&str> = parsed.batch.iter().map(|r| r.get()).collect();
@@ -107,7 +106,7 @@ async fn single(
     body: Body,
     kind: EventKind,
 ) -> ApiResult<Json<IngestResponse>> {
-    let header_key = auth::basic_username(&headers)?;
+    let header_source = auth::header_source(&st.sources, &headers)?;
     let text = read_text(&headers, body, MAX_EVENT_BYTES, Code::EventTooLarge).await?;
     // Check the JSON (and find a body write key) before authenticating, so that a
     // malformed body gets invalid_json rather than missing_write_key.
@@ -118,11 +117,16 @@ async fn single(
             "the body must be a JSON object (one message)",
         ));
     }
-    let fields: HashMap<std::borrow::Cow<'_, str>, &RawValue> = body::parse_json(&text)?;
-    let body_key: Option<String> = fields
-        .get("writeKey")
-        .and_then(|r| serde_json::from_str(r.get()).ok());
-    let source = auth::source(&st.sources, header_key.as_deref(), body_key.as_deref())?;
+    let source = match header_source {
+        Some(s) => s,
+        None => {
+            let fields: HashMap<std::borrow::Cow<'_, str>, &RawValue> = body::parse_json(&text)?;
+            let body_key: Option<String> = fields
+                .get("writeKey")
+                .and_then(|r| serde_json::from_str(r.get()).ok());
+            auth::source(&st.sources, None, body_key.as_deref())?
+        }
+    };
     let credential = credential(&st, &headers, source)?;
     let report = pipeline::ingest::run(
         &st,

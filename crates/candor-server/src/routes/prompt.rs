@@ -102,13 +102,12 @@ pub async fn event(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let header_source = auth::header_source(&st.sources, &headers)?;
     let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
     let b: EventBody = parse_json(&text)?;
-    auth::source(
-        &st.sources,
-        auth::basic_username(&headers)?.as_deref(),
-        b.write_key.as_deref(),
-    )?;
+    if header_source.is_none() {
+        auth::source(&st.sources, None, b.write_key.as_deref())?;
+    }
     if !st.settings.prompt.measure {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

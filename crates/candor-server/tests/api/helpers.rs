@@ -72,17 +72,44 @@ pub async fn spawn_with(config: &str) -> TestApp {
 
 /// Starts the app on an existing environment (e.g. to test a restart).
 pub async fn spawn_env(env: Env, config: &str) -> TestApp {
+    spawn_clocked(env, config, candor_server::state::system_clock()).await
+}
+
+/// A clock a test moves by hand: milliseconds since the epoch.
+pub fn manual_clock(
+    start_ms: i64,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicI64>,
+    candor_server::state::Clock,
+) {
+    let now = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(start_ms));
+    let read = now.clone();
+    (
+        now,
+        std::sync::Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+}
+
+/// Starts the app with `config` and the given clock.
+pub async fn spawn_clocked(env: Env, config: &str, clock: candor_server::state::Clock) -> TestApp {
     let mut s = Settings::parse(config, "test", &|_| None)
         .unwrap()
         .with_demo_credentials();
     s.listen = "127.0.0.1:0".parse().unwrap();
     s.data_dir = env.dir.path().to_owned();
+    if !config.contains("[limits") {
+        // Every test's requests come from one address, many more and faster than a
+        // person's: rate limits are tested where a test configures them (`limits.rs`).
+        s.limits.per_address = None;
+        s.limits.browser_key = None;
+        s.limits.new_subjects_per_minute = 1_000_000;
+    }
     s.database = env.database_url.clone().map(|url| {
         let mut d = candor_server::config::DatabaseSettings::new(url);
         d.resync_interval_ms = 1000;
         d
     });
-    let app = Application::build(s).await.unwrap();
+    let app = Application::build_with_clock(s, clock).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel();

@@ -11,6 +11,7 @@ mod bad_input;
 mod consent;
 mod iab;
 mod ingest;
+mod limits;
 mod meta;
 mod pages;
 mod prompt;
