@@ -43,34 +43,18 @@ const BUILT_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../share
 /// The reference benchmark's Node project in the repository this binary was built from.
 const BUILT_REF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/codec-ref");
 
-struct Args {
+/// `candor-bench codec`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The conformance vectors (default: ../shared/vectors, else the ones built in).
+    #[arg(long)]
     vectors: Option<PathBuf>,
-    min_strings: usize,
+    /// Strings per measured pass at least (the vectors repeated).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    min_strings: u64,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 1.0)]
     seconds: f64,
-}
-
-fn parse(args: &[String]) -> Result<Args> {
-    let mut a = Args {
-        vectors: None,
-        min_strings: 10_000,
-        seconds: 1.0,
-    };
-    let mut it = args.iter();
-    while let Some(k) = it.next() {
-        let v = it
-            .next()
-            .with_context(|| format!("missing value for {k}"))?;
-        match k.as_str() {
-            "--vectors" => a.vectors = Some(PathBuf::from(v)),
-            "--min-strings" => a.min_strings = v.parse()?,
-            "--seconds" => a.seconds = v.parse()?,
-            other => bail!("unknown option {other}"),
-        }
-    }
-    if a.min_strings == 0 || !a.seconds.is_finite() || a.seconds <= 0.0 {
-        bail!("--min-strings and --seconds must be positive");
-    }
-    Ok(a)
 }
 
 /// `--vectors`, else `../shared/vectors` from here, else the one baked in at build time.
@@ -214,12 +198,16 @@ fn measure_candor(tcf_unique: &[String], gpp_unique: &[String], a: &Args) -> Res
         .iter()
         .map(|s| gpp::decode(s))
         .collect::<candor_codec::Result<Vec<_>>>()?;
-    let tcf_strings = repeat(tcf_unique, a.min_strings);
-    let gpp_strings = repeat(gpp_unique, a.min_strings);
-    let tcf_models: Vec<&tcf::TcModel> =
-        repeat(&tcf_models.iter().collect::<Vec<_>>(), a.min_strings);
-    let gpp_models: Vec<&gpp::GppString> =
-        repeat(&gpp_models.iter().collect::<Vec<_>>(), a.min_strings);
+    let tcf_strings = repeat(tcf_unique, a.min_strings as usize);
+    let gpp_strings = repeat(gpp_unique, a.min_strings as usize);
+    let tcf_models: Vec<&tcf::TcModel> = repeat(
+        &tcf_models.iter().collect::<Vec<_>>(),
+        a.min_strings as usize,
+    );
+    let gpp_models: Vec<&gpp::GppString> = repeat(
+        &gpp_models.iter().collect::<Vec<_>>(),
+        a.min_strings as usize,
+    );
     let (tc, gc, secs) = (tcf_unique.len(), gpp_unique.len(), a.seconds);
     Ok(Rates {
         tcf_decode: rate("tcf decode", &tcf_strings, tc, secs, |s| tcf::decode(s)),
@@ -277,15 +265,17 @@ fn figure(v: &Value, a: &str, b: &str) -> Result<f64> {
         .with_context(|| format!("reference JSON lacks a positive {a}.{b}: {v}"))
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let a = parse(args)?;
+pub fn run(a: Args) -> Result<()> {
+    if !a.seconds.is_finite() || a.seconds <= 0.0 {
+        bail!("--seconds must be positive");
+    }
     let vectors = vectors_dir(a.vectors.clone())?;
     let ref_dir = ref_dir()?;
     let tcf_unique = load(&vectors.join("tcf-v2.json"), "tcString")?;
     let gpp_unique = load(&vectors.join("gpp.json"), "gppString")?;
     verify_roundtrips(&tcf_unique, &gpp_unique)?;
-    let tcf_n = repeat(&tcf_unique, a.min_strings).len();
-    let gpp_n = repeat(&gpp_unique, a.min_strings).len();
+    let tcf_n = repeat(&tcf_unique, a.min_strings as usize).len();
+    let gpp_n = repeat(&gpp_unique, a.min_strings as usize).len();
     println!(
         "codec benchmark: {} TC strings and {} GPP strings from {}, all round-trip \
          (encode(decode(s)) == s); repeated to {tcf_n} and {gpp_n}",

@@ -50,43 +50,47 @@ struct Opts {
     seed: u64,
 }
 
-fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts {
-        subjects: vec![1_000_000, 3_000_000, 10_000_000],
-        runs: 5,
-        ref_runs: 3,
-        refs: true,
-        epsilon: 1.0,
-        delta: 1e-6,
-        k: 4,
-        lo: 0.0,
-        hi: 50.0,
-        seed: 7,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().context("missing value");
-        match a.as_str() {
-            "--subjects" => {
-                o.subjects = val()?
-                    .split(',')
-                    .map(|s| s.trim().parse())
-                    .collect::<Result<_, _>>()?
-            }
-            "--runs" => o.runs = val()?.parse()?,
-            "--ref-runs" => o.ref_runs = val()?.parse()?,
-            "--no-refs" => o.refs = false,
-            "--epsilon" => o.epsilon = val()?.parse()?,
-            "--delta" => o.delta = val()?.parse()?,
-            "--k" => o.k = val()?.parse()?,
-            "--seed" => o.seed = val()?.parse()?,
-            other => bail!("unknown option {other}"),
+/// `candor-bench insights`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Numbers of subjects, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000_000usize, 3_000_000, 10_000_000])]
+    subjects: Vec<usize>,
+    /// Runs of Candor's engine per size.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// Runs of each reference implementation.
+    #[arg(long, default_value_t = 3)]
+    ref_runs: u64,
+    /// Skip PipelineDP and OpenDP's Python package.
+    #[arg(long)]
+    no_refs: bool,
+    #[arg(long, default_value_t = 1.0)]
+    epsilon: f64,
+    #[arg(long, default_value_t = 1e-6)]
+    delta: f64,
+    /// Groups each subject may contribute to.
+    #[arg(long, default_value_t = 4)]
+    k: u32,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+impl From<Args> for Opts {
+    fn from(a: Args) -> Self {
+        Opts {
+            subjects: a.subjects,
+            runs: a.runs as usize,
+            ref_runs: a.ref_runs as usize,
+            refs: !a.no_refs,
+            epsilon: a.epsilon,
+            delta: a.delta,
+            k: a.k,
+            lo: 0.0,
+            hi: 50.0,
+            seed: a.seed,
         }
     }
-    if o.subjects.is_empty() || o.runs == 0 {
-        bail!("need at least one size and one run");
-    }
-    Ok(o)
 }
 
 /// Exact per-group truth: (distinct subjects, unbounded sum).
@@ -379,8 +383,11 @@ fn venv_python() -> Result<PathBuf> {
     Ok(py)
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let o = parse(args)?;
+pub fn run(a: Args) -> Result<()> {
+    let o = Opts::from(a);
+    if o.subjects.is_empty() {
+        bail!("need at least one size");
+    }
     println!(
         "insights: grouped count + clamped sum, 20 categories x 6 age bands, private keys \
          (partition selection), eps={} delta={} k={} clamp=[{}, {}], {} days of daily features",

@@ -15,42 +15,24 @@ const SEED: u64 = 42;
 /// Connections for the PostgreSQL batch scenarios (split across nodes when two).
 const PG_CONNS: usize = 16;
 
-struct Args {
+/// `candor-bench ingest`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Seconds of load per measured run.
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Rounds of single-event requests, each followed by the baseline.
-    rounds: usize,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Synthetic subjects the demo seeds.
+    #[arg(long, default_value_t = 3000)]
     subjects: usize,
-    postgres: bool,
-    sqlite: bool,
-}
-
-fn parse(args: &[String]) -> Result<Args> {
-    let mut a = Args {
-        seconds: 10,
-        rounds: 3,
-        subjects: 3000,
-        postgres: true,
-        sqlite: true,
-    };
-    let mut it = args.iter();
-    while let Some(k) = it.next() {
-        if k == "--no-postgres" {
-            a.postgres = false;
-            continue;
-        }
-        if k == "--postgres-only" {
-            a.sqlite = false;
-            continue;
-        }
-        let v = it.next().context("missing value")?;
-        match k.as_str() {
-            "--seconds" => a.seconds = v.parse()?,
-            "--rounds" => a.rounds = v.parse::<usize>()?.max(1),
-            "--subjects" => a.subjects = v.parse()?,
-            other => bail!("unknown option {other}"),
-        }
-    }
-    Ok(a)
+    /// Skip the PostgreSQL scenarios.
+    #[arg(long, conflicts_with = "postgres_only")]
+    no_postgres: bool,
+    /// Run only the PostgreSQL scenarios.
+    #[arg(long)]
+    postgres_only: bool,
 }
 
 fn free_port() -> Result<u16> {
@@ -356,8 +338,8 @@ fn report(name: &str, mut o: Outcome, events: bool) -> f64 {
     rps
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let a = parse(args)?;
+pub fn run(a: Args) -> Result<()> {
+    let rounds = a.rounds as usize;
     let dir = std::env::temp_dir().join(format!("candor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let auth = format!(
@@ -365,8 +347,8 @@ pub fn run(args: &[String]) -> Result<()> {
         base64::engine::general_purpose::STANDARD.encode("demo-server-write-key:")
     );
     let dur = Duration::from_secs(a.seconds);
-    if !a.sqlite {
-        postgres_scenarios(&dir, a.subjects, dur, &auth, a.rounds, None)?;
+    if a.postgres_only {
+        postgres_scenarios(&dir, a.subjects, dur, &auth, rounds, None)?;
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
@@ -399,7 +381,7 @@ pub fn run(args: &[String]) -> Result<()> {
         dur,
         &auth,
         subjects,
-        a.rounds,
+        rounds,
         0,
     )?;
     let batch_eps = median(with.clone());
@@ -408,8 +390,8 @@ pub fn run(args: &[String]) -> Result<()> {
     // Single events, alternating with the baseline: the ratio is what matters, and the
     // baseline's rate on a shared 2-core VM moves by tens of percent between runs, so
     // each round measures both back to back and the median ratio is reported.
-    let mut ratios = Vec::with_capacity(a.rounds);
-    for round in 0..a.rounds as u64 {
+    let mut ratios = Vec::with_capacity(rounds);
+    for round in 0..a.rounds {
         let offset = (round + 1) << 48;
         let auth_s = auth.clone();
         let make: MakeRequest = Arc::new(move |i| {
@@ -461,8 +443,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir.join("candor"));
     let _ = Command::new("sync").status();
 
-    if a.postgres {
-        postgres_scenarios(&dir, a.subjects, dur, &auth, a.rounds, Some(batch_eps))?;
+    if !a.no_postgres {
+        postgres_scenarios(&dir, a.subjects, dur, &auth, rounds, Some(batch_eps))?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -26,20 +26,34 @@ mod dp_query;
 mod ingest;
 mod load;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Benchmark programs: they print figures and assert nothing.
+#[derive(Parser)]
+#[command(name = "candor-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Candor's ingestion beside a do-nothing HTTP baseline, then on PostgreSQL.
+    Ingest(ingest::Args),
+    /// The consent decision's cost by index size.
+    Decision,
+    /// Our IAB codec beside the IAB's reference JavaScript libraries.
+    Codec(codec::Args),
+    /// The DP engine beside PipelineDP and OpenDP.
+    Insights(dp_query::Args),
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("ingest") => ingest::run(&args[1..]),
-        Some("decision") => decision::run(),
-        Some("codec") => codec::run(&args[1..]),
-        Some("insights") => dp_query::run(&args[1..]),
-        _ => bail!(
-            "usage: candor-bench ingest [--seconds N] [--subjects N] [--rounds N] [--no-postgres | --postgres-only] | decision \
-             | codec [--vectors DIR] [--min-strings N] [--seconds S] \
-             | insights [--subjects 1000000,3000000,10000000] [--runs N] [--ref-runs N] [--no-refs] \
-             [--epsilon E] [--delta D] [--k K] [--seed S]"
-        ),
+    match Cli::parse().command {
+        Command::Ingest(a) => ingest::run(a),
+        Command::Decision => decision::run(),
+        Command::Codec(a) => codec::run(a),
+        Command::Insights(a) => dp_query::run(a),
     }
 }

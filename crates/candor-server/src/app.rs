@@ -3,7 +3,7 @@
 
 use crate::auth::{Sources, SubjectTokens};
 use crate::config::{ConfigError, Settings};
-use crate::datadir::{self, DataDirError, DirLock};
+use crate::datadir::{self, DataDirError, DirLock, Mode};
 use crate::iab::{Gvl, IabContext};
 use crate::routes::{admin, advertisers, consent, dashboard, demo, ingest, meta, prompt};
 use crate::state::{system_clock, AppState, Clock, Inner};
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use candor_core::crypto::MasterKey;
-use candor_core::ledger::KeyRing;
+use candor_core::ledger::{KeyId, KeyRing};
 use candor_core::purpose::Catalog;
 use candor_core::receipt::ReceiptSigner;
 use candor_store::postgres::{PostgresOptions, PostgresStore};
@@ -35,6 +35,8 @@ pub enum BuildError {
     DataDir(#[from] DataDirError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("serve --demo refuses this data: it was not created by the demo (the demo seeds synthetic people and serves fixed, published credentials); use a fresh --data-dir or database for the demo")]
+    NotDemo,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -56,11 +58,71 @@ pub struct Opened {
 
 /// Opens the store the settings name: PostgreSQL when `[database]` is set, otherwise
 /// the SQLite file in the data directory. Keys always come from the data directory
-/// (or the environment): every node sharing one database must hold the same keys.
-pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
-    let lock = datadir::lock(&settings.data_dir)?;
-    let (master, signer) = datadir::load_keys(&settings.data_dir)?;
-    let signer = Arc::new(signer);
+/// (or the environment): every node sharing one database must hold the same keys, and
+/// the database refuses others (`candor_store::plan::keys`). With [`Mode::Existing`]
+/// nothing is created: a missing or empty data directory is an error.
+pub async fn open_data(settings: &Settings, mode: Mode) -> Result<Opened, BuildError> {
+    let dir = &settings.data_dir;
+    let lock = datadir::lock(dir, mode, settings.database.is_none())?;
+    if mode == Mode::Existing
+        && settings.database.is_none()
+        && !datadir::database_path(dir).is_file()
+    {
+        return Err(DataDirError::Missing(dir.clone()).into());
+    }
+    let mut keys = datadir::load_keys(dir, mode)?;
+    let store = match open_store(settings, &keys.master, &keys.signer).await {
+        // A rotation stopped between recording the new key and renaming its file:
+        // finish it (the database already names the new key as current).
+        Err(BuildError::Store(StoreError::SigningKeyMismatch { expected, .. })) => {
+            match datadir::next_signing_key(dir)? {
+                Some(next) if KeyId::of(&next.verifying_key()) == expected => {
+                    datadir::promote_next_signing_key(dir)?;
+                    tracing::info!(key = %expected, "finished an interrupted signing key rotation");
+                    keys.signer = next;
+                    open_store(settings, &keys.master, &keys.signer).await?
+                }
+                _ => {
+                    keys.discard_fresh();
+                    return Err(StoreError::SigningKeyMismatch {
+                        expected,
+                        found: KeyId::of(&keys.signer.verifying_key()),
+                    }
+                    .into());
+                }
+            }
+        }
+        Err(e) => {
+            // Keys generated for a database written under others must not linger.
+            keys.discard_fresh();
+            return Err(e);
+        }
+        Ok(s) => s,
+    };
+    let signer = Arc::new(ReceiptSigner::from_bytes(&keys.signer.to_bytes()));
+    if mode == Mode::Create {
+        claim_deployment(settings, store.as_ref()).await?;
+    }
+    let catalog = settings.catalog.build(store.purpose_bits())?;
+    let ring = store.signing_keys().await?;
+    ring.check(&signer.verifying_key())
+        .map_err(|e| StoreError::KeyMismatch(format!("the recorded signing key ring: {e}")))?;
+    Ok(Opened {
+        keys: ring,
+        lock,
+        store,
+        catalog,
+        master: keys.master.clone(),
+        signer,
+    })
+}
+
+async fn open_store(
+    settings: &Settings,
+    master: &MasterKey,
+    signer: &ReceiptSigner,
+) -> Result<Arc<dyn Store>, BuildError> {
+    let signer = Arc::new(ReceiptSigner::from_bytes(&signer.to_bytes()));
     let purposes = settings.catalog.purpose_ids();
     // The feature index the store keeps current and the insights engine reads.
     let features = Arc::new(
@@ -75,7 +137,7 @@ pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
             purpose,
             index: features.clone(),
         });
-    let store: Arc<dyn Store> = match &settings.database {
+    Ok(match &settings.database {
         Some(db) => {
             let options = PostgresOptions {
                 pool_size: db.pool_size,
@@ -90,7 +152,7 @@ pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
                     db.url.expose(),
                     &purposes,
                     master.clone(),
-                    signer.clone(),
+                    signer,
                     options,
                 )
                 .await?,
@@ -100,21 +162,9 @@ pub async fn open_data(settings: &Settings) -> Result<Opened, BuildError> {
             &datadir::database_path(&settings.data_dir),
             &purposes,
             master.clone(),
-            signer.clone(),
+            signer,
             insights,
         )?),
-    };
-    let catalog = settings.catalog.build(store.purpose_bits())?;
-    let keys = store.signing_keys().await?;
-    keys.check(&signer.verifying_key())
-        .map_err(|e| StoreError::KeyMismatch(format!("the recorded signing key ring: {e}")))?;
-    Ok(Opened {
-        keys,
-        lock,
-        store,
-        catalog,
-        master,
-        signer,
     })
 }
 
@@ -131,7 +181,7 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, BuildError> {
-        let opened = open_data(&settings).await?;
+        let opened = open_data(&settings, Mode::Create).await?;
         Self::from_opened(settings, opened, clock).await
     }
 
@@ -214,6 +264,24 @@ impl Application {
         store.shutdown().await;
         served
     }
+}
+
+/// Records who created the data at first start (`serve --demo` or an operator), and
+/// refuses to run the demo (fixed public credentials, synthetic people) on data it did
+/// not create. Data from before this record existed, if not empty, is an operator's.
+async fn claim_deployment(settings: &Settings, store: &dyn Store) -> Result<(), BuildError> {
+    let stats = store.stats().await?;
+    let empty = stats.subjects == 0 && stats.ledger_records == 0;
+    let kind = if settings.demo && empty {
+        "demo"
+    } else {
+        "operator"
+    };
+    let created_by = store.claim_meta("created_by", kind).await?;
+    if settings.demo && created_by != "demo" {
+        return Err(BuildError::NotDemo);
+    }
+    Ok(())
 }
 
 /// Deletes events past their purposes' retention, at start and then hourly. Dropping

@@ -60,6 +60,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn save_prompt_variant(&self, v: StoredVariant) -> Result<(), StoreError>;
     async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError>;
     async fn signing_keys(&self) -> Result<Vec<RingKey>, StoreError>;
+    async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError>;
     async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError>;
     /// Stops what runs beside the writer, once the writer has stopped.
     async fn stop(&self);
@@ -315,6 +316,10 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError> {
         self.backend.rotate_signing_key(next).await
+    }
+
+    async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.backend.claim_meta(key, value).await
     }
 
     async fn shutdown(&self) {

@@ -229,6 +229,11 @@ pub trait Store: Send + Sync + 'static {
     /// records that fail verification.
     async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError>;
 
+    /// Sets the deployment fact `key` to `value` unless it is already set, and returns
+    /// the value it holds afterwards (the first writer's). For facts fixed at creation,
+    /// such as whether `serve --demo` created the data.
+    async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
     async fn shutdown(&self);
 }

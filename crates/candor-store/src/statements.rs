@@ -44,6 +44,11 @@ pub(crate) const INSERT_SIGNING_KEY: &str =
      VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const SAMPLE_SUBJECT: &str = "SELECT subject_id, wrapped_key FROM subjects LIMIT 1";
 
+pub(crate) const GET_META: &str = "SELECT value FROM store_meta WHERE key = $1";
+/// Sets a fact once: a second writer keeps the first's (`Store::claim_meta`).
+pub(crate) const CLAIM_META: &str =
+    "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+
 pub(crate) fn last_record() -> String {
     format!("SELECT {LEDGER_COLS} FROM ledger ORDER BY seq DESC LIMIT 1")
 }

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use candor_server::app::{open_data, Application};
 use candor_server::config::{demo, Settings};
+use candor_server::datadir::{self, Mode};
 use candor_server::{demo as demo_data, ledger, ops, receipts};
 use clap::{Args, Parser, Subcommand};
 use indicatif::ProgressBar;
@@ -64,6 +65,12 @@ enum Command {
         #[arg(long, default_value_t = demo_data::DEFAULT_SEED)]
         demo_seed: u64,
     },
+    /// Create the data directory, the keys and the database (what `serve` does at its
+    /// first start), so that `import` can run before the first `serve`.
+    Init {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Work with the consent ledger.
     Ledger {
         #[command(subcommand)]
@@ -89,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: GppCommand,
     },
+    /// The operator's keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Write the ledger and all events as JSON Lines.
     Export {
         #[command(flatten)]
@@ -96,6 +108,18 @@ enum Command {
         /// Output file; standard output when absent.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Replace the receipt-signing key with a new one, with every node stopped.
+    /// Records from the next one on are signed by the new key; older records and
+    /// receipts stay verifiable through the key ring (`GET /v1/receipts/public-key`,
+    /// certified by each key's predecessor). Publish the new ring afterwards.
+    RotateSigning {
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -214,7 +238,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             command: LedgerCommand::Verify { common },
         } => {
             let s = settings(&common)?;
-            let opened = open_data(&s).await?;
+            let opened = open_data(&s, Mode::Existing).await?;
             let key = opened.signer.verifying_key();
             let report = ledger::verify(opened.store.as_ref(), &key).await?;
             opened.store.shutdown().await;
@@ -275,7 +299,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             command: ImportCommand::Consents { file, common },
         } => {
             let s = settings(&common)?;
-            let opened = open_data(&s).await?;
+            let opened = open_data(&s, Mode::Existing).await?;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
             let cmds = ops::parse_import(BufReader::new(f), &opened.catalog, &opened.master)?;
@@ -284,6 +308,20 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             opened.store.shutdown().await;
             println!(
                 "imported {lines} records ({written} changed consent and were added to the ledger)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::RotateSigning { common },
+        } => rotate_signing(common).await,
+        Command::Init { common } => {
+            let s = settings(&common)?;
+            let opened = open_data(&s, Mode::Create).await?;
+            opened.store.shutdown().await;
+            println!(
+                "initialized {} (keys in {}; keep a copy of them apart from the database)",
+                s.data_dir.display(),
+                s.data_dir.join("keys").display()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -303,7 +341,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
         }
         Command::Export { common, out } => {
             let s = settings(&common)?;
-            let opened = open_data(&s).await?;
+            let opened = open_data(&s, Mode::Existing).await?;
             let stats = opened.store.stats().await?;
             let pb = ProgressBar::new(stats.ledger_records + stats.events);
             let mut writer: Box<dyn std::io::Write> = match &out {
@@ -324,6 +362,41 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `candor keys rotate-signing`: the new key is written beside the old one, the
+/// database records the hand-over (certified by the old key) from the record after
+/// the head, then the new key replaces the old file. A crash between the last two
+/// steps is finished at the next start (`open_data`).
+async fn rotate_signing(common: Common) -> Result<ExitCode> {
+    let s = settings(&common)?;
+    if std::env::var(datadir::SIGNING_KEY_ENV).is_ok() {
+        anyhow::bail!(
+            "the signing key comes from {}: rotate it where it is kept (a secret manager), not here; this command rotates keys/{}",
+            datadir::SIGNING_KEY_ENV,
+            datadir::SIGNING_KEY_FILE
+        );
+    }
+    let opened = open_data(&s, Mode::Existing).await?;
+    let next = candor_core::receipt::ReceiptSigner::generate();
+    datadir::write_next_signing_key(&s.data_dir, &next)?;
+    let recorded = opened.store.rotate_signing_key(next.verifying_key()).await;
+    opened.store.shutdown().await;
+    let k = match recorded {
+        Ok(k) => k,
+        Err(e) => {
+            let _ =
+                std::fs::remove_file(s.data_dir.join("keys").join(datadir::NEXT_SIGNING_KEY_FILE));
+            return Err(e.into());
+        }
+    };
+    datadir::promote_next_signing_key(&s.data_dir)?;
+    println!(
+        "signing key rotated: key {} signs from ledger record {} on; publish the new key ring (GET /v1/receipts/public-key)",
+        candor_core::ledger::KeyId::of(&k.key),
+        k.from_seq
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn codec_command(cmd: TcfCommand) -> Result<ExitCode> {
@@ -364,6 +437,9 @@ async fn serve(
         s = s.with_demo_credentials();
     }
     let app = Application::build(s).await?;
+    // Listen for SIGINT/SIGTERM before saying we are up: a stop that arrives right
+    // after the banner must shut down gracefully, not kill the process.
+    let shutdown = shutdown_signal()?;
     let addr = app.local_addr();
     if demo {
         let st = app.state().clone();
@@ -410,28 +486,26 @@ async fn serve(
         println!("Candor is listening on http://{addr}");
     }
     tracing::info!(%addr, "listening");
-    app.run_until(shutdown_signal()).await?;
+    app.run_until(shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves at SIGINT or SIGTERM; the handlers are installed when this is called.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -88,3 +88,11 @@ pub(super) async fn rotate(
     tx.commit().await?;
     Ok(k)
 }
+
+pub(super) async fn claim_meta(c: &Object, key: &str, value: &str) -> Result<String, StoreError> {
+    sql::execute(c, q::CLAIM_META, &[&key, &value]).await?;
+    sql::query_opt(c, q::GET_META, &[&key])
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("store_meta {key} vanished")))?
+        .text(0)
+}

@@ -365,6 +365,10 @@ impl Backend for Postgres {
         keys::ring(&self.client().await?).await
     }
 
+    async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        keys::claim_meta(&self.client().await?, key, value).await
+    }
+
     async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError> {
         keys::rotate(
             self.client().await?,

@@ -271,6 +271,11 @@ const MIGRATIONS: &[&str] = &[
         master_check BYTEA NOT NULL,
         created_ms   BIGINT NOT NULL
     );
+    -- Facts about the deployment itself, e.g. who created it (`serve --demo` or not).
+    CREATE TABLE store_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
     "#,
 ];
 

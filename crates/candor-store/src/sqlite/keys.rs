@@ -73,3 +73,15 @@ pub(super) fn rotate(
     tx.commit()?;
     Ok(k)
 }
+
+pub(super) fn claim_meta(
+    conn: &mut Connection,
+    key: &str,
+    value: &str,
+) -> Result<String, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(q::CLAIM_META, params![key, value])?;
+    let v: String = tx.query_row(q::GET_META, params![key], |r| r.get(0))?;
+    tx.commit()?;
+    Ok(v)
+}

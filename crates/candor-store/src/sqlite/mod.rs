@@ -324,6 +324,15 @@ impl Backend for Sqlite {
         self.read(keys::ring).await
     }
 
+    async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (path, key, value) = (self.path.clone(), key.to_owned(), value.to_owned());
+        tokio::task::spawn_blocking(move || {
+            keys::claim_meta(&mut open_conn(&path, true)?, &key, &value)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store meta task failed: {e}")))?
+    }
+
     async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError> {
         let (path, signer) = (self.path.clone(), self.caches.signer.clone());
         tokio::task::spawn_blocking(move || {

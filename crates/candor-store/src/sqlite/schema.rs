@@ -211,6 +211,11 @@ const MIGRATIONS: &[&str] = &[
         master_check BLOB NOT NULL,
         created_ms   INTEGER NOT NULL
     );
+    -- Facts about the deployment itself, e.g. who created it (`serve --demo` or not).
+    CREATE TABLE store_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
     "#,
 ];
 

@@ -95,21 +95,34 @@ pub fn both() -> Vec<Data> {
     v
 }
 
+/// The `candor serve --demo` command for this data.
+pub fn serve_demo(data: &Data, subjects: usize) -> Command {
+    let mut c = bin();
+    c.args([
+        "serve",
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--demo-subjects",
+        &subjects.to_string(),
+    ])
+    .args(data.args());
+    c
+}
+
 /// `candor serve --demo` on this data.
 pub fn start(data: &Data, subjects: usize) -> Server {
-    start_with(
-        bin()
-            .args([
-                "serve",
-                "--demo",
-                "--listen",
-                "127.0.0.1:0",
-                "--demo-subjects",
-                &subjects.to_string(),
-            ])
-            .args(data.args())
-            .stderr(Stdio::null()),
-    )
+    start_with(serve_demo(data, subjects).stderr(Stdio::null()))
+}
+
+/// The operator's published key ring (`GET /v1/receipts/public-key`).
+pub fn public_keys(s: &Server) -> Value {
+    client()
+        .get(s.url("/v1/receipts/public-key"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
 }
 
 /// Runs a `candor` command on this data.

@@ -8,6 +8,7 @@ mod helpers;
 
 mod compat;
 mod durability;
+mod keys;
 mod nodes;
 mod ops;
 mod tamper;
