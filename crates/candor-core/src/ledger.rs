@@ -429,6 +429,98 @@ pub struct Head {
     pub hash: [u8; 32],
 }
 
+const CHECKPOINT_DOMAIN: &[u8] = b"candor-checkpoint-v1\0";
+
+/// A signed statement of the ledger's head (issue 11, part 5): "at `time_ms` the ledger
+/// had `seq` records and the last one hashed to `head`". Kept outside the database (by
+/// the operator, an auditor, a transparency log), it anchors the ledger: someone who can
+/// write the database but not sign cannot truncate or rewrite what a checkpoint covers
+/// without the next `ledger verify --checkpoint` saying so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub head: [u8; 32],
+    pub time_ms: UnixMillis,
+    /// The key that signs it.
+    pub key_id: KeyId,
+}
+
+impl Checkpoint {
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = CHECKPOINT_DOMAIN.to_vec();
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.time_ms.0.to_be_bytes());
+        out.extend_from_slice(&self.key_id.0);
+        out
+    }
+
+    pub fn sign(self, key: &SigningKey) -> SignedCheckpoint {
+        let signature = key.sign(&self.canonical_bytes()).to_bytes();
+        SignedCheckpoint {
+            checkpoint: self,
+            signature,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub signature: [u8; 64],
+}
+
+/// Why a ledger does not extend a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointFault {
+    #[error("the checkpoint's signature does not verify under the key ring's key {key}")]
+    BadSignature { key: KeyId },
+    #[error(
+        "the ledger was truncated: it has {have} records, the checkpoint of {time} ms says {seq}"
+    )]
+    Truncated { have: u64, seq: u64, time: i64 },
+    #[error("the ledger was rewritten: record {seq} is not the one the checkpoint covers")]
+    Rewritten { seq: u64 },
+}
+
+impl SignedCheckpoint {
+    /// Checks the signature under the ring's key with the checkpoint's key id.
+    pub fn verify(&self, ring: &KeyRing) -> Result<(), CheckpointFault> {
+        let c = &self.checkpoint;
+        let key = ring
+            .keys()
+            .iter()
+            .map(|k| &k.key)
+            .find(|k| KeyId::of(k) == c.key_id)
+            .ok_or(CheckpointFault::BadSignature { key: c.key_id })?;
+        key.verify_strict(
+            &c.canonical_bytes(),
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| CheckpointFault::BadSignature { key: c.key_id })
+    }
+
+    /// Whether `records` (the whole ledger in order, already verified as a chain)
+    /// still contain the checkpoint's head at its place.
+    pub fn extended_by(&self, records: &[SealedEntry]) -> Result<(), CheckpointFault> {
+        let c = &self.checkpoint;
+        if c.seq == 0 {
+            return Ok(());
+        }
+        let have = records.last().map_or(0, |r| r.entry.seq);
+        match records.iter().find(|r| r.entry.seq == c.seq) {
+            Some(r) if r.hash == c.head => Ok(()),
+            Some(_) => Err(CheckpointFault::Rewritten { seq: c.seq }),
+            None if have < c.seq => Err(CheckpointFault::Truncated {
+                have,
+                seq: c.seq,
+                time: c.time_ms.0,
+            }),
+            None => Err(CheckpointFault::Rewritten { seq: c.seq }),
+        }
+    }
+}
+
 /// Verifies records in the order the store holds them (ascending stored `seq`).
 /// Returns the number of records checked, or the first fault found.
 pub fn verify_chain(
@@ -743,6 +835,45 @@ mod tests {
             KeyRing::new(keys).check(&mallory.verifying_key()),
             Err(RingFault::Uncertified { .. })
         ));
+    }
+
+    #[test]
+    fn checkpoints_find_truncation_and_rewrite() {
+        let k = key();
+        let ring = KeyRing::single(k.verifying_key());
+        let c = chain(10, &k);
+        let cp = Checkpoint {
+            seq: 8,
+            head: c[7].hash,
+            time_ms: UnixMillis(5),
+            key_id: KeyId::of(&k.verifying_key()),
+        }
+        .sign(&k);
+        assert_eq!(cp.verify(&ring), Ok(()));
+        assert_eq!(cp.extended_by(&c), Ok(()));
+        // Truncated to a valid shorter chain: the chain alone cannot tell.
+        let short = &c[..6];
+        assert_eq!(verify_chain(short, head(short), &ring), Ok(6));
+        assert!(matches!(
+            cp.extended_by(short),
+            Err(CheckpointFault::Truncated {
+                have: 6,
+                seq: 8,
+                ..
+            })
+        ));
+        // Another history (a restored backup that went on): same numbers, other records.
+        let mut other = c.clone();
+        other[7].entry.time_ms = UnixMillis(99);
+        other[7] = other[7].entry.clone().seal(&k);
+        assert_eq!(
+            cp.extended_by(&other),
+            Err(CheckpointFault::Rewritten { seq: 8 })
+        );
+        // A forged or altered checkpoint.
+        let mut bad = cp.clone();
+        bad.checkpoint.seq = 9;
+        assert!(bad.verify(&ring).is_err());
     }
 
     #[test]

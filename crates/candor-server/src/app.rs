@@ -5,13 +5,12 @@ use crate::auth::{Sources, SubjectTokens};
 use crate::config::{ConfigError, Settings};
 use crate::datadir::{self, DataDirError, DirLock, Mode};
 use crate::iab::{Gvl, IabContext};
-use crate::routes::{admin, advertisers, consent, dashboard, demo, ingest, meta, prompt};
+use crate::routes::meta;
 use crate::state::{system_clock, AppState, Clock, Inner};
 use crate::telemetry::{self, RequestFinished};
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use candor_core::crypto::MasterKey;
 use candor_core::ledger::{KeyId, KeyRing};
@@ -338,94 +337,24 @@ fn iab_context(s: &Settings) -> Result<IabContext, BuildError> {
     })
 }
 
+/// The router: the route table (`routes::table`, one registration with a declared
+/// role per route) behind the shared layers.
 pub fn router(state: AppState) -> Router {
-    let everything_else = Router::new()
-        .route("/v1/batch", post(ingest::batch))
-        .route("/v1/import", post(ingest::batch))
-        .route("/v1/identify", post(ingest::identify))
-        .route("/v1/track", post(ingest::track))
-        .route("/v1/page", post(ingest::page))
-        .route("/v1/screen", post(ingest::screen))
-        .route("/v1/group", post(ingest::group))
-        .route("/v1/alias", post(ingest::alias))
-        .route("/v1/consent", post(consent::record).get(consent::current))
-        .route("/v1/consent/accept-all", post(consent::accept_all))
-        .route("/v1/consent/reject-all", post(consent::reject_all))
-        .route("/v1/consent/history", get(consent::history))
-        .route("/v1/consent/signals", post(consent::import_signal))
-        .route("/v1/consent/insights", get(consent::insight_reports))
-        .route("/v1/purposes", get(meta::purposes))
-        .route("/v1/receipts/public-key", get(meta::receipt_key))
-        .route("/v1/admin/subject-tokens", post(admin::subject_token))
-        .route("/v1/admin/ledger/verify", get(admin::verify_ledger))
-        .route("/v1/admin/stats", get(admin::stats))
-        .route(
-            "/v1/admin/advertisers",
-            post(advertisers::create_advertiser).get(advertisers::list_advertisers),
-        )
-        .route(
-            "/v1/admin/advertisers/{id}",
-            axum::routing::patch(advertisers::update_advertiser),
-        )
-        .route(
-            "/v1/admin/advertisers/{id}/rotate-key",
-            post(advertisers::rotate_key),
-        )
-        .route("/v1/admin/insights/reports", get(advertisers::audit))
-        .route("/candor.js", get(prompt::candor_js))
-        .route("/candor-lint.js", get(prompt::lint_js))
-        .route("/v1/prompt", get(prompt::config))
-        .route("/v1/prompt/events", post(prompt::event))
-        .route("/v1/admin/prompt/lint", post(prompt::lint))
-        .route("/v1/admin/prompt/preview", post(prompt::preview))
-        .route(
-            "/v1/admin/prompt/variants",
-            post(prompt::save).get(prompt::list),
-        )
-        .route(
-            "/v1/admin/prompt/variants/{id}",
-            axum::routing::patch(prompt::patch),
-        )
-        .route("/v1/admin/prompt/stats", get(prompt::stats))
-        .route("/admin", get(dashboard::to_dashboard))
-        .route("/admin/", get(dashboard::dashboard))
-        .route(
-            "/admin/login",
-            get(dashboard::login_form).post(dashboard::login),
-        )
-        .route("/admin/logout", post(dashboard::logout))
-        .route("/admin/variants/{id}", post(dashboard::toggle_variant))
-        .route("/admin/variants/new", get(dashboard::editor))
-        .route("/admin/variants", post(dashboard::save_variant))
-        .route("/admin/variants/preview", post(dashboard::preview))
-        .route("/admin/editor.js", get(dashboard::editor_js))
-        .route("/healthz", get(meta::healthz))
-        .route("/metrics", get(meta::metrics))
-        .route("/openapi.json", get(meta::openapi))
-        .route("/.well-known/gpc.json", get(meta::gpc_json))
+    let (main, advertiser) = crate::routes::table::build(state.settings.demo);
+    let everything_else = main
+        .router
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::layer,
+        ))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             deny_advertiser_keys,
         ));
-    // The demo publisher's page, only for the demo operator.
-    let everything_else = if state.settings.demo {
-        everything_else
-            .route("/demo", get(demo::to_page))
-            .route("/demo/", get(demo::page))
-            .route("/demo/{script}", get(demo::script))
-    } else {
-        everything_else
-    };
-    // The advertiser's own routes: the only ones an advertiser key reaches.
-    let advertiser = Router::new()
-        .route("/v1/insights/query", post(advertisers::query))
-        .route("/v1/insights/schema", get(advertisers::schema))
-        .route("/v1/insights/budget", get(advertisers::budget))
-        .route("/v1/insights/reports", get(advertisers::reports))
-        .route("/v1/insights/reports/{id}", get(advertisers::report));
     advertiser
+        .router
         .merge(everything_else)
         .layer(middleware::from_fn(crate::cors::layer))
         .layer(middleware::from_fn(crate::pages::headers_layer))

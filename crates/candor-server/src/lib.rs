@@ -32,6 +32,7 @@
 
 pub mod app;
 pub mod audience;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod charts;

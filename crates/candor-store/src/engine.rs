@@ -61,6 +61,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn prompt_variants(&self) -> Result<Vec<StoredVariant>, StoreError>;
     async fn signing_keys(&self) -> Result<Vec<RingKey>, StoreError>;
     async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError>;
+    async fn record_admin_action(&self, a: AdminAction) -> Result<(), StoreError>;
+    async fn admin_actions(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AdminActionRecord>, StoreError>;
     async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError>;
     /// Stops what runs beside the writer, once the writer has stopped.
     async fn stop(&self);
@@ -320,6 +326,18 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
         self.backend.claim_meta(key, value).await
+    }
+
+    async fn record_admin_action(&self, a: AdminAction) -> Result<(), StoreError> {
+        self.backend.record_admin_action(a).await
+    }
+
+    async fn admin_actions(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AdminActionRecord>, StoreError> {
+        self.backend.admin_actions(after, limit).await
     }
 
     async fn shutdown(&self) {

@@ -234,6 +234,16 @@ pub trait Store: Send + Sync + 'static {
     /// such as whether `serve --demo` created the data.
     async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError>;
 
+    /// Appends an admin action to the audit log, durably.
+    async fn record_admin_action(&self, a: AdminAction) -> Result<(), StoreError>;
+
+    /// Admin actions with `id > after`, oldest first, at most `limit`.
+    async fn admin_actions(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AdminActionRecord>, StoreError>;
+
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
     async fn shutdown(&self);
 }

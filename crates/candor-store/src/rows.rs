@@ -5,7 +5,9 @@
 //! hold (an unknown status, a hash of the wrong length) with `Corrupt`, naming the
 //! field, rather than guessing.
 
-use crate::types::{Advertiser, BudgetPeriod, ReportRecord, Spend, StateRow};
+use crate::types::{
+    AdminAction, AdminActionRecord, Advertiser, BudgetPeriod, ReportRecord, Spend, StateRow,
+};
 use crate::StoreError;
 use candor_core::consent::{Channel, ConsentStatus};
 use candor_core::ledger::{Actor, Attribution, Evidence, KeyId, LedgerEntry, RingKey, SealedEntry};
@@ -168,6 +170,20 @@ pub(crate) fn ring_key_cols(k: &RingKey) -> (Vec<u8>, Vec<u8>, i64, Option<Vec<u
         i64::try_from(k.from_seq).unwrap_or(i64::MAX),
         k.certificate.map(|c| c.to_vec()),
     )
+}
+
+/// An admin action from `ADMIN_ACTIONS`.
+pub(crate) fn admin_action(r: &impl Col) -> Result<AdminActionRecord, StoreError> {
+    Ok(AdminActionRecord {
+        id: r.int(0)?,
+        action: AdminAction {
+            time_ms: UnixMillis(r.int(1)?),
+            action: r.text(2)?,
+            target: r.text(3)?,
+            outcome: r.text(4)?,
+            detail: r.text(5)?,
+        },
+    })
 }
 
 /// The columns of `consent_state` in [`state_row`] order.

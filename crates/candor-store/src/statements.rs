@@ -49,6 +49,12 @@ pub(crate) const GET_META: &str = "SELECT value FROM store_meta WHERE key = $1";
 pub(crate) const CLAIM_META: &str =
     "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 
+pub(crate) const INSERT_ADMIN_ACTION: &str =
+    "INSERT INTO admin_audit (time_ms, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const ADMIN_ACTIONS: &str =
+    "SELECT id, time_ms, action, target, outcome, detail FROM admin_audit
+     WHERE id > $1 ORDER BY id LIMIT $2";
+
 pub(crate) fn last_record() -> String {
     format!("SELECT {LEDGER_COLS} FROM ledger ORDER BY seq DESC LIMIT 1")
 }

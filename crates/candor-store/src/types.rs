@@ -296,3 +296,24 @@ pub struct ReportRecord {
     /// The advertiser's budget when it was charged.
     pub budget: Spend,
 }
+
+/// One admin action as the audit log records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminAction {
+    pub time_ms: UnixMillis,
+    /// What was done, e.g. `advertiser.create`, `subject_token.mint`, `import.consents`.
+    pub action: String,
+    /// What it was done to (an advertiser or variant id; empty when none).
+    pub target: String,
+    /// `ok`, or the stable error code it failed with.
+    pub outcome: String,
+    /// A few non-personal facts (counts, fields changed).
+    pub detail: String,
+}
+
+/// A recorded admin action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminActionRecord {
+    pub id: i64,
+    pub action: AdminAction,
+}

@@ -144,6 +144,19 @@ enum LedgerCommand {
     Verify {
         #[command(flatten)]
         common: Common,
+        /// A checkpoint kept elsewhere (`ledger checkpoint`, or `GET
+        /// /v1/ledger/checkpoint`): fail unless the ledger still extends it. Repeatable.
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
+    },
+    /// Print a signed checkpoint of the ledger's head (records, last hash, time) to
+    /// keep outside the database; `ledger verify --checkpoint` checks against it.
+    Checkpoint {
+        #[command(flatten)]
+        common: Common,
+        /// Write it to this file (created new) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -235,12 +248,53 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             demo_seed,
         } => serve(common, listen, demo, demo_subjects, demo_seed).await,
         Command::Ledger {
-            command: LedgerCommand::Verify { common },
+            command: LedgerCommand::Checkpoint { common, out },
         } => {
             let s = settings(&common)?;
             let opened = open_data(&s, Mode::Existing).await?;
+            let now = candor_core::UnixMillis(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis() as i64,
+            );
+            let cp = ledger::checkpoint(opened.store.as_ref(), &opened.signer, now).await?;
+            opened.store.shutdown().await;
+            let text = serde_json::to_string_pretty(&ledger::checkpoint_json(&cp))?;
+            match out {
+                Some(p) => {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&p)
+                        .with_context(|| format!("creating {}", p.display()))?;
+                    writeln!(f, "{text}")?;
+                    eprintln!(
+                        "checkpoint of {} records written to {}",
+                        cp.checkpoint.seq,
+                        p.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify { common, checkpoint },
+        } => {
+            let mut checkpoints = Vec::new();
+            for p in &checkpoint {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                checkpoints.push(
+                    ledger::parse_checkpoint(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+                );
+            }
+            let s = settings(&common)?;
+            let opened = open_data(&s, Mode::Existing).await?;
             let key = opened.signer.verifying_key();
-            let report = ledger::verify(opened.store.as_ref(), &key).await?;
+            let report = ledger::verify(opened.store.as_ref(), &key, &checkpoints).await?;
             opened.store.shutdown().await;
             match report {
                 Ok(n) => {
@@ -304,7 +358,19 @@ async fn run(cmd: Command) -> Result<ExitCode> {
                 .with_context(|| format!("opening {}", file.display()))?;
             let cmds = ops::parse_import(BufReader::new(f), &opened.catalog, &opened.master)?;
             let lines = cmds.len();
-            let written = ops::apply_import(opened.store.as_ref(), cmds).await?;
+            let written = ops::apply_import(opened.store.as_ref(), cmds).await;
+            let outcome = match &written {
+                Ok(_) => "ok".to_owned(),
+                Err(_) => "failed".to_owned(),
+            };
+            audit(
+                opened.store.as_ref(),
+                "import.consents",
+                &outcome,
+                format!("lines={lines}"),
+            )
+            .await;
+            let written = written?;
             opened.store.shutdown().await;
             println!(
                 "imported {lines} records ({written} changed consent and were added to the ledger)"
@@ -381,7 +447,16 @@ async fn rotate_signing(common: Common) -> Result<ExitCode> {
     let next = candor_core::receipt::ReceiptSigner::generate();
     datadir::write_next_signing_key(&s.data_dir, &next)?;
     let recorded = opened.store.rotate_signing_key(next.verifying_key()).await;
+    if let Ok(k) = &recorded {
+        let detail = format!(
+            "key={} from_seq={}",
+            candor_core::ledger::KeyId::of(&k.key),
+            k.from_seq
+        );
+        audit(opened.store.as_ref(), "keys.rotate_signing", "ok", detail).await;
+    }
     opened.store.shutdown().await;
+    drop(opened);
     let k = match recorded {
         Ok(k) => k,
         Err(e) => {
@@ -391,12 +466,37 @@ async fn rotate_signing(common: Common) -> Result<ExitCode> {
         }
     };
     datadir::promote_next_signing_key(&s.data_dir)?;
+    let detail = format!(
+        "key={} from_seq={}",
+        candor_core::ledger::KeyId::of(&k.key),
+        k.from_seq
+    );
+    let opened = open_data(&s, Mode::Existing).await?;
+    audit(opened.store.as_ref(), "keys.rotate_signing", "ok", detail).await;
+    opened.store.shutdown().await;
     println!(
         "signing key rotated: key {} signs from ledger record {} on; publish the new key ring (GET /v1/receipts/public-key)",
         candor_core::ledger::KeyId::of(&k.key),
         k.from_seq
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records a command-line admin action in the audit log (best effort, like the API's).
+async fn audit(store: &dyn candor_store::Store, action: &str, outcome: &str, detail: String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let a = candor_store::AdminAction {
+        time_ms: candor_core::UnixMillis(now),
+        action: action.to_owned(),
+        target: String::new(),
+        outcome: outcome.to_owned(),
+        detail,
+    };
+    if let Err(e) = store.record_admin_action(a).await {
+        eprintln!("warning: not written to the admin audit log: {e}");
+    }
 }
 
 fn codec_command(cmd: TcfCommand) -> Result<ExitCode> {

@@ -1,5 +1,5 @@
 //! Operator endpoints (admin bearer token): mint subject tokens, verify the ledger,
-//! read counts.
+//! read counts, read the admin audit log.
 
 use crate::auth;
 use crate::body::{parse_json, read_text};
@@ -55,7 +55,7 @@ pub async fn verify_ledger(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
-    let report = ledger::verify(st.store.as_ref(), &st.signer.verifying_key()).await?;
+    let report = ledger::verify(st.store.as_ref(), &st.signer.verifying_key(), &[]).await?;
     Ok(Json(match report {
         Ok(n) => json!({"ok": true, "records": n}),
         Err(fault) => json!({"ok": false, "fault": fault.to_string()}),
@@ -72,4 +72,25 @@ pub async fn stats(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<
         "ledgerRecords": s.ledger_records,
         "pendingWithdrawalSweeps": s.pending_floors,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/audit`: every admin action with its time, target and outcome.
+pub async fn audit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    auth::admin(st.settings.admin_token.as_ref(), &headers)?;
+    let axum::extract::Query(q) =
+        q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(crate::audit::list(&st, q.after, limit).await?))
 }

@@ -78,3 +78,12 @@ pub async fn method_not_allowed() -> ApiError {
         "this endpoint does not accept that method",
     )
 }
+
+/// `GET /v1/ledger/checkpoint`: the ledger's head now (records, last hash, time), signed
+/// with the receipt-signing key, for an operator or an auditor to keep elsewhere and
+/// check later with `candor ledger verify --checkpoint` (issue 11). Public, like the
+/// key that verifies it: it says how many consent records exist, and nothing else.
+pub async fn ledger_checkpoint(State(st): State<AppState>) -> crate::error::ApiResult<Json<Value>> {
+    let cp = crate::ledger::checkpoint(st.store.as_ref(), &st.signer, st.now()).await?;
+    Ok(Json(crate::ledger::checkpoint_json(&cp)))
+}

@@ -24,6 +24,7 @@ pub mod demo;
 pub mod ingest;
 pub mod meta;
 pub mod prompt;
+pub mod table;
 
 /// True when the request carries the Global Privacy Control signal: `Sec-GPC: 1` from
 /// the browser, or `Candor-GPC: 1` from candor.js relaying `navigator.globalPrivacyControl`

@@ -14,22 +14,6 @@ use std::collections::BTreeMap;
 
 const CONFIG: &str = "[insights]\nmin_group_size = 0\nallow_insecure_rng = true\n";
 
-async fn create_advertiser(app: &TestApp, id: &str, epsilon: f64) -> String {
-    let r = app
-        .client
-        .post(app.url("/v1/admin/advertisers"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"id": id, "name": format!("Advertiser {id}"),
-                      "budget": {"epsilon": epsilon, "delta": 1e-4}}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{body}");
-    body["apiKey"].as_str().unwrap().to_owned()
-}
-
 /// `GET /v1/insights/budget` with `key`.
 async fn get_budget(app: &TestApp, key: &str) -> reqwest::Response {
     app.client

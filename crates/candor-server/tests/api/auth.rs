@@ -172,3 +172,132 @@ async fn admin_endpoints_need_the_admin_token() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Every kind of credential the matrix tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cred {
+    None,
+    WrongBearer,
+    WrongBasic,
+    Browser,
+    Server,
+    /// A subject token for the user the request names.
+    TokenOwn,
+    /// A subject token for someone else.
+    TokenOther,
+    Advertiser,
+    Admin,
+}
+
+const CREDS: [Cred; 9] = [
+    Cred::None,
+    Cred::WrongBearer,
+    Cred::WrongBasic,
+    Cred::Browser,
+    Cred::Server,
+    Cred::TokenOwn,
+    Cred::TokenOther,
+    Cred::Advertiser,
+    Cred::Admin,
+];
+
+/// Whether `role` lets `cred` through. A consent request in the matrix names a user
+/// id, which a browser key never may.
+fn allowed(role: Role, cred: Cred) -> bool {
+    match role {
+        Role::Anyone | Role::LoginForm => cred != Cred::Advertiser,
+        Role::WriteKey => matches!(cred, Cred::Browser | Cred::Server),
+        Role::ConsentActor => matches!(cred, Cred::Server | Cred::TokenOwn),
+        Role::ServerKey => cred == Cred::Server,
+        Role::Admin => cred == Cred::Admin,
+        Role::AdminSession => false,
+        Role::Advertiser => cred == Cred::Advertiser,
+    }
+}
+
+use candor_server::routes::table::{role_of, route_list, Role};
+
+/// The authorization matrix: the router's own route list (the registration the router
+/// is built from) × every kind of credential. A route without a declared role fails;
+/// every denial must be 401/403 (or the dashboard's redirect to sign in), every grant
+/// must get past authentication.
+#[tokio::test]
+async fn authorization_matrix_over_every_route_and_credential() {
+    let app = spawn().await;
+    let advertiser = create_advertiser(&app, "matrix", 1.0).await;
+    let own = mint_token(&app, "matrix-user").await;
+    let other = mint_token(&app, "other-user").await;
+    let routes = route_list(true);
+    assert!(routes.len() >= 50, "{}", routes.len());
+    let mut undeclared = Vec::new();
+    for (method, template) in &routes {
+        let Some(role) = role_of(method, template) else {
+            undeclared.push(format!("{method} {template}"));
+            continue;
+        };
+        let path = template
+            .replace("{id}", "matrix-id")
+            .replace("{script}", "x.js");
+        for cred in CREDS {
+            let consent_route = role == Role::ConsentActor;
+            let url = if consent_route && *method == reqwest::Method::GET {
+                app.url(&format!("{path}?userId=matrix-user"))
+            } else {
+                app.url(&path)
+            };
+            let mut rb = app.client.request(method.clone(), url);
+            if *method != reqwest::Method::GET {
+                // A well-formed body where the credential may be in it (write keys).
+                rb = rb.json(&match *template {
+                    _ if consent_route => json!({"userId": "matrix-user"}),
+                    "/v1/batch" | "/v1/import" => json!({"batch": []}),
+                    "/v1/prompt/events" => json!({"variant": "standard", "event": "impression"}),
+                    _ if role == Role::WriteKey => json!({"event": "x", "anonymousId": "a"}),
+                    _ => json!({}),
+                });
+            }
+            rb = match cred {
+                Cred::None => rb,
+                Cred::WrongBearer => rb.bearer_auth("wrong-token-wrong-token"),
+                Cred::WrongBasic => rb.basic_auth("not-a-write-key-at-all", Some("")),
+                Cred::Browser => rb.basic_auth(BROWSER_KEY, Some("")),
+                Cred::Server => rb.basic_auth(SERVER_KEY, Some("")),
+                Cred::TokenOwn => rb.bearer_auth(&own),
+                Cred::TokenOther => rb.bearer_auth(&other),
+                Cred::Advertiser => rb.bearer_auth(&advertiser),
+                Cred::Admin => rb.bearer_auth(ADMIN),
+            };
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let r = client.execute(rb.build().unwrap()).await.unwrap();
+            let status = r.status().as_u16();
+            let to_login = r
+                .headers()
+                .get("location")
+                .is_some_and(|l| l == "/admin/login");
+            let body = r.text().await.unwrap_or_default();
+            let what = format!("{method} {template} as {cred:?} ({role:?}): {status} {body}");
+            assert_ne!(status, 405, "{what}");
+            if role == Role::LoginForm && cred != Cred::Advertiser {
+                continue; // the form checks the token it carries
+            }
+            if allowed(role, cred) {
+                assert!(
+                    ![401, 403].contains(&status) && !to_login,
+                    "granted, but {what}"
+                );
+            } else {
+                assert!(
+                    [401, 403].contains(&status) || (status == 303 && to_login),
+                    "denied, but {what}"
+                );
+            }
+        }
+    }
+    assert!(
+        undeclared.is_empty(),
+        "routes without a declared role: {undeclared:?}"
+    );
+}

@@ -225,7 +225,7 @@ async fn concurrent_consents_keep_one_valid_chain() {
         assert_eq!(t.await.unwrap(), 200);
     }
     let key = app.state.signer.verifying_key();
-    let report = candor_server::ledger::verify(app.state.store.as_ref(), &key)
+    let report = candor_server::ledger::verify(app.state.store.as_ref(), &key, &[])
         .await
         .unwrap();
     assert!(report.is_ok(), "{report:?}");

@@ -191,6 +191,18 @@ impl TestApp {
         body
     }
 
+    /// GET without credentials, as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// GET with a bearer token (admin, subject or advertiser), as JSON.
     pub async fn get_bearer(&self, path: &str, token: &str) -> Value {
         self.client
@@ -263,4 +275,37 @@ pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
         cases,
         ..proptest::test_runner::Config::default()
     })
+}
+
+/// Creates an advertiser with a monthly budget of `epsilon` (δ 1e-4); its API key.
+pub async fn create_advertiser(app: &TestApp, id: &str, epsilon: f64) -> String {
+    let r = app
+        .client
+        .post(app.url("/v1/admin/advertisers"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": id, "name": format!("Advertiser {id}"),
+                      "budget": {"epsilon": epsilon, "delta": 1e-4}}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["apiKey"].as_str().unwrap().to_owned()
+}
+
+/// A subject token for `user`, minted through the admin API.
+pub async fn mint_token(app: &TestApp, user: &str) -> String {
+    let r = app
+        .client
+        .post(app.url("/v1/admin/subject-tokens"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"userId": user, "ttlSeconds": 600}))
+        .send()
+        .await
+        .unwrap();
+    r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod audience;
+mod audit;
 mod auth;
 mod bad_input;
 mod consent;

@@ -41,21 +41,6 @@ async fn victim_records(app: &TestApp) -> usize {
     h["records"].as_array().unwrap().len()
 }
 
-async fn mint(app: &TestApp, user: &str) -> String {
-    let r = app
-        .client
-        .post(app.url("/v1/admin/subject-tokens"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"userId": user, "ttlSeconds": 600}))
-        .send()
-        .await
-        .unwrap();
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// `POST /v1/track` with the browser key and a subject token beside it.
 async fn track_with_token(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
     app.client
@@ -254,7 +239,7 @@ async fn consent_routes_refuse_other_identifiers() {
     }
     // A subject token for another user cannot merge the victim's anonymous id into its
     // own account, nor act through it.
-    let token = mint(&app, "mallory").await;
+    let token = mint_token(&app, "mallory").await;
     let r = app
         .client
         .post(app.url("/v1/consent/accept-all"))
@@ -284,7 +269,7 @@ async fn a_subject_token_links_the_anonymous_id_to_its_own_user() {
     // The person consented anonymously first.
     app.consent("login-anon", json!({"analytics": "grant"}))
         .await;
-    let token = mint(&app, "login-user").await;
+    let token = mint_token(&app, "login-user").await;
     let r = track_with_token(
         &app,
         &token,
@@ -297,7 +282,7 @@ async fn a_subject_token_links_the_anonymous_id_to_its_own_user() {
     let (_, h) = history(&app, SERVER_KEY, "userId=login-user").await;
     assert_eq!(h["records"].as_array().unwrap().len(), 1, "{h}");
     // The token for someone else, or a user id other than the token's, proves nothing.
-    let other = mint(&app, "someone-else").await;
+    let other = mint_token(&app, "someone-else").await;
     let r = track_with_token(
         &app,
         &other,

@@ -96,3 +96,25 @@ pub(super) async fn claim_meta(c: &Object, key: &str, value: &str) -> Result<Str
         .ok_or_else(|| StoreError::Corrupt(format!("store_meta {key} vanished")))?
         .text(0)
 }
+
+pub(super) async fn record_admin_action(
+    c: &Object,
+    a: &crate::types::AdminAction,
+) -> Result<(), StoreError> {
+    sql::execute(
+        c,
+        q::INSERT_ADMIN_ACTION,
+        &[&a.time_ms.0, &a.action, &a.target, &a.outcome, &a.detail],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn admin_actions(
+    c: &Object,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<crate::types::AdminActionRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    read::all(c, q::ADMIN_ACTIONS, &[&after, &limit], rows::admin_action).await
+}

@@ -365,6 +365,18 @@ impl Backend for Postgres {
         keys::ring(&self.client().await?).await
     }
 
+    async fn record_admin_action(&self, a: AdminAction) -> Result<(), StoreError> {
+        keys::record_admin_action(&self.client().await?, &a).await
+    }
+
+    async fn admin_actions(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AdminActionRecord>, StoreError> {
+        keys::admin_actions(&self.client().await?, after, limit).await
+    }
+
     async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
         keys::claim_meta(&self.client().await?, key, value).await
     }

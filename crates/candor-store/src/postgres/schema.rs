@@ -32,6 +32,7 @@
 //! | `insight_reports` | `advertiser_id` | PK `(advertiser_id, id)`; a charge locks the advertiser row and sums that advertiser's reports of the period, all on one shard |
 //! | `insight_report_members` | `advertiser_id` | PK `(advertiser_id, report_id, chunk)`, co-located with its report; a person's lookup (by chunk) fans out to every shard, which is rare and small |
 //! | `feature_watermark` | none (on the coordinator) | one row: how far the event log has been derived into features; read and moved under the deriver's lock |
+//! | `store_meta`, `admin_audit` | none (on the coordinator) | deployment facts (who created the data) and the admin audit log: a few rows, no subject (issue 11) |
 //! | `signing_keys`, `key_checks` | none (on the coordinator) | the receipt-signing key ring and the master key's check value: a few rows, read at open and by verifiers (issue 11) |
 //! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
 
@@ -275,6 +276,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE store_meta (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
+    );
+    -- Every admin action, with its outcome (issue 11): who did what to which advertiser,
+    -- variant or key, when, and whether it worked. No personal data: a subject token's
+    -- user id is never written here.
+    CREATE TABLE admin_audit (
+        id BIGSERIAL PRIMARY KEY,
+        time_ms BIGINT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail  TEXT NOT NULL
     );
     "#,
 ];

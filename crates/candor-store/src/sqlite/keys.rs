@@ -85,3 +85,27 @@ pub(super) fn claim_meta(
     tx.commit()?;
     Ok(v)
 }
+
+pub(super) fn record_admin_action(
+    conn: &mut Connection,
+    a: &crate::types::AdminAction,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        q::INSERT_ADMIN_ACTION,
+        params![a.time_ms.0, a.action, a.target, a.outcome, a.detail],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn admin_actions(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<crate::types::AdminActionRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    read::all(conn, q::ADMIN_ACTIONS, params![after, limit], |r| {
+        rows::admin_action(r)
+    })
+}

@@ -324,6 +324,24 @@ impl Backend for Sqlite {
         self.read(keys::ring).await
     }
 
+    async fn record_admin_action(&self, a: AdminAction) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            keys::record_admin_action(&mut open_conn(&path, true)?, &a)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("admin audit task failed: {e}")))?
+    }
+
+    async fn admin_actions(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AdminActionRecord>, StoreError> {
+        self.read(move |c| keys::admin_actions(c, after, limit))
+            .await
+    }
+
     async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
         let (path, key, value) = (self.path.clone(), key.to_owned(), value.to_owned());
         tokio::task::spawn_blocking(move || {

@@ -216,6 +216,17 @@ const MIGRATIONS: &[&str] = &[
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+    -- Every admin action, with its outcome (issue 11): who did what to which advertiser,
+    -- variant or key, when, and whether it worked. No personal data: a subject token's
+    -- user id is never written here.
+    CREATE TABLE admin_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail  TEXT NOT NULL
+    );
     "#,
 ];
 

@@ -118,6 +118,22 @@ fn rotating_the_signing_key_keeps_every_record_verifiable() {
         let server = start(&data, 0);
         let after = consent(&server, "r2", json!({"analytics": "grant"}));
         let ring = public_keys(&server);
+        // The rotation is in the admin audit log.
+        let log: Value = client()
+            .get(server.url("/v1/admin/audit"))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert!(
+            log["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["action"] == "keys.rotate_signing" && a["outcome"] == "ok"),
+            "{log}"
+        );
         server.stop();
         assert_eq!(ring["keys"].as_array().unwrap().len(), 2);
         let (old, new) = (&before["receipts"][0], &after["receipts"][0]);

@@ -20,8 +20,17 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Applies `sql` to a copy of the data and returns what `candor ledger verify` said.
+/// Applies `sql` to a copy of the data and returns what `candor ledger verify` said
+/// (which must be a fault).
 fn tampered(data: &Data, sql: &str) -> String {
+    let (code, out) = tampered_with(data, sql, &[]);
+    assert_eq!(code, Some(2), "{}: {out}", data.backend());
+    out
+}
+
+/// Applies `sql` to a copy of the data and runs `candor ledger verify` with `extra`
+/// arguments (e.g. `--checkpoint FILE`): its exit code and output.
+fn tampered_with(data: &Data, sql: &str, extra: &[&str]) -> (Option<i32>, String) {
     let out = match &data.db {
         None => {
             let copy = tempfile::tempdir().unwrap();
@@ -30,8 +39,10 @@ fn tampered(data: &Data, sql: &str) -> String {
                 .unwrap()
                 .execute_batch(sql)
                 .unwrap();
+            let mut args = vec!["ledger", "verify"];
+            args.extend(extra);
             run(
-                &["ledger", "verify"],
+                &args,
                 &Data {
                     dir: copy,
                     db: None,
@@ -72,18 +83,12 @@ fn tampered(data: &Data, sql: &str) -> String {
                     "--data-dir",
                 ])
                 .arg(data.path())
+                .args(extra)
                 .output()
                 .unwrap()
         }
     };
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}: {}",
-        data.backend(),
-        stdout(&out)
-    );
-    stdout(&out)
+    (out.status.code(), stdout(&out))
 }
 
 #[test]
@@ -144,4 +149,97 @@ fn tamper_cases(data: &Data) {
              time_ms, evidence, hash, hash, signature, actor, key_id FROM ledger WHERE seq = 20;",
     );
     assert!(appended.contains("record 21 was inserted"), "{appended}");
+}
+
+/// A checkpoint kept outside the database anchors the ledger (issue 11, part 5): a
+/// truncated tail with its recorded head moved back verifies as a chain, but not against
+/// the checkpoint; nor does a history that went another way after a restored backup.
+#[test]
+fn checkpoints_find_truncation_and_rewrite() {
+    for data in both() {
+        let server = start(&data, 0);
+        for i in 0..5 {
+            consent(&server, &format!("c{i}"), json!({"analytics": "grant"}));
+        }
+        // The served checkpoint and the exported one agree on the head.
+        let served: serde_json::Value = client()
+            .get(server.url("/v1/ledger/checkpoint"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        server.stop();
+        assert_eq!(served["seq"], 5);
+        let dir = tempfile::tempdir().unwrap();
+        let cp = dir.path().join("cp.json");
+        let out = run(
+            &["ledger", "checkpoint", "--out", cp.to_str().unwrap()],
+            &data,
+        );
+        assert!(out.status.success(), "{}", stdout(&out));
+        let exported: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+        assert_eq!(exported["headHash"], served["headHash"]);
+        let cp_arg = cp.to_str().unwrap();
+        let ok = run(&["ledger", "verify", "--checkpoint", cp_arg], &data);
+        assert!(ok.status.success(), "{}", stdout(&ok));
+
+        let truncate = "DELETE FROM ledger WHERE seq > 3;
+             UPDATE ledger_head SET seq = 3, hash = (SELECT hash FROM ledger WHERE seq = 3) WHERE id = 1;";
+        // Without the checkpoint the shorter chain is whole...
+        let (code, out) = tampered_with(&data, truncate, &[]);
+        assert_eq!(code, Some(0), "{out}");
+        // ...with it, the truncation is named.
+        let (code, out) = tampered_with(&data, truncate, &["--checkpoint", cp_arg]);
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains("truncated") && out.contains("says 5"), "{out}");
+    }
+    rewrite_after_restore();
+}
+
+/// A backup restored and written to again: every record is validly signed, the chain is
+/// whole, but record 5 is no longer the one the checkpoint covers.
+fn rewrite_after_restore() {
+    let data = Data::sqlite();
+    let server = start(&data, 0);
+    for i in 0..3 {
+        consent(&server, &format!("r{i}"), json!({"analytics": "grant"}));
+    }
+    server.stop();
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(data.path(), backup.path());
+    let server = start(&data, 0);
+    for i in 3..5 {
+        consent(&server, &format!("r{i}"), json!({"analytics": "grant"}));
+    }
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("cp.json");
+    assert!(run(
+        &["ledger", "checkpoint", "--out", cp.to_str().unwrap()],
+        &data
+    )
+    .status
+    .success());
+    // The restore, and two other choices on top.
+    let restored = Data {
+        dir: backup,
+        db: None,
+    };
+    let server = start(&restored, 0);
+    for i in 0..2 {
+        consent(&server, &format!("other{i}"), json!({"analytics": "grant"}));
+    }
+    server.stop();
+    assert!(run(&["ledger", "verify"], &restored).status.success());
+    let out = run(
+        &["ledger", "verify", "--checkpoint", cp.to_str().unwrap()],
+        &restored,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("record 5 is not the one"),
+        "{}",
+        stdout(&out)
+    );
 }

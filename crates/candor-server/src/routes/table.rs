@@ -1,0 +1,230 @@
+//! The route table: every route the server has, registered through one builder that
+//! records each (method, path) as it goes, and [`ROLES`], the one declaration of who
+//! may call each. `app::router` builds the router from [`build`]; the authorization
+//! matrix test (`tests/api/auth.rs`) reads [`route_list`] — the very same registration
+//! — and fails for any route missing from [`ROLES`], then calls every route with every
+//! kind of credential and checks the answer against its role.
+
+use super::{admin, advertisers, consent, dashboard, demo, ingest, meta, prompt};
+use crate::state::AppState;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::Router;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Anyone (an advertiser key excepted: it reaches only `/v1/insights/*`).
+    Anyone,
+    /// A source write key, browser or server (Basic auth, or `writeKey` in the body).
+    WriteKey,
+    /// A browser key (for an anonymous id linked to nothing else), a server key, or a
+    /// subject token (for its own user).
+    ConsentActor,
+    /// A server write key only (`imported` signals).
+    ServerKey,
+    /// The admin bearer token.
+    Admin,
+    /// The admin dashboard's session cookie (the login form sells it for the admin
+    /// token), with a CSRF token on every POST.
+    AdminSession,
+    /// An advertiser key, and nothing else.
+    Advertiser,
+    /// The dashboard's sign-in form: anyone may post it; the form itself checks the
+    /// admin token (and a double-submit CSRF token) it carries.
+    LoginForm,
+}
+
+/// Every route and its role. A route the router has and this table lacks fails the
+/// authorization matrix test.
+pub const ROLES: &[(&str, &str, Role)] = &[
+    ("POST", "/v1/batch", Role::WriteKey),
+    ("POST", "/v1/import", Role::WriteKey),
+    ("POST", "/v1/identify", Role::WriteKey),
+    ("POST", "/v1/track", Role::WriteKey),
+    ("POST", "/v1/page", Role::WriteKey),
+    ("POST", "/v1/screen", Role::WriteKey),
+    ("POST", "/v1/group", Role::WriteKey),
+    ("POST", "/v1/alias", Role::WriteKey),
+    ("POST", "/v1/consent", Role::ConsentActor),
+    ("GET", "/v1/consent", Role::ConsentActor),
+    ("POST", "/v1/consent/accept-all", Role::ConsentActor),
+    ("POST", "/v1/consent/reject-all", Role::ConsentActor),
+    ("GET", "/v1/consent/history", Role::ConsentActor),
+    ("POST", "/v1/consent/signals", Role::ServerKey),
+    ("GET", "/v1/consent/insights", Role::ConsentActor),
+    ("GET", "/v1/purposes", Role::Anyone),
+    ("GET", "/v1/receipts/public-key", Role::Anyone),
+    ("GET", "/v1/ledger/checkpoint", Role::Anyone),
+    ("POST", "/v1/admin/subject-tokens", Role::Admin),
+    ("GET", "/v1/admin/ledger/verify", Role::Admin),
+    ("GET", "/v1/admin/stats", Role::Admin),
+    ("GET", "/v1/admin/audit", Role::Admin),
+    ("POST", "/v1/admin/advertisers", Role::Admin),
+    ("GET", "/v1/admin/advertisers", Role::Admin),
+    ("PATCH", "/v1/admin/advertisers/{id}", Role::Admin),
+    ("POST", "/v1/admin/advertisers/{id}/rotate-key", Role::Admin),
+    ("GET", "/v1/admin/insights/reports", Role::Admin),
+    ("GET", "/candor.js", Role::Anyone),
+    ("GET", "/candor-lint.js", Role::Anyone),
+    ("GET", "/v1/prompt", Role::Anyone),
+    ("POST", "/v1/prompt/events", Role::WriteKey),
+    ("POST", "/v1/admin/prompt/lint", Role::Admin),
+    ("POST", "/v1/admin/prompt/preview", Role::Admin),
+    ("POST", "/v1/admin/prompt/variants", Role::Admin),
+    ("GET", "/v1/admin/prompt/variants", Role::Admin),
+    ("PATCH", "/v1/admin/prompt/variants/{id}", Role::Admin),
+    ("GET", "/v1/admin/prompt/stats", Role::Admin),
+    ("GET", "/admin", Role::Anyone),
+    ("GET", "/admin/", Role::AdminSession),
+    ("GET", "/admin/login", Role::Anyone),
+    ("POST", "/admin/login", Role::LoginForm),
+    ("POST", "/admin/logout", Role::AdminSession),
+    ("POST", "/admin/variants/{id}", Role::AdminSession),
+    ("GET", "/admin/variants/new", Role::AdminSession),
+    ("POST", "/admin/variants", Role::AdminSession),
+    ("POST", "/admin/variants/preview", Role::AdminSession),
+    ("GET", "/admin/editor.js", Role::Anyone),
+    ("GET", "/healthz", Role::Anyone),
+    ("GET", "/metrics", Role::Admin),
+    ("GET", "/openapi.json", Role::Anyone),
+    ("GET", "/.well-known/gpc.json", Role::Anyone),
+    ("GET", "/demo", Role::Anyone),
+    ("GET", "/demo/", Role::Anyone),
+    ("GET", "/demo/{script}", Role::Anyone),
+    ("POST", "/v1/insights/query", Role::Advertiser),
+    ("GET", "/v1/insights/schema", Role::Advertiser),
+    ("GET", "/v1/insights/budget", Role::Advertiser),
+    ("GET", "/v1/insights/reports", Role::Advertiser),
+    ("GET", "/v1/insights/reports/{id}", Role::Advertiser),
+];
+
+/// The declared role of a route, if any.
+pub fn role_of(method: &Method, path: &str) -> Option<Role> {
+    ROLES
+        .iter()
+        .find(|(m, p, _)| *m == method.as_str() && *p == path)
+        .map(|r| r.2)
+}
+
+/// A router being built, with the list of what it routes.
+pub(crate) struct Table {
+    pub router: Router<AppState>,
+    pub list: Vec<(Method, &'static str)>,
+}
+
+impl Table {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            list: Vec::new(),
+        }
+    }
+
+    fn add<H: Handler<T, AppState>, T: 'static>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        h: H,
+    ) -> Self {
+        let filter = axum::routing::MethodFilter::try_from(method.clone())
+            .unwrap_or(axum::routing::MethodFilter::GET);
+        self.router = self.router.route(path, axum::routing::on(filter, h));
+        self.list.push((method, path));
+        self
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::GET, path, h)
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::POST, path, h)
+    }
+
+    fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::PATCH, path, h)
+    }
+}
+
+/// The routes everyone but advertisers reaches (the demo page's only under `--demo`),
+/// and the advertiser's own.
+pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
+    let main = Table::new()
+        .post("/v1/batch", ingest::batch)
+        .post("/v1/import", ingest::batch)
+        .post("/v1/identify", ingest::identify)
+        .post("/v1/track", ingest::track)
+        .post("/v1/page", ingest::page)
+        .post("/v1/screen", ingest::screen)
+        .post("/v1/group", ingest::group)
+        .post("/v1/alias", ingest::alias)
+        .post("/v1/consent", consent::record)
+        .get("/v1/consent", consent::current)
+        .post("/v1/consent/accept-all", consent::accept_all)
+        .post("/v1/consent/reject-all", consent::reject_all)
+        .get("/v1/consent/history", consent::history)
+        .post("/v1/consent/signals", consent::import_signal)
+        .get("/v1/consent/insights", consent::insight_reports)
+        .get("/v1/purposes", meta::purposes)
+        .get("/v1/receipts/public-key", meta::receipt_key)
+        .get("/v1/ledger/checkpoint", meta::ledger_checkpoint)
+        .post("/v1/admin/subject-tokens", admin::subject_token)
+        .get("/v1/admin/ledger/verify", admin::verify_ledger)
+        .get("/v1/admin/stats", admin::stats)
+        .get("/v1/admin/audit", admin::audit)
+        .post("/v1/admin/advertisers", advertisers::create_advertiser)
+        .get("/v1/admin/advertisers", advertisers::list_advertisers)
+        .patch("/v1/admin/advertisers/{id}", advertisers::update_advertiser)
+        .post(
+            "/v1/admin/advertisers/{id}/rotate-key",
+            advertisers::rotate_key,
+        )
+        .get("/v1/admin/insights/reports", advertisers::audit)
+        .get("/candor.js", prompt::candor_js)
+        .get("/candor-lint.js", prompt::lint_js)
+        .get("/v1/prompt", prompt::config)
+        .post("/v1/prompt/events", prompt::event)
+        .post("/v1/admin/prompt/lint", prompt::lint)
+        .post("/v1/admin/prompt/preview", prompt::preview)
+        .post("/v1/admin/prompt/variants", prompt::save)
+        .get("/v1/admin/prompt/variants", prompt::list)
+        .patch("/v1/admin/prompt/variants/{id}", prompt::patch)
+        .get("/v1/admin/prompt/stats", prompt::stats)
+        .get("/admin", dashboard::to_dashboard)
+        .get("/admin/", dashboard::dashboard)
+        .get("/admin/login", dashboard::login_form)
+        .post("/admin/login", dashboard::login)
+        .post("/admin/logout", dashboard::logout)
+        .post("/admin/variants/{id}", dashboard::toggle_variant)
+        .get("/admin/variants/new", dashboard::editor)
+        .post("/admin/variants", dashboard::save_variant)
+        .post("/admin/variants/preview", dashboard::preview)
+        .get("/admin/editor.js", dashboard::editor_js)
+        .get("/healthz", meta::healthz)
+        .get("/metrics", meta::metrics)
+        .get("/openapi.json", meta::openapi)
+        .get("/.well-known/gpc.json", meta::gpc_json);
+    // The demo publisher's page, only for the demo operator.
+    let main = if demo_routes {
+        main.get("/demo", demo::to_page)
+            .get("/demo/", demo::page)
+            .get("/demo/{script}", demo::script)
+    } else {
+        main
+    };
+    // The advertiser's own routes: the only ones an advertiser key reaches.
+    let advertiser = Table::new()
+        .post("/v1/insights/query", advertisers::query)
+        .get("/v1/insights/schema", advertisers::schema)
+        .get("/v1/insights/budget", advertisers::budget)
+        .get("/v1/insights/reports", advertisers::reports)
+        .get("/v1/insights/reports/{id}", advertisers::report);
+    (main, advertiser)
+}
+
+/// Every (method, path) the router serves, from the same registration as the router.
+pub fn route_list(demo_routes: bool) -> Vec<(Method, &'static str)> {
+    let (main, advertiser) = build(demo_routes);
+    main.list.into_iter().chain(advertiser.list).collect()
+}
