@@ -356,7 +356,10 @@ pub fn router(state: AppState) -> Router {
     advertiser
         .router
         .merge(everything_else)
-        .layer(middleware::from_fn(crate::cors::layer))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::cors::layer,
+        ))
         .layer(middleware::from_fn(crate::pages::headers_layer))
         .layer(middleware::from_fn_with_state(
             state.clone(),

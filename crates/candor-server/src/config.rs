@@ -66,6 +66,8 @@ struct RawConfig {
     prompt: RawPrompt,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    cors: RawCors,
     /// The language of the purposes' own titles and notices.
     notice_language: Option<String>,
     categories: Option<Vec<RawCategory>>,
@@ -144,6 +146,13 @@ struct RawPrompt {
     measure: Option<bool>,
     #[serde(default)]
     forbidden_wording: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    #[serde(default)]
+    allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -364,6 +373,9 @@ pub struct Settings {
     pub insights: InsightsSettings,
     pub prompt: PromptSettings,
     pub limits: LimitSettings,
+    /// `[cors] allowed_origins`: the publishers' page origins whose scripts may call the
+    /// browser routes (none by default).
+    pub cors_origins: Vec<String>,
     /// Run as the demo operator (`serve --demo`): also serves the demo page at `/demo/`.
     pub demo: bool,
 }
@@ -490,6 +502,24 @@ fn limit_settings(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
             Some(_) => return Err(bad("new_subjects_per_minute must be at least 1")),
         },
     })
+}
+
+fn cors_origins(raw: RawCors) -> Result<Vec<String>, ConfigError> {
+    for o in &raw.allowed_origins {
+        // scheme://host[:port], or scheme://host:* for any port.
+        let base = o.strip_suffix(":*").unwrap_or(o);
+        let host = base
+            .strip_prefix("https://")
+            .or_else(|| base.strip_prefix("http://"));
+        let ok = o.len() <= 256
+            && host.is_some_and(|h| !h.is_empty() && !h.contains(['/', '*', ' ', '@']));
+        if !ok {
+            return Err(ConfigError::Invalid(format!(
+                "cors.allowed_origins: {o:?} is not an origin like https://shop.example (or http://host:* for any port)"
+            )));
+        }
+    }
+    Ok(raw.allowed_origins)
 }
 
 /// `[prompt]`: the consent prompt candor.js shows (issue 12).
@@ -864,6 +894,7 @@ impl Settings {
         Ok(Settings {
             prompt,
             limits: limit_settings(raw.limits)?,
+            cors_origins: cors_origins(raw.cors)?,
             demo: false,
             database,
             iab,

@@ -29,6 +29,10 @@ publisher_country_code = "FR"
 
 [prompt]
 forbidden_wording = ["by continuing", "no thanks"]
+
+# The test publishers listen on other ports of 127.0.0.1, chosen when they start.
+[cors]
+allowed_origins = ["http://127.0.0.1:*"]
 `;
 
 export async function startCandor(config = TEST_CONFIG) {

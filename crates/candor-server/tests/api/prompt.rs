@@ -356,37 +356,57 @@ async fn candor_gpc_relays_the_dom_signal_like_sec_gpc() {
     assert!(body.get("gpc").is_none());
 }
 
+/// CORS (issue 11, part 10): the routes a browser key may call answer preflights, and
+/// grant access only to the operator's configured origins (none by default); nothing
+/// else answers cross-origin at all.
 #[tokio::test]
-async fn publisher_pages_may_call_the_prompt_routes_across_origins() {
-    let app = spawn().await;
-    for path in [
-        "/v1/consent",
-        "/v1/consent/accept-all",
-        "/v1/prompt",
-        "/v1/prompt/events",
-    ] {
-        let r = app
-            .client
+async fn publisher_pages_may_call_the_browser_routes_from_configured_origins_only() {
+    let preflight = |app: &TestApp, path: &str, origin: &str| {
+        app.client
             .request(Method::OPTIONS, app.url(path))
-            .header("Origin", "https://news.example")
+            .header("Origin", origin)
             .header("Access-Control-Request-Method", "POST")
             .header(
                 "Access-Control-Request-Headers",
                 "authorization, content-type, candor-gpc",
             )
             .send()
-            .await
-            .unwrap();
+    };
+    let browser_routes = [
+        "/v1/consent",
+        "/v1/consent/accept-all",
+        "/v1/consent/history",
+        "/v1/batch",
+        "/v1/track",
+        "/v1/prompt",
+        "/v1/prompt/events",
+    ];
+    // By default no origin is allowed, yet OPTIONS is answered (not 405).
+    let app = spawn().await;
+    for path in browser_routes {
+        let r = preflight(&app, path, "https://news.example").await.unwrap();
         assert_eq!(r.status(), 204, "{path}");
-        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+    }
+    let app = spawn_with("[cors]\nallowed_origins = [\"https://news.example\"]\n").await;
+    for path in browser_routes {
+        let r = preflight(&app, path, "https://news.example").await.unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://news.example"
+        );
         assert_eq!(
             r.headers()["access-control-allow-headers"],
-            "authorization, content-type, candor-gpc"
+            "authorization, content-type, candor-gpc, candor-subject-token"
         );
         assert!(r
             .headers()
             .get("access-control-allow-credentials")
             .is_none());
+        let r = preflight(&app, path, "https://evil.example").await.unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+        assert!(r.headers().get("access-control-allow-origin").is_none());
     }
     let r = app
         .client
@@ -395,22 +415,19 @@ async fn publisher_pages_may_call_the_prompt_routes_across_origins() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    // Nothing else is readable from another origin.
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://news.example"
+    );
+    // Nothing else answers cross-origin, even to an allowed origin.
     for path in [
         "/v1/admin/stats",
         "/v1/admin/prompt/stats",
-        "/v1/batch",
+        "/v1/consent/signals",
         "/metrics",
     ] {
-        let r = app
-            .client
-            .request(Method::OPTIONS, app.url(path))
-            .header("Origin", "https://evil.example")
-            .header("Access-Control-Request-Method", "GET")
-            .send()
-            .await
-            .unwrap();
+        let r = preflight(&app, path, "https://news.example").await.unwrap();
+        assert_eq!(r.status(), 405, "{path}");
         assert!(
             r.headers().get("access-control-allow-origin").is_none(),
             "{path}"
@@ -419,7 +436,7 @@ async fn publisher_pages_may_call_the_prompt_routes_across_origins() {
             .client
             .get(app.url(path))
             .bearer_auth(ADMIN)
-            .header("Origin", "https://evil.example")
+            .header("Origin", "https://news.example")
             .send()
             .await
             .unwrap();
