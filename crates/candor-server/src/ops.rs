@@ -204,8 +204,12 @@ pub async fn export(
                 .subject_key(e.subject)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("event {} has no subject key", e.id)))?;
-            let plain = candor_store::seal::open_payload(&key, e.subject, &e.sealed_payload)
-                .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;
+            let plain = candor_store::seal::open_payload(&key, e).map_err(|err| {
+                StoreError::Corrupt(format!(
+                    "event {}: its sealed payload does not open in its row ({err}): moved, swapped or relabelled in the database",
+                    e.id
+                ))
+            })?;
             let message = serde_json::from_slice(&plain)
                 .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;
             let line = EventLine {

@@ -262,7 +262,7 @@ pub(crate) fn report(r: &impl Col) -> Result<ReportRecord, StoreError> {
 
 /// The columns an event is read with, in [`stored_event`] order.
 pub(crate) const EVENT_COLS: &str =
-    "id, subject_id, source_id, kind, category, purposes, event_ms, received_ms, sealed";
+    "id, subject_id, source_id, kind, category, purposes, event_ms, received_ms, sealed, dedup_key";
 
 /// An event as stored (its purposes before purpose floors).
 pub(crate) fn stored_event(r: &impl Col) -> Result<crate::types::StoredEvent, StoreError> {
@@ -277,5 +277,6 @@ pub(crate) fn stored_event(r: &impl Col) -> Result<crate::types::StoredEvent, St
         event_ms: UnixMillis(r.int(6)?),
         received_ms: UnixMillis(r.int(7)?),
         sealed_payload: r.blob(8)?,
+        dedup_key: r.blob_n(9, "dedup key")?,
     })
 }

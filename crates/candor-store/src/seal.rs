@@ -5,8 +5,15 @@
 //!
 //! Each kind of sealed value has its own associated data, so a sealed value cannot be
 //! moved into another column or another subject's row and still open: payloads are bound
-//! to the subject, feature log entries to the subject and their column, identifiers to
-//! their lookup hash.
+//! to their row's place (issue 11, part 8: subject, de-duplication key, kind, data
+//! category and event time, so rows cannot be swapped or re-labelled in the database
+//! without failing to open), feature log entries to the subject and their column,
+//! identifiers to their lookup hash.
+//!
+//! Payloads sealed before that binding (associated data: the subject alone) still
+//! open, through a fallback that only such rows can pass: a row sealed with the full
+//! binding never opens under the subject alone. Those older rows keep the older,
+//! weaker binding (they can be swapped among one subject's rows).
 //!
 //! Ingestion is a pipeline of stages (the server's HTTP source → gate → this → the
 //! writer): [`row`] turns a gated [`IngestRow`], which holds the message in plain text,
@@ -59,9 +66,16 @@ pub(crate) fn row(key: &SubjectKey, row: IngestRow, insights_bit: Option<u8>) ->
         Vec::new()
     };
     let subject = row.subject;
+    let place = Place {
+        subject,
+        dedup_key: &row.dedup_key,
+        kind: row.kind.as_str(),
+        category: row.category.as_str(),
+        event_ms: row.event_ms,
+    };
     SealedRow {
         link: row.link.iter().map(|i| identity(key, i)).collect(),
-        payload: key.seal(subject.as_bytes(), row.payload.expose()),
+        payload: key.seal(&payload_aad(&place), row.payload.expose()),
         features: (!deltas.is_empty())
             .then(|| key.seal(&features_aad(subject), &features::encode(&deltas))),
         deltas,
@@ -85,13 +99,41 @@ pub(crate) fn identity(key: &SubjectKey, ident: &Identity) -> SealedIdentity {
     }
 }
 
-/// Opens a stored event payload (export, and the person's own data).
-pub fn open_payload(
-    key: &SubjectKey,
-    subject: SubjectId,
-    sealed: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    key.open(subject.as_bytes(), sealed)
+/// Where a payload sits: what its associated data binds it to.
+pub struct Place<'a> {
+    pub subject: SubjectId,
+    pub dedup_key: &'a [u8; 16],
+    pub kind: &'a str,
+    pub category: &'a str,
+    pub event_ms: UnixMillis,
+}
+
+fn payload_aad(p: &Place<'_>) -> Vec<u8> {
+    let mut aad = b"candor/payload/v2\0".to_vec();
+    aad.extend_from_slice(p.subject.as_bytes());
+    aad.extend_from_slice(p.dedup_key);
+    for s in [p.kind, p.category] {
+        aad.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        aad.extend_from_slice(s.as_bytes());
+    }
+    aad.extend_from_slice(&p.event_ms.0.to_be_bytes());
+    aad
+}
+
+/// Opens a stored event's payload (export, and the person's own data). It opens only
+/// in the row it was sealed for: moved to another row, or with the row's subject,
+/// kind, category, time or key changed, it fails (`CryptoError::Unauthentic`).
+pub fn open_payload(key: &SubjectKey, e: &crate::StoredEvent) -> Result<Vec<u8>, CryptoError> {
+    let place = Place {
+        subject: e.subject,
+        dedup_key: &e.dedup_key,
+        kind: &e.kind,
+        category: &e.category,
+        event_ms: e.event_ms,
+    };
+    key.open(&payload_aad(&place), &e.sealed_payload)
+        // A row sealed before the full binding (see the module's note).
+        .or_else(|_| key.open(e.subject.as_bytes(), &e.sealed_payload))
 }
 
 /// Opens a stored event's feature log entry.
@@ -160,20 +202,65 @@ mod tests {
                 assert!(!b.windows(needle.len()).any(|w| w == needle));
             }
         }
-        assert_eq!(
-            open_payload(&key, s, &sealed.payload).unwrap(),
-            br#"{"secret":"games"}"#
-        );
+        let stored = |r: &SealedRow| crate::StoredEvent {
+            id: 1,
+            subject: r.subject,
+            source: r.source.clone(),
+            kind: r.kind.as_str().to_owned(),
+            category: r.category.as_str().to_owned(),
+            purposes: r.purposes,
+            event_ms: r.event_ms,
+            received_ms: r.received_ms,
+            dedup_key: r.dedup_key,
+            sealed_payload: r.payload.clone(),
+        };
+        let e = stored(&sealed);
+        assert_eq!(open_payload(&key, &e).unwrap(), br#"{"secret":"games"}"#);
+        // Bound to its row: another kind, category, time or key, and it does not open.
+        for changed in [
+            crate::StoredEvent {
+                kind: "page".into(),
+                ..e.clone()
+            },
+            crate::StoredEvent {
+                category: "contact".into(),
+                ..e.clone()
+            },
+            crate::StoredEvent {
+                event_ms: UnixMillis(2),
+                ..e.clone()
+            },
+            crate::StoredEvent {
+                dedup_key: [4; 16],
+                ..e.clone()
+            },
+        ] {
+            assert!(open_payload(&key, &changed).is_err());
+        }
         assert_eq!(
             open_features(&key, s, sealed.features.as_deref().unwrap()).unwrap(),
             sealed.deltas
         );
         // Bound to their place: another subject, or the other column, does not open.
         let other = SubjectId::random();
-        assert!(open_payload(&key, other, &sealed.payload).is_err());
+        assert!(open_payload(
+            &key,
+            &crate::StoredEvent {
+                subject: other,
+                ..e.clone()
+            }
+        )
+        .is_err());
         assert!(open_features(&key, other, sealed.features.as_deref().unwrap()).is_err());
         assert!(open_features(&key, s, &sealed.payload).is_err());
-        assert!(open_payload(&key, s, sealed.features.as_deref().unwrap()).is_err());
+        assert!(open_payload(
+            &key,
+            &crate::StoredEvent {
+                sealed_payload: sealed.features.clone().unwrap(),
+                ..e
+            }
+        )
+        .is_err());
     }
 
     #[test]

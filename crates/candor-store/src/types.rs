@@ -143,6 +143,9 @@ pub struct StoredEvent {
     pub purposes: PurposeSet,
     pub event_ms: UnixMillis,
     pub received_ms: UnixMillis,
+    /// The (source, messageId) de-duplication key: unique per stored event, and part of
+    /// what the sealed payload is bound to (`seal::open_payload`).
+    pub dedup_key: [u8; 16],
     pub sealed_payload: Vec<u8>,
 }
 

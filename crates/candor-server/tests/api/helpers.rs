@@ -238,8 +238,7 @@ impl TestApp {
         let mut out = Vec::new();
         for e in store.events_page(0, 100_000).await.unwrap() {
             let key = store.subject_key(e.subject).await.unwrap().unwrap();
-            let plain =
-                candor_store::seal::open_payload(&key, e.subject, &e.sealed_payload).unwrap();
+            let plain = candor_store::seal::open_payload(&key, &e).unwrap();
             let names = self
                 .state
                 .catalog

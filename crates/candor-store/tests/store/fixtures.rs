@@ -180,8 +180,8 @@ pub async fn opened(store: &dyn Store, events: Vec<StoredEvent>) -> Vec<StoredEv
     let mut out = Vec::with_capacity(events.len());
     for mut e in events {
         let key = store.subject_key(e.subject).await.unwrap().unwrap();
-        e.sealed_payload = candor_store::seal::open_payload(&key, e.subject, &e.sealed_payload)
-            .expect("a payload sealed for its subject");
+        e.sealed_payload =
+            candor_store::seal::open_payload(&key, &e).expect("a payload sealed for its subject");
         out.push(e);
     }
     out

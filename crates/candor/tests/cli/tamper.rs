@@ -31,6 +31,14 @@ fn tampered(data: &Data, sql: &str) -> String {
 /// Applies `sql` to a copy of the data and runs `candor ledger verify` with `extra`
 /// arguments (e.g. `--checkpoint FILE`): its exit code and output.
 fn tampered_with(data: &Data, sql: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["ledger", "verify"];
+    args.extend(extra);
+    let out = tampered_run(data, sql, &args);
+    (out.status.code(), stdout(&out))
+}
+
+/// Applies `sql` to a copy of the data and runs `candor ARGS` on the copy.
+fn tampered_run(data: &Data, sql: &str, args: &[&str]) -> std::process::Output {
     let out = match &data.db {
         None => {
             let copy = tempfile::tempdir().unwrap();
@@ -39,10 +47,8 @@ fn tampered_with(data: &Data, sql: &str, extra: &[&str]) -> (Option<i32>, String
                 .unwrap()
                 .execute_batch(sql)
                 .unwrap();
-            let mut args = vec!["ledger", "verify"];
-            args.extend(extra);
             run(
-                &args,
+                args,
                 &Data {
                     dir: copy,
                     db: None,
@@ -75,20 +81,14 @@ fn tampered_with(data: &Data, sql: &str, extra: &[&str]) -> (Option<i32>, String
                 c.batch_execute(sql).await.unwrap();
             });
             bin()
-                .args([
-                    "ledger",
-                    "verify",
-                    "--database-url",
-                    &format!("{base}/{copy}"),
-                    "--data-dir",
-                ])
+                .args(args)
+                .args(["--database-url", &format!("{base}/{copy}"), "--data-dir"])
                 .arg(data.path())
-                .args(extra)
                 .output()
                 .unwrap()
         }
     };
-    (out.status.code(), stdout(&out))
+    out
 }
 
 #[test]
@@ -242,4 +242,40 @@ fn rewrite_after_restore() {
         "{}",
         stdout(&out)
     );
+}
+
+/// Sealed rows are bound to their place (issue 11, part 8): a payload copied into
+/// another row, or a row relabelled (its kind, category or time changed), no longer
+/// opens, and the export names the event instead of handing out a misplaced payload.
+#[test]
+fn swapped_or_relabelled_sealed_rows_are_detected() {
+    for data in both() {
+        let server = start(&data, 0);
+        consent(&server, "sw", json!({"analytics": "grant"}));
+        let r: serde_json::Value = client()
+            .post(server.url("/v1/batch"))
+            .basic_auth(SERVER_KEY, Some(""))
+            .json(&json!({"batch": [
+                {"type": "track", "event": "App Session", "anonymousId": "sw", "properties": {"n": 1}},
+                {"type": "track", "event": "App Session", "anonymousId": "sw", "properties": {"n": 2}},
+            ]}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(r["accepted"], 2, "{r}");
+        server.stop();
+        assert!(run(&["export"], &data).status.success());
+        for sql in [
+            "UPDATE events SET sealed = (SELECT sealed FROM events ORDER BY id DESC LIMIT 1)
+             WHERE id = (SELECT min(id) FROM events)",
+            "UPDATE events SET kind = 'page' WHERE id = (SELECT min(id) FROM events)",
+            "UPDATE events SET event_ms = event_ms + 1 WHERE id = (SELECT min(id) FROM events)",
+        ] {
+            let out = tampered_run(&data, sql, &["export"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{}: {sql}", data.backend());
+            assert!(err.contains("moved, swapped or relabelled"), "{err}");
+        }
+    }
 }
