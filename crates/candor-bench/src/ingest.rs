@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SEED: u64 = 42;
+pub(crate) const SEED: u64 = 42;
 /// Connections for the PostgreSQL batch scenarios (split across nodes when two).
 const PG_CONNS: usize = 16;
 
@@ -35,11 +35,11 @@ pub struct Args {
     postgres_only: bool,
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -50,7 +50,7 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct Proc(Child);
+pub(crate) struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -61,7 +61,7 @@ impl Drop for Proc {
     }
 }
 
-fn start_candor(dir: &Path, subjects: usize) -> Result<(Proc, SocketAddr)> {
+pub(crate) fn start_candor(dir: &Path, subjects: usize) -> Result<(Proc, SocketAddr)> {
     start_candor_on(dir, subjects, None)
 }
 
@@ -213,7 +213,7 @@ fn builtin_baseline(listener: std::net::TcpListener) {
 /// One app-session event. With `features`, it names its app's category, which makes an
 /// insight feature for subjects who grant the insights purpose; without, the same bytes
 /// under another property name, which makes none.
-fn event(i: u64, j: usize, subjects: usize, features: bool) -> String {
+pub(crate) fn event(i: u64, j: usize, subjects: usize, features: bool) -> String {
     let who = (i as usize * 7919 + j * 104_729) % subjects;
     let key = if features {
         "app_category"

@@ -56,6 +56,30 @@ pub fn post(path: &str, auth: Option<&str>, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Builds a GET.
+pub fn get(path: &str, auth: Option<&str>) -> Vec<u8> {
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n");
+    if let Some(a) = auth {
+        req.push_str("authorization: ");
+        req.push_str(a);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.into_bytes()
+}
+
+/// Sends one request on a new connection: (status, body).
+pub fn once(addr: SocketAddr, req: &[u8]) -> Result<(u16, Vec<u8>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut conn = TcpStream::connect(addr).await?;
+        let mut buf = Vec::new();
+        round_trip(&mut conn, req, &mut buf).await
+    })
+}
+
 fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
     h.windows(needle.len()).position(|w| w == needle)
 }

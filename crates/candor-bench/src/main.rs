@@ -17,6 +17,10 @@
 //!   PipelineDP and OpenDP's Python package on the same data (`bench/dp-ref`, installed
 //!   into `target/dp-venv`); prints times, RMSE, ratios, RSS and bytes per subject.
 //!
+//! - `soak`: ten minutes of mixed load (single events, batches, consent changes and
+//!   reads, insight queries, slow clients) against the release server; per minute the
+//!   requests/s, p99, non-2xx answers, slow clients cut off and RSS.
+//!
 //! Run: `cargo build --release -p candor -p candor-bench && target/release/candor-bench ingest`
 //! (from the repository root; `codec` needs only `-p candor-bench`, Node and npm).
 
@@ -25,6 +29,7 @@ mod decision;
 mod dp_query;
 mod ingest;
 mod load;
+mod soak;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -47,6 +52,9 @@ enum Command {
     Codec(codec::Args),
     /// The DP engine beside PipelineDP and OpenDP.
     Insights(dp_query::Args),
+    /// Minutes of mixed load (events, batches, consent, insight queries, slow clients):
+    /// requests/s, p99 and RSS per minute.
+    Soak(soak::Args),
 }
 
 fn main() -> Result<()> {
@@ -55,5 +63,6 @@ fn main() -> Result<()> {
         Command::Decision => decision::run(),
         Command::Codec(a) => codec::run(a),
         Command::Insights(a) => dp_query::run(a),
+        Command::Soak(a) => soak::run(a),
     }
 }

@@ -16,10 +16,10 @@ fn help_lists_every_benchmark_and_mistakes_are_named() {
     let out = bench(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["ingest", "decision", "codec", "insights"] {
+    for cmd in ["ingest", "decision", "codec", "insights", "soak"] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
-    for cmd in ["ingest", "codec", "insights"] {
+    for cmd in ["ingest", "codec", "insights", "soak"] {
         let out = bench(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help");
     }

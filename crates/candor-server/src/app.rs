@@ -206,6 +206,8 @@ impl Application {
             insights_bit: insights.map(|p| p.bit),
             insights_retention_days: insights.map_or(0, |p| p.retention_days),
             insight_scans: tokio::sync::Semaphore::new(1),
+            insight_scans_run: Default::default(),
+            insight_busy: Default::default(),
             prompt: crate::prompt::PromptState::new().map_err(ConfigError::Invalid)?,
             sessions: crate::pages::Sessions::new(settings.admin_token.as_ref()),
             limits: crate::limits::Limits::new(settings.limits.clone()),

@@ -230,6 +230,41 @@ pub fn compile(st: &AppState, a: &Advertiser, q: &InsightQuery) -> ApiResult<Com
 }
 
 /// Answers a compiled query for `a`, charging its budget first (see the module docs).
+/// `budget_exceeded`, saying what the query costs and what is left.
+fn overspent(compiled: &Compiled, period: &str, budget: Spend, spent: Spend) -> ApiError {
+    ApiError::new(
+        Code::BudgetExceeded,
+        format!(
+            "this query costs ε={} δ={}; the budget for {period} has ε={} δ={} left; nothing was charged",
+            compiled.query.budget.epsilon,
+            compiled.query.budget.delta,
+            (budget.epsilon_nano - spent.epsilon_nano).max(0) as f64 / EPS_UNIT,
+            (budget.delta_atto - spent.delta_atto).max(0) as f64 / DELTA_UNIT,
+        ),
+    )
+}
+
+/// An advertiser's one query in flight on this node: its others wait here, not in the
+/// queue for scans, so the scan queue holds at most one query per advertiser and none
+/// can starve the others; and the budget check holds until its charge.
+pub struct AdvertiserSlot {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl AdvertiserSlot {
+    pub async fn take(st: &AppState, id: &str) -> Self {
+        let lock = st
+            .insight_busy
+            .lock()
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        Self {
+            _guard: lock.lock_owned().await,
+        }
+    }
+}
+
 pub async fn answer(
     st: &AppState,
     a: &Advertiser,
@@ -244,11 +279,27 @@ pub async fn answer(
             "this build's noise is not cryptographically secure (built without the secure-rng feature)",
         ));
     }
+    // One query at a time per advertiser (issue 11): an advertiser cannot queue scans
+    // ahead of the others, and the budget check below holds until its charge.
+    let _slot = AdvertiserSlot::take(st, &a.id).await;
+    let now = st.now_ms();
+    let period = period_key(a.period, now);
+    let charged = cost(compiled.query.budget);
+    // Refused before any scan: an advertiser with no budget left costs nothing.
+    let spent = st.store.spent(&a.id, &period).await?;
+    if spent
+        .checked_add(charged)
+        .is_none_or(|after| after.exceeds(a.budget))
+    {
+        return Err(overspent(&compiled, &period, a.budget, spent));
+    }
     let scan = st
         .insight_scans
         .acquire()
         .await
         .map_err(|_| ApiError::new(Code::Unavailable, "the server is shutting down"))?;
+    st.insight_scans_run
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     st.store.refresh_features().await?;
     let store = st.store.clone();
     let c = compiled.clone();
@@ -274,9 +325,6 @@ pub async fn answer(
     // Charges run concurrently (the store makes them atomic); only scans queue.
     drop(scan);
 
-    let now = st.now_ms();
-    let period = period_key(a.period, now);
-    let charged = cost(compiled.query.budget);
     let body = render(&compiled, &released, charged);
     let record = st
         .store
@@ -292,19 +340,11 @@ pub async fn answer(
         })
         .await
         .map_err(|e| match e {
-            StoreError::Overspend { budget, spent } => ApiError::new(
-                Code::BudgetExceeded,
-                format!(
-                    "this query costs ε={} δ={}; the budget for {period} has ε={} δ={} left; nothing was charged",
-                    compiled.query.budget.epsilon,
-                    compiled.query.budget.delta,
-                    (budget.epsilon_nano - spent.epsilon_nano).max(0) as f64 / EPS_UNIT,
-                    (budget.delta_atto - spent.delta_atto).max(0) as f64 / DELTA_UNIT,
-                ),
+            StoreError::Overspend { budget, spent } => overspent(&compiled, &period, budget, spent),
+            StoreError::UnknownAdvertiser => ApiError::new(
+                Code::InvalidAdvertiserKey,
+                "the advertiser key is not valid",
             ),
-            StoreError::UnknownAdvertiser => {
-                ApiError::new(Code::InvalidAdvertiserKey, "the advertiser key is not valid")
-            }
             other => other.into(),
         })?;
     crate::telemetry::InsightAnswered {

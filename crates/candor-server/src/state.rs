@@ -47,6 +47,12 @@ pub struct Inner {
     /// Scans running at once. A scan uses every core for up to a second per million
     /// subjects; queued queries wait here rather than starving ingestion of CPU.
     pub insight_scans: tokio::sync::Semaphore,
+    /// Scans run so far (what a refused query must not add to).
+    pub insight_scans_run: std::sync::atomic::AtomicU64,
+    /// One query at a time per advertiser on this node (`audience::AdvertiserSlot`).
+    pub insight_busy: parking_lot::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
+    >,
     /// The consent prompt: wording, saved variants, pending anonymous counts.
     pub prompt: crate::prompt::PromptState,
     /// The admin dashboard's signed session cookies and CSRF tokens.

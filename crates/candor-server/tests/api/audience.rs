@@ -943,3 +943,49 @@ fn features_held_follow_the_insights_purpose_over_any_sequence() {
         })
         .unwrap();
 }
+
+/// Insights cannot be probed (issue 11, part 7): a query the budget cannot cover is
+/// refused before any scan, so an advertiser with no budget left costs nothing; and an
+/// advertiser's queries run one at a time (the rest wait their turn), so it cannot
+/// queue scans ahead of the others.
+#[tokio::test]
+async fn no_budget_costs_no_scan_and_each_advertiser_queries_one_at_a_time() {
+    use std::sync::atomic::Ordering;
+    let app = spawn_with(CONFIG).await;
+    let poor = create_advertiser(&app, "poor", 0.1).await;
+    let (status, body) = ask(&app, &poor, histogram_by_band(0.1)).await;
+    assert_eq!(status, 200, "{body}");
+    let scans = app.state.insight_scans_run.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let (status, body) = ask(&app, &poor, histogram_by_band(0.1)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (429, Some("budget_exceeded"))
+        );
+    }
+    assert_eq!(app.state.insight_scans_run.load(Ordering::SeqCst), scans);
+
+    let busy = create_advertiser(&app, "busy", 5.0).await;
+    let other = create_advertiser(&app, "other", 5.0).await;
+    // While one of busy's queries holds its slot, its next waits (no scan)...
+    let slot = candor_server::audience::AdvertiserSlot::take(&app.state, "busy").await;
+    let waiting = {
+        let (client, url) = (app.client.clone(), app.url("/v1/insights/query"));
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(busy)
+                .json(&histogram_by_band(0.1))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        })
+    };
+    // ...and another advertiser is not held up by it.
+    let (status, body) = ask(&app, &other, histogram_by_band(0.1)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!waiting.is_finished());
+    drop(slot);
+    assert_eq!(waiting.await.unwrap(), 200);
+}
