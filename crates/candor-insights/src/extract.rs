@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use candor_core::event::EventKind;
 use candor_core::time::UnixMillis;
 
-use crate::features::{Category, DailyFeature, Day, FeatureDelta, FeatureKind, Schema};
+use crate::features::{DailyFeature, Day, FeatureDelta, FeatureKind, Schema};
 
 /// Events of `data_category` whose `properties[property]` names a category yield a
 /// `kind` feature (count 1 per event).
@@ -97,7 +97,7 @@ impl Rules {
                 .iter()
                 .filter(|r| r.data_category == data_category)
             {
-                if let Some(category) = msg.property(&r.property).and_then(|s| Category::parse(&s))
+                if let Some(category) = msg.property(&r.property).and_then(|s| schema.category(&s))
                 {
                     out.push(FeatureDelta::Activity(DailyFeature {
                         day,
@@ -134,6 +134,7 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::features::tests::schema;
+    use crate::features::Category;
     use serde_json::{json, Value};
 
     const T: i64 = 1_764_374_400_000; // 2025-11-29
@@ -194,6 +195,34 @@ mod tests {
             1
         );
         assert!(r.wants("app_usage") && r.wants("declared_profile") && !r.wants("contact"));
+    }
+
+    /// Names outside the schema's list count as "other": a sender making up names
+    /// cannot grow the set of categories anywhere.
+    #[test]
+    fn categories_outside_the_schema_count_as_other() {
+        let r = Rules::default();
+        let index = crate::FeatureIndex::new(schema()).unwrap();
+        let before = index.stats().categories;
+        for i in 0..2_000 {
+            let m = json!({"properties": {"app_category": format!("made-up-{i}")}});
+            let got = ex(&r, EventKind::Track, "app_usage", T, &m);
+            let [FeatureDelta::Activity(f)] = got.as_slice() else {
+                panic!("one activity, got {got:?}");
+            };
+            assert_eq!(f.category.as_str(), crate::features::OTHER);
+            index.add_activity(candor_core::SubjectId::random(), i, f);
+        }
+        assert_eq!(index.stats().categories, before);
+        assert_eq!(index.stats().daily_rows, 2_000);
+        // A schema that lists a name keeps it.
+        let mut own = schema();
+        own.categories = vec![Category::parse("made-up-7").unwrap()];
+        let m = json!({"properties": {"app_category": "Made-Up-7"}});
+        let got = r.extract(&own, EventKind::Track, "app_usage", UnixMillis(T), &Json(m));
+        assert!(
+            matches!(&got[..], [FeatureDelta::Activity(f)] if f.category.as_str() == "made-up-7")
+        );
     }
 
     #[test]

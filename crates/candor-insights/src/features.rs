@@ -14,6 +14,13 @@
 //! consent index so that ingestion locks one shard for a few nanoseconds and a scan holds
 //! one shard's read lock at a time. Category names are interned to 14-bit ids.
 //!
+//! **Category names are the operator's, never the data's.** The schema lists every
+//! category an activity may be counted under (a built-in list of app-store and site
+//! categories unless the config names its own); a name outside it is counted as
+//! [`OTHER`]. So one subject sending a million made-up names cannot fill the interner,
+//! the tables or the index, and the names an advertiser can see are public in advance.
+//! The ids are fixed when the index is built and never change while it lives.
+//!
 //! **Who writes it.** Only the store, after the transaction that wrote the same feature
 //! durably has committed, and always with the *absolute* stored count (never a delta), so
 //! replaying a write or reloading at start is idempotent.
@@ -37,8 +44,64 @@ use parking_lot::RwLock;
 pub const MAX_DECLARED: usize = 8;
 /// Most values one declared field may list.
 pub const MAX_DECLARED_VALUES: usize = 255;
-/// Most distinct categories (ids are 14 bits); later new categories are ignored.
-pub const MAX_CATEGORIES: usize = 1 << 14;
+/// Most categories a schema may list (ids are 14 bits; the last id is [`NEVER`]).
+pub const MAX_CATEGORIES: usize = (1 << 14) - 2;
+/// The category every activity outside the schema's list is counted under.
+pub const OTHER: &str = "other";
+/// A category id no feature ever has: a query naming a category nobody can have scans
+/// for it like for any other (see `query::evaluate`), instead of skipping the scan.
+pub(crate) const NEVER: u16 = 0x3FFF;
+/// The categories activities are counted under when the operator's config lists none:
+/// app-store categories and site categories. Special categories of data (health
+/// conditions, religion, politics, sexuality) are left out on purpose: an operator who
+/// has a lawful basis for one must list it themselves.
+pub const DEFAULT_CATEGORIES: &[&str] = &[
+    "art_design",
+    "auto_vehicles",
+    "automotive",
+    "beauty",
+    "books_reference",
+    "business",
+    "careers",
+    "comics",
+    "communication",
+    "education",
+    "entertainment",
+    "events",
+    "family",
+    "fashion",
+    "finance",
+    "food",
+    "food_drink",
+    "gaming",
+    "games",
+    "health",
+    "health_fitness",
+    "hobbies",
+    "home_garden",
+    "house_home",
+    "kids",
+    "lifestyle",
+    "maps_navigation",
+    "movies",
+    "music",
+    "news",
+    "parenting",
+    "personalization",
+    "pets",
+    "photography",
+    "productivity",
+    "real_estate",
+    "science",
+    "shopping",
+    "social",
+    "sports",
+    "technology",
+    "tools",
+    "travel",
+    "video",
+    "weather",
+];
 /// Days are kept in memory as offsets from 2000-01-01 in 16 bits.
 const DAY_BASE: u32 = 10_957;
 const SHARDS: usize = 64;
@@ -169,9 +232,30 @@ pub struct DeclaredField {
 }
 
 /// The operator's insight schema.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
     pub declared: Vec<DeclaredField>,
+    /// Every category an activity may be counted under (see the module docs); anything
+    /// else counts as [`OTHER`], which is always allowed.
+    pub categories: Vec<Category>,
+}
+
+impl Default for Schema {
+    /// No declared fields, the built-in categories.
+    fn default() -> Self {
+        Self {
+            declared: Vec::new(),
+            categories: default_categories(),
+        }
+    }
+}
+
+/// [`DEFAULT_CATEGORIES`], parsed.
+pub fn default_categories() -> Vec<Category> {
+    DEFAULT_CATEGORIES
+        .iter()
+        .filter_map(|c| Category::parse(c))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,6 +268,8 @@ pub enum SchemaError {
     Values(String),
     #[error("declared field name {0:?} is not a valid name (a-z, 0-9, _)")]
     FieldName(String),
+    #[error("categories must list 1 to {MAX_CATEGORIES} distinct names")]
+    Categories,
 }
 
 impl Schema {
@@ -212,7 +298,25 @@ impl Schema {
                 return Err(SchemaError::Values(f.name.clone()));
             }
         }
+        let distinct: std::collections::BTreeSet<_> = self.categories.iter().collect();
+        if self.categories.is_empty()
+            || self.categories.len() > MAX_CATEGORIES
+            || distinct.len() != self.categories.len()
+        {
+            return Err(SchemaError::Categories);
+        }
         Ok(())
+    }
+
+    /// The category an activity named `name` is counted under: itself when the schema
+    /// lists it, else [`OTHER`]; `None` when `name` is not a category name at all.
+    pub fn category(&self, name: &str) -> Option<Category> {
+        let c = Category::parse(name)?;
+        if self.categories.contains(&c) {
+            Some(c)
+        } else {
+            Some(Category(OTHER.to_owned()))
+        }
     }
 
     /// Index of a declared field.
@@ -270,10 +374,26 @@ impl Entry {
     }
 }
 
+/// Category names and their ids, fixed when the index is built: [`OTHER`] first, then
+/// the schema's list.
 #[derive(Debug, Default)]
 struct Interner {
     ids: HashMap<String, u16>,
     names: Vec<String>,
+}
+
+impl Interner {
+    fn of(schema: &Schema) -> Self {
+        let mut me = Self::default();
+        for name in std::iter::once(OTHER).chain(schema.categories.iter().map(|c| c.as_str())) {
+            if !me.ids.contains_key(name) {
+                let id = u16::try_from(me.names.len()).unwrap_or(NEVER);
+                me.ids.insert(name.to_owned(), id);
+                me.names.push(name.to_owned());
+            }
+        }
+        me
+    }
 }
 
 /// Counts for metrics and benchmarks.
@@ -287,7 +407,7 @@ pub struct IndexStats {
 /// The in-memory feature index (see the module docs).
 pub struct FeatureIndex {
     schema: Schema,
-    categories: RwLock<Interner>,
+    categories: Interner,
     pub(crate) shards: Vec<RwLock<IdMap<SubjectId, Entry>>>,
     /// First day still kept after the last retention pass ([`FeatureIndex::prune_before`]):
     /// a write of an older day that arrives late (committed before the pass deleted its
@@ -307,8 +427,8 @@ impl FeatureIndex {
     pub fn new(schema: Schema) -> Result<Self, SchemaError> {
         schema.validate()?;
         Ok(Self {
+            categories: Interner::of(&schema),
             schema,
-            categories: RwLock::new(Interner::default()),
             shards: (0..SHARDS).map(|_| RwLock::new(IdMap::default())).collect(),
             floor: std::sync::atomic::AtomicU16::new(0),
         })
@@ -323,27 +443,16 @@ impl FeatureIndex {
         &self.shards[s.as_bytes()[1] as usize % SHARDS]
     }
 
-    /// The id of a category, interning it if new (None when the id space is full).
+    /// The id of a category; `None` for one the schema does not list (a row stored
+    /// under an older schema: it is left out, since counts of several such names cannot
+    /// be merged into [`OTHER`] without double counting on reload).
     fn intern(&self, c: &Category) -> Option<u16> {
-        if let Some(id) = self.categories.read().ids.get(c.as_str()) {
-            return Some(*id);
-        }
-        let mut w = self.categories.write();
-        if let Some(id) = w.ids.get(c.as_str()) {
-            return Some(*id);
-        }
-        if w.names.len() >= MAX_CATEGORIES {
-            return None;
-        }
-        let id = u16::try_from(w.names.len()).ok()?;
-        w.names.push(c.as_str().to_owned());
-        w.ids.insert(c.as_str().to_owned(), id);
-        Some(id)
+        self.categories.ids.get(c.as_str()).copied()
     }
 
     /// The names of all categories, indexed by id.
-    pub fn category_names(&self) -> Vec<String> {
-        self.categories.read().names.clone()
+    pub fn category_names(&self) -> &[String] {
+        &self.categories.names
     }
 
     /// Sets the subject's stored feature to `f.count` (absolute); a count of 0 removes it.
@@ -485,7 +594,7 @@ impl FeatureIndex {
 
     pub fn stats(&self) -> IndexStats {
         let mut s = IndexStats {
-            categories: self.categories.read().names.len(),
+            categories: self.categories.names.len(),
             ..IndexStats::default()
         };
         for shard in &self.shards {
@@ -508,6 +617,7 @@ pub(crate) mod tests {
                 name: "age_band".into(),
                 values: vec!["18-24".into(), "25-34".into()],
             }],
+            ..Schema::default()
         }
     }
 
@@ -607,7 +717,7 @@ pub(crate) mod tests {
             IndexStats {
                 subjects: 1,
                 daily_rows: 0,
-                categories: 2
+                categories: DEFAULT_CATEGORIES.len() + 1
             }
         );
         assert_eq!(ix.shard(&subjects[0]).read()[&subjects[0]].dense, 0);
@@ -640,6 +750,7 @@ pub(crate) mod tests {
                     values: vec!["free".into(), "paid".into()],
                 },
             ],
+            ..Schema::default()
         })
         .unwrap();
         let s = SubjectId::random();
@@ -678,6 +789,7 @@ pub(crate) mod tests {
                 name: "category".into(),
                 values: vec!["a".into()],
             }],
+            ..Schema::default()
         };
         assert!(bad.validate().is_err());
     }

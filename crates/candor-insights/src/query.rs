@@ -19,7 +19,9 @@
 //! **Errors depend on the query, never on the data.** An unknown *category* name in a
 //! filter or key is not an error (it simply matches nothing): whether a category occurs
 //! in the data is itself private. Declared fields and values are public schema, so naming
-//! one that does not exist is an error.
+//! one that does not exist is an error. **Nor does the work:** a condition on a category
+//! nobody has (or the schema does not list) scans every subject like any other, so the
+//! time an answer takes does not tell whether the name occurs.
 //!
 //! **Public or private group keys.** Keys are public (no partition selection, no δ) when
 //! the advertiser lists them, or when every group-by dimension has a data-independent
@@ -40,7 +42,7 @@ use candor_privacy::mechanism::Quantizer;
 use candor_privacy::query::{Aggregate, GroupKeys, Plan};
 use candor_privacy::{Budget, GroupKey, Query};
 
-use crate::features::{kc, Category, Day, Entry, FeatureIndex, FeatureKind};
+use crate::features::{kc, Category, Day, Entry, FeatureIndex, FeatureKind, NEVER};
 
 /// Longest date range a query may cover, in days.
 pub const MAX_RANGE_DAYS: u32 = 400;
@@ -457,7 +459,6 @@ struct Scan<'a> {
     public: Option<HashMap<u32, ()>>,
     kind_lo: u16,
     kind_hi: u16,
-    impossible: bool,
 }
 
 const NONE_PART: u16 = u16::MAX;
@@ -491,19 +492,17 @@ pub fn evaluate(
         }
         v
     });
-    let mut impossible = false;
     let conds = c
         .conditions
         .iter()
         .map(|(kind, cat, min)| match cat {
-            None => (kc(*kind, 0), kc(*kind, 0x3FFF), None, *min),
-            Some(name) => match id_of.get(name.as_str()) {
-                Some(id) => (kc(*kind, *id), kc(*kind, *id), Some(kc(*kind, *id)), *min),
-                None => {
-                    impossible = true; // a required category nobody has
-                    (0, 0, None, *min)
-                }
-            },
+            None => (kc(*kind, 0), kc(*kind, NEVER - 1), None, *min),
+            // A category the schema does not list is looked for like any other (as the
+            // id no feature has): the scan's work never depends on which names exist.
+            Some(name) => {
+                let id = id_of.get(name.as_str()).copied().unwrap_or(NEVER);
+                (kc(*kind, id), kc(*kind, id), Some(kc(*kind, id)), *min)
+            }
         })
         .collect();
     let public = c.public.as_ref().map(|keys| {
@@ -535,8 +534,7 @@ pub fn evaluate(
         conds,
         public,
         kind_lo: kc(c.feature, 0),
-        kind_hi: kc(c.feature, 0x3FFF),
-        impossible,
+        kind_hi: kc(c.feature, NEVER - 1),
     };
 
     let threads = std::thread::available_parallelism()
@@ -557,7 +555,7 @@ pub fn evaluate(
                     for shard in chunk {
                         let shard = shard.read();
                         for (subject, e) in shard.iter() {
-                            if scan.impossible || !eligible(subject) {
+                            if !eligible(subject) {
                                 continue;
                             }
                             if scan.subject(subject, e, &mut buf, &mut acc) {

@@ -136,6 +136,9 @@ struct RawInsights {
     allow_insecure_rng: Option<bool>,
     declared_category: Option<String>,
     declared: Option<Vec<RawDeclared>>,
+    /// Every category activities may be counted under (others count as "other");
+    /// `candor_insights::DEFAULT_CATEGORIES` when absent.
+    categories: Option<Vec<String>>,
     activity: Option<Vec<RawActivity>>,
 }
 
@@ -600,10 +603,21 @@ fn insights_settings(
                 })
                 .collect(),
         },
+        categories: match raw.categories {
+            Some(list) => list
+                .iter()
+                .map(|c| {
+                    candor_insights::Category::parse(c).ok_or_else(|| {
+                        bad(format!(
+                            "categories: {c:?} is not a category name (1 to 64 of a-z 0-9 _ - .)"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            None => candor_insights::features::default_categories(),
+        },
     };
-    schema
-        .validate()
-        .map_err(|e| bad(format!("declared: {e}")))?;
+    schema.validate().map_err(|e| bad(format!("{e}")))?;
     let mut rules = Rules::default();
     if let Some(c) = raw.declared_category {
         rules.declared_category = c;
@@ -1090,6 +1104,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lisen") && e.contains("line 6"), "{e}");
+    }
+
+    /// `[insights] categories` replaces the built-in list; names are checked.
+    #[test]
+    fn insight_categories_come_from_the_config() {
+        let s = Settings::parse("", "x", &no_env).unwrap();
+        assert_eq!(
+            s.insights.schema.categories.len(),
+            candor_insights::features::DEFAULT_CATEGORIES.len()
+        );
+        let own = "[insights]\ncategories = [\"Shoes\", \"bags\"]\n";
+        let s = Settings::parse(own, "x", &no_env).unwrap();
+        let names: Vec<&str> = s
+            .insights
+            .schema
+            .categories
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(names, ["shoes", "bags"]);
+        for (bad, says) in [
+            ("categories = [\"no spaces\"]", "not a category name"),
+            ("categories = []", "categories must list"),
+            ("categories = [\"a\", \"A\"]", "categories must list"),
+        ] {
+            let e = Settings::parse(&format!("[insights]\n{bad}\n"), "x", &no_env)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("insights.") && e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

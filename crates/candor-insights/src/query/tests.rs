@@ -16,6 +16,14 @@ fn schema() -> Schema {
             name: "age_band".into(),
             values: BANDS.iter().map(|s| s.to_string()).collect(),
         }],
+        // "fitness" is not a built-in category, and the heavy subject's c0..c39 are
+        // made up: the schema lists them all.
+        categories: CATS
+            .iter()
+            .map(|c| c.to_string())
+            .chain((0..40).map(|c| format!("c{c}")))
+            .filter_map(|c| Category::parse(&c))
+            .collect(),
     }
 }
 
@@ -312,4 +320,35 @@ fn delta_defaults_by_key_kind() {
     // declared-field keys are public: no δ
     q.group_by = vec!["age_band".into()];
     assert_eq!(q.compile(&ix, &perm()).unwrap().query.budget.delta, 0.0);
+}
+
+/// A condition on a category nobody has, or the schema does not list, takes the scan's
+/// path over every subject: each is asked for consent exactly as for a known category.
+/// (The scan used to stop before the first subject, so its time told whether a name
+/// occurred.)
+#[test]
+fn a_condition_on_an_unknown_category_scans_like_a_known_one() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (ix, _) = population(300, 7);
+    let everyone = ix.stats().subjects;
+    let asked = |category: &str| {
+        let mut q = base(Metric::Count);
+        q.conditions.push(Condition {
+            kind: FeatureKind::AppUsed,
+            category: Some(category.into()),
+            min_days: 1,
+        });
+        let n = AtomicUsize::new(0);
+        let ev = eval(&ix, &q, &|_| {
+            n.fetch_add(1, Ordering::Relaxed);
+            true
+        });
+        (n.into_inner(), ev.members.len())
+    };
+    let (known, members) = asked("games");
+    assert_eq!(known, everyone);
+    assert!(members > 0);
+    for unknown in ["travel_agencies", "c99", "other"] {
+        assert_eq!(asked(unknown), (everyone, 0), "{unknown}");
+    }
 }

@@ -572,6 +572,52 @@ async fn withdrawing_ads_insights_leaves_the_next_answer_and_transparency_shows_
     assert!(ids(&view("never").await).is_empty());
 }
 
+/// Category names come from the operator's list: a made-up name is counted as "other",
+/// so a script sending endless new names neither grows the set of categories nor puts a
+/// name of its own in front of an advertiser.
+#[tokio::test]
+async fn made_up_categories_count_as_other() {
+    let app = spawn_with(CONFIG).await;
+    app.consent(
+        "inv",
+        json!({"analytics": "grant", "ads_insights": "grant"}),
+    )
+    .await;
+    let before = feature_stats(&app).await.categories;
+    let msgs: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({"type": "track", "event": "App Session", "anonymousId": "inv",
+                   "messageId": format!("inv-{i}"),
+                   "properties": {"app_category": format!("Made-Up-{i}")}})
+        })
+        .chain([
+            json!({"type": "track", "event": "App Session", "anonymousId": "inv",
+                       "messageId": "inv-games", "properties": {"app_category": "games"}}),
+        ])
+        .collect();
+    let r = app.batch(msgs).await;
+    assert_eq!(r["accepted"], 51, "{r}");
+    let stats = feature_stats(&app).await;
+    assert_eq!(stats.categories, before);
+    assert_eq!(stats.daily_rows, 2, "one day of games, one of other");
+    let v = app
+        .get_as_browser("/v1/consent/insights?anonymousId=inv")
+        .await;
+    let mut seen: Vec<(String, i64)> = v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["category"].as_str().unwrap().to_owned(),
+                f["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![("games".into(), 1), ("other".into(), 50)], "{v}");
+}
+
 #[tokio::test]
 async fn events_dated_outside_the_retention_window_make_no_features() {
     let app = spawn_with(CONFIG).await;

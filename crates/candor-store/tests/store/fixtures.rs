@@ -128,6 +128,7 @@ pub fn insights() -> InsightsOptions {
                     name: "age_band".into(),
                     values: vec!["18-24".into(), "25-34".into()],
                 }],
+                ..Schema::default()
             })
             .unwrap(),
         ),
