@@ -25,7 +25,10 @@ use candor_privacy::bounds::SelectionKey;
 use candor_privacy::mechanism::NoiseError;
 use candor_privacy::query::{prepare, release, Answer, Suppressed};
 use candor_privacy::{Budget, QueryError, Receipt};
-use candor_store::{Advertiser, BudgetPeriod, NewReport, Spend, StoreError};
+use candor_store::plan::charge::Charge;
+use candor_store::{
+    Advertiser, BudgetLimit, BudgetPeriod, NewReport, Spend, SpendScope, StoreError, TotalCap,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -168,24 +171,48 @@ pub fn spend_json(s: Spend) -> Value {
     json!({"epsilon": s.epsilon_nano as f64 / EPS_UNIT, "delta": s.delta_atto as f64 / DELTA_UNIT})
 }
 
-/// Budget, spent and remaining for the advertiser's current period.
+/// Budget, spent and remaining for the advertiser's current period (and its lifetime
+/// cap, if it has one).
 pub async fn budget_json(st: &AppState, a: &Advertiser) -> ApiResult<Value> {
     let period = period_key(a.period, st.now_ms());
-    let spent = st.store.spent(&a.id, &period).await?;
-    Ok(budget_view(a, &period, spent))
+    let spent = st
+        .store
+        .spent(SpendScope::Period {
+            advertiser: a.id.clone(),
+            period: period.clone(),
+        })
+        .await?;
+    let mut view = budget_view(a, &period, spent);
+    if let Some(cap) = a.lifetime {
+        let used = st
+            .store
+            .spent(SpendScope::Lifetime {
+                advertiser: a.id.clone(),
+            })
+            .await?;
+        view["lifetime"] = json!({
+            "total": spend_json(cap),
+            "spent": spend_json(used),
+            "remaining": spend_json(left(cap, used)),
+        });
+    }
+    Ok(view)
+}
+
+fn left(budget: Spend, spent: Spend) -> Spend {
+    Spend {
+        epsilon_nano: (budget.epsilon_nano - spent.epsilon_nano).max(0),
+        delta_atto: (budget.delta_atto - spent.delta_atto).max(0),
+    }
 }
 
 pub fn budget_view(a: &Advertiser, period: &str, spent: Spend) -> Value {
-    let remaining = Spend {
-        epsilon_nano: (a.budget.epsilon_nano - spent.epsilon_nano).max(0),
-        delta_atto: (a.budget.delta_atto - spent.delta_atto).max(0),
-    };
     json!({
         "period": period,
         "periodKind": a.period.as_str(),
         "total": spend_json(a.budget),
         "spent": spend_json(spent),
-        "remaining": spend_json(remaining),
+        "remaining": spend_json(left(a.budget, spent)),
     })
 }
 
@@ -229,19 +256,102 @@ pub fn compile(st: &AppState, a: &Advertiser, q: &InsightQuery) -> ApiResult<Com
     q.compile(st.store.features(), &perm).map_err(insight_error)
 }
 
-/// Answers a compiled query for `a`, charging its budget first (see the module docs).
-/// `budget_exceeded`, saying what the query costs and what is left.
-fn overspent(compiled: &Compiled, period: &str, budget: Spend, spent: Spend) -> ApiError {
-    ApiError::new(
-        Code::BudgetExceeded,
+/// The stable code of a refusal by `limit`.
+pub fn overspend_code(limit: BudgetLimit) -> Code {
+    match limit {
+        BudgetLimit::Period => Code::BudgetExceeded,
+        BudgetLimit::Lifetime => Code::LifetimeBudgetExceeded,
+        BudgetLimit::Total => Code::TotalBudgetExceeded,
+    }
+}
+
+/// The refusal of a query by `limit`, saying what the query costs and what is left.
+/// What is left of the operator's cap across advertisers is not said: it would tell one
+/// advertiser how much the others asked.
+fn overspent(
+    compiled: &Compiled,
+    period: &str,
+    limit: BudgetLimit,
+    budget: Spend,
+    spent: Spend,
+) -> ApiError {
+    let cost = format!(
+        "this query costs ε={} δ={}",
+        compiled.query.budget.epsilon, compiled.query.budget.delta
+    );
+    let left = |what: &str| {
         format!(
-            "this query costs ε={} δ={}; the budget for {period} has ε={} δ={} left; nothing was charged",
-            compiled.query.budget.epsilon,
-            compiled.query.budget.delta,
+            "{cost}; {what} has ε={} δ={} left; nothing was charged",
             (budget.epsilon_nano - spent.epsilon_nano).max(0) as f64 / EPS_UNIT,
             (budget.delta_atto - spent.delta_atto).max(0) as f64 / DELTA_UNIT,
+        )
+    };
+    let message = match limit {
+        BudgetLimit::Period => left(&format!("the budget for {period}")),
+        BudgetLimit::Lifetime => left("the lifetime budget (it does not renew)"),
+        BudgetLimit::Total => format!(
+            "{cost}; the operator's privacy budget across all advertisers is used up for this period; nothing was charged"
         ),
-    )
+    };
+    ApiError::new(overspend_code(limit), message)
+}
+
+/// The operator's cap across advertisers for the period `now_ms` falls in, if set.
+pub fn total_cap(st: &AppState, now_ms: i64) -> Option<TotalCap> {
+    st.settings.insights.total_budget.map(|t| TotalCap {
+        limit: budget(t.epsilon, t.delta),
+        since: UnixMillis(period_start(t.period, now_ms)),
+    })
+}
+
+/// The first millisecond of the period `now_ms` falls in (UTC; weeks start on Monday).
+pub fn period_start(period: BudgetPeriod, now_ms: i64) -> i64 {
+    let t = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let d = t.date();
+    let first = match period {
+        BudgetPeriod::Day => d,
+        BudgetPeriod::Week => {
+            d - time::Duration::days(i64::from(d.weekday().number_days_from_monday()))
+        }
+        BudgetPeriod::Month => d.replace_day(1).unwrap_or(d),
+    };
+    first.midnight().assume_utc().unix_timestamp() * 1000
+}
+
+/// Every budget a query by `a` now is charged against, with what each has spent: the
+/// same [`Charge`] the store checks at the charge, read here before any scan.
+async fn charge_now(st: &AppState, a: &Advertiser, period: &str, now_ms: i64) -> ApiResult<Charge> {
+    let period_spent = st
+        .store
+        .spent(SpendScope::Period {
+            advertiser: a.id.clone(),
+            period: period.to_owned(),
+        })
+        .await?;
+    let lifetime = match a.lifetime {
+        Some(l) => Some((
+            l,
+            st.store
+                .spent(SpendScope::Lifetime {
+                    advertiser: a.id.clone(),
+                })
+                .await?,
+        )),
+        None => None,
+    };
+    let total = match total_cap(st, now_ms) {
+        Some(t) => Some((
+            t.limit,
+            st.store.spent(SpendScope::AllSince(t.since)).await?,
+        )),
+        None => None,
+    };
+    Ok(Charge {
+        period: (a.budget, period_spent),
+        lifetime,
+        total,
+    })
 }
 
 /// An advertiser's one query in flight on this node: its others wait here, not in the
@@ -286,12 +396,13 @@ pub async fn answer(
     let period = period_key(a.period, now);
     let charged = cost(compiled.query.budget);
     // Refused before any scan: an advertiser with no budget left costs nothing.
-    let spent = st.store.spent(&a.id, &period).await?;
-    if spent
-        .checked_add(charged)
-        .is_none_or(|after| after.exceeds(a.budget))
+    if let Err(StoreError::Overspend {
+        limit,
+        budget,
+        spent,
+    }) = charge_now(st, a, &period, now).await?.check(charged)
     {
-        return Err(overspent(&compiled, &period, a.budget, spent));
+        return Err(overspent(&compiled, &period, limit, budget, spent));
     }
     let scan = st
         .insight_scans
@@ -337,10 +448,15 @@ pub async fn answer(
             query_json: query_json.to_string(),
             answer_json: body.to_string(),
             members: candor_insights::membership::encode(members),
+            total: total_cap(st, now),
         })
         .await
         .map_err(|e| match e {
-            StoreError::Overspend { budget, spent } => overspent(&compiled, &period, budget, spent),
+            StoreError::Overspend {
+                limit,
+                budget,
+                spent,
+            } => overspent(&compiled, &period, limit, budget, spent),
             StoreError::UnknownAdvertiser => ApiError::new(
                 Code::InvalidAdvertiserKey,
                 "the advertiser key is not valid",
@@ -456,6 +572,18 @@ mod tests {
         assert_eq!(period_key(BudgetPeriod::Month, t), "2026-12");
         assert_eq!(period_key(BudgetPeriod::Month, t - 1), "2026-11");
         assert_eq!(period_key(BudgetPeriod::Week, t), "2026-W49");
+        // Each period starts where its key changes.
+        for at in [t, t + 3 * 86_400_000 + 5 * 3_600_000, t - 1] {
+            for p in BudgetPeriod::ALL {
+                let start = period_start(p, at);
+                assert!(start <= at);
+                assert_eq!(period_key(p, start), period_key(p, at));
+                assert_ne!(period_key(p, start - 1), period_key(p, at));
+            }
+        }
+        // 2026-12-01 is a Tuesday: its ISO week began on Monday 2026-11-30.
+        assert_eq!(period_start(BudgetPeriod::Week, t), t - 86_400_000);
+        assert_eq!(period_start(BudgetPeriod::Month, t + 86_400_000), t);
     }
 
     #[test]

@@ -140,6 +140,17 @@ struct RawInsights {
     /// `candor_insights::DEFAULT_CATEGORIES` when absent.
     categories: Option<Vec<String>>,
     activity: Option<Vec<RawActivity>>,
+    /// The operator's cap across all advertisers per period (none by default).
+    total_budget: Option<RawTotalBudget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTotalBudget {
+    epsilon: f64,
+    #[serde(default)]
+    delta: f64,
+    period: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -549,6 +560,17 @@ pub struct InsightsSettings {
     pub allow_insecure_rng: bool,
     pub schema: candor_insights::Schema,
     pub rules: candor_insights::extract::Rules,
+    /// `[insights] total_budget`: what all advertisers together may spend per period.
+    pub total_budget: Option<TotalBudget>,
+}
+
+/// The operator's privacy budget across all advertisers for each period: however many
+/// advertisers there are, what the population's data answers in one period is bounded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TotalBudget {
+    pub epsilon: f64,
+    pub delta: f64,
+    pub period: candor_store::BudgetPeriod,
 }
 
 /// Declared fields advertisers may use when the config names none.
@@ -657,7 +679,32 @@ fn insights_settings(
     if !(0..=1_000_000).contains(&min_group_size) {
         return Err(bad("min_group_size must be between 0 and 1000000".into()));
     }
+    let total_budget = match raw.total_budget {
+        Some(t) => {
+            if !(t.epsilon.is_finite() && t.epsilon > 0.0 && t.epsilon <= 1_000_000.0) {
+                return Err(bad("total_budget.epsilon must be in (0, 1000000]".into()));
+            }
+            if !(t.delta.is_finite() && (0.0..=0.1).contains(&t.delta)) {
+                return Err(bad("total_budget.delta must be in [0, 0.1]".into()));
+            }
+            let period = match t.period.as_deref() {
+                None => candor_store::BudgetPeriod::Month,
+                Some(p) => candor_store::BudgetPeriod::parse(p).ok_or_else(|| {
+                    bad(format!(
+                        "total_budget.period must be day, week or month, not {p:?}"
+                    ))
+                })?,
+            };
+            Some(TotalBudget {
+                epsilon: t.epsilon,
+                delta: t.delta,
+                period,
+            })
+        }
+        None => None,
+    };
     Ok(InsightsSettings {
+        total_budget,
         purpose,
         min_group_size,
         allow_insecure_rng: raw.allow_insecure_rng.unwrap_or(false),

@@ -274,6 +274,7 @@ pub async fn seed_advertiser(st: &AppState) -> Result<(), ApiError> {
             disabled: false,
             created_ms: UnixMillis(now),
             updated_ms: UnixMillis(now),
+            lifetime: None,
         })
         .await?;
     Ok(())

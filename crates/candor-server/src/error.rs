@@ -58,6 +58,9 @@ codes! {
     InvalidQuery => ("invalid_query", "invalid_request", 400),
     QueryNotAllowed => ("query_not_allowed", "auth", 403),
     BudgetExceeded => ("budget_exceeded", "privacy_budget", 429),
+    // Lifetime caps never renew: retrying later does not help, hence not 429.
+    LifetimeBudgetExceeded => ("lifetime_budget_exceeded", "privacy_budget", 403),
+    TotalBudgetExceeded => ("total_budget_exceeded", "privacy_budget", 429),
     RateLimited => ("rate_limited", "rate_limit", 429),
     Overloaded => ("overloaded", "rate_limit", 503),
     RequestTimeout => ("request_timeout", "invalid_request", 408),
@@ -188,9 +191,9 @@ impl From<StoreError> for ApiError {
                 Code::Conflict,
                 "the advertiser kept changing while this change was applied; nothing was written, try again",
             ),
-            StoreError::Overspend { .. } => ApiError::new(
-                Code::BudgetExceeded,
-                "the privacy budget does not cover this query; nothing was charged",
+            StoreError::Overspend { limit, .. } => ApiError::new(
+                crate::audience::overspend_code(limit),
+                format!("the {} does not cover this query; nothing was charged", limit.describe()),
             ),
             StoreError::Closed => ApiError::new(Code::Unavailable, "the server is shutting down"),
             StoreError::Contention(_) => ApiError::new(

@@ -16,8 +16,9 @@ pub(crate) enum PutMode {
     Replace(i64),
 }
 
-/// The statement writing an advertiser in `mode`: `$1`..`$11` are [`Values`] in
-/// `rows::ADVERTISER_COLS` order, `$12` the expected `updated_ms` of `Replace`.
+/// The statement writing an advertiser in `mode`: `$1`..`$13` are the values of
+/// [`advertiser_values`] in `rows::ADVERTISER_COLS` order, `$14` the expected
+/// `updated_ms` of `Replace`.
 pub(crate) fn write_sql(mode: PutMode) -> &'static str {
     match mode {
         PutMode::Replace(_) => {
@@ -26,28 +27,31 @@ pub(crate) fn write_sql(mode: PutMode) -> &'static str {
             "UPDATE advertisers SET advertiser_id = $1, name = $2, key_hash = $3,
                budget_epsilon_nano = $4,
                budget_delta_atto = $5, period = $6, allowed_features = $7,
-               allowed_dimensions = $8, disabled = $9, created_ms = $10, updated_ms = $11
-             WHERE advertiser_id = $1 AND updated_ms = $12"
+               allowed_dimensions = $8, disabled = $9, created_ms = $10, updated_ms = $11,
+               lifetime_epsilon_nano = $12, lifetime_delta_atto = $13
+             WHERE advertiser_id = $1 AND updated_ms = $14"
         }
         PutMode::Create => {
             "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
                budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
-               created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               created_ms, updated_ms, lifetime_epsilon_nano, lifetime_delta_atto)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (advertiser_id) DO NOTHING"
         }
         PutMode::Upsert => {
             "INSERT INTO advertisers (advertiser_id, name, key_hash, budget_epsilon_nano,
                budget_delta_atto, period, allowed_features, allowed_dimensions, disabled,
-               created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               created_ms, updated_ms, lifetime_epsilon_nano, lifetime_delta_atto)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (advertiser_id) DO UPDATE SET
                name = excluded.name, key_hash = excluded.key_hash,
                budget_epsilon_nano = excluded.budget_epsilon_nano,
                budget_delta_atto = excluded.budget_delta_atto, period = excluded.period,
                allowed_features = excluded.allowed_features,
                allowed_dimensions = excluded.allowed_dimensions, disabled = excluded.disabled,
-               created_ms = excluded.created_ms, updated_ms = excluded.updated_ms"
+               created_ms = excluded.created_ms, updated_ms = excluded.updated_ms,
+               lifetime_epsilon_nano = excluded.lifetime_epsilon_nano,
+               lifetime_delta_atto = excluded.lifetime_delta_atto"
         }
     }
 }
@@ -67,6 +71,9 @@ pub(crate) struct Encoded {
     pub period: &'static str,
     pub features: String,
     pub dimensions: String,
+    /// The lifetime cap's two columns (both NULL without one).
+    pub lifetime_epsilon: Option<i64>,
+    pub lifetime_delta: Option<i64>,
 }
 
 impl Encoded {
@@ -79,11 +86,13 @@ impl Encoded {
             period: a.period.as_str(),
             features: json(&a.allowed_features)?,
             dimensions: json(&a.allowed_dimensions)?,
+            lifetime_epsilon: a.lifetime.map(|l| l.epsilon_nano),
+            lifetime_delta: a.lifetime.map(|l| l.delta_atto),
         })
     }
 }
 
-/// The parameters of [`write_sql`] (`$1`..`$11`, then `$12` for `Replace`) as a vector
+/// The parameters of [`write_sql`] (`$1`..`$13`, then `$14` for `Replace`) as a vector
 /// of the backend's parameter trait objects: `advertiser_values!(a, enc, mode, dyn
 /// ToSql)`.
 macro_rules! advertiser_values {
@@ -100,6 +109,8 @@ macro_rules! advertiser_values {
             &$a.disabled,
             &$a.created_ms.0,
             &$a.updated_ms.0,
+            &$enc.lifetime_epsilon,
+            &$enc.lifetime_delta,
         ];
         if let Some(e) = $expected {
             v.push(e);

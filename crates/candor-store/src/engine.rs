@@ -47,7 +47,7 @@ pub trait Backend: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ReportRecord>, StoreError>;
     async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError>;
-    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError>;
+    async fn spent(&self, scope: SpendScope) -> Result<Spend, StoreError>;
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError>;
     /// The consent prompt's tables: small transactions of their own, beside the
     /// writer (see `crate::prompt`).
@@ -285,8 +285,8 @@ impl<B: Backend> Store for Engine<B> {
         self.backend.report(id).await
     }
 
-    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError> {
-        self.backend.spent(advertiser, period).await
+    async fn spent(&self, scope: SpendScope) -> Result<Spend, StoreError> {
+        self.backend.spent(scope).await
     }
 
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {

@@ -1,5 +1,6 @@
 //! Storage errors. The server maps each to a stable API error code in its one table.
 
+use crate::types::BudgetLimit;
 use crate::types::Spend;
 use thiserror::Error;
 
@@ -42,10 +43,15 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shut down")]
     Closed,
-    /// Charging the report would exceed the advertiser's budget for the period in
-    /// ε or δ; nothing was charged. `spent` is what the period had used before.
-    #[error("the privacy budget for this period would be exceeded")]
-    Overspend { budget: Spend, spent: Spend },
+    /// Charging the report would exceed one of the budgets it is charged against
+    /// (`limit` says which) in ε or δ; nothing was charged. `spent` is what that budget
+    /// had used before.
+    #[error("the {} would be exceeded", limit.describe())]
+    Overspend {
+        limit: BudgetLimit,
+        budget: Spend,
+        spent: Spend,
+    },
     /// No such advertiser, or it is disabled.
     #[error("unknown or disabled advertiser")]
     UnknownAdvertiser,

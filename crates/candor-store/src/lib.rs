@@ -179,11 +179,12 @@ pub trait Store: Send + Sync + 'static {
     /// Every advertiser, by id.
     async fn advertisers(&self) -> Result<Vec<Advertiser>, StoreError>;
 
-    /// Charges the report's cost against the advertiser's budget for `period` and
-    /// records it with its membership, atomically and durably. Refuses with
-    /// `Overspend` (charging nothing) when the period's spend plus the cost would
-    /// exceed the budget in ε or δ, and with `UnknownAdvertiser` when the advertiser is
-    /// missing or disabled.
+    /// Charges the report's cost against the advertiser's budget for `period`, its
+    /// lifetime cap if it has one and the operator's cap across advertisers if the
+    /// report carries one, and records it with its membership, atomically and durably.
+    /// Refuses with `Overspend` (charging nothing, naming the budget) when a spend plus
+    /// the cost would exceed its budget in ε or δ, and with `UnknownAdvertiser` when the
+    /// advertiser is missing or disabled.
     async fn record_report(&self, r: NewReport) -> Result<ReportRecord, StoreError>;
 
     /// Reports with `id > after_id` (of one advertiser, or all), id ascending, at most
@@ -197,8 +198,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn report(&self, id: i64) -> Result<Option<ReportRecord>, StoreError>;
 
-    /// What the advertiser's reports charged to `period` add up to.
-    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError>;
+    /// What the reports in `scope` add up to.
+    async fn spent(&self, scope: SpendScope) -> Result<Spend, StoreError>;
 
     /// Reports whose membership includes this subject, newest first.
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError>;

@@ -22,6 +22,8 @@ pub(crate) trait Col {
     fn flag(&self, i: usize) -> Result<bool, StoreError>;
     fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
     fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A nullable BIGINT (INTEGER on SQLite).
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
 
     fn blob_n<const N: usize>(&self, i: usize, what: &str) -> Result<[u8; N], StoreError> {
         self.blob(i)?
@@ -57,6 +59,9 @@ impl Col for rusqlite::Row<'_> {
     fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get(i)?)
     }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
 }
 
 impl Col for tokio_postgres::Row {
@@ -86,6 +91,9 @@ impl Col for tokio_postgres::Row {
         Ok(self.try_get(i)?)
     }
     fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
         Ok(self.try_get(i)?)
     }
 }
@@ -205,7 +213,7 @@ pub(crate) fn state_row(r: &impl Col) -> Result<StateRow, StoreError> {
 /// `advertisers::values`).
 pub(crate) const ADVERTISER_COLS: &str = "advertiser_id, name, key_hash, budget_epsilon_nano,
     budget_delta_atto, period, allowed_features, allowed_dimensions, disabled, created_ms,
-    updated_ms";
+    updated_ms, lifetime_epsilon_nano, lifetime_delta_atto";
 
 pub(crate) fn advertiser(r: &impl Col) -> Result<Advertiser, StoreError> {
     let names = |i: usize| -> Result<Vec<String>, StoreError> {
@@ -230,7 +238,20 @@ pub(crate) fn advertiser(r: &impl Col) -> Result<Advertiser, StoreError> {
         disabled: r.flag(8)?,
         created_ms: UnixMillis(r.int(9)?),
         updated_ms: UnixMillis(r.int(10)?),
+        lifetime: opt_spend(r, 11)?,
     })
+}
+
+/// A spend kept in two nullable columns (`i`, `i + 1`): both set or both NULL.
+pub(crate) fn opt_spend(r: &impl Col, i: usize) -> Result<Option<Spend>, StoreError> {
+    match (r.opt_int(i)?, r.opt_int(i + 1)?) {
+        (Some(epsilon_nano), Some(delta_atto)) => Ok(Some(Spend {
+            epsilon_nano,
+            delta_atto,
+        })),
+        (None, None) => Ok(None),
+        _ => Err(StoreError::Corrupt("half a lifetime budget".into())),
+    }
 }
 
 /// The columns a report is read with (in [`report`] order), from `insight_reports r`.

@@ -83,8 +83,17 @@ pub(crate) fn all_advertisers() -> String {
 }
 
 /// The budget of an advertiser that may be charged (and whether it is disabled).
-pub(crate) const BUDGET: &str = "SELECT budget_epsilon_nano, budget_delta_atto, disabled
+pub(crate) const BUDGET: &str = "SELECT budget_epsilon_nano, budget_delta_atto, disabled,
+       lifetime_epsilon_nano, lifetime_delta_atto
      FROM advertisers WHERE advertiser_id = $1";
+
+/// The costs of every report of an advertiser (its lifetime spend).
+pub(crate) const LIFETIME_COSTS: &str =
+    "SELECT cost_epsilon_nano, cost_delta_atto FROM insight_reports WHERE advertiser_id = $1";
+
+/// The costs of every report from a time on (the spend across advertisers).
+pub(crate) const COSTS_SINCE: &str =
+    "SELECT cost_epsilon_nano, cost_delta_atto FROM insight_reports WHERE time_ms >= $1";
 
 pub(crate) const PERIOD_COSTS: &str =
     "SELECT cost_epsilon_nano, cost_delta_atto FROM insight_reports
@@ -131,6 +140,8 @@ pub(crate) fn all() -> Vec<String> {
         DELETE_DECLARED,
         BUDGET,
         PERIOD_COSTS,
+        LIFETIME_COSTS,
+        COSTS_SINCE,
         INSERT_REPORT,
         DENSE_OF,
     ]

@@ -247,6 +247,48 @@ pub struct Advertiser {
     pub disabled: bool,
     pub created_ms: UnixMillis,
     pub updated_ms: UnixMillis,
+    /// Most this advertiser may ever be charged, over all periods (none: no cap).
+    pub lifetime: Option<Spend>,
+}
+
+/// Which of the budgets a report is charged against would be exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetLimit {
+    /// The advertiser's budget for the current period.
+    Period,
+    /// The advertiser's lifetime cap (never renews).
+    Lifetime,
+    /// The operator's cap across all advertisers for the current period.
+    Total,
+}
+
+impl BudgetLimit {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Period => "privacy budget for this period",
+            Self::Lifetime => "advertiser's lifetime privacy budget",
+            Self::Total => "privacy budget across all advertisers for this period",
+        }
+    }
+}
+
+/// The operator's cap across all advertisers (`[insights] total_budget`): every report
+/// charged since `since` (the start of the cap's current period) counts against `limit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TotalCap {
+    pub limit: Spend,
+    pub since: UnixMillis,
+}
+
+/// The reports a spend sums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpendScope {
+    /// One advertiser's reports charged to one period (e.g. "2026-11").
+    Period { advertiser: String, period: String },
+    /// Every report of one advertiser.
+    Lifetime { advertiser: String },
+    /// Every report of every advertiser from this time on.
+    AllSince(UnixMillis),
 }
 
 /// A report to charge and record.
@@ -263,6 +305,9 @@ pub struct NewReport {
     /// The subjects the answer was computed from: `candor_insights::membership::encode`
     /// output, one `(chunk, bytes)` per chunk.
     pub members: Vec<(u32, Vec<u8>)>,
+    /// The operator's cap across advertisers the charge must also fit, if any (the
+    /// advertiser's own lifetime cap is read from its row, like its budget).
+    pub total: Option<TotalCap>,
 }
 
 impl NewReport {

@@ -270,6 +270,18 @@ struct AdvertiserDto {
     features: Option<Vec<String>>,
     dimensions: Option<Vec<String>>,
     disabled: Option<bool>,
+    /// A lifetime cap; `null` removes it, absent leaves it as it is.
+    #[serde(default, deserialize_with = "present")]
+    lifetime: Option<Option<BudgetDto>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one not given (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn invalid(m: impl Into<String>) -> ApiError {
@@ -317,6 +329,19 @@ fn apply(st: &AppState, a: &mut Advertiser, d: AdvertiserDto) -> ApiResult<()> {
     }
     if let Some(x) = d.disabled {
         a.disabled = x;
+    }
+    match d.lifetime {
+        None => {}
+        Some(None) => a.lifetime = None,
+        Some(Some(b)) => {
+            if !(b.epsilon.is_finite() && b.epsilon > 0.0 && b.epsilon <= 1_000_000.0) {
+                return Err(invalid("lifetime.epsilon must be in (0, 1000000]"));
+            }
+            if !(b.delta.is_finite() && (0.0..=0.1).contains(&b.delta)) {
+                return Err(invalid("lifetime.delta must be in [0, 0.1]"));
+            }
+            a.lifetime = Some(audience::budget(b.epsilon, b.delta));
+        }
     }
     Ok(())
 }
@@ -388,6 +413,7 @@ pub async fn create_advertiser(
         disabled: false,
         created_ms: UnixMillis(now),
         updated_ms: UnixMillis(now),
+        lifetime: None,
     };
     apply(&st, &mut a, AdvertiserDto { id: None, ..d })?;
     // Insert-only: a concurrent create of the same id gets 409, never a silent overwrite.

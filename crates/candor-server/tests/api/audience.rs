@@ -1035,3 +1035,124 @@ async fn no_budget_costs_no_scan_and_each_advertiser_queries_one_at_a_time() {
     drop(slot);
     assert_eq!(waiting.await.unwrap(), 200);
 }
+
+/// `PATCH /v1/admin/advertisers/{id}` as the admin; the status and body.
+async fn patch_advertiser(app: &TestApp, id: &str, body: Value) -> (u16, Value) {
+    let r = app
+        .client
+        .patch(app.url(&format!("/v1/admin/advertisers/{id}")))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// An advertiser's lifetime cap holds across periods' budgets: once spent, the next
+/// query is refused with `lifetime_budget_exceeded` (403: waiting does not help) before
+/// any scan and charges nothing; the cap shows in the budget and can be lifted.
+#[tokio::test]
+async fn a_lifetime_cap_refuses_before_any_scan_and_can_be_lifted() {
+    use std::sync::atomic::Ordering;
+    let app = spawn_with(CONFIG).await;
+    let key = create_advertiser(&app, "acme", 5.0).await;
+    for bad in [
+        json!({"lifetime": {"epsilon": -1.0}}),
+        json!({"lifetime": {"epsilon": 1.0, "delta": 0.5}}),
+        json!({"lifetime": {"epsilon": 1.0, "extra": 1}}),
+        json!({"lifetime": 3}),
+    ] {
+        let (status, body) = patch_advertiser(&app, "acme", bad.clone()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{bad}: {body}"
+        );
+    }
+    let (status, body) = patch_advertiser(
+        &app,
+        "acme",
+        json!({"lifetime": {"epsilon": 0.25, "delta": 1e-5}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["budget"]["lifetime"]["total"]["epsilon"], 0.25);
+    for _ in 0..2 {
+        let (status, body) = ask(&app, &key, histogram_by_band(0.1)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let scans = app.state.insight_scans_run.load(Ordering::SeqCst);
+    let reports = app
+        .state
+        .store
+        .reports(Some("acme"), 0, 100)
+        .await
+        .unwrap()
+        .len();
+    let (status, body) = ask(&app, &key, histogram_by_band(0.1)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("lifetime_budget_exceeded")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("lifetime"),
+        "{body}"
+    );
+    assert_eq!(app.state.insight_scans_run.load(Ordering::SeqCst), scans);
+    assert_eq!(
+        app.state
+            .store
+            .reports(Some("acme"), 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        reports
+    );
+    let budget: Value = get_budget(&app, &key).await.json().await.unwrap();
+    let left = budget["lifetime"]["remaining"]["epsilon"].as_f64().unwrap();
+    assert!((left - 0.05).abs() < 1e-9, "{budget}");
+    // A smaller query still fits; then lifting the cap lets the period's budget decide.
+    let (status, body) = ask(&app, &key, histogram_by_band(0.05)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = patch_advertiser(&app, "acme", json!({"lifetime": null})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["budget"].get("lifetime").is_none(), "{body}");
+    let (status, body) = ask(&app, &key, histogram_by_band(0.1)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The operator's cap across advertisers: what one advertiser spends, another cannot;
+/// the refusal (`total_budget_exceeded`, 429) comes before any scan and does not say
+/// how much the others spent.
+#[tokio::test]
+async fn the_operators_cap_across_advertisers_holds() {
+    use std::sync::atomic::Ordering;
+    let config =
+        format!("{CONFIG}total_budget = {{ epsilon = 0.3, delta = 1e-4, period = \"week\" }}\n");
+    let app = spawn_with(&config).await;
+    let first = create_advertiser(&app, "first", 5.0).await;
+    let second = create_advertiser(&app, "second", 5.0).await;
+    for _ in 0..3 {
+        let (status, body) = ask(&app, &first, histogram_by_band(0.1)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let scans = app.state.insight_scans_run.load(Ordering::SeqCst);
+    for key in [&first, &second] {
+        let (status, body) = ask(&app, key, histogram_by_band(0.1)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (429, Some("total_budget_exceeded")),
+            "{body}"
+        );
+        assert!(
+            !body["message"].as_str().unwrap().contains("left"),
+            "{body}"
+        );
+    }
+    assert_eq!(app.state.insight_scans_run.load(Ordering::SeqCst), scans);
+    // Each advertiser's own budget is untouched by the refusals.
+    let budget: Value = get_budget(&app, &second).await.json().await.unwrap();
+    assert_eq!(budget["spent"]["epsilon"], 0.0, "{budget}");
+}

@@ -9,7 +9,7 @@ use super::locks::{self, Hold};
 use super::read::all;
 use super::{sql, Shared};
 use crate::advertisers::{self, advertiser_values, Encoded, PutMode};
-use crate::plan::charge::charge;
+use crate::plan::charge::Charge;
 use crate::rows::{self, Col};
 use crate::types::*;
 use crate::{statements as q, StoreError};
@@ -60,22 +60,30 @@ pub(super) async fn advertisers<C: GenericClient>(c: &C) -> Result<Vec<Advertise
     all(c, &q::all_advertisers(), &[], rows::advertiser).await
 }
 
-/// The sum of the period's report costs (saturating: beyond `i64::MAX` is over any
+/// The sum of the report costs in `scope` (saturating: beyond `i64::MAX` is over any
 /// budget anyway).
 pub(super) async fn spent<C: GenericClient>(
     c: &C,
-    advertiser: &str,
-    period: &str,
+    scope: &SpendScope,
 ) -> Result<Spend, StoreError> {
-    Ok(all(c, q::PERIOD_COSTS, &[&advertiser, &period], |r| {
+    let cost = |r: &tokio_postgres::Row| {
         Ok(Spend {
             epsilon_nano: r.int(0)?,
             delta_atto: r.int(1)?,
         })
-    })
-    .await?
-    .into_iter()
-    .fold(Spend::default(), Spend::saturating_add))
+    };
+    let costs = match scope {
+        SpendScope::Period { advertiser, period } => {
+            all(c, q::PERIOD_COSTS, &[advertiser, period], cost).await?
+        }
+        SpendScope::Lifetime { advertiser } => {
+            all(c, q::LIFETIME_COSTS, &[advertiser], cost).await?
+        }
+        SpendScope::AllSince(t) => all(c, q::COSTS_SINCE, &[&t.0], cost).await?,
+    };
+    Ok(costs
+        .into_iter()
+        .fold(Spend::default(), Spend::saturating_add))
 }
 
 /// Charges and records a report in one transaction (see the module docs).
@@ -87,16 +95,41 @@ pub(super) async fn record_report(
     let tx = client.transaction().await?;
     // Before the id is taken: a listing across advertisers waits for this (see `reports`).
     locks::take(&tx, locks::REPORTS, Hold::Shared).await?;
+    // Before the advertiser's row, in every charge: the same order everywhere.
+    if r.total.is_some() {
+        locks::take(&tx, locks::TOTAL_BUDGET, Hold::Exclusive).await?;
+    }
     let row = sql::query_opt(&tx, &format!("{} FOR UPDATE", q::BUDGET), &[&r.advertiser]).await?;
-    let budget = match row {
-        Some(row) if !row.flag(2)? => Spend {
-            epsilon_nano: row.int(0)?,
-            delta_atto: row.int(1)?,
-        },
+    let (budget, lifetime) = match row {
+        Some(row) if !row.flag(2)? => (
+            Spend {
+                epsilon_nano: row.int(0)?,
+                delta_atto: row.int(1)?,
+            },
+            rows::opt_spend(&row, 3)?,
+        ),
         _ => return Err(StoreError::UnknownAdvertiser),
     };
-    let spent = spent(&tx, &r.advertiser, &r.period).await?;
-    let after = charge(budget, spent, r.cost)?;
+    let advertiser = r.advertiser.clone();
+    let period_scope = SpendScope::Period {
+        advertiser: advertiser.clone(),
+        period: r.period.clone(),
+    };
+    let period = (budget, spent(&tx, &period_scope).await?);
+    let lifetime = match lifetime {
+        Some(l) => Some((l, spent(&tx, &SpendScope::Lifetime { advertiser }).await?)),
+        None => None,
+    };
+    let total = match &r.total {
+        Some(t) => Some((t.limit, spent(&tx, &SpendScope::AllSince(t.since)).await?)),
+        None => None,
+    };
+    let after = Charge {
+        period,
+        lifetime,
+        total,
+    }
+    .check(r.cost)?;
     let id = sql::query_opt(
         &tx,
         q::INSERT_REPORT,

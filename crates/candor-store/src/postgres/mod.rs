@@ -125,6 +125,10 @@ pub(crate) mod locks {
     pub const REPORTS: i32 = 5;
     /// One feature deriver at a time across nodes.
     pub const DERIVE: i32 = 6;
+    /// Taken exclusively by a report transaction charged against the operator's cap
+    /// across advertisers, so two advertisers' charges cannot both fit a cap that has
+    /// room for one (each advertiser's own row lock orders only its own charges).
+    pub const TOTAL_BUDGET: i32 = 7;
 
     /// How an advisory lock is held.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,8 +337,8 @@ impl Backend for Postgres {
         advertisers::report(&self.client().await?, id).await
     }
 
-    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError> {
-        advertisers::spent(&self.client().await?, advertiser, period).await
+    async fn spent(&self, scope: SpendScope) -> Result<Spend, StoreError> {
+        advertisers::spent(&self.client().await?, &scope).await
     }
 
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {

@@ -7,7 +7,7 @@
 
 use super::read::all;
 use crate::advertisers::{self, advertiser_values, Encoded, PutMode};
-use crate::plan::charge::charge;
+use crate::plan::charge::Charge;
 use crate::rows::{self, Col};
 use crate::types::*;
 use crate::{statements as q, StoreError};
@@ -51,42 +51,71 @@ pub(super) fn advertisers(conn: &Connection) -> Result<Vec<Advertiser>, StoreErr
     all(conn, &q::all_advertisers(), [], |r| rows::advertiser(r))
 }
 
-/// The sum of the period's report costs (saturating: a sum beyond `i64::MAX` is over
+/// The sum of the report costs in `scope` (saturating: a sum beyond `i64::MAX` is over
 /// any budget anyway).
-pub(super) fn spent(
-    conn: &Connection,
-    advertiser: &str,
-    period: &str,
-) -> Result<Spend, StoreError> {
-    Ok(
-        all(conn, q::PERIOD_COSTS, params![advertiser, period], |r| {
-            Ok(Spend {
-                epsilon_nano: r.int(0)?,
-                delta_atto: r.int(1)?,
-            })
-        })?
+pub(super) fn spent(conn: &Connection, scope: &SpendScope) -> Result<Spend, StoreError> {
+    let cost = |r: &rusqlite::Row<'_>| {
+        Ok(Spend {
+            epsilon_nano: r.int(0)?,
+            delta_atto: r.int(1)?,
+        })
+    };
+    let costs = match scope {
+        SpendScope::Period { advertiser, period } => {
+            all(conn, q::PERIOD_COSTS, params![advertiser, period], cost)?
+        }
+        SpendScope::Lifetime { advertiser } => {
+            all(conn, q::LIFETIME_COSTS, params![advertiser], cost)?
+        }
+        SpendScope::AllSince(t) => all(conn, q::COSTS_SINCE, params![t.0], cost)?,
+    };
+    Ok(costs
         .into_iter()
-        .fold(Spend::default(), Spend::saturating_add),
-    )
+        .fold(Spend::default(), Spend::saturating_add))
 }
 
 /// Charges and records a report (on the writer thread, inside the group transaction).
 pub(super) fn record_report(conn: &Connection, r: &NewReport) -> Result<ReportRecord, StoreError> {
-    let row: Option<(i64, i64, bool)> = conn
-        .prepare_cached(q::BUDGET)?
-        .query_row(params![r.advertiser], |x| {
-            Ok((x.get(0)?, x.get(1)?, x.get(2)?))
-        })
-        .optional()?;
-    let budget = match row {
-        Some((e, d, false)) => Spend {
-            epsilon_nano: e,
-            delta_atto: d,
-        },
+    let row = all(conn, q::BUDGET, params![r.advertiser], |x| {
+        Ok((
+            Spend {
+                epsilon_nano: x.int(0)?,
+                delta_atto: x.int(1)?,
+            },
+            x.flag(2)?,
+            rows::opt_spend(x, 3)?,
+        ))
+    })?
+    .pop();
+    let (budget, lifetime) = match row {
+        Some((budget, false, lifetime)) => (budget, lifetime),
         _ => return Err(StoreError::UnknownAdvertiser),
     };
-    let spent = spent(conn, &r.advertiser, &r.period)?;
-    let after = charge(budget, spent, r.cost)?;
+    let advertiser = r.advertiser.clone();
+    let period = (
+        budget,
+        spent(
+            conn,
+            &SpendScope::Period {
+                advertiser: advertiser.clone(),
+                period: r.period.clone(),
+            },
+        )?,
+    );
+    let lifetime = match lifetime {
+        Some(l) => Some((l, spent(conn, &SpendScope::Lifetime { advertiser })?)),
+        None => None,
+    };
+    let total = match &r.total {
+        Some(t) => Some((t.limit, spent(conn, &SpendScope::AllSince(t.since))?)),
+        None => None,
+    };
+    let after = Charge {
+        period,
+        lifetime,
+        total,
+    }
+    .check(r.cost)?;
     let id: i64 = conn.prepare_cached(q::INSERT_REPORT)?.query_row(
         params![
             r.advertiser,

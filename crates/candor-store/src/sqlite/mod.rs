@@ -282,10 +282,8 @@ impl Backend for Sqlite {
         self.read(move |c| advertisers::report(c, id)).await
     }
 
-    async fn spent(&self, advertiser: &str, period: &str) -> Result<Spend, StoreError> {
-        let (advertiser, period) = (advertiser.to_owned(), period.to_owned());
-        self.read(move |c| advertisers::spent(c, &advertiser, &period))
-            .await
+    async fn spent(&self, scope: SpendScope) -> Result<Spend, StoreError> {
+        self.read(move |c| advertisers::spent(c, &scope)).await
     }
 
     async fn subject_reports(&self, subject: SubjectId) -> Result<Vec<ReportRecord>, StoreError> {

@@ -228,6 +228,13 @@ const MIGRATIONS: &[&str] = &[
         detail  TEXT NOT NULL
     );
     "#,
+    // 6: budget caps (issue 11): an advertiser's optional lifetime cap (both columns
+    // or neither), and reports found by time for the operator's cap across advertisers.
+    r#"
+    ALTER TABLE advertisers ADD COLUMN lifetime_epsilon_nano INTEGER;
+    ALTER TABLE advertisers ADD COLUMN lifetime_delta_atto INTEGER;
+    CREATE INDEX insight_reports_time ON insight_reports (time_ms);
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -8,7 +8,9 @@ use candor_core::consent::Action;
 use candor_core::SubjectId;
 use candor_core::UnixMillis;
 use candor_insights::{membership, FeatureDelta, FeatureKind};
-use candor_store::{Advertiser, NewReport, RowOutcome, Spend, Store, StoreError};
+use candor_store::{
+    Advertiser, BudgetLimit, NewReport, RowOutcome, Spend, SpendScope, Store, StoreError, TotalCap,
+};
 use std::sync::Arc;
 
 /// Creates `user`'s subject with `purposes` granted.
@@ -654,6 +656,7 @@ pub fn advertiser(id: &str, key: u8) -> Advertiser {
         disabled: false,
         created_ms: UnixMillis(1_000),
         updated_ms: UnixMillis(2_000),
+        lifetime: None,
     }
 }
 
@@ -670,7 +673,144 @@ pub fn report(advertiser: &str, period: &str, epsilon_nano: i64, delta_atto: i64
         query_json: r#"{"metric":"count"}"#.into(),
         answer_json: r#"{"rows":[]}"#.into(),
         members: membership::encode(vec![1, 2, 3]),
+        total: None,
     }
+}
+
+pub fn in_period(advertiser: &str, period: &str) -> SpendScope {
+    SpendScope::Period {
+        advertiser: advertiser.into(),
+        period: period.into(),
+    }
+}
+
+/// 64 charges of ε = 0.1 at once, spread over four advertisers that each have ε = 1 for
+/// the period, against an operator's cap of ε = 1 across them: exactly ten succeed, and
+/// the others are refused by the cap across advertisers.
+pub async fn concurrent_charges_never_overspend_the_total(stores: &[Arc<dyn Store>]) {
+    let names = ["ta", "tb", "tc", "td"];
+    for (i, n) in names.iter().enumerate() {
+        stores[0]
+            .upsert_advertiser(advertiser(n, 40 + i as u8))
+            .await
+            .unwrap();
+    }
+    let since = UnixMillis(now() - 60_000);
+    // What earlier reports in this database spent counts too: the cap leaves room for
+    // exactly ε = 1 more.
+    let before = stores[0].spent(SpendScope::AllSince(since)).await.unwrap();
+    let cap = TotalCap {
+        limit: Spend {
+            epsilon_nano: before.epsilon_nano + EPS,
+            delta_atto: DELTA,
+        },
+        since,
+    };
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let mut r = report(names[i % names.len()], "2026-11", EPS / 10, 0);
+            r.total = Some(cap.clone());
+            tokio::spawn(async move { store.record_report(r).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Overspend {
+                limit: BudgetLimit::Total,
+                spent,
+                ..
+            }) => assert_eq!(spent.epsilon_nano, before.epsilon_nano + EPS),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    let all = stores[0].spent(SpendScope::AllSince(since)).await.unwrap();
+    assert_eq!(all.epsilon_nano, before.epsilon_nano + EPS);
+    // Reports before the cap's period do not count against it.
+    let later = UnixMillis(now() + 60_000);
+    assert_eq!(
+        stores[0].spent(SpendScope::AllSince(later)).await.unwrap(),
+        Spend::default()
+    );
+}
+
+/// An advertiser's lifetime cap holds across periods, is refused as `Lifetime` (nothing
+/// charged), and can be lifted; and the operator's cap is checked per report.
+pub async fn lifetime_and_total_caps_hold(b: &dyn Backend) {
+    let store = b.open().await;
+    let s = &*store;
+    let mut a = advertiser("life", 9);
+    a.lifetime = Some(Spend {
+        epsilon_nano: EPS * 3 / 10,
+        delta_atto: DELTA,
+    });
+    s.upsert_advertiser(a.clone()).await.unwrap();
+    assert_eq!(
+        s.advertiser("life").await.unwrap().unwrap().lifetime,
+        a.lifetime
+    );
+    for period in ["2026-10", "2026-11", "2026-12"] {
+        s.record_report(report("life", period, EPS / 10, 0))
+            .await
+            .unwrap();
+    }
+    let before = s.reports(Some("life"), 0, 100).await.unwrap();
+    let err = s
+        .record_report(report("life", "2027-01", EPS / 10, 0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Overspend { limit: BudgetLimit::Lifetime, spent, .. }
+            if spent.epsilon_nano == EPS * 3 / 10),
+        "{err:?}"
+    );
+    assert_eq!(s.reports(Some("life"), 0, 100).await.unwrap(), before);
+    assert_eq!(
+        s.spent(SpendScope::Lifetime {
+            advertiser: "life".into()
+        })
+        .await
+        .unwrap()
+        .epsilon_nano,
+        EPS * 3 / 10
+    );
+    // Lifted: the same charge fits.
+    a.lifetime = None;
+    s.upsert_advertiser(a).await.unwrap();
+    s.record_report(report("life", "2027-01", EPS / 10, 0))
+        .await
+        .unwrap();
+
+    // A report carrying the operator's cap is refused when the cap is spent, whoever
+    // spent it; one without it is not.
+    let mut r = report("acme2", "2026-11", EPS / 10, 0);
+    s.upsert_advertiser(advertiser("acme2", 10)).await.unwrap();
+    r.total = Some(TotalCap {
+        limit: Spend {
+            epsilon_nano: EPS * 4 / 10,
+            delta_atto: DELTA,
+        },
+        since: UnixMillis(now() - 60_000),
+    });
+    let err = s.record_report(r.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Overspend {
+                limit: BudgetLimit::Total,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    r.total = None;
+    s.record_report(r).await.unwrap();
+
+    let nodes: Vec<Arc<dyn Store>> = vec![store.clone()];
+    concurrent_charges_never_overspend_the_total(&nodes).await;
 }
 
 /// 64 charges of ε = 0.1 at once against ε = 1: exactly ten succeed.
@@ -690,7 +830,11 @@ pub async fn concurrent_charges_never_overspend(
     for t in tasks {
         match t.await.unwrap() {
             Ok(r) => ok.push(r),
-            Err(StoreError::Overspend { budget, spent }) => {
+            Err(StoreError::Overspend {
+                limit: BudgetLimit::Period,
+                budget,
+                spent,
+            }) => {
                 assert_eq!(budget.epsilon_nano, EPS);
                 // Refused only once the next charge would not fit: everything is spent.
                 assert_eq!(spent.epsilon_nano, EPS);
@@ -703,7 +847,10 @@ pub async fn concurrent_charges_never_overspend(
     after.sort_unstable();
     assert_eq!(after, (1..=10).map(|i| i * EPS / 10).collect::<Vec<_>>());
     assert_eq!(
-        stores[0].spent(advertiser, period).await.unwrap(),
+        stores[0]
+            .spent(in_period(advertiser, period))
+            .await
+            .unwrap(),
         Spend {
             epsilon_nano: EPS,
             delta_atto: 0
@@ -784,7 +931,13 @@ pub async fn budget_charges_are_atomic(b: &dyn Backend) {
         "{err:?}"
     );
     assert_eq!(s.reports(Some("acme"), 0, 100).await.unwrap(), before);
-    assert_eq!(s.spent("acme", "2026-11").await.unwrap().epsilon_nano, EPS);
+    assert_eq!(
+        s.spent(in_period("acme", "2026-11"))
+            .await
+            .unwrap()
+            .epsilon_nano,
+        EPS
+    );
 
     // δ is a budget of its own; periods and advertisers are separate.
     let err = s
@@ -847,8 +1000,14 @@ pub async fn budget_charges_are_atomic(b: &dyn Backend) {
     assert_eq!(one, december);
     assert_eq!(one.query_json, r#"{"metric":"count"}"#);
     assert_eq!(s.report(-5).await.unwrap(), None);
-    assert_eq!(s.spent("bolt", "2026-11").await.unwrap(), exact.spent_after);
-    assert_eq!(s.spent("acme", "1999-01").await.unwrap(), Spend::default());
+    assert_eq!(
+        s.spent(in_period("bolt", "2026-11")).await.unwrap(),
+        exact.spent_after
+    );
+    assert_eq!(
+        s.spent(in_period("acme", "1999-01")).await.unwrap(),
+        Spend::default()
+    );
     store.shutdown().await;
 }
 

@@ -62,6 +62,7 @@ both_backends!(
     features_and_budgets::declared_fields_set_and_clear,
     features_and_budgets::features_expire_with_retention,
     features_and_budgets::budget_charges_are_atomic,
+    features_and_budgets::lifetime_and_total_caps_hold,
     features_and_budgets::creating_an_advertiser_never_overwrites_one,
     features_and_budgets::replacing_an_advertiser_is_compare_and_set,
     features_and_budgets::advertisers_round_trip,

@@ -1,7 +1,8 @@
 //! PostgreSQL only: two stores on one database behave as two Candor nodes.
 
 use crate::features_and_budgets::{
-    advertiser, concurrent_charges_never_overspend, report, subject, EPS, IA,
+    advertiser, concurrent_charges_never_overspend, concurrent_charges_never_overspend_the_total,
+    report, subject, EPS, IA,
 };
 use crate::fixtures::*;
 use crate::harness::Postgres;
@@ -401,6 +402,7 @@ async fn concurrent_charges_through_both_nodes_never_overspend() {
         .await
         .unwrap();
     concurrent_charges_never_overspend(&nodes, "acme", "2026-11").await;
+    concurrent_charges_never_overspend_the_total(&nodes).await;
     assert_eq!(
         nodes[1].reports(Some("acme"), 0, 100).await.unwrap().len(),
         10
