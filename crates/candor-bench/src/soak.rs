@@ -4,6 +4,13 @@
 //! that the server must cut off — printing per minute the requests/s, the p99 latency,
 //! the non-2xx answers, the slow clients cut off and the server's RSS. What it should
 //! show: RSS flat after warm-up, p99 stable.
+//!
+//! RSS is split into anonymous memory (the heap) and file-backed pages (SQLite's memory
+//! map of the database, capped at 256 MiB by `mmap_size`, which grows with the file up
+//! to that cap and is the kernel's to reclaim), and set against the events accepted:
+//! the heap holds the `messageId` de-duplication window, about 40 bytes per event
+//! accepted in the last 24 hours by design (`candor_store::dedup`), so under minutes of
+//! sustained load it grows with the events and nothing else should.
 
 use crate::ingest::{event, rss_kib, start_candor, SEED};
 use crate::load::{self, MakeRequest};
@@ -36,8 +43,12 @@ const ADMIN: &str = "Bearer demo-admin-token";
 
 /// One request of the mix, by its number: of every 20, 10 single events, 4 batches of
 /// 20, 3 consent changes, 2 consent reads, 1 insight query.
-fn mix(server: String, advertiser: String, subjects: usize) -> MakeRequest {
+/// `first` numbers the requests of this minute on from where the last minute's ended
+/// (the load driver counts from 0 each time), so every event has a new `messageId`: a
+/// repeated id would be answered from the de-duplication window and stored nowhere.
+fn mix(server: String, advertiser: String, subjects: usize, first: u64) -> MakeRequest {
     Arc::new(move |i| {
+        let i = i + first;
         let who = (i as usize * 7919) % subjects;
         let anon = format!("demo-{SEED}-anon-{who:06}");
         match i % 20 {
@@ -67,7 +78,7 @@ fn mix(server: String, advertiser: String, subjects: usize) -> MakeRequest {
             _ => load::post(
                 "/v1/insights/query",
                 Some(&advertiser),
-                br#"{"metric":"histogram","feature":"app_usage","groupBy":["category"],"epsilon":0.005}"#,
+                br#"{"metric":"histogram","feature":"app_usage","groupBy":["age_band"],"epsilon":0.001}"#,
             ),
         }
     })
@@ -98,6 +109,19 @@ fn slow_clients(addr: SocketAddr, n: usize, stop: Arc<AtomicBool>, cut: Arc<Atom
             }
         });
     }
+}
+
+/// Events the server has accepted so far (`candor_events_accepted_total`, summed over
+/// its labels), read from `/metrics`; 0 if it cannot be read.
+fn events_accepted(addr: SocketAddr) -> u64 {
+    let Ok((200, body)) = load::once(addr, &load::get("/metrics", Some(ADMIN))) else {
+        return 0;
+    };
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("candor_events_accepted_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -136,10 +160,21 @@ pub fn run(a: Args) -> Result<()> {
         a.minutes, a.connections, a.slow_clients
     );
     println!(
-        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10}",
-        "minute", "req/s", "p50 ms", "p99 ms", "non-2xx", "slow cut", "RSS MiB"
+        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "minute",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "slow cut",
+        "RSS MiB",
+        "anon MiB",
+        "file MiB",
+        "events",
+        "anon B/ev"
     );
-    let make = mix(server, advertiser, a.subjects);
+    let base_anon = rss_kib(pid, "RssAnon:");
+    let base_events = events_accepted(addr);
     let started = Instant::now();
     for minute in 1..=a.minutes {
         let cut_before = cut.load(Ordering::Relaxed);
@@ -147,18 +182,29 @@ pub fn run(a: Args) -> Result<()> {
             addr,
             a.connections,
             Duration::from_secs(60),
-            make.clone(),
+            mix(
+                server.clone(),
+                advertiser.clone(),
+                a.subjects,
+                minute * 1_000_000_000,
+            ),
             false,
         )?;
+        let anon = rss_kib(pid, "RssAnon:");
+        let events = events_accepted(addr).saturating_sub(base_events);
         println!(
-            "{:>6} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>10} {:>10.1}",
+            "{:>6} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>12} {:>10.1}",
             minute,
             o.rate(o.requests),
             o.percentile_ms(0.50),
             o.percentile_ms(0.99),
             o.non_2xx,
             cut.load(Ordering::Relaxed) - cut_before,
-            rss_kib(pid, "VmRSS:") as f64 / 1024.0
+            rss_kib(pid, "VmRSS:") as f64 / 1024.0,
+            anon as f64 / 1024.0,
+            rss_kib(pid, "RssFile:") as f64 / 1024.0,
+            events,
+            anon.saturating_sub(base_anon) as f64 * 1024.0 / events.max(1) as f64,
         );
     }
     stop.store(true, Ordering::Relaxed);

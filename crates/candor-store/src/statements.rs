@@ -95,9 +95,13 @@ pub(crate) const LIFETIME_COSTS: &str =
 pub(crate) const COSTS_SINCE: &str =
     "SELECT cost_epsilon_nano, cost_delta_atto FROM insight_reports WHERE time_ms >= $1";
 
+/// What an advertiser has spent in a period: the running total its latest report of
+/// the period recorded (charges of one advertiser are serialized, so the latest is the
+/// sum of all). One index probe, however many reports the period has: summing every
+/// report made each charge slower than the last.
 pub(crate) const PERIOD_COSTS: &str =
-    "SELECT cost_epsilon_nano, cost_delta_atto FROM insight_reports
-     WHERE advertiser_id = $1 AND period = $2";
+    "SELECT spent_epsilon_nano, spent_delta_atto FROM insight_reports
+     WHERE advertiser_id = $1 AND period = $2 ORDER BY id DESC LIMIT 1";
 
 pub(crate) const INSERT_REPORT: &str =
     "INSERT INTO insight_reports (advertiser_id, period, time_ms, cost_epsilon_nano,

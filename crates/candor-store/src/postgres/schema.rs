@@ -295,6 +295,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE advertisers ADD COLUMN lifetime_epsilon_nano BIGINT;
     ALTER TABLE advertisers ADD COLUMN lifetime_delta_atto BIGINT;
     CREATE INDEX insight_reports_time ON insight_reports (time_ms);
+    -- The period's spend is its latest report's running total (`PERIOD_COSTS`).
+    CREATE INDEX insight_reports_period_id ON insight_reports (advertiser_id, period, id);
     "#,
 ];
 
