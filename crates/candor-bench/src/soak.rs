@@ -124,6 +124,20 @@ fn events_accepted(addr: SocketAddr) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Bytes of the files under `dir` (the database and its WAL grow with every event
+/// stored: about 1.5 KB each here, so a 10-minute soak writes gigabytes).
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
 pub fn run(a: Args) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("candor-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -160,7 +174,7 @@ pub fn run(a: Args) -> Result<()> {
         a.minutes, a.connections, a.slow_clients
     );
     println!(
-        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}",
         "minute",
         "req/s",
         "p50 ms",
@@ -171,7 +185,8 @@ pub fn run(a: Args) -> Result<()> {
         "anon MiB",
         "file MiB",
         "events",
-        "anon B/ev"
+        "anon B/ev",
+        "disk MiB"
     );
     let base_anon = rss_kib(pid, "RssAnon:");
     let base_events = events_accepted(addr);
@@ -193,7 +208,7 @@ pub fn run(a: Args) -> Result<()> {
         let anon = rss_kib(pid, "RssAnon:");
         let events = events_accepted(addr).saturating_sub(base_events);
         println!(
-            "{:>6} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>12} {:>10.1}",
+            "{:>6} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>12} {:>10.1} {:>10.0}",
             minute,
             o.rate(o.requests),
             o.percentile_ms(0.50),
@@ -205,6 +220,7 @@ pub fn run(a: Args) -> Result<()> {
             rss_kib(pid, "RssFile:") as f64 / 1024.0,
             events,
             anon.saturating_sub(base_anon) as f64 * 1024.0 / events.max(1) as f64,
+            bytes_under(&dir) as f64 / 1048576.0,
         );
     }
     stop.store(true, Ordering::Relaxed);
