@@ -175,21 +175,9 @@ pub fn spend_json(s: Spend) -> Value {
 /// cap, if it has one).
 pub async fn budget_json(st: &AppState, a: &Advertiser) -> ApiResult<Value> {
     let period = period_key(a.period, st.now_ms());
-    let spent = st
-        .store
-        .spent(SpendScope::Period {
-            advertiser: a.id.clone(),
-            period: period.clone(),
-        })
-        .await?;
+    let (spent, lifetime) = advertiser_spend(st, a, &period).await?;
     let mut view = budget_view(a, &period, spent);
-    if let Some(cap) = a.lifetime {
-        let used = st
-            .store
-            .spent(SpendScope::Lifetime {
-                advertiser: a.id.clone(),
-            })
-            .await?;
+    if let Some((cap, used)) = lifetime {
         view["lifetime"] = json!({
             "total": spend_json(cap),
             "spent": spend_json(used),
@@ -319,9 +307,13 @@ pub fn period_start(period: BudgetPeriod, now_ms: i64) -> i64 {
     first.midnight().assume_utc().unix_timestamp() * 1000
 }
 
-/// Every budget a query by `a` now is charged against, with what each has spent: the
-/// same [`Charge`] the store checks at the charge, read here before any scan.
-async fn charge_now(st: &AppState, a: &Advertiser, period: &str, now_ms: i64) -> ApiResult<Charge> {
+/// What `a` has spent of its budget for `period`, and its lifetime cap with what it has
+/// spent of it (if it has one).
+async fn advertiser_spend(
+    st: &AppState,
+    a: &Advertiser,
+    period: &str,
+) -> ApiResult<(Spend, Option<(Spend, Spend)>)> {
     let period_spent = st
         .store
         .spent(SpendScope::Period {
@@ -340,6 +332,13 @@ async fn charge_now(st: &AppState, a: &Advertiser, period: &str, now_ms: i64) ->
         )),
         None => None,
     };
+    Ok((period_spent, lifetime))
+}
+
+/// Every budget a query by `a` now is charged against, with what each has spent: the
+/// same [`Charge`] the store checks at the charge, read here before any scan.
+async fn charge_now(st: &AppState, a: &Advertiser, period: &str, now_ms: i64) -> ApiResult<Charge> {
+    let (period_spent, lifetime) = advertiser_spend(st, a, period).await?;
     let total = match total_cap(st, now_ms) {
         Some(t) => Some((
             t.limit,
