@@ -66,7 +66,7 @@ fn mix(server: String, advertiser: String, subjects: usize, first: u64) -> MakeR
                 )
             }
             14..=16 => {
-                let choice = if (i / 20) % 2 == 0 { "grant" } else { "refuse" };
+                let choice = if (i / 20).is_multiple_of(2) { "grant" } else { "refuse" };
                 load::post(
                     "/v1/consent",
                     Some(&server),
