@@ -391,12 +391,14 @@ pub struct StateResponse {
     signals: Signals,
 }
 
-pub async fn current(
-    State(st): State<AppState>,
-    headers: HeaderMap,
+/// The subject a consent read names (`userId` / `anonymousId` in the query), if the
+/// credential may read it: the same parsing and rule for every read route.
+fn who(
+    st: &AppState,
+    headers: &HeaderMap,
     q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<StateResponse>> {
-    let actor = actor(&st, &headers)?;
+) -> ApiResult<Option<SubjectId>> {
+    let actor = actor(st, headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     let named = consent::identities(
         &st.master,
@@ -404,7 +406,15 @@ pub async fn current(
         q.user_id.as_deref(),
         q.anonymous_id.as_deref(),
     )?;
-    let subject = consent::resolve(&st, &named)?;
+    consent::resolve(st, &named)
+}
+
+pub async fn current(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<StateResponse>> {
+    let subject = who(&st, &headers, q)?;
     let (purposes, signals) = state_and_signals(&st, subject, super::sec_gpc(&headers)).await?;
     Ok(Json(StateResponse {
         subject: subject.map(|s| s.to_string()),
@@ -426,15 +436,7 @@ pub async fn history(
     headers: HeaderMap,
     q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<HistoryResponse>> {
-    let actor = actor(&st, &headers)?;
-    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    let named = consent::identities(
-        &st.master,
-        &actor,
-        q.user_id.as_deref(),
-        q.anonymous_id.as_deref(),
-    )?;
-    let subject = consent::resolve(&st, &named)?;
+    let subject = who(&st, &headers, q)?;
     let records = match subject {
         Some(s) => st.store.consent_history(s).await?,
         None => Vec::new(),
@@ -530,15 +532,7 @@ pub async fn insight_reports(
     q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     use serde_json::json;
-    let actor = actor(&st, &headers)?;
-    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    let named = consent::identities(
-        &st.master,
-        &actor,
-        q.user_id.as_deref(),
-        q.anonymous_id.as_deref(),
-    )?;
-    let Some(subject) = consent::resolve(&st, &named)? else {
+    let Some(subject) = who(&st, &headers, q)? else {
         return Ok(Json(json!({"reports": [], "features": []})));
     };
     let mut names = std::collections::HashMap::new();
