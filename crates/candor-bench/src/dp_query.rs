@@ -405,9 +405,9 @@ pub fn run(a: Args) -> Result<()> {
                 name: "age_band".into(),
                 values: BANDS.iter().map(|s| (*s).to_owned()).collect(),
             }],
-            categories: (0..CATS)
-                .filter_map(|i| Category::parse(&format!("cat{i:02}")))
-                .collect(),
+            categories: candor_insights::features::sorted_categories(
+                (0..CATS).filter_map(|i| Category::parse(&format!("cat{i:02}"))),
+            ),
         };
         let ix = FeatureIndex::new(schema).map_err(|e| anyhow::anyhow!("{e}"))?;
         let csv = PathBuf::from(format!("target/insights-{n}.csv"));

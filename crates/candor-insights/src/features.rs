@@ -235,8 +235,9 @@ pub struct DeclaredField {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
     pub declared: Vec<DeclaredField>,
-    /// Every category an activity may be counted under (see the module docs); anything
-    /// else counts as [`OTHER`], which is always allowed.
+    /// Every category an activity may be counted under (see the module docs), sorted
+    /// and distinct (so each event's name is found by binary search); anything else
+    /// counts as [`OTHER`], which is always allowed.
     pub categories: Vec<Category>,
 }
 
@@ -250,12 +251,17 @@ impl Default for Schema {
     }
 }
 
-/// [`DEFAULT_CATEGORIES`], parsed.
+/// [`DEFAULT_CATEGORIES`], parsed and sorted.
 pub fn default_categories() -> Vec<Category> {
-    DEFAULT_CATEGORIES
-        .iter()
-        .filter_map(|c| Category::parse(c))
-        .collect()
+    sorted_categories(DEFAULT_CATEGORIES.iter().filter_map(|c| Category::parse(c)))
+}
+
+/// Categories in the order a [`Schema`] holds them: sorted, each once.
+pub fn sorted_categories(names: impl IntoIterator<Item = Category>) -> Vec<Category> {
+    let mut v: Vec<Category> = names.into_iter().collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -268,7 +274,7 @@ pub enum SchemaError {
     Values(String),
     #[error("declared field name {0:?} is not a valid name (a-z, 0-9, _)")]
     FieldName(String),
-    #[error("categories must list 1 to {MAX_CATEGORIES} distinct names")]
+    #[error("categories must list 1 to {MAX_CATEGORIES} distinct names, sorted")]
     Categories,
 }
 
@@ -298,10 +304,9 @@ impl Schema {
                 return Err(SchemaError::Values(f.name.clone()));
             }
         }
-        let distinct: std::collections::BTreeSet<_> = self.categories.iter().collect();
         if self.categories.is_empty()
             || self.categories.len() > MAX_CATEGORIES
-            || distinct.len() != self.categories.len()
+            || !self.categories.windows(2).all(|w| w[0] < w[1])
         {
             return Err(SchemaError::Categories);
         }
@@ -312,7 +317,7 @@ impl Schema {
     /// lists it, else [`OTHER`]; `None` when `name` is not a category name at all.
     pub fn category(&self, name: &str) -> Option<Category> {
         let c = Category::parse(name)?;
-        if self.categories.contains(&c) {
+        if self.categories.binary_search(&c).is_ok() {
             Some(c)
         } else {
             Some(Category(OTHER.to_owned()))
@@ -792,5 +797,23 @@ pub(crate) mod tests {
             ..Schema::default()
         };
         assert!(bad.validate().is_err());
+        // Categories are held sorted and distinct (the extraction searches them).
+        let parse = |names: &[&str]| names.iter().filter_map(|c| Category::parse(c)).collect();
+        for names in [&["b", "a"][..], &["a", "a"], &[]] {
+            let s = Schema {
+                categories: parse(names),
+                ..Schema::default()
+            };
+            assert_eq!(s.validate(), Err(SchemaError::Categories), "{names:?}");
+        }
+        assert!(Schema::default().validate().is_ok());
+        let own = Schema {
+            categories: sorted_categories(parse(&["b", "a", "b"])),
+            ..Schema::default()
+        };
+        assert!(own.validate().is_ok());
+        assert_eq!(own.category("B").unwrap().as_str(), "b");
+        assert_eq!(own.category("games").unwrap().as_str(), OTHER);
+        assert_eq!(own.category("not one"), None);
     }
 }

@@ -626,16 +626,26 @@ fn insights_settings(
                 .collect(),
         },
         categories: match raw.categories {
-            Some(list) => list
-                .iter()
-                .map(|c| {
-                    candor_insights::Category::parse(c).ok_or_else(|| {
-                        bad(format!(
-                            "categories: {c:?} is not a category name (1 to 64 of a-z 0-9 _ - .)"
-                        ))
+            Some(list) => {
+                let names = list
+                    .iter()
+                    .map(|c| {
+                        candor_insights::Category::parse(c).ok_or_else(|| {
+                            bad(format!(
+                                "categories: {c:?} is not a category name (1 to 64 of a-z 0-9 _ - .)"
+                            ))
+                        })
                     })
-                })
-                .collect::<Result<_, _>>()?,
+                    .collect::<Result<Vec<_>, _>>()?;
+                let sorted = candor_insights::features::sorted_categories(names.iter().cloned());
+                if sorted.len() != names.len() {
+                    return Err(bad(format!(
+                        "categories must list 1 to {} distinct names",
+                        candor_insights::features::MAX_CATEGORIES
+                    )));
+                }
+                sorted
+            }
             None => candor_insights::features::default_categories(),
         },
     };
@@ -1170,7 +1180,7 @@ mod tests {
             .iter()
             .map(|c| c.as_str())
             .collect();
-        assert_eq!(names, ["shoes", "bags"]);
+        assert_eq!(names, ["bags", "shoes"]);
         for (bad, says) in [
             ("categories = [\"no spaces\"]", "not a category name"),
             ("categories = []", "categories must list"),

@@ -18,12 +18,12 @@ fn schema() -> Schema {
         }],
         // "fitness" is not a built-in category, and the heavy subject's c0..c39 are
         // made up: the schema lists them all.
-        categories: CATS
-            .iter()
-            .map(|c| c.to_string())
-            .chain((0..40).map(|c| format!("c{c}")))
-            .filter_map(|c| Category::parse(&c))
-            .collect(),
+        categories: crate::features::sorted_categories(
+            CATS.iter()
+                .map(|c| c.to_string())
+                .chain((0..40).map(|c| format!("c{c}")))
+                .filter_map(|c| Category::parse(&c)),
+        ),
     }
 }
 

@@ -129,14 +129,15 @@ pub fn insights() -> InsightsOptions {
                     values: vec!["18-24".into(), "25-34".into()],
                 }],
                 // The built-in categories and the made-up names these tests write.
-                categories: candor_insights::features::default_categories()
-                    .into_iter()
-                    .chain(
-                        ["late", "zero", "cat0", "cat1", "cat2", "cat3"]
-                            .iter()
-                            .filter_map(|c| candor_insights::Category::parse(c)),
-                    )
-                    .collect(),
+                categories: candor_insights::features::sorted_categories(
+                    candor_insights::features::default_categories()
+                        .into_iter()
+                        .chain(
+                            ["late", "zero", "cat0", "cat1", "cat2", "cat3"]
+                                .iter()
+                                .filter_map(|c| candor_insights::Category::parse(c)),
+                        ),
+                ),
             })
             .unwrap(),
         ),
