@@ -97,6 +97,17 @@ impl MasterKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// A MAC key for one named use (e.g. signing a person's sign-in links and
+    /// sessions): derived, so every node holding the master key agrees on it, nothing
+    /// new is stored, and it reveals nothing of the master key or of other uses' keys.
+    pub fn derive_key(&self, label: &str) -> Sensitive<[u8; 32]> {
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(self.lookup.expose()).expect("any key length");
+        mac.update(b"candor derived key v1\0");
+        mac.update(label.as_bytes());
+        Sensitive::new(mac.finalize().into_bytes().into())
+    }
+
     /// Keyed 128-bit digest for de-duplication keys (message ids).
     pub fn dedup_key(&self, scope: &str, value: &str) -> [u8; 16] {
         let mut mac =

@@ -68,6 +68,36 @@ pub trait Backend: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<AdminActionRecord>, StoreError>;
     async fn rotate_signing_key(&self, next: VerifyingKey) -> Result<RingKey, StoreError>;
+    /// The person's own side (`sqlite::person`, `postgres::person`).
+    async fn sealed_identities(
+        &self,
+        subject: SubjectId,
+    ) -> Result<Vec<seal::SealedIdentity>, StoreError>;
+    async fn subject_events_page(
+        &self,
+        subject: SubjectId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn record_access(&self, a: Access) -> Result<(), StoreError>;
+    async fn access_log(&self, subject: SubjectId, limit: usize)
+        -> Result<Vec<Access>, StoreError>;
+    async fn open_request(
+        &self,
+        subject: SubjectId,
+        kind: RequestKind,
+        channel: &str,
+        at: UnixMillis,
+    ) -> Result<i64, StoreError>;
+    async fn close_request(&self, id: i64, at: UnixMillis, outcome: &str)
+        -> Result<(), StoreError>;
+    async fn requests(&self, after: i64, limit: usize) -> Result<Vec<RequestRecord>, StoreError>;
+    async fn spend_link(
+        &self,
+        nonce: [u8; 16],
+        expires: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
     /// Stops what runs beside the writer, once the writer has stopped.
     async fn stop(&self);
 }
@@ -330,6 +360,79 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn record_admin_action(&self, a: AdminAction) -> Result<(), StoreError> {
         self.backend.record_admin_action(a).await
+    }
+
+    async fn subject_events_page(
+        &self,
+        subject: SubjectId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.backend.subject_events_page(subject, after, limit).await
+    }
+
+    async fn identities(&self, subject: SubjectId) -> Result<Vec<Identity>, StoreError> {
+        let Some(key) = self.subject_key(subject).await? else {
+            return Ok(Vec::new());
+        };
+        self.backend
+            .sealed_identities(subject)
+            .await?
+            .into_iter()
+            .map(|s| {
+                let value = seal::open_identity(&key, &s.hash, &s.sealed)
+                    .map_err(|e| StoreError::Corrupt(format!("identifier: {e}")))?;
+                Ok(Identity {
+                    kind: s.kind,
+                    hash: s.hash,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_access(&self, a: Access) -> Result<(), StoreError> {
+        self.backend.record_access(a).await
+    }
+
+    async fn access_log(
+        &self,
+        subject: SubjectId,
+        limit: usize,
+    ) -> Result<Vec<Access>, StoreError> {
+        self.backend.access_log(subject, limit).await
+    }
+
+    async fn open_request(
+        &self,
+        subject: SubjectId,
+        kind: RequestKind,
+        channel: &str,
+        at: UnixMillis,
+    ) -> Result<i64, StoreError> {
+        self.backend.open_request(subject, kind, channel, at).await
+    }
+
+    async fn close_request(
+        &self,
+        id: i64,
+        at: UnixMillis,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        self.backend.close_request(id, at, outcome).await
+    }
+
+    async fn requests(&self, after: i64, limit: usize) -> Result<Vec<RequestRecord>, StoreError> {
+        self.backend.requests(after, limit).await
+    }
+
+    async fn spend_link(
+        &self,
+        nonce: [u8; 16],
+        expires: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.backend.spend_link(nonce, expires, now).await
     }
 
     async fn admin_actions(

@@ -245,6 +245,52 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<AdminActionRecord>, StoreError>;
 
+    /// One subject's stored events with `id > after`, at most `limit`, floors applied as
+    /// in [`Store::events_page`]. For the person's own view and export: it scans the
+    /// log (events have no index by subject), so it is not for hot paths.
+    async fn subject_events_page(
+        &self,
+        subject: SubjectId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// A subject's identifiers, opened (for the person's own view and export only;
+    /// empty for an unknown subject).
+    async fn identities(&self, subject: SubjectId) -> Result<Vec<Identity>, StoreError>;
+
+    /// Appends one read of a person's data to their access log, durably.
+    async fn record_access(&self, a: Access) -> Result<(), StoreError>;
+
+    /// A person's access log, newest first, at most `limit`.
+    async fn access_log(&self, subject: SubjectId, limit: usize)
+        -> Result<Vec<Access>, StoreError>;
+
+    /// Records that a person asked for access, an export or erasure; returns its id.
+    async fn open_request(
+        &self,
+        subject: SubjectId,
+        kind: RequestKind,
+        channel: &str,
+        at: UnixMillis,
+    ) -> Result<i64, StoreError>;
+
+    /// Records when a request was answered and how (`ok` or a stable error code).
+    async fn close_request(&self, id: i64, at: UnixMillis, outcome: &str)
+        -> Result<(), StoreError>;
+
+    /// Requests with `id > after`, oldest first, at most `limit`.
+    async fn requests(&self, after: i64, limit: usize) -> Result<Vec<RequestRecord>, StoreError>;
+
+    /// Spends a single-use link's nonce: `true` the first time on any node, `false`
+    /// after. Nonces are kept until `expires` (the link is refused past it anyway).
+    async fn spend_link(
+        &self,
+        nonce: [u8; 16],
+        expires: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
+
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
     async fn shutdown(&self);
 }

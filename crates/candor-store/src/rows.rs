@@ -301,3 +301,42 @@ pub(crate) fn stored_event(r: &impl Col) -> Result<crate::types::StoredEvent, St
         dedup_key: r.blob_n(9, "dedup key")?,
     })
 }
+
+/// An `identities` row in [`crate::statements::IDENTITIES_OF`] order, still sealed.
+pub(crate) fn sealed_identity(r: &impl Col) -> Result<crate::seal::SealedIdentity, StoreError> {
+    let code = r.int(0)?;
+    Ok(crate::seal::SealedIdentity {
+        kind: u8::try_from(code)
+            .ok()
+            .and_then(candor_core::crypto::IdKind::from_code)
+            .ok_or_else(|| StoreError::Corrupt(format!("identifier kind {code}")))?,
+        hash: candor_core::crypto::LookupHash(r.blob_n(1, "lookup hash")?),
+        sealed: r.blob(2)?,
+    })
+}
+
+/// An `access_log` row in [`crate::statements::ACCESS_LOG`] order.
+pub(crate) fn access(r: &impl Col) -> Result<crate::types::Access, StoreError> {
+    Ok(crate::types::Access {
+        subject: r.subject(0)?,
+        time_ms: UnixMillis(r.int(1)?),
+        accessor: r.text(2)?,
+        purpose: r.text(3)?,
+        why: r.text(4)?,
+    })
+}
+
+/// A `subject_requests` row in [`crate::statements::REQUESTS`] order.
+pub(crate) fn request(r: &impl Col) -> Result<crate::types::RequestRecord, StoreError> {
+    let kind = r.text(2)?;
+    Ok(crate::types::RequestRecord {
+        id: r.int(0)?,
+        subject: r.subject(1)?,
+        kind: crate::types::RequestKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown request kind {kind:?}")))?,
+        channel: r.text(3)?,
+        requested_ms: UnixMillis(r.int(4)?),
+        completed_ms: r.opt_int(5)?.map(UnixMillis),
+        outcome: r.text(6)?,
+    })
+}

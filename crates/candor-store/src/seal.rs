@@ -24,12 +24,12 @@ use crate::types::{Identity, IngestRow};
 use crate::StoreError;
 use candor_core::crypto::{CryptoError, IdKind, LookupHash, SubjectKey};
 use candor_core::event::EventKind;
-use candor_core::{CategoryId, PurposeSet, SubjectId, UnixMillis};
+use candor_core::{CategoryId, PurposeSet, Sensitive, SubjectId, UnixMillis};
 use candor_insights::FeatureDelta;
 
-/// An identifier with its value sealed, ready to link.
+/// An identifier with its value sealed, ready to link (or as read back).
 #[derive(Clone, Debug)]
-pub(crate) struct SealedIdentity {
+pub struct SealedIdentity {
     pub kind: IdKind,
     pub hash: LookupHash,
     pub sealed: Vec<u8>,
@@ -97,6 +97,19 @@ pub(crate) fn identity(key: &SubjectKey, ident: &Identity) -> SealedIdentity {
         hash: ident.hash,
         sealed: key.seal(&ident.hash.0, ident.value.expose().as_bytes()),
     }
+}
+
+/// Opens an identifier's value sealed by [`identity`] (the person's own view and
+/// export): only under the lookup hash it was sealed for.
+pub(crate) fn open_identity(
+    key: &SubjectKey,
+    hash: &LookupHash,
+    sealed: &[u8],
+) -> Result<Sensitive<String>, CryptoError> {
+    let bytes = key.open(&hash.0, sealed)?;
+    String::from_utf8(bytes)
+        .map(Sensitive::new)
+        .map_err(|_| CryptoError::Unauthentic)
 }
 
 /// Where a payload sits: what its associated data binds it to.

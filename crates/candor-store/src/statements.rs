@@ -55,6 +55,37 @@ pub(crate) const ADMIN_ACTIONS: &str =
     "SELECT id, time_ms, action, target, outcome, detail FROM admin_audit
      WHERE id > $1 ORDER BY id LIMIT $2";
 
+/// A subject's identifiers as stored (kind, lookup hash, sealed value), oldest first.
+pub(crate) const IDENTITIES_OF: &str =
+    "SELECT kind, lookup_hash, sealed_value FROM identities WHERE subject_id = $1
+     ORDER BY created_ms, lookup_hash";
+/// A person's access log, newest first (`$2` at most).
+pub(crate) const INSERT_ACCESS: &str =
+    "INSERT INTO access_log (subject_id, time_ms, accessor, purpose, why) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const ACCESS_LOG: &str =
+    "SELECT subject_id, time_ms, accessor, purpose, why FROM access_log
+     WHERE subject_id = $1 ORDER BY time_ms DESC, id DESC LIMIT $2";
+pub(crate) const OPEN_REQUEST: &str =
+    "INSERT INTO subject_requests (subject_id, kind, channel, requested_ms, outcome)
+     VALUES ($1, $2, $3, $4, 'pending') RETURNING id";
+pub(crate) const CLOSE_REQUEST: &str =
+    "UPDATE subject_requests SET completed_ms = $2, outcome = $3 WHERE id = $1";
+pub(crate) const REQUESTS: &str =
+    "SELECT id, subject_id, kind, channel, requested_ms, completed_ms, outcome
+     FROM subject_requests WHERE id > $1 ORDER BY id LIMIT $2";
+/// A single-use link's nonce, spent once: the insert finds the key taken the second time.
+pub(crate) const SPEND_LINK: &str =
+    "INSERT INTO spent_links (nonce, expires_ms) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING";
+pub(crate) const FORGET_LINKS: &str = "DELETE FROM spent_links WHERE expires_ms < $1";
+
+/// One subject's events in id order after `$2`, `$3` at most (purposes as stored).
+pub(crate) fn subject_events_after() -> String {
+    format!(
+        "SELECT {} FROM events WHERE subject_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        crate::rows::EVENT_COLS
+    )
+}
+
 pub(crate) fn last_record() -> String {
     format!("SELECT {LEDGER_COLS} FROM ledger ORDER BY seq DESC LIMIT 1")
 }
@@ -136,6 +167,14 @@ pub(crate) const DENSE_OF: &str = "SELECT dense FROM insight_subjects WHERE subj
 #[cfg(test)]
 pub(crate) fn all() -> Vec<String> {
     let mut v: Vec<String> = [
+        IDENTITIES_OF,
+        INSERT_ACCESS,
+        ACCESS_LOG,
+        OPEN_REQUEST,
+        CLOSE_REQUEST,
+        REQUESTS,
+        SPEND_LINK,
+        FORGET_LINKS,
         INSERT_SUBJECT,
         SUBJECT_KEY,
         UPSERT_STATE,
@@ -162,6 +201,7 @@ pub(crate) fn all() -> Vec<String> {
         reports_page(),
         report_by_id(),
         events_after(),
+        subject_events_after(),
     ]);
     for mode in [
         crate::advertisers::PutMode::Create,

@@ -365,3 +365,63 @@ pub struct AdminActionRecord {
     pub id: i64,
     pub action: AdminAction,
 }
+
+/// One read of a person's data, for their access log (issue 13): who or what read it,
+/// for which purpose, and why. Recorded for reads only (my-data views, exports,
+/// personalization), never per event written, so ingestion does not pay for it.
+/// Insight scans are not written here one subject at a time: a report's membership
+/// already records who it counted, and the access log shows those reports beside
+/// these rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub subject: SubjectId,
+    pub time_ms: UnixMillis,
+    /// The part of Candor or the credential that read, e.g. `my_data_page`, `export`,
+    /// `api:server-key:web`.
+    pub accessor: String,
+    /// The purpose the read served, if one (`personalization`), else empty.
+    pub purpose: String,
+    /// Why, in a few plain words.
+    pub why: String,
+}
+
+/// What a person asked of the operator (issue 13): to see their data, to take a copy,
+/// to be erased. Kept with the subject's pseudonym only, so an erasure's own request
+/// outlives it and the operator can show each was answered in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    Access,
+    Export,
+    Erasure,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 3] = [Self::Access, Self::Export, Self::Erasure];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Export => "export",
+            Self::Erasure => "erasure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A person's request as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub id: i64,
+    pub subject: SubjectId,
+    pub kind: RequestKind,
+    /// Through what it came: `page`, `api`, `cli`.
+    pub channel: String,
+    pub requested_ms: UnixMillis,
+    /// When it was answered; `None` while open (or if it failed).
+    pub completed_ms: Option<UnixMillis>,
+    /// `ok`, `pending`, or the stable code it failed with.
+    pub outcome: String,
+}

@@ -37,6 +37,7 @@ mod ingest;
 mod keys;
 mod listen;
 mod partitions;
+mod person;
 mod prompt;
 mod read;
 mod retention;
@@ -56,7 +57,7 @@ use candor_core::idhash::IdMap;
 use candor_core::ledger::RingKey;
 use candor_core::ledger::{Head, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
-use candor_core::{PurposeId, SubjectId};
+use candor_core::{PurposeId, SubjectId, UnixMillis};
 use deadpool_postgres::Pool;
 use ed25519_dalek::VerifyingKey;
 use parking_lot::Mutex;
@@ -302,7 +303,7 @@ impl Backend for Postgres {
     }
 
     async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        read::events_page(&mut self.client().await?, after, limit).await
+        read::events_page(&mut self.client().await?, after, limit, None).await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
@@ -371,6 +372,73 @@ impl Backend for Postgres {
 
     async fn record_admin_action(&self, a: AdminAction) -> Result<(), StoreError> {
         keys::record_admin_action(&self.client().await?, &a).await
+    }
+
+    async fn subject_events_page(
+        &self,
+        subject: SubjectId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        read::events_page(&mut self.client().await?, after, limit, Some(subject)).await
+    }
+
+    async fn sealed_identities(
+        &self,
+        subject: SubjectId,
+    ) -> Result<Vec<crate::seal::SealedIdentity>, StoreError> {
+        let id = &subject.as_bytes()[..];
+        read::all(
+            &self.client().await?,
+            crate::statements::IDENTITIES_OF,
+            &[&id],
+            crate::rows::sealed_identity,
+        )
+        .await
+    }
+
+    async fn record_access(&self, a: Access) -> Result<(), StoreError> {
+        person::record_access(&self.client().await?, &a).await
+    }
+
+    async fn access_log(
+        &self,
+        subject: SubjectId,
+        limit: usize,
+    ) -> Result<Vec<Access>, StoreError> {
+        person::access_log(&self.client().await?, subject, limit).await
+    }
+
+    async fn open_request(
+        &self,
+        subject: SubjectId,
+        kind: RequestKind,
+        channel: &str,
+        at: UnixMillis,
+    ) -> Result<i64, StoreError> {
+        person::open_request(&self.client().await?, subject, kind, channel, at).await
+    }
+
+    async fn close_request(
+        &self,
+        id: i64,
+        at: UnixMillis,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        person::close_request(&self.client().await?, id, at, outcome).await
+    }
+
+    async fn requests(&self, after: i64, limit: usize) -> Result<Vec<RequestRecord>, StoreError> {
+        person::requests(&self.client().await?, after, limit).await
+    }
+
+    async fn spend_link(
+        &self,
+        nonce: [u8; 16],
+        expires: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        person::spend_link(&self.client().await?, &nonce, expires, now).await
     }
 
     async fn admin_actions(

@@ -87,10 +87,12 @@ pub(super) async fn ledger_page(
 /// Events in id order with floors applied. One REPEATABLE READ transaction, so the
 /// floors read match the rows read (a sweep committing in between cannot expose a
 /// row whose floor it has just deleted but whose purposes it had not yet rewritten).
+/// (`subject`: only that subject's events.)
 pub(super) async fn events_page(
     c: &mut Object,
     after: i64,
     limit: usize,
+    subject: Option<SubjectId>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = c
         .build_transaction()
@@ -100,10 +102,24 @@ pub(super) async fn events_page(
         .await?;
     let mut page = Page::new(after, limit);
     while let Some(after) = page.next() {
-        let chunk = all(&tx, &q::events_after(), &[&after, &(limit as i64)], |r| {
-            rows::stored_event(r)
-        })
-        .await?;
+        let chunk = match subject {
+            None => {
+                all(&tx, &q::events_after(), &[&after, &(limit as i64)], |r| {
+                    rows::stored_event(r)
+                })
+                .await?
+            }
+            Some(s) => {
+                let id = &s.as_bytes()[..];
+                all(
+                    &tx,
+                    &q::subject_events_after(),
+                    &[&id, &after, &(limit as i64)],
+                    |r| rows::stored_event(r),
+                )
+                .await?
+            }
+        };
         let unknown = page.unknown(&chunk);
         if !unknown.is_empty() {
             let ids: Vec<&[u8]> = unknown.iter().map(|s| &s.as_bytes()[..]).collect();

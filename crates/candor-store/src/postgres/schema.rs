@@ -34,6 +34,8 @@
 //! | `feature_watermark` | none (on the coordinator) | one row: how far the event log has been derived into features; read and moved under the deriver's lock |
 //! | `store_meta`, `admin_audit` | none (on the coordinator) | deployment facts (who created the data) and the admin audit log: a few rows, no subject (issue 11) |
 //! | `signing_keys`, `key_checks` | none (on the coordinator) | the receipt-signing key ring and the master key's check value: a few rows, read at open and by verifiers (issue 11) |
+//! | `access_log` | `subject_id` | PK `(subject_id, id)`: reads of a person's data, beside the rest of it (my data, erasure) |
+//! | `subject_requests`, `spent_links` | none (on the coordinator) | people's access, export and erasure requests (pseudonymous, outliving erasure) and spent single-use link nonces: few rows (issue 13) |
 //! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
 
 use super::locks;
@@ -297,6 +299,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX insight_reports_time ON insight_reports (time_ms);
     -- The period's spend is its latest report's running total (`PERIOD_COSTS`).
     CREATE INDEX insight_reports_period_id ON insight_reports (advertiser_id, period, id);
+    "#,
+    // 7: the person's own side (issue 13): the access log (reads of a person's data,
+    // erased with them), the requests people made (pseudonymous: an erasure's request
+    // outlives it, so the operator can show it was answered in time), and the nonces
+    // of single-use sign-in links already spent (kept until they expire).
+    r#"
+    CREATE TABLE access_log (
+        subject_id  BYTEA NOT NULL,
+        id          BIGSERIAL,
+        time_ms     BIGINT NOT NULL,
+        accessor    TEXT NOT NULL,
+        purpose     TEXT NOT NULL,
+        why         TEXT NOT NULL,
+        PRIMARY KEY (subject_id, id)
+    );
+    CREATE INDEX access_log_subject ON access_log (subject_id, time_ms);
+    CREATE TABLE subject_requests (
+        id           BIGSERIAL PRIMARY KEY,
+        subject_id   BYTEA NOT NULL,
+        kind         TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        requested_ms BIGINT NOT NULL,
+        completed_ms BIGINT,
+        outcome      TEXT NOT NULL
+    );
+    CREATE TABLE spent_links (
+        nonce      BYTEA PRIMARY KEY,
+        expires_ms BIGINT NOT NULL
+    );
     "#,
 ];
 

@@ -15,6 +15,7 @@ mod features;
 mod ingest;
 mod keys;
 mod prompt;
+mod person;
 mod read;
 mod retention;
 pub(crate) mod schema;
@@ -32,7 +33,7 @@ use candor_core::crypto::{LookupHash, MasterKey, SubjectKey};
 use candor_core::ledger::RingKey;
 use candor_core::ledger::{Head, SealedEntry};
 use candor_core::receipt::ReceiptSigner;
-use candor_core::{PurposeId, SubjectId};
+use candor_core::{PurposeId, SubjectId, UnixMillis};
 use ed25519_dalek::VerifyingKey;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
@@ -155,6 +156,19 @@ impl Sqlite {
         }
         res
     }
+
+    /// Runs `f` on a write connection of its own, off the async runtime: for the small,
+    /// rare transactions beside the writer (audit log, access log, requests, links),
+    /// which wait for the writer's group through the busy timeout.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || f(&mut open_conn(&path, true)?))
+            .await
+            .map_err(|e| StoreError::Database(format!("write task failed: {e}")))?
+    }
 }
 
 fn assign_bits(
@@ -242,7 +256,7 @@ impl Backend for Sqlite {
     }
 
     async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |c| read::events_page(c, after, limit)).await
+        self.read(move |c| read::events_page(c, after, limit, None)).await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
@@ -323,12 +337,7 @@ impl Backend for Sqlite {
     }
 
     async fn record_admin_action(&self, a: AdminAction) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            keys::record_admin_action(&mut open_conn(&path, true)?, &a)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("admin audit task failed: {e}")))?
+        self.write(move |c| keys::record_admin_action(c, &a)).await
     }
 
     async fn admin_actions(
@@ -337,6 +346,81 @@ impl Backend for Sqlite {
         limit: usize,
     ) -> Result<Vec<AdminActionRecord>, StoreError> {
         self.read(move |c| keys::admin_actions(c, after, limit))
+            .await
+    }
+
+    async fn subject_events_page(
+        &self,
+        subject: SubjectId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| read::events_page(c, after, limit, Some(subject)))
+            .await
+    }
+
+    async fn sealed_identities(
+        &self,
+        subject: SubjectId,
+    ) -> Result<Vec<crate::seal::SealedIdentity>, StoreError> {
+        self.read(move |c| {
+            read::all(
+                c,
+                crate::statements::IDENTITIES_OF,
+                rusqlite::params![&subject.as_bytes()[..]],
+                |r| crate::rows::sealed_identity(r),
+            )
+        })
+        .await
+    }
+
+    async fn record_access(&self, a: Access) -> Result<(), StoreError> {
+        self.write(move |c| person::record_access(c, &a)).await
+    }
+
+    async fn access_log(
+        &self,
+        subject: SubjectId,
+        limit: usize,
+    ) -> Result<Vec<Access>, StoreError> {
+        self.read(move |c| person::access_log(c, subject, limit))
+            .await
+    }
+
+    async fn open_request(
+        &self,
+        subject: SubjectId,
+        kind: RequestKind,
+        channel: &str,
+        at: UnixMillis,
+    ) -> Result<i64, StoreError> {
+        let channel = channel.to_owned();
+        self.write(move |c| person::open_request(c, subject, kind, &channel, at))
+            .await
+    }
+
+    async fn close_request(
+        &self,
+        id: i64,
+        at: UnixMillis,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let outcome = outcome.to_owned();
+        self.write(move |c| person::close_request(c, id, at, &outcome))
+            .await
+    }
+
+    async fn requests(&self, after: i64, limit: usize) -> Result<Vec<RequestRecord>, StoreError> {
+        self.read(move |c| person::requests(c, after, limit)).await
+    }
+
+    async fn spend_link(
+        &self,
+        nonce: [u8; 16],
+        expires: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| person::spend_link(c, &nonce, expires, now))
             .await
     }
 

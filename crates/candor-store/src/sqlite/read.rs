@@ -86,17 +86,28 @@ pub(super) fn ledger_page(
 
 /// Events in id order with floors applied, in one read transaction so the floors match
 /// the rows (WAL snapshot).
+/// (`subject`: only that subject's, which scans the log: the event table has no index
+/// by subject, so this is for a person's own rare reads, never a hot path.)
 pub(super) fn events_page(
     conn: &Connection,
     after: i64,
     limit: usize,
+    subject: Option<SubjectId>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let mut page = Page::new(after, limit);
     while let Some(after) = page.next() {
-        let chunk = all(&tx, &q::events_after(), params![after, limit as i64], |r| {
-            rows::stored_event(r)
-        })?;
+        let chunk = match subject {
+            None => all(&tx, &q::events_after(), params![after, limit as i64], |r| {
+                rows::stored_event(r)
+            })?,
+            Some(s) => all(
+                &tx,
+                &q::subject_events_after(),
+                params![&s.as_bytes()[..], after, limit as i64],
+                |r| rows::stored_event(r),
+            )?,
+        };
         let unknown = page.unknown(&chunk);
         for s in &unknown {
             let f = all(

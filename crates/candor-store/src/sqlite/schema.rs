@@ -235,6 +235,34 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE advertisers ADD COLUMN lifetime_delta_atto INTEGER;
     CREATE INDEX insight_reports_time ON insight_reports (time_ms);
     "#,
+    // 7: the person's own side (issue 13): the access log (reads of a person's data,
+    // erased with them), the requests people made (pseudonymous: an erasure's request
+    // outlives it, so the operator can show it was answered in time), and the nonces
+    // of single-use sign-in links already spent (kept until they expire).
+    r#"
+    CREATE TABLE access_log (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject_id  BLOB NOT NULL,
+        time_ms     INTEGER NOT NULL,
+        accessor    TEXT NOT NULL,
+        purpose     TEXT NOT NULL,
+        why         TEXT NOT NULL
+    );
+    CREATE INDEX access_log_subject ON access_log (subject_id, time_ms);
+    CREATE TABLE subject_requests (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject_id   BLOB NOT NULL,
+        kind         TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        requested_ms INTEGER NOT NULL,
+        completed_ms INTEGER,
+        outcome      TEXT NOT NULL
+    );
+    CREATE TABLE spent_links (
+        nonce      BLOB PRIMARY KEY,
+        expires_ms INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -18,6 +18,7 @@ const BY_SUBJECT: &[&str] = &[
     "insight_subjects",
     "insight_features",
     "insight_declared",
+    "access_log",
 ];
 
 /// Tables that grow with advertisers' reports: distributed by advertiser (co-located,
@@ -75,6 +76,10 @@ async fn every_large_table_has_subject_id_in_its_primary_key() {
         "key_checks",
         "store_meta",
         "admin_audit",
+        // People's requests (pseudonymous, few, outliving erasure) and spent link
+        // nonces (short-lived): on the coordinator.
+        "subject_requests",
+        "spent_links",
         "schema_migrations",
     ];
     let unplaced: Vec<String> = c
