@@ -210,6 +210,7 @@ impl Application {
             insight_busy: Default::default(),
             prompt: crate::prompt::PromptState::new().map_err(ConfigError::Invalid)?,
             sessions: crate::pages::Sessions::new(settings.admin_token.as_ref()),
+            person_keys: crate::person::PersonKeys::new(&opened.master),
             limits: crate::limits::Limits::new(settings.limits.clone()),
             iab,
             sources: Sources::new(&settings.sources),

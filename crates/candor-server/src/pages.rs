@@ -39,6 +39,12 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("demo.html", include_str!("../templates/demo.html")),
     ("message.html", include_str!("../templates/message.html")),
     ("editor.html", include_str!("../templates/editor.html")),
+    ("me.html", include_str!("../templates/me.html")),
+    ("me_enter.html", include_str!("../templates/me_enter.html")),
+    (
+        "me_message.html",
+        include_str!("../templates/me_message.html"),
+    ),
 ];
 
 fn environment() -> &'static minijinja::Environment<'static> {
@@ -256,7 +262,13 @@ pub fn login_token() -> String {
 
 /// Double-submit check: the form's token equals the cookie's.
 pub fn login_token_ok(headers: &HeaderMap, given: &str) -> bool {
-    cookie(headers, LOGIN_COOKIE)
+    double_submit_ok(headers, LOGIN_COOKIE, given)
+}
+
+/// Double-submit check for a form shown before any session: its token equals the
+/// `SameSite=Strict` cookie `name` set with the form.
+pub fn double_submit_ok(headers: &HeaderMap, name: &str, given: &str) -> bool {
+    cookie(headers, name)
         .is_some_and(|c| !c.is_empty() && bool::from(c.as_bytes().ct_eq(given.as_bytes())))
 }
 

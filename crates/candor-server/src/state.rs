@@ -57,6 +57,8 @@ pub struct Inner {
     pub prompt: crate::prompt::PromptState,
     /// The admin dashboard's signed session cookies and CSRF tokens.
     pub sessions: crate::pages::Sessions,
+    /// A person's sign-in links and sessions (`person`).
+    pub person_keys: crate::person::PersonKeys,
     /// In-flight cap, rate limits, body deadline, new-subject allowance.
     pub limits: crate::limits::Limits,
 }

@@ -368,7 +368,9 @@ impl<B: Backend> Store for Engine<B> {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.backend.subject_events_page(subject, after, limit).await
+        self.backend
+            .subject_events_page(subject, after, limit)
+            .await
     }
 
     async fn identities(&self, subject: SubjectId) -> Result<Vec<Identity>, StoreError> {

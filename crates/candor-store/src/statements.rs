@@ -69,7 +69,7 @@ pub(crate) const OPEN_REQUEST: &str =
     "INSERT INTO subject_requests (subject_id, kind, channel, requested_ms, outcome)
      VALUES ($1, $2, $3, $4, 'pending') RETURNING id";
 pub(crate) const CLOSE_REQUEST: &str =
-    "UPDATE subject_requests SET completed_ms = $2, outcome = $3 WHERE id = $1";
+    "UPDATE subject_requests SET completed_ms = $1, outcome = $2 WHERE id = $3";
 pub(crate) const REQUESTS: &str =
     "SELECT id, subject_id, kind, channel, requested_ms, completed_ms, outcome
      FROM subject_requests WHERE id > $1 ORDER BY id LIMIT $2";

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 const MAX_BODY: usize = 16 * 1024;
 
 /// Who is asking.
-fn actor(st: &AppState, headers: &HeaderMap) -> ApiResult<Actor> {
+pub(crate) fn actor(st: &AppState, headers: &HeaderMap) -> ApiResult<Actor> {
     if let Some(token) = auth::bearer(headers) {
         let now = st.now_ms() / 1000;
         return Ok(Actor::User(st.subject_tokens.verify(token, now)?));
@@ -78,7 +78,7 @@ struct AllBody {
     notice_language: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct PurposeStateDto {
     purpose: String,
@@ -172,7 +172,11 @@ async fn state_and_signals(
 }
 
 /// Every configured purpose with the subject's status; undecided ones are refused.
-fn state_of(st: &AppState, rows: &[StateRow], granted: PurposeSet) -> Vec<PurposeStateDto> {
+pub(crate) fn state_of(
+    st: &AppState,
+    rows: &[StateRow],
+    granted: PurposeSet,
+) -> Vec<PurposeStateDto> {
     st.catalog
         .purposes()
         .iter()
@@ -393,7 +397,7 @@ pub struct StateResponse {
 
 /// The subject a consent read names (`userId` / `anonymousId` in the query), if the
 /// credential may read it: the same parsing and rule for every read route.
-fn who(
+pub(crate) fn who(
     st: &AppState,
     headers: &HeaderMap,
     q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
@@ -531,50 +535,13 @@ pub async fn insight_reports(
     headers: HeaderMap,
     q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    use serde_json::json;
     let Some(subject) = who(&st, &headers, q)? else {
-        return Ok(Json(json!({"reports": [], "features": []})));
+        return Ok(Json(serde_json::json!({"reports": [], "features": []})));
     };
-    let mut names = std::collections::HashMap::new();
-    for a in st.store.advertisers().await? {
-        names.insert(a.id.clone(), a.name.clone());
-    }
-    let reports: Vec<_> = st
-        .store
-        .subject_reports(subject)
-        .await?
-        .into_iter()
-        .map(|r| {
-            json!({
-                "reportId": r.id,
-                "advertiser": {"id": r.advertiser, "name": names.get(&r.advertiser)},
-                "time": crate::segment::format_time(r.time_ms),
-                "purpose": r.purpose,
-                "epsilon": r.cost.epsilon_nano as f64 / 1e9,
-                "delta": r.cost.delta_atto as f64 / 1e18,
-            })
-        })
-        .collect();
-    // What the engine holds now (features are derived after commit: bring them up to
-    // date with everything acknowledged first), folded per kind and category.
-    st.store.refresh_features().await?;
-    let mut held: std::collections::BTreeMap<(&str, String), (u32, u64)> = Default::default();
-    for f in st.store.features().features_of(&subject) {
-        let e = held
-            .entry((f.kind.as_str(), f.category.as_str().to_owned()))
-            .or_default();
-        e.0 += 1;
-        e.1 += u64::from(f.count);
-    }
-    let features: Vec<_> = held
-        .into_iter()
-        .map(|((kind, category), (days, count))| {
-            json!({"feature": kind, "category": category, "days": days, "count": count})
-        })
-        .collect();
-    Ok(Json(json!({
+    let i = crate::mydata::insights(&st, subject).await?;
+    Ok(Json(serde_json::json!({
         "subject": subject.to_string(),
-        "reports": reports,
-        "features": features,
+        "reports": i.reports,
+        "features": i.features,
     })))
 }

@@ -22,7 +22,9 @@ pub mod consent;
 pub mod dashboard;
 pub mod demo;
 pub mod ingest;
+pub mod me;
 pub mod meta;
+pub mod mypages;
 pub mod prompt;
 pub mod table;
 

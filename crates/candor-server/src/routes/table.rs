@@ -5,7 +5,7 @@
 //! — and fails for any route missing from [`ROLES`], then calls every route with every
 //! kind of credential and checks the answer against its role.
 
-use super::{admin, advertisers, consent, dashboard, demo, ingest, meta, prompt};
+use super::{admin, advertisers, consent, dashboard, demo, ingest, me, meta, mypages, prompt};
 use crate::state::AppState;
 use axum::handler::Handler;
 use axum::http::Method;
@@ -30,6 +30,12 @@ pub enum Role {
     AdminSession,
     /// An advertiser key, and nothing else.
     Advertiser,
+    /// A person's session cookie (`person`), with its CSRF token on every POST.
+    PersonSession,
+    /// The sign-in form of a person's pages: anyone may post it; the form carries a
+    /// single-use link (or a browser key and its anonymous id) and a double-submit
+    /// CSRF token.
+    PersonEntry,
     /// The dashboard's sign-in form: anyone may post it; the form itself checks the
     /// admin token (and a double-submit CSRF token) it carries.
     LoginForm,
@@ -53,6 +59,17 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/consent/history", Role::ConsentActor),
     ("POST", "/v1/consent/signals", Role::ServerKey),
     ("GET", "/v1/consent/insights", Role::ConsentActor),
+    ("GET", "/v1/me", Role::ConsentActor),
+    ("GET", "/v1/me/export", Role::ConsentActor),
+    ("POST", "/v1/admin/subject-links", Role::Admin),
+    ("GET", "/v1/admin/requests", Role::Admin),
+    ("GET", "/me/enter", Role::Anyone),
+    ("POST", "/me/enter", Role::PersonEntry),
+    ("GET", "/me", Role::PersonSession),
+    ("POST", "/me/consent", Role::PersonSession),
+    ("GET", "/me/export", Role::PersonSession),
+    ("GET", "/me/receipts/{id}", Role::PersonSession),
+    ("POST", "/me/logout", Role::PersonSession),
     ("GET", "/v1/purposes", Role::Anyone),
     ("GET", "/v1/receipts/public-key", Role::Anyone),
     ("GET", "/v1/ledger/checkpoint", Role::Anyone),
@@ -166,6 +183,17 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/v1/consent/history", consent::history)
         .post("/v1/consent/signals", consent::import_signal)
         .get("/v1/consent/insights", consent::insight_reports)
+        .get("/v1/me", me::me)
+        .get("/v1/me/export", me::export)
+        .post("/v1/admin/subject-links", me::subject_link)
+        .get("/v1/admin/requests", me::requests)
+        .get("/me/enter", mypages::enter_form)
+        .post("/me/enter", mypages::enter)
+        .get("/me", mypages::home)
+        .post("/me/consent", mypages::change_consent)
+        .get("/me/export", mypages::export)
+        .get("/me/receipts/{id}", mypages::receipt)
+        .post("/me/logout", mypages::logout)
         .get("/v1/purposes", meta::purposes)
         .get("/v1/receipts/public-key", meta::receipt_key)
         .get("/v1/ledger/checkpoint", meta::ledger_checkpoint)

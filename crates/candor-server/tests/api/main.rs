@@ -13,6 +13,7 @@ mod consent;
 mod iab;
 mod ingest;
 mod limits;
+mod me;
 mod meta;
 mod pages;
 mod prompt;

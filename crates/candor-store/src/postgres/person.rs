@@ -50,7 +50,7 @@ pub(super) async fn close_request(
     at: UnixMillis,
     outcome: &str,
 ) -> Result<(), StoreError> {
-    sql::execute(c, q::CLOSE_REQUEST, &[&id, &at.0, &outcome]).await?;
+    sql::execute(c, q::CLOSE_REQUEST, &[&at.0, &outcome, &id]).await?;
     Ok(())
 }
 

@@ -115,7 +115,7 @@ pub(super) async fn events_page(
                     &tx,
                     &q::subject_events_after(),
                     &[&id, &after, &(limit as i64)],
-                    |r| rows::stored_event(r),
+                    rows::stored_event,
                 )
                 .await?
             }

@@ -14,8 +14,8 @@ mod consent;
 mod features;
 mod ingest;
 mod keys;
-mod prompt;
 mod person;
+mod prompt;
 mod read;
 mod retention;
 pub(crate) mod schema;
@@ -256,7 +256,8 @@ impl Backend for Sqlite {
     }
 
     async fn events_page(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |c| read::events_page(c, after, limit, None)).await
+        self.read(move |c| read::events_page(c, after, limit, None))
+            .await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

@@ -13,7 +13,13 @@ pub(super) fn record_access(conn: &mut Connection, a: &Access) -> Result<(), Sto
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
         q::INSERT_ACCESS,
-        params![&a.subject.as_bytes()[..], a.time_ms.0, a.accessor, a.purpose, a.why],
+        params![
+            &a.subject.as_bytes()[..],
+            a.time_ms.0,
+            a.accessor,
+            a.purpose,
+            a.why
+        ],
     )?;
     tx.commit()?;
     Ok(())
@@ -57,7 +63,7 @@ pub(super) fn close_request(
     outcome: &str,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(q::CLOSE_REQUEST, params![id, at.0, outcome])?;
+    tx.execute(q::CLOSE_REQUEST, params![at.0, outcome, id])?;
     tx.commit()?;
     Ok(())
 }
@@ -68,7 +74,9 @@ pub(super) fn requests(
     limit: usize,
 ) -> Result<Vec<RequestRecord>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    read::all(conn, q::REQUESTS, params![after, limit], |r| rows::request(r))
+    read::all(conn, q::REQUESTS, params![after, limit], |r| {
+        rows::request(r)
+    })
 }
 
 /// Spends a link's nonce: `true` the first time, `false` once spent. Nonces past

@@ -1,0 +1,198 @@
+//! The person's data through the API (issue 13): `GET /v1/me` (everything held),
+//! `GET /v1/me/export` (the same, every event, as a download), and the operator's
+//! side: `POST /v1/admin/subject-links` (a single-use sign-in link for the person's own
+//! pages) and `GET /v1/admin/requests` (what people asked and when it was answered).
+//!
+//! Who may ask is the consent reads' rule (`consent::who`): a server key for any user
+//! or anonymous id, a subject token for its own user, a browser key for its own
+//! anonymous id while that id is linked to nothing else. Every answer is a read of
+//! personal data, so each is written to the person's access log.
+
+use super::consent::{actor, who, WhoQuery};
+use crate::auth;
+use crate::body::{parse_json, read_text};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::mydata::{self, Depth, MyData};
+use crate::person;
+use crate::pipeline::consent::Actor;
+use crate::segment::format_time;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use candor_core::crypto::IdKind;
+use candor_core::{SubjectId, UnixMillis};
+use candor_store::RequestKind;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+type WhoQ = Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>;
+
+/// The subject the request may read, and how its credential is named in the access log.
+fn subject_of(st: &AppState, headers: &HeaderMap, q: WhoQ) -> ApiResult<(SubjectId, String)> {
+    let accessor = match actor(st, headers)? {
+        Actor::Server(s) => format!("api (server key {s})"),
+        Actor::Browser(s) => format!("api (browser key {s})"),
+        Actor::User(_) => "api (subject token)".to_owned(),
+    };
+    let subject = who(st, headers, q)?.ok_or_else(|| {
+        ApiError::new(
+            Code::SubjectNotFound,
+            "nothing is held for these identifiers",
+        )
+    })?;
+    Ok((subject, accessor))
+}
+
+/// `GET /v1/me`
+pub async fn me(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: WhoQ,
+) -> ApiResult<Json<MyData>> {
+    let (subject, accessor) = subject_of(&st, &headers, q)?;
+    let data = mydata::gather(&st, subject, Depth::Summary).await?;
+    mydata::record(
+        &st,
+        subject,
+        RequestKind::Access,
+        "api",
+        &accessor,
+        "you (or the operator for you) looked at your data",
+    )
+    .await?;
+    Ok(Json(data))
+}
+
+/// `GET /v1/me/export`: every event included, as a file to keep.
+pub async fn export(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: WhoQ,
+) -> ApiResult<Response> {
+    let (subject, accessor) = subject_of(&st, &headers, q)?;
+    download(&st, subject, "api", &accessor).await
+}
+
+/// The export as a JSON download, recorded as an export request and a read.
+pub async fn download(
+    st: &AppState,
+    subject: SubjectId,
+    channel: &str,
+    accessor: &str,
+) -> ApiResult<Response> {
+    let data = mydata::gather(st, subject, Depth::Export).await?;
+    let body = serde_json::to_vec_pretty(&data)
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    mydata::record(
+        st,
+        subject,
+        RequestKind::Export,
+        channel,
+        accessor,
+        "you downloaded a copy of your data",
+    )
+    .await?;
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"my-data.json\""),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LinkBody {
+    user_id: String,
+    ttl_seconds: Option<i64>,
+}
+
+/// `POST /v1/admin/subject-links`: a single-use link to the person's own pages, for
+/// the operator's backend to send them (by email, or behind its own login).
+pub async fn subject_link(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    auth::admin(st.settings.admin_token.as_ref(), &headers)?;
+    let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
+    let b: LinkBody = parse_json(&text)?;
+    let ttl = b.ttl_seconds.unwrap_or(person::DEFAULT_LINK_SECONDS);
+    if b.user_id.is_empty()
+        || b.user_id.chars().count() > 512
+        || !(1..=person::MAX_LINK_SECONDS).contains(&ttl)
+    {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            format!(
+                "userId must be 1 to 512 characters and ttlSeconds 1 to {}",
+                person::MAX_LINK_SECONDS
+            ),
+        ));
+    }
+    let hash = st.master.lookup_hash(IdKind::UserId, &b.user_id);
+    let subject = st
+        .store
+        .resolve(&hash)
+        .ok_or_else(|| ApiError::new(Code::SubjectNotFound, "no one with this userId is known"))?;
+    let expires = UnixMillis(st.now_ms() + ttl * 1000);
+    let token = st.person_keys.mint_link(subject, expires);
+    Ok(Json(json!({
+        "token": token,
+        "path": format!("/me/enter?t={token}"),
+        "expiresAt": format_time(expires),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    #[serde(default)]
+    after: i64,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/requests`: people's access, export and erasure requests, oldest
+/// first, each with when it was answered.
+pub async fn requests(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    auth::admin(st.settings.admin_token.as_ref(), &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "limit must be 1 to 1000",
+        ));
+    }
+    let rows = st.store.requests(q.after, limit).await?;
+    let next = rows.last().map(|r| r.id);
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "subject": r.subject.to_string(),
+                "kind": r.kind.as_str(),
+                "channel": r.channel,
+                "requestedAt": format_time(r.requested_ms),
+                "completedAt": r.completed_ms.map(format_time),
+                "secondsToAnswer": r.completed_ms.map(|c| (c.0 - r.requested_ms.0) as f64 / 1000.0),
+                "outcome": r.outcome,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"requests": items, "next": next})))
+}

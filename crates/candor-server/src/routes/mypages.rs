@@ -1,0 +1,454 @@
+//! The person's own pages (issue 13): sign in with a link (or candor.js's anonymous
+//! id), see everything held, change any consent, download receipts and a full export,
+//! and erase. Server-rendered, no script needed; every page follows the rules in
+//! [`crate::pages`] (strict CSP with a nonce, `no-store`), the session is
+//! [`crate::person`]'s cookie, and every POST carries the session's CSRF token.
+//!
+//! | route | role |
+//! |---|---|
+//! | `GET /me/enter`, `POST /me/enter` | anyone: the form carries a single-use link, or a browser key and its anonymous id |
+//! | `GET /me`, `POST /me/consent`, `GET /me/export`, `GET /me/receipts/{id}`, `GET /me/erase`, `POST /me/erase`, `POST /me/logout` | the person's session cookie, and its CSRF token on every POST |
+//!
+//! A session's power is re-derived on every request from what the store holds now
+//! ([`acting`]): the consent API's own rule (`pipeline::consent`) decides, as if the
+//! person had come with a subject token (a link) or with the browser key and the
+//! anonymous id (candor.js).
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::mydata::{self, Depth};
+use crate::pages;
+use crate::person::{Session, Via, COOKIE, ENTER_COOKIE, SESSION_SECONDS};
+use crate::pipeline::consent::{self, Actor, Named};
+use crate::state::AppState;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use candor_core::consent::{Action, Channel};
+use candor_core::crypto::IdKind;
+use candor_core::ledger::Evidence;
+use candor_core::PurposeId;
+use candor_store::RequestKind;
+use minijinja::context;
+use serde::Deserialize;
+
+fn page(status: StatusCode, template: &str, ctx: minijinja::Value) -> Response {
+    pages::render(status, template, ctx, false, vec![])
+}
+
+/// A page that only says something, with a way back.
+fn say(status: StatusCode, title: &str, message: &str, back: bool) -> Response {
+    page(status, "me_message.html", context! { title, message, back })
+}
+
+fn signed_out() -> Response {
+    say(
+        StatusCode::UNAUTHORIZED,
+        "Please sign in again",
+        "Your session has ended, or this page needs one. Ask for a new link from the site you came from, or open “See my data” from its privacy choices.",
+        false,
+    )
+}
+
+/// What a session may do now: act as the person's subject token would (a link), or as
+/// the browser key would for its anonymous id (candor.js), under the consent API's own
+/// rule. `None` when the subject is gone (erased) or the rule no longer lets it act.
+async fn acting(st: &AppState, s: &Session) -> Option<(Actor, Named)> {
+    let ids = st.store.identities(s.subject).await.ok()?;
+    let (actor, user, anon) = match &s.via {
+        Via::Link => {
+            let user = ids.iter().find(|i| i.kind == IdKind::UserId)?;
+            (Actor::User(user.value.clone()), None, None)
+        }
+        Via::Anonymous(src) => {
+            let anon = ids.iter().find(|i| i.kind == IdKind::AnonymousId)?;
+            (
+                Actor::Browser(src.clone()),
+                None,
+                Some(anon.value.expose().clone()),
+            )
+        }
+    };
+    let named = consent::identities(&st.master, &actor, user, anon.as_deref()).ok()?;
+    match consent::resolve(st, &named) {
+        Ok(Some(subject)) if subject == s.subject => Some((actor, named)),
+        _ => None,
+    }
+}
+
+/// The request's session, if genuine, unexpired and still able to act.
+async fn session(st: &AppState, headers: &HeaderMap) -> Option<(Session, Actor, Named)> {
+    let value = pages::cookie(headers, COOKIE)?;
+    let s = st.person_keys.check(value, st.now_ms() / 1000)?;
+    let (actor, named) = acting(st, &s).await?;
+    Some((s, actor, named))
+}
+
+fn accessor(s: &Session) -> &'static str {
+    match s.via {
+        Via::Link => "your data page (signed in with a link)",
+        Via::Anonymous(_) => "your data page (this browser's anonymous id)",
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnterQuery {
+    t: Option<String>,
+    /// A browser write key and candor.js's anonymous id.
+    k: Option<String>,
+    a: Option<String>,
+}
+
+/// `GET /me/enter`: a page with one button that signs in. Following a link does not
+/// spend it (mail scanners follow links); pressing the button does.
+pub async fn enter_form(
+    State(st): State<AppState>,
+    q: Result<Query<EnterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return say(
+            StatusCode::BAD_REQUEST,
+            "This link is incomplete",
+            "Ask for a new one.",
+            false,
+        );
+    };
+    if q.t.is_none() && (q.k.is_none() || q.a.is_none()) {
+        return say(
+            StatusCode::BAD_REQUEST,
+            "This link is incomplete",
+            "Ask for a new one.",
+            false,
+        );
+    }
+    if let Some(t) = &q.t {
+        if st.person_keys.check_link(t, st.now()).is_err() {
+            return invalid_link();
+        }
+    }
+    let csrf = pages::login_token();
+    pages::render(
+        StatusCode::OK,
+        "me_enter.html",
+        context! {
+            operator => st.settings.operator.name,
+            t => q.t, k => q.k, a => q.a, csrf => csrf.clone(),
+        },
+        false,
+        vec![pages::set_cookie(ENTER_COOKIE, &csrf, "/me", 600)],
+    )
+}
+
+fn invalid_link() -> Response {
+    say(
+        StatusCode::UNAUTHORIZED,
+        "This link does not work",
+        "It may have expired or been used already. Ask the site you came from for a new one.",
+        false,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnterForm {
+    csrf: String,
+    t: Option<String>,
+    k: Option<String>,
+    a: Option<String>,
+}
+
+/// `POST /me/enter`: spends the link (or checks the browser key's anonymous id) and
+/// starts a session.
+pub async fn enter(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<EnterForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return say(
+            StatusCode::BAD_REQUEST,
+            "The form was incomplete",
+            "Please try again.",
+            false,
+        );
+    };
+    if !pages::double_submit_ok(&headers, ENTER_COOKIE, &f.csrf) {
+        return say(
+            StatusCode::FORBIDDEN,
+            "The form expired",
+            "Please open your link again.",
+            false,
+        );
+    }
+    let now = st.now();
+    let (subject, via) = if let Some(t) = &f.t {
+        let Ok(link) = st.person_keys.check_link(t, now) else {
+            return invalid_link();
+        };
+        match st.store.spend_link(link.nonce, link.expires, now).await {
+            Ok(true) => {}
+            Ok(false) => return invalid_link(),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+        (link.subject, Via::Link)
+    } else {
+        let (Some(k), Some(a)) = (&f.k, &f.a) else {
+            return invalid_link();
+        };
+        let Some(src) = st.sources.authenticate(k).filter(|s| auth::is_browser(s)) else {
+            return invalid_link();
+        };
+        let actor = Actor::Browser(src.id.clone());
+        let Ok(named) = consent::identities(&st.master, &actor, None, Some(a)) else {
+            return invalid_link();
+        };
+        match consent::resolve(&st, &named) {
+            Ok(Some(s)) => (s, Via::Anonymous(src.id.clone())),
+            Ok(None) => {
+                return say(
+                    StatusCode::OK,
+                    "Nothing is held about you",
+                    "This browser has made no choices here, so there is nothing to show, change or erase.",
+                    false,
+                )
+            }
+            Err(_) => {
+                return say(
+                    StatusCode::FORBIDDEN,
+                    "Please sign in through the site",
+                    "This browser's id is linked to an account: ask the site you came from for a link to your data.",
+                    false,
+                )
+            }
+        }
+    };
+    let probe = Session {
+        subject,
+        via: via.clone(),
+        value: String::new(),
+    };
+    if acting(&st, &probe).await.is_none() {
+        return invalid_link();
+    }
+    let value = st.person_keys.issue(subject, &via, now.0 / 1000);
+    if let Err(e) = mydata::record(
+        &st,
+        subject,
+        RequestKind::Access,
+        "page",
+        accessor(&probe),
+        "you signed in to see your data",
+    )
+    .await
+    {
+        return e.into_response();
+    }
+    pages::redirect(
+        "/me",
+        vec![
+            pages::set_cookie(COOKIE, &value, "/me", SESSION_SECONDS),
+            pages::set_cookie(ENTER_COOKIE, "", "/me", 0),
+        ],
+    )
+}
+
+/// `GET /me`: everything held, and the forms to change it.
+pub async fn home(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((s, _, _)) = session(&st, &headers).await else {
+        return signed_out();
+    };
+    let data = match mydata::gather(&st, s.subject, Depth::Summary).await {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = st
+        .store
+        .record_access(candor_store::Access {
+            subject: s.subject,
+            time_ms: st.now(),
+            accessor: accessor(&s).into(),
+            purpose: String::new(),
+            why: "you looked at your data".into(),
+        })
+        .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    let mut data = serde_json::to_value(&data).unwrap_or_default();
+    // The newest messages as the person sent them, laid out to read.
+    if let Some(items) = data["events"]["items"].as_array_mut() {
+        for e in items {
+            let pretty = serde_json::to_string_pretty(&e["message"]).unwrap_or_default();
+            e["message"] = serde_json::Value::String(pretty);
+        }
+    }
+    page(
+        StatusCode::OK,
+        "me.html",
+        context! {
+            operator => st.settings.operator.name,
+            csrf => st.person_keys.csrf(&s),
+            data => minijinja::Value::from_serialize(&data),
+            anonymous => matches!(s.via, Via::Anonymous(_)),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentForm {
+    csrf: String,
+    purpose: String,
+    /// `grant` or `withdraw`.
+    action: String,
+}
+
+/// `POST /me/consent`: one purpose changed, through the consent API's own path
+/// (channel `preference_center`), then back to the page.
+pub async fn change_consent(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<ConsentForm>, FormRejection>,
+) -> Response {
+    let Some((s, actor, named)) = session(&st, &headers).await else {
+        return signed_out();
+    };
+    let Ok(Form(f)) = form else {
+        return say(
+            StatusCode::BAD_REQUEST,
+            "The form was incomplete",
+            "Please try again.",
+            true,
+        );
+    };
+    if !st.person_keys.csrf_ok(&s, &f.csrf) {
+        return say(
+            StatusCode::FORBIDDEN,
+            "The form expired",
+            "Please reload the page and try again.",
+            true,
+        );
+    }
+    let Some(purpose) = PurposeId::parse(&f.purpose)
+        .ok()
+        .filter(|p| st.catalog.purpose(p).is_some())
+    else {
+        return say(
+            StatusCode::BAD_REQUEST,
+            "Unknown purpose",
+            "Please reload the page.",
+            true,
+        );
+    };
+    let action = match f.action.as_str() {
+        "grant" => Action::Grant,
+        "withdraw" => Action::Withdraw,
+        _ => {
+            return say(
+                StatusCode::BAD_REQUEST,
+                "Unknown choice",
+                "Please reload the page.",
+                true,
+            )
+        }
+    };
+    let (cmds, _) = consent::commands(
+        &st.catalog,
+        consent::Request {
+            named,
+            actor: actor.recorded(),
+            choices: vec![(purpose, action)],
+            channel: Channel::PreferenceCenter,
+            evidence: Evidence::default(),
+            gpc: super::gpc_signal(&headers),
+            notice_language: None,
+            time: st.now(),
+        },
+    );
+    match st.store.apply_consents_atomically(cmds).await {
+        Ok(_) => pages::redirect("/me#choices", vec![]),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `GET /me/export`: the whole export as a download.
+pub async fn export(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((s, _, _)) = session(&st, &headers).await else {
+        return signed_out();
+    };
+    match super::me::download(&st, s.subject, "page", accessor(&s)).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /me/receipts/{seq}`: one of the person's own receipts, as a file to keep and
+/// verify with the operator's public key.
+pub async fn receipt(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(seq): Path<String>,
+) -> Response {
+    let Some((s, _, _)) = session(&st, &headers).await else {
+        return signed_out();
+    };
+    let Ok(seq) = seq.parse::<u64>() else {
+        return say(StatusCode::NOT_FOUND, "No such receipt", "", true);
+    };
+    let history = match st.store.consent_history(s.subject).await {
+        Ok(h) => h,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    // Only the person's own records: another subject's sequence number finds nothing.
+    let Some(r) = history.iter().find(|r| r.entry.seq == seq) else {
+        return say(StatusCode::NOT_FOUND, "No such receipt", "", true);
+    };
+    let receipt = crate::receipts::build(r, &st.settings.operator, &st.signing_key_for(seq));
+    let mut resp = axum::Json(receipt).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+        "attachment; filename=\"candor-receipt-{seq}.json\""
+    )) {
+        resp.headers_mut()
+            .insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// `POST /me/logout`
+pub async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    let Some((s, _, _)) = session(&st, &headers).await else {
+        return signed_out();
+    };
+    if !form.is_ok_and(|Form(f)| st.person_keys.csrf_ok(&s, &f.csrf)) {
+        return say(
+            StatusCode::FORBIDDEN,
+            "The form expired",
+            "Please reload the page and try again.",
+            true,
+        );
+    }
+    let mut r = say(
+        StatusCode::OK,
+        "Signed out",
+        "You can close this page.",
+        false,
+    );
+    let (k, v) = pages::set_cookie(COOKIE, "", "/me", 0);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+        r.headers_mut().append(k, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrfOnly {
+    csrf: String,
+}
