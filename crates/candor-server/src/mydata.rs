@@ -7,14 +7,17 @@
 //! for the person (or the operator's backend acting for them); every such read is
 //! written to the person's access log by the caller ([`record`]).
 
+use crate::config::OperatorInfo;
 use crate::error::ApiResult;
 use crate::receipts::{self, Receipt};
 use crate::routes::consent::{state_of, PurposeStateDto};
 use crate::segment::format_time;
 use crate::state::AppState;
 use candor_core::crypto::IdKind;
-use candor_core::SubjectId;
-use candor_store::{seal, Access, RequestKind, StoredEvent};
+use candor_core::ledger::KeyRing;
+use candor_core::purpose::Catalog;
+use candor_core::{SubjectId, UnixMillis};
+use candor_store::{seal, Access, RequestKind, Store, StoredEvent};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -156,8 +159,41 @@ fn kind_name(k: IdKind) -> &'static str {
     k.as_str()
 }
 
+/// What gathering needs: the server's state, or what the CLI opened.
+pub struct Holder<'a> {
+    pub store: &'a dyn Store,
+    pub catalog: &'a Catalog,
+    pub operator: &'a OperatorInfo,
+    /// Every receipt-signing key, and the current one (for records past the ring).
+    pub keys: &'a KeyRing,
+    pub current: ed25519_dalek::VerifyingKey,
+    pub now: UnixMillis,
+}
+
+impl<'a> Holder<'a> {
+    pub fn of(st: &'a AppState) -> Self {
+        Self {
+            store: st.store.as_ref(),
+            catalog: &st.catalog,
+            operator: &st.settings.operator,
+            keys: &st.keys,
+            current: st.signer.verifying_key(),
+            now: st.now(),
+        }
+    }
+
+    fn key_for(&self, seq: u64) -> ed25519_dalek::VerifyingKey {
+        self.keys.key_for(seq).copied().unwrap_or(self.current)
+    }
+}
+
 /// Gathers everything held about `subject`.
 pub async fn gather(st: &AppState, subject: SubjectId, depth: Depth) -> ApiResult<MyData> {
+    gather_from(&Holder::of(st), subject, depth).await
+}
+
+/// [`gather`] for any holder (the CLI's `candor export --subject`).
+pub async fn gather_from(st: &Holder<'_>, subject: SubjectId, depth: Depth) -> ApiResult<MyData> {
     let identifiers = st
         .store
         .identities(subject)
@@ -195,7 +231,7 @@ pub async fn gather(st: &AppState, subject: SubjectId, depth: Depth) -> ApiResul
     access_log.sort_by_key(|a| std::cmp::Reverse(a.0));
     Ok(MyData {
         schema: SCHEMA,
-        generated_at: format_time(st.now()),
+        generated_at: format_time(st.now),
         subject: subject.to_string(),
         identifiers,
         consents: consents(st, subject).await?,
@@ -214,11 +250,11 @@ fn access_dto(a: &Access) -> AccessDto {
     }
 }
 
-async fn consents(st: &AppState, subject: SubjectId) -> ApiResult<Vec<ConsentDto>> {
+async fn consents(st: &Holder<'_>, subject: SubjectId) -> ApiResult<Vec<ConsentDto>> {
     let rows = st.store.consent_state(subject).await?;
     let history = st.store.consent_history(subject).await?;
     let granted = st.store.index().granted(&subject);
-    Ok(state_of(st, &rows, granted)
+    Ok(state_of(st.catalog, &rows, granted)
         .into_iter()
         .zip(st.catalog.purposes())
         .map(|(state, p)| ConsentDto {
@@ -227,15 +263,13 @@ async fn consents(st: &AppState, subject: SubjectId) -> ApiResult<Vec<ConsentDto
             receipts: history
                 .iter()
                 .filter(|r| r.entry.purpose == p.id)
-                .map(|r| {
-                    receipts::build(r, &st.settings.operator, &st.signing_key_for(r.entry.seq))
-                })
+                .map(|r| receipts::build(r, st.operator, &st.key_for(r.entry.seq)))
                 .collect(),
         })
         .collect())
 }
 
-async fn events(st: &AppState, subject: SubjectId, depth: Depth) -> ApiResult<EventsDto> {
+async fn events(st: &Holder<'_>, subject: SubjectId, depth: Depth) -> ApiResult<EventsDto> {
     let key = st.store.subject_key(subject).await?;
     let mut counts: BTreeMap<(String, String, Vec<String>), u64> = BTreeMap::new();
     let mut kept: Vec<StoredEvent> = Vec::new();
@@ -302,7 +336,7 @@ async fn events(st: &AppState, subject: SubjectId, depth: Depth) -> ApiResult<Ev
     })
 }
 
-fn purpose_names(st: &AppState, e: &StoredEvent) -> Vec<String> {
+fn purpose_names(st: &Holder<'_>, e: &StoredEvent) -> Vec<String> {
     st.catalog
         .names(e.purposes)
         .into_iter()
@@ -311,7 +345,7 @@ fn purpose_names(st: &AppState, e: &StoredEvent) -> Vec<String> {
 }
 
 /// The reports the person was counted in and the features held about them now.
-pub async fn insights(st: &AppState, subject: SubjectId) -> ApiResult<InsightsDto> {
+pub async fn insights(st: &Holder<'_>, subject: SubjectId) -> ApiResult<InsightsDto> {
     let mut names = std::collections::HashMap::new();
     for a in st.store.advertisers().await? {
         names.insert(a.id.clone(), a.name.clone());

@@ -28,6 +28,8 @@ pub enum OpsError {
     Io(#[from] std::io::Error),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Subject(String),
 }
 
 /// One imported consent record.
@@ -236,4 +238,40 @@ pub async fn export(
     }
     out.flush()?;
     Ok(counts)
+}
+
+/// `candor export --subject ID` (or `--user-id`): everything held about one person,
+/// as the person's own export (`mydata`, schema `candor-my-data-v1`), recorded in their
+/// access log and in the operator's list of requests (channel `cli`).
+pub async fn export_subject(
+    holder: &crate::mydata::Holder<'_>,
+    subject: candor_core::SubjectId,
+    out: &mut dyn Write,
+) -> Result<u64, OpsError> {
+    if holder.store.subject_key(subject).await?.is_none() {
+        return Err(OpsError::Subject(format!("no subject {subject} is held")));
+    }
+    let data = crate::mydata::gather_from(holder, subject, crate::mydata::Depth::Export)
+        .await
+        .map_err(|e| OpsError::Subject(e.message))?;
+    serde_json::to_writer_pretty(&mut *out, &data).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    let now = holder.now;
+    holder
+        .store
+        .record_access(candor_store::Access {
+            subject,
+            time_ms: now,
+            accessor: "candor export (the operator's command line)".into(),
+            purpose: String::new(),
+            why: "the operator exported your data for you".into(),
+        })
+        .await?;
+    let id = holder
+        .store
+        .open_request(subject, candor_store::RequestKind::Export, "cli", now)
+        .await?;
+    holder.store.close_request(id, now, "ok").await?;
+    Ok(data.events.total)
 }

@@ -101,13 +101,20 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Write the ledger and all events as JSON Lines.
+    /// Write the ledger and all events as JSON Lines; or, with --subject or --user-id,
+    /// everything held about one person as their own export (candor-my-data-v1).
     Export {
         #[command(flatten)]
         common: Common,
         /// Output file; standard output when absent.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// One person's export, by their subject id (the pseudonym the ledger shows).
+        #[arg(long, conflicts_with = "user_id")]
+        subject: Option<String>,
+        /// One person's export, by their user id.
+        #[arg(long)]
+        user_id: Option<String>,
     },
 }
 
@@ -405,7 +412,53 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { common, out } => {
+        Command::Export {
+            common,
+            out,
+            subject,
+            user_id,
+        } if subject.is_some() || user_id.is_some() => {
+            let s = settings(&common)?;
+            let opened = open_data(&s, Mode::Existing).await?;
+            let subject = match (subject, user_id) {
+                (Some(id), _) => candor_core::SubjectId::parse(id.trim())
+                    .map_err(|e| anyhow::anyhow!("--subject: {e}"))?,
+                (None, Some(u)) => opened
+                    .store
+                    .resolve(
+                        &opened
+                            .master
+                            .lookup_hash(candor_core::crypto::IdKind::UserId, &u),
+                    )
+                    .ok_or_else(|| anyhow::anyhow!("no one with this user id is held"))?,
+                (None, None) => unreachable!("guarded above"),
+            };
+            let mut writer: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let holder = candor_server::mydata::Holder {
+                store: opened.store.as_ref(),
+                catalog: &opened.catalog,
+                operator: &s.operator,
+                keys: &opened.keys,
+                current: opened.signer.verifying_key(),
+                now: candor_core::UnixMillis(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64),
+                ),
+            };
+            let result = ops::export_subject(&holder, subject, &mut writer).await;
+            opened.store.shutdown().await;
+            let events = result?;
+            eprintln!("exported subject {subject} with {events} events");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { common, out, .. } => {
             let s = settings(&common)?;
             let opened = open_data(&s, Mode::Existing).await?;
             let stats = opened.store.stats().await?;

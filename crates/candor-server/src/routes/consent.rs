@@ -19,6 +19,7 @@ use axum::Json;
 use candor_core::consent::{Action, Channel};
 use candor_core::lang::Language;
 use candor_core::ledger::Evidence;
+use candor_core::purpose::Catalog;
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use candor_store::{ConsentCommand, ConsentOutcome, StateRow};
 use serde::{Deserialize, Serialize};
@@ -168,16 +169,16 @@ async fn state_and_signals(
         .unwrap_or_else(|| st.now())
         .0;
     let signals = iab::signals(&st.iab, &st.catalog, granted, updated, gpc)?;
-    Ok((state_of(st, &rows, granted), signals))
+    Ok((state_of(&st.catalog, &rows, granted), signals))
 }
 
 /// Every configured purpose with the subject's status; undecided ones are refused.
 pub(crate) fn state_of(
-    st: &AppState,
+    catalog: &Catalog,
     rows: &[StateRow],
     granted: PurposeSet,
 ) -> Vec<PurposeStateDto> {
-    st.catalog
+    catalog
         .purposes()
         .iter()
         .map(|p| {
@@ -538,7 +539,7 @@ pub async fn insight_reports(
     let Some(subject) = who(&st, &headers, q)? else {
         return Ok(Json(serde_json::json!({"reports": [], "features": []})));
     };
-    let i = crate::mydata::insights(&st, subject).await?;
+    let i = crate::mydata::insights(&crate::mydata::Holder::of(&st), subject).await?;
     Ok(Json(serde_json::json!({
         "subject": subject.to_string(),
         "reports": i.reports,

@@ -251,3 +251,65 @@ fn tcf_and_gpp_cli_round_trip_the_conformance_vectors() {
         );
     }
 }
+
+/// `candor export --subject` / `--user-id`: one person's own export, the same document
+/// the API and the page give them, recorded as an export request.
+#[test]
+fn one_persons_export_through_the_cli() {
+    for data in both() {
+        let server = start(&data, 0);
+        let r = client()
+            .post(server.url("/v1/consent"))
+            .basic_auth(SERVER_KEY, Some(""))
+            .json(&json!({"userId": "cli-person", "choices": {"analytics": "grant"}}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let subject = r.json::<serde_json::Value>().unwrap()["subject"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = client()
+            .post(server.url("/v1/track"))
+            .basic_auth(SERVER_KEY, Some(""))
+            .json(&json!({"userId": "cli-person", "event": "App Session",
+                          "properties": {"note": "cli-export-marker"}}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        server.stop();
+        for by in [["--subject", subject.as_str()], ["--user-id", "cli-person"]] {
+            let out = run(&["export", by[0], by[1]], &data);
+            assert!(out.status.success(), "{}", stdout(&out));
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(doc["schema"], "candor-my-data-v1");
+            assert_eq!(doc["subject"], subject.as_str());
+            assert_eq!(doc["events"]["total"], 1);
+            assert_eq!(
+                doc["events"]["items"][0]["message"]["properties"]["note"],
+                "cli-export-marker"
+            );
+        }
+        for bad in [["--subject", "not-a-subject"], ["--user-id", "nobody-here"]] {
+            let out = run(&["export", bad[0], bad[1]], &data);
+            assert!(!out.status.success(), "{bad:?}");
+        }
+        // Both exports are in the operator's list of requests.
+        let server = start(&data, 0);
+        let reqs: serde_json::Value = client()
+            .get(server.url("/v1/admin/requests"))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let cli: Vec<_> = reqs["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["channel"] == "cli" && r["kind"] == "export")
+            .collect();
+        assert_eq!(cli.len(), 2, "{reqs}");
+        server.stop();
+    }
+}
