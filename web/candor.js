@@ -211,7 +211,12 @@
       el('h2', { id: 'cd-t2', tabindex: '-1', text: t('chooseTitle') }),
       el('div', { class: 'ps', role: 'group', 'aria-labelledby': 'cd-t2' }, rows),
       buttons(['save', 'reject', 'accept']),
-      el('button', { type: 'button', class: 'bk', 'data-action': 'back', text: t('back') })
+      el('button', { type: 'button', class: 'bk', 'data-action': 'back', text: t('back') }),
+      // The person's own pages on Candor (issue 13), for this browser's anonymous id.
+      conf.writeKey ? el('p', { class: 'md' }, [el('a', {
+        href: base + '/me/enter?k=' + encodeURIComponent(conf.writeKey) + '&a=' + encodeURIComponent(anon),
+        target: '_blank', rel: 'noopener', 'data-candor': 'my-data', text: t('myData')
+      })]) : null
     ]);
     var close = v.closeButton && v.closeButton !== 'none' ? el('button', { type: 'button', class: 'x', 'data-action': 'close', 'aria-label': t('close'), text: '\u00d7' }) : null;
     dlg = el('dialog', { class: 'cd', 'data-layout': v.layout, 'aria-labelledby': 'cd-t', 'aria-describedby': 'cd-i', lang: cfg.language }, [close, l1, l2]);

@@ -109,6 +109,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "gpcLocked",
     "legitimateInterest",
     "error",
+    "myData",
 ];
 
 /// One prompt design. Only fair variants are ever saved (see [`lint`]).
