@@ -161,8 +161,13 @@ pub struct Page {
     limit: Option<usize>,
 }
 
+/// How long an operator has to answer a person's request: one month (GDPR Art. 12(3);
+/// 30 days, the shortest month-length reading). `dueBy` and `answeredInTime` in the
+/// requests list are measured against it.
+pub const ANSWER_WITHIN_MS: i64 = 30 * 24 * 3600 * 1000;
+
 /// `GET /v1/admin/requests`: people's access, export and erasure requests, oldest
-/// first, each with when it was answered.
+/// first, each with when it was answered and whether that was within the deadline.
 pub async fn requests(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -190,6 +195,8 @@ pub async fn requests(
                 "requestedAt": format_time(r.requested_ms),
                 "completedAt": r.completed_ms.map(format_time),
                 "secondsToAnswer": r.completed_ms.map(|c| (c.0 - r.requested_ms.0) as f64 / 1000.0),
+                "dueBy": format_time(UnixMillis(r.requested_ms.0.saturating_add(ANSWER_WITHIN_MS))),
+                "answeredInTime": r.completed_ms.map(|c| c.0 - r.requested_ms.0 <= ANSWER_WITHIN_MS),
                 "outcome": r.outcome,
             })
         })

@@ -207,6 +207,8 @@ async fn the_export_carries_every_event_opened_and_the_request_is_listed() {
     assert_eq!(export["subject"], doc["subject"]);
     assert_eq!(export["outcome"], "ok");
     assert!(export["completedAt"].is_string());
+    assert_eq!(export["answeredInTime"], true);
+    assert!(export["dueBy"].as_str().unwrap() > export["requestedAt"].as_str().unwrap());
     // The requests list is the admin's only.
     let r = get(&app, "/v1/admin/requests", |b| {
         b.basic_auth(SERVER_KEY, Some(""))
