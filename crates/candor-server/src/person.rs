@@ -274,4 +274,17 @@ mod tests {
         assert!(!k.csrf_ok(&got, &k.csrf(&w)));
         assert!(!k.csrf_ok(&got, ""));
     }
+
+    proptest::proptest! {
+        /// Whatever arrives as a link or a cookie is refused (or, for a minted one,
+        /// accepted) without a panic.
+        #[test]
+        fn arbitrary_links_and_cookies_are_refused_without_panic(t in ".{0,200}", b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let k = keys(3);
+            proptest::prop_assert!(k.check_link(&t, UnixMillis(0)).is_err());
+            proptest::prop_assert!(k.check(&t, 0).is_none());
+            let encoded = format!("{}.{}", URL_SAFE_NO_PAD.encode(&b), URL_SAFE_NO_PAD.encode(&b));
+            proptest::prop_assert!(k.check_link(&encoded, UnixMillis(0)).is_err());
+        }
+    }
 }

@@ -253,6 +253,12 @@ fn arb_request() -> impl Strategy<Value = Req> {
             "admin",
             json!({"active": false, "weight": 2}),
         ),
+        (
+            "POST",
+            "/v1/admin/subject-links",
+            "admin",
+            json!({"userId": "u1", "ttlSeconds": 60}),
+        ),
     ];
     let field = prop_oneof![
         Just("anonymousId"),
@@ -318,6 +324,9 @@ fn arb_request() -> impl Strategy<Value = Req> {
             ("/v1/consent/insights", "server"),
             ("/v1/prompt", "server"),
             ("/v1/admin/prompt/stats", "admin"),
+            ("/v1/me", "server"),
+            ("/v1/me/export", "server"),
+            ("/v1/admin/requests", "admin"),
         ]),
         prop::sample::select(vec![
             "after",
