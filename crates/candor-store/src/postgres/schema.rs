@@ -298,6 +298,12 @@ const MIGRATIONS: &[&str] = &[
     -- The period's spend is its latest report's running total (`PERIOD_COSTS`).
     CREATE INDEX insight_reports_period_id ON insight_reports (advertiser_id, period, id);
     "#,
+    // 7: erasure (invariant 6). Every node's full cache resync reads the erasure records
+    // to forget their subjects (a missed notification must not leave an erased subject
+    // in a cache): a partial index keeps that read as small as the number of erasures.
+    r#"
+    CREATE INDEX ledger_erased ON ledger (seq) WHERE status = 'erased';
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;
