@@ -13,6 +13,10 @@ pub enum ConsentStatus {
     Refused,
     Withdrawn,
     Expired,
+    /// The subject was erased (`Store::erase`): recorded once, under the marker purpose
+    /// [`crate::ledger::ERASURE_PURPOSE`], as the subject's last ledger record. Never a
+    /// purpose's state: erasure deletes every state row.
+    Erased,
 }
 
 impl ConsentStatus {
@@ -22,13 +26,20 @@ impl ConsentStatus {
             ConsentStatus::Refused => "refused",
             ConsentStatus::Withdrawn => "withdrawn",
             ConsentStatus::Expired => "expired",
+            ConsentStatus::Erased => "erased",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Given, Self::Refused, Self::Withdrawn, Self::Expired]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            Self::Given,
+            Self::Refused,
+            Self::Withdrawn,
+            Self::Expired,
+            Self::Erased,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 
     pub fn grants(self) -> bool {
@@ -42,6 +53,7 @@ impl ConsentStatus {
             ConsentStatus::Refused => 2,
             ConsentStatus::Withdrawn => 3,
             ConsentStatus::Expired => 4,
+            ConsentStatus::Erased => 5,
         }
     }
 }
@@ -146,7 +158,7 @@ pub fn transition(
         Action::Refuse => match status {
             Some(Given) => Some(Withdrawn),
             Some(Refused) | Some(Withdrawn) => None,
-            None | Some(Expired) => Some(Refused),
+            None | Some(Expired) | Some(Erased) => Some(Refused),
         },
         Action::Withdraw => match status {
             Some(Given) => Some(Withdrawn),
@@ -194,7 +206,7 @@ mod tests {
 
     #[test]
     fn only_given_grants() {
-        for s in [Given, Refused, Withdrawn, Expired] {
+        for s in [Given, Refused, Withdrawn, Expired, Erased] {
             assert_eq!(s.grants(), s == Given);
             assert_eq!(ConsentStatus::parse(s.as_str()), Some(s));
         }

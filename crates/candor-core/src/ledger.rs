@@ -17,6 +17,13 @@
 //!   written before format 2 keep their format-1 bytes and still verify; a record's
 //!   format is whether it carries an [`Attribution`].
 //!
+//! - Erasure records (no new format): a subject's erasure is a format-2 record with
+//!   status [`ConsentStatus::Erased`] (byte 5, a value older records never hold, so
+//!   their bytes and hashes are unchanged) under the marker purpose
+//!   [`ERASURE_PURPOSE`], notice version 0 and an all-zero notice hash, signed like any
+//!   other: the chain keeps verifying after an erasure and proves it took place, naming
+//!   only the pseudonym and who asked ([`LedgerEntry::erasure`]).
+//!
 //! Signing keys rotate (`candor keys rotate-signing`): a [`KeyRing`] lists every key
 //! with the first sequence number it signs, each after the first certified by its
 //! predecessor's signature, so someone who can write the database but holds no
@@ -34,6 +41,11 @@ pub const GENESIS: [u8; 32] = [0u8; 32];
 const DOMAIN_V1: &[u8] = b"candor-ledger-v1\0";
 const DOMAIN_V2: &[u8] = b"candor-ledger-v2\0";
 const ROTATION_DOMAIN: &[u8] = b"candor-key-rotation-v1\0";
+
+/// The purpose an erasure record is filed under. It is a marker, not a configured
+/// purpose: the record's status ([`ConsentStatus::Erased`]) is what says "erased", so an
+/// operator's purpose that happened to share the name could not be confused with it.
+pub const ERASURE_PURPOSE: &str = "erasure";
 
 /// Which credential made a consent change (format 2 on).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,6 +220,36 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 impl LedgerEntry {
+    /// The record of `subject`'s erasure, chained after `prev`: pseudonymous (the
+    /// subject id, who asked, the channel and the time; no identifier, no evidence).
+    pub fn erasure(
+        seq: u64,
+        prev_hash: [u8; 32],
+        subject: SubjectId,
+        channel: Channel,
+        time_ms: UnixMillis,
+        attribution: Attribution,
+    ) -> Self {
+        Self {
+            seq,
+            subject,
+            purpose: PurposeId::parse(ERASURE_PURPOSE).unwrap_or_else(|_| unreachable!()),
+            status: ConsentStatus::Erased,
+            notice_version: 0,
+            notice_hash: [0; 32],
+            channel,
+            time_ms,
+            evidence: Evidence::default(),
+            prev_hash,
+            attribution: Some(attribution),
+        }
+    }
+
+    /// Whether this record is a subject's erasure.
+    pub fn is_erasure(&self) -> bool {
+        self.status == ConsentStatus::Erased
+    }
+
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(200);
         out.extend_from_slice(match self.attribution {
@@ -643,6 +685,41 @@ mod tests {
         assert_eq!(
             verify_chain(&[], None, &KeyRing::single(k.verifying_key())),
             Ok(0)
+        );
+    }
+
+    #[test]
+    fn an_erasure_record_chains_verifies_and_is_tamper_evident() {
+        let k = key();
+        let mut c = chain(3, &k);
+        let last = c[2].clone();
+        let erased = LedgerEntry::erasure(
+            4,
+            last.hash,
+            SubjectId::from_bytes([2; 16]),
+            Channel::Api,
+            UnixMillis(1_700_000_000_100),
+            Attribution {
+                actor: Actor::Admin,
+                key_id: KeyId::of(&k.verifying_key()),
+            },
+        );
+        assert!(erased.is_erasure() && !c[0].entry.is_erasure());
+        // Status byte 5, the marker purpose, and the actor inside the signed bytes.
+        let bytes = erased.canonical_bytes();
+        assert!(bytes.windows(7).any(|w| w == b"erasure"));
+        assert!(bytes.windows(5).any(|w| w == b"admin"));
+        c.push(erased.seal(&k));
+        let ring = KeyRing::single(k.verifying_key());
+        assert_eq!(verify_chain(&c, head(&c), &ring), Ok(4));
+        // Changing who asked is found like any edit.
+        let h = head(&c);
+        if let Some(a) = c[3].entry.attribution.as_mut() {
+            a.actor = Actor::Import;
+        }
+        assert_eq!(
+            verify_chain(&c, h, &ring),
+            Err(ChainFault::Edited { seq: 4 })
         );
     }
 

@@ -11,6 +11,13 @@
 //! and dropped. On PostgreSQL, where caches are also refreshed from other nodes' changes,
 //! that is what keeps a resync that read its snapshot before a local commit, and
 //! published after it, from undoing that commit's grant; on SQLite versions only grow.
+//!
+//! An erased subject is *forgotten* ([`Caches::forget`]) and remembered as erased: every
+//! later publication naming it (a stale resync snapshot, a feature refresh read before
+//! the erasure, a key loaded just before it) is dropped, under the same lock, so nothing
+//! can bring it back. Subject ids are random and never reused, so the set is only ever
+//! added to (16 bytes per erasure since this process started; at start the database
+//! holds nothing of earlier erasures to bring back).
 
 use crate::features::{IndexOp, Insights};
 use crate::StoreError;
@@ -61,6 +68,15 @@ impl IdentityMap {
     pub fn held(&self, s: &SubjectId) -> usize {
         self.held.get(s).map_or(0, |n| usize::from(*n))
     }
+
+    /// Drops every identifier of `s` (erasure). A scan of the map: erasures are rare,
+    /// and the map is keyed by hash, so a subject's entries cannot be found otherwise
+    /// on a node that did not erase it.
+    pub fn remove_subject(&mut self, s: &SubjectId) {
+        if self.held.remove(s).is_some() {
+            self.subject_of.retain(|_, v| v != s);
+        }
+    }
 }
 
 impl Extend<(LookupHash, SubjectId)> for IdentityMap {
@@ -73,7 +89,9 @@ impl Extend<(LookupHash, SubjectId)> for IdentityMap {
 
 pub struct Caches {
     pub index: ConsentIndex,
-    versions: Mutex<IdMap<SubjectId, u64>>,
+    /// Each subject's consent version, and the subjects erased (taken together, under one
+    /// lock, by every publication: see the module documentation).
+    versions: Mutex<Versions>,
     pub ids: RwLock<IdentityMap>,
     pub keys: RwLock<IdMap<SubjectId, SubjectKey>>,
     /// Stable bit numbers of the configured purposes.
@@ -95,7 +113,7 @@ impl Caches {
     ) -> Self {
         Self {
             index: ConsentIndex::new(),
-            versions: Mutex::new(IdMap::default()),
+            versions: Mutex::new(Versions::default()),
             ids: RwLock::new(IdentityMap::default()),
             keys: RwLock::new(IdMap::default()),
             bits,
@@ -117,7 +135,10 @@ impl Caches {
     /// took the withdrawal.
     pub fn publish_granted(&self, s: SubjectId, granted: PurposeSet, version: u64) {
         let mut versions = self.versions.lock();
-        let known = versions.entry(s).or_insert(0);
+        if versions.erased.contains(&s) {
+            return;
+        }
+        let known = versions.of.entry(s).or_insert(0);
         if version >= *known {
             let newer = version > *known;
             *known = version;
@@ -151,7 +172,10 @@ impl Caches {
         let versions = self.versions.lock();
         for (op, read) in ops {
             let s = op.subject();
-            if versions.get(&s).copied().unwrap_or(0) <= read {
+            if versions.erased.contains(&s) {
+                continue;
+            }
+            if versions.of.get(&s).copied().unwrap_or(0) <= read {
                 op.apply(&self.features, false);
             } else {
                 retry.insert(s);
@@ -197,6 +221,53 @@ impl Caches {
     pub fn key(&self, s: &SubjectId) -> Option<SubjectKey> {
         self.keys.read().get(s).cloned()
     }
+
+    /// Publishes identifier links, except those of erased subjects.
+    pub fn publish_ids(&self, ids: impl IntoIterator<Item = (LookupHash, SubjectId)>) {
+        let versions = self.versions.lock();
+        self.ids.write().extend(
+            ids.into_iter()
+                .filter(|(_, s)| !versions.erased.contains(s)),
+        );
+    }
+
+    /// Caches subjects' data keys, except those of erased subjects.
+    pub fn publish_keys(&self, keys: impl IntoIterator<Item = (SubjectId, SubjectKey)>) {
+        let versions = self.versions.lock();
+        self.keys.write().extend(
+            keys.into_iter()
+                .filter(|(s, _)| !versions.erased.contains(s)),
+        );
+    }
+
+    /// Forgets an erased subject (after its erasure committed, on any node): drops it
+    /// from the consent index, the identity map, the key cache and the feature index, and
+    /// refuses every later publication naming it. Returns false when it was already
+    /// forgotten.
+    pub fn forget(&self, s: SubjectId) -> bool {
+        let mut versions = self.versions.lock();
+        if !versions.erased.insert(s) {
+            return false;
+        }
+        versions.of.remove(&s);
+        self.index.remove(&s);
+        self.ids.write().remove_subject(&s);
+        self.keys.write().remove(&s);
+        self.features.remove_subject(&s);
+        true
+    }
+
+    /// Whether `s` was erased (as far as this node has heard).
+    pub fn is_erased(&self, s: &SubjectId) -> bool {
+        self.versions.lock().erased.contains(s)
+    }
+}
+
+/// Consent versions and erased subjects, guarded together.
+#[derive(Default)]
+struct Versions {
+    of: IdMap<SubjectId, u64>,
+    erased: IdSet<SubjectId>,
 }
 
 /// Cache changes a transaction makes, published after it commits ([`Staged::publish`]).
@@ -230,8 +301,8 @@ impl Staged {
 
     /// Publishes identities, keys and granted sets. Call only after COMMIT returned.
     pub fn publish(&mut self, caches: &Caches) {
-        caches.ids.write().extend(self.ids.drain());
-        caches.keys.write().extend(self.keys.drain());
+        caches.publish_ids(self.ids.drain());
+        caches.publish_keys(self.keys.drain());
         for (s, (g, v)) in self.granted.drain() {
             caches.publish_granted(s, g, v);
         }

@@ -53,6 +53,13 @@ impl DedupWindow {
         }
     }
 
+    /// Forgets a key (its event was erased).
+    pub fn remove(&mut self, key: &[u8; 16]) {
+        for (_, b) in &mut self.buckets {
+            b.remove(key);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.buckets.iter().map(|(_, b)| b.len()).sum()
     }

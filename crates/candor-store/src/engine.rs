@@ -152,7 +152,7 @@ impl<B: Backend> Store for Engine<B> {
         }
         let key = self.backend.load_key(subject).await?;
         if let Some(k) = &key {
-            self.caches().keys.write().insert(subject, k.clone());
+            self.caches().publish_keys([(subject, k.clone())]);
         }
         Ok(key)
     }
@@ -201,6 +201,10 @@ impl<B: Backend> Store for Engine<B> {
                 reply,
             })
             .await
+    }
+
+    async fn erase(&self, req: Erasure) -> Result<ErasureOutcome, StoreError> {
+        self.front.submit(|reply| Job::Erase { req, reply }).await
     }
 
     async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError> {

@@ -35,6 +35,11 @@ pub(crate) enum Job {
         r: NewReport,
         reply: Reply<ReportRecord>,
     },
+    /// Erase one subject, in a transaction of its own.
+    Erase {
+        req: Erasure,
+        reply: Reply<ErasureOutcome>,
+    },
     /// Finish every pending withdrawal sweep now.
     Sweep {
         reply: Reply<()>,
@@ -72,6 +77,7 @@ impl Job {
             Job::Ingest { reply, .. } => drop(reply.send(Err(e))),
             Job::Advertiser { reply, .. } => drop(reply.send(Err(e))),
             Job::Report { reply, .. } => drop(reply.send(Err(e))),
+            Job::Erase { reply, .. } => drop(reply.send(Err(e))),
             Job::Sweep { reply } => drop(reply.send(Err(e))),
             Job::Retention { reply, .. } => drop(reply.send(Err(e))),
             Job::Features { reply } => drop(reply.send(Err(e))),

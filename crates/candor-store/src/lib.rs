@@ -103,6 +103,18 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a batch of already consent-gated events, re-checking consent at commit.
     async fn ingest(&self, rows: Vec<IngestRow>) -> Result<Vec<RowOutcome>, StoreError>;
 
+    /// Erases a subject (invariant 6), in one transaction through the writer: its row
+    /// and wrapped data key, identifiers and lookup hashes, consent state, purpose
+    /// floors, events and their de-duplication keys, insight features, declared fields
+    /// and insight number; appends a pseudonymous erasure record to the ledger
+    /// (`plan::erase`); after commit drops the subject from every cache (on PostgreSQL,
+    /// on every node). On SQLite the erased bytes are overwritten in the file
+    /// (`secure_delete`) and the WAL is checkpointed and truncated. `UnknownSubject`
+    /// (nothing changed) when no such subject exists, which is also the answer to a
+    /// second erasure. Earlier ledger records of the subject stay: pseudonymous, they
+    /// now link to no one.
+    async fn erase(&self, req: Erasure) -> Result<ErasureOutcome, StoreError>;
+
     /// Current recorded status per purpose (purposes never decided are absent).
     async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError>;
 

@@ -11,6 +11,9 @@ use crate::rows::{ADVERTISER_COLS, LEDGER_COLS, REPORT_COLS, STATE_COLS};
 pub(crate) const INSERT_SUBJECT: &str =
     "INSERT INTO subjects (subject_id, wrapped_key, created_ms) VALUES ($1, $2, $3)";
 
+/// Erasure's first statement: the subject's row and wrapped key (`plan::erase`).
+pub(crate) const DELETE_SUBJECT: &str = "DELETE FROM subjects WHERE subject_id = $1";
+
 /// How many identifiers a subject holds (`plan::identity`).
 pub(crate) const COUNT_IDENTITIES: &str = "SELECT count(*) FROM identities WHERE subject_id = $1";
 

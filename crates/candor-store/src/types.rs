@@ -90,6 +90,47 @@ pub struct ConsentOutcome {
     pub granted: PurposeSet,
 }
 
+/// A request to erase one subject (invariant 6): everything held about it goes, in one
+/// transaction, and a pseudonymous erasure record is appended to the ledger.
+#[derive(Clone, Debug)]
+pub struct Erasure {
+    pub subject: SubjectId,
+    /// Who asked, recorded inside the erasure record's signed bytes.
+    pub actor: Actor,
+    /// Where the request came from (the CLI uses `api`).
+    pub channel: Channel,
+    pub time_ms: UnixMillis,
+}
+
+/// How many rows of each kind an erasure deleted (the subject's own row, with its
+/// wrapped data key, always: an erasure that finds no subject is refused).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErasedCounts {
+    /// Identifiers (on PostgreSQL each also had an `identity_lookup` row).
+    pub identities: u64,
+    pub consent_states: u64,
+    pub purpose_floors: u64,
+    pub events: u64,
+    /// De-duplication keys of those events (PostgreSQL's table; on SQLite the in-memory
+    /// window's entries).
+    pub dedup_keys: u64,
+    pub insight_features: u64,
+    pub insight_declared: u64,
+    /// The subject's dense insight number (0 or 1 row); the number is never reused.
+    pub insight_subjects: u64,
+    /// Reads of the person's data recorded in their access log.
+    pub access_log: u64,
+}
+
+/// What an erasure did.
+#[derive(Clone, Debug)]
+pub struct ErasureOutcome {
+    pub subject: SubjectId,
+    pub deleted: ErasedCounts,
+    /// The erasure record appended to the ledger (`ConsentStatus::Erased`).
+    pub record: SealedEntry,
+}
+
 #[derive(Clone, Debug)]
 pub struct StateRow {
     pub purpose: PurposeId,

@@ -15,6 +15,8 @@
 //!   into the writes that apply them (off the commit path).
 //! - [`floors`]: purpose floors as a mask over event ids; the sweeper's passes.
 //! - [`charge`]: a budget charge.
+//! - [`erase`]: an erasure: which tables lose the subject's rows, its ledger record,
+//!   what the caches forget.
 //! - [`identity`]: whether a credential may act for the subject a command reaches.
 //! - [`keys`]: whether the keys a store is opened with are the ones its data was
 //!   written with.
@@ -22,6 +24,7 @@
 
 pub mod charge;
 pub mod consent;
+pub mod erase;
 pub mod features;
 pub mod floors;
 pub mod identity;

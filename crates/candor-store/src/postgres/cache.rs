@@ -2,9 +2,12 @@
 //! them at open and at every full resync, or a few subjects when another node says
 //! they changed.
 //!
-//! Identities are only ever added today (erasure is a later issue), so the identity
-//! map is merged rather than replaced: replacing it with a snapshot could briefly drop
-//! a link this node's writer published after the snapshot was read.
+//! The identity map is merged rather than replaced: replacing it with a snapshot could
+//! briefly drop a link this node's writer published after the snapshot was read.
+//! Identities go only with their subject's erasure, which is handled apart: the erased
+//! subjects are read *after* the snapshot (so every erasure the snapshot missed is among
+//! them) and forgotten *before* it is published, and a forgotten subject is never
+//! published again (`Caches::forget`).
 
 use super::Shared;
 use crate::rows::Col;
@@ -21,6 +24,7 @@ pub(super) async fn full_resync(shared: &Shared, client: &Client) -> Result<(), 
         client,
         "SELECT subject_id, purpose_id, status, seq FROM consent_state",
         "SELECT lookup_hash, subject_id FROM identity_lookup",
+        "SELECT subject_id FROM ledger WHERE status = 'erased'",
         &[],
     )
     .await
@@ -41,6 +45,10 @@ pub(super) async fn reload(
         client,
         "SELECT subject_id, purpose_id, status, seq FROM consent_state WHERE subject_id = ANY($1)",
         "SELECT lookup_hash, subject_id FROM identities WHERE subject_id = ANY($1)",
+        // A subject named in a notification whose row is gone was erased (the
+        // notification is sent only once the subject exists or its erasure commits).
+        "SELECT s FROM unnest(CAST($1 AS bytea[])) AS t(s)
+         WHERE NOT EXISTS (SELECT 1 FROM subjects WHERE subject_id = t.s)",
         &[&keys],
     )
     .await
@@ -51,6 +59,7 @@ async fn load(
     client: &Client,
     states: &str,
     idents: &str,
+    erased: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<(), StoreError> {
     let rows = client.query(states, params).await?;
@@ -64,6 +73,12 @@ async fn load(
         .iter()
         .map(|r| Ok((LookupHash(r.blob_n(0, "lookup hash")?), r.subject(1)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    shared.ids.write().extend(ids);
+    for r in client.query(erased, params).await? {
+        let s = r.subject(0)?;
+        if shared.forget(s) {
+            shared.dense.lock().remove(&s);
+        }
+    }
+    shared.publish_ids(ids);
     shared.publish_state_rows(rows)
 }

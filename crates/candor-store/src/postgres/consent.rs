@@ -257,6 +257,29 @@ impl Ctx<'_, '_> {
                 break;
             }
         }
+        // This node may not have heard yet that another erased the subject its cache
+        // resolves to. Erasures lock the ledger head too, so one committed before this
+        // transaction is visible here: forget the subject and resolve again, so the
+        // person who came back becomes a new subject (`plan::erase`).
+        if let Some(s) = found.filter(|s| !self.job.keys.contains_key(s)) {
+            let exists = sql::query_opt(
+                self.tx,
+                "SELECT 1 FROM subjects WHERE subject_id = $1",
+                &[&&s.as_bytes()[..]],
+            )
+            .await?
+            .is_some();
+            if !exists {
+                self.shared.forget(s);
+                found = None;
+                for i in &cmd.identities {
+                    if let Some(s) = self.lookup(&i.hash).await? {
+                        found = Some(s);
+                        break;
+                    }
+                }
+            }
+        }
         let (subject, created) = match found {
             Some(s) => (s, false),
             None if cmd.create => self.create(cmd).await?,

@@ -120,7 +120,7 @@ pub(super) async fn commit_group(shared: &Shared, jobs: Vec<Job>) {
     };
     match result {
         Ok((outcomes, linked)) => {
-            shared.ids.write().extend(linked);
+            shared.publish_ids(linked);
             for ((_, reply), out) in jobs.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(out));
             }

@@ -19,6 +19,7 @@
 //!   node's feature index in step with every node's writes.
 //! - [`listen`]: keeps this node's caches (consent index, identity map) in step with
 //!   changes committed by any node (`LISTEN candor_changes` + periodic full resync).
+//! - [`erase`]: erasure in one transaction, then every node's caches forget the subject.
 //! - [`sweep`], [`retention`], [`partitions`]: background rewriting of withdrawn
 //!   purposes, retention (dropping whole day partitions), on-demand day partitions.
 //! - [`schema`]: versioned migrations and the Citus distribution table.
@@ -32,6 +33,7 @@ mod cache;
 mod connect;
 mod consent;
 mod derive;
+mod erase;
 mod features;
 mod ingest;
 mod keys;

@@ -300,7 +300,13 @@ const MIGRATIONS: &[&str] = &[
     -- The period's spend is its latest report's running total (`PERIOD_COSTS`).
     CREATE INDEX insight_reports_period_id ON insight_reports (advertiser_id, period, id);
     "#,
-    // 7: the person's own side (issue 13): the access log (reads of a person's data,
+    // 7: erasure (invariant 6). Every node's full cache resync reads the erasure records
+    // to forget their subjects (a missed notification must not leave an erased subject
+    // in a cache): a partial index keeps that read as small as the number of erasures.
+    r#"
+    CREATE INDEX ledger_erased ON ledger (seq) WHERE status = 'erased';
+    "#,
+    // 8: the person's own side (issue 13): the access log (reads of a person's data,
     // erased with them), the requests people made (pseudonymous: an erasure's request
     // outlives it, so the operator can show it was answered in time), and the nonces
     // of single-use sign-in links already spent (kept until they expire).

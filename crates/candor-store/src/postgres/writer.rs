@@ -97,6 +97,9 @@ async fn run_alone(shared: &Shared, job: Job) {
         Job::Report { r, reply } => {
             let _ = reply.send(super::advertisers::record_report(shared, &r).await);
         }
+        Job::Erase { req, reply } => {
+            let _ = reply.send(super::erase::run(shared, &req).await);
+        }
         Job::Sweep { reply } => {
             let mut sweeper = shared.sweeper.lock().await;
             let res = async {

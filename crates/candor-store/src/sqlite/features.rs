@@ -65,14 +65,16 @@ impl FeatureLog {
         )?;
         let committed: i64 =
             conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?;
-        let next_dense =
-            match conn.query_row("SELECT max(dense) FROM insight_subjects", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })? {
-                None => 0,
-                Some(m) => u32::try_from(m + 1)
-                    .map_err(|_| StoreError::Corrupt("insight subject numbers exhausted".into()))?,
-            };
+        // One more than the highest number stored, or than the highest an erasure
+        // deleted (`insight_dense_next`): numbers are never handed out twice.
+        let next: i64 = conn.query_row(
+            "SELECT max(coalesce((SELECT max(dense) + 1 FROM insight_subjects), 0),
+                        coalesce((SELECT next FROM insight_dense_next WHERE id = 1), 0))",
+            [],
+            |r| r.get(0),
+        )?;
+        let next_dense = u32::try_from(next)
+            .map_err(|_| StoreError::Corrupt("insight subject numbers exhausted".into()))?;
         let mut log = FeatureLog {
             batch: Batch::default(),
             committed: stored.max(committed),
@@ -186,6 +188,19 @@ impl FeatureLog {
             }
         }
         self.committed = self.committed.max(upto);
+    }
+
+    /// The next insight number this log would hand out (every number below it may be
+    /// in a report's membership).
+    pub fn next_dense(&self) -> u32 {
+        self.next_dense
+    }
+
+    /// An erased subject: its merged deltas are dropped (they must not be written back
+    /// by the next flush) and its number forgotten.
+    pub fn forget(&mut self, s: &SubjectId) {
+        self.batch.forget(s);
+        self.dense_cache.remove(s);
     }
 
     /// A group rolled back: numbers it assigned may not exist.

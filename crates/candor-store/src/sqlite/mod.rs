@@ -11,6 +11,7 @@
 
 mod advertisers;
 mod consent;
+mod erase;
 mod features;
 mod ingest;
 mod keys;
@@ -83,6 +84,14 @@ pub(crate) fn open_conn(path: &Path, write: bool) -> Result<Connection, StoreErr
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     configure(&conn)?;
+    if write {
+        // Erasure is real (invariant 6): what a delete frees is overwritten with zeros
+        // rather than left in free pages and cells. It costs only where something is
+        // freed (erasure, retention, the sweeper's page rewrites); appends free nothing
+        // (measured in `docs/erasure.md`). The WAL's older page images are dealt with
+        // by the checkpoint after each erasure (`erase`).
+        conn.pragma_update(None, "secure_delete", "ON")?;
+    }
     Ok(conn)
 }
 

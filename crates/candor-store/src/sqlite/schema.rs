@@ -235,7 +235,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE advertisers ADD COLUMN lifetime_delta_atto INTEGER;
     CREATE INDEX insight_reports_time ON insight_reports (time_ms);
     "#,
-    // 7: the person's own side (issue 13): the access log (reads of a person's data,
+    // 7: erasure (invariant 6). Erasing a subject deletes its `insight_subjects` row, and
+    // with it possibly the highest dense number: the next free number is remembered here
+    // so a number a past report's membership holds is never handed to anyone else.
+    r#"
+    CREATE TABLE insight_dense_next (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        next INTEGER NOT NULL
+    );
+    "#,
+    // 8: the person's own side (issue 13): the access log (reads of a person's data,
     // erased with them), the requests people made (pseudonymous: an erasure's request
     // outlives it, so the operator can show it was answered in time), and the nonces
     // of single-use sign-in links already spent (kept until they expire).
@@ -283,6 +292,36 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version = i + 1, "applied schema migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every table with a `subject_id` column is one an erasure deletes from, or one it
+    /// keeps on purpose (`plan::erase`): a new table keyed by subject must say which.
+    #[test]
+    fn erasure_covers_every_table_keyed_by_subject() {
+        use crate::plan::erase::{KEPT_OR_SPECIAL, SUBJECT_TABLES};
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrate_for_tests(&conn);
+        let mut st = conn
+            .prepare(
+                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c
+                 WHERE m.type = 'table' AND c.name = 'subject_id' ORDER BY m.name",
+            )
+            .unwrap();
+        let tables: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(tables.len() >= 9, "{tables:?}");
+        for t in tables {
+            assert!(
+                SUBJECT_TABLES.iter().any(|s| s.name() == t) || KEPT_OR_SPECIAL.contains(&&*t),
+                "table {t} is keyed by subject_id: erasure must delete its rows (plan::erase)"
+            );
+        }
+    }
 }
 
 /// A database with every migration applied, for tests that prepare statements.

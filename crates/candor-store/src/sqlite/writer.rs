@@ -207,6 +207,14 @@ pub(super) fn run(
                 Job::Features { reply } => {
                     let _ = reply.send(w.log.flush(&w.conn));
                 }
+                Job::Erase { req, reply } => {
+                    // In a transaction of its own, in queue order: what queued before
+                    // it commits first, what queued after it sees the subject gone.
+                    if !jobs.is_empty() {
+                        sweep_pending |= w.commit_group(std::mem::take(&mut jobs));
+                    }
+                    let _ = reply.send(w.erase(&req));
+                }
                 other => jobs.push(other),
             }
         }
