@@ -130,6 +130,25 @@ test('a person signs in with a link, changes a consent and downloads everything'
   const overflow = await phone.p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   assert.equal(overflow, false, 'no horizontal scrolling at phone width');
   assert.deepEqual(phone.errors, []);
+
+  // Erase, after the confirmation step; then the person's links no longer work.
+  const spare = await link('zoe');
+  await phone.p.getByRole('link', { name: 'Erase everything' }).click();
+  await phone.p.waitForURL(`${base}/me/erase`);
+  assert.deepEqual(await axe(phone.p), [], 'erasure confirmation');
+  await phone.p.screenshot({ path: `${ARTIFACTS}/my-data-erase.png`, fullPage: true });
+  await phone.p.getByRole('button', { name: 'Erase everything' }).click();
+  await phone.p.waitForLoadState();
+  assert.match(await phone.p.locator('main').innerText(), /has been erased/);
+  const gone = await candor.api('GET', '/v1/me?userId=zoe', { basic: SERVER_KEY });
+  assert.equal(gone.status, 404);
+  await phone.p.goto(`${base}${spare}`);
+  await phone.p.keyboard.press('Tab');
+  await phone.p.keyboard.press('Enter');
+  await phone.p.waitForLoadState();
+  assert.match(await phone.p.locator('main').innerText(), /does not work/);
+  const yan = await candor.api('GET', '/v1/me?userId=yan', { basic: SERVER_KEY });
+  assert.equal(yan.status, 200, 'the other person is untouched');
   await phone.ctx.close();
 });
 

@@ -414,3 +414,32 @@ pub async fn record(
     st.store.close_request(id, st.now(), "ok").await?;
     Ok(())
 }
+
+/// Erases a person (invariant 6; `Store::erase`) as a request the operator can account
+/// for: recorded before it starts, answered when the erasure has committed (or with the
+/// code it failed with). The request keeps only the pseudonym.
+pub async fn erase(
+    st: &AppState,
+    subject: SubjectId,
+    actor: candor_core::ledger::Actor,
+    channel: candor_core::consent::Channel,
+    how: &str,
+) -> ApiResult<candor_store::ErasureOutcome> {
+    let id = st
+        .store
+        .open_request(subject, RequestKind::Erasure, how, st.now())
+        .await?;
+    let result = st
+        .store
+        .erase(candor_store::Erasure {
+            subject,
+            actor,
+            channel,
+            time_ms: st.now(),
+        })
+        .await
+        .map_err(crate::error::ApiError::from);
+    let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+    st.store.close_request(id, st.now(), outcome).await?;
+    result
+}

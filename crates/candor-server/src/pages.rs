@@ -41,6 +41,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("editor.html", include_str!("../templates/editor.html")),
     ("me.html", include_str!("../templates/me.html")),
     ("me_enter.html", include_str!("../templates/me_enter.html")),
+    ("me_erase.html", include_str!("../templates/me_erase.html")),
     (
         "me_message.html",
         include_str!("../templates/me_message.html"),

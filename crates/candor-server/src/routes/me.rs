@@ -111,6 +111,66 @@ pub async fn download(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EraseBody {
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+}
+
+/// `POST /v1/me/erase`: the person erased, asked by the operator's backend (server
+/// key) or by the person through it (subject token). A browser key cannot: the erasure
+/// of an anonymous visitor goes through their own page, behind its confirmation step.
+pub async fn erase(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let actor = actor(&st, &headers)?;
+    if matches!(actor, Actor::Browser(_)) {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "erasure through the API needs a server write key or a subject token",
+        ));
+    }
+    let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
+    let b: EraseBody = parse_json(&text)?;
+    let named = crate::pipeline::consent::identities(
+        &st.master,
+        &actor,
+        b.user_id.as_deref(),
+        b.anonymous_id.as_deref(),
+    )?;
+    let subject = crate::pipeline::consent::resolve(&st, &named)?.ok_or_else(|| {
+        ApiError::new(
+            Code::SubjectNotFound,
+            "nothing is held for these identifiers",
+        )
+    })?;
+    let out = mydata::erase(
+        &st,
+        subject,
+        actor.recorded(),
+        actor.default_channel(),
+        "api",
+    )
+    .await?;
+    let key = st.signing_key_for(out.record.entry.seq);
+    Ok(Json(json!({
+        "subject": subject.to_string(),
+        "erased": true,
+        "deleted": {
+            "identifiers": out.deleted.identities,
+            "consents": out.deleted.consent_states,
+            "events": out.deleted.events,
+            "insightFeatures": out.deleted.insight_features,
+            "declaredFields": out.deleted.insight_declared,
+            "accessLog": out.deleted.access_log,
+        },
+        "receipt": crate::receipts::build(&out.record, &st.settings.operator, &key),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LinkBody {
     user_id: String,
     ttl_seconds: Option<i64>,

@@ -417,6 +417,69 @@ pub async fn receipt(
     resp
 }
 
+/// `GET /me/erase`: what erasure deletes and what stays, and one button.
+pub async fn erase_form(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((s, _, _)) = session(&st, &headers).await else {
+        return signed_out();
+    };
+    let identifiers = st.store.identities(s.subject).await.map_or(0, |i| i.len());
+    let data = match mydata::gather(&st, s.subject, Depth::Summary).await {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    page(
+        StatusCode::OK,
+        "me_erase.html",
+        context! {
+            operator => st.settings.operator.name,
+            csrf => st.person_keys.csrf(&s),
+            identifiers,
+            events => data.events.total,
+        },
+    )
+}
+
+/// `POST /me/erase`: erases the person, ends the session, says so.
+pub async fn erase(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    let Some((s, actor, _)) = session(&st, &headers).await else {
+        return signed_out();
+    };
+    if !form.is_ok_and(|Form(f)| st.person_keys.csrf_ok(&s, &f.csrf)) {
+        return say(
+            StatusCode::FORBIDDEN,
+            "The form expired",
+            "Please reload the page and try again.",
+            true,
+        );
+    }
+    if let Err(e) = mydata::erase(
+        &st,
+        s.subject,
+        actor.recorded(),
+        Channel::PreferenceCenter,
+        "page",
+    )
+    .await
+    {
+        return e.into_response();
+    }
+    let mut r = say(
+        StatusCode::OK,
+        "Your data has been erased",
+        "Everything we held about you is gone. If you come back, you start as someone new, with nothing allowed until you choose.",
+        false,
+    );
+    let (k, v) = pages::set_cookie(COOKIE, "", "/me", 0);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+        r.headers_mut().append(k, v);
+    }
+    r
+}
+
 /// `POST /me/logout`
 pub async fn logout(
     State(st): State<AppState>,

@@ -30,6 +30,9 @@ pub enum Role {
     AdminSession,
     /// An advertiser key, and nothing else.
     Advertiser,
+    /// A server key, or a subject token for its own user: never a browser key (the
+    /// erasure API).
+    ServerOrSubject,
     /// A person's session cookie (`person`), with its CSRF token on every POST.
     PersonSession,
     /// The sign-in form of a person's pages: anyone may post it; the form carries a
@@ -61,6 +64,7 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/consent/insights", Role::ConsentActor),
     ("GET", "/v1/me", Role::ConsentActor),
     ("GET", "/v1/me/export", Role::ConsentActor),
+    ("POST", "/v1/me/erase", Role::ServerOrSubject),
     ("POST", "/v1/admin/subject-links", Role::Admin),
     ("GET", "/v1/admin/requests", Role::Admin),
     ("GET", "/me/enter", Role::Anyone),
@@ -70,6 +74,8 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/me/export", Role::PersonSession),
     ("GET", "/me/receipts/{id}", Role::PersonSession),
     ("POST", "/me/logout", Role::PersonSession),
+    ("GET", "/me/erase", Role::PersonSession),
+    ("POST", "/me/erase", Role::PersonSession),
     ("GET", "/v1/purposes", Role::Anyone),
     ("GET", "/v1/receipts/public-key", Role::Anyone),
     ("GET", "/v1/ledger/checkpoint", Role::Anyone),
@@ -185,6 +191,7 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/v1/consent/insights", consent::insight_reports)
         .get("/v1/me", me::me)
         .get("/v1/me/export", me::export)
+        .post("/v1/me/erase", me::erase)
         .post("/v1/admin/subject-links", me::subject_link)
         .get("/v1/admin/requests", me::requests)
         .get("/me/enter", mypages::enter_form)
@@ -194,6 +201,8 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/me/export", mypages::export)
         .get("/me/receipts/{id}", mypages::receipt)
         .post("/me/logout", mypages::logout)
+        .get("/me/erase", mypages::erase_form)
+        .post("/me/erase", mypages::erase)
         .get("/v1/purposes", meta::purposes)
         .get("/v1/receipts/public-key", meta::receipt_key)
         .get("/v1/ledger/checkpoint", meta::ledger_checkpoint)

@@ -213,6 +213,7 @@ fn allowed(role: Role, cred: Cred) -> bool {
         Role::AdminSession => false,
         Role::Advertiser => cred == Cred::Advertiser,
         Role::PersonSession => false,
+        Role::ServerOrSubject => matches!(cred, Cred::Server | Cred::TokenOwn),
         Role::PersonEntry => cred != Cred::Advertiser,
     }
 }
@@ -241,7 +242,7 @@ async fn authorization_matrix_over_every_route_and_credential() {
             .replace("{id}", "matrix-id")
             .replace("{script}", "x.js");
         for cred in CREDS {
-            let consent_route = role == Role::ConsentActor;
+            let consent_route = matches!(role, Role::ConsentActor | Role::ServerOrSubject);
             let url = if consent_route && *method == reqwest::Method::GET {
                 app.url(&format!("{path}?userId=matrix-user"))
             } else {

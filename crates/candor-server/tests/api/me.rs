@@ -526,3 +526,185 @@ async fn candor_js_anonymous_visitors_reach_their_own_page_only() {
     assert_eq!(r.status(), 200);
     assert_eq!(my_page(&app, &session).await.status(), 401);
 }
+
+async fn erase(
+    app: &TestApp,
+    body: Value,
+    auth: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> Response {
+    auth(app.client.post(app.url("/v1/me/erase")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn erasure_through_the_api_leaves_nothing_and_a_return_starts_afresh() {
+    let app = spawn().await;
+    person(&app, "ida", "ida-anon", "ida-marker").await;
+    person(&app, "jon", "jon-anon", "jon-marker").await;
+    app.consent("kim-anon", json!({"analytics": "grant"})).await;
+    let before: Value = get(&app, "/v1/me?userId=ida", |b| {
+        b.basic_auth(SERVER_KEY, Some(""))
+    })
+    .await
+    .json()
+    .await
+    .unwrap();
+    let subject = before["subject"].as_str().unwrap().to_owned();
+    // Who may not: a browser key (even for its own anonymous id), someone else's
+    // subject token, nobody.
+    let r = erase(&app, json!({"anonymousId": "kim-anon"}), |b| {
+        b.basic_auth(BROWSER_KEY, Some(""))
+    })
+    .await;
+    assert_eq!(code_of(r).await, (403, "forbidden".into()));
+    let jon_token = mint_token(&app, "jon").await;
+    let r = erase(&app, json!({"userId": "ida"}), |b| {
+        b.bearer_auth(&jon_token)
+    })
+    .await;
+    assert_eq!(code_of(r).await, (403, "forbidden".into()));
+    let r = erase(&app, json!({"userId": "ida"}), |b| b).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        get(&app, "/v1/me?userId=ida", |b| b
+            .basic_auth(SERVER_KEY, Some("")))
+        .await
+        .status(),
+        200
+    );
+
+    // Her own subject token may.
+    let ida_token = mint_token(&app, "ida").await;
+    let r = erase(&app, json!({}), |b| b.bearer_auth(&ida_token)).await;
+    assert_eq!(r.status(), 200);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["subject"], subject.as_str());
+    assert_eq!(out["deleted"]["identifiers"], 3);
+    assert_eq!(out["deleted"]["events"], 3);
+    assert_eq!(out["receipt"]["record"]["status"], "erased");
+    assert_eq!(out["receipt"]["record"]["subject"], subject.as_str());
+
+    // Nothing is found for her any more, by any identifier; a second erasure finds no one.
+    for q in ["userId=ida", "anonymousId=ida-anon"] {
+        let r = get(&app, &format!("/v1/me?{q}"), |b| {
+            b.basic_auth(SERVER_KEY, Some(""))
+        })
+        .await;
+        assert_eq!(code_of(r).await, (404, "subject_not_found".into()), "{q}");
+    }
+    let r = erase(&app, json!({"userId": "ida"}), |b| {
+        b.basic_auth(SERVER_KEY, Some(""))
+    })
+    .await;
+    assert_eq!(code_of(r).await, (404, "subject_not_found".into()));
+    let stored = app.stored().await;
+    assert!(
+        stored.iter().all(|(_, m)| !m.to_string().contains("ida")),
+        "{stored:?}"
+    );
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|(_, m)| m.to_string().contains("jon-marker"))
+            .count(),
+        2
+    );
+
+    // She comes back: a new, unknown person, with nothing allowed but what she chooses now.
+    let r = app
+        .post(
+            "/v1/consent",
+            SERVER_KEY,
+            json!({"userId": "ida", "choices": {"loyalty": "grant"}}),
+        )
+        .await;
+    let again: Value = r.json().await.unwrap();
+    assert_ne!(again["subject"], subject.as_str());
+    let granted: Vec<&str> = again["purposes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["granted"] == true)
+        .map(|p| p["purpose"].as_str().unwrap())
+        .collect();
+    assert_eq!(granted, ["loyalty"]);
+    let history: Value = get(&app, "/v1/consent/history?userId=ida", |b| {
+        b.basic_auth(SERVER_KEY, Some(""))
+    })
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(history["records"].as_array().unwrap().len(), 1);
+
+    // The ledger still verifies, and the operator can show the erasure was answered.
+    let v = app.get_bearer("/v1/admin/ledger/verify", ADMIN).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let reqs = app.get_bearer("/v1/admin/requests", ADMIN).await;
+    let erasures: Vec<&Value> = reqs["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "erasure")
+        .collect();
+    // (The second asked for no one Candor knows: nothing to record it under.)
+    assert_eq!(erasures.len(), 1, "{reqs}");
+    assert_eq!(erasures[0]["subject"], subject.as_str());
+    assert_eq!(erasures[0]["outcome"], "ok");
+    assert!(erasures[0]["completedAt"].is_string());
+}
+
+#[tokio::test]
+async fn erasure_from_the_page_asks_first_then_ends_the_session_and_the_links() {
+    let app = spawn().await;
+    person(&app, "lea", "lea-anon", "lea-marker").await;
+    let spare = link(&app, "lea").await;
+    let session = session_for(&app, &link(&app, "lea").await).await;
+    let form = client()
+        .get(app.url("/me/erase"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    let html = form.text().await.unwrap();
+    assert!(html.contains("cannot be undone"));
+    let csrf = csrf_of(&html);
+    let post = |csrf: String| {
+        client()
+            .post(app.url("/me/erase"))
+            .header("Cookie", session.clone())
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    assert_eq!(post("0".repeat(32)).await.unwrap().status(), 403);
+    assert_eq!(
+        get(&app, "/v1/me?userId=lea", |b| b
+            .basic_auth(SERVER_KEY, Some("")))
+        .await
+        .status(),
+        200
+    );
+    let r = post(csrf).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("has been erased"));
+    // Gone: the session, any link minted before, and new links (nobody to mint for).
+    assert_eq!(my_page(&app, &session).await.status(), 401);
+    let r = client().get(app.url(&spare)).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the form shows: the link itself is genuine"
+    );
+    assert_eq!(enter(&app, &spare).await.status(), 401);
+    let r = mint_link(&app, "lea", 600).await;
+    assert_eq!(code_of(r).await, (404, "subject_not_found".into()));
+    let r = get(&app, "/v1/me?userId=lea", |b| {
+        b.basic_auth(SERVER_KEY, Some(""))
+    })
+    .await;
+    assert_eq!(r.status(), 404);
+}
