@@ -296,6 +296,7 @@ pub async fn dashboard(
             .collect(),
         Err(_) => Vec::new(),
     };
+    let requests = recent_requests(&st).await;
     pages::render(
         StatusCode::OK,
         "dashboard.html",
@@ -304,11 +305,50 @@ pub async fn dashboard(
             csrf => st.sessions.csrf(session),
             report => context! { from => report.from, to => report.to },
             baseline => report.variants.first().map(|v| v.variant.clone()),
-            purposes, charts, rows, comparisons, variants,
+            purposes, charts, rows, comparisons, variants, requests,
         },
         false,
         vec![],
     )
+}
+
+/// People's most recent requests (issue 13), newest first, with when each is due and
+/// whether it was answered in time: what an operator shows a regulator.
+async fn recent_requests(st: &AppState) -> Vec<minijinja::Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    // Pages through the list (kept small: one row per request a person made).
+    while let Ok(page) = st.store.requests(after, 1000).await {
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        all.extend(page);
+        if all.len() > 100_000 {
+            break;
+        }
+    }
+    let now = st.now_ms();
+    all.iter()
+        .rev()
+        .take(20)
+        .map(|r| {
+            let due = r.requested_ms.0.saturating_add(super::me::ANSWER_WITHIN_MS);
+            let state = match r.completed_ms {
+                Some(c) if c.0 <= due => "answered in time",
+                Some(_) => "answered late",
+                None if now > due => "overdue",
+                None => "open",
+            };
+            let when = |ms: i64| {
+                let t = crate::segment::format_time(candor_core::UnixMillis(ms));
+                t.get(..16).unwrap_or(&t).replace('T', " ")
+            };
+            context! {
+                kind => r.kind.as_str(), channel => r.channel, outcome => r.outcome,
+                requested => when(r.requested_ms.0), due => when(due), state,
+                answered => r.completed_ms.map(|c| when(c.0)),
+            }
+        })
+        .collect()
 }
 
 /// `GET /admin`: the dashboard lives at `/admin/` (the cookie's path).

@@ -209,6 +209,13 @@ async fn the_export_carries_every_event_opened_and_the_request_is_listed() {
     assert!(export["completedAt"].is_string());
     assert_eq!(export["answeredInTime"], true);
     assert!(export["dueBy"].as_str().unwrap() > export["requestedAt"].as_str().unwrap());
+    // And on the dashboard.
+    let login = crate::pages::login(&app).await;
+    let html = crate::pages::dashboard(&app, &login.cookie).await;
+    let section = &html[html.find("People's requests").unwrap()..];
+    assert!(
+        section.contains("<th scope=\"row\">export</th>") && section.contains("answered in time")
+    );
     // The requests list is the admin's only.
     let r = get(&app, "/v1/admin/requests", |b| {
         b.basic_auth(SERVER_KEY, Some(""))

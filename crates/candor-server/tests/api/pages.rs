@@ -29,7 +29,7 @@ fn csrf_of(html: &str) -> String {
 }
 
 /// The dashboard's HTML for a session that must be valid.
-async fn dashboard(app: &TestApp, session: &str) -> String {
+pub(crate) async fn dashboard(app: &TestApp, session: &str) -> String {
     let page = client()
         .get(app.url("/admin/"))
         .header("Cookie", session)
@@ -50,12 +50,12 @@ async fn saved_variants(app: &TestApp) -> Vec<serde_json::Value> {
     body["variants"].as_array().unwrap().clone()
 }
 
-struct Login {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Login {
+    pub cookie: String,
+    pub csrf: String,
 }
 
-async fn login(app: &TestApp) -> Login {
+pub(crate) async fn login(app: &TestApp) -> Login {
     let c = client();
     let r = c.get(app.url("/admin/login")).send().await.unwrap();
     let (pair, _) = set_cookie(&r, "candor_login").unwrap();
