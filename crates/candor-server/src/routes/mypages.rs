@@ -86,6 +86,36 @@ async fn session(st: &AppState, headers: &HeaderMap) -> Option<(Session, Actor, 
     Some((s, actor, named))
 }
 
+/// A POST's session and its CSRF token checked: what may act, or the page to answer.
+async fn posted(
+    st: &AppState,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+) -> Result<(Session, Actor, Named), Response> {
+    let Some((s, actor, named)) = session(st, headers).await else {
+        return Err(signed_out());
+    };
+    if !csrf.is_some_and(|c| st.person_keys.csrf_ok(&s, c)) {
+        return Err(say(
+            StatusCode::FORBIDDEN,
+            "The form expired",
+            "Please reload the page and try again.",
+            true,
+        ));
+    }
+    Ok((s, actor, named))
+}
+
+/// A page that ends the session (sign-out, erasure) and says so.
+fn ending(title: &str, message: &str) -> Response {
+    let mut r = say(StatusCode::OK, title, message, false);
+    let (k, v) = pages::set_cookie(COOKIE, "", "/me", 0);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+        r.headers_mut().append(k, v);
+    }
+    r
+}
+
 fn accessor(s: &Session) -> &'static str {
     match s.via {
         Via::Link => "your data page (signed in with a link)",
@@ -313,25 +343,15 @@ pub async fn change_consent(
     headers: HeaderMap,
     form: Result<Form<ConsentForm>, FormRejection>,
 ) -> Response {
-    let Some((s, actor, named)) = session(&st, &headers).await else {
+    let form = form.ok().map(|Form(f)| f);
+    let (_, actor, named) =
+        match posted(&st, &headers, form.as_ref().map(|f| f.csrf.as_str())).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+    let Some(f) = form else {
         return signed_out();
     };
-    let Ok(Form(f)) = form else {
-        return say(
-            StatusCode::BAD_REQUEST,
-            "The form was incomplete",
-            "Please try again.",
-            true,
-        );
-    };
-    if !st.person_keys.csrf_ok(&s, &f.csrf) {
-        return say(
-            StatusCode::FORBIDDEN,
-            "The form expired",
-            "Please reload the page and try again.",
-            true,
-        );
-    }
     let Some(purpose) = PurposeId::parse(&f.purpose)
         .ok()
         .filter(|p| st.catalog.purpose(p).is_some())
@@ -445,17 +465,11 @@ pub async fn erase(
     headers: HeaderMap,
     form: Result<Form<CsrfOnly>, FormRejection>,
 ) -> Response {
-    let Some((s, actor, _)) = session(&st, &headers).await else {
-        return signed_out();
+    let csrf = form.ok().map(|Form(f)| f.csrf);
+    let (s, actor, _) = match posted(&st, &headers, csrf.as_deref()).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    if !form.is_ok_and(|Form(f)| st.person_keys.csrf_ok(&s, &f.csrf)) {
-        return say(
-            StatusCode::FORBIDDEN,
-            "The form expired",
-            "Please reload the page and try again.",
-            true,
-        );
-    }
     if let Err(e) = mydata::erase(
         &st,
         s.subject,
@@ -467,17 +481,10 @@ pub async fn erase(
     {
         return e.into_response();
     }
-    let mut r = say(
-        StatusCode::OK,
+    ending(
         "Your data has been erased",
         "Everything we held about you is gone. If you come back, you start as someone new, with nothing allowed until you choose.",
-        false,
-    );
-    let (k, v) = pages::set_cookie(COOKIE, "", "/me", 0);
-    if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
-        r.headers_mut().append(k, v);
-    }
-    r
+    )
 }
 
 /// `POST /me/logout`
