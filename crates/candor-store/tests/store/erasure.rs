@@ -89,7 +89,10 @@ pub async fn erasure_is_complete_and_real(b: &dyn Backend) {
             s,
             &format!("erin-msg-{i}"),
             &["analytics", "insights", "personalization"],
-            vec![activity(0, FeatureKind::AppUsed, "games", 1), declare("25-34")],
+            vec![
+                activity(0, FeatureKind::AppUsed, "games", 1),
+                declare("25-34"),
+            ],
         );
         r.payload = format!("{PAYLOAD}-{i}").into_bytes().into();
         rows.push(r);
@@ -138,21 +141,40 @@ pub async fn erasure_is_complete_and_real(b: &dyn Backend) {
     for (i, v) in b.stored_secrets(s).await.into_iter().enumerate() {
         probes.push((format!("wrapped key or sealed identifier {i}"), v));
     }
-    assert_eq!(probes.len(), 7, "three hashes, the wrapped key, three sealed values");
+    assert_eq!(
+        probes.len(),
+        7,
+        "three hashes, the wrapped key, three sealed values"
+    );
     for e in &events {
-        probes.push((format!("sealed payload of event {}", e.id), e.sealed_payload.clone()));
+        probes.push((
+            format!("sealed payload of event {}", e.id),
+            e.sealed_payload.clone(),
+        ));
         probes.push((format!("dedup key of event {}", e.id), e.dedup_key.to_vec()));
     }
     let plain: Vec<&str> = vec![USER, ANON, EMAIL, PAYLOAD];
     let before = b.raw_files().await;
     for (what, p) in &probes {
-        assert!(!found(&before, p).is_empty(), "{what} must be in the files before erasure");
+        assert!(
+            !found(&before, p).is_empty(),
+            "{what} must be in the files before erasure"
+        );
     }
     for p in &plain {
-        assert!(found(&before, p.as_bytes()).is_empty(), "{p} is sealed, never in the clear");
+        assert!(
+            found(&before, p.as_bytes()).is_empty(),
+            "{p} is sealed, never in the clear"
+        );
     }
     let rows_before = b.subject_rows(s, &dedup).await;
-    for t in ["subjects", "identities", "consent_state", "insight_features", "insight_subjects"] {
+    for t in [
+        "subjects",
+        "identities",
+        "consent_state",
+        "insight_features",
+        "insight_subjects",
+    ] {
         assert!(
             rows_before.iter().any(|(n, c)| n == t && *c > 0),
             "{t} holds Erin before: {rows_before:?}"
@@ -194,10 +216,17 @@ pub async fn erasure_is_complete_and_real(b: &dyn Backend) {
     // Nothing of Erin is left in the files.
     let after = b.raw_files().await;
     for (what, p) in &probes {
-        assert_eq!(found(&after, p), Vec::<String>::new(), "{what} survived the erasure");
+        assert_eq!(
+            found(&after, p),
+            Vec::<String>::new(),
+            "{what} survived the erasure"
+        );
     }
     for p in &plain {
-        assert!(found(&after, p.as_bytes()).is_empty(), "{p} in the clear after erasure");
+        assert!(
+            found(&after, p.as_bytes()).is_empty(),
+            "{p} in the clear after erasure"
+        );
     }
 
     // Erasing again is refused, and changes nothing.
@@ -213,7 +242,10 @@ pub async fn erasure_is_complete_and_real(b: &dyn Backend) {
     assert_eq!(st.ledger_head().await.unwrap(), head);
 
     // Otto is untouched.
-    assert_eq!(st.index().granted(&other), bits(st, &["analytics", "insights"]));
+    assert_eq!(
+        st.index().granted(&other),
+        bits(st, &["analytics", "insights"])
+    );
     assert_eq!(features_of(st, &other).await.len(), 1);
     assert_eq!(
         st.events_page(0, 1000)
@@ -239,7 +271,10 @@ pub async fn erasure_is_complete_and_real(b: &dyn Backend) {
     // A message she sent before, sent again, is new (its dedup key went with her), and
     // refused: nothing is granted.
     let replay = row(st, again.subject, "erin-msg-0", &["analytics"], now());
-    assert_eq!(st.ingest(vec![replay]).await.unwrap(), vec![RowOutcome::ConsentChanged]);
+    assert_eq!(
+        st.ingest(vec![replay]).await.unwrap(),
+        vec![RowOutcome::ConsentChanged]
+    );
     st.shutdown().await;
 
     // After a restart: still gone, and her insight number is never handed out again.
@@ -260,7 +295,10 @@ pub async fn erasure_is_complete_and_real(b: &dyn Backend) {
     .await
     .unwrap();
     let new_dense = b.dense(st, again.subject).await.unwrap();
-    assert!(new_dense > dense, "dense numbers are never reused ({new_dense} after {dense})");
+    assert!(
+        new_dense > dense,
+        "dense numbers are never reused ({new_dense} after {dense})"
+    );
     assert_chain_ends_with_erasure_or_later(st).await;
     st.shutdown().await;
 }
@@ -297,7 +335,9 @@ pub async fn writes_around_an_erasure_leave_nothing(b: &dyn Backend) {
     // it, when nothing was granted; or it could not even be sealed (the key is gone).
     for r in [a, z] {
         match r {
-            Ok(o) => assert!(o == vec![RowOutcome::Stored] || o == vec![RowOutcome::ConsentChanged]),
+            Ok(o) => {
+                assert!(o == vec![RowOutcome::Stored] || o == vec![RowOutcome::ConsentChanged])
+            }
             Err(err) => assert!(matches!(err, StoreError::Corrupt(_)), "{err}"),
         }
     }

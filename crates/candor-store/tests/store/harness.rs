@@ -460,7 +460,10 @@ impl Backend for Postgres {
         let c = self.client().await;
         let sid = &s.as_bytes()[..];
         let mut out: Vec<Vec<u8>> = c
-            .query("SELECT wrapped_key FROM subjects WHERE subject_id = $1", &[&sid])
+            .query(
+                "SELECT wrapped_key FROM subjects WHERE subject_id = $1",
+                &[&sid],
+            )
             .await
             .unwrap()
             .iter()
