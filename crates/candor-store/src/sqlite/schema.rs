@@ -266,6 +266,14 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A database with every migration applied, for tests that prepare statements.
+#[cfg(test)]
+pub(crate) fn migrate_for_tests(conn: &Connection) {
+    for sql in MIGRATIONS {
+        conn.execute_batch(sql).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Every table with a `subject_id` column is one an erasure deletes from, or one it
@@ -293,13 +301,5 @@ mod tests {
                 "table {t} is keyed by subject_id: erasure must delete its rows (plan::erase)"
             );
         }
-    }
-}
-
-/// A database with every migration applied, for tests that prepare statements.
-#[cfg(test)]
-pub(crate) fn migrate_for_tests(conn: &Connection) {
-    for sql in MIGRATIONS {
-        conn.execute_batch(sql).unwrap();
     }
 }
