@@ -41,6 +41,7 @@ pub mod cors;
 pub mod datadir;
 pub mod demo;
 pub mod demo_prompt;
+pub mod erasure;
 pub mod error;
 pub mod iab;
 pub mod ledger;

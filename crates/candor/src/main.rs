@@ -101,6 +101,23 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Erase people (invariant 6): each subject's key, identifiers, consent state,
+    /// events and insight data are deleted in one transaction, and a pseudonymous
+    /// erasure record is appended to the ledger. Exactly one of --subject, --user-id,
+    /// --from-file. Run it with the server stopped, like `import`, or through the API.
+    Erase {
+        #[command(flatten)]
+        common: Common,
+        /// The pseudonymous subject id (32 hex characters).
+        #[arg(long, conflicts_with_all = ["user_id", "from_file"])]
+        subject: Option<String>,
+        /// A user id, resolved to its subject through the lookup hash.
+        #[arg(long, conflicts_with = "from_file")]
+        user_id: Option<String>,
+        /// A file of subject ids, one a line; each erased on its own, bad lines named.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
     /// Write the ledger and all events as JSON Lines; or, with --subject or --user-id,
     /// everything held about one person as their own export (candor-my-data-v1).
     Export {
@@ -412,6 +429,12 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Erase {
+            common,
+            subject,
+            user_id,
+            from_file,
+        } => erase_command(common, subject, user_id, from_file).await,
         Command::Export {
             common,
             out,
@@ -481,6 +504,67 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `candor erase`: the arguments name the subjects; `candor_server::erasure` does the
+/// rest. Exit status 1 when any line or subject failed.
+async fn erase_command(
+    common: Common,
+    subject: Option<String>,
+    user_id: Option<String>,
+    from_file: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use candor_server::erasure;
+    if subject.is_none() && user_id.is_none() && from_file.is_none() {
+        anyhow::bail!("say whom to erase: --subject ID, --user-id ID or --from-file FILE");
+    }
+    // Read the file before opening anything: a missing file changes nothing.
+    let lines = match &from_file {
+        Some(p) => Some(erasure::parse_file(BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        ))?),
+        None => None,
+    };
+    let s = settings(&common)?;
+    let opened = open_data(&s, Mode::Existing).await?;
+    let store = opened.store.as_ref();
+    let lines = match (lines, subject, user_id) {
+        (Some(lines), _, _) => lines,
+        (None, Some(id), _) => vec![(1, erasure::parse_subject(&id))],
+        (None, None, Some(user)) => {
+            vec![(1, erasure::resolve_user_id(store, &opened.master, &user))]
+        }
+        (None, None, None) => Vec::new(),
+    };
+    let file = from_file.is_some();
+    let reports = erasure::erase_lines(store, lines, |r| {
+        let at = if file {
+            format!("line {}: ", r.line)
+        } else {
+            String::new()
+        };
+        match &r.result {
+            Ok(o) => println!("{at}{}", erasure::describe(o)),
+            Err(e) => println!("{at}FAILED: {e}"),
+        }
+    })
+    .await;
+    let ok = reports.iter().filter(|r| r.result.is_ok()).count();
+    let failed = reports.len() - ok;
+    audit(
+        store,
+        "subject.erase",
+        if failed == 0 { "ok" } else { "failed" },
+        format!("erased={ok} failed={failed}"),
+    )
+    .await;
+    opened.store.shutdown().await;
+    println!("{ok} erased, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `candor keys rotate-signing`: the new key is written beside the old one, the

@@ -9,7 +9,7 @@ use candor_core::UnixMillis;
 use candor_store::{RowOutcome, Store, StoreError};
 use std::sync::Arc;
 
-async fn whole_ledger(store: &dyn Store) -> Vec<candor_core::ledger::SealedEntry> {
+pub async fn whole_ledger(store: &dyn Store) -> Vec<candor_core::ledger::SealedEntry> {
     let mut all = Vec::new();
     loop {
         let page = store

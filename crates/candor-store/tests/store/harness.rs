@@ -51,6 +51,19 @@ pub trait Backend: Send + Sync {
     async fn unsweep(&self, subject: SubjectId, bit: u8, upto: i64);
     async fn stored_declared(&self, s: SubjectId) -> Vec<(String, String)>;
     async fn stored_dense(&self, s: SubjectId) -> Option<u32>;
+
+    // For erasure (behind the store's back).
+    /// Rows naming the subject in every table with a `subject_id` column (found in the
+    /// catalog, so a table added later is covered), except the ledger, whose records
+    /// are pseudonymous and stay; plus de-duplication rows holding `dedup_keys`.
+    async fn subject_rows(&self, s: SubjectId, dedup_keys: &[[u8; 16]]) -> Vec<(String, i64)>;
+    /// The subject's wrapped data key and sealed identifier values, as stored.
+    async fn stored_secrets(&self, s: SubjectId) -> Vec<Vec<u8>>;
+    /// Every byte of the database's files as they are on disk (SQLite: the main file,
+    /// `-wal` and `-journal`; PostgreSQL: the test database's directory and the shared
+    /// catalogs, after `VACUUM FULL` and `CHECKPOINT`, as `docs/erasure.md` tells an
+    /// operator to run after erasures), by file.
+    async fn raw_files(&self) -> Vec<(String, Vec<u8>)>;
 }
 
 pub struct Sqlite {
@@ -152,6 +165,65 @@ impl Backend for Sqlite {
         rows.next()
             .unwrap()
             .map(|r| u32::try_from(r.get::<_, i64>(0).unwrap()).unwrap())
+    }
+    async fn subject_rows(&self, s: SubjectId, _dedup: &[[u8; 16]]) -> Vec<(String, i64)> {
+        // SQLite keeps de-duplication keys in memory only (beside `events.dedup_key`).
+        let c = self.peek();
+        let tables: Vec<String> = c
+            .prepare(
+                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c
+                 WHERE m.type = 'table' AND c.name = 'subject_id' AND m.name <> 'ledger'
+                 ORDER BY m.name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        tables
+            .into_iter()
+            .map(|t| {
+                let n = c
+                    .query_row(
+                        &format!("SELECT count(*) FROM {t} WHERE subject_id = ?1"),
+                        [&s.as_bytes()[..]],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (t, n)
+            })
+            .collect()
+    }
+
+    async fn stored_secrets(&self, s: SubjectId) -> Vec<Vec<u8>> {
+        let c = self.peek();
+        let sid = &s.as_bytes()[..];
+        let mut out: Vec<Vec<u8>> = c
+            .prepare("SELECT wrapped_key FROM subjects WHERE subject_id = ?1")
+            .unwrap()
+            .query_map([sid], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        out.extend(
+            c.prepare("SELECT sealed_value FROM identities WHERE subject_id = ?1")
+                .unwrap()
+                .query_map([sid], |r| r.get::<_, Vec<u8>>(0))
+                .unwrap()
+                .map(Result::unwrap),
+        );
+        out
+    }
+
+    async fn raw_files(&self) -> Vec<(String, Vec<u8>)> {
+        ["candor.db", "candor.db-wal", "candor.db-journal"]
+            .iter()
+            .filter_map(|f| {
+                std::fs::read(self.dir.path().join(f))
+                    .ok()
+                    .map(|b| ((*f).to_owned(), b))
+            })
+            .collect()
     }
 }
 
@@ -340,5 +412,122 @@ impl Backend for Postgres {
             .await
             .unwrap()
             .map(|r| u32::try_from(r.get::<_, i64>(0)).unwrap())
+    }
+    async fn subject_rows(&self, s: SubjectId, dedup: &[[u8; 16]]) -> Vec<(String, i64)> {
+        let c = self.client().await;
+        // Partitions are tables too: each is counted on its own.
+        let tables: Vec<String> = c
+            .query(
+                "SELECT DISTINCT c.table_name::text FROM information_schema.columns c
+                 JOIN information_schema.tables t
+                   ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+                 WHERE c.table_schema = 'public' AND c.column_name = 'subject_id'
+                   AND t.table_type = 'BASE TABLE' AND c.table_name <> 'ledger'
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = Vec::new();
+        for t in tables {
+            let n: i64 = c
+                .query_one(
+                    &format!("SELECT count(*) FROM {t} WHERE subject_id = $1"),
+                    &[&&s.as_bytes()[..]],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            out.push((t, n));
+        }
+        let keys: Vec<&[u8]> = dedup.iter().map(|k| &k[..]).collect();
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM dedup_keys WHERE dedup_key = ANY($1)",
+                &[&keys],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        out.push(("dedup_keys".into(), n));
+        out
+    }
+
+    async fn stored_secrets(&self, s: SubjectId) -> Vec<Vec<u8>> {
+        let c = self.client().await;
+        let sid = &s.as_bytes()[..];
+        let mut out: Vec<Vec<u8>> = c
+            .query(
+                "SELECT wrapped_key FROM subjects WHERE subject_id = $1",
+                &[&sid],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        out.extend(
+            c.query(
+                "SELECT sealed_value FROM identities WHERE subject_id = $1",
+                &[&sid],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, Vec<u8>>(0)),
+        );
+        out
+    }
+
+    async fn raw_files(&self) -> Vec<(String, Vec<u8>)> {
+        let c = self.client().await;
+        // What docs/erasure.md asks of an operator after erasures: VACUUM FULL rewrites
+        // each table and its indexes without the deleted tuples (plain VACUUM only marks
+        // their space free), and the checkpoint writes every page to the data files.
+        // Only this database's own tables: Erin's data is in no catalog.
+        let tables: String = c
+            .query_one(
+                "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
+                 WHERE schemaname = 'public'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        c.batch_execute(&format!("VACUUM FULL {tables}"))
+            .await
+            .unwrap();
+        c.batch_execute("CHECKPOINT").await.unwrap();
+        let dir: String = c
+            .query_one("SHOW data_directory", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let oid: u32 = c
+            .query_one(
+                "SELECT oid FROM pg_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let mut out = Vec::new();
+        for sub in [format!("base/{oid}"), "global".to_owned()] {
+            let path = std::path::Path::new(&dir).join(&sub);
+            for e in std::fs::read_dir(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+            {
+                let p = e.unwrap().path();
+                if p.is_file() {
+                    if let Ok(b) = std::fs::read(&p) {
+                        out.push((p.display().to_string(), b));
+                    }
+                }
+            }
+        }
+        out
     }
 }

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod erasure;
 mod features_and_budgets;
 mod fixtures;
 mod harness;
@@ -67,6 +68,8 @@ both_backends!(
     features_and_budgets::replacing_an_advertiser_is_compare_and_set,
     features_and_budgets::advertisers_round_trip,
     features_and_budgets::subject_reports_find_members,
+    erasure::erasure_is_complete_and_real,
+    erasure::writes_around_an_erasure_leave_nothing,
     prompt::prompt_counts_add_up,
     prompt::prompt_variants_round_trip,
 );

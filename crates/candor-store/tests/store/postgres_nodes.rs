@@ -573,3 +573,109 @@ async fn the_audit_log_never_skips_a_report_in_flight() {
         .collect();
     assert_eq!(ids, vec![next, next + 1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_on_one_node_is_forgotten_by_the_other() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let a = db.open_store_with(Some(insights())).await;
+    let b = db.open_store_with(Some(insights())).await;
+    let s = subject(&a, "rhea", &["analytics", "insights"]).await;
+    a.ingest(vec![featured(
+        &a,
+        s,
+        "rhea-1",
+        &["analytics", "insights"],
+        vec![activity(0, FeatureKind::AppUsed, "games", 1)],
+    )])
+    .await
+    .unwrap();
+    // B knows everything of Rhea: her identity, consent, key and features.
+    assert!(
+        eventually(PROPAGATION, || b.resolve(&identity("rhea").hash) == Some(s)
+            && !b.index().granted(&s).is_empty())
+        .await
+    );
+    assert!(b.subject_key(s).await.unwrap().is_some());
+    assert_eq!(features_of(&b, &s).await.len(), 1);
+
+    a.erase(crate::erasure::erasure(s)).await.unwrap();
+    assert!(
+        eventually(PROPAGATION, || b.resolve(&identity("rhea").hash).is_none()
+            && b.index().granted(&s).is_empty()
+            && b.held(&s) == 0
+            && b.features().features_of(&s).is_empty())
+        .await,
+        "B must forget the erased subject"
+    );
+    // Nor does a full resync or a feature refresh on B bring anything back.
+    b.refresh_features().await.unwrap();
+    assert!(b.features().features_of(&s).is_empty());
+    assert!(b.subject_key(s).await.unwrap().is_none());
+    // Rhea comes back through B: a new subject, nothing granted.
+    let back = b
+        .apply_consent(command(&b, "rhea", &[("loyalty", Action::Refuse)]))
+        .await
+        .unwrap();
+    assert!(back.created && back.subject != s && back.granted.is_empty());
+    let records = {
+        let mut all = Vec::new();
+        loop {
+            let page = a
+                .ledger_page(
+                    all.last()
+                        .map_or(0, |e: &candor_core::ledger::SealedEntry| e.entry.seq),
+                    100,
+                )
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break all;
+            }
+            all.extend(page);
+        }
+    };
+    assert!(verify_chain(
+        &records,
+        a.ledger_head().await.unwrap(),
+        &candor_core::ledger::KeyRing::single(signer().verifying_key())
+    )
+    .is_ok());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A node that has not heard of an erasure yet (its notification is not in) must not
+/// act on the subject its stale cache still resolves to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_stale_cache_does_not_revive_an_erased_subject() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let a = db.open_store().await;
+    let b = db.open_store().await;
+    let s = subject(&a, "ivo", &["analytics"]).await;
+    assert!(eventually(PROPAGATION, || b.resolve(&identity("ivo").hash) == Some(s)).await);
+    // Behind the store's back, as if A's erasure had committed and B not yet heard:
+    // the rows go without a notification.
+    let c = db.client().await;
+    let sid = &s.as_bytes()[..];
+    for t in ["subjects", "identities", "consent_state"] {
+        c.execute(&format!("DELETE FROM {t} WHERE subject_id = $1"), &[&sid])
+            .await
+            .unwrap();
+    }
+    c.execute("DELETE FROM identity_lookup WHERE subject_id = $1", &[&sid])
+        .await
+        .unwrap();
+    assert_eq!(b.resolve(&identity("ivo").hash), Some(s), "B is stale");
+    let back = b
+        .apply_consent(command(&b, "ivo", &[("analytics", Action::Grant)]))
+        .await
+        .unwrap();
+    assert!(back.created && back.subject != s);
+    assert_eq!(b.resolve(&identity("ivo").hash), Some(back.subject));
+    a.shutdown().await;
+    b.shutdown().await;
+}

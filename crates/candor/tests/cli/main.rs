@@ -8,6 +8,7 @@ mod helpers;
 
 mod compat;
 mod durability;
+mod erase;
 mod keys;
 mod nodes;
 mod ops;
