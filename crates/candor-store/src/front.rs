@@ -9,7 +9,7 @@
 
 use crate::advertisers::PutMode;
 use crate::plan::retention::{FeatureCutoff, Tier};
-use crate::seal::SealedRow;
+use crate::seal::{SealedField, SealedRow};
 use crate::types::*;
 use crate::StoreError;
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +35,12 @@ pub(crate) enum Job {
         r: NewReport,
         reply: Reply<ReportRecord>,
     },
+    /// Set or remove one volunteered field of one subject. Answers whether a row was
+    /// written or removed; setting a field of an unknown subject is `UnknownSubject`.
+    Field {
+        op: FieldOp,
+        reply: Reply<bool>,
+    },
     /// Finish every pending withdrawal sweep now.
     Sweep {
         reply: Reply<()>,
@@ -56,6 +62,15 @@ pub(crate) enum Job {
     },
 }
 
+/// What a field job does.
+pub(crate) enum FieldOp {
+    Set(SealedField),
+    Remove {
+        subject: candor_core::SubjectId,
+        field: String,
+    },
+}
+
 impl Job {
     /// Rows of an ingest job (what bounds a group's size).
     pub fn rows(&self) -> usize {
@@ -72,6 +87,7 @@ impl Job {
             Job::Ingest { reply, .. } => drop(reply.send(Err(e))),
             Job::Advertiser { reply, .. } => drop(reply.send(Err(e))),
             Job::Report { reply, .. } => drop(reply.send(Err(e))),
+            Job::Field { reply, .. } => drop(reply.send(Err(e))),
             Job::Sweep { reply } => drop(reply.send(Err(e))),
             Job::Retention { reply, .. } => drop(reply.send(Err(e))),
             Job::Features { reply } => drop(reply.send(Err(e))),

@@ -4,6 +4,7 @@
 use candor_core::consent::{Action, Channel, ConsentStatus};
 use candor_core::crypto::{IdKind, LookupHash};
 use candor_core::event::EventKind;
+use candor_core::field::{FieldName, Provenance};
 use candor_core::ledger::{Actor, Evidence, SealedEntry};
 use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId, UnixMillis};
 
@@ -364,4 +365,25 @@ pub struct AdminAction {
 pub struct AdminActionRecord {
     pub id: i64,
     pub action: AdminAction,
+}
+
+/// A volunteered (zero-party) field's new value for one subject: already parsed against
+/// its field (`FieldSpec::parse_value`) and given in its stored form
+/// (`FieldValue::canonical`). The store seals it under the subject's key.
+#[derive(Clone, Debug)]
+pub struct FieldWrite {
+    pub subject: SubjectId,
+    pub field: FieldName,
+    pub value: Sensitive<String>,
+    pub provenance: Provenance,
+    pub time_ms: UnixMillis,
+}
+
+/// A field's value as stored for a subject, opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredField {
+    pub field: FieldName,
+    pub value: Sensitive<String>,
+    pub provenance: Provenance,
+    pub updated_ms: UnixMillis,
 }

@@ -94,6 +94,9 @@ async fn run_alone(shared: &Shared, job: Job) {
             };
             let _ = reply.send(res);
         }
+        Job::Field { op, reply } => {
+            let _ = reply.send(super::fields::apply(shared, &op).await);
+        }
         Job::Report { r, reply } => {
             let _ = reply.send(super::advertisers::record_report(shared, &r).await);
         }

@@ -235,6 +235,21 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE advertisers ADD COLUMN lifetime_delta_atto INTEGER;
     CREATE INDEX insight_reports_time ON insight_reports (time_ms);
     "#,
+    // 7: reserved for another branch's migration (a no-op here, replaced at merge), so
+    // that 8 keeps its number.
+    "SELECT 1;",
+    // 8: volunteered (zero-party) fields (issue 13): one value per subject and field,
+    // sealed under the subject's key and bound to (subject, field) by associated data.
+    r#"
+    CREATE TABLE volunteered_fields (
+        subject_id   BLOB NOT NULL,
+        field        TEXT NOT NULL,
+        sealed_value BLOB NOT NULL,
+        provenance   TEXT NOT NULL CHECK (provenance IN ('volunteered', 'observed', 'inferred')),
+        updated_ms   INTEGER NOT NULL,
+        PRIMARY KEY (subject_id, field)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -51,6 +51,9 @@ pub trait Backend: Send + Sync {
     async fn unsweep(&self, subject: SubjectId, bit: u8, upto: i64);
     async fn stored_declared(&self, s: SubjectId) -> Vec<(String, String)>;
     async fn stored_dense(&self, s: SubjectId) -> Option<u32>;
+    /// Every byte the backend holds that a volunteered value could be found in: the
+    /// database file and its WAL on SQLite, every `volunteered_fields` row on PostgreSQL.
+    async fn raw_field_bytes(&self) -> Vec<u8>;
 }
 
 pub struct Sqlite {
@@ -141,6 +144,16 @@ impl Backend for Sqlite {
             .unwrap()
             .map(Result::unwrap)
             .collect()
+    }
+
+    async fn raw_field_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for name in ["candor.db", "candor.db-wal"] {
+            if let Ok(b) = std::fs::read(self.dir.path().join(name)) {
+                all.extend(b);
+            }
+        }
+        all
     }
 
     async fn stored_dense(&self, s: SubjectId) -> Option<u32> {
@@ -271,6 +284,24 @@ impl Backend for Postgres {
 
     fn partitions(&self) -> bool {
         true
+    }
+
+    async fn raw_field_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for r in self
+            .client()
+            .await
+            .query(
+                "SELECT convert_to(field || provenance, 'UTF8') || sealed_value
+                 FROM volunteered_fields",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            all.extend(r.get::<_, Vec<u8>>(0));
+        }
+        all
     }
 
     async fn unsweep(&self, subject: SubjectId, bit: u8, upto: i64) {

@@ -11,6 +11,7 @@
 
 mod conformance;
 mod features_and_budgets;
+mod fields;
 mod fixtures;
 mod harness;
 mod postgres_nodes;
@@ -67,6 +68,9 @@ both_backends!(
     features_and_budgets::replacing_an_advertiser_is_compare_and_set,
     features_and_budgets::advertisers_round_trip,
     features_and_budgets::subject_reports_find_members,
+    fields::fields_set_edit_remove_one_by_one,
+    fields::field_values_are_sealed,
+    fields::fields_of_an_unknown_subject_are_refused,
     prompt::prompt_counts_add_up,
     prompt::prompt_variants_round_trip,
 );

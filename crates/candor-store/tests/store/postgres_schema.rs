@@ -18,6 +18,7 @@ const BY_SUBJECT: &[&str] = &[
     "insight_subjects",
     "insight_features",
     "insight_declared",
+    "volunteered_fields",
 ];
 
 /// Tables that grow with advertisers' reports: distributed by advertiser (co-located,
