@@ -6,6 +6,7 @@
 //! Sources: the Segment routes, and the demo seeder (so synthetic data passes the very
 //! same gate).
 
+use super::fields;
 use super::gate::{self, Decision, Origin};
 use crate::error::{ApiError, ApiResult, Code, ItemError};
 use crate::segment;
@@ -92,10 +93,16 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
     let mut drops: Vec<Option<DropReason>> = Vec::with_capacity(messages.len());
     let mut rows = Vec::new();
     let mut row_index = Vec::new();
+    // Field values an identify carries, by row: written only if its row is stored.
+    let mut field_writes = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
         ids.push(m.message_id.clone());
+        let pending = fields::from_message(st, &m);
         match gate::decide(st, m, &origin) {
             Decision::Store(row) => {
+                if let Some(p) = pending {
+                    field_writes.push((rows.len(), row.subject, p));
+                }
                 rows.push(*row);
                 row_index.push(i);
                 drops.push(None);
@@ -106,6 +113,16 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
 
     // 3. Seal and store (the store's sealing stage, then its writer), durably.
     let outcomes = st.store.ingest(rows).await?;
+    // 3b. The fields of identifies the store kept (not duplicates, not those whose
+    // consent changed before the commit), each through the store's writer, before
+    // anyone is answered.
+    for (row, subject, pending) in field_writes {
+        if outcomes.get(row) == Some(&RowOutcome::Stored) {
+            for w in pending.writes(subject, origin.received) {
+                st.store.set_field(w).await?;
+            }
+        }
+    }
     for (i, o) in row_index.into_iter().zip(outcomes) {
         drops[i] = match o {
             RowOutcome::Stored => None,

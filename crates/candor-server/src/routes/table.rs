@@ -5,7 +5,7 @@
 //! — and fails for any route missing from [`ROLES`], then calls every route with every
 //! kind of credential and checks the answer against its role.
 
-use super::{admin, advertisers, consent, dashboard, demo, ingest, meta, prompt};
+use super::{admin, advertisers, consent, dashboard, demo, fields, ingest, meta, prompt};
 use crate::state::AppState;
 use axum::handler::Handler;
 use axum::http::Method;
@@ -53,6 +53,9 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/consent/history", Role::ConsentActor),
     ("POST", "/v1/consent/signals", Role::ServerKey),
     ("GET", "/v1/consent/insights", Role::ConsentActor),
+    ("GET", "/v1/me/fields", Role::ConsentActor),
+    ("PUT", "/v1/me/fields/{name}", Role::ConsentActor),
+    ("DELETE", "/v1/me/fields/{name}", Role::ConsentActor),
     ("GET", "/v1/purposes", Role::Anyone),
     ("GET", "/v1/receipts/public-key", Role::Anyone),
     ("GET", "/v1/ledger/checkpoint", Role::Anyone),
@@ -145,6 +148,14 @@ impl Table {
     fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
         self.add(Method::PATCH, path, h)
     }
+
+    fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::PUT, path, h)
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::DELETE, path, h)
+    }
 }
 
 /// The routes everyone but advertisers reaches (the demo page's only under `--demo`),
@@ -166,6 +177,9 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/v1/consent/history", consent::history)
         .post("/v1/consent/signals", consent::import_signal)
         .get("/v1/consent/insights", consent::insight_reports)
+        .get("/v1/me/fields", fields::list)
+        .put("/v1/me/fields/{name}", fields::put)
+        .delete("/v1/me/fields/{name}", fields::remove)
         .get("/v1/purposes", meta::purposes)
         .get("/v1/receipts/public-key", meta::receipt_key)
         .get("/v1/ledger/checkpoint", meta::ledger_checkpoint)
