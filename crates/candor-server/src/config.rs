@@ -916,12 +916,14 @@ fn field_catalog(
                         _ => return Err(bad(n, "an integer field needs min and max".into())),
                     },
                     "month" => FieldKind::Month,
-                    other => return Err(bad(
-                        n,
-                        format!(
+                    other => {
+                        return Err(bad(
+                            n,
+                            format!(
                             "kind must be text, one_of, many_of, integer or month, not {other:?}"
                         ),
-                    )),
+                        ))
+                    }
                 };
                 only(
                     "values",
