@@ -177,12 +177,22 @@ impl<B: Backend> Store for Engine<B> {
     }
 
     async fn set_field(&self, w: FieldWrite) -> Result<(), StoreError> {
+        self.set_fields(vec![w]).await
+    }
+
+    async fn set_fields(&self, writes: Vec<FieldWrite>) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
         // Sealed here, on the caller's task, as events are: the writer sees no plain text.
-        let key = self
-            .subject_key(w.subject)
-            .await?
-            .ok_or(StoreError::UnknownSubject)?;
-        let sealed = seal::field(&key, &w);
+        let mut sealed = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let key = self
+                .subject_key(w.subject)
+                .await?
+                .ok_or(StoreError::UnknownSubject)?;
+            sealed.push(seal::field(&key, w));
+        }
         self.front
             .submit(|reply| Job::Field {
                 op: FieldOp::Set(sealed),

@@ -35,7 +35,7 @@ pub(crate) enum Job {
         r: NewReport,
         reply: Reply<ReportRecord>,
     },
-    /// Set or remove one volunteered field of one subject. Answers whether a row was
+    /// Set volunteered fields (all or nothing), or remove one. Answers whether a row was
     /// written or removed; setting a field of an unknown subject is `UnknownSubject`.
     Field {
         op: FieldOp,
@@ -64,7 +64,7 @@ pub(crate) enum Job {
 
 /// What a field job does.
 pub(crate) enum FieldOp {
-    Set(SealedField),
+    Set(Vec<SealedField>),
     Remove {
         subject: candor_core::SubjectId,
         field: String,

@@ -110,6 +110,12 @@ pub trait Store: Send + Sync + 'static {
     /// that does not exist.
     async fn set_field(&self, w: FieldWrite) -> Result<(), StoreError>;
 
+    /// Sets many fields (of one or many subjects) in one write, all or nothing: what
+    /// ingestion uses for the identifies of a batch, so a batch costs one commit rather
+    /// than one per field. `UnknownSubject` (and nothing written) if any subject does
+    /// not exist.
+    async fn set_fields(&self, writes: Vec<FieldWrite>) -> Result<(), StoreError>;
+
     /// Removes one field of a subject; whether there was one.
     async fn remove_field(&self, subject: SubjectId, field: &FieldName)
         -> Result<bool, StoreError>;

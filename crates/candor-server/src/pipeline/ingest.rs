@@ -13,7 +13,7 @@ use crate::segment;
 use crate::state::AppState;
 use crate::telemetry::{DropReason, EventsAccepted, EventsDropped};
 use candor_core::event::EventKind;
-use candor_store::RowOutcome;
+use candor_store::{RowOutcome, StoreError};
 use std::collections::HashMap;
 
 /// One request's messages from one source.
@@ -114,14 +114,24 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
     // 3. Seal and store (the store's sealing stage, then its writer), durably.
     let outcomes = st.store.ingest(rows).await?;
     // 3b. The fields of identifies the store kept (not duplicates, not those whose
-    // consent changed before the commit), each through the store's writer, before
-    // anyone is answered.
-    for (row, subject, pending) in field_writes {
-        if outcomes.get(row) == Some(&RowOutcome::Stored) {
-            for w in pending.writes(subject, origin.received) {
-                st.store.set_field(w).await?;
+    // consent changed before the commit), through the store's writer in one write,
+    // before anyone is answered.
+    let writes: Vec<_> = field_writes
+        .into_iter()
+        .filter(|(row, _, _)| outcomes.get(*row) == Some(&RowOutcome::Stored))
+        .flat_map(|(_, subject, pending)| pending.writes(subject, origin.received))
+        .collect();
+    match st.store.set_fields(writes.clone()).await {
+        // A subject erased since the gate found it: the others' fields still go in.
+        Err(StoreError::UnknownSubject) => {
+            for w in writes {
+                match st.store.set_field(w).await {
+                    Ok(()) | Err(StoreError::UnknownSubject) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
+        other => other?,
     }
     for (i, o) in row_index.into_iter().zip(outcomes) {
         drops[i] = match o {

@@ -12,25 +12,40 @@ pub(super) async fn apply(shared: &Shared, op: &FieldOp) -> Result<bool, StoreEr
         let mut c = shared.pool.get().await?;
         let tx = c.transaction().await?;
         let done = match op {
-            FieldOp::Set(f) => {
-                let subject = &f.subject.as_bytes()[..];
-                let exists = sql::query_opt(
-                    &tx,
-                    "SELECT 1 FROM subjects WHERE subject_id = $1 FOR SHARE",
-                    &[&subject],
-                )
-                .await?
-                .is_some();
-                if !exists {
-                    return Err(StoreError::UnknownSubject);
+            FieldOp::Set(writes) => {
+                // Subjects locked in one order, so two such transactions cannot deadlock
+                // on them.
+                let mut subjects: Vec<&[u8]> =
+                    writes.iter().map(|f| &f.subject.as_bytes()[..]).collect();
+                subjects.sort_unstable();
+                subjects.dedup();
+                for subject in &subjects {
+                    let exists = sql::query_opt(
+                        &tx,
+                        "SELECT 1 FROM subjects WHERE subject_id = $1 FOR SHARE",
+                        &[subject],
+                    )
+                    .await?
+                    .is_some();
+                    if !exists {
+                        return Err(StoreError::UnknownSubject);
+                    }
                 }
-                let written = sql::execute(
-                    &tx,
-                    q::UPSERT_FIELD,
-                    &[&subject, &f.field, &f.sealed, &f.provenance, &f.time_ms],
-                )
-                .await?;
-                written > 0
+                for f in writes {
+                    sql::execute(
+                        &tx,
+                        q::UPSERT_FIELD,
+                        &[
+                            &&f.subject.as_bytes()[..],
+                            &f.field,
+                            &f.sealed,
+                            &f.provenance,
+                            &f.time_ms,
+                        ],
+                    )
+                    .await?;
+                }
+                true
             }
             FieldOp::Remove { subject, field } => {
                 sql::execute(&tx, q::DELETE_FIELD, &[&&subject.as_bytes()[..], field]).await? > 0

@@ -8,22 +8,22 @@ use rusqlite::{params, Connection};
 
 pub(super) fn apply(conn: &Connection, op: &FieldOp) -> Result<bool, StoreError> {
     match op {
-        FieldOp::Set(f) => {
-            let exists = conn
-                .prepare_cached(q::SUBJECT_KEY)?
-                .exists(params![&f.subject.as_bytes()[..]])?;
-            if !exists {
-                return Err(StoreError::UnknownSubject);
-            }
-            let written = conn.prepare_cached(q::UPSERT_FIELD)?.execute(params![
-                &f.subject.as_bytes()[..],
-                f.field,
-                f.sealed,
-                f.provenance,
-                f.time_ms
-            ])?;
-            if written == 0 {
-                return Err(StoreError::UnknownSubject);
+        FieldOp::Set(writes) => {
+            for f in writes {
+                let exists = conn
+                    .prepare_cached(q::SUBJECT_KEY)?
+                    .exists(params![&f.subject.as_bytes()[..]])?;
+                if !exists {
+                    // The savepoint rolls back what this job wrote before.
+                    return Err(StoreError::UnknownSubject);
+                }
+                conn.prepare_cached(q::UPSERT_FIELD)?.execute(params![
+                    &f.subject.as_bytes()[..],
+                    f.field,
+                    f.sealed,
+                    f.provenance,
+                    f.time_ms
+                ])?;
             }
             Ok(true)
         }

@@ -150,6 +150,25 @@ pub async fn fields_of_an_unknown_subject_are_refused(b: &dyn Backend) {
         .unwrap_err();
     assert!(matches!(err, StoreError::UnknownSubject), "{err}");
     assert!(s.fields(nobody).await.unwrap().is_empty());
+    // Many at once are all or nothing: a known subject's write beside an unknown one's
+    // is not applied either.
+    let ann = subject(s, "ann").await;
+    let err = s
+        .set_fields(vec![
+            write(ann, "shoe_size", "42", Provenance::Volunteered),
+            write(nobody, "shoe_size", "42", Provenance::Volunteered),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownSubject), "{err}");
+    assert!(s.fields(ann).await.unwrap().is_empty());
+    s.set_fields(vec![
+        write(ann, "shoe_size", "42", Provenance::Volunteered),
+        write(ann, "birthday_month", "3", Provenance::Observed),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.fields(ann).await.unwrap().len(), 2);
     assert!(!s
         .remove_field(nobody, &FieldName::parse("shoe_size").unwrap())
         .await
