@@ -526,3 +526,40 @@ async fn aggregate_fields_feed_insights_only_while_shared_and_consented() {
     );
     assert_eq!(l["fields"][0]["sharedInAggregate"], true);
 }
+
+/// A publisher's page (an allowed origin) may call the field routes with a browser key,
+/// PUT and DELETE included; another origin gets no CORS grant.
+#[tokio::test]
+async fn field_routes_answer_allowed_origins() {
+    let app = spawn_with("[cors]\nallowed_origins = [\"https://news.example\"]\n").await;
+    for path in ["/v1/me/fields", "/v1/me/fields/shoe_size"] {
+        let r = app
+            .client
+            .request(Method::OPTIONS, app.url(path))
+            .header("origin", "https://news.example")
+            .header("access-control-request-method", "PUT")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://news.example"
+        );
+        let methods = r.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap();
+        assert!(
+            methods.contains("PUT") && methods.contains("DELETE"),
+            "{methods}"
+        );
+        let r = app
+            .client
+            .request(Method::OPTIONS, app.url(path))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+    }
+}
