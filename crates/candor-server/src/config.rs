@@ -1453,6 +1453,39 @@ mod tests {
         assert_eq!(s.insights.schema.declared[0].values, age.kind.values());
     }
 
+    /// With no insights purpose in the catalog, the default fields stay but none counts
+    /// in aggregate, and a field that asks to is refused.
+    #[test]
+    fn without_insights_no_field_is_aggregate() {
+        let catalog = r#"
+[[categories]]
+id = "declared_profile"
+[[purposes]]
+id = "personalization"
+title = "P"
+notice_version = 1
+notice = "N"
+categories = ["declared_profile"]
+retention_days = 30
+sale_or_sharing = false
+[[event_mapping]]
+type = "identify"
+category = "declared_profile"
+"#;
+        let s = Settings::parse(catalog, "x", &no_env).unwrap();
+        assert!(s.insights.purpose.is_none());
+        assert_eq!(s.fields.aggregate().count(), 0);
+        assert!(s.insights.schema.declared.is_empty());
+        let interests = s.fields.get("interests").unwrap();
+        assert_eq!(
+            interests.purposes,
+            [PurposeId::parse("personalization").unwrap()]
+        );
+        let own = format!("{catalog}[[fields]]\nname = \"size\"\nlabel = \"Size\"\nkind = \"one_of\"\nvalues = [\"s\"]\npurposes = [\"personalization\"]\naggregate = true\n");
+        let e = Settings::parse(&own, "x", &no_env).unwrap_err().to_string();
+        assert!(e.contains("insights are off"), "{e}");
+    }
+
     /// `[[insights.declared]]` keeps working: without `[[fields]]` it replaces the
     /// default aggregate fields; beside `[[fields]]` it adds a field, or must agree.
     #[test]
