@@ -17,6 +17,8 @@
 //! - [`crypto`]: per-subject data keys, AEAD sealing and keyed lookup hashes, which make
 //!   erasure real (destroy the key, nothing readable remains).
 //! - [`event`]: Segment message kinds and the event → data category mapping.
+//! - [`field`]: volunteered (zero-party) fields: the operator's catalog, typed values
+//!   parsed at the edge, and where each value came from ([`field::Provenance`]).
 //! - [`idhash`]: a cheap hasher for maps keyed by already-random ids.
 //! - [`time`]: milliseconds since the epoch and UTC day arithmetic, in one place.
 //! - [`sensitive`]: a wrapper whose `Debug`/`Display` redact, for secrets and personal data.
@@ -28,6 +30,7 @@
 pub mod consent;
 pub mod crypto;
 pub mod event;
+pub mod field;
 pub mod idhash;
 pub mod ids;
 pub mod index;

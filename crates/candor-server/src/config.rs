@@ -6,6 +6,7 @@
 //! are held in [`Sensitive`] so they never reach a log.
 
 use candor_core::event::EventKind;
+use candor_core::field::{FieldCatalog, FieldKind, FieldName, FieldSpec};
 use candor_core::lang::Language;
 use candor_core::purpose::{Category, EventRule, Notice, Purpose, Translation};
 use candor_core::{CategoryId, PurposeId, Sensitive, SourceId};
@@ -73,6 +74,30 @@ struct RawConfig {
     categories: Option<Vec<RawCategory>>,
     purposes: Option<Vec<RawPurpose>>,
     event_mapping: Option<Vec<RawRule>>,
+    /// `[[fields]]`: volunteered (zero-party) fields; the defaults when absent.
+    fields: Option<Vec<RawField>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: String,
+    label: String,
+    /// text | one_of | many_of | integer | month
+    kind: String,
+    /// one_of and many_of only: every value the field may take.
+    values: Option<Vec<String>>,
+    /// text only (default 100).
+    max_length: Option<usize>,
+    /// integer only, both required.
+    min: Option<i64>,
+    max: Option<i64>,
+    /// The purposes that may use the value.
+    #[serde(default)]
+    purposes: Vec<String>,
+    /// May count in aggregate insights (one_of only; needs the insights purpose).
+    #[serde(default)]
+    aggregate: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -385,6 +410,9 @@ pub struct Settings {
     pub subject_token_secret: Option<Sensitive<String>>,
     pub iab: IabSettings,
     pub insights: InsightsSettings,
+    /// `[[fields]]`: what a person may volunteer about themselves. The insights'
+    /// declared fields are this catalog's `aggregate` fields.
+    pub fields: FieldCatalog,
     pub prompt: PromptSettings,
     pub limits: LimitSettings,
     /// `[cors] allowed_origins`: the publishers' page origins whose scripts may call the
@@ -573,7 +601,8 @@ pub struct TotalBudget {
     pub period: candor_store::BudgetPeriod,
 }
 
-/// Declared fields advertisers may use when the config names none.
+/// Declared fields advertisers may use when the config names none (the default
+/// fields' aggregate ones, see [`DEFAULT_FIELDS`]).
 pub const DEFAULT_DECLARED: &[(&str, &[&str])] = &[
     (
         "age_band",
@@ -587,16 +616,16 @@ pub const DEFAULT_DECLARED: &[(&str, &[&str])] = &[
     ),
 ];
 
-fn insights_settings(
-    raw: RawInsights,
+/// `[insights] purpose`, checked against the catalog: `ads_insights` when it is there
+/// and none is named; `None` (insights off) otherwise.
+fn insights_purpose(
+    raw: Option<&str>,
     catalog: &CatalogSpec,
-) -> Result<InsightsSettings, ConfigError> {
-    use candor_insights::extract::{ActivityRule, Rules};
-    use candor_insights::{DeclaredField, FeatureKind, Schema};
+) -> Result<Option<PurposeId>, ConfigError> {
     let bad = |m: String| ConfigError::Invalid(format!("insights.{m}"));
-    let purpose = match raw.purpose {
+    Ok(match raw {
         Some(p) => {
-            let id = PurposeId::parse(&p).map_err(|e| bad(format!("purpose: {e}")))?;
+            let id = PurposeId::parse(p).map_err(|e| bad(format!("purpose: {e}")))?;
             if !catalog.purpose_ids().contains(&id) {
                 return Err(bad(format!(
                     "purpose: {p:?} is not a purpose of the catalog"
@@ -607,24 +636,28 @@ fn insights_settings(
         None => PurposeId::parse("ads_insights")
             .ok()
             .filter(|id| catalog.purpose_ids().contains(id)),
-    };
+    })
+}
+
+fn insights_settings(
+    raw: RawInsights,
+    catalog: &CatalogSpec,
+    purpose: Option<PurposeId>,
+    fields: &FieldCatalog,
+) -> Result<InsightsSettings, ConfigError> {
+    use candor_insights::extract::{ActivityRule, Rules};
+    use candor_insights::{DeclaredField, FeatureKind, Schema};
+    let bad = |m: String| ConfigError::Invalid(format!("insights.{m}"));
     let schema = Schema {
-        declared: match raw.declared {
-            Some(list) => list
-                .into_iter()
-                .map(|d| DeclaredField {
-                    name: d.field,
-                    values: d.values,
-                })
-                .collect(),
-            None => DEFAULT_DECLARED
-                .iter()
-                .map(|(f, v)| DeclaredField {
-                    name: (*f).into(),
-                    values: v.iter().map(|s| (*s).to_owned()).collect(),
-                })
-                .collect(),
-        },
+        // The declared fields are the field catalog's aggregate ones (`field_catalog`
+        // has folded `[[insights.declared]]` into it).
+        declared: fields
+            .aggregate()
+            .map(|f| DeclaredField {
+                name: f.name.to_string(),
+                values: f.kind.values().to_vec(),
+            })
+            .collect(),
         categories: match raw.categories {
             Some(list) => {
                 let names = list
@@ -721,6 +754,235 @@ fn insights_settings(
         schema,
         rules,
     })
+}
+
+/// One of the fields shipped when the config defines none: (name, label, kind, the
+/// purposes that may use it when the catalog has them, aggregate).
+struct DefaultField {
+    name: &'static str,
+    label: &'static str,
+    kind: fn() -> FieldKind,
+    purposes: &'static [&'static str],
+    aggregate: bool,
+}
+
+fn listed(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| (*v).to_owned()).collect()
+}
+
+/// The fields shipped when the config has no `[[fields]]`: the two declared insight
+/// fields Candor always had (`age_band`, `country`) and three a preference center
+/// commonly asks for. A purpose the catalog lacks is left out; the aggregate fields
+/// also name the insights purpose, whatever it is called.
+const DEFAULT_FIELDS: &[DefaultField] = &[
+    DefaultField {
+        name: "age_band",
+        label: "Age band",
+        kind: || FieldKind::OneOf {
+            values: listed(DEFAULT_DECLARED[0].1),
+        },
+        purposes: &["personalization"],
+        aggregate: true,
+    },
+    DefaultField {
+        name: "country",
+        label: "Country",
+        kind: || FieldKind::OneOf {
+            values: listed(DEFAULT_DECLARED[1].1),
+        },
+        purposes: &["personalization"],
+        aggregate: true,
+    },
+    DefaultField {
+        name: "shoe_size",
+        label: "Shoe size (EU)",
+        kind: || FieldKind::Integer { min: 16, max: 52 },
+        purposes: &["personalization"],
+        aggregate: false,
+    },
+    DefaultField {
+        name: "interests",
+        label: "Interests",
+        kind: || FieldKind::ManyOf {
+            values: listed(&[
+                "fashion", "sports", "outdoors", "music", "travel", "cooking", "gaming", "tech",
+                "books", "fitness",
+            ]),
+        },
+        purposes: &["personalization", "email_marketing"],
+        aggregate: false,
+    },
+    DefaultField {
+        name: "birthday_month",
+        label: "Birthday month",
+        kind: || FieldKind::Month,
+        purposes: &["personalization", "email_marketing", "loyalty"],
+        aggregate: false,
+    },
+];
+
+/// `[[fields]]`, or the defaults, with `[[insights.declared]]` folded in: each declared
+/// field is an aggregate one-of field (used by the insights purpose) unless `[[fields]]`
+/// defines it, in which case it must be that field, aggregate, with the same values.
+/// Without `[[fields]]`, declared fields replace the default aggregate ones, as they
+/// replaced the default declared fields before fields existed.
+fn field_catalog(
+    raw: Option<Vec<RawField>>,
+    declared: Option<Vec<RawDeclared>>,
+    catalog: &CatalogSpec,
+    insights: Option<&PurposeId>,
+) -> Result<FieldCatalog, ConfigError> {
+    let known = catalog.purpose_ids();
+    let bad = |name: &str, m: String| ConfigError::Invalid(format!("fields.{name}: {m}"));
+    let name_of =
+        |n: &str| FieldName::parse(n).map_err(|e| ConfigError::Invalid(format!("fields: {e}")));
+    let spec = |name: FieldName, label: String, kind, purposes, aggregate| {
+        let n = name.to_string();
+        FieldSpec::new(name, label, kind, purposes, aggregate).map_err(|e| bad(&n, e.to_string()))
+    };
+    // A declared field as a field: its values, used by the insights purpose.
+    let from_declared = |d: RawDeclared| -> Result<FieldSpec, ConfigError> {
+        let name = FieldName::parse(&d.field)
+            .map_err(|e| ConfigError::Invalid(format!("insights.declared: {e}")))?;
+        let label = d.field.replace('_', " ");
+        spec(
+            name,
+            label,
+            FieldKind::OneOf { values: d.values },
+            insights.into_iter().cloned().collect(),
+            insights.is_some(),
+        )
+    };
+    let mut fields: Vec<FieldSpec> = Vec::new();
+    match raw {
+        None => {
+            let declared_given = declared.is_some();
+            for d in DEFAULT_FIELDS {
+                if d.aggregate && declared_given {
+                    continue;
+                }
+                let mut purposes: Vec<PurposeId> = d
+                    .purposes
+                    .iter()
+                    .filter_map(|p| PurposeId::parse(p).ok())
+                    .filter(|p| known.contains(p))
+                    .collect();
+                let aggregate = d.aggregate && insights.is_some();
+                if let Some(i) = insights.filter(|_| aggregate) {
+                    if !purposes.contains(i) {
+                        purposes.push(i.clone());
+                    }
+                }
+                fields.push(spec(
+                    name_of(d.name)?,
+                    d.label.to_owned(),
+                    (d.kind)(),
+                    purposes,
+                    aggregate,
+                )?);
+            }
+            for d in declared.into_iter().flatten() {
+                fields.push(from_declared(d)?);
+            }
+        }
+        Some(list) => {
+            for f in list {
+                let name = name_of(&f.name)?;
+                let n = f.name.as_str();
+                let only = |key: &str, present: bool, kinds: &str| {
+                    if present {
+                        Err(bad(n, format!("{key} is only for {kinds} fields")))
+                    } else {
+                        Ok(())
+                    }
+                };
+                let kind = match f.kind.as_str() {
+                    "text" => FieldKind::Text {
+                        max_len: f.max_length.unwrap_or(100),
+                    },
+                    "one_of" | "many_of" => {
+                        let values = f
+                            .values
+                            .clone()
+                            .ok_or_else(|| bad(n, format!("a {} field needs values", f.kind)))?;
+                        if f.kind == "one_of" {
+                            FieldKind::OneOf { values }
+                        } else {
+                            FieldKind::ManyOf { values }
+                        }
+                    }
+                    "integer" => match (f.min, f.max) {
+                        (Some(min), Some(max)) => FieldKind::Integer { min, max },
+                        _ => return Err(bad(n, "an integer field needs min and max".into())),
+                    },
+                    "month" => FieldKind::Month,
+                    other => {
+                        return Err(bad(
+                            n,
+                            format!(
+                            "kind must be text, one_of, many_of, integer or month, not {other:?}"
+                        ),
+                        ))
+                    }
+                };
+                only(
+                    "values",
+                    f.values.is_some()
+                        && !matches!(kind, FieldKind::OneOf { .. } | FieldKind::ManyOf { .. }),
+                    "one_of and many_of",
+                )?;
+                only(
+                    "max_length",
+                    f.max_length.is_some() && f.kind != "text",
+                    "text",
+                )?;
+                only(
+                    "min and max",
+                    (f.min.is_some() || f.max.is_some()) && f.kind != "integer",
+                    "integer",
+                )?;
+                let mut purposes = Vec::new();
+                for p in &f.purposes {
+                    let id = PurposeId::parse(p).map_err(|e| bad(n, e.to_string()))?;
+                    if !known.contains(&id) {
+                        return Err(bad(n, format!("{p:?} is not a purpose of the catalog")));
+                    }
+                    purposes.push(id);
+                }
+                if f.aggregate {
+                    match insights {
+                        None => {
+                            return Err(bad(
+                                n,
+                                "aggregate = true, but insights are off (the catalog has no insights purpose)".into(),
+                            ))
+                        }
+                        Some(i) if !purposes.contains(i) => {
+                            return Err(bad(
+                                n,
+                                format!("aggregate = true needs the insights purpose {i:?} among its purposes"),
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                fields.push(spec(name, f.label, kind, purposes, f.aggregate)?);
+            }
+            for d in declared.into_iter().flatten() {
+                match fields.iter().find(|f| f.name.as_str() == d.field) {
+                    Some(f) if f.aggregate && f.kind.values() == d.values.as_slice() => {}
+                    Some(_) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "insights.declared: {} is also under [[fields]]: make it aggregate = true there, with the same values, and drop it here",
+                            d.field
+                        )))
+                    }
+                    None => fields.push(from_declared(d)?),
+                }
+            }
+        }
+    }
+    FieldCatalog::new(fields).map_err(|e| ConfigError::Invalid(format!("fields: {e}")))
 }
 
 fn letters(key: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -820,7 +1082,7 @@ impl Settings {
         path: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(path, e, src))?;
+        let mut raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(path, e, src))?;
         let default: RawCatalog = toml::from_str(DEFAULT_CATALOG)
             .map_err(|e| toml_error("<built-in catalog>", e, DEFAULT_CATALOG))?;
         // The built-in catalog's language goes with its texts, not with a config
@@ -946,7 +1208,14 @@ impl Settings {
                 })
             }
         };
-        let insights = insights_settings(raw.insights, &catalog)?;
+        let insights_purpose = insights_purpose(raw.insights.purpose.as_deref(), &catalog)?;
+        let fields = field_catalog(
+            raw.fields,
+            raw.insights.declared.take(),
+            &catalog,
+            insights_purpose.as_ref(),
+        )?;
+        let insights = insights_settings(raw.insights, &catalog, insights_purpose, &fields)?;
         if raw
             .prompt
             .forbidden_wording
@@ -970,6 +1239,7 @@ impl Settings {
             database,
             iab,
             insights,
+            fields,
             operator: OperatorInfo {
                 name: raw
                     .operator
@@ -1152,6 +1422,128 @@ mod tests {
         let s = Settings::parse("", "x", &no_env).unwrap();
         assert_eq!(s.catalog.purposes.len(), 5);
         assert!(s.sources.is_empty());
+    }
+
+    /// No `[[fields]]`: the default fields, whose aggregate ones are the insights'
+    /// declared fields as before.
+    #[test]
+    fn default_fields_include_the_declared_ones() {
+        let s = Settings::parse("", "x", &no_env).unwrap();
+        let names: Vec<&str> = s.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "age_band",
+                "country",
+                "shoe_size",
+                "interests",
+                "birthday_month"
+            ]
+        );
+        let declared: Vec<&str> = s
+            .insights
+            .schema
+            .declared
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(declared, ["age_band", "country"]);
+        let age = s.fields.get("age_band").unwrap();
+        assert!(age.aggregate && age.used_by(&PurposeId::parse("ads_insights").unwrap()));
+        assert_eq!(s.insights.schema.declared[0].values, age.kind.values());
+    }
+
+    /// With no insights purpose in the catalog, the default fields stay but none counts
+    /// in aggregate, and a field that asks to is refused.
+    #[test]
+    fn without_insights_no_field_is_aggregate() {
+        let catalog = r#"
+[[categories]]
+id = "declared_profile"
+[[purposes]]
+id = "personalization"
+title = "P"
+notice_version = 1
+notice = "N"
+categories = ["declared_profile"]
+retention_days = 30
+sale_or_sharing = false
+[[event_mapping]]
+type = "identify"
+category = "declared_profile"
+"#;
+        let s = Settings::parse(catalog, "x", &no_env).unwrap();
+        assert!(s.insights.purpose.is_none());
+        assert_eq!(s.fields.aggregate().count(), 0);
+        assert!(s.insights.schema.declared.is_empty());
+        let interests = s.fields.get("interests").unwrap();
+        assert_eq!(
+            interests.purposes,
+            [PurposeId::parse("personalization").unwrap()]
+        );
+        let own = format!("{catalog}[[fields]]\nname = \"size\"\nlabel = \"Size\"\nkind = \"one_of\"\nvalues = [\"s\"]\npurposes = [\"personalization\"]\naggregate = true\n");
+        let e = Settings::parse(&own, "x", &no_env).unwrap_err().to_string();
+        assert!(e.contains("insights are off"), "{e}");
+    }
+
+    /// `[[insights.declared]]` keeps working: without `[[fields]]` it replaces the
+    /// default aggregate fields; beside `[[fields]]` it adds a field, or must agree.
+    #[test]
+    fn declared_insight_fields_become_fields() {
+        let declared = "[[insights.declared]]\nfield = \"plan\"\nvalues = [\"free\", \"paid\"]\n";
+        let s = Settings::parse(declared, "x", &no_env).unwrap();
+        let plan = s.fields.get("plan").unwrap();
+        assert!(plan.aggregate);
+        assert!(s.fields.get("age_band").is_none() && s.fields.get("shoe_size").is_some());
+        assert_eq!(s.insights.schema.declared.len(), 1);
+
+        let own = "[[fields]]\nname = \"size\"\nlabel = \"Size\"\nkind = \"one_of\"\nvalues = [\"s\", \"m\"]\npurposes = [\"personalization\"]\n";
+        let s = Settings::parse(&format!("{own}{declared}"), "x", &no_env).unwrap();
+        let names: Vec<&str> = s.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["size", "plan"]);
+        let clash =
+            format!("{own}[[insights.declared]]\nfield = \"size\"\nvalues = [\"s\", \"m\"]\n");
+        let e = Settings::parse(&clash, "x", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("also under [[fields]]"), "{e}");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let field = |body: &str| format!("[[fields]]\nname = \"f\"\nlabel = \"F\"\n{body}\n");
+        for (body, says) in [
+            ("kind = \"colour\"", "kind must be"),
+            ("kind = \"one_of\"", "needs values"),
+            ("kind = \"one_of\"\nvalues = []", "values must list"),
+            ("kind = \"one_of\"\nvalues = [\"a\", \"a\"]", "values must list"),
+            ("kind = \"month\"\nvalues = [\"a\"]", "values is only for"),
+            ("kind = \"integer\"\nmin = 1", "needs min and max"),
+            ("kind = \"integer\"\nmin = 2\nmax = 1", "min must not exceed max"),
+            ("kind = \"text\"\nmin = 2", "min and max is only for"),
+            ("kind = \"month\"\npurposes = [\"nope\"]", "not a purpose of the catalog"),
+            ("kind = \"many_of\"\nvalues = [\"a\"]\npurposes = [\"ads_insights\"]\naggregate = true", "only for one_of"),
+            ("kind = \"one_of\"\nvalues = [\"a\"]\naggregate = true", "needs the insights purpose"),
+            ("kind = \"month\"\ncolour = 1", "unknown field"),
+        ] {
+            let e = Settings::parse(&field(body), "x", &no_env)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        let twice = format!("{}{}", field("kind = \"month\""), field("kind = \"month\""));
+        let e = Settings::parse(&twice, "x", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("defined twice"), "{e}");
+        let e = Settings::parse(
+            "[[fields]]\nname = \"Shoe Size\"\nlabel = \"F\"\nkind = \"month\"\n",
+            "x",
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("field name"), "{e}");
     }
 
     #[test]

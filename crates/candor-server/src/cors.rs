@@ -24,9 +24,19 @@ fn browser_route(path: &str) -> bool {
     if path == "/v1/prompt" || path == "/v1/purposes" {
         return true;
     }
-    [Method::GET, Method::POST]
+    // The one browser route with a path parameter: a person's volunteered field.
+    let template = match path.strip_prefix("/v1/me/fields/") {
+        Some(name) if !name.is_empty() && !name.contains('/') => "/v1/me/fields/{name}",
+        _ => path,
+    };
+    [Method::GET, Method::POST, Method::PUT, Method::DELETE]
         .iter()
-        .any(|m| matches!(role_of(m, path), Some(Role::WriteKey | Role::ConsentActor)))
+        .any(|m| {
+            matches!(
+                role_of(m, template),
+                Some(Role::WriteKey | Role::ConsentActor)
+            )
+        })
 }
 
 /// An origin the operator allows: listed exactly, or by a `scheme://host:*` entry
@@ -72,7 +82,7 @@ pub async fn layer(
     if preflight {
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST"),
+            HeaderValue::from_static("GET, POST, PUT, DELETE"),
         );
         // Candor-GPC relays navigator.globalPrivacyControl (scripts cannot send
         // Sec-GPC); Candor-Subject-Token proves a logged-in user's id.
@@ -111,5 +121,8 @@ mod tests {
         assert!(browser_route("/v1/track"));
         assert!(!browser_route("/v1/consent/signals"));
         assert!(!browser_route("/v1/admin/stats"));
+        assert!(browser_route("/v1/me/fields"));
+        assert!(browser_route("/v1/me/fields/shoe_size"));
+        assert!(!browser_route("/v1/me/fields/shoe_size/x"));
     }
 }

@@ -204,8 +204,12 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
             ));
         }
         let birth_year: i32 = rng.gen_range(1950..2006);
-        let mut traits = json!({"birth_year": birth_year, "shoe_size_eu": rng.gen_range(36..47),
-            "age_band": age_band(2026 - birth_year), "country": country(&mut rng)});
+        // Named as the default `[[fields]]` are, so known users' values show in their
+        // volunteered fields (the birthday month from the year, to keep the draws as
+        // they were).
+        let mut traits = json!({"birth_year": birth_year, "shoe_size": rng.gen_range(36..47),
+            "age_band": age_band(2026 - birth_year), "country": country(&mut rng),
+            "birthday_month": birth_year.rem_euclid(12) + 1});
         if user.is_none() {
             traits = json!({"age_band": traits["age_band"], "country": traits["country"]});
         }

@@ -69,6 +69,8 @@ codes! {
     Conflict => ("conflict", "invalid_request", 409),
     UnfairPrompt => ("unfair_prompt", "invalid_request", 422),
     SubjectNotFound => ("subject_not_found", "invalid_request", 404),
+    UnknownField => ("unknown_field", "invalid_request", 404),
+    InvalidFieldValue => ("invalid_field_value", "invalid_request", 400),
     NotFound => ("not_found", "invalid_request", 404),
     MethodNotAllowed => ("method_not_allowed", "invalid_request", 405),
     Internal => ("internal", "internal", 500),

@@ -7,6 +7,7 @@
 
 use crate::error::Code;
 use candor_core::event::EventKind;
+use candor_core::field::Provenance;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -43,6 +44,9 @@ pub struct Message<'a> {
     pub traits: Option<Map<String, Value>>,
     /// `context.candor.share_in_aggregate`: declared fields the person shares in aggregate.
     pub share_in_aggregate: Vec<String>,
+    /// `context.candor.provenance`: where the traits' field values came from
+    /// (`observed` unless the message says `volunteered` or `inferred`).
+    pub provenance: Provenance,
     /// The message's JSON text.
     pub raw: &'a str,
     /// The message carries a `writeKey`, which must not be stored.
@@ -268,7 +272,17 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message<'_
     let mut device_id = None;
     let mut client_refused = Vec::new();
     let mut share_in_aggregate = Vec::new();
+    let mut provenance = Provenance::Observed;
     if let Some(mut ctx) = object_field(&f, "context")? {
+        // Not validated either: an unknown provenance is the default, observed.
+        if let Some(p) = ctx
+            .get("candor")
+            .and_then(|c| c.get("provenance"))
+            .and_then(Value::as_str)
+            .and_then(Provenance::parse)
+        {
+            provenance = p;
+        }
         // Not validated: an unknown shape shares nothing (opt-in), it is not an error.
         if let Some(Value::Array(a)) = ctx.get("candor").and_then(|c| c.get("share_in_aggregate")) {
             share_in_aggregate = a
@@ -327,6 +341,7 @@ pub fn parse_message(raw: &str, implied: Option<EventKind>) -> Result<Message<'_
         properties,
         traits,
         share_in_aggregate,
+        provenance,
         has_write_key: f.contains_key("writeKey"),
         raw,
     })

@@ -122,6 +122,20 @@ impl ConnectionRefused {
     }
 }
 
+/// An `identify` trait named a configured field with a value that does not fit it: that
+/// field was left as it was (the rest of the message went on as usual). Only the field's
+/// name, which is the operator's, is recorded.
+pub struct FieldValueRejected<'a> {
+    pub field: &'a str,
+}
+
+impl FieldValueRejected<'_> {
+    pub fn emit(self) {
+        counter!("candor_field_values_rejected_total", "field" => self.field.to_owned())
+            .increment(1);
+    }
+}
+
 pub struct ApiErrorReturned {
     pub code: &'static str,
 }

@@ -7,12 +7,13 @@
 //! (started at open, fed through the [`Front`]) and its reads.
 
 use crate::caches::Caches;
-use crate::front::{Front, Job};
+use crate::front::{FieldOp, Front, Job};
 use crate::plan::retention;
 use crate::types::*;
 use crate::{seal, PromptCount, Store, StoreError, StoredVariant};
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, SubjectKey};
+use candor_core::field::FieldName;
 use candor_core::idhash::IdMap;
 use candor_core::index::ConsentIndex;
 use candor_core::ledger::{Head, KeyRing, RingKey, SealedEntry};
@@ -29,6 +30,8 @@ pub trait Backend: Send + Sync + 'static {
     /// The subject's data key as stored (the engine caches it).
     async fn load_key(&self, subject: SubjectId) -> Result<Option<SubjectKey>, StoreError>;
     async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError>;
+    /// A subject's volunteered fields, still sealed.
+    async fn fields(&self, subject: SubjectId) -> Result<Vec<seal::FieldRow>, StoreError>;
     async fn consent_history(&self, subject: SubjectId) -> Result<Vec<SealedEntry>, StoreError>;
     async fn ledger_page(&self, after: u64, limit: usize) -> Result<Vec<SealedEntry>, StoreError>;
     async fn ledger_head(&self) -> Result<Option<Head>, StoreError>;
@@ -205,6 +208,60 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn erase(&self, req: Erasure) -> Result<ErasureOutcome, StoreError> {
         self.front.submit(|reply| Job::Erase { req, reply }).await
+    }
+
+    async fn set_field(&self, w: FieldWrite) -> Result<(), StoreError> {
+        self.set_fields(vec![w]).await
+    }
+
+    async fn set_fields(&self, writes: Vec<FieldWrite>) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        // Sealed here, on the caller's task, as events are: the writer sees no plain text.
+        let mut sealed = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let key = self
+                .subject_key(w.subject)
+                .await?
+                .ok_or(StoreError::UnknownSubject)?;
+            sealed.push(seal::field(&key, w));
+        }
+        self.front
+            .submit(|reply| Job::Field {
+                op: FieldOp::Set(sealed),
+                reply,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn remove_field(
+        &self,
+        subject: SubjectId,
+        field: &FieldName,
+    ) -> Result<bool, StoreError> {
+        let field = field.as_str().to_owned();
+        self.front
+            .submit(|reply| Job::Field {
+                op: FieldOp::Remove { subject, field },
+                reply,
+            })
+            .await
+    }
+
+    async fn fields(&self, subject: SubjectId) -> Result<Vec<StoredField>, StoreError> {
+        let rows = self.backend.fields(subject).await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self
+            .subject_key(subject)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("fields of a subject with no data key".into()))?;
+        rows.into_iter()
+            .map(|r| seal::open_field(&key, subject, r))
+            .collect()
     }
 
     async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError> {

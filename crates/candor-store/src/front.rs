@@ -9,7 +9,7 @@
 
 use crate::advertisers::PutMode;
 use crate::plan::retention::{FeatureCutoff, Tier};
-use crate::seal::SealedRow;
+use crate::seal::{SealedField, SealedRow};
 use crate::types::*;
 use crate::StoreError;
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +40,12 @@ pub(crate) enum Job {
         req: Erasure,
         reply: Reply<ErasureOutcome>,
     },
+    /// Set volunteered fields (all or nothing), or remove one. Answers whether a row was
+    /// written or removed; setting a field of an unknown subject is `UnknownSubject`.
+    Field {
+        op: FieldOp,
+        reply: Reply<bool>,
+    },
     /// Finish every pending withdrawal sweep now.
     Sweep {
         reply: Reply<()>,
@@ -61,6 +67,15 @@ pub(crate) enum Job {
     },
 }
 
+/// What a field job does.
+pub(crate) enum FieldOp {
+    Set(Vec<SealedField>),
+    Remove {
+        subject: candor_core::SubjectId,
+        field: String,
+    },
+}
+
 impl Job {
     /// Rows of an ingest job (what bounds a group's size).
     pub fn rows(&self) -> usize {
@@ -78,6 +93,7 @@ impl Job {
             Job::Advertiser { reply, .. } => drop(reply.send(Err(e))),
             Job::Report { reply, .. } => drop(reply.send(Err(e))),
             Job::Erase { reply, .. } => drop(reply.send(Err(e))),
+            Job::Field { reply, .. } => drop(reply.send(Err(e))),
             Job::Sweep { reply } => drop(reply.send(Err(e))),
             Job::Retention { reply, .. } => drop(reply.send(Err(e))),
             Job::Features { reply } => drop(reply.send(Err(e))),

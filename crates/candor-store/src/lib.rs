@@ -63,6 +63,7 @@ pub(crate) fn now_ms() -> i64 {
 
 use async_trait::async_trait;
 use candor_core::crypto::{LookupHash, SubjectKey};
+use candor_core::field::FieldName;
 use candor_core::index::ConsentIndex;
 use candor_core::ledger::{Head, KeyRing, RingKey, SealedEntry};
 use candor_core::{PurposeId, SubjectId, UnixMillis};
@@ -114,6 +115,25 @@ pub trait Store: Send + Sync + 'static {
     /// second erasure. Earlier ledger records of the subject stay: pseudonymous, they
     /// now link to no one.
     async fn erase(&self, req: Erasure) -> Result<ErasureOutcome, StoreError>;
+
+    /// Sets one volunteered (zero-party) field of a subject, sealed under the subject's
+    /// key, replacing any earlier value and provenance. Goes through the writer, so it is
+    /// ordered with consent changes. `UnknownSubject` (and nothing written) for a subject
+    /// that does not exist.
+    async fn set_field(&self, w: FieldWrite) -> Result<(), StoreError>;
+
+    /// Sets many fields (of one or many subjects) in one write, all or nothing: what
+    /// ingestion uses for the identifies of a batch, so a batch costs one commit rather
+    /// than one per field. `UnknownSubject` (and nothing written) if any subject does
+    /// not exist.
+    async fn set_fields(&self, writes: Vec<FieldWrite>) -> Result<(), StoreError>;
+
+    /// Removes one field of a subject; whether there was one.
+    async fn remove_field(&self, subject: SubjectId, field: &FieldName)
+        -> Result<bool, StoreError>;
+
+    /// The subject's fields, opened, by name (none for an unknown subject).
+    async fn fields(&self, subject: SubjectId) -> Result<Vec<StoredField>, StoreError>;
 
     /// Current recorded status per purpose (purposes never decided are absent).
     async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError>;

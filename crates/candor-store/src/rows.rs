@@ -340,3 +340,13 @@ pub(crate) fn request(r: &impl Col) -> Result<crate::types::RequestRecord, Store
         outcome: r.text(6)?,
     })
 }
+
+/// A volunteered field's row, still sealed ([`crate::statements::FIELDS`] order).
+pub(crate) fn field_row(r: &impl Col) -> Result<crate::seal::FieldRow, StoreError> {
+    Ok(crate::seal::FieldRow {
+        field: r.text(0)?,
+        sealed: r.blob(1)?,
+        provenance: r.text(2)?,
+        updated_ms: r.int(3)?,
+    })
+}

@@ -8,7 +8,8 @@
 //! to their row's place (issue 11, part 8: subject, de-duplication key, kind, data
 //! category and event time, so rows cannot be swapped or re-labelled in the database
 //! without failing to open), feature log entries to the subject and their column,
-//! identifiers to their lookup hash.
+//! identifiers to their lookup hash, volunteered field values to their subject, field
+//! and provenance.
 //!
 //! Payloads sealed before that binding (associated data: the subject alone) still
 //! open, through a fallback that only such rows can pass: a row sealed with the full
@@ -20,10 +21,11 @@
 //! into the [`SealedRow`] the writers take, so no writer can be handed plain text.
 
 use crate::plan::features;
-use crate::types::{Identity, IngestRow};
+use crate::types::{FieldWrite, Identity, IngestRow, StoredField};
 use crate::StoreError;
 use candor_core::crypto::{CryptoError, IdKind, LookupHash, SubjectKey};
 use candor_core::event::EventKind;
+use candor_core::field::{FieldName, Provenance};
 use candor_core::{CategoryId, PurposeSet, Sensitive, SubjectId, UnixMillis};
 use candor_insights::FeatureDelta;
 
@@ -167,6 +169,73 @@ fn features_aad(subject: SubjectId) -> Vec<u8> {
     aad
 }
 
+/// A volunteered field's value, sealed, as the writers take it.
+#[derive(Clone, Debug)]
+pub(crate) struct SealedField {
+    pub subject: SubjectId,
+    pub field: String,
+    pub sealed: Vec<u8>,
+    pub provenance: &'static str,
+    pub time_ms: i64,
+}
+
+/// A volunteered field's row as stored, still sealed.
+#[derive(Clone, Debug)]
+pub struct FieldRow {
+    pub field: String,
+    pub sealed: Vec<u8>,
+    pub provenance: String,
+    pub updated_ms: i64,
+}
+
+/// Seals a field's value under its subject's key, bound to (subject, field, provenance):
+/// moved to another subject or field, or relabelled with another provenance in the
+/// database, it no longer opens.
+pub(crate) fn field(key: &SubjectKey, w: &FieldWrite) -> SealedField {
+    SealedField {
+        subject: w.subject,
+        field: w.field.as_str().to_owned(),
+        sealed: key.seal(
+            &field_aad(w.subject, w.field.as_str(), w.provenance),
+            w.value.expose().as_bytes(),
+        ),
+        provenance: w.provenance.as_str(),
+        time_ms: w.time_ms.0,
+    }
+}
+
+/// Opens a stored field row.
+pub(crate) fn open_field(
+    key: &SubjectKey,
+    subject: SubjectId,
+    row: FieldRow,
+) -> Result<StoredField, StoreError> {
+    let corrupt = |m: String| StoreError::Corrupt(format!("a volunteered field: {m}"));
+    let field = FieldName::parse(&row.field).map_err(|e| corrupt(e.to_string()))?;
+    let provenance = Provenance::parse(&row.provenance)
+        .ok_or_else(|| corrupt(format!("unknown provenance {:?}", row.provenance)))?;
+    let plain = key
+        .open(&field_aad(subject, &row.field, provenance), &row.sealed)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let value = String::from_utf8(plain).map_err(|_| corrupt("not UTF-8".into()))?;
+    Ok(StoredField {
+        field,
+        value: Sensitive::new(value),
+        provenance,
+        updated_ms: UnixMillis(row.updated_ms),
+    })
+}
+
+fn field_aad(subject: SubjectId, field: &str, provenance: Provenance) -> Vec<u8> {
+    let mut aad = b"candor/field/v1\0".to_vec();
+    aad.extend_from_slice(subject.as_bytes());
+    for s in [field, provenance.as_str()] {
+        aad.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        aad.extend_from_slice(s.as_bytes());
+    }
+    aad
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +353,33 @@ mod tests {
         assert!(r.features.is_none() && r.deltas.is_empty());
         let r = row(&key, gated(s, PurposeSet::single(1)), None);
         assert!(r.features.is_none() && r.deltas.is_empty());
+    }
+
+    #[test]
+    fn a_field_opens_only_where_it_was_sealed() {
+        let key = SubjectKey::generate();
+        let s = SubjectId::random();
+        let w = FieldWrite {
+            subject: s,
+            field: FieldName::parse("shoe_size").unwrap(),
+            value: Sensitive::new("a-distinctive-size".into()),
+            provenance: Provenance::Volunteered,
+            time_ms: UnixMillis(5),
+        };
+        let sealed = field(&key, &w);
+        assert!(!sealed.sealed.windows(11).any(|x| x == b"distinctive"));
+        let row = |field: &str, provenance: &str| FieldRow {
+            field: field.into(),
+            sealed: sealed.sealed.clone(),
+            provenance: provenance.into(),
+            updated_ms: 5,
+        };
+        let opened = open_field(&key, s, row("shoe_size", "volunteered")).unwrap();
+        assert_eq!(opened.value.expose(), "a-distinctive-size");
+        assert_eq!(opened.provenance, Provenance::Volunteered);
+        assert!(open_field(&key, s, row("birthday_month", "volunteered")).is_err());
+        assert!(open_field(&key, s, row("shoe_size", "observed")).is_err());
+        assert!(open_field(&key, SubjectId::random(), row("shoe_size", "volunteered")).is_err());
+        assert!(open_field(&SubjectKey::generate(), s, row("shoe_size", "volunteered")).is_err());
     }
 }

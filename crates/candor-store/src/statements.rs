@@ -166,6 +166,22 @@ pub(crate) fn events_after() -> String {
 
 pub(crate) const DENSE_OF: &str = "SELECT dense FROM insight_subjects WHERE subject_id = $1";
 
+/// Sets a subject's volunteered field (the writer has checked, in the same transaction,
+/// that the subject exists).
+pub(crate) const UPSERT_FIELD: &str =
+    "INSERT INTO volunteered_fields (subject_id, field, sealed_value, provenance, updated_ms)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (subject_id, field) DO UPDATE SET
+       sealed_value = excluded.sealed_value, provenance = excluded.provenance,
+       updated_ms = excluded.updated_ms";
+
+pub(crate) const DELETE_FIELD: &str =
+    "DELETE FROM volunteered_fields WHERE subject_id = $1 AND field = $2";
+
+/// A subject's volunteered fields, sealed, by name.
+pub(crate) const FIELDS: &str = "SELECT field, sealed_value, provenance, updated_ms
+     FROM volunteered_fields WHERE subject_id = $1 ORDER BY field";
+
 /// Every shared statement, for the placeholder check.
 #[cfg(test)]
 pub(crate) fn all() -> Vec<String> {
@@ -190,6 +206,9 @@ pub(crate) fn all() -> Vec<String> {
         COSTS_SINCE,
         INSERT_REPORT,
         DENSE_OF,
+        UPSERT_FIELD,
+        DELETE_FIELD,
+        FIELDS,
     ]
     .iter()
     .map(|s| s.to_string())

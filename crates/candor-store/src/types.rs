@@ -4,6 +4,7 @@
 use candor_core::consent::{Action, Channel, ConsentStatus};
 use candor_core::crypto::{IdKind, LookupHash};
 use candor_core::event::EventKind;
+use candor_core::field::{FieldName, Provenance};
 use candor_core::ledger::{Actor, Evidence, SealedEntry};
 use candor_core::{CategoryId, PurposeId, PurposeSet, Sensitive, SubjectId, UnixMillis};
 
@@ -120,6 +121,8 @@ pub struct ErasedCounts {
     pub insight_subjects: u64,
     /// Reads of the person's data recorded in their access log.
     pub access_log: u64,
+    /// What the person told the operator (volunteered fields).
+    pub volunteered_fields: u64,
 }
 
 /// What an erasure did.
@@ -465,4 +468,25 @@ pub struct RequestRecord {
     pub completed_ms: Option<UnixMillis>,
     /// `ok`, `pending`, or the stable code it failed with.
     pub outcome: String,
+}
+
+/// A volunteered (zero-party) field's new value for one subject: already parsed against
+/// its field (`FieldSpec::parse_value`) and given in its stored form
+/// (`FieldValue::canonical`). The store seals it under the subject's key.
+#[derive(Clone, Debug)]
+pub struct FieldWrite {
+    pub subject: SubjectId,
+    pub field: FieldName,
+    pub value: Sensitive<String>,
+    pub provenance: Provenance,
+    pub time_ms: UnixMillis,
+}
+
+/// A field's value as stored for a subject, opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredField {
+    pub field: FieldName,
+    pub value: Sensitive<String>,
+    pub provenance: Provenance,
+    pub updated_ms: UnixMillis,
 }

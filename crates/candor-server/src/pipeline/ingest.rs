@@ -6,13 +6,14 @@
 //! Sources: the Segment routes, and the demo seeder (so synthetic data passes the very
 //! same gate).
 
+use super::fields;
 use super::gate::{self, Decision, Origin};
 use crate::error::{ApiError, ApiResult, Code, ItemError};
 use crate::segment;
 use crate::state::AppState;
 use crate::telemetry::{DropReason, EventsAccepted, EventsDropped};
 use candor_core::event::EventKind;
-use candor_store::RowOutcome;
+use candor_store::{RowOutcome, StoreError};
 use std::collections::HashMap;
 
 /// One request's messages from one source.
@@ -92,10 +93,16 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
     let mut drops: Vec<Option<DropReason>> = Vec::with_capacity(messages.len());
     let mut rows = Vec::new();
     let mut row_index = Vec::new();
+    // Field values an identify carries, by row: written only if its row is stored.
+    let mut field_writes = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
         ids.push(m.message_id.clone());
+        let pending = fields::from_message(st, &m);
         match gate::decide(st, m, &origin) {
             Decision::Store(row) => {
+                if let Some(p) = pending {
+                    field_writes.push((rows.len(), row.subject, p));
+                }
                 rows.push(*row);
                 row_index.push(i);
                 drops.push(None);
@@ -106,6 +113,26 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
 
     // 3. Seal and store (the store's sealing stage, then its writer), durably.
     let outcomes = st.store.ingest(rows).await?;
+    // 3b. The fields of identifies the store kept (not duplicates, not those whose
+    // consent changed before the commit), through the store's writer in one write,
+    // before anyone is answered.
+    let writes: Vec<_> = field_writes
+        .into_iter()
+        .filter(|(row, _, _)| outcomes.get(*row) == Some(&RowOutcome::Stored))
+        .flat_map(|(_, subject, pending)| pending.writes(subject, origin.received))
+        .collect();
+    match st.store.set_fields(writes.clone()).await {
+        // A subject erased since the gate found it: the others' fields still go in.
+        Err(StoreError::UnknownSubject) => {
+            for w in writes {
+                match st.store.set_field(w).await {
+                    Ok(()) | Err(StoreError::UnknownSubject) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        other => other?,
+    }
     for (i, o) in row_index.into_iter().zip(outcomes) {
         drops[i] = match o {
             RowOutcome::Stored => None,

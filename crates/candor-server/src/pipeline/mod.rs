@@ -9,10 +9,13 @@
 //! - [`ingest`]: a batch of raw messages from one source: validate all, gate each, hand
 //!   the allowed ones to the store, report per message.
 //! - [`gate`]: the consent gate for one message.
+//! - [`fields`]: volunteered fields: values checked against the operator's fields, and
+//!   an identify's traits turned into field writes once the store kept the message.
 //! - [`consent`]: who may act for whom, and a consent request turned into commands,
 //!   the Global Privacy Control rule included.
 
 pub mod consent;
+pub mod fields;
 pub mod gate;
 pub mod ingest;
 

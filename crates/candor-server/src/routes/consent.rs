@@ -403,6 +403,16 @@ pub(crate) fn who(
     headers: &HeaderMap,
     q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Option<SubjectId>> {
+    who_named(st, headers, q).map(|(_, subject)| subject)
+}
+
+/// [`who`], with the identifiers the request named (the volunteered-field routes, which
+/// follow the same rule, pass them on to the ingestion pipeline).
+pub(crate) fn who_named(
+    st: &AppState,
+    headers: &HeaderMap,
+    q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<(consent::Named, Option<SubjectId>)> {
     let actor = actor(st, headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     let named = consent::identities(
@@ -411,7 +421,8 @@ pub(crate) fn who(
         q.user_id.as_deref(),
         q.anonymous_id.as_deref(),
     )?;
-    consent::resolve(st, &named)
+    let subject = consent::resolve(st, &named)?;
+    Ok((named, subject))
 }
 
 pub async fn current(

@@ -7,6 +7,7 @@
 //! | `/v1/batch`, `/v1/{identify,track,page,screen,group,alias}` | source write key |
 //! | `/v1/consent*` | browser key (own anonymousId), server key, or subject token |
 //! | `/v1/consent/insights` (reports my data was eligible for) | same as `/v1/consent` |
+//! | `/v1/me/fields`, `/v1/me/fields/{name}` (volunteered fields) | same as `/v1/consent` |
 //! | `/v1/insights/*` | advertiser key (and nothing else accepts one: 403 elsewhere) |
 //! | `/v1/admin/*`, `/metrics` | admin token |
 //! | `/healthz`, `/.well-known/gpc.json`, `/openapi.json`, `/v1/receipts/public-key`, `/v1/purposes` | anyone |
@@ -21,6 +22,7 @@ pub mod advertisers;
 pub mod consent;
 pub mod dashboard;
 pub mod demo;
+pub mod fields;
 pub mod ingest;
 pub mod me;
 pub mod meta;

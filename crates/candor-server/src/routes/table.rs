@@ -5,7 +5,9 @@
 //! — and fails for any route missing from [`ROLES`], then calls every route with every
 //! kind of credential and checks the answer against its role.
 
-use super::{admin, advertisers, consent, dashboard, demo, ingest, me, meta, mypages, prompt};
+use super::{
+    admin, advertisers, consent, dashboard, demo, fields, ingest, me, meta, mypages, prompt,
+};
 use crate::state::AppState;
 use axum::handler::Handler;
 use axum::http::Method;
@@ -76,6 +78,9 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("POST", "/me/logout", Role::PersonSession),
     ("GET", "/me/erase", Role::PersonSession),
     ("POST", "/me/erase", Role::PersonSession),
+    ("GET", "/v1/me/fields", Role::ConsentActor),
+    ("PUT", "/v1/me/fields/{name}", Role::ConsentActor),
+    ("DELETE", "/v1/me/fields/{name}", Role::ConsentActor),
     ("GET", "/v1/purposes", Role::Anyone),
     ("GET", "/v1/receipts/public-key", Role::Anyone),
     ("GET", "/v1/ledger/checkpoint", Role::Anyone),
@@ -168,6 +173,14 @@ impl Table {
     fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
         self.add(Method::PATCH, path, h)
     }
+
+    fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::PUT, path, h)
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::DELETE, path, h)
+    }
 }
 
 /// The routes everyone but advertisers reaches (the demo page's only under `--demo`),
@@ -203,6 +216,9 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .post("/me/logout", mypages::logout)
         .get("/me/erase", mypages::erase_form)
         .post("/me/erase", mypages::erase)
+        .get("/v1/me/fields", fields::list)
+        .put("/v1/me/fields/{name}", fields::put)
+        .delete("/v1/me/fields/{name}", fields::remove)
         .get("/v1/purposes", meta::purposes)
         .get("/v1/receipts/public-key", meta::receipt_key)
         .get("/v1/ledger/checkpoint", meta::ledger_checkpoint)

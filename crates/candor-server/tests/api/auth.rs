@@ -240,10 +240,14 @@ async fn authorization_matrix_over_every_route_and_credential() {
         };
         let path = template
             .replace("{id}", "matrix-id")
-            .replace("{script}", "x.js");
+            .replace("{script}", "x.js")
+            .replace("{name}", "shoe_size");
         for cred in CREDS {
             let consent_route = matches!(role, Role::ConsentActor | Role::ServerOrSubject);
-            let url = if consent_route && *method == reqwest::Method::GET {
+            // The consent reads and the volunteered-field routes name their subject in
+            // the query.
+            let in_query = *method == reqwest::Method::GET || template.starts_with("/v1/me/");
+            let url = if consent_route && in_query {
                 app.url(&format!("{path}?userId=matrix-user"))
             } else {
                 app.url(&path)

@@ -37,9 +37,10 @@ pub enum SubjectTable {
     InsightDeclared,
     InsightSubjects,
     AccessLog,
+    VolunteeredFields,
 }
 
-pub const SUBJECT_TABLES: [SubjectTable; 7] = [
+pub const SUBJECT_TABLES: [SubjectTable; 8] = [
     SubjectTable::Identities,
     SubjectTable::ConsentState,
     SubjectTable::PurposeFloors,
@@ -47,6 +48,7 @@ pub const SUBJECT_TABLES: [SubjectTable; 7] = [
     SubjectTable::InsightDeclared,
     SubjectTable::InsightSubjects,
     SubjectTable::AccessLog,
+    SubjectTable::VolunteeredFields,
 ];
 
 /// Tables with a `subject_id` column an erasure deletes otherwise (`subjects`,
@@ -66,6 +68,7 @@ impl SubjectTable {
             Self::InsightDeclared => "insight_declared",
             Self::InsightSubjects => "insight_subjects",
             Self::AccessLog => "access_log",
+            Self::VolunteeredFields => "volunteered_fields",
         }
     }
 
@@ -84,6 +87,7 @@ impl SubjectTable {
             Self::InsightDeclared => &mut c.insight_declared,
             Self::InsightSubjects => &mut c.insight_subjects,
             Self::AccessLog => &mut c.access_log,
+            Self::VolunteeredFields => &mut c.volunteered_fields,
         }
     }
 }

@@ -35,6 +35,7 @@ mod consent;
 mod derive;
 mod erase;
 mod features;
+mod fields;
 mod ingest;
 mod keys;
 mod listen;
@@ -290,6 +291,16 @@ impl Backend for Postgres {
 
     async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError> {
         read::consent_state(&self.client().await?, subject).await
+    }
+
+    async fn fields(&self, subject: SubjectId) -> Result<Vec<crate::seal::FieldRow>, StoreError> {
+        read::all(
+            &self.client().await?,
+            crate::statements::FIELDS,
+            &[&&subject.as_bytes()[..]],
+            crate::rows::field_row,
+        )
+        .await
     }
 
     async fn consent_history(&self, subject: SubjectId) -> Result<Vec<SealedEntry>, StoreError> {

@@ -28,6 +28,7 @@
 //! | `insight_subjects` | `subject_id` | PK `subject_id`; the subject's dense number for report membership (unique by the sequence that assigns it, not by a constraint, which Citus could not enforce off the distribution column) |
 //! | `insight_features` | `subject_id` | PK `(subject_id, day, kind, category)`; a subject's daily features live beside its consent, so a withdrawal deletes them on one shard |
 //! | `insight_declared` | `subject_id` | PK `(subject_id, field)` |
+//! | `volunteered_fields` | `subject_id` | PK `(subject_id, field)`; a person's volunteered values, sealed, beside the subject (export, erasure) |
 //! | `advertisers` | none (reference table) | a handful of rows, read on every advertiser request; `key_hash` is unique, which a reference table can enforce |
 //! | `insight_reports` | `advertiser_id` | PK `(advertiser_id, id)`; a charge locks the advertiser row and sums that advertiser's reports of the period, all on one shard |
 //! | `insight_report_members` | `advertiser_id` | PK `(advertiser_id, report_id, chunk)`, co-located with its report; a person's lookup (by chunk) fans out to every shard, which is rare and small |
@@ -333,6 +334,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE spent_links (
         nonce      BYTEA PRIMARY KEY,
         expires_ms BIGINT NOT NULL
+    );
+    "#,
+    // 9: volunteered (zero-party) fields (issue 13): one value per subject and field,
+    // sealed under the subject's key and bound to (subject, field) by associated data.
+    r#"
+    CREATE TABLE volunteered_fields (
+        subject_id   BYTEA NOT NULL,
+        field        TEXT NOT NULL,
+        sealed_value BYTEA NOT NULL,
+        provenance   TEXT NOT NULL CHECK (provenance IN ('volunteered', 'observed', 'inferred')),
+        updated_ms   BIGINT NOT NULL,
+        PRIMARY KEY (subject_id, field)
     );
     "#,
 ];

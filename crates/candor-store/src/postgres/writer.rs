@@ -1,6 +1,6 @@
 //! The writer task: one per node, it takes every queued job and commits them in groups.
 //! This file is the loop only; what each job writes is in [`super::consent`],
-//! [`super::ingest`], [`super::advertisers`] and [`super::derive`].
+//! [`super::ingest`], [`super::advertisers`], [`super::fields`] and [`super::derive`].
 //!
 //! Why a task and not a transaction per call: a commit costs a WAL flush, and folding
 //! what queued up while the previous group committed into one transaction shares that
@@ -15,8 +15,9 @@
 //! them side by side is safe because nothing in an ingest group relies on the writer's
 //! order: consent is re-checked under the shared gate lock, duplicates meet a unique
 //! constraint, and ids come from a sequence. Jobs that serialize in the database itself
-//! (a budget charge locks its advertiser's row) or run beside the groups (sweeps,
-//! retention, feature derivation) are spawned as tasks of their own.
+//! (a budget charge locks its advertiser's row; a volunteered field write locks its
+//! subject's row, see [`super::fields`]) or run beside the groups (sweeps, retention,
+//! feature derivation) are spawned as tasks of their own.
 
 use super::{consent, ingest, Shared};
 use crate::front::{self, Job};
@@ -93,6 +94,9 @@ async fn run_alone(shared: &Shared, job: Job) {
                 Err(e) => Err(e.into()),
             };
             let _ = reply.send(res);
+        }
+        Job::Field { op, reply } => {
+            let _ = reply.send(super::fields::apply(shared, &op).await);
         }
         Job::Report { r, reply } => {
             let _ = reply.send(super::advertisers::record_report(shared, &r).await);

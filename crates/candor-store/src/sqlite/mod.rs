@@ -13,6 +13,7 @@ mod advertisers;
 mod consent;
 mod erase;
 mod features;
+mod fields;
 mod ingest;
 mod keys;
 mod person;
@@ -250,6 +251,18 @@ impl Backend for Sqlite {
 
     async fn consent_state(&self, subject: SubjectId) -> Result<Vec<StateRow>, StoreError> {
         self.read(move |c| read::consent_state(c, subject)).await
+    }
+
+    async fn fields(&self, subject: SubjectId) -> Result<Vec<crate::seal::FieldRow>, StoreError> {
+        self.read(move |c| {
+            read::all(
+                c,
+                crate::statements::FIELDS,
+                rusqlite::params![&subject.as_bytes()[..]],
+                |r| crate::rows::field_row(r),
+            )
+        })
+        .await
     }
 
     async fn consent_history(&self, subject: SubjectId) -> Result<Vec<SealedEntry>, StoreError> {

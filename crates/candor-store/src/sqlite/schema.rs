@@ -272,6 +272,18 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL
     );
     "#,
+    // 9: volunteered (zero-party) fields (issue 13): one value per subject and field,
+    // sealed under the subject's key and bound to (subject, field) by associated data.
+    r#"
+    CREATE TABLE volunteered_fields (
+        subject_id   BLOB NOT NULL,
+        field        TEXT NOT NULL,
+        sealed_value BLOB NOT NULL,
+        provenance   TEXT NOT NULL CHECK (provenance IN ('volunteered', 'observed', 'inferred')),
+        updated_ms   INTEGER NOT NULL,
+        PRIMARY KEY (subject_id, field)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

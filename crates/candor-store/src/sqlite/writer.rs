@@ -1,6 +1,6 @@
 //! The single writer thread: group commit. This file is the loop only; what each job
-//! writes is in [`super::consent`], [`super::ingest`], [`super::advertisers`] and
-//! [`super::features`].
+//! writes is in [`super::consent`], [`super::ingest`], [`super::advertisers`],
+//! [`super::fields`] and [`super::features`].
 //!
 //! Why one thread: SQLite allows one writer at a time anyway, and a single ordered path
 //! is what makes consent decisions linearizable. An event batch is re-checked against
@@ -90,6 +90,7 @@ enum Answer {
     ),
     Ingest(front::Reply<Vec<RowOutcome>>, Vec<RowOutcome>),
     Advertiser(front::Reply<()>, Result<(), StoreError>),
+    Field(front::Reply<bool>, Result<bool, StoreError>),
     Report(front::Reply<ReportRecord>, Result<ReportRecord, StoreError>),
 }
 
@@ -99,6 +100,7 @@ impl Answer {
             Answer::Consent(tx, res) => drop(tx.send(res)),
             Answer::Ingest(tx, out) => drop(tx.send(Ok(out))),
             Answer::Advertiser(tx, res) => drop(tx.send(res)),
+            Answer::Field(tx, res) => drop(tx.send(res)),
             Answer::Report(tx, res) => drop(tx.send(res)),
         }
     }
@@ -109,6 +111,7 @@ impl Answer {
             Answer::Consent(tx, _) => drop(tx.send(Err(e()))),
             Answer::Ingest(tx, _) => drop(tx.send(Err(e()))),
             Answer::Advertiser(tx, _) => drop(tx.send(Err(e()))),
+            Answer::Field(tx, _) => drop(tx.send(Err(e()))),
             Answer::Report(tx, _) => drop(tx.send(Err(e()))),
         }
     }
@@ -334,6 +337,12 @@ impl Writer {
                 Job::Advertiser { a, mode, reply } => {
                     let res = self.savepoint(|w| super::advertisers::put(&w.conn, &a, mode));
                     answers.push(Answer::Advertiser(reply, res));
+                }
+                Job::Field { op, reply } => {
+                    // In the group, so it is ordered with consent changes queued beside
+                    // it; in a savepoint, so a refused one rolls back alone.
+                    let res = self.savepoint(|w| super::fields::apply(&w.conn, &op));
+                    answers.push(Answer::Field(reply, res));
                 }
                 Job::Report { r, reply } => {
                     // In a savepoint: a refused charge writes nothing anyway, but a

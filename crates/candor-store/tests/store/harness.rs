@@ -64,6 +64,9 @@ pub trait Backend: Send + Sync {
     /// catalogs, after `VACUUM FULL` and `CHECKPOINT`, as `docs/erasure.md` tells an
     /// operator to run after erasures), by file.
     async fn raw_files(&self) -> Vec<(String, Vec<u8>)>;
+    /// Every byte the backend holds that a volunteered value could be found in: the
+    /// database file and its WAL on SQLite, every `volunteered_fields` row on PostgreSQL.
+    async fn raw_field_bytes(&self) -> Vec<u8>;
 }
 
 pub struct Sqlite {
@@ -154,6 +157,16 @@ impl Backend for Sqlite {
             .unwrap()
             .map(Result::unwrap)
             .collect()
+    }
+
+    async fn raw_field_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for name in ["candor.db", "candor.db-wal"] {
+            if let Ok(b) = std::fs::read(self.dir.path().join(name)) {
+                all.extend(b);
+            }
+        }
+        all
     }
 
     async fn stored_dense(&self, s: SubjectId) -> Option<u32> {
@@ -343,6 +356,24 @@ impl Backend for Postgres {
 
     fn partitions(&self) -> bool {
         true
+    }
+
+    async fn raw_field_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for r in self
+            .client()
+            .await
+            .query(
+                "SELECT convert_to(field || provenance, 'UTF8') || sealed_value
+                 FROM volunteered_fields",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            all.extend(r.get::<_, Vec<u8>>(0));
+        }
+        all
     }
 
     async fn unsweep(&self, subject: SubjectId, bit: u8, upto: i64) {

@@ -12,6 +12,7 @@
 mod conformance;
 mod erasure;
 mod features_and_budgets;
+mod fields;
 mod fixtures;
 mod harness;
 mod postgres_nodes;
@@ -70,6 +71,9 @@ both_backends!(
     features_and_budgets::subject_reports_find_members,
     erasure::erasure_is_complete_and_real,
     erasure::writes_around_an_erasure_leave_nothing,
+    fields::fields_set_edit_remove_one_by_one,
+    fields::field_values_are_sealed,
+    fields::fields_of_an_unknown_subject_are_refused,
     prompt::prompt_counts_add_up,
     prompt::prompt_variants_round_trip,
 );

@@ -19,6 +19,7 @@ const BY_SUBJECT: &[&str] = &[
     "insight_features",
     "insight_declared",
     "access_log",
+    "volunteered_fields",
 ];
 
 /// Tables that grow with advertisers' reports: distributed by advertiser (co-located,
