@@ -101,6 +101,21 @@ test('a person signs in with a link, changes a consent and downloads everything'
   assert.equal(signed.record.collectionMethod, 'preference_center');
   assert.ok(signed.signature && signed.publicKey);
 
+  // Add a volunteered answer, then remove it, one by one.
+  await p.getByLabel('Your answer (16 to 52)').fill('41');
+  await p.getByRole('button', { name: 'Save Shoe size' }).click();
+  await p.waitForURL(`${base}/me#told`);
+  assert.match(await p.locator('#told').innerText(), /Your answer: 41 \(you told us/);
+  let fields = await candor.api('GET', '/v1/me/fields?userId=zoe', { basic: SERVER_KEY });
+  assert.equal(fields.json.fields.find((f) => f.name === 'shoe_size').value, 41);
+  await p.getByRole('button', { name: 'Remove Shoe size' }).click();
+  await p.waitForURL(`${base}/me#told`);
+  fields = await candor.api('GET', '/v1/me/fields?userId=zoe', { basic: SERVER_KEY });
+  assert.equal(fields.json.fields.find((f) => f.name === 'shoe_size').value, null);
+  await p.getByLabel('Your answer (16 to 52)').fill('42');
+  await p.getByRole('button', { name: 'Save Shoe size' }).click();
+  await p.waitForURL(`${base}/me#told`);
+
   // The whole export, decrypted, as a file.
   const [download] = await Promise.all([
     p.waitForEvent('download'),
@@ -112,6 +127,7 @@ test('a person signs in with a link, changes a consent and downloads everything'
   assert.equal(doc.events.total, 3, 'the identify and two sessions');
   assert.equal(doc.events.items.filter((e) => e.message.properties?.note === 'zoe-marker').length, 2);
   assert.ok(doc.identifiers.some((i) => i.value === 'zoe@example.com'));
+  assert.equal(doc.fields.find((f) => f.name === 'shoe_size').value, 42);
 
   assert.deepEqual(errors, [], 'no console error, no CSP violation');
   // The link was single-use (the page answers 401, which the console reports).

@@ -40,6 +40,10 @@ pub struct MyData {
     pub subject: String,
     pub identifiers: Vec<IdentifierDto>,
     pub consents: Vec<ConsentDto>,
+    /// Every field the operator asks about (`GET /v1/me/fields`' shape), with the
+    /// person's value, its provenance and the purposes that may use it; then any value
+    /// held under a field the operator no longer defines.
+    pub fields: Vec<serde_json::Value>,
     pub events: EventsDto,
     pub insights: InsightsDto,
     pub access_log: Vec<AccessDto>,
@@ -163,6 +167,7 @@ fn kind_name(k: IdKind) -> &'static str {
 pub struct Holder<'a> {
     pub store: &'a dyn Store,
     pub catalog: &'a Catalog,
+    pub fields: &'a candor_core::field::FieldCatalog,
     pub operator: &'a OperatorInfo,
     /// Every receipt-signing key, and the current one (for records past the ring).
     pub keys: &'a KeyRing,
@@ -175,6 +180,7 @@ impl<'a> Holder<'a> {
         Self {
             store: st.store.as_ref(),
             catalog: &st.catalog,
+            fields: &st.settings.fields,
             operator: &st.settings.operator,
             keys: &st.keys,
             current: st.signer.verifying_key(),
@@ -235,6 +241,7 @@ pub async fn gather_from(st: &Holder<'_>, subject: SubjectId, depth: Depth) -> A
         subject: subject.to_string(),
         identifiers,
         consents: consents(st, subject).await?,
+        fields: fields(st, subject).await?,
         events: events(st, subject, depth).await?,
         insights,
         access_log: access_log.into_iter().map(|(_, a)| a).collect(),
@@ -267,6 +274,42 @@ async fn consents(st: &Holder<'_>, subject: SubjectId) -> ApiResult<Vec<ConsentD
                 .collect(),
         })
         .collect())
+}
+
+async fn fields(st: &Holder<'_>, subject: SubjectId) -> ApiResult<Vec<serde_json::Value>> {
+    let held = st.store.fields(subject).await?;
+    let granted = st.store.index().granted(&subject);
+    let shared: Vec<String> = st
+        .store
+        .features()
+        .declared_of(&subject)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    let mut out: Vec<serde_json::Value> = st
+        .fields
+        .iter()
+        .map(|spec| {
+            let value = held.iter().find(|h| h.field == spec.name);
+            let sharing = shared.contains(&spec.name.to_string());
+            crate::routes::fields::describe(st.catalog, granted, spec, value, sharing)
+        })
+        .collect();
+    for h in held
+        .iter()
+        .filter(|h| st.fields.get(h.field.as_str()).is_none())
+    {
+        out.push(serde_json::json!({
+            "name": h.field.as_str(),
+            "label": h.field.as_str(),
+            "value": h.value.expose(),
+            "provenance": h.provenance.as_str(),
+            "updatedAt": format_time(h.updated_ms),
+            "purposes": [],
+            "noLongerAsked": true,
+        }));
+    }
+    Ok(out)
 }
 
 async fn events(st: &Holder<'_>, subject: SubjectId, depth: Depth) -> ApiResult<EventsDto> {

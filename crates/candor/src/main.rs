@@ -466,6 +466,7 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             let holder = candor_server::mydata::Holder {
                 store: opened.store.as_ref(),
                 catalog: &opened.catalog,
+                fields: &s.fields,
                 operator: &s.operator,
                 keys: &opened.keys,
                 current: opened.signer.verifying_key(),

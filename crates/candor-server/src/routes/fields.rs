@@ -96,9 +96,24 @@ pub async fn put(
             ),
         ));
     }
-    let value = fields::parse(spec, &b.value)
-        .map_err(|e| ApiError::new(Code::InvalidFieldValue, format!("{}: {e}", spec.name)))?;
     let subject = subject.ok_or_else(no_subject)?;
+    set(&st, &named, subject, spec, &b.value, b.share_in_aggregate).await?;
+    answer(&st, subject, spec).await
+}
+
+/// Sets one field for a person the caller may act for (provenance `volunteered`), and
+/// passes a sharing change of an aggregate field on (see the module's note): the API's
+/// `PUT` and the person's page.
+pub(crate) async fn set(
+    st: &AppState,
+    named: &Named,
+    subject: SubjectId,
+    spec: &FieldSpec,
+    value: &Value,
+    share_in_aggregate: Option<bool>,
+) -> ApiResult<()> {
+    let value = fields::parse(spec, value)
+        .map_err(|e| ApiError::new(Code::InvalidFieldValue, format!("{}: {e}", spec.name)))?;
     st.store
         .set_field(FieldWrite {
             subject,
@@ -109,13 +124,13 @@ pub async fn put(
         })
         .await?;
     if spec.aggregate {
-        let was = shared(&st, subject).await?.contains(&spec.name.to_string());
-        let share = b.share_in_aggregate.unwrap_or(was);
+        let was = shared(st, subject).await?.contains(&spec.name.to_string());
+        let share = share_in_aggregate.unwrap_or(was);
         if share || was {
-            pass_on(&st, &named, subject, spec, fields::to_json(&value), share).await?;
+            pass_on(st, named, subject, spec, fields::to_json(&value), share).await?;
         }
     }
-    answer(&st, subject, spec).await
+    Ok(())
 }
 
 pub async fn remove(
@@ -129,26 +144,44 @@ pub async fn remove(
     let Some(subject) = subject else {
         return Ok(Json(entry(&st, None, spec, None, false)));
     };
+    unset(&st, &named, subject, spec).await?;
+    answer(&st, subject, spec).await
+}
+
+/// Removes one field for a person the caller may act for (and stops sharing it): the
+/// API's `DELETE` and the person's page.
+pub(crate) async fn unset(
+    st: &AppState,
+    named: &Named,
+    subject: SubjectId,
+    spec: &FieldSpec,
+) -> ApiResult<()> {
     st.store.remove_field(subject, &spec.name).await?;
-    if spec.aggregate && shared(&st, subject).await?.contains(&spec.name.to_string()) {
+    if spec.aggregate && shared(st, subject).await?.contains(&spec.name.to_string()) {
         // The trait sent as null clears the shared value (the insight rules' "sent
         // without the mark").
-        pass_on(&st, &named, subject, spec, Value::Null, false).await?;
+        pass_on(st, named, subject, spec, Value::Null, false).await?;
     }
-    answer(&st, subject, spec).await
+    Ok(())
+}
+
+pub(crate) fn field_named<'a>(st: &'a AppState, name: &str) -> ApiResult<&'a FieldSpec> {
+    st.settings.fields.get(name).ok_or_else(|| unknown(name))
+}
+
+fn unknown(name: &str) -> ApiError {
+    ApiError::new(
+        Code::UnknownField,
+        format!(
+            "no field {:?}; GET /v1/me/fields lists them",
+            name.chars().take(64).collect::<String>()
+        ),
+    )
 }
 
 fn field(st: &AppState, name: Result<Path<String>, PathRejection>) -> ApiResult<&FieldSpec> {
     let Path(name) = name.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
-    st.settings.fields.get(&name).ok_or_else(|| {
-        ApiError::new(
-            Code::UnknownField,
-            format!(
-                "no field {:?}; GET /v1/me/fields lists them",
-                name.chars().take(64).collect::<String>()
-            ),
-        )
-    })
+    field_named(st, &name)
 }
 
 fn no_subject() -> ApiError {
@@ -160,7 +193,7 @@ fn no_subject() -> ApiError {
 
 /// The aggregate fields the subject shares now (the insight features, brought up to
 /// date with everything acknowledged).
-async fn shared(st: &AppState, subject: SubjectId) -> ApiResult<Vec<String>> {
+pub(crate) async fn shared(st: &AppState, subject: SubjectId) -> ApiResult<Vec<String>> {
     if st.insights_bit.is_none() || !st.settings.fields.aggregate().any(|_| true) {
         return Ok(Vec::new());
     }
@@ -241,10 +274,22 @@ fn entry(
     let granted = subject
         .map(|s| st.store.index().granted(&s))
         .unwrap_or_default();
+    describe(&st.catalog, granted, spec, held, shared)
+}
+
+/// One field as the person sees it, from the catalog and what they grant (the API, the
+/// person's page and their export).
+pub(crate) fn describe(
+    catalog: &candor_core::purpose::Catalog,
+    granted: candor_core::PurposeSet,
+    spec: &FieldSpec,
+    held: Option<&StoredField>,
+    shared: bool,
+) -> Value {
     let purposes: Vec<Value> = spec
         .purposes
         .iter()
-        .filter_map(|p| st.catalog.purpose(p))
+        .filter_map(|p| catalog.purpose(p))
         .map(|p| json!({"id": p.id.as_str(), "title": p.title, "granted": granted.contains(p.bit)}))
         .collect();
     let mut e = json!({

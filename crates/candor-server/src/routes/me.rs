@@ -164,6 +164,7 @@ pub async fn erase(
             "insightFeatures": out.deleted.insight_features,
             "declaredFields": out.deleted.insight_declared,
             "accessLog": out.deleted.access_log,
+            "volunteeredFields": out.deleted.volunteered_fields,
         },
         "receipt": crate::receipts::build(&out.record, &st.settings.operator, &key),
     })))

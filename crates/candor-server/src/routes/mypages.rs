@@ -7,7 +7,7 @@
 //! | route | role |
 //! |---|---|
 //! | `GET /me/enter`, `POST /me/enter` | anyone: the form carries a single-use link, or a browser key and its anonymous id |
-//! | `GET /me`, `POST /me/consent`, `GET /me/export`, `GET /me/receipts/{id}`, `GET /me/erase`, `POST /me/erase`, `POST /me/logout` | the person's session cookie, and its CSRF token on every POST |
+//! | `GET /me`, `POST /me/consent`, `POST /me/fields/{name}`, `POST /me/fields/{name}/remove`, `GET /me/export`, `GET /me/receipts/{id}`, `GET /me/erase`, `POST /me/erase`, `POST /me/logout` | the person's session cookie, and its CSRF token on every POST |
 //!
 //! A session's power is re-derived on every request from what the store holds now
 //! ([`acting`]): the consent API's own rule (`pipeline::consent`) decides, as if the
@@ -391,6 +391,97 @@ pub async fn change_consent(
     match st.store.apply_consents_atomically(cmds).await {
         Ok(_) => pages::redirect("/me#choices", vec![]),
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /me/fields/{name}`: one answer set or changed (provenance `volunteered`), through
+/// the same path as `PUT /v1/me/fields/{name}`. The form sends `value` (or `values`, one
+/// per ticked box, for a many-of field) and, for an aggregate field, `share`.
+pub async fn set_field(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let pairs = form.map(|Form(p)| p).unwrap_or_default();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (s, _, named) = match posted(&st, &headers, get("csrf")).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Ok(spec) = super::fields::field_named(&st, &name) else {
+        return say(
+            StatusCode::NOT_FOUND,
+            "No such question",
+            "Please reload the page.",
+            true,
+        );
+    };
+    use candor_core::field::FieldKind;
+    let value = match &spec.kind {
+        FieldKind::ManyOf { .. } => serde_json::Value::from(
+            pairs
+                .iter()
+                .filter(|(k, _)| k == "values")
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>(),
+        ),
+        FieldKind::Integer { .. } | FieldKind::Month => {
+            let v = get("value").unwrap_or("").trim();
+            v.parse::<i64>()
+                .map_or_else(|_| serde_json::Value::from(v), serde_json::Value::from)
+        }
+        _ => serde_json::Value::from(get("value").unwrap_or("")),
+    };
+    let share = spec.aggregate.then(|| get("share").is_some());
+    match super::fields::set(&st, &named, s.subject, spec, &value, share).await {
+        Ok(()) => pages::redirect("/me#told", vec![]),
+        Err(e) if e.code == crate::error::Code::InvalidFieldValue => say(
+            StatusCode::BAD_REQUEST,
+            "That answer does not fit",
+            &e.message,
+            true,
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /me/fields/{name}/remove`: one answer removed.
+pub async fn remove_field(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    let csrf = form.ok().map(|Form(f)| f.csrf);
+    let (s, _, named) = match posted(&st, &headers, csrf.as_deref()).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = match super::fields::field_named(&st, &name) {
+        Ok(spec) => super::fields::unset(&st, &named, s.subject, spec).await,
+        // A value held under a field the operator no longer asks about: the person can
+        // still remove it.
+        Err(_) => match candor_core::field::FieldName::parse(&name) {
+            Ok(field) => st
+                .store
+                .remove_field(s.subject, &field)
+                .await
+                .map(|_| ())
+                .map_err(Into::into),
+            Err(_) => {
+                return say(
+                    StatusCode::NOT_FOUND,
+                    "No such answer",
+                    "Please reload the page.",
+                    true,
+                )
+            }
+        },
+    };
+    match result {
+        Ok(()) => pages::redirect("/me#told", vec![]),
+        Err(e) => e.into_response(),
     }
 }
 

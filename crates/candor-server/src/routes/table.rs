@@ -77,6 +77,8 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/me/receipts/{id}", Role::PersonSession),
     ("POST", "/me/logout", Role::PersonSession),
     ("GET", "/me/erase", Role::PersonSession),
+    ("POST", "/me/fields/{name}", Role::PersonSession),
+    ("POST", "/me/fields/{name}/remove", Role::PersonSession),
     ("POST", "/me/erase", Role::PersonSession),
     ("GET", "/v1/me/fields", Role::ConsentActor),
     ("PUT", "/v1/me/fields/{name}", Role::ConsentActor),
@@ -215,6 +217,8 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/me/receipts/{id}", mypages::receipt)
         .post("/me/logout", mypages::logout)
         .get("/me/erase", mypages::erase_form)
+        .post("/me/fields/{name}", mypages::set_field)
+        .post("/me/fields/{name}/remove", mypages::remove_field)
         .post("/me/erase", mypages::erase)
         .get("/v1/me/fields", fields::list)
         .put("/v1/me/fields/{name}", fields::put)

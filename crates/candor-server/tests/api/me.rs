@@ -715,3 +715,114 @@ async fn erasure_from_the_page_asks_first_then_ends_the_session_and_the_links() 
     .await;
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn the_page_sets_and_removes_volunteered_answers_one_by_one() {
+    let app = spawn().await;
+    person(&app, "max", "max-anon", "max-marker").await;
+    let session = session_for(&app, &link(&app, "max").await).await;
+    let html = my_page(&app, &session).await.text().await.unwrap();
+    assert!(html.contains("What you told us") && html.contains("Shoe size"));
+    let csrf = csrf_of(&html);
+    let post = |path: &str, form: Vec<(&str, &str)>| {
+        client()
+            .post(app.url(path))
+            .header("Cookie", session.clone())
+            .form(&form)
+            .send()
+    };
+    let fields = |app: &TestApp| {
+        let url = app.url("/v1/me/fields?userId=max");
+        let c = app.client.clone();
+        async move {
+            let v: Value = c
+                .get(url)
+                .basic_auth(SERVER_KEY, Some(""))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["fields"].as_array().unwrap().clone()
+        }
+    };
+    let value_of =
+        |fs: &[Value], name: &str| fs.iter().find(|f| f["name"] == name).unwrap()["value"].clone();
+    // Without the CSRF token nothing is set.
+    let r = post("/me/fields/shoe_size", vec![("csrf", "0"), ("value", "44")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(value_of(&fields(&app).await, "shoe_size"), Value::Null);
+    // A number, a set of interests; each one by one.
+    let r = post(
+        "/me/fields/shoe_size",
+        vec![("csrf", &csrf), ("value", "44")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    let interests = fields(&app).await;
+    let spec = interests.iter().find(|f| f["name"] == "interests").unwrap();
+    let options: Vec<String> = spec["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let r = post(
+        "/me/fields/interests",
+        vec![
+            ("csrf", &csrf),
+            ("values", &options[0]),
+            ("values", &options[1]),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    let now = fields(&app).await;
+    assert_eq!(value_of(&now, "shoe_size"), json!(44));
+    assert_eq!(value_of(&now, "interests"), json!([options[0], options[1]]));
+    let shoe = now.iter().find(|f| f["name"] == "shoe_size").unwrap();
+    assert_eq!(shoe["provenance"], "volunteered");
+    // A value that does not fit is refused and changes nothing.
+    let r = post(
+        "/me/fields/shoe_size",
+        vec![("csrf", &csrf), ("value", "9999")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(value_of(&fields(&app).await, "shoe_size"), json!(44));
+    // The page shows them, and the export carries them.
+    let html = my_page(&app, &session).await.text().await.unwrap();
+    assert!(html.contains("Your answer: <strong>44</strong>"));
+    let export: Value = client()
+        .get(app.url("/me/export"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        value_of(export["fields"].as_array().unwrap(), "shoe_size"),
+        json!(44)
+    );
+    // Removed one by one.
+    let r = post("/me/fields/shoe_size/remove", vec![("csrf", &csrf)])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let now = fields(&app).await;
+    assert_eq!(value_of(&now, "shoe_size"), Value::Null);
+    assert_eq!(value_of(&now, "interests"), json!([options[0], options[1]]));
+    // Erasure takes the rest with it.
+    let token = mint_token(&app, "max").await;
+    let r = erase(&app, json!({}), |b| b.bearer_auth(&token)).await;
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["deleted"]["volunteeredFields"], 1, "{out}");
+}
