@@ -819,6 +819,26 @@ const DEFAULT_FIELDS: &[DefaultField] = &[
         purposes: &["personalization", "email_marketing", "loyalty"],
         aggregate: false,
     },
+    // Communication preferences (issue 13, part 2): how and how often the person wants
+    // to hear from the operator, as fields like any other.
+    DefaultField {
+        name: "contact_channels",
+        label: "How we may contact you",
+        kind: || FieldKind::ManyOf {
+            values: listed(&["email", "sms", "push", "post"]),
+        },
+        purposes: &["email_marketing", "loyalty"],
+        aggregate: false,
+    },
+    DefaultField {
+        name: "contact_frequency",
+        label: "How often",
+        kind: || FieldKind::OneOf {
+            values: listed(&["weekly", "monthly", "important news only"]),
+        },
+        purposes: &["email_marketing", "loyalty"],
+        aggregate: false,
+    },
 ];
 
 /// `[[fields]]`, or the defaults, with `[[insights.declared]]` folded in: each declared
@@ -1437,7 +1457,9 @@ mod tests {
                 "country",
                 "shoe_size",
                 "interests",
-                "birthday_month"
+                "birthday_month",
+                "contact_channels",
+                "contact_frequency"
             ]
         );
         let declared: Vec<&str> = s

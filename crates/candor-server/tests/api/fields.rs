@@ -229,7 +229,9 @@ async fn fields_are_set_edited_and_removed_one_by_one() {
             "country",
             "shoe_size",
             "interests",
-            "birthday_month"
+            "birthday_month",
+            "contact_channels",
+            "contact_frequency"
         ]
     );
     let interests = &l["fields"][3];
