@@ -40,6 +40,25 @@ async fn person(app: &TestApp, user: &str, anon: &str, marker: &str) {
     assert_eq!(out["success"], true, "{out}");
 }
 
+/// GET as the operator's backend (server key).
+async fn as_server(app: &TestApp, path: &str) -> Response {
+    get(app, path, |b| b.basic_auth(SERVER_KEY, Some(""))).await
+}
+
+async fn server_json(app: &TestApp, path: &str) -> Value {
+    as_server(app, path).await.json().await.unwrap()
+}
+
+/// GET a person's page with their session cookie.
+async fn paged(app: &TestApp, path: &str, session: &str) -> Response {
+    client()
+        .get(app.url(path))
+        .header("Cookie", session)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn get(
     app: &TestApp,
     path: &str,
@@ -57,10 +76,7 @@ async fn my_data_answers_each_credential_for_its_own_person_only() {
         .await;
 
     // A server key, for any user.
-    let r = get(&app, "/v1/me?userId=ann", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await;
+    let r = as_server(&app, "/v1/me?userId=ann").await;
     assert_eq!(r.status(), 200);
     let me: Value = r.json().await.unwrap();
     assert_eq!(me["schema"], "candor-my-data-v1");
@@ -151,32 +167,17 @@ async fn my_data_answers_each_credential_for_its_own_person_only() {
         );
     }
     // Nobody by that name: nothing is held, said plainly.
-    let r = get(&app, "/v1/me?userId=nobody", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await;
+    let r = as_server(&app, "/v1/me?userId=nobody").await;
     assert_eq!(code_of(r).await, (404, "subject_not_found".into()));
 
     // The reads above are in Ann's access log (and not in Bob's).
-    let again: Value = get(&app, "/v1/me?userId=ann", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let again: Value = server_json(&app, "/v1/me?userId=ann").await;
     let log = again["accessLog"].as_array().unwrap();
     assert!(log.len() >= 2, "{log:?}");
     assert!(log
         .iter()
         .any(|a| a["accessor"].as_str().unwrap().contains("subject token")));
-    let bob: Value = get(&app, "/v1/me?userId=bob", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let bob: Value = server_json(&app, "/v1/me?userId=bob").await;
     assert_eq!(bob["accessLog"].as_array().unwrap().len(), 0, "{bob}");
 }
 
@@ -184,10 +185,7 @@ async fn my_data_answers_each_credential_for_its_own_person_only() {
 async fn the_export_carries_every_event_opened_and_the_request_is_listed() {
     let app = spawn().await;
     person(&app, "cat", "cat-anon", "cat-marker").await;
-    let r = get(&app, "/v1/me/export?userId=cat", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await;
+    let r = as_server(&app, "/v1/me/export?userId=cat").await;
     assert_eq!(r.status(), 200);
     assert!(r.headers()[CONTENT_DISPOSITION]
         .to_str()
@@ -217,10 +215,7 @@ async fn the_export_carries_every_event_opened_and_the_request_is_listed() {
         section.contains("<th scope=\"row\">export</th>") && section.contains("answered in time")
     );
     // The requests list is the admin's only.
-    let r = get(&app, "/v1/admin/requests", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await;
+    let r = as_server(&app, "/v1/admin/requests").await;
     assert_eq!(r.status(), 401);
 }
 
@@ -357,13 +352,7 @@ async fn a_link_signs_its_person_in_once_and_the_session_sees_only_them() {
     // A session cookie bent to another subject, or re-signed by nobody, is refused.
     let value = session.trim_start_matches("candor_me=");
     let parts: Vec<&str> = value.split('.').collect();
-    let eve_me: Value = get(&app, "/v1/me?userId=eve", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let eve_me: Value = server_json(&app, "/v1/me?userId=eve").await;
     let eve_subject = eve_me["subject"].as_str().unwrap().replace('-', "");
     let mut bent = parts.clone();
     bent[1] = &eve_subject;
@@ -407,13 +396,7 @@ async fn the_page_changes_consent_behind_csrf_and_hands_out_own_receipts_only() 
     };
     // Without the session's CSRF token nothing changes.
     assert_eq!(change("0".repeat(32)).await.status(), 403);
-    let before: Value = get(&app, "/v1/consent?userId=fay", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let before: Value = server_json(&app, "/v1/consent?userId=fay").await;
     let granted = |v: &Value| {
         v["purposes"]
             .as_array()
@@ -427,22 +410,10 @@ async fn the_page_changes_consent_behind_csrf_and_hands_out_own_receipts_only() 
     assert!(granted(&before));
     let r = change(csrf).await;
     assert_eq!(r.status(), 303);
-    let after: Value = get(&app, "/v1/consent?userId=fay", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let after: Value = server_json(&app, "/v1/consent?userId=fay").await;
     assert!(!granted(&after));
     // Recorded through the preference center, by the person's own credential.
-    let history: Value = get(&app, "/v1/consent/history?userId=fay", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let history: Value = server_json(&app, "/v1/consent/history?userId=fay").await;
     let last = history["records"]
         .as_array()
         .unwrap()
@@ -453,37 +424,16 @@ async fn the_page_changes_consent_behind_csrf_and_hands_out_own_receipts_only() 
     assert_eq!(last["record"]["actor"], "subject-token");
     // Own receipts download; another person's sequence number finds nothing.
     let seq = last["record"]["seq"].as_u64().unwrap();
-    let r = client()
-        .get(app.url(&format!("/me/receipts/{seq}")))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let r = paged(&app, &format!("/me/receipts/{seq}"), &session).await;
     assert_eq!(r.status(), 200);
     let receipt: Value = r.json().await.unwrap();
     assert_eq!(receipt["record"]["seq"], seq);
-    let gus: Value = get(&app, "/v1/consent/history?userId=gus", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let gus: Value = server_json(&app, "/v1/consent/history?userId=gus").await;
     let gus_seq = gus["records"][0]["record"]["seq"].as_u64().unwrap();
-    let r = client()
-        .get(app.url(&format!("/me/receipts/{gus_seq}")))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let r = paged(&app, &format!("/me/receipts/{gus_seq}"), &session).await;
     assert_eq!(r.status(), 404);
     // The export from the page is the person's.
-    let r = client()
-        .get(app.url("/me/export"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let r = paged(&app, "/me/export", &session).await;
     assert_eq!(r.status(), 200);
     let doc: Value = r.json().await.unwrap();
     assert!(doc.to_string().contains("fay-marker") && !doc.to_string().contains("gus-"));
@@ -552,13 +502,7 @@ async fn erasure_through_the_api_leaves_nothing_and_a_return_starts_afresh() {
     person(&app, "ida", "ida-anon", "ida-marker").await;
     person(&app, "jon", "jon-anon", "jon-marker").await;
     app.consent("kim-anon", json!({"analytics": "grant"})).await;
-    let before: Value = get(&app, "/v1/me?userId=ida", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let before: Value = server_json(&app, "/v1/me?userId=ida").await;
     let subject = before["subject"].as_str().unwrap().to_owned();
     // Who may not: a browser key (even for its own anonymous id), someone else's
     // subject token, nobody.
@@ -596,10 +540,7 @@ async fn erasure_through_the_api_leaves_nothing_and_a_return_starts_afresh() {
 
     // Nothing is found for her any more, by any identifier; a second erasure finds no one.
     for q in ["userId=ida", "anonymousId=ida-anon"] {
-        let r = get(&app, &format!("/v1/me?{q}"), |b| {
-            b.basic_auth(SERVER_KEY, Some(""))
-        })
-        .await;
+        let r = as_server(&app, &format!("/v1/me?{q}")).await;
         assert_eq!(code_of(r).await, (404, "subject_not_found".into()), "{q}");
     }
     let r = erase(&app, json!({"userId": "ida"}), |b| {
@@ -638,13 +579,7 @@ async fn erasure_through_the_api_leaves_nothing_and_a_return_starts_afresh() {
         .map(|p| p["purpose"].as_str().unwrap())
         .collect();
     assert_eq!(granted, ["loyalty"]);
-    let history: Value = get(&app, "/v1/consent/history?userId=ida", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await
-    .json()
-    .await
-    .unwrap();
+    let history: Value = server_json(&app, "/v1/consent/history?userId=ida").await;
     assert_eq!(history["records"].as_array().unwrap().len(), 1);
 
     // The ledger still verifies, and the operator can show the erasure was answered.
@@ -670,12 +605,7 @@ async fn erasure_from_the_page_asks_first_then_ends_the_session_and_the_links() 
     person(&app, "lea", "lea-anon", "lea-marker").await;
     let spare = link(&app, "lea").await;
     let session = session_for(&app, &link(&app, "lea").await).await;
-    let form = client()
-        .get(app.url("/me/erase"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let form = paged(&app, "/me/erase", &session).await;
     assert_eq!(form.status(), 200);
     let html = form.text().await.unwrap();
     assert!(html.contains("cannot be undone"));
@@ -709,10 +639,7 @@ async fn erasure_from_the_page_asks_first_then_ends_the_session_and_the_links() 
     assert_eq!(enter(&app, &spare).await.status(), 401);
     let r = mint_link(&app, "lea", 600).await;
     assert_eq!(code_of(r).await, (404, "subject_not_found".into()));
-    let r = get(&app, "/v1/me?userId=lea", |b| {
-        b.basic_auth(SERVER_KEY, Some(""))
-    })
-    .await;
+    let r = as_server(&app, "/v1/me?userId=lea").await;
     assert_eq!(r.status(), 404);
 }
 
@@ -799,12 +726,8 @@ async fn the_page_sets_and_removes_volunteered_answers_one_by_one() {
     // The page shows them, and the export carries them.
     let html = my_page(&app, &session).await.text().await.unwrap();
     assert!(html.contains("Your answer: <strong>44</strong>"));
-    let export: Value = client()
-        .get(app.url("/me/export"))
-        .header("Cookie", &session)
-        .send()
+    let export: Value = paged(&app, "/me/export", &session)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
