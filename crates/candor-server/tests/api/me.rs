@@ -650,6 +650,8 @@ async fn the_page_sets_and_removes_volunteered_answers_one_by_one() {
     let session = session_for(&app, &link(&app, "max").await).await;
     let html = my_page(&app, &session).await.text().await.unwrap();
     assert!(html.contains("What you told us") && html.contains("Shoe size"));
+    // Nothing answered is pre-selected: an unanswered choice starts at "Choose…".
+    assert!(html.contains("<option value=\"\" selected disabled>Choose…</option>"));
     let csrf = csrf_of(&html);
     let post = |path: &str, form: Vec<(&str, &str)>| {
         client()
