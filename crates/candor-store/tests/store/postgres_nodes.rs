@@ -619,23 +619,7 @@ async fn an_erasure_on_one_node_is_forgotten_by_the_other() {
         .await
         .unwrap();
     assert!(back.created && back.subject != s && back.granted.is_empty());
-    let records = {
-        let mut all = Vec::new();
-        loop {
-            let page = a
-                .ledger_page(
-                    all.last()
-                        .map_or(0, |e: &candor_core::ledger::SealedEntry| e.entry.seq),
-                    100,
-                )
-                .await
-                .unwrap();
-            if page.is_empty() {
-                break all;
-            }
-            all.extend(page);
-        }
-    };
+    let records = crate::conformance::whole_ledger(&a).await;
     assert!(verify_chain(
         &records,
         a.ledger_head().await.unwrap(),
