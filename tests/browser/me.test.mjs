@@ -5,12 +5,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { startCandor, SERVER_KEY, ADMIN } from './lib/candor.mjs';
-import { launch, ARTIFACTS } from './lib/browser.mjs';
+import { launch, ARTIFACTS, watchedPage, axe } from './lib/browser.mjs';
 import { startPublisher } from './lib/publisher.mjs';
 
-const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 let candor, browser, base;
 before(async () => {
   candor = await startCandor();
@@ -23,20 +21,9 @@ after(async () => {
   await candor?.stop();
 });
 
-async function page(viewport = { width: 1280, height: 900 }) {
-  const ctx = await browser.newContext({ viewport, acceptDownloads: true });
-  const p = await ctx.newPage();
-  const errors = [];
-  p.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  p.on('pageerror', (e) => errors.push(e.message));
-  return { ctx, p, errors };
-}
-
-async function axe(p) {
-  await p.evaluate(AXE);
-  const r = await p.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+/** A page that fails the test on any console error (a CSP violation is one). */
+function page(viewport) {
+  return watchedPage(browser, viewport, { acceptDownloads: true });
 }
 
 /** A person with an account, an anonymous id, an email and two events. */
