@@ -8,6 +8,7 @@
 
 use crate::caches::Caches;
 use crate::front::{FieldOp, Front, Job};
+use crate::loyalty::*;
 use crate::plan::retention;
 use crate::types::*;
 use crate::{seal, PromptCount, Store, StoreError, StoredVariant};
@@ -101,6 +102,37 @@ pub trait Backend: Send + Sync + 'static {
         expires: UnixMillis,
         now: UnixMillis,
     ) -> Result<bool, StoreError>;
+    /// The loyalty program's reads and the small writes beside its ledger, and the
+    /// segments' definitions (`sqlite::loyalty`, `postgres::loyalty`).
+    async fn loyalty_account(&self, subject: SubjectId) -> Result<Option<Account>, StoreError>;
+    async fn loyalty_history(
+        &self,
+        subject: SubjectId,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<Txn>, StoreError>;
+    async fn loyalty_totals(&self) -> Result<ProgramTotals, StoreError>;
+    async fn accounts_with_points(
+        &self,
+        after: Option<SubjectId>,
+        limit: usize,
+    ) -> Result<Vec<SubjectId>, StoreError>;
+    async fn reward_stocks(&self) -> Result<Vec<RewardStock>, StoreError>;
+    async fn set_reward_stock(
+        &self,
+        reward: String,
+        stock: Option<i64>,
+        only_if_absent: bool,
+    ) -> Result<(), StoreError>;
+    async fn segments(&self) -> Result<Vec<SegmentRecord>, StoreError>;
+    async fn put_segment(&self, s: SegmentRecord) -> Result<(), StoreError>;
+    async fn delete_segment(&self, name: String) -> Result<bool, StoreError>;
+    async fn record_segment_sizes(
+        &self,
+        day: i32,
+        sizes: Vec<(String, i64)>,
+    ) -> Result<(), StoreError>;
+    async fn segment_sizes(&self, from_day: i32) -> Result<Vec<SegmentSize>, StoreError>;
     /// Stops what runs beside the writer, once the writer has stopped.
     async fn stop(&self);
 }
@@ -504,6 +536,77 @@ impl<B: Backend> Store for Engine<B> {
         limit: usize,
     ) -> Result<Vec<AdminActionRecord>, StoreError> {
         self.backend.admin_actions(after, limit).await
+    }
+
+    async fn loyalty(&self, op: LoyaltyOp) -> Result<LoyaltyOutcome, StoreError> {
+        self.front.submit(|reply| Job::Loyalty { op, reply }).await
+    }
+
+    async fn loyalty_account(&self, subject: SubjectId) -> Result<Option<Account>, StoreError> {
+        self.backend.loyalty_account(subject).await
+    }
+
+    async fn loyalty_history(
+        &self,
+        subject: SubjectId,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<Txn>, StoreError> {
+        self.backend.loyalty_history(subject, before, limit).await
+    }
+
+    async fn loyalty_totals(&self) -> Result<ProgramTotals, StoreError> {
+        self.backend.loyalty_totals().await
+    }
+
+    async fn accounts_with_points(
+        &self,
+        after: Option<SubjectId>,
+        limit: usize,
+    ) -> Result<Vec<SubjectId>, StoreError> {
+        self.backend.accounts_with_points(after, limit).await
+    }
+
+    async fn reward_stocks(&self) -> Result<Vec<RewardStock>, StoreError> {
+        self.backend.reward_stocks().await
+    }
+
+    async fn set_reward_stock(
+        &self,
+        reward: &str,
+        stock: Option<i64>,
+        only_if_absent: bool,
+    ) -> Result<(), StoreError> {
+        if stock.is_some_and(|n| n < 0) {
+            return Err(StoreError::Refused("a stock cannot be negative".into()));
+        }
+        self.backend
+            .set_reward_stock(reward.to_owned(), stock, only_if_absent)
+            .await
+    }
+
+    async fn segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
+        self.backend.segments().await
+    }
+
+    async fn put_segment(&self, s: SegmentRecord) -> Result<(), StoreError> {
+        self.backend.put_segment(s).await
+    }
+
+    async fn delete_segment(&self, name: &str) -> Result<bool, StoreError> {
+        self.backend.delete_segment(name.to_owned()).await
+    }
+
+    async fn record_segment_sizes(
+        &self,
+        day: i32,
+        sizes: Vec<(String, i64)>,
+    ) -> Result<(), StoreError> {
+        self.backend.record_segment_sizes(day, sizes).await
+    }
+
+    async fn segment_sizes(&self, from_day: i32) -> Result<Vec<SegmentSize>, StoreError> {
+        self.backend.segment_sizes(from_day).await
     }
 
     async fn shutdown(&self) {

@@ -46,6 +46,11 @@ pub(crate) enum Job {
         op: FieldOp,
         reply: Reply<bool>,
     },
+    /// One loyalty points transaction (`plan::loyalty`).
+    Loyalty {
+        op: crate::loyalty::LoyaltyOp,
+        reply: Reply<crate::loyalty::LoyaltyOutcome>,
+    },
     /// Finish every pending withdrawal sweep now.
     Sweep {
         reply: Reply<()>,
@@ -94,6 +99,7 @@ impl Job {
             Job::Report { reply, .. } => drop(reply.send(Err(e))),
             Job::Erase { reply, .. } => drop(reply.send(Err(e))),
             Job::Field { reply, .. } => drop(reply.send(Err(e))),
+            Job::Loyalty { reply, .. } => drop(reply.send(Err(e))),
             Job::Sweep { reply } => drop(reply.send(Err(e))),
             Job::Retention { reply, .. } => drop(reply.send(Err(e))),
             Job::Features { reply } => drop(reply.send(Err(e))),

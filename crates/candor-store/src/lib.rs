@@ -38,6 +38,7 @@ mod engine;
 mod error;
 mod features;
 mod front;
+pub mod loyalty;
 pub mod plan;
 pub mod postgres;
 mod prompt;
@@ -324,5 +325,65 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
+    /// Applies one loyalty points transaction (`plan::loyalty`): `Applied` has
+    /// committed durably; a key applied before answers `Duplicate` with its original
+    /// transaction; `Refused` wrote nothing.
+    async fn loyalty(&self, op: loyalty::LoyaltyOp) -> Result<loyalty::LoyaltyOutcome, StoreError>;
+
+    /// A subject's loyalty account (`None`: never had a transaction).
+    async fn loyalty_account(
+        &self,
+        subject: SubjectId,
+    ) -> Result<Option<loyalty::Account>, StoreError>;
+
+    /// A subject's transactions with `id < before`, newest first, at most `limit`.
+    async fn loyalty_history(
+        &self,
+        subject: SubjectId,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<loyalty::Txn>, StoreError>;
+
+    /// The program's totals: accounts, members, points by kind, outstanding balance.
+    async fn loyalty_totals(&self) -> Result<loyalty::ProgramTotals, StoreError>;
+
+    /// Subjects with a positive balance after `after`, in id order (the expiry pass).
+    async fn accounts_with_points(
+        &self,
+        after: Option<SubjectId>,
+        limit: usize,
+    ) -> Result<Vec<SubjectId>, StoreError>;
+
+    /// Rewards with a limited stock and what is left of it.
+    async fn reward_stocks(&self) -> Result<Vec<loyalty::RewardStock>, StoreError>;
+
+    /// Sets a reward's stock (`None`: unlimited); with `only_if_absent`, only for a
+    /// reward that has no stock row yet (seeding from the config at start).
+    async fn set_reward_stock(
+        &self,
+        reward: &str,
+        stock: Option<i64>,
+        only_if_absent: bool,
+    ) -> Result<(), StoreError>;
+
+    /// The operator's saved segments, by name.
+    async fn segments(&self) -> Result<Vec<loyalty::SegmentRecord>, StoreError>;
+
+    /// Saves a segment (creating or replacing it by name).
+    async fn put_segment(&self, s: loyalty::SegmentRecord) -> Result<(), StoreError>;
+
+    /// Deletes a segment and its size history; whether it existed.
+    async fn delete_segment(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Records segments' sizes on a UTC day (replacing that day's figure).
+    async fn record_segment_sizes(
+        &self,
+        day: i32,
+        sizes: Vec<(String, i64)>,
+    ) -> Result<(), StoreError>;
+
+    /// Every segment's recorded sizes from `from_day` on.
+    async fn segment_sizes(&self, from_day: i32) -> Result<Vec<loyalty::SegmentSize>, StoreError>;
+
     async fn shutdown(&self);
 }

@@ -350,3 +350,44 @@ pub(crate) fn field_row(r: &impl Col) -> Result<crate::seal::FieldRow, StoreErro
         updated_ms: r.int(3)?,
     })
 }
+
+/// A loyalty transaction (`statements::TXN_COLS`).
+pub(crate) fn txn(r: &impl Col) -> Result<crate::loyalty::Txn, StoreError> {
+    let kind = r.text(3)?;
+    Ok(crate::loyalty::Txn {
+        id: r.int(0)?,
+        subject: r.subject(1)?,
+        key: r.text(2)?,
+        kind: crate::loyalty::TxnKind::parse(&kind).ok_or_else(|| {
+            StoreError::Corrupt(format!("unknown loyalty transaction kind {kind}"))
+        })?,
+        points: r.int(4)?,
+        rule: r.opt_text(5)?,
+        reward: r.opt_text(6)?,
+        reverses: r.opt_int(7)?,
+        reason: r.text(8)?,
+        source: r.text(9)?,
+        at: UnixMillis(r.int(10)?),
+    })
+}
+
+/// A segment definition (`statements::SEGMENTS`).
+pub(crate) fn segment(r: &impl Col) -> Result<crate::loyalty::SegmentRecord, StoreError> {
+    Ok(crate::loyalty::SegmentRecord {
+        name: r.text(0)?,
+        purpose: r.text(1)?,
+        rule: r.text(2)?,
+        description: r.text(3)?,
+        created_ms: r.int(4)?,
+        updated_ms: r.int(5)?,
+    })
+}
+
+pub(crate) fn segment_size(r: &impl Col) -> Result<crate::loyalty::SegmentSize, StoreError> {
+    Ok(crate::loyalty::SegmentSize {
+        name: r.text(0)?,
+        day: i32::try_from(r.int(1)?)
+            .map_err(|_| StoreError::Corrupt("segment size day out of range".into()))?,
+        size: r.int(2)?,
+    })
+}

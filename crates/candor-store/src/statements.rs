@@ -182,6 +182,78 @@ pub(crate) const DELETE_FIELD: &str =
 pub(crate) const FIELDS: &str = "SELECT field, sealed_value, provenance, updated_ms
      FROM volunteered_fields WHERE subject_id = $1 ORDER BY field";
 
+/// The loyalty program's statements (`plan::loyalty`, each backend's `loyalty.rs`).
+pub(crate) const TXN_COLS: &str =
+    "id, subject_id, idem_key, kind, points, rule, reward, reverses, reason, source, time_ms";
+pub(crate) fn txn_by_key() -> String {
+    format!("SELECT {TXN_COLS} FROM loyalty_txns WHERE subject_id = $1 AND idem_key = $2")
+}
+pub(crate) fn txn_by_id() -> String {
+    format!("SELECT {TXN_COLS} FROM loyalty_txns WHERE subject_id = $1 AND id = $2")
+}
+/// A subject's transactions, newest first, before id `$2` (paging back in time).
+pub(crate) fn txns_before() -> String {
+    format!(
+        "SELECT {TXN_COLS} FROM loyalty_txns WHERE subject_id = $1 AND id < $2
+         ORDER BY id DESC LIMIT $3"
+    )
+}
+pub(crate) const REVERSED: &str =
+    "SELECT 1 FROM loyalty_txns WHERE subject_id = $1 AND reverses = $2";
+pub(crate) const ACCOUNT: &str =
+    "SELECT balance, member, joined_ms FROM loyalty_accounts WHERE subject_id = $1";
+/// Points a rule (`$3`) gave a subject (`$2`) on one UTC day (`$1`), and in all.
+pub(crate) const RULE_USE: &str =
+    "SELECT CAST(COALESCE(SUM(CASE WHEN day = $1 THEN points ELSE 0 END), 0) AS BIGINT),
+       CAST(COALESCE(SUM(points), 0) AS BIGINT)
+     FROM loyalty_txns WHERE subject_id = $2 AND rule = $3 AND kind = 'earn'";
+/// Whether a purpose is granted now (a `given` consent state row).
+pub(crate) const GRANTED: &str =
+    "SELECT 1 FROM consent_state WHERE subject_id = $1 AND purpose_id = $2 AND status = 'given'";
+pub(crate) const REWARD_STOCK: &str = "SELECT stock FROM loyalty_rewards WHERE reward_id = $1";
+pub(crate) const INSERT_TXN: &str =
+    "INSERT INTO loyalty_txns (subject_id, idem_key, kind, points, rule, reward, reverses,
+       reason, source, day, time_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+pub(crate) const UPSERT_ACCOUNT: &str =
+    "INSERT INTO loyalty_accounts (subject_id, balance, member, joined_ms, updated_ms)
+     VALUES ($1, $2, $3, $4, $4)
+     ON CONFLICT (subject_id) DO UPDATE SET balance = excluded.balance,
+       member = excluded.member, updated_ms = excluded.updated_ms";
+pub(crate) const MOVE_STOCK: &str = "UPDATE loyalty_rewards SET stock = stock + $1, updated_ms = $2
+     WHERE reward_id = $3 AND stock + $1 >= 0";
+pub(crate) const SET_STOCK: &str =
+    "INSERT INTO loyalty_rewards (reward_id, stock, updated_ms) VALUES ($1, $2, $3)
+     ON CONFLICT (reward_id) DO UPDATE SET stock = excluded.stock, updated_ms = excluded.updated_ms";
+pub(crate) const REMOVE_STOCK: &str = "DELETE FROM loyalty_rewards WHERE reward_id = $1";
+pub(crate) const STOCKS: &str = "SELECT reward_id, stock FROM loyalty_rewards ORDER BY reward_id";
+/// Accounts with points, after subject `$1` (the expiry pass pages through them).
+pub(crate) const ACCOUNTS_WITH_POINTS: &str =
+    "SELECT subject_id FROM loyalty_accounts WHERE balance > 0 AND subject_id > $1
+     ORDER BY subject_id LIMIT $2";
+pub(crate) const PROGRAM_ACCOUNTS: &str =
+    "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN member THEN 1 ELSE 0 END), 0) AS BIGINT),
+       CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM loyalty_accounts";
+pub(crate) const PROGRAM_BY_KIND: &str =
+    "SELECT kind, CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM loyalty_txns
+     GROUP BY kind ORDER BY kind";
+
+/// Segment definitions and their daily sizes.
+pub(crate) const SEGMENTS: &str =
+    "SELECT name, purpose_id, rule, description, created_ms, updated_ms FROM segments ORDER BY name";
+pub(crate) const PUT_SEGMENT: &str =
+    "INSERT INTO segments (name, purpose_id, rule, description, created_ms, updated_ms)
+     VALUES ($1, $2, $3, $4, $5, $5)
+     ON CONFLICT (name) DO UPDATE SET purpose_id = excluded.purpose_id, rule = excluded.rule,
+       description = excluded.description, updated_ms = excluded.updated_ms";
+pub(crate) const DELETE_SEGMENT: &str = "DELETE FROM segments WHERE name = $1";
+pub(crate) const DELETE_SEGMENT_SIZES: &str = "DELETE FROM segment_sizes WHERE name = $1";
+pub(crate) const PUT_SEGMENT_SIZE: &str =
+    "INSERT INTO segment_sizes (name, day, size) VALUES ($1, $2, $3)
+     ON CONFLICT (name, day) DO UPDATE SET size = excluded.size";
+pub(crate) const SEGMENT_SIZES: &str =
+    "SELECT name, day, size FROM segment_sizes WHERE day >= $1 ORDER BY name, day";
+
 /// Every shared statement, for the placeholder check.
 #[cfg(test)]
 pub(crate) fn all() -> Vec<String> {
@@ -209,6 +281,26 @@ pub(crate) fn all() -> Vec<String> {
         UPSERT_FIELD,
         DELETE_FIELD,
         FIELDS,
+        REVERSED,
+        ACCOUNT,
+        RULE_USE,
+        GRANTED,
+        REWARD_STOCK,
+        INSERT_TXN,
+        UPSERT_ACCOUNT,
+        MOVE_STOCK,
+        SET_STOCK,
+        REMOVE_STOCK,
+        STOCKS,
+        ACCOUNTS_WITH_POINTS,
+        PROGRAM_ACCOUNTS,
+        PROGRAM_BY_KIND,
+        SEGMENTS,
+        PUT_SEGMENT,
+        DELETE_SEGMENT,
+        DELETE_SEGMENT_SIZES,
+        PUT_SEGMENT_SIZE,
+        SEGMENT_SIZES,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -224,6 +316,9 @@ pub(crate) fn all() -> Vec<String> {
         report_by_id(),
         events_after(),
         subject_events_after(),
+        txn_by_key(),
+        txn_by_id(),
+        txns_before(),
     ]);
     for mode in [
         crate::advertisers::PutMode::Create,

@@ -123,6 +123,9 @@ pub struct ErasedCounts {
     pub access_log: u64,
     /// What the person told the operator (volunteered fields).
     pub volunteered_fields: u64,
+    /// The person's loyalty transactions and account (balance included).
+    pub loyalty_txns: u64,
+    pub loyalty_accounts: u64,
 }
 
 /// What an erasure did.

@@ -38,9 +38,11 @@ pub enum SubjectTable {
     InsightSubjects,
     AccessLog,
     VolunteeredFields,
+    LoyaltyTxns,
+    LoyaltyAccounts,
 }
 
-pub const SUBJECT_TABLES: [SubjectTable; 8] = [
+pub const SUBJECT_TABLES: [SubjectTable; 10] = [
     SubjectTable::Identities,
     SubjectTable::ConsentState,
     SubjectTable::PurposeFloors,
@@ -49,6 +51,8 @@ pub const SUBJECT_TABLES: [SubjectTable; 8] = [
     SubjectTable::InsightSubjects,
     SubjectTable::AccessLog,
     SubjectTable::VolunteeredFields,
+    SubjectTable::LoyaltyTxns,
+    SubjectTable::LoyaltyAccounts,
 ];
 
 /// Tables with a `subject_id` column an erasure deletes otherwise (`subjects`,
@@ -69,6 +73,8 @@ impl SubjectTable {
             Self::InsightSubjects => "insight_subjects",
             Self::AccessLog => "access_log",
             Self::VolunteeredFields => "volunteered_fields",
+            Self::LoyaltyTxns => "loyalty_txns",
+            Self::LoyaltyAccounts => "loyalty_accounts",
         }
     }
 
@@ -88,6 +94,8 @@ impl SubjectTable {
             Self::InsightSubjects => &mut c.insight_subjects,
             Self::AccessLog => &mut c.access_log,
             Self::VolunteeredFields => &mut c.volunteered_fields,
+            Self::LoyaltyTxns => &mut c.loyalty_txns,
+            Self::LoyaltyAccounts => &mut c.loyalty_accounts,
         }
     }
 }

@@ -21,6 +21,8 @@
 //! - [`keys`]: whether the keys a store is opened with are the ones its data was
 //!   written with.
 //! - [`retention`]: which events and features are past retention.
+//! - [`loyalty`]: what a points transaction means: duplicate, clamped by caps, or
+//!   refused (never below zero, never without the purpose).
 
 pub mod charge;
 pub mod consent;
@@ -30,4 +32,5 @@ pub mod floors;
 pub mod identity;
 pub mod ingest;
 pub mod keys;
+pub mod loyalty;
 pub mod retention;

@@ -39,6 +39,7 @@ mod fields;
 mod ingest;
 mod keys;
 mod listen;
+mod loyalty;
 mod partitions;
 mod person;
 mod prompt;
@@ -474,6 +475,82 @@ impl Backend for Postgres {
             crate::now_ms(),
         )
         .await
+    }
+
+    async fn loyalty_account(
+        &self,
+        subject: SubjectId,
+    ) -> Result<Option<crate::loyalty::Account>, StoreError> {
+        loyalty::side::account(&self.client().await?, subject).await
+    }
+
+    async fn loyalty_history(
+        &self,
+        subject: SubjectId,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::loyalty::Txn>, StoreError> {
+        loyalty::side::history(&self.client().await?, subject, before, limit).await
+    }
+
+    async fn loyalty_totals(&self) -> Result<crate::loyalty::ProgramTotals, StoreError> {
+        loyalty::side::totals(&self.client().await?).await
+    }
+
+    async fn accounts_with_points(
+        &self,
+        after: Option<SubjectId>,
+        limit: usize,
+    ) -> Result<Vec<SubjectId>, StoreError> {
+        loyalty::side::with_points(&self.client().await?, after, limit).await
+    }
+
+    async fn reward_stocks(&self) -> Result<Vec<crate::loyalty::RewardStock>, StoreError> {
+        loyalty::side::stocks(&self.client().await?).await
+    }
+
+    async fn set_reward_stock(
+        &self,
+        reward: String,
+        stock: Option<i64>,
+        only_if_absent: bool,
+    ) -> Result<(), StoreError> {
+        let at = crate::now_ms();
+        crate::retry::retrying("reward stock", || async {
+            let mut c = self.client().await?;
+            loyalty::side::set_stock(&mut c, &reward, stock, only_if_absent, at).await
+        })
+        .await
+    }
+
+    async fn segments(&self) -> Result<Vec<crate::loyalty::SegmentRecord>, StoreError> {
+        loyalty::side::segments(&self.client().await?).await
+    }
+
+    async fn put_segment(&self, s: crate::loyalty::SegmentRecord) -> Result<(), StoreError> {
+        loyalty::side::put_segment(&self.client().await?, &s).await
+    }
+
+    async fn delete_segment(&self, name: String) -> Result<bool, StoreError> {
+        loyalty::side::delete_segment(&mut self.client().await?, &name).await
+    }
+
+    async fn record_segment_sizes(
+        &self,
+        day: i32,
+        sizes: Vec<(String, i64)>,
+    ) -> Result<(), StoreError> {
+        crate::retry::retrying("segment sizes", || async {
+            loyalty::side::put_sizes(&mut self.client().await?, day, &sizes).await
+        })
+        .await
+    }
+
+    async fn segment_sizes(
+        &self,
+        from_day: i32,
+    ) -> Result<Vec<crate::loyalty::SegmentSize>, StoreError> {
+        loyalty::side::sizes(&self.client().await?, from_day).await
     }
 
     async fn stop(&self) {

@@ -37,6 +37,8 @@
 //! | `signing_keys`, `key_checks` | none (on the coordinator) | the receipt-signing key ring and the master key's check value: a few rows, read at open and by verifiers (issue 11) |
 //! | `access_log` | `subject_id` | PK `(subject_id, id)`: reads of a person's data, beside the rest of it (my data, erasure) |
 //! | `subject_requests`, `spent_links` | none (on the coordinator) | people's access, export and erasure requests (pseudonymous, outliving erasure) and spent single-use link nonces: few rows (issue 13) |
+//! | `loyalty_accounts`, `loyalty_txns` | `subject_id` | PK `subject_id` / `(subject_id, id)`: a person's points and every transaction, locked and summed on one shard; idempotency keys unique per subject |
+//! | `loyalty_rewards`, `segments`, `segment_sizes` | none (reference / coordinator tables) | the rewards' stock, the operator's segment definitions and their daily sizes: few rows, no person in them (issue 14) |
 //! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
 
 use super::locks;
@@ -346,6 +348,53 @@ const MIGRATIONS: &[&str] = &[
         provenance   TEXT NOT NULL CHECK (provenance IN ('volunteered', 'observed', 'inferred')),
         updated_ms   BIGINT NOT NULL,
         PRIMARY KEY (subject_id, field)
+    );
+    "#,
+    // 10: the loyalty program's points ledger and the operator's segments (issue 14).
+    r#"
+    CREATE TABLE loyalty_accounts (
+        subject_id BYTEA PRIMARY KEY,
+        balance    BIGINT NOT NULL CHECK (balance >= 0),
+        member     BOOLEAN NOT NULL,
+        joined_ms  BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE loyalty_txns (
+        subject_id BYTEA NOT NULL,
+        id         BIGINT GENERATED ALWAYS AS IDENTITY,
+        idem_key   TEXT NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('earn', 'redeem', 'reverse', 'expire', 'adjust', 'forfeit')),
+        points     BIGINT NOT NULL,
+        rule       TEXT,
+        reward     TEXT,
+        reverses   BIGINT,
+        reason     TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        day        BIGINT NOT NULL,
+        time_ms    BIGINT NOT NULL,
+        PRIMARY KEY (subject_id, id),
+        UNIQUE (subject_id, idem_key)
+    );
+    CREATE UNIQUE INDEX loyalty_txns_reversal ON loyalty_txns (subject_id, reverses)
+        WHERE reverses IS NOT NULL;
+    CREATE TABLE loyalty_rewards (
+        reward_id  TEXT PRIMARY KEY,
+        stock      BIGINT NOT NULL CHECK (stock >= 0),
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE segments (
+        name        TEXT PRIMARY KEY,
+        purpose_id  TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_ms  BIGINT NOT NULL,
+        updated_ms  BIGINT NOT NULL
+    );
+    CREATE TABLE segment_sizes (
+        name TEXT NOT NULL,
+        day  BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        PRIMARY KEY (name, day)
     );
     "#,
 ];

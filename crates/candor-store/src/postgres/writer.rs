@@ -101,6 +101,9 @@ async fn run_alone(shared: &Shared, job: Job) {
         Job::Report { r, reply } => {
             let _ = reply.send(super::advertisers::record_report(shared, &r).await);
         }
+        Job::Loyalty { op, reply } => {
+            let _ = reply.send(super::loyalty::apply(shared, &op).await);
+        }
         Job::Erase { req, reply } => {
             let _ = reply.send(super::erase::run(shared, &req).await);
         }

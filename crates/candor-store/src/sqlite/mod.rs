@@ -16,6 +16,7 @@ mod features;
 mod fields;
 mod ingest;
 mod keys;
+mod loyalty;
 mod person;
 mod prompt;
 mod read;
@@ -463,6 +464,80 @@ impl Backend for Sqlite {
         })
         .await
         .map_err(|e| StoreError::Database(format!("key rotation task failed: {e}")))?
+    }
+
+    async fn loyalty_account(
+        &self,
+        subject: SubjectId,
+    ) -> Result<Option<crate::loyalty::Account>, StoreError> {
+        self.read(move |c| loyalty::side::account(c, subject)).await
+    }
+
+    async fn loyalty_history(
+        &self,
+        subject: SubjectId,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::loyalty::Txn>, StoreError> {
+        self.read(move |c| loyalty::side::history(c, subject, before, limit))
+            .await
+    }
+
+    async fn loyalty_totals(&self) -> Result<crate::loyalty::ProgramTotals, StoreError> {
+        self.read(loyalty::side::totals).await
+    }
+
+    async fn accounts_with_points(
+        &self,
+        after: Option<SubjectId>,
+        limit: usize,
+    ) -> Result<Vec<SubjectId>, StoreError> {
+        self.read(move |c| loyalty::side::with_points(c, after, limit))
+            .await
+    }
+
+    async fn reward_stocks(&self) -> Result<Vec<crate::loyalty::RewardStock>, StoreError> {
+        self.read(loyalty::side::stocks).await
+    }
+
+    async fn set_reward_stock(
+        &self,
+        reward: String,
+        stock: Option<i64>,
+        only_if_absent: bool,
+    ) -> Result<(), StoreError> {
+        let at = crate::now_ms();
+        self.write(move |c| loyalty::side::set_stock(c, &reward, stock, only_if_absent, at))
+            .await
+    }
+
+    async fn segments(&self) -> Result<Vec<crate::loyalty::SegmentRecord>, StoreError> {
+        self.read(loyalty::side::segments).await
+    }
+
+    async fn put_segment(&self, s: crate::loyalty::SegmentRecord) -> Result<(), StoreError> {
+        self.write(move |c| loyalty::side::put_segment(c, &s)).await
+    }
+
+    async fn delete_segment(&self, name: String) -> Result<bool, StoreError> {
+        self.write(move |c| loyalty::side::delete_segment(c, &name))
+            .await
+    }
+
+    async fn record_segment_sizes(
+        &self,
+        day: i32,
+        sizes: Vec<(String, i64)>,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| loyalty::side::put_sizes(c, day, &sizes))
+            .await
+    }
+
+    async fn segment_sizes(
+        &self,
+        from_day: i32,
+    ) -> Result<Vec<crate::loyalty::SegmentSize>, StoreError> {
+        self.read(move |c| loyalty::side::sizes(c, from_day)).await
     }
 
     async fn stop(&self) {

@@ -284,6 +284,56 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (subject_id, field)
     ) WITHOUT ROWID;
     "#,
+    // 10: the loyalty program's points ledger and the operator's segments (issue 14).
+    // Transactions are appended, never updated; the account row holds the running
+    // balance the database itself keeps at or above zero, and a redemption can be
+    // reversed once (the partial unique index). Rewards without a stock row are
+    // unlimited.
+    r#"
+    CREATE TABLE loyalty_accounts (
+        subject_id BLOB PRIMARY KEY,
+        balance    INTEGER NOT NULL CHECK (balance >= 0),
+        member     INTEGER NOT NULL,
+        joined_ms  INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE loyalty_txns (
+        id         INTEGER PRIMARY KEY,
+        subject_id BLOB NOT NULL,
+        idem_key   TEXT NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('earn', 'redeem', 'reverse', 'expire', 'adjust', 'forfeit')),
+        points     INTEGER NOT NULL,
+        rule       TEXT,
+        reward     TEXT,
+        reverses   INTEGER,
+        reason     TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        day        INTEGER NOT NULL,
+        time_ms    INTEGER NOT NULL,
+        UNIQUE (subject_id, idem_key)
+    );
+    CREATE UNIQUE INDEX loyalty_txns_reversal ON loyalty_txns (subject_id, reverses)
+        WHERE reverses IS NOT NULL;
+    CREATE TABLE loyalty_rewards (
+        reward_id  TEXT PRIMARY KEY,
+        stock      INTEGER NOT NULL CHECK (stock >= 0),
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE segments (
+        name        TEXT PRIMARY KEY,
+        purpose_id  TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE segment_sizes (
+        name TEXT NOT NULL,
+        day  INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (name, day)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

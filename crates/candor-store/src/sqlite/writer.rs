@@ -91,6 +91,10 @@ enum Answer {
     Ingest(front::Reply<Vec<RowOutcome>>, Vec<RowOutcome>),
     Advertiser(front::Reply<()>, Result<(), StoreError>),
     Field(front::Reply<bool>, Result<bool, StoreError>),
+    Loyalty(
+        front::Reply<crate::loyalty::LoyaltyOutcome>,
+        Result<crate::loyalty::LoyaltyOutcome, StoreError>,
+    ),
     Report(front::Reply<ReportRecord>, Result<ReportRecord, StoreError>),
 }
 
@@ -101,6 +105,7 @@ impl Answer {
             Answer::Ingest(tx, out) => drop(tx.send(Ok(out))),
             Answer::Advertiser(tx, res) => drop(tx.send(res)),
             Answer::Field(tx, res) => drop(tx.send(res)),
+            Answer::Loyalty(tx, res) => drop(tx.send(res)),
             Answer::Report(tx, res) => drop(tx.send(res)),
         }
     }
@@ -112,6 +117,7 @@ impl Answer {
             Answer::Ingest(tx, _) => drop(tx.send(Err(e()))),
             Answer::Advertiser(tx, _) => drop(tx.send(Err(e()))),
             Answer::Field(tx, _) => drop(tx.send(Err(e()))),
+            Answer::Loyalty(tx, _) => drop(tx.send(Err(e()))),
             Answer::Report(tx, _) => drop(tx.send(Err(e()))),
         }
     }
@@ -343,6 +349,13 @@ impl Writer {
                     // it; in a savepoint, so a refused one rolls back alone.
                     let res = self.savepoint(|w| super::fields::apply(&w.conn, &op));
                     answers.push(Answer::Field(reply, res));
+                }
+                Job::Loyalty { op, reply } => {
+                    // In the group: the single writer is the account's lock
+                    // (`sqlite::loyalty`); in a savepoint, so a failed one rolls back
+                    // alone.
+                    let res = self.savepoint(|w| super::loyalty::apply(&w.conn, &op));
+                    answers.push(Answer::Loyalty(reply, res));
                 }
                 Job::Report { r, reply } => {
                     // In a savepoint: a refused charge writes nothing anyway, but a

@@ -15,6 +15,7 @@ mod features_and_budgets;
 mod fields;
 mod fixtures;
 mod harness;
+mod loyalty;
 mod postgres_nodes;
 mod postgres_schema;
 mod prompt;
@@ -76,4 +77,9 @@ both_backends!(
     fields::fields_of_an_unknown_subject_are_refused,
     prompt::prompt_counts_add_up,
     prompt::prompt_variants_round_trip,
+    loyalty::ledger_earns_redeems_and_reverses_idempotently,
+    loyalty::earning_needs_the_purpose_and_respects_caps,
+    loyalty::concurrent_earns_and_redemptions_stay_consistent,
+    loyalty::erasure_takes_the_points_ledger,
+    loyalty::segments_and_sizes_round_trip,
 );

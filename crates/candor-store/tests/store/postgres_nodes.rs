@@ -663,3 +663,18 @@ async fn a_node_with_a_stale_cache_does_not_revive_an_erased_subject() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn loyalty_through_both_nodes_stays_consistent() {
+    let Some(db) = Postgres::new().await else {
+        return;
+    };
+    let nodes: Vec<Arc<dyn Store>> = vec![
+        Arc::new(db.open_store().await),
+        Arc::new(db.open_store().await),
+    ];
+    crate::loyalty::hammer(&nodes).await;
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
