@@ -102,6 +102,14 @@ pub trait Backend: Send + Sync + 'static {
         expires: UnixMillis,
         now: UnixMillis,
     ) -> Result<bool, StoreError>;
+    /// Every subject's fields after `after` (subject, field), still sealed.
+    async fn fields_after(
+        &self,
+        after: (SubjectId, String),
+        limit: usize,
+    ) -> Result<Vec<(SubjectId, seal::FieldRow)>, StoreError>;
+    /// The highest event id below which every id is committed or abandoned.
+    async fn settled_event_id(&self) -> Result<i64, StoreError>;
     /// The loyalty program's reads and the small writes beside its ledger, and the
     /// segments' definitions (`sqlite::loyalty`, `postgres::loyalty`).
     async fn loyalty_account(&self, subject: SubjectId) -> Result<Option<Account>, StoreError>;
@@ -536,6 +544,29 @@ impl<B: Backend> Store for Engine<B> {
         limit: usize,
     ) -> Result<Vec<AdminActionRecord>, StoreError> {
         self.backend.admin_actions(after, limit).await
+    }
+
+    async fn fields_page(
+        &self,
+        after: Option<(SubjectId, FieldName)>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectId, StoredField)>, StoreError> {
+        let after = after
+            .map(|(s, f)| (s, f.as_str().to_owned()))
+            .unwrap_or((SubjectId::from_bytes([0; 16]), String::new()));
+        let rows = self.backend.fields_after(after, limit).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (subject, row) in rows {
+            let key = self.subject_key(subject).await?.ok_or_else(|| {
+                StoreError::Corrupt("fields of a subject with no data key".into())
+            })?;
+            out.push((subject, seal::open_field(&key, subject, row)?));
+        }
+        Ok(out)
+    }
+
+    async fn settled_event_id(&self) -> Result<i64, StoreError> {
+        self.backend.settled_event_id().await
     }
 
     async fn loyalty(&self, op: LoyaltyOp) -> Result<LoyaltyOutcome, StoreError> {

@@ -325,6 +325,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
+    /// Every subject's volunteered fields after `after` in (subject, field) order,
+    /// opened, at most `limit` (the segments' rebuild at start pages through them).
+    async fn fields_page(
+        &self,
+        after: Option<(SubjectId, FieldName)>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectId, StoredField)>, StoreError>;
+
+    /// An event id such that every event up to it is committed (or abandoned) and
+    /// readable: a reader of the log in id order (`events_page`) that stops there
+    /// misses nothing that commits later. On SQLite the highest stored id (the single
+    /// writer commits ids in order); on PostgreSQL the sequence's value read while no
+    /// ingest transaction is in flight (as the insight deriver does).
+    async fn settled_event_id(&self) -> Result<i64, StoreError>;
+
     /// Applies one loyalty points transaction (`plan::loyalty`): `Applied` has
     /// committed durably; a key applied before answers `Duplicate` with its original
     /// transaction; `Refused` wrote nothing.

@@ -351,6 +351,21 @@ pub(crate) fn field_row(r: &impl Col) -> Result<crate::seal::FieldRow, StoreErro
     })
 }
 
+/// A subject and one of its fields (`statements::FIELDS_AFTER`).
+pub(crate) fn subject_field_row(
+    r: &impl Col,
+) -> Result<(SubjectId, crate::seal::FieldRow), StoreError> {
+    Ok((
+        r.subject(0)?,
+        crate::seal::FieldRow {
+            field: r.text(1)?,
+            sealed: r.blob(2)?,
+            provenance: r.text(3)?,
+            updated_ms: r.int(4)?,
+        },
+    ))
+}
+
 /// A loyalty transaction (`statements::TXN_COLS`).
 pub(crate) fn txn(r: &impl Col) -> Result<crate::loyalty::Txn, StoreError> {
     let kind = r.text(3)?;

@@ -182,6 +182,13 @@ pub(crate) const DELETE_FIELD: &str =
 pub(crate) const FIELDS: &str = "SELECT field, sealed_value, provenance, updated_ms
      FROM volunteered_fields WHERE subject_id = $1 ORDER BY field";
 
+/// Every subject's fields after (`$1`, `$2`) in (subject, field) order (the segments'
+/// rebuild at start).
+pub(crate) const FIELDS_AFTER: &str =
+    "SELECT subject_id, field, sealed_value, provenance, updated_ms FROM volunteered_fields
+     WHERE subject_id > $1 OR (subject_id = $1 AND field > $2)
+     ORDER BY subject_id, field LIMIT $3";
+
 /// The loyalty program's statements (`plan::loyalty`, each backend's `loyalty.rs`).
 pub(crate) const TXN_COLS: &str =
     "id, subject_id, idem_key, kind, points, rule, reward, reverses, reason, source, time_ms";
@@ -281,6 +288,7 @@ pub(crate) fn all() -> Vec<String> {
         UPSERT_FIELD,
         DELETE_FIELD,
         FIELDS,
+        FIELDS_AFTER,
         REVERSED,
         ACCOUNT,
         RULE_USE,

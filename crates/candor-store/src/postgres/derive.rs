@@ -73,7 +73,7 @@ async fn behind(shared: &Shared) -> Result<bool, StoreError> {
 
 /// The highest event id handed out so far, read while no ingest transaction is in
 /// flight, so every id up to it is settled (see the module docs).
-async fn settled(shared: &Shared) -> Result<i64, StoreError> {
+pub(super) async fn settled(shared: &Shared) -> Result<i64, StoreError> {
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
     locks::take(&tx, locks::GATE, Hold::Exclusive).await?;

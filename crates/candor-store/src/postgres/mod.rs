@@ -477,6 +477,24 @@ impl Backend for Postgres {
         .await
     }
 
+    async fn fields_after(
+        &self,
+        after: (SubjectId, String),
+        limit: usize,
+    ) -> Result<Vec<(SubjectId, crate::seal::FieldRow)>, StoreError> {
+        read::all(
+            &self.client().await?,
+            crate::statements::FIELDS_AFTER,
+            &[&&after.0.as_bytes()[..], &after.1, &(limit as i64)],
+            crate::rows::subject_field_row,
+        )
+        .await
+    }
+
+    async fn settled_event_id(&self) -> Result<i64, StoreError> {
+        derive::settled(&self.shared).await
+    }
+
     async fn loyalty_account(
         &self,
         subject: SubjectId,

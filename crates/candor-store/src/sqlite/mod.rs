@@ -466,6 +466,30 @@ impl Backend for Sqlite {
         .map_err(|e| StoreError::Database(format!("key rotation task failed: {e}")))?
     }
 
+    async fn fields_after(
+        &self,
+        after: (SubjectId, String),
+        limit: usize,
+    ) -> Result<Vec<(SubjectId, crate::seal::FieldRow)>, StoreError> {
+        self.read(move |c| {
+            read::all(
+                c,
+                crate::statements::FIELDS_AFTER,
+                rusqlite::params![&after.0.as_bytes()[..], after.1, limit as i64],
+                |r| crate::rows::subject_field_row(r),
+            )
+        })
+        .await
+    }
+
+    async fn settled_event_id(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+                .query_row([], |r| r.get(0))?)
+        })
+        .await
+    }
+
     async fn loyalty_account(
         &self,
         subject: SubjectId,

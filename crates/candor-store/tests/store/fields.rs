@@ -175,3 +175,35 @@ pub async fn fields_of_an_unknown_subject_are_refused(b: &dyn Backend) {
         .unwrap());
     s.shutdown().await;
 }
+
+pub async fn every_subjects_fields_page_in_order(b: &dyn Backend) {
+    let store = b.open().await;
+    let s = &*store;
+    let mut expected = Vec::new();
+    for user in ["ann", "bob", "cyd"] {
+        let subject = subject(s, user).await;
+        for (field, value) in [("interests", "running"), ("shoe_size", "40")] {
+            s.set_field(write(subject, field, value, Provenance::Volunteered))
+                .await
+                .unwrap();
+            expected.push((subject, field.to_owned(), value.to_owned()));
+        }
+    }
+    expected.sort();
+    // Pages of two split subjects in the middle; nothing is lost or repeated.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.fields_page(after.clone(), 3).await.unwrap();
+        let Some((last_s, last_f)) = page.last() else {
+            break;
+        };
+        after = Some((*last_s, last_f.field.clone()));
+        seen.extend(
+            page.into_iter()
+                .map(|(sub, f)| (sub, f.field.as_str().to_owned(), f.value.expose().clone())),
+        );
+    }
+    assert_eq!(seen, expected);
+    store.shutdown().await;
+}

@@ -75,6 +75,7 @@ both_backends!(
     fields::fields_set_edit_remove_one_by_one,
     fields::field_values_are_sealed,
     fields::fields_of_an_unknown_subject_are_refused,
+    fields::every_subjects_fields_page_in_order,
     prompt::prompt_counts_add_up,
     prompt::prompt_variants_round_trip,
     loyalty::ledger_earns_redeems_and_reverses_idempotently,
