@@ -11,7 +11,8 @@
 //! - [`ledger`]: reading a ledger: [`balance`], [`earned_in_window`] (for tiers), and
 //!   expiry by first-in-first-out lots ([`expired`], [`expiring_soon`]).
 //! - [`tier`]: [`Program::tier`], from points earned in the rolling window.
-//! - [`figures`]: the operator's figures (issued, redeemed, expired, outstanding, liability).
+//! - [`redeem`]: [`Program::check_redeem`], whether a reward may be redeemed now.
+//! - [`mod@figures`]: the operator's figures (issued, redeemed, expired, outstanding, liability).
 //! - [`wording`]: the sentences a person reads (rules, value exchange, expiry, leaving).
 //! - [`decimal`]: an exact decimal for amounts and rates, so points are never off by one.
 //!
@@ -25,6 +26,7 @@ pub mod earn;
 pub mod figures;
 pub mod ledger;
 pub mod program;
+pub mod redeem;
 pub mod tier;
 pub mod wording;
 
@@ -36,4 +38,6 @@ pub use program::{
     Award, Condition, EarnRule, Expiry, FieldBonus, OnLeave, Op, Program, ProgramConfig,
     ProgramError, Reward, RuleId, Tier, Value, MAX_POINTS_PER_EVENT,
 };
+pub use redeem::RedeemError;
 pub use tier::TierStatus;
+pub use wording::{date, expiring_line};

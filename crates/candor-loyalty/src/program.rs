@@ -172,7 +172,7 @@ pub struct Reward {
 pub enum Expiry {
     Never,
     /// Each earned lot expires this many days after the UTC day it was earned
-    /// (see [`crate::expiry`]).
+    /// (see [`crate::ledger`]).
     AfterDays(u16),
 }
 

@@ -7,6 +7,7 @@
 
 use crate::decimal::Decimal;
 use crate::program::{Award, Condition, EarnRule, Expiry, OnLeave, Op, Program, Value};
+use candor_core::time::UnixMillis;
 use std::fmt::Write;
 
 fn points(n: i64) -> String {
@@ -149,6 +150,28 @@ impl Program {
     }
 }
 
+/// The UTC calendar date of an instant, as `YYYY-MM-DD` (proleptic Gregorian; Howard
+/// Hinnant's `civil_from_days`, exact for every `i64` millisecond).
+pub fn date(at: UnixMillis) -> String {
+    let z = at.day() + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The wallet's line for one entry of [`crate::expiring_soon`]: "120 points expire on
+/// 2027-01-10" (lots expire at the start of that UTC day).
+pub fn expiring_line(at: UnixMillis, amount: i64) -> String {
+    let verb = if amount == 1 { "expires" } else { "expire" };
+    format!("{} {verb} on {}", points(amount), date(at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +254,28 @@ mod tests {
                 "Points expire 365 days after the day you earn them.",
                 "If you leave the program, your points are forfeited.",
             ]
+        );
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        let day = |d: i64| UnixMillis::day_start(d);
+        assert_eq!(date(day(0)), "1970-01-01");
+        assert_eq!(date(UnixMillis(-1)), "1969-12-31");
+        assert_eq!(date(day(11_016)), "2000-02-29");
+        assert_eq!(date(day(11_017)), "2000-03-01");
+        assert_eq!(date(day(20_828)), "2027-01-10");
+        assert_eq!(date(day(20_828).plus_ms(86_399_999)), "2027-01-10");
+        // Never panics, whatever the instant.
+        let _ = date(UnixMillis(i64::MIN));
+        let _ = date(UnixMillis(i64::MAX));
+        assert_eq!(
+            expiring_line(day(20_828), 120),
+            "120 points expire on 2027-01-10"
+        );
+        assert_eq!(
+            expiring_line(day(20_828), 1),
+            "1 point expires on 2027-01-10"
         );
     }
 
