@@ -367,6 +367,32 @@ mod tests {
 
     proptest! {
         #[test]
+        fn per_amount_points_are_the_exact_floor_within_bounds(
+            amount in -10_000_000_000i128..10_000_000_000_000,
+            rate in 1i128..1_000_000,
+        ) {
+            // Build decimals from ten-thousandths through their text form.
+            let dec = |m: i128| {
+                let sign = if m < 0 { "-" } else { "" };
+                let a = m.unsigned_abs();
+                Decimal::parse(&format!("{sign}{}.{:04}", a / 10_000, a % 10_000)).unwrap()
+            };
+            let (amount, rate_d) = (dec(amount), dec(rate));
+            let got = points_for_amount(PropValue::Number(amount), rate_d);
+            let exact = amount.mantissa() * rate_d.mantissa();
+            match got {
+                Some(p) => {
+                    prop_assert!((0..=MAX_POINTS_PER_EVENT).contains(&p));
+                    prop_assert!(i128::from(p) * 100_000_000 <= exact);
+                    prop_assert!(exact < i128::from(p + 1) * 100_000_000);
+                }
+                None => prop_assert!(
+                    amount.is_negative() || exact >= i128::from(MAX_POINTS_PER_EVENT + 1) * 100_000_000
+                ),
+            }
+        }
+
+        #[test]
         fn clamp_stays_within_points_and_caps(
             points in any::<i64>(), today in any::<i64>(), total in any::<i64>(),
             day_cap in proptest::option::of(1i64..), total_cap in proptest::option::of(1i64..),
