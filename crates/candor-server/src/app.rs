@@ -202,7 +202,10 @@ impl Application {
             .purpose
             .as_ref()
             .and_then(|p| opened.catalog.purpose(p));
+        let offers = offer_catalog(&settings, &opened.catalog, opened.store.as_ref()).await?;
+        let today = candor_core::UnixMillis(clock()).day();
         let state = AppState(Arc::new(Inner {
+            audiences: crate::audiences::Audiences::new(offers, today),
             insights_bit: insights.map(|p| p.bit),
             insights_retention_days: insights.map_or(0, |p| p.retention_days),
             insight_scans: tokio::sync::Semaphore::new(1),
@@ -223,6 +226,14 @@ impl Application {
             settings,
             clock,
         }));
+        state.audiences.load(&state).await?;
+        if let Some(l) = &state.settings.loyalty {
+            for r in &l.program.config().rewards {
+                if let Some(n) = r.initial_stock {
+                    state.store.set_reward_stock(&r.id, Some(n), true).await?;
+                }
+            }
+        }
         telemetry::prometheus();
         Ok(Self {
             router: router(state.clone()),
@@ -251,6 +262,7 @@ impl Application {
         let store = self.state.store.clone();
         let retention = tokio::spawn(retention_loop(self.state.clone()));
         let counts = tokio::spawn(prompt_count_loop(self.state.clone()));
+        let audiences = tokio::spawn(audience_loop(self.state.clone()));
         let served = crate::serve::serve(
             self.listener,
             self.router,
@@ -260,6 +272,7 @@ impl Application {
         .await;
         retention.abort();
         counts.abort();
+        audiences.abort();
         if let Err(e) = self.state.prompt.flush(store.as_ref()).await {
             tracing::warn!(error = %e, "prompt counts not written at shutdown");
         }
@@ -302,6 +315,70 @@ async fn retention_loop(state: AppState) {
             Ok(r) => tracing::info!(?r, "retention pass"),
             Err(e) => tracing::warn!(error = %e, "retention pass failed; will retry"),
         }
+    }
+}
+
+/// Keeps the segment engine in step with the store (every second: other nodes' writes,
+/// withdrawals, the day's rollover), records each segment's size for the chart every
+/// ten minutes, and writes off expired loyalty points hourly.
+async fn audience_loop(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut rounds: u64 = 0;
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.audiences.catch_up(&state).await {
+            tracing::warn!(error = %e, "segments: catching up with the store failed; will retry");
+        }
+        if rounds % 600 == 0 {
+            if let Err(e) = state.audiences.record_sizes(&state).await {
+                tracing::warn!(error = %e, "segment sizes not recorded; will retry");
+            }
+        }
+        if rounds % 3600 == 0 {
+            if let Err(e) = crate::loyalty::expire_all(&state).await {
+                tracing::warn!(error = %e, "loyalty expiry pass failed; will retry");
+            }
+        }
+        rounds += 1;
+    }
+}
+
+/// The operator's offers, their rules checked against the personalization purpose
+/// (an offer naming data personalization may not use is refused at start). The
+/// built-in offers are dropped, with a note, where the operator's catalog or fields
+/// do not allow them.
+async fn offer_catalog(
+    settings: &Settings,
+    catalog: &Catalog,
+    store: &dyn Store,
+) -> Result<Option<candor_segments::OfferCatalog>, BuildError> {
+    let p = &settings.personalization;
+    let saved: std::collections::HashMap<String, String> = store
+        .segments()
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.purpose))
+        .collect();
+    let checked = || -> Result<candor_segments::OfferCatalog, String> {
+        for o in &p.offers {
+            if let Some(rule) = &o.when {
+                candor_segments::check(rule, &p.purpose, catalog, &settings.fields, &|n| {
+                    saved
+                        .get(n)
+                        .and_then(|p| candor_core::PurposeId::parse(p).ok())
+                })
+                .map_err(|e| format!("offers.{}: {e}", o.id))?;
+            }
+        }
+        candor_segments::OfferCatalog::new(p.offers.clone()).map_err(|e| format!("offers: {e}"))
+    };
+    match checked() {
+        Ok(c) => Ok(Some(c)),
+        Err(why) if p.offers_are_default => {
+            tracing::info!(%why, "the built-in offers do not fit this catalog; no offers");
+            Ok(None)
+        }
+        Err(why) => Err(ConfigError::Invalid(why).into()),
     }
 }
 

@@ -16,6 +16,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+pub mod program;
+
+pub use program::{LoyaltySettings, PersonalizationSettings};
+
 pub const DEFAULT_CATALOG: &str = include_str!("default-catalog.toml");
 
 /// The Google Consent Mode signals a purpose may map to.
@@ -76,6 +80,10 @@ struct RawConfig {
     event_mapping: Option<Vec<RawRule>>,
     /// `[[fields]]`: volunteered (zero-party) fields; the defaults when absent.
     fields: Option<Vec<RawField>>,
+    /// `[personalization]`, `[[offers]]`, `[loyalty]` (issue 14, `config::program`).
+    personalization: Option<program::RawPersonalization>,
+    offers: Option<Vec<program::RawOffer>>,
+    loyalty: Option<program::RawLoyalty>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -413,6 +421,10 @@ pub struct Settings {
     /// `[[fields]]`: what a person may volunteer about themselves. The insights'
     /// declared fields are this catalog's `aggregate` fields.
     pub fields: FieldCatalog,
+    /// What personalization may use and the operator's offers (`[[offers]]`).
+    pub personalization: PersonalizationSettings,
+    /// The loyalty program, when there is one (`[loyalty]`, or the built-in one).
+    pub loyalty: Option<LoyaltySettings>,
     pub prompt: PromptSettings,
     pub limits: LimitSettings,
     /// `[cors] allowed_origins`: the publishers' page origins whose scripts may call the
@@ -1236,6 +1248,10 @@ impl Settings {
             insights_purpose.as_ref(),
         )?;
         let insights = insights_settings(raw.insights, &catalog, insights_purpose, &fields)?;
+        let purposes = catalog.purpose_ids();
+        let personalization =
+            program::personalization(raw.personalization, raw.offers, &purposes)?;
+        let loyalty = program::loyalty(raw.loyalty, &purposes, &fields)?;
         if raw
             .prompt
             .forbidden_wording
@@ -1260,6 +1276,8 @@ impl Settings {
             iab,
             insights,
             fields,
+            personalization,
+            loyalty,
             operator: OperatorInfo {
                 name: raw
                     .operator

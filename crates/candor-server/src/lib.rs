@@ -32,6 +32,7 @@
 
 pub mod app;
 pub mod audience;
+pub mod audiences;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -46,6 +47,7 @@ pub mod error;
 pub mod iab;
 pub mod ledger;
 pub mod limits;
+pub mod loyalty;
 pub mod mydata;
 pub mod ops;
 pub mod pages;

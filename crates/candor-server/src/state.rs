@@ -59,6 +59,8 @@ pub struct Inner {
     pub sessions: crate::pages::Sessions,
     /// A person's sign-in links and sessions (`person`).
     pub person_keys: crate::person::PersonKeys,
+    /// Segments, offers and the live membership engine (`audiences`).
+    pub audiences: crate::audiences::Audiences,
     /// In-flight cap, rate limits, body deadline, new-subject allowance.
     pub limits: crate::limits::Limits,
 }

@@ -95,13 +95,33 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
     let mut row_index = Vec::new();
     // Field values an identify carries, by row: written only if its row is stored.
     let mut field_writes = Vec::new();
+    // Loyalty points a track message earns, by row: applied once its row is stored.
+    let mut earns = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
         ids.push(m.message_id.clone());
         let pending = fields::from_message(st, &m);
+        let earning = match m.kind {
+            EventKind::Track => crate::loyalty::earnings(
+                st,
+                &crate::loyalty::TrackView::new(m.name.as_deref(), m.properties),
+            ),
+            _ => Vec::new(),
+        };
+        let event_name = m.name.clone().unwrap_or_default();
         match gate::decide(st, m, &origin) {
             Decision::Store(row) => {
                 if let Some(p) = pending {
                     field_writes.push((rows.len(), row.subject, p));
+                }
+                if !earning.is_empty() {
+                    earns.push((
+                        rows.len(),
+                        row.subject,
+                        row.purposes,
+                        row.dedup_key,
+                        event_name,
+                        earning,
+                    ));
                 }
                 rows.push(*row);
                 row_index.push(i);
@@ -124,7 +144,7 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
     match st.store.set_fields(writes.clone()).await {
         // A subject erased since the gate found it: the others' fields still go in.
         Err(StoreError::UnknownSubject) => {
-            for w in writes {
+            for w in writes.iter().cloned() {
                 match st.store.set_field(w).await {
                     Ok(()) | Err(StoreError::UnknownSubject) => {}
                     Err(e) => return Err(e.into()),
@@ -132,6 +152,26 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
             }
         }
         other => other?,
+    }
+    for w in &writes {
+        if let Some(spec) = st.settings.fields.get(w.field.as_str()) {
+            if let Ok(v) = spec.parse_stored(w.value.expose()) {
+                st.audiences
+                    .field_changed(w.subject, &w.field, Some(v))
+                    .await;
+            }
+        }
+    }
+    // 3c. Loyalty points of the track events kept (and of duplicates: a retry after a
+    // crash between the event's commit and its points' is how those points arrive; the
+    // key makes them one transaction).
+    for (row, subject, purposes, dedup, name, earning) in earns {
+        if matches!(
+            outcomes.get(row),
+            Some(RowOutcome::Stored | RowOutcome::Duplicate)
+        ) {
+            crate::loyalty::earn_for_event(st, subject, purposes, &dedup, &name, earning).await?;
+        }
     }
     for (i, o) in row_index.into_iter().zip(outcomes) {
         drops[i] = match o {
