@@ -329,12 +329,12 @@ async fn audience_loop(state: AppState) {
         if let Err(e) = state.audiences.catch_up(&state).await {
             tracing::warn!(error = %e, "segments: catching up with the store failed; will retry");
         }
-        if rounds % 600 == 0 {
+        if rounds.is_multiple_of(600) {
             if let Err(e) = state.audiences.record_sizes(&state).await {
                 tracing::warn!(error = %e, "segment sizes not recorded; will retry");
             }
         }
-        if rounds % 3600 == 0 {
+        if rounds.is_multiple_of(3600) {
             if let Err(e) = crate::loyalty::expire_all(&state).await {
                 tracing::warn!(error = %e, "loyalty expiry pass failed; will retry");
             }

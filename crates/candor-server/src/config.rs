@@ -1249,8 +1249,7 @@ impl Settings {
         )?;
         let insights = insights_settings(raw.insights, &catalog, insights_purpose, &fields)?;
         let purposes = catalog.purpose_ids();
-        let personalization =
-            program::personalization(raw.personalization, raw.offers, &purposes)?;
+        let personalization = program::personalization(raw.personalization, raw.offers, &purposes)?;
         let loyalty = program::loyalty(raw.loyalty, &purposes, &fields)?;
         if raw
             .prompt

@@ -18,10 +18,8 @@ use crate::error::{ApiError, ApiResult, Code};
 use crate::segment::format_time;
 use crate::state::AppState;
 use candor_core::{PurposeSet, SubjectId, UnixMillis};
-use candor_loyalty::{Decimal, EntryKind, EventView, PropValue, Program};
-use candor_store::loyalty::{
-    LoyaltyChange, LoyaltyOp, LoyaltyOutcome, Refusal, Txn, TxnKind,
-};
+use candor_loyalty::{Decimal, EntryKind, EventView, Program, PropValue};
+use candor_store::loyalty::{LoyaltyChange, LoyaltyOp, LoyaltyOutcome, Refusal, Txn, TxnKind};
 use candor_store::StoreError;
 use serde_json::{json, Map, Value};
 
@@ -155,7 +153,14 @@ pub async fn field_bonus(st: &AppState, subject: SubjectId, field: &str) -> Resu
         cap_total: Some(b.points),
     };
     st.store
-        .loyalty(op(st, subject, format!("field:{field}"), what, &b.title, "person"))
+        .loyalty(op(
+            st,
+            subject,
+            format!("field:{field}"),
+            what,
+            &b.title,
+            "person",
+        ))
         .await?;
     Ok(())
 }
@@ -166,7 +171,12 @@ pub async fn left(st: &AppState, subject: SubjectId, key: String) -> Result<(), 
     let Some((p, _)) = program(st) else {
         return Ok(());
     };
-    if st.store.loyalty_account(subject).await?.is_none_or(|a| !a.member) {
+    if st
+        .store
+        .loyalty_account(subject)
+        .await?
+        .is_none_or(|a| !a.member)
+    {
         return Ok(());
     }
     let forfeit = p.config().on_leave == candor_loyalty::OnLeave::Forfeit;
@@ -266,7 +276,10 @@ pub fn refusal(r: &Refusal) -> ApiError {
             Code::LoyaltyInsufficientPoints,
             format!("needs {needed} points; the balance is {balance}"),
         ),
-        Refusal::OutOfStock => (Code::LoyaltyOutOfStock, "this reward is out of stock".into()),
+        Refusal::OutOfStock => (
+            Code::LoyaltyOutOfStock,
+            "this reward is out of stock".into(),
+        ),
         Refusal::NoSuchRedemption => (
             Code::LoyaltyNoSuchRedemption,
             "no such redemption of this person".into(),
@@ -332,14 +345,13 @@ pub async fn wallet(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Valu
     let tier = p.tier(earned);
     let balance = account.as_ref().map_or(0, |a| a.balance);
     let stocks = st.store.reward_stocks().await?;
-    let expiring: Vec<Value> =
-        candor_loyalty::expiring_soon(&entries, now, &c.expiry, 30)
-            .into_iter()
-            .map(|(at, n)| {
-                json!({"at": format_time(at), "points": n,
+    let expiring: Vec<Value> = candor_loyalty::expiring_soon(&entries, now, &c.expiry, 30)
+        .into_iter()
+        .map(|(at, n)| {
+            json!({"at": format_time(at), "points": n,
                        "text": candor_loyalty::expiring_line(at, n)})
-            })
-            .collect();
+        })
+        .collect();
     let rewards: Vec<Value> = c
         .rewards
         .iter()

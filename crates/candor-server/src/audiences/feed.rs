@@ -155,7 +155,10 @@ async fn apply_event(st: &AppState, engine: &Engine, e: &StoredEvent) -> Result<
         return Ok(());
     };
     let Ok(payload) = seal::open_payload(&key, e) else {
-        tracing::warn!(event = e.id, "a stored event did not open; the segments skip it");
+        tracing::warn!(
+            event = e.id,
+            "a stored event did not open; the segments skip it"
+        );
         return Ok(());
     };
     let view = StoredView::parse(kind, &payload);

@@ -78,7 +78,10 @@ impl Audiences {
 
     /// The saved segment's purpose and rule, as `Segment(name)` conditions look it up.
     pub fn purpose_of(&self, name: &str) -> Option<String> {
-        self.segments.read().get(name).map(|s| s.record.purpose.clone())
+        self.segments
+            .read()
+            .get(name)
+            .map(|s| s.record.purpose.clone())
     }
 
     /// Whether `subject` is in `name` now (the rule holds and the purpose is granted).
@@ -100,7 +103,8 @@ impl Audiences {
         limit: usize,
     ) -> Option<Vec<SubjectId>> {
         let index = st.store.index();
-        self.engine().members(name, &|s| index.granted(s), after, limit)
+        self.engine()
+            .members(name, &|s| index.granted(s), after, limit)
     }
 
     /// A field was set or removed and has committed: the engine learns it now (this
@@ -144,7 +148,9 @@ impl Audiences {
                 Ok(s) => {
                     saved.insert(s.record.name.clone(), s);
                 }
-                Err(why) => tracing::warn!(%why, "a saved segment no longer fits the configuration; it is left out"),
+                Err(why) => {
+                    tracing::warn!(%why, "a saved segment no longer fits the configuration; it is left out")
+                }
             }
         }
         *self.segments.write() = saved;
@@ -179,7 +185,9 @@ impl Audiences {
                     purpose_bit: s.bit,
                     rule: s.rule,
                 })
-                .map_err(|e| tracing::error!(segment = %s.record.name, error = %e, "segment refused"));
+                .map_err(
+                    |e| tracing::error!(segment = %s.record.name, error = %e, "segment refused"),
+                );
         }
         if let (Some(offers), Some(bit)) = (&self.offers, personalization_bit(st)) {
             let _ = engine

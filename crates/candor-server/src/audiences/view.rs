@@ -90,7 +90,10 @@ mod tests {
             br#"{"event":"App Session","properties":{"app_category":"fitness","n":3,"f":1.5}}"#,
         );
         assert_eq!(t.name(), Some("App Session"));
-        assert_eq!(t.property("app_category"), Some(Scalar::Text("fitness".into())));
+        assert_eq!(
+            t.property("app_category"),
+            Some(Scalar::Text("fitness".into()))
+        );
         assert_eq!(t.property("n"), Some(Scalar::Number(3)));
         assert_eq!(t.property("f"), None);
         assert_eq!(t.trait_value("plan"), None);

@@ -11,8 +11,8 @@ use super::ConfigError;
 use candor_core::field::FieldCatalog;
 use candor_core::PurposeId;
 use candor_loyalty::{
-    Award, Condition, Decimal, EarnRule, Expiry, FieldBonus, OnLeave, Op, Program,
-    ProgramConfig, Reward, RuleId, Tier, Value,
+    Award, Condition, Decimal, EarnRule, Expiry, FieldBonus, OnLeave, Op, Program, ProgramConfig,
+    Reward, RuleId, Tier, Value,
 };
 use candor_segments::Offer;
 use serde::Deserialize;
@@ -227,12 +227,18 @@ pub(super) fn loyalty(
             format!("{purpose} is not one of the catalog's purposes"),
         ));
     }
-    let bonus_fields_known = raw.field_bonus.iter().all(|b| fields.get(&b.field).is_some());
+    let bonus_fields_known = raw
+        .field_bonus
+        .iter()
+        .all(|b| fields.get(&b.field).is_some());
     if !bonus_fields_known {
         if default {
             return Ok(None);
         }
-        let b = raw.field_bonus.iter().find(|b| fields.get(&b.field).is_none());
+        let b = raw
+            .field_bonus
+            .iter()
+            .find(|b| fields.get(&b.field).is_none());
         return Err(invalid(
             "loyalty.field_bonus",
             format!("no field {:?}", b.map(|b| b.field.as_str()).unwrap_or("")),
@@ -263,7 +269,12 @@ fn value(key: &str, v: &toml::Value) -> Result<Value, ConfigError> {
                 .map(|i| value(key, i))
                 .collect::<Result<_, _>>()?,
         ),
-        _ => return Err(invalid(key, "a condition compares with text, a number or a list")),
+        _ => {
+            return Err(invalid(
+                key,
+                "a condition compares with text, a number or a list",
+            ))
+        }
     })
 }
 
@@ -360,7 +371,9 @@ fn program(raw: RawLoyalty) -> Result<Program, ConfigError> {
                 initial_stock: r.stock,
             })
             .collect(),
-        expiry: raw.expire_after_days.map_or(Expiry::Never, Expiry::AfterDays),
+        expiry: raw
+            .expire_after_days
+            .map_or(Expiry::Never, Expiry::AfterDays),
         on_leave,
         point_value_millis,
         currency: raw.currency.unwrap_or_else(|| "EUR".into()),
@@ -392,7 +405,12 @@ mod tests {
         let p = personalization(None, None, &ids(&["personalization"])).unwrap();
         assert!(p.offers_are_default);
         assert!(p.offers.iter().any(|o| o.when.is_none()));
-        let l = loyalty(None, &ids(&["loyalty"]), &FieldCatalog::new(vec![]).unwrap()).unwrap();
+        let l = loyalty(
+            None,
+            &ids(&["loyalty"]),
+            &FieldCatalog::new(vec![]).unwrap(),
+        )
+        .unwrap();
         // The default bonuses name default fields: without them there is no program.
         assert!(l.is_none());
     }
@@ -408,9 +426,13 @@ mod tests {
             "#,
         )
         .unwrap();
-        let e = loyalty(Some(raw), &ids(&["loyalty"]), &FieldCatalog::new(vec![]).unwrap())
-            .unwrap_err()
-            .to_string();
+        let e = loyalty(
+            Some(raw),
+            &ids(&["loyalty"]),
+            &FieldCatalog::new(vec![]).unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("loyalty.earning.orders"), "{e}");
         let bad_rule: Vec<RawOffer> = vec![RawOffer {
             id: "x".into(),

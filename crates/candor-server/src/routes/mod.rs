@@ -8,6 +8,9 @@
 //! | `/v1/consent*` | browser key (own anonymousId), server key, or subject token |
 //! | `/v1/consent/insights` (reports my data was eligible for) | same as `/v1/consent` |
 //! | `/v1/me/fields`, `/v1/me/fields/{name}` (volunteered fields) | same as `/v1/consent` |
+//! | `POST /v1/personalize`, `GET /v1/me/loyalty` | same as `/v1/consent` |
+//! | `POST /v1/me/loyalty/redeem` | server key, or subject token (its own user) |
+//! | `POST /v1/loyalty/transactions` | server key |
 //! | `/v1/insights/*` | advertiser key (and nothing else accepts one: 403 elsewhere) |
 //! | `/v1/admin/*`, `/metrics` | admin token |
 //! | `/healthz`, `/.well-known/gpc.json`, `/openapi.json`, `/v1/receipts/public-key`, `/v1/purposes` | anyone |
@@ -24,10 +27,13 @@ pub mod dashboard;
 pub mod demo;
 pub mod fields;
 pub mod ingest;
+pub mod loyalty;
 pub mod me;
 pub mod meta;
 pub mod mypages;
+pub mod personalize;
 pub mod prompt;
+pub mod segments;
 pub mod table;
 
 /// True when the request carries the Global Privacy Control signal: `Sec-GPC: 1` from

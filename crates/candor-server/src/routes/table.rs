@@ -6,7 +6,8 @@
 //! kind of credential and checks the answer against its role.
 
 use super::{
-    admin, advertisers, consent, dashboard, demo, fields, ingest, me, meta, mypages, prompt,
+    admin, advertisers, consent, dashboard, demo, fields, ingest, loyalty, me, meta, mypages,
+    personalize, prompt, segments,
 };
 use crate::state::AppState;
 use axum::handler::Handler;
@@ -83,6 +84,21 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/me/fields", Role::ConsentActor),
     ("PUT", "/v1/me/fields/{name}", Role::ConsentActor),
     ("DELETE", "/v1/me/fields/{name}", Role::ConsentActor),
+    ("GET", "/v1/admin/segments", Role::Admin),
+    ("POST", "/v1/admin/segments/validate", Role::Admin),
+    ("GET", "/v1/admin/segments/{name}", Role::Admin),
+    ("PUT", "/v1/admin/segments/{name}", Role::Admin),
+    ("DELETE", "/v1/admin/segments/{name}", Role::Admin),
+    ("GET", "/v1/admin/segments/{name}/members", Role::Admin),
+    ("GET", "/v1/admin/segments/{name}/check", Role::Admin),
+    ("POST", "/v1/personalize", Role::ConsentActor),
+    ("GET", "/v1/me/loyalty", Role::ConsentActor),
+    ("POST", "/v1/me/loyalty/redeem", Role::ServerOrSubject),
+    ("POST", "/v1/loyalty/transactions", Role::ServerKey),
+    ("GET", "/v1/admin/loyalty", Role::Admin),
+    ("POST", "/v1/admin/loyalty/adjustments", Role::Admin),
+    ("POST", "/v1/admin/loyalty/reversals", Role::Admin),
+    ("PUT", "/v1/admin/loyalty/rewards/{id}/stock", Role::Admin),
     ("GET", "/v1/purposes", Role::Anyone),
     ("GET", "/v1/receipts/public-key", Role::Anyone),
     ("GET", "/v1/ledger/checkpoint", Role::Anyone),
@@ -223,6 +239,21 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/v1/me/fields", fields::list)
         .put("/v1/me/fields/{name}", fields::put)
         .delete("/v1/me/fields/{name}", fields::remove)
+        .get("/v1/admin/segments", segments::list)
+        .post("/v1/admin/segments/validate", segments::validate)
+        .get("/v1/admin/segments/{name}", segments::get)
+        .put("/v1/admin/segments/{name}", segments::put)
+        .delete("/v1/admin/segments/{name}", segments::delete)
+        .get("/v1/admin/segments/{name}/members", segments::members)
+        .get("/v1/admin/segments/{name}/check", segments::check_one)
+        .post("/v1/personalize", personalize::personalize)
+        .get("/v1/me/loyalty", loyalty::wallet)
+        .post("/v1/me/loyalty/redeem", loyalty::redeem)
+        .post("/v1/loyalty/transactions", loyalty::transaction)
+        .get("/v1/admin/loyalty", loyalty::figures)
+        .post("/v1/admin/loyalty/adjustments", loyalty::adjust)
+        .post("/v1/admin/loyalty/reversals", loyalty::reverse)
+        .put("/v1/admin/loyalty/rewards/{id}/stock", loyalty::stock)
         .get("/v1/purposes", meta::purposes)
         .get("/v1/receipts/public-key", meta::receipt_key)
         .get("/v1/ledger/checkpoint", meta::ledger_checkpoint)

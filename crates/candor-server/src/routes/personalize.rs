@@ -1,0 +1,128 @@
+//! `POST /v1/personalize` (issue 14): ranked offers for a person and a placement, each
+//! with the reasons it was chosen in plain words, built from the data the rule actually
+//! used. Without the personalization purpose granted (or for someone unknown) the
+//! answer is the placement's non-personalized defaults, and says so.
+//!
+//! Who may ask is the consent API's rule: a server key for anyone, a subject token for
+//! its own user, a browser key for its own anonymous id. A decision that used personal
+//! data is written to the person's access log (`purpose` = the personalization purpose,
+//! `why` = the offers chosen), where the person sees it on their own page.
+
+use super::consent::actor;
+use super::segments::reason_json;
+use crate::body::{parse_json, read_text};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use candor_core::PurposeSet;
+use candor_store::Access;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PersonalizeBody {
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    placement: String,
+    limit: Option<usize>,
+}
+
+pub async fn personalize(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let actor = actor(&st, &headers)?;
+    let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
+    let b: PersonalizeBody = parse_json(&text)?;
+    let limit = b.limit.unwrap_or(3);
+    if !(1..=20).contains(&limit) {
+        return Err(ApiError::new(Code::InvalidRequest, "limit is 1 to 20"));
+    }
+    let named = crate::pipeline::consent::identities(
+        &st.master,
+        &actor,
+        b.user_id.as_deref(),
+        b.anonymous_id.as_deref(),
+    )?;
+    let subject = crate::pipeline::consent::resolve(&st, &named)?;
+    let Some(offers) = &st.audiences.offers else {
+        return Err(ApiError::new(
+            Code::UnknownPlacement,
+            "this operator has no offers configured",
+        ));
+    };
+    let bit = crate::audiences::personalization_bit(&st);
+    let granted = subject.map_or(PurposeSet::EMPTY, |s| st.store.index().granted(&s));
+    let personal = matches!((subject, bit), (Some(_), Some(b)) if granted.contains(b));
+    if personal {
+        st.audiences.catch_up(&st).await?;
+    }
+    let engine = st.audiences.engine();
+    let decision = offers
+        .decide(
+            &engine,
+            &b.placement,
+            subject.as_ref(),
+            bit.unwrap_or(u8::MAX),
+            granted,
+            &st.settings.fields,
+            limit,
+        )
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::UnknownPlacement,
+                format!(
+                    "no placement {:?}",
+                    b.placement.chars().take(64).collect::<String>()
+                ),
+            )
+        })?;
+    let items: Vec<Value> = decision
+        .items
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.offer.id,
+                "title": c.offer.title,
+                "personalized": !c.reasons.is_empty(),
+                "because": c.reasons.iter().map(|r| r.sentence()).collect::<Vec<_>>(),
+                "reasons": c.reasons.iter().map(reason_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let used: Vec<&str> = decision
+        .items
+        .iter()
+        .filter(|c| !c.reasons.is_empty())
+        .map(|c| c.offer.id.as_str())
+        .collect();
+    if let (Some(s), false) = (subject, used.is_empty()) {
+        st.store
+            .record_access(Access {
+                subject: s,
+                time_ms: st.now(),
+                accessor: "personalization".into(),
+                purpose: st.settings.personalization.purpose.to_string(),
+                why: format!("chose offers for {}: {}", b.placement, used.join(", ")),
+            })
+            .await?;
+    }
+    let note = if decision.personalized {
+        None
+    } else if personal {
+        Some("nothing personal matched: these are the defaults")
+    } else {
+        Some("not personalized: personalization is not granted (or the person is unknown)")
+    };
+    Ok(Json(json!({
+        "placement": b.placement,
+        "personalized": decision.personalized,
+        "note": note,
+        "items": items,
+    })))
+}
