@@ -909,6 +909,10 @@ impl Engine {
             if changes.is_empty() {
                 return;
             }
+            if !shard.contains_key(&subject) {
+                // Becoming known can change every segment (`not ...` rules).
+                touched.extend(0..reg.segs.len());
+            }
             let facts = shard.entry(subject).or_default();
             for (bit, id, v) in changes {
                 match facts
@@ -951,6 +955,9 @@ impl Engine {
             }
             if hits.is_empty() {
                 return;
+            }
+            if !shard.contains_key(&subject) {
+                touched.extend(0..reg.segs.len());
             }
             let facts = shard.entry(subject).or_default();
             for (atom, bits, keep) in hits {
@@ -1003,8 +1010,14 @@ impl Engine {
             return;
         };
         let mut shard = self.shards[shard_of(&subject)].lock();
+        let all: Vec<usize>;
+        let mut slots = &need.segs[..];
         match value {
             Some(v) => {
+                if !shard.contains_key(&subject) {
+                    all = (0..reg.segs.len()).collect();
+                    slots = &all;
+                }
                 let facts = shard.entry(subject).or_default();
                 match facts.fields.binary_search_by_key(&id, |f| f.0) {
                     Ok(i) => facts.fields[i].1 = v,
@@ -1023,7 +1036,7 @@ impl Engine {
                 }
             }
         }
-        Self::settle(&reg, &mut shard, subject, &need.segs);
+        Self::settle(&reg, &mut shard, subject, slots);
     }
 
     /// Re-evaluates `slots` for a subject, or drops it if it has no facts left.
@@ -1661,3 +1674,6 @@ pub(crate) mod tests {
         assert!(per < 450, "{per}");
     }
 }
+
+#[cfg(test)]
+mod model;
