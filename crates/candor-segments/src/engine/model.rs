@@ -270,9 +270,9 @@ impl Model {
         }
         self.history
             .iter()
+            .rev()
             .filter(|h| h.s == s && h.ev.kind == EventKind::Identify && h.purposes.contains(bit))
-            .filter_map(|h| h.ev.trait_value("plan"))
-            .last()
+            .find_map(|h| h.ev.trait_value("plan"))
     }
 
     /// Days (with multiplicity) of kept events matching `m` for purpose `bit`.
