@@ -1652,6 +1652,105 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn reasons_follow_what_was_needed() {
+        let e = Engine::new(10);
+        let _ = def(
+            &e,
+            "x",
+            P0,
+            r#"field.shoe_size exists and seen(track "A") within 5 days"#,
+        );
+        let f = FieldName::parse("shoe_size").unwrap();
+        e.set_field(subject(1), &f, Some(FieldValue::Integer(44)));
+        let fc = FieldCatalog::default();
+        let explain = |r: &str| {
+            e.explain(&parse_text(r).unwrap(), P0, &subject(1), &fc)
+                .map(|v| v.iter().map(Reason::sentence).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            explain(
+                r#"seen(track "A") within 5 days or field.shoe_size > 40 or field.shoe_size > 41"#
+            ),
+            Some(vec!["your shoe size is 44".to_owned()]),
+            "only the first alternative that held"
+        );
+        assert_eq!(
+            explain(r#"field.shoe_size > 40 and not seen(track "A") within 5 days"#),
+            Some(vec![
+                "your shoe size is 44".to_owned(),
+                "you have not used A in the last 5 days".to_owned()
+            ])
+        );
+        assert_eq!(
+            explain(r#"not field.shoe_size = 40"#),
+            Some(vec![
+                "this did not apply to you: field.shoe_size = 40".to_owned()
+            ])
+        );
+        assert_eq!(explain("field.shoe_size < 40"), None);
+        assert_eq!(
+            e.explain(
+                &parse_text("not field.shoe_size exists").unwrap(),
+                P0,
+                &subject(9),
+                &fc
+            ),
+            Some(vec![Reason::Negated {
+                rule: "field.shoe_size exists".into()
+            }]),
+            "an unknown subject is evaluated over no facts"
+        );
+    }
+
+    /// Throughput with 100 segments; run with
+    /// `cargo test --release -p candor-segments -- --ignored throughput --nocapture`.
+    #[test]
+    #[ignore]
+    fn throughput() {
+        let e = Engine::new(1000);
+        for i in 0..100 {
+            let rule = format!(
+                r#"days(track "E{}" where k = {}) in last {} days >= 2 and field.shoe_size >= {}"#,
+                i % 20,
+                i % 3,
+                7 + i % 30,
+                30 + i % 10
+            );
+            let _ = def(&e, &format!("s{i}"), (i % 2) as u8, &rule);
+        }
+        let f = FieldName::parse("shoe_size").unwrap();
+        let subjects: Vec<SubjectId> = (0..10_000u32)
+            .map(|i| {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&i.to_le_bytes());
+                b[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+                SubjectId::from_bytes(b)
+            })
+            .collect();
+        for s in &subjects {
+            e.set_field(*s, &f, Some(FieldValue::Integer(40)));
+        }
+        let evs: Vec<Ev> = (0..60)
+            .map(|i| track(&format!("E{}", i % 20), &[("k", Scalar::Number(i / 20))]))
+            .collect();
+        let n = 1_000_000usize;
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            let s = subjects[i % subjects.len()];
+            let ev = &evs[(i * 7) % evs.len()];
+            e.apply_event(s, p(&[0, 1]), 990 + (i % 11) as i64, ev);
+        }
+        let per = start.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "100 segments, 10k subjects: {per:.0} ns per event, {} bytes per subject",
+            e.memory_bytes() / subjects.len()
+        );
+        let start = std::time::Instant::now();
+        e.advance(1001);
+        println!("advance over 10k subjects: {:?}", start.elapsed());
+    }
+
+    #[test]
     fn memory_per_subject_is_small() {
         let e = Engine::new(1000);
         let _ = def(&e, "a", P0, r#"days(track "A") in last 30 days >= 3"#);
