@@ -1135,32 +1135,67 @@ impl Engine {
         after: Option<SubjectId>,
         limit: usize,
     ) -> Option<Vec<SubjectId>> {
-        use std::ops::Bound;
-        let reg = self.reg.read();
-        let (_, seg) = reg.seg_by_name(name)?;
-        let members = seg.members.lock();
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        Some(
-            members
-                .range((lower, Bound::Unbounded))
-                .filter(|s| granted(s).contains(seg.bit))
-                .take(limit)
-                .copied()
-                .collect(),
-        )
+        let mut out = Vec::new();
+        if limit == 0 {
+            return self.reg.read().seg_by_name(name).map(|_| out);
+        }
+        self.scan(name, after, &mut |s, bit| {
+            if granted(s).contains(bit) {
+                out.push(*s);
+            }
+            out.len() < limit
+        })?;
+        Some(out)
     }
 
     /// How many members grant the segment's purpose now. `None`: no such segment.
     pub fn count(&self, name: &str, granted: &dyn Fn(&SubjectId) -> PurposeSet) -> Option<u64> {
-        let reg = self.reg.read();
-        let (_, seg) = reg.seg_by_name(name)?;
-        let members = seg.members.lock();
-        Some(
-            members
-                .iter()
-                .filter(|s| granted(s).contains(seg.bit))
-                .count() as u64,
-        )
+        let mut n = 0u64;
+        self.scan(name, None, &mut |s, bit| {
+            if granted(s).contains(bit) {
+                n += 1;
+            }
+            true
+        })?;
+        Some(n)
+    }
+
+    /// Walks a segment's members in order, a chunk at a time: the locks are released
+    /// before `visit` runs (it is the caller's consent lookup, which may take its own
+    /// locks), and a long count never holds up the ingest path. `visit` returns whether
+    /// to go on. A member set changing between chunks is seen as it is then.
+    fn scan(
+        &self,
+        name: &str,
+        after: Option<SubjectId>,
+        visit: &mut dyn FnMut(&SubjectId, u8) -> bool,
+    ) -> Option<()> {
+        use std::ops::Bound;
+        const CHUNK: usize = 1024;
+        let mut cursor = after;
+        loop {
+            let (bit, chunk): (u8, Vec<SubjectId>) = {
+                let reg = self.reg.read();
+                let (_, seg) = reg.seg_by_name(name)?;
+                let members = seg.members.lock();
+                let lower = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+                let chunk = members
+                    .range((lower, Bound::Unbounded))
+                    .take(CHUNK)
+                    .copied()
+                    .collect();
+                (seg.bit, chunk)
+            };
+            for s in &chunk {
+                if !visit(s, bit) {
+                    return Some(());
+                }
+            }
+            if chunk.len() < CHUNK {
+                return Some(());
+            }
+            cursor = chunk.last().copied();
+        }
     }
 
     /// The reasons `rule` holds for the subject over the facts kept for `purpose_bit`
