@@ -1737,6 +1737,42 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn concurrent_ingest_agrees_with_sequential() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Engine>();
+        let rule = r#"count(track "A") in last 3 days >= 40 and seen(track "B") within 2 days"#;
+        let (a, b) = (Engine::new(10), Engine::new(10));
+        let _ = def(&a, "x", P0, rule);
+        let _ = def(&b, "x", P0, rule);
+        let work = |e: &Engine, t: u8| {
+            for i in 0..200u32 {
+                let s = subject((i % 8) as u8);
+                let ev = if (i + u32::from(t)) % 5 == 0 {
+                    "B"
+                } else {
+                    "A"
+                };
+                e.apply_event(s, p(&[0]), 8 + i64::from(i % 3), &track(ev, &[]));
+            }
+        };
+        std::thread::scope(|sc| {
+            for t in 0..4 {
+                let a = &a;
+                sc.spawn(move || work(a, t));
+            }
+        });
+        for t in 0..4 {
+            work(&b, t);
+        }
+        let everyone = |_: &SubjectId| all_p();
+        assert_eq!(
+            a.members("x", &everyone, None, 100),
+            b.members("x", &everyone, None, 100)
+        );
+        assert!(a.count("x", &everyone).unwrap() > 0);
+    }
+
     /// Throughput with 100 segments; run with
     /// `cargo test --release -p candor-segments -- --ignored throughput --nocapture`.
     #[test]
