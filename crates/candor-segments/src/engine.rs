@@ -682,8 +682,9 @@ fn snapshot(reg: &Registry) -> Vec<(u8, u32, PurposeSet, bool, u16)> {
     for (i, (_, n)) in reg.traits.iter().enumerate() {
         out.push((1, i as u32, n.purposes, n.live, n.keep));
     }
+    // Field values are kept for every purpose alike: only whether one is kept counts.
     for (i, (_, n)) in reg.fields.iter().enumerate() {
-        out.push((2, i as u32, n.purposes, n.live, n.keep));
+        out.push((2, i as u32, PurposeSet::EMPTY, n.live, 0));
     }
     out
 }
@@ -1677,6 +1678,10 @@ pub(crate) mod tests {
         assert!(d.needs_replay && d.replaced, "a longer window");
         let d = def(&e, "c", 1, r#"count(track "A") in last 5 days >= 2"#);
         assert!(d.needs_replay, "another purpose's facts");
+        let d = def(&e, "f0", 0, "field.shoe_size exists");
+        assert!(d.needs_replay, "a field not kept before");
+        let d = def(&e, "f1", 1, "field.shoe_size > 3");
+        assert!(!d.needs_replay, "field values serve every purpose");
         let e2 = Engine::new(0);
         let bad = SegmentDef {
             name: "x".into(),
