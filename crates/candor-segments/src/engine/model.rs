@@ -149,6 +149,12 @@ enum Op {
     Advance {
         days: i64,
     },
+    /// Replace segment `seg`'s definition (the server then rebuilds if told to).
+    Redefine {
+        seg: usize,
+        bit: u8,
+        rule: Rule,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -165,6 +171,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (s.clone(), 1u64..4).prop_map(|(s, purposes)| Op::Withdraw { s, purposes }),
         1 => s.prop_map(|s| Op::Forget { s }),
         1 => (1i64..3).prop_map(|days| Op::Advance { days }),
+        1 => (0..SEGS, 0u8..2, rule()).prop_map(|(seg, bit, rule)| Op::Redefine { seg, bit, rule }),
     ]
 }
 
@@ -418,7 +425,7 @@ proptest! {
         ops in prop::collection::vec(op(), 1..40),
     ) {
         let mut m = Model { today: 1000, ..Model::default() };
-        let e = Engine::new(m.today);
+        let mut e = Engine::new(m.today);
         for (i, (rule, bit)) in rules.into_iter().enumerate() {
             let d = SegmentDef { name: format!("s{i}"), purpose_bit: bit, rule };
             prop_assert!(e.define(d.clone()).is_ok());
@@ -472,6 +479,16 @@ proptest! {
                 Op::Advance { days } => {
                     m.today += days;
                     e.advance(m.today);
+                }
+                Op::Redefine { seg, bit, rule } => {
+                    let d = SegmentDef { name: format!("s{seg}"), purpose_bit: *bit, rule: rule.clone() };
+                    let defined = e.define(d.clone());
+                    prop_assert!(defined.is_ok());
+                    m.defs[*seg] = d;
+                    if defined.is_ok_and(|d| d.needs_replay) {
+                        // What the server does: a fresh engine fed the stored history.
+                        e = replay(&m);
+                    }
                 }
             }
             assert_same(&e, &m, &format!("step {step} {op:?}"))?;
