@@ -178,7 +178,7 @@ fn field_test(spec: &FieldSpec, test: &Test) -> Result<(), String> {
         let input = match s {
             Scalar::Text(t) => FieldInput::Text(t),
             Scalar::Number(n) => FieldInput::Number(*n),
-            Scalar::Bool(_) => return Err(format!("a {kind} field never holds true or false")),
+            Scalar::Bool(_) => return Err(format!("{kind} fields never hold true or false")),
         };
         spec.parse_value(input)
             .map(|_| ())
@@ -203,5 +203,183 @@ fn field_test(spec: &FieldSpec, test: &Test) -> Result<(), String> {
             value(s)
         }
         Test::In(v) => v.iter().try_for_each(value),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::text::parse_text;
+    use candor_core::field::{FieldName, FieldSpec};
+    use candor_core::ids::CategoryId;
+    use candor_core::purpose::{Category, EventRule, Notice, Purpose};
+    use std::collections::BTreeMap;
+
+    fn pid(s: &str) -> PurposeId {
+        PurposeId::parse(s).unwrap()
+    }
+
+    fn purpose(id: &str, bit: u8, cats: &[&str]) -> Purpose {
+        Purpose {
+            id: pid(id),
+            bit,
+            title: id.into(),
+            notice: Notice::new(1, format!("We use data for {id}.")),
+            categories: cats.iter().map(|c| CategoryId::parse(c).unwrap()).collect(),
+            retention_days: 30,
+            recipients: vec![],
+            sale_or_sharing: false,
+            tcf_purposes: vec![],
+            tcf_special_features: vec![],
+            usnat_opt_outs: vec![],
+            dpv: None,
+            consent_mode: vec![],
+            translations: BTreeMap::new(),
+        }
+    }
+
+    /// personalization (bit 0) covers app usage and profile; ads_insights (bit 1) covers
+    /// browsing only. Track events are app usage, except "Purchase" (unmapped); pages are
+    /// browsing; identify is profile.
+    pub fn catalog() -> Catalog {
+        let cat = |s: &str| Category {
+            id: CategoryId::parse(s).unwrap(),
+            description: String::new(),
+        };
+        let rule = |kind, name: Option<&str>, c: &str| {
+            (
+                EventRule {
+                    kind,
+                    name: name.map(str::to_owned),
+                },
+                CategoryId::parse(c).unwrap(),
+            )
+        };
+        Catalog::new(
+            vec![
+                purpose("personalization", 0, &["app_usage", "profile"]),
+                purpose("ads_insights", 1, &["browsing"]),
+            ],
+            vec![cat("app_usage"), cat("browsing"), cat("profile")],
+            vec![
+                rule(EventKind::Track, None, "app_usage"),
+                rule(EventKind::Page, None, "browsing"),
+                rule(EventKind::Identify, None, "profile"),
+            ],
+        )
+        .unwrap()
+    }
+
+    pub fn fields() -> FieldCatalog {
+        let spec = |name: &str, label: &str, kind, purposes: &[&str]| {
+            FieldSpec::new(
+                FieldName::parse(name).unwrap(),
+                label.into(),
+                kind,
+                purposes.iter().map(|p| pid(p)).collect(),
+                false,
+            )
+            .unwrap()
+        };
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        FieldCatalog::new(vec![
+            spec(
+                "age_band",
+                "Age band",
+                FieldKind::OneOf {
+                    values: list(&["18-24", "25-34", "35-44"]),
+                },
+                &["personalization", "ads_insights"],
+            ),
+            spec(
+                "interests",
+                "Interests",
+                FieldKind::ManyOf {
+                    values: list(&["running", "cycling"]),
+                },
+                &["personalization"],
+            ),
+            spec(
+                "shoe_size",
+                "Shoe size",
+                FieldKind::Integer { min: 30, max: 50 },
+                &["personalization"],
+            ),
+            spec(
+                "birth_month",
+                "Birth month",
+                FieldKind::Month,
+                &["personalization"],
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn run(rule: &str, purpose: &str) -> Result<(), CheckError> {
+        let segs = |name: &str| match name {
+            "mine" => Some(pid("personalization")),
+            "theirs" => Some(pid("ads_insights")),
+            _ => None,
+        };
+        check(
+            &parse_text(rule).unwrap(),
+            &pid(purpose),
+            &catalog(),
+            &fields(),
+            &segs,
+        )
+    }
+
+    #[test]
+    fn allowed_rules_pass() {
+        for r in [
+            r#"field.age_band = "25-34" and field.interests has "running""#,
+            "field.shoe_size >= 42 and field.birth_month in [1, 2]",
+            r#"field.age_band in ["18-24", "25-34"] or field.shoe_size = "42""#,
+            r#"trait.plan = "gold""#,
+            r#"days(track "App Session" where c = "x") in last 30 days >= 3"#,
+            r#"segment "mine""#,
+        ] {
+            assert_eq!(run(r, "personalization"), Ok(()), "{r}");
+        }
+        assert_eq!(run(r#"seen(page) within 3 days"#, "ads_insights"), Ok(()));
+    }
+
+    #[test]
+    fn refusals_name_field_events_and_purpose() {
+        let cases = [
+            ("field.nope exists", "personalization", "unknown_field", "unknown field nope"),
+            (
+                "field.shoe_size exists",
+                "ads_insights",
+                "field_not_allowed",
+                "field shoe_size may not be used for purpose ads_insights",
+            ),
+            (r#"field.age_band has "x""#, "personalization", "bad_test", "field age_band: has applies to many_of fields, not one_of"),
+            (r#"field.age_band > "18-24""#, "personalization", "bad_test", "field age_band: > compares integer and month fields only, not one_of"),
+            (r#"field.age_band = "99""#, "personalization", "bad_test", "field age_band: a value in the rule does not fit: must be one of: 18-24, 25-34, 35-44"),
+            ("field.shoe_size = 99", "personalization", "bad_test", "field shoe_size: a value in the rule does not fit: must be a whole number from 30 to 50"),
+            ("field.shoe_size = true", "personalization", "bad_test", "field shoe_size: integer fields never hold true or false"),
+            (r#"field.interests = "running""#, "personalization", "bad_test", "field interests: a value in the rule does not fit: expected a list of the listed values"),
+            (r#"trait.plan = "gold""#, "ads_insights", "trait_not_allowed", "trait plan may not be used for purpose ads_insights"),
+            (
+                "count(track) in last 3 days > 1",
+                "ads_insights",
+                "events_not_allowed",
+                "events track (data category app_usage) may not be used for purpose ads_insights",
+            ),
+            ("seen(screen) within 3 days", "personalization", "unmapped_events", "events screen are not mapped to a data category"),
+            (r#"segment "theirs""#, "personalization", "segment_not_allowed", "segment theirs belongs to another purpose than personalization"),
+            (r#"segment "ghost""#, "personalization", "unknown_segment", "unknown segment ghost"),
+            ("field.age_band exists", "marketing", "unknown_purpose", "unknown purpose marketing"),
+        ];
+        for (rule, purpose, code, message) in cases {
+            let e = run(rule, purpose).unwrap_err();
+            assert_eq!(
+                (e.code(), e.to_string()),
+                (code, message.to_owned()),
+                "{rule}"
+            );
+        }
     }
 }

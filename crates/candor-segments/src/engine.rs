@@ -210,6 +210,15 @@ impl Facts {
     }
 }
 
+/// Inserts keeping capacity exact: these vectors are small and long-lived, one set per
+/// subject, so the default doubling (at least 4 slots) would dominate memory.
+fn insert_tight<T>(v: &mut Vec<T>, i: usize, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(1);
+    }
+    v.insert(i, x);
+}
+
 /// The UTC days `[today - window + 1, today]`.
 fn in_window(day: i32, today: i64, window: u16) -> bool {
     let d = i64::from(day);
@@ -582,7 +591,7 @@ impl Registry {
         let key = slot as u32;
         match (facts.member.binary_search(&key), now) {
             (Err(i), true) => {
-                facts.member.insert(i, key);
+                insert_tight(&mut facts.member, i, key);
                 seg.members.lock().insert(*subject);
             }
             (Ok(i), false) => {
@@ -673,8 +682,9 @@ fn snapshot(reg: &Registry) -> Vec<(u8, u32, PurposeSet, bool, u16)> {
     for (i, (_, n)) in reg.traits.iter().enumerate() {
         out.push((1, i as u32, n.purposes, n.live, n.keep));
     }
+    // Field values are kept for every purpose alike: only whether one is kept counts.
     for (i, (_, n)) in reg.fields.iter().enumerate() {
-        out.push((2, i as u32, n.purposes, n.live, n.keep));
+        out.push((2, i as u32, PurposeSet::EMPTY, n.live, 0));
     }
     out
 }
@@ -900,6 +910,10 @@ impl Engine {
             if changes.is_empty() {
                 return;
             }
+            if !shard.contains_key(&subject) {
+                // Becoming known can change every segment (`not ...` rules).
+                touched.extend(0..reg.segs.len());
+            }
             let facts = shard.entry(subject).or_default();
             for (bit, id, v) in changes {
                 match facts
@@ -907,7 +921,7 @@ impl Engine {
                     .binary_search_by_key(&(bit, id), |t| (t.0, t.1))
                 {
                     Ok(i) => facts.traits[i].2 = v,
-                    Err(i) => facts.traits.insert(i, (bit, id, v)),
+                    Err(i) => insert_tight(&mut facts.traits, i, (bit, id, v)),
                 }
             }
         } else {
@@ -943,6 +957,9 @@ impl Engine {
             if hits.is_empty() {
                 return;
             }
+            if !shard.contains_key(&subject) {
+                touched.extend(0..reg.segs.len());
+            }
             let facts = shard.entry(subject).or_default();
             for (atom, bits, keep) in hits {
                 for bit in bits.iter() {
@@ -952,7 +969,8 @@ impl Engine {
                     {
                         Ok(i) => i,
                         Err(i) => {
-                            facts.usage.insert(
+                            insert_tight(
+                                &mut facts.usage,
                                 i,
                                 Usage {
                                     bit,
@@ -966,7 +984,7 @@ impl Engine {
                     let days = &mut facts.usage[i].days;
                     match days.binary_search_by_key(&d, |x| x.0) {
                         Ok(j) => days[j].1 = days[j].1.saturating_add(1),
-                        Err(j) => days.insert(j, (d, 1)),
+                        Err(j) => insert_tight(days, j, (d, 1)),
                     }
                     // Keep it compact while we are here.
                     let today = reg.today;
@@ -993,12 +1011,18 @@ impl Engine {
             return;
         };
         let mut shard = self.shards[shard_of(&subject)].lock();
+        let all: Vec<usize>;
+        let mut slots = &need.segs[..];
         match value {
             Some(v) => {
+                if !shard.contains_key(&subject) {
+                    all = (0..reg.segs.len()).collect();
+                    slots = &all;
+                }
                 let facts = shard.entry(subject).or_default();
                 match facts.fields.binary_search_by_key(&id, |f| f.0) {
                     Ok(i) => facts.fields[i].1 = v,
-                    Err(i) => facts.fields.insert(i, (id, v)),
+                    Err(i) => insert_tight(&mut facts.fields, i, (id, v)),
                 }
             }
             None => {
@@ -1013,7 +1037,7 @@ impl Engine {
                 }
             }
         }
-        Self::settle(&reg, &mut shard, subject, &need.segs);
+        Self::settle(&reg, &mut shard, subject, slots);
     }
 
     /// Re-evaluates `slots` for a subject, or drops it if it has no facts left.
@@ -1112,32 +1136,67 @@ impl Engine {
         after: Option<SubjectId>,
         limit: usize,
     ) -> Option<Vec<SubjectId>> {
-        use std::ops::Bound;
-        let reg = self.reg.read();
-        let (_, seg) = reg.seg_by_name(name)?;
-        let members = seg.members.lock();
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        Some(
-            members
-                .range((lower, Bound::Unbounded))
-                .filter(|s| granted(s).contains(seg.bit))
-                .take(limit)
-                .copied()
-                .collect(),
-        )
+        let mut out = Vec::new();
+        if limit == 0 {
+            return self.reg.read().seg_by_name(name).map(|_| out);
+        }
+        self.scan(name, after, &mut |s, bit| {
+            if granted(s).contains(bit) {
+                out.push(*s);
+            }
+            out.len() < limit
+        })?;
+        Some(out)
     }
 
     /// How many members grant the segment's purpose now. `None`: no such segment.
     pub fn count(&self, name: &str, granted: &dyn Fn(&SubjectId) -> PurposeSet) -> Option<u64> {
-        let reg = self.reg.read();
-        let (_, seg) = reg.seg_by_name(name)?;
-        let members = seg.members.lock();
-        Some(
-            members
-                .iter()
-                .filter(|s| granted(s).contains(seg.bit))
-                .count() as u64,
-        )
+        let mut n = 0u64;
+        self.scan(name, None, &mut |s, bit| {
+            if granted(s).contains(bit) {
+                n += 1;
+            }
+            true
+        })?;
+        Some(n)
+    }
+
+    /// Walks a segment's members in order, a chunk at a time: the locks are released
+    /// before `visit` runs (it is the caller's consent lookup, which may take its own
+    /// locks), and a long count never holds up the ingest path. `visit` returns whether
+    /// to go on. A member set changing between chunks is seen as it is then.
+    fn scan(
+        &self,
+        name: &str,
+        after: Option<SubjectId>,
+        visit: &mut dyn FnMut(&SubjectId, u8) -> bool,
+    ) -> Option<()> {
+        use std::ops::Bound;
+        const CHUNK: usize = 1024;
+        let mut cursor = after;
+        loop {
+            let (bit, chunk): (u8, Vec<SubjectId>) = {
+                let reg = self.reg.read();
+                let (_, seg) = reg.seg_by_name(name)?;
+                let members = seg.members.lock();
+                let lower = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+                let chunk = members
+                    .range((lower, Bound::Unbounded))
+                    .take(CHUNK)
+                    .copied()
+                    .collect();
+                (seg.bit, chunk)
+            };
+            for s in &chunk {
+                if !visit(s, bit) {
+                    return Some(());
+                }
+            }
+            if chunk.len() < CHUNK {
+                return Some(());
+            }
+            cursor = chunk.last().copied();
+        }
     }
 
     /// The reasons `rule` holds for the subject over the facts kept for `purpose_bit`
@@ -1255,3 +1314,541 @@ fn compile_ro(reg: &Registry, rule: &Rule) -> Node {
         },
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::text::parse_text;
+
+    /// An event as the tests build it.
+    #[derive(Clone, Debug)]
+    pub struct Ev {
+        pub kind: EventKind,
+        pub name: Option<String>,
+        pub props: Vec<(String, Scalar)>,
+        pub traits: Vec<(String, Scalar)>,
+    }
+
+    impl EventView for Ev {
+        fn kind(&self) -> EventKind {
+            self.kind
+        }
+        fn name(&self) -> Option<&str> {
+            self.name.as_deref()
+        }
+        fn property(&self, name: &str) -> Option<Scalar> {
+            self.props.iter().find(|p| p.0 == name).map(|p| p.1.clone())
+        }
+        fn trait_value(&self, name: &str) -> Option<Scalar> {
+            self.traits
+                .iter()
+                .find(|p| p.0 == name)
+                .map(|p| p.1.clone())
+        }
+    }
+
+    pub fn track(name: &str, props: &[(&str, Scalar)]) -> Ev {
+        Ev {
+            kind: EventKind::Track,
+            name: Some(name.into()),
+            props: props
+                .iter()
+                .map(|(k, v)| ((*k).into(), v.clone()))
+                .collect(),
+            traits: vec![],
+        }
+    }
+
+    pub fn identify(traits: &[(&str, Scalar)]) -> Ev {
+        Ev {
+            kind: EventKind::Identify,
+            name: None,
+            props: vec![],
+            traits: traits
+                .iter()
+                .map(|(k, v)| ((*k).into(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn subject(n: u8) -> SubjectId {
+        SubjectId::from_bytes([n; 16])
+    }
+
+    fn def(e: &Engine, name: &str, bit: u8, rule: &str) -> Defined {
+        e.define(SegmentDef {
+            name: name.into(),
+            purpose_bit: bit,
+            rule: parse_text(rule).unwrap(),
+        })
+        .unwrap()
+    }
+
+    fn all_p() -> PurposeSet {
+        PurposeSet::from_bits(u64::MAX)
+    }
+    const P0: u8 = 0;
+
+    fn p(bits: &[u8]) -> PurposeSet {
+        let mut s = PurposeSet::EMPTY;
+        for b in bits {
+            s.insert(*b);
+        }
+        s
+    }
+
+    fn member(e: &Engine, seg: &str, s: u8) -> bool {
+        e.is_member(seg, &subject(s), PurposeSet::from_bits(u64::MAX))
+            .unwrap()
+    }
+
+    #[test]
+    fn windows_are_utc_days_ending_today() {
+        let e = Engine::new(100);
+        let _ = def(&e, "recent", P0, r#"count(track "A") in last 7 days >= 1"#);
+        let a = track("A", &[]);
+        e.apply_event(subject(1), p(&[0]), 94, &a); // 6 days ago: inside
+        e.apply_event(subject(2), p(&[0]), 93, &a); // 7 days ago: outside, ignored
+        assert!(member(&e, "recent", 1));
+        assert!(!member(&e, "recent", 2));
+        assert_eq!(
+            e.subjects(),
+            1,
+            "an event older than every window keeps nothing"
+        );
+        e.advance(101);
+        assert!(!member(&e, "recent", 1));
+        assert_eq!(e.subjects(), 0, "pruned at rollover");
+        // A future day counts once it is inside the window.
+        e.apply_event(subject(3), p(&[0]), 102, &a);
+        assert!(!member(&e, "recent", 3));
+        e.advance(102);
+        assert!(member(&e, "recent", 3));
+    }
+
+    #[test]
+    fn distinct_days_versus_count_and_recency() {
+        let e = Engine::new(50);
+        let _ = def(&e, "busy", P0, r#"count(track "A") in last 30 days >= 4"#);
+        let _ = def(&e, "regular", P0, r#"days(track "A") in last 30 days >= 3"#);
+        let _ = def(&e, "lately", P0, r#"seen(track "A") within 3 days"#);
+        let a = track("A", &[]);
+        for day in [40, 40, 40, 45] {
+            e.apply_event(subject(1), p(&[0]), day, &a);
+        }
+        assert!(member(&e, "busy", 1));
+        assert!(!member(&e, "regular", 1));
+        assert!(!member(&e, "lately", 1));
+        e.apply_event(subject(1), p(&[0]), 48, &a);
+        assert!(member(&e, "regular", 1) && member(&e, "lately", 1));
+        e.advance(51);
+        assert!(!member(&e, "lately", 1), "48 is 3 days before 51");
+        let why = e
+            .explain(
+                &parse_text(r#"seen(track "A") within 5 days"#).unwrap(),
+                P0,
+                &subject(1),
+                &FieldCatalog::default(),
+            )
+            .unwrap();
+        assert_eq!(why[0].sentence(), "you last used A 3 days ago");
+        let why = e
+            .explain(
+                &parse_text(r#"days(track "A") in last 30 days >= 3"#).unwrap(),
+                P0,
+                &subject(1),
+                &FieldCatalog::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            why[0].sentence(),
+            "you used A on 3 days in the last 30 days"
+        );
+    }
+
+    #[test]
+    fn props_and_names_narrow_the_match() {
+        let e = Engine::new(10);
+        let _ = def(
+            &e,
+            "fit",
+            P0,
+            r#"count(track "S" where cat = "fitness") in last 2 days >= 1"#,
+        );
+        let _ = def(&e, "any", P0, "count(track) in last 2 days >= 2");
+        assert!(e.wants_event(p(&[0]), EventKind::Track, Some("S")));
+        assert!(
+            e.wants_event(p(&[0]), EventKind::Track, Some("other")),
+            "any name"
+        );
+        assert!(!e.wants_event(p(&[1]), EventKind::Track, Some("S")));
+        assert!(!e.wants_event(p(&[0]), EventKind::Page, None));
+        assert!(!e.wants_traits(p(&[0])));
+        e.apply_event(
+            subject(1),
+            p(&[0]),
+            10,
+            &track("S", &[("cat", Scalar::Text("food".into()))]),
+        );
+        assert!(!member(&e, "fit", 1) && !member(&e, "any", 1));
+        e.apply_event(
+            subject(1),
+            p(&[0]),
+            9,
+            &track("S", &[("cat", Scalar::Text("fitness".into()))]),
+        );
+        assert!(member(&e, "fit", 1) && member(&e, "any", 1));
+    }
+
+    #[test]
+    fn fields_negation_in_has_and_numbers() {
+        let e = Engine::new(0);
+        let _ = def(&e, "young", P0, r#"field.age_band in ["18-24", "25-34"]"#);
+        let _ = def(&e, "runner", P0, r#"field.interests has "running""#);
+        let _ = def(
+            &e,
+            "big",
+            P0,
+            "field.shoe_size >= 42 and field.shoe_size < 46",
+        );
+        let _ = def(
+            &e,
+            "not_young",
+            P0,
+            r#"not field.age_band = "18-24" and field.shoe_size exists"#,
+        );
+        let f = |n: &str| FieldName::parse(n).unwrap();
+        e.set_field(
+            subject(1),
+            &f("age_band"),
+            Some(FieldValue::One("25-34".into())),
+        );
+        e.set_field(
+            subject(1),
+            &f("interests"),
+            Some(FieldValue::Many(vec!["cycling".into(), "running".into()])),
+        );
+        e.set_field(subject(1), &f("shoe_size"), Some(FieldValue::Integer(42)));
+        e.set_field(subject(1), &f("unused"), Some(FieldValue::Integer(1)));
+        assert!(member(&e, "young", 1) && member(&e, "runner", 1));
+        assert!(member(&e, "big", 1) && member(&e, "not_young", 1));
+        e.set_field(subject(1), &f("shoe_size"), Some(FieldValue::Integer(46)));
+        assert!(!member(&e, "big", 1));
+        e.set_field(
+            subject(1),
+            &f("age_band"),
+            Some(FieldValue::One("18-24".into())),
+        );
+        assert!(!member(&e, "not_young", 1) && member(&e, "young", 1));
+        e.set_field(subject(1), &f("age_band"), None);
+        assert!(!member(&e, "young", 1));
+        assert!(
+            member(&e, "not_young", 1),
+            "an absent field fails the test; not flips it"
+        );
+        e.set_field(subject(1), &f("shoe_size"), None);
+        e.set_field(subject(1), &f("interests"), None);
+        assert_eq!(e.subjects(), 0, "no facts left: no longer known");
+    }
+
+    #[test]
+    fn traits_follow_the_latest_identify_per_purpose() {
+        let e = Engine::new(0);
+        let _ = def(&e, "gold", P0, r#"trait.plan = "gold""#);
+        let _ = def(&e, "gold1", 1, r#"trait.plan = "gold""#);
+        assert!(e.wants_traits(p(&[1])));
+        e.apply_event(
+            subject(1),
+            p(&[0, 1]),
+            0,
+            &identify(&[("plan", Scalar::Text("gold".into()))]),
+        );
+        assert!(member(&e, "gold", 1) && member(&e, "gold1", 1));
+        e.apply_event(
+            subject(1),
+            p(&[0]),
+            0,
+            &identify(&[("plan", Scalar::Text("silver".into()))]),
+        );
+        assert!(!member(&e, "gold", 1) && member(&e, "gold1", 1));
+        e.apply_event(
+            subject(1),
+            p(&[0]),
+            0,
+            &identify(&[("other", Scalar::Bool(true))]),
+        );
+        assert!(
+            !member(&e, "gold", 1),
+            "an identify without the trait keeps it"
+        );
+    }
+
+    #[test]
+    fn withdrawal_drops_facts_and_consent_is_read_at_query_time() {
+        let e = Engine::new(5);
+        let _ = def(&e, "a0", 0, r#"count(track "A") in last 3 days >= 2"#);
+        let _ = def(&e, "a1", 1, r#"count(track "A") in last 3 days >= 2"#);
+        let a = track("A", &[]);
+        e.apply_event(subject(1), p(&[0, 1]), 5, &a);
+        e.apply_event(subject(1), p(&[0, 1]), 5, &a);
+        assert!(member(&e, "a0", 1) && member(&e, "a1", 1));
+        // Consent at read time.
+        assert_eq!(e.is_member("a1", &subject(1), p(&[0])), Some(false));
+        assert_eq!(e.count("a1", &|_| p(&[0])), Some(0));
+        assert_eq!(e.count("a0", &|_| p(&[0])), Some(1));
+        assert_eq!(e.is_member("nope", &subject(1), p(&[0])), None);
+        e.withdraw(subject(1), p(&[1]));
+        assert!(member(&e, "a0", 1) && !member(&e, "a1", 1));
+        // A re-grant starts empty.
+        e.apply_event(subject(1), p(&[0, 1]), 5, &a);
+        assert!(!member(&e, "a1", 1));
+        e.forget(subject(1));
+        assert!(!member(&e, "a0", 1));
+        assert_eq!(e.subjects(), 0);
+    }
+
+    #[test]
+    fn segment_references_follow_their_target() {
+        let e = Engine::new(0);
+        let _ = def(&e, "base", P0, "field.shoe_size >= 42");
+        let _ = def(
+            &e,
+            "derived",
+            P0,
+            r#"segment "base" and not trait.vip = true"#,
+        );
+        let _ = def(&e, "loop_a", P0, r#"segment "loop_b""#);
+        let _ = def(&e, "loop_b", P0, r#"segment "loop_a""#);
+        let f = FieldName::parse("shoe_size").unwrap();
+        e.set_field(subject(1), &f, Some(FieldValue::Integer(43)));
+        assert!(member(&e, "derived", 1));
+        assert!(!member(&e, "loop_a", 1));
+        // A change of the target's fact re-evaluates the referencing segment.
+        e.set_field(subject(1), &f, Some(FieldValue::Integer(40)));
+        assert!(!member(&e, "derived", 1));
+        e.set_field(subject(1), &f, Some(FieldValue::Integer(44)));
+        // Redefining the target re-evaluates the referencing segment.
+        let _ = def(&e, "base", P0, "field.shoe_size >= 45");
+        assert!(!member(&e, "derived", 1));
+        e.remove("base");
+        assert_eq!(e.is_member("base", &subject(1), all_p()), None);
+        assert!(!member(&e, "derived", 1));
+    }
+
+    #[test]
+    fn members_are_paged_in_subject_order() {
+        let e = Engine::new(0);
+        let _ = def(&e, "s", P0, "field.shoe_size exists");
+        let f = FieldName::parse("shoe_size").unwrap();
+        for n in [5u8, 1, 9, 3] {
+            e.set_field(subject(n), &f, Some(FieldValue::Integer(1)));
+        }
+        let all = |_: &SubjectId| all_p();
+        assert_eq!(
+            e.members("s", &all, None, 2),
+            Some(vec![subject(1), subject(3)])
+        );
+        assert_eq!(
+            e.members("s", &all, Some(subject(3)), 10),
+            Some(vec![subject(5), subject(9)])
+        );
+        let not5 = |s: &SubjectId| {
+            if *s == subject(5) {
+                PurposeSet::EMPTY
+            } else {
+                all_p()
+            }
+        };
+        assert_eq!(
+            e.members("s", &not5, Some(subject(1)), 10),
+            Some(vec![subject(3), subject(9)])
+        );
+        assert_eq!(e.count("s", &not5), Some(3));
+        assert_eq!(e.members("x", &all, None, 1), None);
+    }
+
+    #[test]
+    fn define_reports_when_history_must_be_replayed() {
+        let e = Engine::new(0);
+        let d = def(&e, "a", P0, r#"count(track "A") in last 7 days >= 1"#);
+        assert!(d.needs_replay && !d.replaced);
+        let d = def(&e, "b", P0, r#"count(track "A") in last 5 days >= 2"#);
+        assert!(!d.needs_replay, "a shorter window of kept facts");
+        let d = def(&e, "b", P0, r#"count(track "A") in last 9 days >= 2"#);
+        assert!(d.needs_replay && d.replaced, "a longer window");
+        let d = def(&e, "c", 1, r#"count(track "A") in last 5 days >= 2"#);
+        assert!(d.needs_replay, "another purpose's facts");
+        let d = def(&e, "f0", 0, "field.shoe_size exists");
+        assert!(d.needs_replay, "a field not kept before");
+        let d = def(&e, "f1", 1, "field.shoe_size > 3");
+        assert!(!d.needs_replay, "field values serve every purpose");
+        let e2 = Engine::new(0);
+        let bad = SegmentDef {
+            name: "x".into(),
+            purpose_bit: 0,
+            rule: Rule::All(vec![]),
+        };
+        assert_eq!(e2.define(bad).unwrap_err().code(), "segment_syntax");
+    }
+
+    #[test]
+    fn reasons_follow_what_was_needed() {
+        let e = Engine::new(10);
+        let _ = def(
+            &e,
+            "x",
+            P0,
+            r#"field.shoe_size exists and seen(track "A") within 5 days"#,
+        );
+        let f = FieldName::parse("shoe_size").unwrap();
+        e.set_field(subject(1), &f, Some(FieldValue::Integer(44)));
+        let fc = FieldCatalog::default();
+        let explain = |r: &str| {
+            e.explain(&parse_text(r).unwrap(), P0, &subject(1), &fc)
+                .map(|v| v.iter().map(Reason::sentence).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            explain(
+                r#"seen(track "A") within 5 days or field.shoe_size > 40 or field.shoe_size > 41"#
+            ),
+            Some(vec!["your shoe size is 44".to_owned()]),
+            "only the first alternative that held"
+        );
+        assert_eq!(
+            explain(r#"field.shoe_size > 40 and not seen(track "A") within 5 days"#),
+            Some(vec![
+                "your shoe size is 44".to_owned(),
+                "you have not used A in the last 5 days".to_owned()
+            ])
+        );
+        assert_eq!(
+            explain(r#"not field.shoe_size = 40"#),
+            Some(vec![
+                "this did not apply to you: field.shoe_size = 40".to_owned()
+            ])
+        );
+        assert_eq!(explain("field.shoe_size < 40"), None);
+        assert_eq!(
+            e.explain(
+                &parse_text("not field.shoe_size exists").unwrap(),
+                P0,
+                &subject(9),
+                &fc
+            ),
+            Some(vec![Reason::Negated {
+                rule: "field.shoe_size exists".into()
+            }]),
+            "an unknown subject is evaluated over no facts"
+        );
+    }
+
+    #[test]
+    fn concurrent_ingest_agrees_with_sequential() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Engine>();
+        let rule = r#"count(track "A") in last 3 days >= 40 and seen(track "B") within 2 days"#;
+        let (a, b) = (Engine::new(10), Engine::new(10));
+        let _ = def(&a, "x", P0, rule);
+        let _ = def(&b, "x", P0, rule);
+        let work = |e: &Engine, t: u8| {
+            for i in 0..200u32 {
+                let s = subject((i % 8) as u8);
+                let ev = if (i + u32::from(t)) % 5 == 0 {
+                    "B"
+                } else {
+                    "A"
+                };
+                e.apply_event(s, p(&[0]), 8 + i64::from(i % 3), &track(ev, &[]));
+            }
+        };
+        std::thread::scope(|sc| {
+            for t in 0..4 {
+                let a = &a;
+                sc.spawn(move || work(a, t));
+            }
+        });
+        for t in 0..4 {
+            work(&b, t);
+        }
+        let everyone = |_: &SubjectId| all_p();
+        assert_eq!(
+            a.members("x", &everyone, None, 100),
+            b.members("x", &everyone, None, 100)
+        );
+        assert!(a.count("x", &everyone).unwrap() > 0);
+    }
+
+    /// Throughput with 100 segments; run with
+    /// `cargo test --release -p candor-segments -- --ignored throughput --nocapture`.
+    #[test]
+    #[ignore]
+    fn throughput() {
+        let e = Engine::new(1000);
+        for i in 0..100 {
+            let rule = format!(
+                r#"days(track "E{}" where k = {}) in last {} days >= 2 and field.shoe_size >= {}"#,
+                i % 20,
+                i % 3,
+                7 + i % 30,
+                30 + i % 10
+            );
+            let _ = def(&e, &format!("s{i}"), (i % 2) as u8, &rule);
+        }
+        let f = FieldName::parse("shoe_size").unwrap();
+        let subjects: Vec<SubjectId> = (0..10_000u32)
+            .map(|i| {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&i.to_le_bytes());
+                b[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+                SubjectId::from_bytes(b)
+            })
+            .collect();
+        for s in &subjects {
+            e.set_field(*s, &f, Some(FieldValue::Integer(40)));
+        }
+        let evs: Vec<Ev> = (0..60)
+            .map(|i| track(&format!("E{}", i % 20), &[("k", Scalar::Number(i / 20))]))
+            .collect();
+        let n = 1_000_000usize;
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            let s = subjects[i % subjects.len()];
+            let ev = &evs[(i * 7) % evs.len()];
+            e.apply_event(s, p(&[0, 1]), 990 + (i % 11) as i64, ev);
+        }
+        let per = start.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "100 segments, 10k subjects: {per:.0} ns per event, {} bytes per subject",
+            e.memory_bytes() / subjects.len()
+        );
+        let start = std::time::Instant::now();
+        e.advance(1001);
+        println!("advance over 10k subjects: {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn memory_per_subject_is_small() {
+        let e = Engine::new(1000);
+        let _ = def(&e, "a", P0, r#"days(track "A") in last 30 days >= 3"#);
+        let _ = def(&e, "b", P0, r#"seen(track "B") within 7 days"#);
+        let _ = def(&e, "c", P0, r#"field.shoe_size >= 42"#);
+        let f = FieldName::parse("shoe_size").unwrap();
+        let n = 10_000u32;
+        for i in 0..n {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            let s = SubjectId::from_bytes(b);
+            for d in 0..5 {
+                e.apply_event(s, p(&[0]), 995 + d, &track("A", &[]));
+            }
+            e.apply_event(s, p(&[0]), 999, &track("B", &[]));
+            e.set_field(s, &f, Some(FieldValue::Integer(42)));
+        }
+        let per = e.memory_bytes() / n as usize;
+        println!("bytes per subject (2 usage atoms x 5 days, 1 field, 3 memberships): {per}");
+        assert!(per < 450, "{per}");
+    }
+}
+
+#[cfg(test)]
+mod model;

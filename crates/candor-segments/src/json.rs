@@ -420,3 +420,174 @@ impl Json {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::parse_text;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn documented_shapes_parse() {
+        let cases = [
+            (
+                json!({"field": "age_band", "op": "eq", "value": "25-34"}),
+                r#"field.age_band = "25-34""#,
+            ),
+            (
+                json!({"field": "age_band", "op": "in", "values": ["18-24", "25-34"]}),
+                r#"field.age_band in ["18-24", "25-34"]"#,
+            ),
+            (
+                json!({"field": "birth_month", "op": "exists"}),
+                "field.birth_month exists",
+            ),
+            (
+                json!({"trait": "plan", "op": "eq", "value": "gold"}),
+                r#"trait.plan = "gold""#,
+            ),
+            (
+                json!({"usage": {"type": "track", "event": "App Session", "where": {"app_category": "fitness"}},
+                       "measure": "days", "window_days": 30, "op": "ge", "value": 3}),
+                r#"days(track "App Session" where app_category = "fitness") in last 30 days >= 3"#,
+            ),
+            (
+                json!({"seen": {"type": "page", "where": {"category": "travel"}}, "within_days": 14}),
+                r#"seen(page where category = "travel") within 14 days"#,
+            ),
+            (
+                json!({"segment": "frequent_travellers"}),
+                r#"segment "frequent_travellers""#,
+            ),
+            (
+                json!({"and": [{"not": {"field": "a", "op": "exists"}}, {"or": [{"segment": "x"}, {"segment": "y"}]}]}),
+                r#"not field.a exists and (segment "x" or segment "y")"#,
+            ),
+        ];
+        for (j, text) in cases {
+            let r = from_json(&j).unwrap_or_else(|e| panic!("{j}: {e}"));
+            assert_eq!(r, parse_text(text).unwrap());
+            assert_eq!(to_json(&r), j);
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_path() {
+        let cases = [
+            (
+                json!({"field": "a", "op": "exists", "extra": 1}),
+                "segment_syntax",
+                "$",
+            ),
+            (
+                json!({"and": [{"field": "a", "op": "exists"}, {"field": "a", "op": "nope"}]}),
+                "segment_syntax",
+                "$.and[1]",
+            ),
+            (
+                json!({"and": [{"field": "a", "op": "exists"}]}),
+                "segment_syntax",
+                "$",
+            ),
+            (
+                json!({"seen": {"type": "page"}, "within_days": 0}),
+                "segment_bad_window",
+                "$",
+            ),
+            (
+                json!({"seen": {"type": "identify"}, "within_days": 1}),
+                "segment_bad_event_kind",
+                "$.seen",
+            ),
+            (
+                json!({"seen": {"type": "page", "color": 1}, "within_days": 1}),
+                "segment_syntax",
+                "$.seen",
+            ),
+            (
+                json!({"field": "a", "op": "eq", "value": 1.5}),
+                "segment_syntax",
+                "$",
+            ),
+            (
+                json!({"field": "a", "trait": "b", "op": "exists"}),
+                "segment_syntax",
+                "$",
+            ),
+            (
+                json!({"trait": "a-b", "op": "exists"}),
+                "segment_bad_name",
+                "$",
+            ),
+            (json!({"segment": ""}), "segment_empty_name", "$"),
+            (json!([1]), "segment_syntax", "$"),
+        ];
+        for (j, code, path) in cases {
+            let e = from_json(&j).unwrap_err();
+            assert_eq!(
+                (e.code(), e.at().to_string()),
+                (code, path.to_owned()),
+                "{j}: {e}"
+            );
+        }
+        let mut deep = json!({"field": "a", "op": "exists"});
+        for _ in 0..100 {
+            deep = json!({ "not": deep });
+        }
+        assert_eq!(from_json(&deep).unwrap_err().code(), "segment_too_large");
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            prop::sample::select(vec![
+                "eq", "in", "has", "exists", "ge", "track", "page", "days", "count", "a", "x",
+            ])
+            .prop_map(|s| Value::String(s.into())),
+        ];
+        leaf.prop_recursive(4, 30, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "and",
+                        "or",
+                        "not",
+                        "field",
+                        "trait",
+                        "op",
+                        "value",
+                        "values",
+                        "usage",
+                        "seen",
+                        "segment",
+                        "type",
+                        "event",
+                        "where",
+                        "measure",
+                        "window_days",
+                        "within_days",
+                    ]),
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_json_never_panics(v in value()) {
+            if let Ok(r) = from_json(&v) {
+                prop_assert_eq!(from_json(&to_json(&r)), Ok(r.clone()));
+                prop_assert_eq!(parse_text(&r.to_string()), Ok(r));
+            }
+        }
+    }
+}

@@ -22,6 +22,8 @@ pub mod explain;
 pub mod json;
 pub mod personalize;
 pub mod rule;
+#[cfg(test)]
+mod testgen;
 pub mod text;
 
 pub use check::{check, CheckError};

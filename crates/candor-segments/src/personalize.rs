@@ -145,3 +145,109 @@ impl OfferCatalog {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::check;
+    use crate::check::tests::{catalog, fields};
+    use crate::engine::tests::track;
+    use crate::text::parse_text;
+    use candor_core::field::{FieldName, FieldValue};
+    use candor_core::ids::PurposeId;
+
+    fn offer(id: &str, placement: &str, priority: i32, when: Option<&str>) -> Offer {
+        Offer {
+            id: id.into(),
+            placement: placement.into(),
+            title: format!("Title {id}"),
+            priority,
+            when: when.map(|w| parse_text(w).unwrap()),
+        }
+    }
+
+    fn offers() -> OfferCatalog {
+        OfferCatalog::new(vec![
+            offer("home_default", "home", 0, None),
+            offer("home_default2", "home", 5, None),
+            offer(
+                "runners",
+                "home",
+                10,
+                Some(r#"field.interests has "running""#),
+            ),
+            offer(
+                "active",
+                "home",
+                10,
+                Some(r#"days(track "App Session") in last 30 days >= 2 or field.shoe_size >= 45"#),
+            ),
+            offer("never", "home", 99, Some("field.shoe_size < 30")),
+            offer("cart_default", "cart", 0, None),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn catalogs_need_unique_ids_and_a_default_per_placement() {
+        let e = OfferCatalog::new(vec![offer("a", "p", 0, None), offer("a", "q", 0, None)])
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("offer_duplicate_id", "offer a is defined twice")
+        );
+        let e = OfferCatalog::new(vec![offer("a", "p", 0, Some("field.x exists"))]).unwrap_err();
+        assert_eq!(e.code(), "offer_no_default");
+    }
+
+    #[test]
+    fn decisions_rank_targeted_offers_and_fill_with_defaults() {
+        let cat = offers();
+        let personalization = PurposeId::parse("personalization").unwrap();
+        for r in cat.rules() {
+            check(&r, &personalization, &catalog(), &fields(), &|_| None).unwrap();
+        }
+        let engine = Engine::new(100);
+        let d = engine.define_offers(0, &cat.rules()).unwrap();
+        assert!(d.needs_replay);
+        let s = SubjectId::from_bytes([7; 16]);
+        engine.set_field(
+            s,
+            &FieldName::parse("interests").unwrap(),
+            Some(FieldValue::Many(vec!["running".into()])),
+        );
+        for day in [95, 99] {
+            engine.apply_event(s, PurposeSet::single(0), day, &track("App Session", &[]));
+        }
+        let fc = fields();
+        let granted = PurposeSet::single(0);
+        let d = cat
+            .decide(&engine, "home", Some(&s), 0, granted, &fc, 3)
+            .unwrap();
+        assert!(d.personalized);
+        let ids: Vec<&str> = d.items.iter().map(|c| c.offer.id.as_str()).collect();
+        assert_eq!(ids, ["active", "runners", "home_default2"]);
+        let why: Vec<String> = d.items[0].reasons.iter().map(|r| r.sentence()).collect();
+        assert_eq!(why, ["you used App Session on 2 days in the last 30 days"]);
+        let why: Vec<String> = d.items[1].reasons.iter().map(|r| r.sentence()).collect();
+        assert_eq!(why, ["you told us your interests include running"]);
+        assert!(d.items[2].reasons.is_empty());
+
+        // Without the purpose, or without a subject: defaults only, nothing read.
+        for (subject, granted) in [(Some(&s), PurposeSet::single(1)), (None, granted)] {
+            let d = cat
+                .decide(&engine, "home", subject, 0, granted, &fc, 5)
+                .unwrap();
+            assert!(!d.personalized);
+            let ids: Vec<&str> = d.items.iter().map(|c| c.offer.id.as_str()).collect();
+            assert_eq!(ids, ["home_default2", "home_default"]);
+        }
+        let d = cat
+            .decide(&engine, "home", Some(&s), 0, granted, &fc, 1)
+            .unwrap();
+        assert_eq!(d.items.len(), 1);
+        assert!(cat
+            .decide(&engine, "nowhere", None, 0, granted, &fc, 1)
+            .is_none());
+    }
+}

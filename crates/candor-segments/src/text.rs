@@ -658,3 +658,160 @@ impl Parser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::{from_json, to_json};
+    use crate::testgen;
+    use proptest::prelude::*;
+
+    const EXAMPLES: &[&str] = &[
+        r#"field.age_band = "25-34""#,
+        r#"field.interests has "running""#,
+        "field.shoe_size >= 42",
+        r#"field.age_band in ["18-24", "25-34"]"#,
+        "field.birth_month exists",
+        r#"trait.plan = "gold""#,
+        "trait.newsletter = true",
+        r#"days(track "App Session" where app_category = "fitness") in last 30 days >= 3"#,
+        "count(screen) in last 7 days > 10",
+        r#"seen(page where category = "travel") within 14 days"#,
+        r#"segment "frequent_travellers""#,
+        r#"not field.age_band = "18-24""#,
+    ];
+
+    #[test]
+    fn examples_parse_and_print_canonically() {
+        for e in EXAMPLES {
+            let r = parse_text(e).unwrap_or_else(|err| panic!("{e}: {err}"));
+            assert_eq!(&r.to_string(), e);
+        }
+    }
+
+    #[test]
+    fn precedence_and_flattening() {
+        let r =
+            parse_text("field.a exists or field.b exists and not field.c exists or field.d exists")
+                .unwrap();
+        let Rule::Any(items) = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(items.len(), 3);
+        assert!(matches!(&items[1], Rule::All(v) if v.len() == 2 && matches!(v[1], Rule::Not(_))));
+        let r = parse_text(
+            "(field.a exists or field.b exists) and not (field.c exists and field.d exists)",
+        )
+        .unwrap();
+        assert_eq!(
+            r.to_string(),
+            "(field.a exists or field.b exists) and not (field.c exists and field.d exists)"
+        );
+        // Parentheses only group: a nested chain stays nested.
+        let r = parse_text("(field.a exists and field.b exists) and field.c exists").unwrap();
+        assert!(matches!(&r, Rule::All(v) if v.len() == 2));
+        assert_eq!(
+            parse_text("((field.a exists))").unwrap().to_string(),
+            "field.a exists"
+        );
+    }
+
+    #[test]
+    fn escapes_and_props_order() {
+        let r =
+            parse_text(r#"count(track "a \"b\" \\ c" where z = 1 and a = "x") in last 1 day < 2"#)
+                .unwrap();
+        assert_eq!(
+            r.to_string(),
+            r#"count(track "a \"b\" \\ c" where a = "x" and z = 1) in last 1 day < 2"#
+        );
+    }
+
+    #[test]
+    fn errors_carry_positions_and_codes() {
+        let cases: &[(&str, &str, usize)] = &[
+            ("field.age_band", "segment_syntax", 14),
+            ("field.a = ", "segment_syntax", 10),
+            ("field.A exists", "segment_bad_name", 6),
+            ("count(track) in last 0 days > 1", "segment_bad_window", 21),
+            (
+                "count(track) in last 401 days > 1",
+                "segment_bad_window",
+                21,
+            ),
+            ("seen(identify) within 3 days", "segment_bad_event_kind", 5),
+            ("segment \"\"", "segment_empty_name", 8),
+            (
+                "seen(page where a = 1 and a = 2) within 3 days",
+                "segment_bad_properties",
+                10,
+            ),
+            ("field.a = \"x", "segment_syntax", 10),
+            ("field.a = \"\\n\"", "segment_syntax", 11),
+            ("field.a = 99999999999999999999", "segment_syntax", 10),
+            ("field.a exists field.b exists", "segment_syntax", 15),
+        ];
+        for (src, code, pos) in cases {
+            let e = parse_text(src).unwrap_err();
+            assert_eq!((e.code(), e.position()), (*code, Some(*pos)), "{src}: {e}");
+        }
+        let long = format!("segment \"{}\"", "x".repeat(201));
+        assert_eq!(parse_text(&long).unwrap_err().code(), "segment_too_large");
+        let deep = format!("{}field.a exists", "not ".repeat(8));
+        assert_eq!(parse_text(&deep).unwrap_err().code(), "segment_too_large");
+        let ok = format!("{}field.a exists", "not ".repeat(7));
+        assert!(parse_text(&ok).is_ok());
+        let parens = format!("{}field.a exists{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert_eq!(parse_text(&parens).unwrap_err().code(), "segment_too_large");
+        let wide = vec!["field.a exists"; 65].join(" or ");
+        assert_eq!(parse_text(&wide).unwrap_err().code(), "segment_too_large");
+        let many = format!("field.a in [{}]", vec!["1"; 51].join(", "));
+        assert_eq!(parse_text(&many).unwrap_err().code(), "segment_too_large");
+        let props: Vec<String> = (0..9).map(|i| format!("p{i} = 1")).collect();
+        let props = format!("seen(page where {}) within 1 day", props.join(" and "));
+        assert_eq!(parse_text(&props).unwrap_err().code(), "segment_too_large");
+        // Errors never repeat the input.
+        let e = parse_text("field.a = \"secret-value")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn text_round_trips(r in testgen::rule()) {
+            let text = r.to_string();
+            prop_assert_eq!(parse_text(&text).map_err(|e| format!("{text}: {e}")), Ok(r.clone()));
+            // The JSON form agrees with the text form.
+            let json = to_json(&r);
+            prop_assert_eq!(from_json(&json), Ok(r.clone()));
+            let through = serde_json::to_string(&json).unwrap();
+            let back: serde_json::Value = serde_json::from_str(&through).unwrap();
+            prop_assert_eq!(from_json(&back).map(|r| r.to_string()), Ok(text));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(s in any::<String>()) {
+            if let Ok(r) = parse_text(&s) {
+                prop_assert_eq!(parse_text(&r.to_string()), Ok(r));
+            }
+        }
+
+        #[test]
+        fn rule_like_text_never_panics(
+            words in prop::collection::vec(prop::sample::select(vec![
+                "field", "trait", ".", "a", "=", "!=", "<", ">=", "in", "[", "]", ",", "has",
+                "exists", "not", "and", "or", "(", ")", "\"x\"", "1", "-", "true", "count",
+                "days", "seen", "track", "page", "where", "last", "within", "day", "segment",
+                "\"", "\\", "400", "401",
+            ]), 0..40)
+        ) {
+            let s = words.join(" ");
+            if let Ok(r) = parse_text(&s) {
+                prop_assert_eq!(parse_text(&r.to_string()), Ok(r));
+            }
+        }
+    }
+}
