@@ -96,8 +96,8 @@ pub async fn wallet(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedeemBody {
     user_id: Option<String>,
-    reward: String,
-    idempotency_key: String,
+    reward: Option<String>,
+    idempotency_key: Option<String>,
 }
 
 /// `POST /v1/me/loyalty/redeem`
@@ -115,16 +115,22 @@ pub async fn redeem(
     }
     let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
     let b: RedeemBody = parse_json(&text)?;
-    check_key(&b.idempotency_key)?;
     let named =
         crate::pipeline::consent::identities(&st.master, &actor, b.user_id.as_deref(), None)?;
     let subject = crate::pipeline::consent::resolve(&st, &named)?
         .ok_or_else(|| ApiError::new(Code::SubjectNotFound, "no such person"))?;
+    let (Some(reward), Some(key)) = (b.reward, b.idempotency_key) else {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "give reward and idempotencyKey",
+        ));
+    };
+    check_key(&key)?;
     let source = match &actor {
         Actor::User(_) => "person",
         _ => "api",
     };
-    redeem_for(&st, subject, &b.reward, b.idempotency_key, source).await
+    redeem_for(&st, subject, &reward, key, source).await
 }
 
 /// Redeems `reward` for `subject` (the API and the person's page).

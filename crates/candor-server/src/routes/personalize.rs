@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 struct PersonalizeBody {
     user_id: Option<String>,
     anonymous_id: Option<String>,
-    placement: String,
+    placement: Option<String>,
     limit: Option<usize>,
 }
 
@@ -50,6 +50,11 @@ pub async fn personalize(
         b.anonymous_id.as_deref(),
     )?;
     let subject = crate::pipeline::consent::resolve(&st, &named)?;
+    // Checked after who is asking, so a credential that may not ask learns nothing more.
+    let placement = b
+        .placement
+        .filter(|p| !p.is_empty() && p.len() <= 64)
+        .ok_or_else(|| ApiError::new(Code::InvalidRequest, "placement: 1 to 64 characters"))?;
     let Some(offers) = &st.audiences.offers else {
         return Err(ApiError::new(
             Code::UnknownPlacement,
@@ -66,7 +71,7 @@ pub async fn personalize(
     let decision = offers
         .decide(
             &engine,
-            &b.placement,
+            &placement,
             subject.as_ref(),
             bit.unwrap_or(u8::MAX),
             granted,
@@ -76,10 +81,7 @@ pub async fn personalize(
         .ok_or_else(|| {
             ApiError::new(
                 Code::UnknownPlacement,
-                format!(
-                    "no placement {:?}",
-                    b.placement.chars().take(64).collect::<String>()
-                ),
+                format!("no placement {:?}", placement),
             )
         })?;
     let items: Vec<Value> = decision
@@ -108,7 +110,7 @@ pub async fn personalize(
                 time_ms: st.now(),
                 accessor: "personalization".into(),
                 purpose: st.settings.personalization.purpose.to_string(),
-                why: format!("chose offers for {}: {}", b.placement, used.join(", ")),
+                why: format!("chose offers for {placement}: {}", used.join(", ")),
             })
             .await?;
     }
@@ -120,7 +122,7 @@ pub async fn personalize(
         Some("not personalized: personalization is not granted (or the person is unknown)")
     };
     Ok(Json(json!({
-        "placement": b.placement,
+        "placement": placement,
         "personalized": decision.personalized,
         "note": note,
         "items": items,

@@ -42,7 +42,8 @@ fn bad(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn valid_name(name: &str) -> ApiResult<()> {
-    if candor_segments::rule::is_name(name) {
+    // The same slug rule as every other id (purposes, fields).
+    if PurposeId::parse(name).is_ok() {
         Ok(())
     } else {
         Err(bad(

@@ -18,5 +18,6 @@ mod me;
 mod meta;
 mod pages;
 mod prompt;
+mod segments;
 mod takeover;
 mod withdrawal;
