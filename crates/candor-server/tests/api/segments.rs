@@ -456,13 +456,19 @@ async fn membership_matches_a_model_after_every_step() {
     let now = app.state.now_ms();
     for (case, steps) in cases.into_inner().unwrap().into_iter().enumerate() {
         let users: Vec<String> = (0..3).map(|i| format!("m{case}-{i}")).collect();
-        let mut people = vec![Person::default(); 3];
+        // Every person exists and grants personalization to begin with.
+        let mut people = vec![
+            Person {
+                granted: true,
+                ..Person::default()
+            };
+            3
+        ];
         for u in &users {
-            // Every person exists, with personalization refused to begin with.
             grant(
                 &app,
                 u,
-                json!({"personalization": "refuse", "analytics": "grant"}),
+                json!({"personalization": "grant", "analytics": "grant"}),
             )
             .await;
         }
