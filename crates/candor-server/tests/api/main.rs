@@ -17,6 +17,7 @@ mod limits;
 mod me;
 mod meta;
 mod pages;
+mod personalize;
 mod prompt;
 mod segments;
 mod takeover;
