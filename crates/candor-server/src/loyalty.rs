@@ -334,6 +334,9 @@ pub async fn wallet(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Valu
         return Err(unavailable());
     };
     let c = p.config();
+    // Departures are applied by the segments' feed (`audiences::feed`): bring it up to
+    // date so the wallet shows what leaving did.
+    st.audiences.catch_up(st).await?;
     let now = st.now();
     let (account, txns) = match subject {
         Some(s) => (st.store.loyalty_account(s).await?, history(st, s).await?),
@@ -396,6 +399,7 @@ pub async fn figures(st: &AppState) -> ApiResult<Value> {
     let Some((p, _)) = program(st) else {
         return Err(unavailable());
     };
+    st.audiences.catch_up(st).await?;
     let t = st.store.loyalty_totals().await?;
     let mut k = candor_loyalty::KindTotals::default();
     for (kind, sum) in &t.by_kind {

@@ -14,6 +14,7 @@ mod fields;
 mod iab;
 mod ingest;
 mod limits;
+mod loyalty;
 mod me;
 mod meta;
 mod pages;

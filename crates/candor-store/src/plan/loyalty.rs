@@ -70,9 +70,23 @@ pub fn room(points: i64, today: i64, total: i64, per_day: Option<i64>, all: Opti
     p
 }
 
+/// Whether a stored transaction is the one `what` asks for: the same kind, rule, reward
+/// or reversed redemption. (Not the same points: an earning is clamped by caps, so its
+/// stored points may be fewer than asked.)
+fn same(t: &Txn, what: &LoyaltyChange) -> bool {
+    t.kind == what.kind()
+        && match what {
+            LoyaltyChange::Earn { rule, .. } => t.rule.as_deref() == Some(rule),
+            LoyaltyChange::Redeem { reward, .. } => t.reward.as_deref() == Some(reward),
+            LoyaltyChange::Reverse { txn } => t.reverses == Some(*txn),
+            LoyaltyChange::Adjust { points } => t.points == *points,
+            LoyaltyChange::Expire { .. } | LoyaltyChange::Leave { .. } => true,
+        }
+}
+
 pub fn decide(op: &LoyaltyOp, s: &State) -> Decision {
     if let Some(t) = &s.existing {
-        return if t.kind == op.what.kind() {
+        return if same(t, &op.what) {
             Decision::Duplicate(t.clone())
         } else {
             Decision::Refuse(Refusal::KeyConflict)
@@ -301,6 +315,14 @@ mod tests {
             cost: 1,
         });
         assert_eq!(decide(&r, &s), Decision::Refuse(Refusal::KeyConflict));
+        // The same kind under another rule is another transaction, not this one.
+        let other = op(LoyaltyChange::Earn {
+            rule: "reviews".into(),
+            points: 10,
+            cap_per_day: None,
+            cap_total: None,
+        });
+        assert_eq!(decide(&other, &s), Decision::Refuse(Refusal::KeyConflict));
     }
 
     #[test]
