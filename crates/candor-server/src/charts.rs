@@ -118,6 +118,82 @@ pub fn opt_in_chart(
     ))
 }
 
+/// One line per segment: its size on each recorded day (issue 14). Segment names are
+/// slugs, so they may go into the SVG as they are.
+pub fn segment_sizes_chart(
+    days: &[String],
+    series: &[(String, Vec<(usize, i64)>)],
+) -> Result<String, String> {
+    let top = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, n)| *n))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let y_max = (top as f64 * 1.15).ceil();
+    let x_max = (days.len().max(2) - 1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000, 320)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+            .map_err(|e| e.to_string())?;
+        let label_of = |x: &f64| {
+            days.get(x.round() as usize)
+                .map(|d| d.get(5..).unwrap_or(d).to_owned())
+                .unwrap_or_default()
+        };
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&label_of)
+            .y_labels(6)
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .y_desc("people")
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|(x, n)| (*x as f64, *n as f64)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+                });
+            // A single day is a point, not a line: mark every day.
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|(x, n)| Circle::new((*x as f64, *n as f64), 3, color.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(140, 140, 140))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg.replacen(
+        "<svg ",
+        "<svg role=\"img\" aria-labelledby=\"sizes-h\" focusable=\"false\" ",
+        1,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +244,18 @@ mod tests {
         // One line per variant (two points for a, one for b) and a band for a.
         assert!(svg.contains("a (95% interval shaded)") && svg.contains("b (95% interval shaded)"));
         assert!(svg.matches("<polyline").count() >= 2, "{svg}");
+    }
+
+    #[test]
+    fn segment_sizes_draw_a_line_per_segment() {
+        let days: Vec<String> = (1..=3).map(|d| format!("2026-12-0{d}")).collect();
+        let series = vec![
+            ("runners".to_owned(), vec![(0, 10), (1, 12), (2, 9)]),
+            ("travellers".to_owned(), vec![(2, 4)]),
+        ];
+        let svg = segment_sizes_chart(&days, &series).unwrap();
+        assert!(svg.starts_with("<svg role=\"img\" aria-labelledby=\"sizes-h\""));
+        assert!(svg.contains("runners") && svg.contains("travellers"));
+        assert!(!svg.contains("style=") && !svg.contains("<script"));
     }
 }

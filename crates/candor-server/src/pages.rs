@@ -40,6 +40,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("../templates/message.html")),
     ("editor.html", include_str!("../templates/editor.html")),
     ("me.html", include_str!("../templates/me.html")),
+    ("segments.html", include_str!("../templates/segments.html")),
     ("me_enter.html", include_str!("../templates/me_enter.html")),
     ("me_erase.html", include_str!("../templates/me_erase.html")),
     (

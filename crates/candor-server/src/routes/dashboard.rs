@@ -102,13 +102,13 @@ pub struct CsrfForm {
 }
 
 /// Why a dashboard POST is refused.
-enum Refused {
+pub(crate) enum Refused {
     NoSession,
     BadCsrf,
 }
 
 impl Refused {
-    fn page(self) -> Response {
+    pub(crate) fn page(self) -> Response {
         match self {
             Refused::NoSession => pages::redirect("/admin/login", vec![]),
             Refused::BadCsrf => pages::message(
@@ -133,6 +133,27 @@ fn authorized_post<'a>(
         Some(f) if st.sessions.csrf_ok(session, &f.csrf) => Ok(session),
         _ => Err(Refused::BadCsrf),
     }
+}
+
+/// The session a POST acts under, given the form's CSRF token (forms with more fields).
+pub(crate) fn authorized_csrf<'a>(
+    st: &AppState,
+    headers: &'a HeaderMap,
+    csrf: Option<&str>,
+) -> Result<&'a str, Refused> {
+    let session = st
+        .sessions
+        .check(headers, now_s(st))
+        .ok_or(Refused::NoSession)?;
+    match csrf {
+        Some(c) if st.sessions.csrf_ok(session, c) => Ok(session),
+        _ => Err(Refused::BadCsrf),
+    }
+}
+
+/// The signed-in session of a page read, if any.
+pub(crate) fn session_of<'a>(st: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
+    st.sessions.check(headers, now_s(st))
 }
 
 /// `POST /admin/logout`

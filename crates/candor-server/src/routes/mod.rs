@@ -22,6 +22,7 @@
 
 pub mod admin;
 pub mod advertisers;
+pub mod audience_pages;
 pub mod consent;
 pub mod dashboard;
 pub mod demo;

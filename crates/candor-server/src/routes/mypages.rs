@@ -315,6 +315,16 @@ pub async fn home(State(st): State<AppState>, headers: HeaderMap) -> Response {
             e["message"] = serde_json::Value::String(pretty);
         }
     }
+    // The loyalty wallet, and what is personalized for the person and why (issue 14).
+    let wallet = if crate::loyalty::program(&st).is_some() {
+        match crate::loyalty::wallet(&st, Some(s.subject)).await {
+            Ok(w) => Some(w),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
+    };
+    let picked = picked_for(&st, s.subject);
     page(
         StatusCode::OK,
         "me.html",
@@ -323,8 +333,101 @@ pub async fn home(State(st): State<AppState>, headers: HeaderMap) -> Response {
             csrf => st.person_keys.csrf(&s),
             data => minijinja::Value::from_serialize(&data),
             anonymous => matches!(s.via, Via::Anonymous(_)),
+            wallet => minijinja::Value::from_serialize(&wallet),
+            picked => minijinja::Value::from_serialize(&picked),
+            redeem_key => hex::encode(rand::random::<[u8; 12]>()),
         },
     )
+}
+
+/// For each placement, the offers personalization picks for the person now and why (the
+/// reasons name the data used): the person sees what the operator's site would show.
+fn picked_for(st: &AppState, subject: candor_core::SubjectId) -> Vec<serde_json::Value> {
+    let (Some(offers), Some(bit)) = (
+        &st.audiences.offers,
+        crate::audiences::personalization_bit(st),
+    ) else {
+        return Vec::new();
+    };
+    let granted = st.store.index().granted(&subject);
+    let engine = st.audiences.engine();
+    let mut placements: Vec<&str> = offers.offers().map(|o| o.placement.as_str()).collect();
+    placements.sort_unstable();
+    placements.dedup();
+    placements
+        .into_iter()
+        .filter_map(|p| {
+            let d = offers.decide(
+                &engine,
+                p,
+                Some(&subject),
+                bit,
+                granted,
+                &st.settings.fields,
+                3,
+            )?;
+            let items: Vec<serde_json::Value> = d
+                .items
+                .iter()
+                .filter(|c| !c.reasons.is_empty())
+                .map(|c| {
+                    serde_json::json!({
+                        "title": c.offer.title,
+                        "because": c.reasons.iter().map(|r| r.sentence()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            Some(serde_json::json!({"placement": p, "items": items}))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemForm {
+    csrf: String,
+    reward: String,
+    /// A fresh key per page: submitting the same form twice is one redemption.
+    key: String,
+}
+
+/// `POST /me/loyalty/redeem`: the person spends points on a reward.
+pub async fn redeem(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<RedeemForm>, FormRejection>,
+) -> Response {
+    let form = form.ok().map(|Form(f)| f);
+    let (s, _, _) = match posted(&st, &headers, form.as_ref().map(|f| f.csrf.as_str())).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(f) = form else {
+        return say(
+            StatusCode::BAD_REQUEST,
+            "That did not work",
+            "Please reload the page.",
+            true,
+        );
+    };
+    if f.key.is_empty() || f.key.len() > 64 {
+        return say(
+            StatusCode::BAD_REQUEST,
+            "That did not work",
+            "Please reload the page.",
+            true,
+        );
+    }
+    let key = format!("page:{}", f.key);
+    match super::loyalty::redeem_for(&st, s.subject, &f.reward, key, "person").await {
+        Ok(_) => pages::redirect("/me#loyalty", vec![]),
+        Err(e) => say(
+            e.code.status(),
+            "That reward could not be redeemed",
+            &e.message,
+            true,
+        ),
+    }
 }
 
 #[derive(Deserialize)]

@@ -6,8 +6,8 @@
 //! kind of credential and checks the answer against its role.
 
 use super::{
-    admin, advertisers, consent, dashboard, demo, fields, ingest, loyalty, me, meta, mypages,
-    personalize, prompt, segments,
+    admin, advertisers, audience_pages, consent, dashboard, demo, fields, ingest, loyalty, me,
+    meta, mypages, personalize, prompt, segments,
 };
 use crate::state::AppState;
 use axum::handler::Handler;
@@ -81,6 +81,7 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("POST", "/me/fields/{name}", Role::PersonSession),
     ("POST", "/me/fields/{name}/remove", Role::PersonSession),
     ("POST", "/me/erase", Role::PersonSession),
+    ("POST", "/me/loyalty/redeem", Role::PersonSession),
     ("GET", "/v1/me/fields", Role::ConsentActor),
     ("PUT", "/v1/me/fields/{name}", Role::ConsentActor),
     ("DELETE", "/v1/me/fields/{name}", Role::ConsentActor),
@@ -131,6 +132,9 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("POST", "/admin/variants", Role::AdminSession),
     ("POST", "/admin/variants/preview", Role::AdminSession),
     ("GET", "/admin/editor.js", Role::Anyone),
+    ("GET", "/admin/segments", Role::AdminSession),
+    ("POST", "/admin/segments", Role::AdminSession),
+    ("POST", "/admin/segments/{name}/delete", Role::AdminSession),
     ("GET", "/healthz", Role::Anyone),
     ("GET", "/metrics", Role::Admin),
     ("GET", "/openapi.json", Role::Anyone),
@@ -236,6 +240,7 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .post("/me/fields/{name}", mypages::set_field)
         .post("/me/fields/{name}/remove", mypages::remove_field)
         .post("/me/erase", mypages::erase)
+        .post("/me/loyalty/redeem", mypages::redeem)
         .get("/v1/me/fields", fields::list)
         .put("/v1/me/fields/{name}", fields::put)
         .delete("/v1/me/fields/{name}", fields::remove)
@@ -289,6 +294,9 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .post("/admin/variants", dashboard::save_variant)
         .post("/admin/variants/preview", dashboard::preview)
         .get("/admin/editor.js", dashboard::editor_js)
+        .get("/admin/segments", audience_pages::page)
+        .post("/admin/segments", audience_pages::save)
+        .post("/admin/segments/{name}/delete", audience_pages::delete)
         .get("/healthz", meta::healthz)
         .get("/metrics", meta::metrics)
         .get("/openapi.json", meta::openapi)

@@ -10,6 +10,7 @@ mod compat;
 mod durability;
 mod erase;
 mod keys;
+mod loyalty;
 mod nodes;
 mod ops;
 mod tamper;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 const MASTER: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const SIGNING: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 
-fn node(data: &Path, db: &str) -> Server {
+pub(crate) fn node(data: &Path, db: &str) -> Server {
     start_with(
         bin()
             .args([

@@ -1,0 +1,233 @@
+//! The dashboard's audiences page (issue 14), `/admin/segments`: every segment with its
+//! purpose, rule and size now, each segment's size over time as a chart, a form to add
+//! or replace a segment (checked against its purpose exactly as the API checks it), and
+//! the loyalty program's figures (members, points issued and redeemed, liability).
+//!
+//! Like the rest of the dashboard: a signed session cookie, a CSRF token on every form,
+//! and charts drawn on the server (no script on the page).
+
+use super::dashboard::{authorized_csrf, session_of};
+use crate::audiences::parse_saved;
+use crate::charts;
+use crate::pages;
+use crate::state::AppState;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use candor_core::{PurposeId, UnixMillis};
+use candor_store::loyalty::SegmentRecord;
+use minijinja::context;
+use serde::Deserialize;
+
+/// Days of history the chart shows.
+const CHART_DAYS: i64 = 30;
+
+#[derive(Deserialize, Default)]
+pub struct SegmentForm {
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn render(
+    st: &AppState,
+    session: &str,
+    status: StatusCode,
+    error: Option<String>,
+    form: Option<&SegmentForm>,
+) -> Response {
+    if let Err(e) = st.audiences.catch_up(st).await {
+        return pages::message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    }
+    let today = st.now().day();
+    let from = today - (CHART_DAYS - 1);
+    let days: Vec<String> = (from..=today)
+        .map(|d| crate::segment::format_time(UnixMillis::day_start(d))[..10].to_owned())
+        .collect();
+    let sizes = st
+        .store
+        .segment_sizes(i32::try_from(from).unwrap_or(0))
+        .await
+        .unwrap_or_default();
+    let segments = st.audiences.segments();
+    let series: Vec<(String, Vec<(usize, i64)>)> = segments
+        .iter()
+        .map(|s| {
+            let points = sizes
+                .iter()
+                .filter(|z| z.name == s.record.name)
+                .filter_map(|z| {
+                    usize::try_from(i64::from(z.day) - from)
+                        .ok()
+                        .map(|i| (i, z.size))
+                })
+                .collect();
+            (s.record.name.clone(), points)
+        })
+        .collect();
+    let chart = if series.iter().any(|(_, p)| !p.is_empty()) {
+        charts::segment_sizes_chart(&days, &series)
+            .map_err(|e| tracing::warn!(error = %e, "segment chart not drawn"))
+            .ok()
+    } else {
+        None
+    };
+    let rows: Vec<_> = segments
+        .iter()
+        .map(|s| {
+            context! {
+                name => s.record.name, purpose => s.record.purpose,
+                description => s.record.description, text => s.rule.to_string(),
+                size => st.audiences.count(st, &s.record.name).unwrap_or(0),
+                history => series.iter().find(|(n, _)| *n == s.record.name)
+                    .map(|(_, p)| p.iter().map(|(i, n)| (days[*i].clone(), *n)).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    let purposes: Vec<_> = st
+        .catalog
+        .purposes()
+        .iter()
+        .map(|p| context! { id => p.id.as_str(), title => p.title })
+        .collect();
+    let loyalty = match crate::loyalty::program(st) {
+        Some(_) => crate::loyalty::figures(st).await.ok(),
+        None => None,
+    };
+    let offers: Vec<_> = st
+        .audiences
+        .offers
+        .iter()
+        .flat_map(|c| c.offers())
+        .map(|o| {
+            context! { id => o.id, placement => o.placement, title => o.title,
+            priority => o.priority, when => o.when.as_ref().map(|r| r.to_string()) }
+        })
+        .collect();
+    pages::render(
+        status,
+        "segments.html",
+        context! {
+            operator => st.settings.operator.name,
+            csrf => st.sessions.csrf(session),
+            rows, purposes, chart, error, offers,
+            loyalty => minijinja::Value::from_serialize(&loyalty),
+            form => form.map(|f| context! { name => f.name, purpose => f.purpose, text => f.text, description => f.description }),
+        },
+        false,
+        vec![],
+    )
+}
+
+/// `GET /admin/segments`
+pub async fn page(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(session) = session_of(&st, &headers) else {
+        return pages::redirect("/admin/login", vec![]);
+    };
+    render(&st, session, StatusCode::OK, None, None).await
+}
+
+/// `POST /admin/segments`: adds or replaces a segment from the form.
+pub async fn save(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<SegmentForm>, FormRejection>,
+) -> Response {
+    let form = form.ok().map(|Form(f)| f);
+    let session = match authorized_csrf(&st, &headers, form.as_ref().map(|f| f.csrf.as_str())) {
+        Ok(s) => s,
+        Err(r) => return r.page(),
+    };
+    let Some(f) = form else {
+        return pages::message(StatusCode::BAD_REQUEST, "The form was incomplete.");
+    };
+    match checked(&st, &f) {
+        Ok(record) => match parse_saved(&st, record) {
+            Ok(saved) => {
+                if let Err(e) = st.audiences.save(&st, saved).await {
+                    return pages::message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+                }
+                if let Err(e) = st.audiences.record_sizes(&st).await {
+                    tracing::warn!(error = %e, "segment sizes not recorded");
+                }
+                pages::redirect("/admin/segments", vec![])
+            }
+            Err(why) => render(&st, session, StatusCode::BAD_REQUEST, Some(why), Some(&f)).await,
+        },
+        Err((status, why)) => render(&st, session, status, Some(why), Some(&f)).await,
+    }
+}
+
+/// The form's segment, checked exactly as `PUT /v1/admin/segments/{name}` checks it.
+fn checked(st: &AppState, f: &SegmentForm) -> Result<SegmentRecord, (StatusCode, String)> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    if PurposeId::parse(&f.name).is_err() {
+        return Err(bad(
+            "A segment's name is 1 to 64 characters of a-z, 0-9 and _, starting with a letter."
+                .into(),
+        ));
+    }
+    let purpose = PurposeId::parse(&f.purpose)
+        .ok()
+        .filter(|p| st.catalog.purpose(p).is_some())
+        .ok_or_else(|| bad("Choose one of the purposes.".into()))?;
+    if f.description.chars().count() > 500 {
+        return Err(bad("The description is at most 500 characters.".into()));
+    }
+    let rule = candor_segments::parse_text(&f.text).map_err(|e| bad(format!("The rule: {e}")))?;
+    let lookup = |n: &str| -> Option<PurposeId> {
+        if n == f.name {
+            return None;
+        }
+        st.audiences
+            .purpose_of(n)
+            .and_then(|p| PurposeId::parse(&p).ok())
+    };
+    candor_segments::check(&rule, &purpose, &st.catalog, &st.settings.fields, &lookup)
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("Not saved: {e}.")))?;
+    let now = st.now_ms();
+    let created = st
+        .audiences
+        .segment(&f.name)
+        .map_or(now, |s| s.record.created_ms);
+    Ok(SegmentRecord {
+        name: f.name.clone(),
+        purpose: purpose.to_string(),
+        rule: candor_segments::to_json(&rule).to_string(),
+        description: f.description.clone(),
+        created_ms: created,
+        updated_ms: now,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+/// `POST /admin/segments/{name}/delete`
+pub async fn delete(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    let form = form.ok().map(|Form(f)| f);
+    if let Err(r) = authorized_csrf(&st, &headers, form.as_ref().map(|f| f.csrf.as_str())) {
+        return r.page();
+    }
+    if st.audiences.segment(&name).is_some() {
+        if let Err(e) = st.audiences.delete(&st, &name).await {
+            return pages::message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+        }
+    }
+    pages::redirect("/admin/segments", vec![])
+}
