@@ -28,7 +28,7 @@
 //! event path only reads, and each segment's sorted member set behind its own mutex.
 //! Locks are always taken in that order: definitions, shard, member set.
 
-use crate::explain::{display_scalar, display_value, readable_events, Reason};
+use crate::explain::{display_scalar, display_value, readable_events, verb, Reason};
 use crate::rule::{Cmp, Cond, EventMatch, Measure, Rule, RuleError, Scalar, Test};
 use candor_core::event::EventKind;
 use candor_core::field::{FieldCatalog, FieldName, FieldValue};
@@ -478,6 +478,7 @@ impl Registry {
                 if let Some(out) = why {
                     out.push(match (&**n, &**rule) {
                         (Node::Seen { events, within, .. }, _) => Reason::NotSeen {
+                            verb: verb(events),
                             events: readable_events(events),
                             within_days: *within,
                         },
@@ -544,6 +545,7 @@ impl Registry {
                 let ok = cmp.holds(actual, u64::from(*n));
                 if let (true, Some(out)) = (ok, why) {
                     out.push(Reason::Usage {
+                        verb: verb(events),
                         events: readable_events(events),
                         measure: *measure,
                         n_actual: u32::try_from(actual).unwrap_or(u32::MAX),
@@ -564,6 +566,7 @@ impl Registry {
                     .find(|(d, c)| *c > 0 && in_window(*d, self.today, *within));
                 if let (Some((d, _)), Some(out)) = (latest, why) {
                     out.push(Reason::Seen {
+                        verb: verb(events),
                         events: readable_events(events),
                         days_ago: u32::try_from(self.today - i64::from(*d)).unwrap_or(0),
                     });

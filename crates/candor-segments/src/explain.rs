@@ -27,16 +27,21 @@ pub enum Reason {
     Usage {
         /// Readable: `App Session (app_category fitness)`.
         events: String,
+        /// What one does with them: `used` (tracked events), `visited` (pages), `opened`
+        /// (screens) ([`verb`]).
+        verb: &'static str,
         measure: Measure,
         n_actual: u32,
         window_days: u16,
     },
     Seen {
         events: String,
+        verb: &'static str,
         days_ago: u32,
     },
     NotSeen {
         events: String,
+        verb: &'static str,
         within_days: u16,
     },
     /// A negated condition (other than recency) that held: the rule text negated.
@@ -82,30 +87,36 @@ impl Reason {
             Reason::Trait { name, value } => format!("your {} is {value}", name.replace('_', " ")),
             Reason::Usage {
                 events,
+                verb,
                 measure,
                 n_actual,
                 window_days,
             } => match measure {
                 Measure::Days => format!(
-                    "you used {events} on {} {}",
+                    "you {verb} {events} on {} {}",
                     plural(*n_actual, "day", "days"),
                     last(*window_days)
                 ),
                 Measure::Count => format!(
-                    "you used {events} {} {}",
+                    "you {verb} {events} {} {}",
                     plural(*n_actual, "time", "times"),
                     last(*window_days)
                 ),
             },
-            Reason::Seen { events, days_ago } => match days_ago {
-                0 => format!("you last used {events} today"),
-                1 => format!("you last used {events} yesterday"),
-                d => format!("you last used {events} {d} days ago"),
+            Reason::Seen {
+                events,
+                verb,
+                days_ago,
+            } => match days_ago {
+                0 => format!("you last {verb} {events} today"),
+                1 => format!("you last {verb} {events} yesterday"),
+                d => format!("you last {verb} {events} {d} days ago"),
             },
             Reason::NotSeen {
                 events,
+                verb,
                 within_days,
-            } => format!("you have not used {events} {}", last(*within_days)),
+            } => format!("you have not {verb} {events} {}", last(*within_days)),
             Reason::Negated { rule } => format!("this did not apply to you: {rule}"),
         }
     }
@@ -144,14 +155,26 @@ pub(crate) fn display_scalar(s: &Scalar) -> String {
     }
 }
 
-/// Events as a person reads them: `App Session (app_category fitness)`, `any page`.
+/// What one does with events of this kind, for sentences: tracked events are used,
+/// pages visited, screens opened.
+pub fn verb(m: &EventMatch) -> &'static str {
+    match m.kind.as_str() {
+        "page" => "visited",
+        "screen" => "opened",
+        _ => "used",
+    }
+}
+
+/// Events as a person reads them: `App Session (app_category fitness)`, `pages
+/// (category travel)`, `the Home screen`.
 pub fn readable_events(m: &EventMatch) -> String {
-    let mut s = match &m.name {
-        Some(n) => n.clone(),
-        None => match m.kind.as_str() {
-            "track" => "any tracked event".to_owned(),
-            k => format!("any {k}"),
-        },
+    let mut s = match (&m.name, m.kind.as_str()) {
+        (Some(n), "page") => format!("the {n} page"),
+        (Some(n), "screen") => format!("the {n} screen"),
+        (Some(n), _) => n.clone(),
+        (None, "page") => "pages".to_owned(),
+        (None, "screen") => "screens".to_owned(),
+        (None, _) => "any tracked event".to_owned(),
     };
     if !m.props.is_empty() {
         let props: Vec<String> = m
@@ -198,6 +221,7 @@ mod tests {
         assert_eq!(events, "App Session (app_category fitness)");
         let u = Reason::Usage {
             events: events.clone(),
+            verb: "used",
             measure: Measure::Days,
             n_actual: 5,
             window_days: 30,
@@ -208,6 +232,7 @@ mod tests {
         );
         let c = Reason::Usage {
             events: events.clone(),
+            verb: "used",
             measure: Measure::Count,
             n_actual: 12,
             window_days: 7,
@@ -218,11 +243,26 @@ mod tests {
         );
         let s = Reason::Seen {
             events,
+            verb: "used",
             days_ago: 3,
         };
         assert_eq!(
             s.sentence(),
             "you last used App Session (app_category fitness) 3 days ago"
+        );
+        let pages = EventMatch {
+            kind: EventKind::Page,
+            name: None,
+            props: vec![("category".into(), Scalar::Text("travel".into()))],
+        };
+        let p = Reason::Seen {
+            events: readable_events(&pages),
+            verb: verb(&pages),
+            days_ago: 6,
+        };
+        assert_eq!(
+            p.sentence(),
+            "you last visited pages (category travel) 6 days ago"
         );
         assert_eq!(display_value(&FieldValue::Month(3)), "March");
     }

@@ -68,6 +68,10 @@ const APPS: &[(&str, &str)] = &[
     ("DailyBrief", "news"),
     ("Tunely", "music"),
 ];
+const INTERESTS: &[&str] = &[
+    "fashion", "sports", "outdoors", "music", "travel", "cooking", "gaming", "tech", "books",
+    "fitness",
+];
 const PAGE_CATEGORIES: &[&str] = &[
     "sports",
     "technology",
@@ -203,6 +207,23 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
                 "timestamp": crate::segment::format_time(t)}),
             ));
         }
+        // Known users shop and review (the loyalty program's earning rules), over the
+        // last two months.
+        if user.is_some() {
+            for _ in 0..rng.gen_range(0..6) {
+                let t = today - rng.gen_range(0..60) * DAY_MS - rng.gen_range(0..DAY_MS);
+                let cents: i64 = rng.gen_range(500..25_000);
+                batch.push(msg(json!({"type": "track", "event": "Order Completed",
+                    "properties": {"revenue": cents as f64 / 100.0, "currency": "EUR"},
+                    "timestamp": crate::segment::format_time(t)})));
+            }
+            if rng.gen_bool(0.3) {
+                let t = today - rng.gen_range(0..30) * DAY_MS;
+                batch.push(msg(json!({"type": "track", "event": "Review Submitted",
+                    "properties": {"stars": rng.gen_range(1..6)},
+                    "timestamp": crate::segment::format_time(t)})));
+            }
+        }
         let birth_year: i32 = rng.gen_range(1950..2006);
         // Named as the default `[[fields]]` are, so known users' values show in their
         // volunteered fields (the birthday month from the year, to keep the draws as
@@ -212,6 +233,15 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
             "birthday_month": birth_year.rem_euclid(12) + 1});
         if user.is_none() {
             traits = json!({"age_band": traits["age_band"], "country": traits["country"]});
+        } else if rng.gen_bool(0.5) {
+            let interests: Vec<&str> = INTERESTS
+                .iter()
+                .copied()
+                .filter(|_| rng.gen_bool(0.25))
+                .collect();
+            if !interests.is_empty() {
+                traits["interests"] = json!(interests);
+            }
         }
         let share: Vec<&str> = if rng.gen_bool(SHARE_DECLARED) {
             vec!["age_band", "country"]
@@ -250,6 +280,99 @@ fn country(rng: &mut ChaCha8Rng) -> &'static str {
         x -= p;
     }
     "other"
+}
+
+/// The demo's segments (issue 14), saved through the same path as the admin API, and a
+/// few redemptions so wallets have history. Idempotent: segments are replaced by name
+/// and each redemption has its own key.
+pub async fn seed_audiences(st: &AppState, seed: u64, n: usize) -> Result<usize, ApiError> {
+    const SEGMENTS: &[(&str, &str, &str, &str)] = &[
+        (
+            "fitness_fans",
+            "personalization",
+            r#"days(track "App Session" where app_category = "health_fitness") in last 30 days >= 5"#,
+            "Used a fitness app on at least 5 days this month",
+        ),
+        (
+            "travellers",
+            "personalization",
+            r#"field.interests has "travel" or seen(page where category = "travel") within 30 days"#,
+            "Told us they like travel, or read about it this month",
+        ),
+        (
+            "budget_minded",
+            "personalization",
+            r#"days(track "App Session" where app_category = "finance") in last 30 days >= 3 and not field.age_band = "65+""#,
+            "Regular finance-app users",
+        ),
+        (
+            "regular_shoppers",
+            "loyalty",
+            r#"count(track "Order Completed") in last 60 days >= 3"#,
+            "Three or more orders in two months",
+        ),
+    ];
+    let now = st.now_ms();
+    for (name, purpose, text, description) in SEGMENTS {
+        let rule = candor_segments::parse_text(text)
+            .map_err(|e| ApiError::new(crate::error::Code::Internal, e.to_string()))?;
+        let record = candor_store::loyalty::SegmentRecord {
+            name: (*name).into(),
+            purpose: (*purpose).into(),
+            rule: candor_segments::to_json(&rule).to_string(),
+            description: (*description).into(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        // Checked as the admin API checks a segment: the demo's own catalog allows them.
+        let saved = crate::audiences::parse_saved(st, record)
+            .map_err(|e| ApiError::new(crate::error::Code::Internal, e))?;
+        let purpose_id = candor_core::PurposeId::parse(purpose)
+            .map_err(|e| ApiError::new(crate::error::Code::Internal, e.to_string()))?;
+        if candor_segments::check(
+            &saved.rule,
+            &purpose_id,
+            &st.catalog,
+            &st.settings.fields,
+            &|_| None,
+        )
+        .is_err()
+        {
+            continue;
+        }
+        st.audiences.save(st, saved).await?;
+    }
+    st.audiences.record_sizes(st).await?;
+    // A coffee for one member in ten who can afford it.
+    let mut redeemed = 0;
+    if let Some((p, _)) = crate::loyalty::program(st) {
+        if let Some(coffee) = p.config().rewards.first() {
+            for i in (0..n).step_by(10) {
+                let hash = st.master.lookup_hash(IdKind::UserId, &user_id(seed, i));
+                let Some(subject) = st.store.resolve(&hash) else {
+                    continue;
+                };
+                let what = candor_store::loyalty::LoyaltyChange::Redeem {
+                    reward: coffee.id.clone(),
+                    cost: coffee.cost,
+                };
+                let op = crate::loyalty::op(
+                    st,
+                    subject,
+                    format!("demo-{i}"),
+                    what,
+                    &coffee.title,
+                    "demo",
+                );
+                if let candor_store::loyalty::LoyaltyOutcome::Applied { .. } =
+                    st.store.loyalty(op).await?
+                {
+                    redeemed += 1;
+                }
+            }
+        }
+    }
+    Ok(redeemed)
 }
 
 /// Creates the demo advertiser (fixed, documented key; all features and dimensions) if

@@ -691,6 +691,10 @@ async fn serve(
             );
         }
         demo_data::seed_advertiser(&st).await?;
+        let redeemed = demo_data::seed_audiences(&st, seed, n).await?;
+        if redeemed > 0 {
+            eprintln!("seeded four segments and {redeemed} loyalty redemptions");
+        }
         let shown = candor_server::demo_prompt::seed(&st, seed, 30).await?;
         if shown > 0 {
             eprintln!(
