@@ -17,6 +17,10 @@
 //!   PipelineDP and OpenDP's Python package on the same data (`bench/dp-ref`, installed
 //!   into `target/dp-venv`); prints times, RMSE, ratios, RSS and bytes per subject.
 //!
+//! - `segments`: the segment engine and `personalize`'s decision in process at a
+//!   million subjects: membership maintenance per event with 100 segments defined,
+//!   decision p50/p99, memory per subject.
+//!
 //! - `soak`: ten minutes of mixed load (single events, batches, consent changes and
 //!   reads, insight queries, slow clients) against the release server; per minute the
 //!   requests/s, p99, non-2xx answers, slow clients cut off and RSS.
@@ -29,6 +33,7 @@ mod decision;
 mod dp_query;
 mod ingest;
 mod load;
+mod segments;
 mod soak;
 
 use anyhow::Result;
@@ -52,6 +57,9 @@ enum Command {
     Codec(codec::Args),
     /// The DP engine beside PipelineDP and OpenDP.
     Insights(dp_query::Args),
+    /// The segment engine and personalization at a million subjects: membership
+    /// maintenance per event with 100 segments, decision latency, memory per subject.
+    Segments(segments::Args),
     /// Minutes of mixed load (events, batches, consent, insight queries, slow clients):
     /// requests/s, p99 and RSS per minute.
     Soak(soak::Args),
@@ -63,6 +71,7 @@ fn main() -> Result<()> {
         Command::Decision => decision::run(),
         Command::Codec(a) => codec::run(a),
         Command::Insights(a) => dp_query::run(a),
+        Command::Segments(a) => segments::run(a),
         Command::Soak(a) => soak::run(a),
     }
 }
