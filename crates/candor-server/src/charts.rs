@@ -130,7 +130,7 @@ pub fn segment_sizes_chart(
         .max()
         .unwrap_or(0)
         .max(1);
-    let y_max = (top as f64 * 1.15).ceil();
+    let y_max = (top as f64 * 1.15).ceil().max(top as f64 + 1.0);
     let x_max = (days.len().max(2) - 1) as f64;
     let mut svg = String::new();
     {
@@ -151,7 +151,8 @@ pub fn segment_sizes_chart(
             .configure_mesh()
             .x_labels(8)
             .x_label_formatter(&label_of)
-            .y_labels(6)
+            // Whole people: no more labels than whole numbers on the axis.
+            .y_labels((y_max as usize + 1).min(6))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .y_desc("people")
             .light_line_style(RGBColor(235, 235, 235))
