@@ -39,6 +39,11 @@ mod soak;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// The server's allocator (`candor` runs on mimalloc), so what runs in process here
+/// allocates as it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmark programs: they print figures and assert nothing.
 #[derive(Parser)]
 #[command(name = "candor-bench", version)]
