@@ -395,3 +395,53 @@ async fn concurrent_earns_and_redemptions_over_http_stay_consistent() {
         Err(_) => panic!("app still shared"),
     }
 }
+
+#[tokio::test]
+async fn points_expire_by_the_program_and_tiers_follow_the_window() {
+    let start = 1_790_000_000_000;
+    let (clock, c) = manual_clock(start);
+    let app = spawn_clocked(fresh_env().await, "", c).await;
+    grant(&app, "eve", json!({"loyalty": "grant"})).await;
+    earn(&app, "eve", 600, "t1").await;
+    let w = wallet(&app, "eve").await;
+    assert_eq!(
+        (w["tier"]["id"].as_str(), w["balance"].as_i64()),
+        (Some("silver"), Some(600))
+    );
+    // Spend some; the rest expires 365 days after the day it was earned, oldest first.
+    assert_eq!(redeem(&app, "eve", "tote_bag", "r1").await.0, 200);
+    let day = 86_400_000;
+    clock.store(start + 200 * day, std::sync::atomic::Ordering::SeqCst);
+    earn(&app, "eve", 100, "t2").await;
+    let w = wallet(&app, "eve").await;
+    assert_eq!(
+        w["expiringSoon"],
+        json!([]),
+        "nothing expires within 30 days yet"
+    );
+    clock.store(start + 350 * day, std::sync::atomic::Ordering::SeqCst);
+    let w = wallet(&app, "eve").await;
+    assert_eq!(w["expiringSoon"][0]["points"], 200, "{w}");
+    candor_server::loyalty::expire_all(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(
+        wallet(&app, "eve").await["balance"],
+        300,
+        "nothing expired before its day"
+    );
+    clock.store(start + 366 * day, std::sync::atomic::Ordering::SeqCst);
+    candor_server::loyalty::expire_all(&app.state)
+        .await
+        .unwrap();
+    // Twice in a day is once.
+    candor_server::loyalty::expire_all(&app.state)
+        .await
+        .unwrap();
+    let w = wallet(&app, "eve").await;
+    assert_eq!(w["balance"], 100, "{w}");
+    assert_eq!(kinds(&w).last(), Some(&("expire".to_owned(), -200)), "{w}");
+    // The tier counts what was earned in the last 365 days: the 100 only.
+    assert_eq!(w["tier"]["id"], "member");
+    app.stop().await;
+}
