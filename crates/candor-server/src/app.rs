@@ -205,7 +205,11 @@ impl Application {
         let offers = offer_catalog(&settings, &opened.catalog, opened.store.as_ref()).await?;
         let today = candor_core::UnixMillis(clock()).day();
         let state = AppState(Arc::new(Inner {
-            audiences: crate::audiences::Audiences::new(offers, today),
+            audiences: crate::audiences::Audiences::new(
+                offers,
+                today,
+                opened.store.fields_changed(),
+            ),
             insights_bit: insights.map(|p| p.bit),
             insights_retention_days: insights.map_or(0, |p| p.retention_days),
             insight_scans: tokio::sync::Semaphore::new(1),
@@ -326,6 +330,11 @@ async fn audience_loop(state: AppState) {
     let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
+        if rounds.is_multiple_of(5) {
+            if let Err(e) = state.audiences.sync_definitions(&state).await {
+                tracing::warn!(error = %e, "segments: reading their definitions failed; will retry");
+            }
+        }
         if let Err(e) = state.audiences.catch_up(&state).await {
             tracing::warn!(error = %e, "segments: catching up with the store failed; will retry");
         }

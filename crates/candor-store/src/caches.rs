@@ -101,6 +101,8 @@ pub struct Caches {
     /// The insights purpose, when insights are configured.
     pub insights: Option<Insights>,
     pub features: Arc<FeatureIndex>,
+    /// Announces committed field changes (`Store::fields_changed`).
+    pub fields_changed: tokio::sync::broadcast::Sender<crate::FieldsChanged>,
 }
 
 impl Caches {
@@ -121,7 +123,13 @@ impl Caches {
             signer,
             insights,
             features,
+            fields_changed: tokio::sync::broadcast::channel(4096).0,
         }
+    }
+
+    /// Announces that fields changed (a send with no listener is fine).
+    pub fn announce_fields(&self, change: crate::FieldsChanged) {
+        let _ = self.fields_changed.send(change);
     }
 
     /// The bit of the insights purpose, when insights are on.

@@ -267,13 +267,17 @@ impl<B: Backend> Store for Engine<B> {
                 .ok_or(StoreError::UnknownSubject)?;
             sealed.push(seal::field(&key, w));
         }
+        let subjects: Vec<SubjectId> = writes.iter().map(|w| w.subject).collect();
         self.front
             .submit(|reply| Job::Field {
                 op: FieldOp::Set(sealed),
                 reply,
             })
-            .await
-            .map(|_| ())
+            .await?;
+        for s in subjects {
+            self.caches().announce_fields(FieldsChanged::Subject(s));
+        }
+        Ok(())
     }
 
     async fn remove_field(
@@ -282,12 +286,20 @@ impl<B: Backend> Store for Engine<B> {
         field: &FieldName,
     ) -> Result<bool, StoreError> {
         let field = field.as_str().to_owned();
-        self.front
+        let removed = self
+            .front
             .submit(|reply| Job::Field {
                 op: FieldOp::Remove { subject, field },
                 reply,
             })
-            .await
+            .await?;
+        self.caches()
+            .announce_fields(FieldsChanged::Subject(subject));
+        Ok(removed)
+    }
+
+    fn fields_changed(&self) -> tokio::sync::broadcast::Receiver<FieldsChanged> {
+        self.caches().fields_changed.subscribe()
     }
 
     async fn fields(&self, subject: SubjectId) -> Result<Vec<StoredField>, StoreError> {

@@ -325,6 +325,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Flushes queued writes and stops the writer. Later writes fail with `Closed`.
+    /// Committed volunteered-field changes from now on: this node's, and (PostgreSQL)
+    /// other nodes' as they are notified; `FieldsChanged::All` after a lost connection.
+    /// A receiver that falls behind gets `Lagged` and should reload everything.
+    fn fields_changed(&self) -> tokio::sync::broadcast::Receiver<FieldsChanged>;
+
     /// Every subject's volunteered fields after `after` in (subject, field) order,
     /// opened, at most `limit` (the segments' rebuild at start pages through them).
     async fn fields_page(

@@ -485,6 +485,16 @@ pub struct FieldWrite {
     pub time_ms: UnixMillis,
 }
 
+/// A change to volunteered fields, as a store announces it after commit (this node's
+/// writes, and on PostgreSQL other nodes' through `NOTIFY`): the subject whose fields
+/// changed, or `All` when changes may have been missed (a lost connection), so a
+/// listener reloads everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldsChanged {
+    Subject(SubjectId),
+    All,
+}
+
 /// A field's value as stored for a subject, opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredField {

@@ -113,6 +113,24 @@ pub async fn load_fields(st: &AppState, engine: &Engine) -> Result<(), StoreErro
     Ok(())
 }
 
+/// Reads one subject's fields back from the store into the engine (every field of the
+/// catalog: those no longer stored are cleared).
+pub async fn reload_fields(
+    st: &AppState,
+    engine: &Engine,
+    subject: SubjectId,
+) -> Result<(), StoreError> {
+    let stored = st.store.fields(subject).await?;
+    for spec in st.settings.fields.iter() {
+        let value = stored
+            .iter()
+            .find(|f| f.field == spec.name)
+            .and_then(|f| spec.parse_stored(f.value.expose()).ok());
+        engine.set_field(subject, &spec.name, value);
+    }
+    Ok(())
+}
+
 /// Applies the events with ids in `(after, upto]` (only `only`'s subjects, when
 /// given); returns the last id applied or `after`.
 async fn apply_log(

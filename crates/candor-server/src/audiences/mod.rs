@@ -16,6 +16,11 @@
 //! person's withdrawn events (reset and replay, floors applied), so a later re-grant
 //! starts from what the person allowed since.
 //!
+//! **Fields.** The store announces committed field changes (`Store::fields_changed`: this
+//! node's writes at once, other nodes' through PostgreSQL's `NOTIFY`); a round reads each
+//! announced subject's fields back from the store, and rebuilds when announcements may
+//! have been lost.
+//!
 //! **Changing the segments.** Saving or deleting a segment rebuilds the engine from the
 //! store with the new set of rules and swaps it in: a new rule may need facts nobody
 //! kept before (a new event or trait), and a rebuild is the one path that is exact by
@@ -25,11 +30,10 @@ pub mod feed;
 pub mod view;
 
 use crate::state::AppState;
-use candor_core::field::FieldValue;
 use candor_core::SubjectId;
 use candor_segments::{Engine, OfferCatalog, Rule, SegmentDef};
 use candor_store::loyalty::SegmentRecord;
-use candor_store::StoreError;
+use candor_store::{FieldsChanged, StoreError};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,21 +50,22 @@ pub struct Audiences {
     engine: RwLock<Arc<Engine>>,
     segments: RwLock<BTreeMap<String, Saved>>,
     pub offers: Option<OfferCatalog>,
-    /// Where the feed stands; held for a round or a rebuild, so they never interleave.
-    feed: tokio::sync::Mutex<feed::Cursor>,
-    /// Held while a field change is applied to the engine, and by a rebuild while it
-    /// reads every field and swaps engines, so no change falls between the two.
-    fields: tokio::sync::Mutex<()>,
+    /// Where the feed stands, and the store's announcements of field changes not yet
+    /// applied; held for a round or a rebuild, so they never interleave.
+    feed: tokio::sync::Mutex<(feed::Cursor, FieldChanges)>,
 }
 
+type FieldChanges = tokio::sync::broadcast::Receiver<FieldsChanged>;
+
 impl Audiences {
-    pub fn new(offers: Option<OfferCatalog>, today: i64) -> Self {
+    /// `changes`: the store's field announcements, subscribed before anything is read,
+    /// so no change committed after the first rebuild's read is missed.
+    pub fn new(offers: Option<OfferCatalog>, today: i64, changes: FieldChanges) -> Self {
         Self {
             engine: RwLock::new(Arc::new(Engine::new(today))),
             segments: RwLock::new(BTreeMap::new()),
             offers,
-            feed: tokio::sync::Mutex::new(feed::Cursor::default()),
-            fields: tokio::sync::Mutex::new(()),
+            feed: tokio::sync::Mutex::new((feed::Cursor::default(), changes)),
         }
     }
 
@@ -107,22 +112,35 @@ impl Audiences {
             .members(name, &|s| index.granted(s), after, limit)
     }
 
-    /// A field was set or removed and has committed: the engine learns it now (this
-    /// node; others at their next rebuild, see ARCHITECTURE.md).
-    pub async fn field_changed(
-        &self,
-        subject: SubjectId,
-        field: &candor_core::field::FieldName,
-        value: Option<FieldValue>,
-    ) {
-        let _g = self.fields.lock().await;
-        self.engine().set_field(subject, field, value);
-    }
-
-    /// Brings the engine up to date with everything committed before the call.
+    /// Brings the engine up to date with everything committed before the call: the
+    /// log and the ledger ([`feed::round`]), then the fields announced changed (each
+    /// subject's read back from the store; everything, by a rebuild, when announcements
+    /// may have been missed).
     pub async fn catch_up(&self, st: &AppState) -> Result<(), StoreError> {
-        let mut cursor = self.feed.lock().await;
-        feed::round(st, &self.engine(), &mut cursor).await
+        let mut guard = self.feed.lock().await;
+        let (cursor, changes) = &mut *guard;
+        let engine = self.engine();
+        feed::round(st, &engine, cursor).await?;
+        let mut subjects = Vec::new();
+        let mut all = false;
+        loop {
+            use tokio::sync::broadcast::error::TryRecvError;
+            match changes.try_recv() {
+                Ok(FieldsChanged::Subject(s)) => subjects.push(s),
+                Ok(FieldsChanged::All) | Err(TryRecvError::Lagged(_)) => all = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        if all {
+            drop(guard);
+            return self.rebuild(st).await;
+        }
+        subjects.sort_unstable_by_key(|s| *s.as_bytes());
+        subjects.dedup();
+        for s in subjects {
+            feed::reload_fields(st, &engine, s).await?;
+        }
+        Ok(())
     }
 
     /// Records every segment's size today (the dashboard's chart), after catching up.
@@ -142,8 +160,29 @@ impl Audiences {
 
     /// Loads the saved segments and builds the engine from the store (at start).
     pub async fn load(&self, st: &AppState) -> Result<(), StoreError> {
+        if !self.sync_definitions(st).await? {
+            self.rebuild(st).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the segments this node knows the ones the store holds (another node may
+    /// have saved or deleted one), rebuilding the engine when they differ; whether they
+    /// did. The table is a few rows: the background loop asks every few seconds.
+    pub async fn sync_definitions(&self, st: &AppState) -> Result<bool, StoreError> {
+        let stored = st.store.segments().await?;
+        let same = {
+            let known = self.segments.read();
+            known.len() == stored.len()
+                && stored
+                    .iter()
+                    .all(|r| known.get(&r.name).is_some_and(|s| s.record == *r))
+        };
+        if same {
+            return Ok(false);
+        }
         let mut saved = BTreeMap::new();
-        for record in st.store.segments().await? {
+        for record in stored {
             match parse_saved(st, record) {
                 Ok(s) => {
                     saved.insert(s.record.name.clone(), s);
@@ -154,7 +193,8 @@ impl Audiences {
             }
         }
         *self.segments.write() = saved;
-        self.rebuild(st).await
+        self.rebuild(st).await?;
+        Ok(true)
     }
 
     /// Saves (or replaces) a segment and rebuilds the engine with it.
@@ -174,7 +214,7 @@ impl Audiences {
     /// Builds a fresh engine with every segment and offer rule, fed from the start of
     /// the log, and swaps it in.
     pub async fn rebuild(&self, st: &AppState) -> Result<(), StoreError> {
-        let mut cursor = self.feed.lock().await;
+        let mut guard = self.feed.lock().await;
         let engine = Engine::new(st.now().day());
         let defs: Vec<Saved> = self.segments.read().values().cloned().collect();
         for s in defs {
@@ -194,11 +234,12 @@ impl Audiences {
                 .define_offers(bit, &offers.rules())
                 .map_err(|e| tracing::error!(error = %e, "offer rules refused"));
         }
+        // Field changes announced from here on are applied by the next round, read
+        // back from the store: the fields read below can only be older.
         let fresh = feed::replay(st, &engine).await?;
-        let _g = self.fields.lock().await;
         feed::load_fields(st, &engine).await?;
         *self.engine.write() = Arc::new(engine);
-        *cursor = fresh;
+        guard.0 = fresh;
         Ok(())
     }
 }

@@ -153,15 +153,6 @@ pub async fn run(st: &AppState, req: Request<'_>) -> ApiResult<Report> {
         }
         other => other?,
     }
-    for w in &writes {
-        if let Some(spec) = st.settings.fields.get(w.field.as_str()) {
-            if let Ok(v) = spec.parse_stored(w.value.expose()) {
-                st.audiences
-                    .field_changed(w.subject, &w.field, Some(v))
-                    .await;
-            }
-        }
-    }
     // 3c. Loyalty points of the track events kept (and of duplicates: a retry after a
     // crash between the event's commit and its points' is how those points arrive; the
     // key makes them one transaction).

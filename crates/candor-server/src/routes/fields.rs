@@ -123,9 +123,6 @@ pub(crate) async fn set(
             time_ms: st.now(),
         })
         .await?;
-    st.audiences
-        .field_changed(subject, &spec.name, Some(value.clone()))
-        .await;
     // The program's bonus for telling (once per person and field; the store refuses it
     // to someone outside the program).
     crate::loyalty::field_bonus(st, subject, spec.name.as_str()).await?;
@@ -163,7 +160,6 @@ pub(crate) async fn unset(
     spec: &FieldSpec,
 ) -> ApiResult<()> {
     st.store.remove_field(subject, &spec.name).await?;
-    st.audiences.field_changed(subject, &spec.name, None).await;
     if spec.aggregate && shared(st, subject).await?.contains(&spec.name.to_string()) {
         // The trait sent as null clears the shared value (the insight rules' "sent
         // without the mark").

@@ -11,6 +11,12 @@ pub(super) async fn apply(shared: &Shared, op: &FieldOp) -> Result<bool, StoreEr
     crate::retry::retrying("field", || async {
         let mut c = shared.pool.get().await?;
         let tx = c.transaction().await?;
+        // Other nodes learn of the change when it commits (`listen`).
+        let changed: Vec<candor_core::SubjectId> = match op {
+            FieldOp::Set(writes) => writes.iter().map(|w| w.subject).collect(),
+            FieldOp::Remove { subject, .. } => vec![*subject],
+        };
+        super::listen::notify_fields(&tx, &changed).await?;
         let done = match op {
             FieldOp::Set(writes) => {
                 // Subjects locked in one order, so two such transactions cannot deadlock

@@ -49,6 +49,31 @@ pub async fn notify<C: GenericClient>(
     Ok(())
 }
 
+/// Prefix of a payload naming subjects whose volunteered fields changed (the caches
+/// keep no fields: these go to `Store::fields_changed`'s listeners).
+const FIELDS: &str = "f:";
+
+/// Queues a notification that `subjects`' fields changed, delivered on commit.
+pub async fn notify_fields<C: GenericClient>(
+    tx: &C,
+    subjects: &[SubjectId],
+) -> Result<(), tokio_postgres::Error> {
+    for chunk in subjects.chunks(SUBJECTS_PER_PAYLOAD) {
+        let payload = chunk
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        sql::execute(
+            tx,
+            "SELECT pg_notify('candor_changes', $1)",
+            &[&format!("{FIELDS}{payload}")],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn run(
     shared: Arc<Shared>,
     config: Config,
@@ -105,6 +130,8 @@ async fn session(
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
         // After LISTEN, so that nothing committed from here on can be missed.
         cache::full_resync(shared, &client).await?;
+        // Field changes made while no connection listened are unknown: reload them all.
+        shared.caches.announce_fields(crate::FieldsChanged::All);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -119,9 +146,17 @@ async fn session(
                         return Err(StoreError::Database("cache sync connection closed".into()));
                     };
                     let mut subjects: IdSet<SubjectId> = IdSet::default();
-                    parse(&first, &mut subjects);
+                    let mut fields: IdSet<SubjectId> = IdSet::default();
+                    let mut sort = |p: &str| match p.strip_prefix(FIELDS) {
+                        Some(rest) => parse(rest, &mut fields),
+                        None => parse(p, &mut subjects),
+                    };
+                    sort(&first);
                     while let Ok(more) = nrx.try_recv() {
-                        parse(&more, &mut subjects);
+                        sort(&more);
+                    }
+                    for s in fields {
+                        shared.caches.announce_fields(crate::FieldsChanged::Subject(s));
                     }
                     let subjects: Vec<SubjectId> = subjects.into_iter().collect();
                     cache::reload(shared, &client, &subjects).await?;

@@ -173,3 +173,95 @@ fn two_nodes_share_consent_dedup_and_one_ledger() {
     assert!(unique.contains(&"same-everywhere".to_string()));
     assert!(!unique.contains(&"after".to_string()));
 }
+
+/// Segments across nodes (issue 14): a segment saved through A, a field set through A
+/// and an event sent through B all reach B's membership, within seconds.
+#[test]
+fn segments_follow_definitions_fields_and_events_from_either_node() {
+    let Some(db) = fresh_database() else { return };
+    let (da, dbd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(da.path(), &db);
+    let b = node(dbd.path(), &db);
+    let admin = |s: &Server, method: reqwest::Method, path: &str, body: Option<Value>| -> Value {
+        let mut rb = client()
+            .request(method, s.url(path))
+            .bearer_auth("demo-admin-token");
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        rb.send().unwrap().json().unwrap()
+    };
+    let r = client()
+        .post(a.url("/v1/consent"))
+        .basic_auth(SERVER_KEY, Some(""))
+        .json(&json!({"userId": "ann", "choices": {"personalization": "grant"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v = admin(
+        &a,
+        reqwest::Method::PUT,
+        "/v1/admin/segments/fit",
+        Some(json!({"purpose": "personalization",
+            "text": "field.interests has \"fitness\" or seen(track \"App Session\") within 2 days"})),
+    );
+    assert_eq!(v["name"], "fit", "{v}");
+    let member_on_b = || {
+        let v = admin(
+            &b,
+            reqwest::Method::GET,
+            "/v1/admin/segments/fit/check?userId=ann",
+            None,
+        );
+        v["member"].as_bool()
+    };
+    // B learns of the segment from the store.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while member_on_b().is_none() {
+        assert!(Instant::now() < deadline, "B never saw the segment");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(member_on_b(), Some(false));
+    // A field set through A: B reads it back when A's commit is announced.
+    let r = client()
+        .put(a.url("/v1/me/fields/interests?userId=ann"))
+        .basic_auth(SERVER_KEY, Some(""))
+        .json(&json!({"value": ["fitness"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while member_on_b() != Some(true) {
+        assert!(Instant::now() < deadline, "B never saw the field");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Removed through A: out on B.
+    let r = client()
+        .delete(a.url("/v1/me/fields/interests?userId=ann"))
+        .basic_auth(SERVER_KEY, Some(""))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while member_on_b() != Some(false) {
+        assert!(Instant::now() < deadline, "B never saw the removal");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An event through B: A counts it (the log is shared).
+    let r = client()
+        .post(b.url("/v1/track"))
+        .basic_auth(SERVER_KEY, Some(""))
+        .json(&json!({"event": "App Session", "userId": "ann"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v = admin(
+        &a,
+        reqwest::Method::GET,
+        "/v1/admin/segments/fit/check?userId=ann",
+        None,
+    );
+    assert_eq!(v["member"], true, "{v}");
+    a.stop();
+    b.stop();
+}
