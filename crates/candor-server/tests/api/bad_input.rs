@@ -259,6 +259,55 @@ fn arb_request() -> impl Strategy<Value = Req> {
             "admin",
             json!({"userId": "u1", "ttlSeconds": 60}),
         ),
+        // Issue 14: segments, personalization, loyalty.
+        (
+            "PUT",
+            "/v1/admin/segments/gen",
+            "admin",
+            json!({"purpose": "personalization", "text": "field.shoe_size > 40 and seen(track \"App Session\") within 7 days", "description": "d"}),
+        ),
+        (
+            "POST",
+            "/v1/admin/segments/validate",
+            "admin",
+            json!({"purpose": "personalization", "rule": {"and": [{"field": "age_band", "op": "eq", "value": "25-34"}, {"not": {"usage": {"type": "track", "event": "App Session"}, "measure": "days", "window_days": 30, "op": "ge", "value": 3}}]}}),
+        ),
+        (
+            "POST",
+            "/v1/personalize",
+            "server",
+            json!({"userId": "u1", "placement": "home", "limit": 3}),
+        ),
+        (
+            "POST",
+            "/v1/loyalty/transactions",
+            "server",
+            json!({"userId": "u1", "type": "earn", "points": 10, "idempotencyKey": "k1", "reason": "r"}),
+        ),
+        (
+            "POST",
+            "/v1/me/loyalty/redeem",
+            "server",
+            json!({"userId": "u1", "reward": "coffee", "idempotencyKey": "k2"}),
+        ),
+        (
+            "POST",
+            "/v1/admin/loyalty/adjustments",
+            "admin",
+            json!({"userId": "u1", "points": -5, "reason": "r", "idempotencyKey": "k3"}),
+        ),
+        (
+            "POST",
+            "/v1/admin/loyalty/reversals",
+            "admin",
+            json!({"userId": "u1", "transactionId": 1, "reason": "r", "idempotencyKey": "k4"}),
+        ),
+        (
+            "PUT",
+            "/v1/admin/loyalty/rewards/tote_bag/stock",
+            "admin",
+            json!({"stock": 3}),
+        ),
     ];
     let field = prop_oneof![
         Just("anonymousId"),
@@ -285,6 +334,17 @@ fn arb_request() -> impl Strategy<Value = Req> {
         Just("lang"),
         Just("active"),
         Just("weight"),
+        Just("purpose"),
+        Just("rule"),
+        Just("text"),
+        Just("placement"),
+        Just("limit"),
+        Just("type"),
+        Just("points"),
+        Just("reward"),
+        Just("idempotencyKey"),
+        Just("transactionId"),
+        Just("stock"),
         "[a-z]{1,8}".prop_map(|s| Box::leak(s.into_boxed_str()) as &'static str),
     ];
     let body = (
@@ -327,6 +387,11 @@ fn arb_request() -> impl Strategy<Value = Req> {
             ("/v1/me", "server"),
             ("/v1/me/export", "server"),
             ("/v1/admin/requests", "admin"),
+            ("/v1/admin/segments", "admin"),
+            ("/v1/admin/segments/gen/members", "admin"),
+            ("/v1/admin/segments/gen/check", "admin"),
+            ("/v1/me/loyalty", "server"),
+            ("/v1/admin/loyalty", "admin"),
         ]),
         prop::sample::select(vec![
             "after",
@@ -359,7 +424,7 @@ fn arbitrary_requests_to_every_other_endpoint_never_break_the_server() {
         "[insights]\nmin_group_size = 0\nallow_insecure_rng = true\n",
     ));
     let codes: Vec<&str> = candor_server::error::TABLE.iter().map(|r| r.1).collect();
-    let mut runner = runner(600);
+    let mut runner = runner(800);
     runner
         .run(&arb_request(), |r| {
             let (status, code) = rt.block_on(async {
@@ -367,6 +432,7 @@ fn arbitrary_requests_to_every_other_endpoint_never_break_the_server() {
                 let req = match r.method {
                     "GET" => app.client.get(url),
                     "PATCH" => app.client.patch(url).json(&r.body),
+                    "PUT" => app.client.put(url).json(&r.body),
                     _ => app.client.post(url).json(&r.body),
                 };
                 let req = match r.who {
