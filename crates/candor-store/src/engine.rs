@@ -109,7 +109,7 @@ pub trait Backend: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(SubjectId, seal::FieldRow)>, StoreError>;
     /// The highest event id below which every id is committed or abandoned.
-    async fn settled_event_id(&self) -> Result<i64, StoreError>;
+    async fn settled_event_id(&self, after: i64) -> Result<i64, StoreError>;
     /// The loyalty program's reads and the small writes beside its ledger, and the
     /// segments' definitions (`sqlite::loyalty`, `postgres::loyalty`).
     async fn loyalty_account(&self, subject: SubjectId) -> Result<Option<Account>, StoreError>;
@@ -577,8 +577,8 @@ impl<B: Backend> Store for Engine<B> {
         Ok(out)
     }
 
-    async fn settled_event_id(&self) -> Result<i64, StoreError> {
-        self.backend.settled_event_id().await
+    async fn settled_event_id(&self, after: i64) -> Result<i64, StoreError> {
+        self.backend.settled_event_id(after).await
     }
 
     async fn loyalty(&self, op: LoyaltyOp) -> Result<LoyaltyOutcome, StoreError> {

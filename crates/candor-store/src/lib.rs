@@ -342,8 +342,10 @@ pub trait Store: Send + Sync + 'static {
     /// readable: a reader of the log in id order (`events_page`) that stops there
     /// misses nothing that commits later. On SQLite the highest stored id (the single
     /// writer commits ids in order); on PostgreSQL the sequence's value read while no
-    /// ingest transaction is in flight (as the insight deriver does).
-    async fn settled_event_id(&self) -> Result<i64, StoreError>;
+    /// ingest transaction is in flight (as the insight deriver does), unless no id was
+    /// handed out past `after` (the caller's cursor): then `after`, without the moment
+    /// of exclusive lock, so an idle tail costs ingestion nothing.
+    async fn settled_event_id(&self, after: i64) -> Result<i64, StoreError>;
 
     /// Applies one loyalty points transaction (`plan::loyalty`): `Applied` has
     /// committed durably; a key applied before answers `Duplicate` with its original

@@ -65,7 +65,7 @@ pub async fn round(st: &AppState, engine: &Engine, cursor: &mut Cursor) -> Resul
     for (s, seq) in left {
         crate::loyalty::left(st, s, format!("leave:{seq}")).await?;
     }
-    let upto = st.store.settled_event_id().await?;
+    let upto = st.store.settled_event_id(cursor.events_after).await?;
     cursor.events_after = apply_log(st, engine, cursor.events_after, upto, None).await?;
     for s in &forget {
         engine.forget(*s);
@@ -85,7 +85,7 @@ pub async fn round(st: &AppState, engine: &Engine, cursor: &mut Cursor) -> Resul
 /// next round, which resets its subject.
 pub async fn replay(st: &AppState, engine: &Engine) -> Result<Cursor, StoreError> {
     let ledger_after = st.store.ledger_head().await?.map(|h| h.seq).unwrap_or(0);
-    let upto = st.store.settled_event_id().await?;
+    let upto = st.store.settled_event_id(0).await?;
     let events_after = apply_log(st, engine, 0, upto, None).await?;
     Ok(Cursor {
         events_after,

@@ -71,6 +71,21 @@ async fn behind(shared: &Shared) -> Result<bool, StoreError> {
     Ok(r.map(|r| r.flag(0)).transpose()?.unwrap_or(false))
 }
 
+/// The highest event id handed out so far, read without any lock (it may belong to a
+/// transaction still running: only a bound, see [`settled`]).
+pub(super) async fn handed_out(shared: &Shared) -> Result<i64, StoreError> {
+    let client = shared.pool.get().await?;
+    Ok(sql::query_opt(
+        &client,
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq",
+        &[],
+    )
+    .await?
+    .map(|r| r.int(0))
+    .transpose()?
+    .unwrap_or(0))
+}
+
 /// The highest event id handed out so far, read while no ingest transaction is in
 /// flight, so every id up to it is settled (see the module docs).
 pub(super) async fn settled(shared: &Shared) -> Result<i64, StoreError> {

@@ -491,7 +491,10 @@ impl Backend for Postgres {
         .await
     }
 
-    async fn settled_event_id(&self) -> Result<i64, StoreError> {
+    async fn settled_event_id(&self, after: i64) -> Result<i64, StoreError> {
+        if derive::handed_out(&self.shared).await? <= after {
+            return Ok(after);
+        }
         derive::settled(&self.shared).await
     }
 

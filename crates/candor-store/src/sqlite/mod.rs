@@ -482,7 +482,7 @@ impl Backend for Sqlite {
         .await
     }
 
-    async fn settled_event_id(&self) -> Result<i64, StoreError> {
+    async fn settled_event_id(&self, _after: i64) -> Result<i64, StoreError> {
         self.read(|c| {
             Ok(c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
                 .query_row([], |r| r.get(0))?)
