@@ -16,7 +16,6 @@ use candor_loyalty::{
 };
 use candor_segments::Offer;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 pub const DEFAULT_PROGRAM: &str = include_str!("../default-program.toml");
 
@@ -381,15 +380,6 @@ fn program(raw: RawLoyalty) -> Result<Program, ConfigError> {
         financial_incentive: raw.financial_incentive,
     };
     Program::new(config).map_err(|e| invalid("loyalty", e))
-}
-
-/// Offers by placement, for the docs and the dashboard.
-pub fn placements(offers: &[Offer]) -> BTreeMap<&str, Vec<&Offer>> {
-    let mut out: BTreeMap<&str, Vec<&Offer>> = BTreeMap::new();
-    for o in offers {
-        out.entry(o.placement.as_str()).or_default().push(o);
-    }
-    out
 }
 
 #[cfg(test)]
