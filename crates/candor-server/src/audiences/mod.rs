@@ -52,7 +52,14 @@ pub struct Audiences {
     pub offers: Option<OfferCatalog>,
     /// Where the feed stands, and the store's announcements of field changes not yet
     /// applied; held for a round or a rebuild, so they never interleave.
-    feed: tokio::sync::Mutex<(feed::Cursor, FieldChanges)>,
+    feed: tokio::sync::Mutex<Feed>,
+}
+
+struct Feed {
+    cursor: feed::Cursor,
+    changes: FieldChanges,
+    /// Subjects announced but not yet read back (kept across a failed round).
+    pending: Vec<SubjectId>,
 }
 
 type FieldChanges = tokio::sync::broadcast::Receiver<FieldsChanged>;
@@ -65,7 +72,11 @@ impl Audiences {
             engine: RwLock::new(Arc::new(Engine::new(today))),
             segments: RwLock::new(BTreeMap::new()),
             offers,
-            feed: tokio::sync::Mutex::new((feed::Cursor::default(), changes)),
+            feed: tokio::sync::Mutex::new(Feed {
+                cursor: feed::Cursor::default(),
+                changes,
+                pending: Vec::new(),
+            }),
         }
     }
 
@@ -81,7 +92,7 @@ impl Audiences {
         self.segments.read().get(name).cloned()
     }
 
-    /// The saved segment's purpose and rule, as `Segment(name)` conditions look it up.
+    /// The saved segment's purpose, as `segment "name"` conditions are checked against.
     pub fn purpose_of(&self, name: &str) -> Option<String> {
         self.segments
             .read()
@@ -118,27 +129,31 @@ impl Audiences {
     /// may have been missed).
     pub async fn catch_up(&self, st: &AppState) -> Result<(), StoreError> {
         let mut guard = self.feed.lock().await;
-        let (cursor, changes) = &mut *guard;
+        let f = &mut *guard;
         let engine = self.engine();
-        feed::round(st, &engine, cursor).await?;
-        let mut subjects = Vec::new();
+        feed::round(st, &engine, &mut f.cursor).await?;
         let mut all = false;
         loop {
             use tokio::sync::broadcast::error::TryRecvError;
-            match changes.try_recv() {
-                Ok(FieldsChanged::Subject(s)) => subjects.push(s),
+            match f.changes.try_recv() {
+                Ok(FieldsChanged::Subject(s)) => f.pending.push(s),
                 Ok(FieldsChanged::All) | Err(TryRecvError::Lagged(_)) => all = true,
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
         if all {
+            // The rebuild reads every field; what was pending is in it.
+            f.pending.clear();
             drop(guard);
             return self.rebuild(st).await;
         }
-        subjects.sort_unstable_by_key(|s| *s.as_bytes());
-        subjects.dedup();
-        for s in subjects {
+        f.pending
+            .sort_unstable_by_key(|s| std::cmp::Reverse(*s.as_bytes()));
+        f.pending.dedup();
+        // Popped only once read back, so a failed read is retried by the next round.
+        while let Some(s) = f.pending.last().copied() {
             feed::reload_fields(st, &engine, s).await?;
+            f.pending.pop();
         }
         Ok(())
     }
@@ -239,7 +254,7 @@ impl Audiences {
         let fresh = feed::replay(st, &engine).await?;
         feed::load_fields(st, &engine).await?;
         *self.engine.write() = Arc::new(engine);
-        guard.0 = fresh;
+        guard.cursor = fresh;
         Ok(())
     }
 }
