@@ -41,10 +41,14 @@ pub async fn round(st: &AppState, engine: &Engine, cursor: &mut Cursor) -> Resul
     let mut reset = HashSet::new();
     let mut left = Vec::new();
     let loyalty = st.settings.loyalty.as_ref().map(|l| &l.purpose);
+    // The ledger cursor moves only when the round has done what the records ask: a
+    // round that fails part-way reads them again (forgetting, resetting and leaving are
+    // idempotent), while events, which are counted, move their cursor as they apply.
+    let mut ledger_after = cursor.ledger_after;
     loop {
-        let page = st.store.ledger_page(cursor.ledger_after, PAGE).await?;
+        let page = st.store.ledger_page(ledger_after, PAGE).await?;
         let Some(last) = page.last() else { break };
-        cursor.ledger_after = last.entry.seq;
+        ledger_after = last.entry.seq;
         for r in page {
             match r.entry.status {
                 ConsentStatus::Erased => {
@@ -66,7 +70,7 @@ pub async fn round(st: &AppState, engine: &Engine, cursor: &mut Cursor) -> Resul
         crate::loyalty::left(st, s, format!("leave:{seq}")).await?;
     }
     let upto = st.store.settled_event_id(cursor.events_after).await?;
-    cursor.events_after = apply_log(st, engine, cursor.events_after, upto, None).await?;
+    apply_log(st, engine, &mut cursor.events_after, upto, None).await?;
     for s in &forget {
         engine.forget(*s);
     }
@@ -75,8 +79,10 @@ pub async fn round(st: &AppState, engine: &Engine, cursor: &mut Cursor) -> Resul
         for s in &reset {
             engine.withdraw(*s, PurposeSet::from_bits(u64::MAX));
         }
-        apply_log(st, engine, 0, cursor.events_after, Some(&reset)).await?;
+        let mut from = 0;
+        apply_log(st, engine, &mut from, cursor.events_after, Some(&reset)).await?;
     }
+    cursor.ledger_after = ledger_after;
     Ok(())
 }
 
@@ -86,7 +92,8 @@ pub async fn round(st: &AppState, engine: &Engine, cursor: &mut Cursor) -> Resul
 pub async fn replay(st: &AppState, engine: &Engine) -> Result<Cursor, StoreError> {
     let ledger_after = st.store.ledger_head().await?.map(|h| h.seq).unwrap_or(0);
     let upto = st.store.settled_event_id(0).await?;
-    let events_after = apply_log(st, engine, 0, upto, None).await?;
+    let mut events_after = 0;
+    apply_log(st, engine, &mut events_after, upto, None).await?;
     Ok(Cursor {
         events_after,
         ledger_after,
@@ -131,34 +138,35 @@ pub async fn reload_fields(
     Ok(())
 }
 
-/// Applies the events with ids in `(after, upto]` (only `only`'s subjects, when
-/// given); returns the last id applied or `after`.
+/// Applies the events with ids in `(*after, upto]` (only `only`'s subjects, when
+/// given), moving `*after` past each one as it is applied, so that a read failing
+/// part-way leaves the cursor where the applied events end.
 async fn apply_log(
     st: &AppState,
     engine: &Engine,
-    mut after: i64,
+    after: &mut i64,
     upto: i64,
     only: Option<&HashSet<SubjectId>>,
-) -> Result<i64, StoreError> {
-    while after < upto {
-        let page = st.store.events_page(after, PAGE).await?;
+) -> Result<(), StoreError> {
+    while *after < upto {
+        let page = st.store.events_page(*after, PAGE).await?;
         let Some(last) = page.last().map(|e| e.id) else {
             // Nothing visible up to `upto`: rows hidden by floors have no purpose left.
-            after = upto;
+            *after = upto;
             break;
         };
         for e in page.iter().filter(|e| e.id <= upto) {
             if only.is_none_or(|o| o.contains(&e.subject)) {
                 apply_event(st, engine, e).await?;
             }
-            after = e.id;
+            *after = e.id;
         }
         if last >= upto {
-            after = upto;
+            *after = upto;
             break;
         }
     }
-    Ok(after)
+    Ok(())
 }
 
 async fn apply_event(st: &AppState, engine: &Engine, e: &StoredEvent) -> Result<(), StoreError> {
