@@ -28,26 +28,29 @@ pub struct Env {
     pub database_url: Option<String>,
 }
 
+/// PostgreSQL, plain or Citus (`CANDOR_TEST_BACKEND=postgres` or `citus`).
 pub fn postgres_backend() -> bool {
-    std::env::var("CANDOR_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+    std::env::var("CANDOR_TEST_BACKEND").is_ok_and(|b| b == "postgres" || b == "citus")
 }
 
-/// Creates a database for one test on the server named by CANDOR_TEST_DATABASE_URL.
+/// Creates a database for one test on the server named by CANDOR_TEST_DATABASE_URL (a
+/// Citus cluster of its own when that server is a Citus coordinator).
 pub async fn fresh_database() -> String {
     let admin = std::env::var("CANDOR_TEST_DATABASE_URL").expect(
         "CANDOR_TEST_BACKEND=postgres needs CANDOR_TEST_DATABASE_URL (run the tests through scripts/with-postgres)",
     );
-    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let name = format!("api_{}", candor_core::SubjectId::random());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+    let url = candor_store::postgres::provision::create_database(&admin, &name)
         .await
         .unwrap();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    format!("{base}/{name}")
+    if std::env::var("CANDOR_TEST_BACKEND").is_ok_and(|b| b == "citus") {
+        let server = candor_store::postgres::provision::server(&url).await.unwrap();
+        assert!(
+            matches!(server, candor_store::postgres::provision::Server::Citus { .. }),
+            "CANDOR_TEST_BACKEND=citus but {admin} is not a Citus coordinator with workers"
+        );
+    }
+    url
 }
 
 pub async fn fresh_env() -> Env {

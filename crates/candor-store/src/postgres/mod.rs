@@ -45,6 +45,7 @@ mod person;
 mod prompt;
 mod read;
 mod retention;
+pub mod provision;
 pub mod schema;
 mod sql;
 mod sweep;

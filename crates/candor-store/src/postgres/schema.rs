@@ -43,6 +43,7 @@
 
 use super::locks;
 use crate::StoreError;
+use deadpool_postgres::Transaction;
 use candor_core::PurposeId;
 use deadpool_postgres::Object;
 use std::collections::HashMap;
@@ -401,6 +402,177 @@ const MIGRATIONS: &[&str] = &[
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Where a table lives on Citus (the table above, as code). Migrations apply it when
+/// the database has the `citus` extension; without it nothing changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Hash-distributed by `subject_id`, co-located with `subjects`: one subject's rows
+    /// of every such table live in shards of the same range, on one worker.
+    BySubject,
+    /// Hash-distributed by `advertiser_id`, co-located with `insight_reports`.
+    ByAdvertiser,
+    /// Hash-distributed by this column, in a co-location group of its own (the column
+    /// is a hash of something other than a subject).
+    ByKey(&'static str),
+    /// Copied to every node: tiny, read everywhere, joined with distributed tables.
+    Reference,
+    /// An ordinary table on the coordinator: few rows, no subject, or (the ledger) one
+    /// global order that a single lock keeps.
+    Coordinator,
+}
+
+/// Every table of the schema and its [`Placement`]. A migration that creates a table
+/// not listed here fails on Citus (and a test fails on plain PostgreSQL), so a new
+/// table cannot go undistributed by accident.
+pub const PLACEMENT: &[(&str, Placement)] = &[
+    ("subjects", Placement::BySubject),
+    ("identities", Placement::BySubject),
+    ("consent_state", Placement::BySubject),
+    ("purpose_floors", Placement::BySubject),
+    ("events", Placement::BySubject),
+    ("insight_subjects", Placement::BySubject),
+    ("insight_features", Placement::BySubject),
+    ("insight_declared", Placement::BySubject),
+    ("access_log", Placement::BySubject),
+    ("volunteered_fields", Placement::BySubject),
+    ("loyalty_accounts", Placement::BySubject),
+    ("loyalty_txns", Placement::BySubject),
+    ("insight_reports", Placement::ByAdvertiser),
+    ("insight_report_members", Placement::ByAdvertiser),
+    ("identity_lookup", Placement::ByKey("lookup_hash")),
+    ("dedup_keys", Placement::ByKey("dedup_key")),
+    ("purposes", Placement::Reference),
+    ("advertisers", Placement::Reference),
+    ("loyalty_rewards", Placement::Reference),
+    ("ledger", Placement::Coordinator),
+    ("ledger_head", Placement::Coordinator),
+    ("feature_watermark", Placement::Coordinator),
+    ("prompt_variants", Placement::Coordinator),
+    ("prompt_counts", Placement::Coordinator),
+    ("signing_keys", Placement::Coordinator),
+    ("key_checks", Placement::Coordinator),
+    ("store_meta", Placement::Coordinator),
+    ("admin_audit", Placement::Coordinator),
+    ("subject_requests", Placement::Coordinator),
+    ("spent_links", Placement::Coordinator),
+    ("segments", Placement::Coordinator),
+    ("segment_sizes", Placement::Coordinator),
+    ("schema_migrations", Placement::Coordinator),
+];
+
+/// The placement of `table`, if it is one of ours.
+pub fn placement(table: &str) -> Option<Placement> {
+    PLACEMENT.iter().find(|(t, _)| *t == table).map(|(_, p)| *p)
+}
+
+/// Splits a migration into its statements at the semicolons outside quotes, dropping
+/// `--` comments. The migrations use no dollar quoting, which this does not handle.
+fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            '-' if !quoted && chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        current.push('\n');
+                        break;
+                    }
+                }
+            }
+            ';' if !quoted => {
+                let s = current.trim();
+                if !s.is_empty() {
+                    out.push(s.to_owned());
+                }
+                current.clear();
+            }
+            c => current.push(c),
+        }
+    }
+    let s = current.trim();
+    if !s.is_empty() {
+        out.push(s.to_owned());
+    }
+    out
+}
+
+/// Whether this database is a Citus cluster (the extension is installed in it).
+pub async fn is_citus(tx: &impl deadpool_postgres::GenericClient) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+/// Distributes (or replicates) every table of the schema that Citus does not manage
+/// yet, per [`PLACEMENT`]. Run inside a migration's transaction, right after its DDL,
+/// so a table is never visible undistributed; the anchors (`subjects`,
+/// `insight_reports`) come first so the others can be co-located with them.
+async fn distribute_new_tables(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let new: Vec<String> = tx
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                AND NOT EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = c.oid)",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut ordered: Vec<(&str, Placement)> = Vec::new();
+    for table in &new {
+        let p = placement(table).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "table {table} has no Citus placement (add it to schema::PLACEMENT)"
+            ))
+        })?;
+        ordered.push((table.as_str(), p));
+    }
+    ordered.sort_by_key(|(t, _)| !matches!(*t, "subjects" | "insight_reports"));
+    for (table, p) in ordered {
+        let sql = match p {
+            Placement::BySubject if table == "subjects" => {
+                "SELECT create_distributed_table($1::text::regclass, 'subject_id', colocate_with => 'none')"
+            }
+            Placement::BySubject => {
+                "SELECT create_distributed_table($1::text::regclass, 'subject_id', colocate_with => 'subjects')"
+            }
+            Placement::ByAdvertiser if table == "insight_reports" => {
+                "SELECT create_distributed_table($1::text::regclass, 'advertiser_id', colocate_with => 'none')"
+            }
+            Placement::ByAdvertiser => {
+                "SELECT create_distributed_table($1::text::regclass, 'advertiser_id', colocate_with => 'insight_reports')"
+            }
+            Placement::ByKey(column) => {
+                tx.execute(
+                    "SELECT create_distributed_table($1::text::regclass, $2, colocate_with => 'none')",
+                    &[&table, &column],
+                )
+                .await?;
+                tracing::info!(table, column, "distributed table on Citus");
+                continue;
+            }
+            Placement::Reference => "SELECT create_reference_table($1::text::regclass)",
+            Placement::Coordinator => continue,
+        };
+        tx.execute(sql, &[&table]).await?;
+        tracing::info!(table, placement = ?p, "placed table on Citus");
+    }
+    Ok(())
+}
+
 /// Migrates and assigns purpose bits, in one transaction under the migration lock.
 pub async fn migrate(
     client: &mut Object,
@@ -429,9 +601,18 @@ pub async fn migrate(
             supported: SUPPORTED_VERSION,
         });
     }
+    let citus = is_citus(&tx).await?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = (i + 1) as i32;
-        tx.batch_execute(sql).await?;
+        // One statement at a time: Citus forwards a DDL statement on a distributed table
+        // to the workers as the text it arrived in, and a multi-statement text cannot
+        // run there.
+        for statement in statements(sql) {
+            tx.batch_execute(&statement).await?;
+        }
+        if citus {
+            distribute_new_tables(&tx).await?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version) VALUES ($1)",
             &[&version],
@@ -468,4 +649,32 @@ pub async fn migrate(
     }
     tx.commit().await?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_split_into_statements() {
+        let split = statements("CREATE TABLE a (x TEXT DEFAULT ';'); -- a; comment\nINSERT INTO a VALUES ('--');\n");
+        assert_eq!(
+            split,
+            vec!["CREATE TABLE a (x TEXT DEFAULT ';')", "INSERT INTO a VALUES ('--')"]
+        );
+        // Every migration splits into statements that each end where the next begins.
+        for m in MIGRATIONS {
+            let joined: String = statements(m).join(";");
+            assert!(!joined.contains("--"), "{joined}");
+        }
+    }
+
+    #[test]
+    fn every_placement_is_named_once() {
+        let mut names: Vec<&str> = PLACEMENT.iter().map(|(t, _)| *t).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len());
+    }
 }

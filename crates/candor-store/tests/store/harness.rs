@@ -266,23 +266,10 @@ impl Postgres {
         let admin_url =
             std::env::var("CANDOR_TEST_DATABASE_URL").unwrap_or_else(|_| panic!("{HOW_TO_START}"));
         let name = format!("t_{}", hex::encode(rand::random::<[u8; 8]>()));
-        let admin = admin(&admin_url).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+        let url = candor_store::postgres::provision::create_database(&admin_url, &name)
             .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        let (base, query) = match admin_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (admin_url.as_str(), String::new()),
-        };
-        let server = match base.split_once("://") {
-            Some((scheme, rest)) => format!(
-                "{scheme}://{}",
-                rest.split_once('/').map_or(rest, |(h, _)| h)
-            ),
-            None => panic!("CANDOR_TEST_DATABASE_URL must be a postgres:// URL"),
-        };
-        let url = format!("{server}/{name}{query}");
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}\n{HOW_TO_START}"));
+        require_citus_if_asked(&url).await;
         Some(Self {
             admin_url,
             name,
@@ -319,6 +306,23 @@ impl Postgres {
     }
 }
 
+/// With `CANDOR_TEST_BACKEND=citus` the database must really be a Citus cluster, so a
+/// run meant for Citus can never pass on plain PostgreSQL by mistake.
+pub async fn require_citus_if_asked(url: &str) {
+    if std::env::var("CANDOR_TEST_BACKEND").is_ok_and(|b| b == "citus") {
+        let c = admin(url).await;
+        let workers: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_dist_node WHERE groupid <> 0 AND isactive",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("CANDOR_TEST_BACKEND=citus but {e}"))
+            .get(0);
+        assert!(workers >= 2, "CANDOR_TEST_BACKEND=citus needs a coordinator with two workers");
+    }
+}
+
 async fn admin(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -338,10 +342,7 @@ impl Drop for Postgres {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let client = admin(&url).await;
-                let _ = client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
+                let _ = candor_store::postgres::provision::drop_database(&url, &name).await;
             });
         })
         .join();

@@ -70,17 +70,21 @@ pub fn fresh_database() -> Option<String> {
         .build()
         .unwrap();
     let name = format!("cli_{}", candor_core::SubjectId::random());
-    rt.block_on(async {
-        let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
+    let url = rt
+        .block_on(candor_store::postgres::provision::create_database(
+            &admin, &name,
+        ))
+        .unwrap();
+    if std::env::var("CANDOR_TEST_BACKEND").is_ok_and(|b| b == "citus") {
+        let server = rt
+            .block_on(candor_store::postgres::provision::server(&url))
             .unwrap();
-        tokio::spawn(conn);
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-    });
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    Some(format!("{base}/{name}"))
+        assert!(
+            matches!(server, candor_store::postgres::provision::Server::Citus { .. }),
+            "CANDOR_TEST_BACKEND=citus but {admin} is not a Citus coordinator with workers"
+        );
+    }
+    Some(url)
 }
 
 /// The same test data on both stores: SQLite, then PostgreSQL.
