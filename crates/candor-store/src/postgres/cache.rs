@@ -24,7 +24,7 @@ pub(super) async fn full_resync(shared: &Shared, client: &Client) -> Result<(), 
         client,
         "SELECT subject_id, purpose_id, status, seq FROM consent_state",
         "SELECT lookup_hash, subject_id FROM identity_lookup",
-        "SELECT subject_id FROM ledger WHERE status = 'erased'",
+        Erased::Listed("SELECT subject_id FROM ledger WHERE status = 'erased'"),
         &[],
     )
     .await
@@ -47,11 +47,23 @@ pub(super) async fn reload(
         "SELECT lookup_hash, subject_id FROM identities WHERE subject_id = ANY($1)",
         // A subject named in a notification whose row is gone was erased (the
         // notification is sent only once the subject exists or its erasure commits).
-        "SELECT s FROM unnest(CAST($1 AS bytea[])) AS t(s)
-         WHERE NOT EXISTS (SELECT 1 FROM subjects WHERE subject_id = t.s)",
+        Erased::Missing(
+            "SELECT subject_id FROM subjects WHERE subject_id = ANY($1)",
+            subjects,
+        ),
         &[&keys],
     )
     .await
+}
+
+/// How to find the erased subjects a load must forget.
+enum Erased<'a> {
+    /// This query lists them.
+    Listed(&'a str),
+    /// Those of these subjects that this query (of existing subjects) does not return.
+    /// (Not one `unnest … WHERE NOT EXISTS` query: Citus refuses a correlated subquery
+    /// beside a set-returning function.)
+    Missing(&'a str, &'a [SubjectId]),
 }
 
 async fn load(
@@ -59,7 +71,7 @@ async fn load(
     client: &Client,
     states: &str,
     idents: &str,
-    erased: &str,
+    erased: Erased<'_>,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<(), StoreError> {
     let rows = client.query(states, params).await?;
@@ -73,8 +85,28 @@ async fn load(
         .iter()
         .map(|r| Ok((LookupHash(r.blob_n(0, "lookup hash")?), r.subject(1)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    for r in client.query(erased, params).await? {
-        let s = r.subject(0)?;
+    let gone: Vec<SubjectId> = match erased {
+        Erased::Listed(q) => client
+            .query(q, params)
+            .await?
+            .iter()
+            .map(|r| r.subject(0))
+            .collect::<Result<_, _>>()?,
+        Erased::Missing(q, candidates) => {
+            let present = client
+                .query(q, params)
+                .await?
+                .iter()
+                .map(|r| r.subject(0))
+                .collect::<Result<std::collections::HashSet<_>, _>>()?;
+            candidates
+                .iter()
+                .filter(|s| !present.contains(s))
+                .copied()
+                .collect()
+        }
+    };
+    for s in gone {
         if shared.forget(s) {
             shared.dense.lock().remove(&s);
         }

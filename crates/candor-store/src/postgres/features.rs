@@ -147,17 +147,21 @@ pub(crate) async fn write(
         if batch.activity.is_empty() {
             return Ok(Vec::new());
         }
+        // The cap is a literal, not a parameter: Citus sends the ON CONFLICT clause to
+        // the workers without the statement's parameters.
         sql::query(
             tx,
-            "INSERT INTO insight_features AS f (subject_id, day, kind, category, count, seq)
-             SELECT s, d, k, c, LEAST(n, $6), nextval('insight_seq')
-             FROM unnest($1::bytea[], $2::int4[], $3::int2[], $4::text[], $5::int8[])
-               AS t(s, d, k, c, n)
-             ORDER BY s, d, k, c
-             ON CONFLICT (subject_id, day, kind, category) DO UPDATE
-               SET count = LEAST(f.count + excluded.count, $6), seq = excluded.seq
-             RETURNING subject_id, day, kind, category, count",
-            &[&ss, &days, &kinds, &cats, &counts, &MAX_COUNT],
+            &format!(
+                "INSERT INTO insight_features AS f (subject_id, day, kind, category, count, seq)
+                 SELECT s, d, k, c, LEAST(n, {MAX_COUNT}), nextval('insight_seq')
+                 FROM unnest($1::bytea[], $2::int4[], $3::int2[], $4::text[], $5::int8[])
+                   AS t(s, d, k, c, n)
+                 ORDER BY s, d, k, c
+                 ON CONFLICT (subject_id, day, kind, category) DO UPDATE
+                   SET count = LEAST(f.count + excluded.count, {MAX_COUNT}), seq = excluded.seq
+                 RETURNING subject_id, day, kind, category, count"
+            ),
+            &[&ss, &days, &kinds, &cats, &counts],
         )
         .await
     };
@@ -176,11 +180,12 @@ pub(crate) async fn write(
         sql::execute(
             tx,
             "INSERT INTO insight_declared AS d (subject_id, field, value, seq)
-             SELECT s, f, v, nextval('insight_seq')
+             SELECT t.s, t.f, t.v, nextval('insight_seq')
              FROM unnest($1::bytea[], $2::text[], $3::text[]) AS t(s, f, v)
-             WHERE v IS NOT NULL OR EXISTS (
-               SELECT 1 FROM insight_declared x WHERE x.subject_id = t.s AND x.field = t.f)
-             ORDER BY s, f
+             -- A join, not a correlated EXISTS, which Citus refuses beside unnest.
+             LEFT JOIN insight_declared x ON x.subject_id = t.s AND x.field = t.f
+             WHERE t.v IS NOT NULL OR x.subject_id IS NOT NULL
+             ORDER BY t.s, t.f
              ON CONFLICT (subject_id, field) DO UPDATE
                SET value = excluded.value, seq = excluded.seq
                WHERE d.value IS DISTINCT FROM excluded.value",

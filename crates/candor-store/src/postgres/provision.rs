@@ -17,6 +17,10 @@ use crate::StoreError;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
+/// The advisory lock (in the admin database) under which Citus databases are joined to
+/// their workers. An error on the way drops the admin connection, and the lock with it.
+const PROVISION_LOCK: i64 = 0x6361_6e64_6f72_7076; // "candorpv"
+
 /// What the admin URL's server is, as far as creating databases goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Server {
@@ -43,7 +47,7 @@ async fn connect(config: &Config) -> Result<Client, StoreError> {
 }
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::Database(describe_error(&e))
 }
 
 /// A valid SQL identifier made only of `[a-z0-9_]`, so it can be spliced into DDL.
@@ -171,6 +175,13 @@ pub async fn create_database(admin_url: &str, name: &str) -> Result<String, Stor
                 .await
                 .map_err(db_err)?;
         }
+        // Adding a node alters the connecting role on the worker, which is shared by
+        // every database there: two databases set up at once would collide ("tuple
+        // concurrently updated"), so they take turns under a lock in the admin database.
+        admin
+            .execute("SELECT pg_advisory_lock($1)", &[&PROVISION_LOCK])
+            .await
+            .map_err(db_err)?;
         let db = connect(&at(&config, &coordinator.0, coordinator.1, name)).await?;
         db.batch_execute("CREATE EXTENSION citus")
             .await
@@ -186,10 +197,32 @@ pub async fn create_database(admin_url: &str, name: &str) -> Result<String, Stor
                 .await
                 .map_err(db_err)?;
         }
+        admin
+            .execute("SELECT pg_advisory_unlock($1)", &[&PROVISION_LOCK])
+            .await
+            .map_err(db_err)?;
     }
     let mut new = config.clone();
     new.dbname(name);
     Ok(url_for(&new, name))
+}
+
+/// The URLs of the database `url` names on every node: the coordinator's (that URL)
+/// first, then each worker's. Only that URL on plain PostgreSQL. For tests and tools
+/// that look behind the coordinator (where a subject's rows are, what is on disk).
+pub async fn node_urls(url: &str) -> Result<Vec<String>, StoreError> {
+    let config = parse(url)?;
+    let name = config
+        .get_dbname()
+        .ok_or_else(|| StoreError::Database("the database URL names no database".into()))?
+        .to_owned();
+    let mut out = vec![url.to_owned()];
+    if let Server::Citus { workers, .. } = server(url).await? {
+        for (host, port) in workers {
+            out.push(url_for(&at(&config, &host, port, &name), &name));
+        }
+    }
+    Ok(out)
 }
 
 /// Drops database `name` (on every node of a Citus cluster), closing its sessions.
@@ -204,6 +237,24 @@ pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), StoreError
         .map_err(db_err)?;
     if let Server::Citus { workers, .. } = server {
         for (host, port) in workers {
+            // A session killed between PREPARE and COMMIT PREPARED leaves a prepared
+            // transaction on the worker that keeps the database from being dropped;
+            // the coordinator that would have resolved it is gone with the database.
+            if let Ok(db) = connect(&at(&config, &host, port, name)).await {
+                let gids = db
+                    .query(
+                        "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()",
+                        &[],
+                    )
+                    .await
+                    .map_err(db_err)?;
+                for gid in gids {
+                    let gid: String = gid.get(0);
+                    db.batch_execute(&format!("ROLLBACK PREPARED '{}'", gid.replace('\'', "''")))
+                        .await
+                        .map_err(db_err)?;
+                }
+            }
             let worker = connect(&at(&config, &host, port, "postgres")).await?;
             worker
                 .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -1,5 +1,5 @@
-//! Versioned schema migrations for the PostgreSQL store, and how each table would be
-//! distributed on Citus.
+//! Versioned schema migrations for the PostgreSQL store, and how each table is
+//! distributed on Citus ([`PLACEMENT`], applied when the database has the extension).
 //!
 //! Migrations are recorded in `schema_migrations`. All pending ones run in a single
 //! transaction that first takes `pg_advisory_xact_lock`, so two nodes starting at once
@@ -18,18 +18,18 @@
 //! |---|---|---|
 //! | `subjects` | `subject_id` | one row per subject; the anchor the others co-locate with |
 //! | `identities` | `subject_id` | PK `(subject_id, lookup_hash)`: a subject's sealed identifiers live beside it (export, erasure) |
-//! | `identity_lookup` | `lookup_hash` | lookup hash → subject, the one thing found by hash; PK `lookup_hash` also makes "one identifier, one subject" a constraint across nodes. Small rows (48 B); distributed by hash (a reference table while small) |
+//! | `identity_lookup` | `lookup_hash` | lookup hash → subject, the one thing found by hash; PK `lookup_hash` also makes "one identifier, one subject" a constraint across nodes. Small rows (48 B), in a co-location group of their own |
 //! | `consent_state` | `subject_id` | PK `(subject_id, purpose_id)` |
 //! | `purpose_floors` | `subject_id` | PK `(subject_id, bit)`; few rows, short-lived |
 //! | `events` | `subject_id` | PK `(id, day, subject_id)`; range-partitioned by receive `day` (retention drops partitions), distributed by subject within each |
 //! | `dedup_keys` | `dedup_key` | PK `(day, dedup_key)`; keyed by `(source, messageId)`, not by subject; range-partitioned by day and dropped after two days |
-//! | `ledger`, `ledger_head` | none (reference-like, on the coordinator) | one global hash chain: each record commits to the previous one, so appends are ordered by a single lock; splitting it by subject would make many chains and lose the global order a verifier checks |
+//! | `ledger`, `ledger_head` | none (on the coordinator) | one global hash chain: each record commits to the previous one, so appends are ordered by a single lock; splitting it by subject would make many chains and lose the global order a verifier checks |
 //! | `purposes` | none (reference table) | the catalog's bit assignments; tiny, read by every node, joined with everything |
 //! | `insight_subjects` | `subject_id` | PK `subject_id`; the subject's dense number for report membership (unique by the sequence that assigns it, not by a constraint, which Citus could not enforce off the distribution column) |
 //! | `insight_features` | `subject_id` | PK `(subject_id, day, kind, category)`; a subject's daily features live beside its consent, so a withdrawal deletes them on one shard |
 //! | `insight_declared` | `subject_id` | PK `(subject_id, field)` |
 //! | `volunteered_fields` | `subject_id` | PK `(subject_id, field)`; a person's volunteered values, sealed, beside the subject (export, erasure) |
-//! | `advertisers` | none (reference table) | a handful of rows, read on every advertiser request; `key_hash` is unique, which a reference table can enforce |
+//! | `advertisers` | none (on the coordinator) | a handful of rows, read on every advertiser request; `key_hash` unique; locked `FOR UPDATE` by each charge, which on a reference table would lock its one shard and serialize every charge in the cluster |
 //! | `insight_reports` | `advertiser_id` | PK `(advertiser_id, id)`; a charge locks the advertiser row and sums that advertiser's reports of the period, all on one shard |
 //! | `insight_report_members` | `advertiser_id` | PK `(advertiser_id, report_id, chunk)`, co-located with its report; a person's lookup (by chunk) fans out to every shard, which is rare and small |
 //! | `feature_watermark` | none (on the coordinator) | one row: how far the event log has been derived into features; read and moved under the deriver's lock |
@@ -38,7 +38,7 @@
 //! | `access_log` | `subject_id` | PK `(subject_id, id)`: reads of a person's data, beside the rest of it (my data, erasure) |
 //! | `subject_requests`, `spent_links` | none (on the coordinator) | people's access, export and erasure requests (pseudonymous, outliving erasure) and spent single-use link nonces: few rows (issue 13) |
 //! | `loyalty_accounts`, `loyalty_txns` | `subject_id` | PK `subject_id` / `(subject_id, id)`: a person's points and every transaction, locked and summed on one shard; idempotency keys unique per subject |
-//! | `loyalty_rewards`, `segments`, `segment_sizes` | none (reference / coordinator tables) | the rewards' stock, the operator's segment definitions and their daily sizes: few rows, no person in them (issue 14) |
+//! | `loyalty_rewards`, `segments`, `segment_sizes` | none (on the coordinator) | the rewards' stock (locked `FOR UPDATE` by a redemption: on the coordinator that locks one row, not every redemption), the operator's segment definitions and their daily sizes: few rows, no person in them (issue 14) |
 //! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
 
 use super::locks;
@@ -414,7 +414,8 @@ pub enum Placement {
     /// Hash-distributed by this column, in a co-location group of its own (the column
     /// is a hash of something other than a subject).
     ByKey(&'static str),
-    /// Copied to every node: tiny, read everywhere, joined with distributed tables.
+    /// Copied to every node: tiny, read everywhere, joined with distributed tables, never
+/// locked (a row lock on a reference table is a lock on its one shard, cluster-wide).
     Reference,
     /// An ordinary table on the coordinator: few rows, no subject, or (the ledger) one
     /// global order that a single lock keeps.
@@ -442,8 +443,11 @@ pub const PLACEMENT: &[(&str, Placement)] = &[
     ("identity_lookup", Placement::ByKey("lookup_hash")),
     ("dedup_keys", Placement::ByKey("dedup_key")),
     ("purposes", Placement::Reference),
-    ("advertisers", Placement::Reference),
-    ("loyalty_rewards", Placement::Reference),
+    // Locked FOR UPDATE by charges and redemptions: as reference tables, Citus would
+    // take that lock on the table's one shard, so every charge (every redemption) in
+    // the cluster would wait for every other; on the coordinator they lock rows.
+    ("advertisers", Placement::Coordinator),
+    ("loyalty_rewards", Placement::Coordinator),
     ("ledger", Placement::Coordinator),
     ("ledger_head", Placement::Coordinator),
     ("feature_watermark", Placement::Coordinator),

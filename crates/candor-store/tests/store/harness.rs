@@ -515,11 +515,29 @@ impl Backend for Postgres {
     }
 
     async fn raw_files(&self) -> Vec<(String, Vec<u8>)> {
-        let c = self.client().await;
-        // What docs/erasure.md asks of an operator after erasures: VACUUM FULL rewrites
-        // each table and its indexes without the deleted tuples (plain VACUUM only marks
-        // their space free), and the checkpoint writes every page to the data files.
-        // Only this database's own tables: Erin's data is in no catalog.
+        // On Citus the rows are in the workers' files: read every node's.
+        let mut out = Vec::new();
+        for url in candor_store::postgres::provision::node_urls(&self.url)
+            .await
+            .unwrap()
+        {
+            out.extend(node_files(&admin(&url).await, url == self.url).await);
+        }
+        out
+    }
+}
+
+/// Every file of the connected database (and the cluster's shared catalogs), after
+/// rewriting its tables without dead tuples.
+async fn node_files(c: &tokio_postgres::Client, coordinator: bool) -> Vec<(String, Vec<u8>)> {
+    // What docs/erasure.md asks of an operator after erasures: VACUUM FULL rewrites
+    // each table and its indexes without the deleted tuples (plain VACUUM only marks
+    // their space free), and the checkpoint writes every page to the data files.
+    // Only this database's own tables: Erin's data is in no catalog. On Citus, a
+    // distributed table's VACUUM goes on to its shards on every worker (a worker's own
+    // whole-database VACUUM passes them over), so the coordinator's does it all and the
+    // workers only checkpoint.
+    if coordinator {
         let tables: String = c
             .query_one(
                 "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
@@ -532,34 +550,34 @@ impl Backend for Postgres {
         c.batch_execute(&format!("VACUUM FULL {tables}"))
             .await
             .unwrap();
-        c.batch_execute("CHECKPOINT").await.unwrap();
-        let dir: String = c
-            .query_one("SHOW data_directory", &[])
-            .await
-            .unwrap()
-            .get(0);
-        let oid: u32 = c
-            .query_one(
-                "SELECT oid FROM pg_database WHERE datname = current_database()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        let mut out = Vec::new();
-        for sub in [format!("base/{oid}"), "global".to_owned()] {
-            let path = std::path::Path::new(&dir).join(&sub);
-            for e in std::fs::read_dir(&path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-            {
-                let p = e.unwrap().path();
-                if p.is_file() {
-                    if let Ok(b) = std::fs::read(&p) {
-                        out.push((p.display().to_string(), b));
-                    }
+    }
+    c.batch_execute("CHECKPOINT").await.unwrap();
+    let dir: String = c
+        .query_one("SHOW data_directory", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let oid: u32 = c
+        .query_one(
+            "SELECT oid FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut out = Vec::new();
+    for sub in [format!("base/{oid}"), "global".to_owned()] {
+        let path = std::path::Path::new(&dir).join(&sub);
+        for e in
+            std::fs::read_dir(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                if let Ok(b) = std::fs::read(&p) {
+                    out.push((p.display().to_string(), b));
                 }
             }
         }
-        out
     }
+    out
 }

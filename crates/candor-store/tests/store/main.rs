@@ -9,6 +9,7 @@
 //! set `CANDOR_SKIP_POSTGRES=1` to skip them deliberately.
 #![allow(clippy::unwrap_used)]
 
+mod citus;
 mod conformance;
 mod erasure;
 mod features_and_budgets;

@@ -489,13 +489,30 @@ async fn a_withdrawal_aborted_by_a_deadlock_runs_again() {
 /// Whether, within ten seconds, a session waits for a lock while running a statement
 /// that matches `statement` (a LIKE pattern).
 async fn waits_for_a_lock(watch: &tokio_postgres::Client, statement: &str) -> bool {
-    for _ in 0..2000 {
+    let citus: bool = watch
+        .query_one(
+            "SELECT to_regclass('pg_catalog.citus_lock_waits') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // On Citus a wait for rows is on a worker, where the statement runs against a
+    // shard: `citus_lock_waits` names it by the coordinator's statement. Waits for the
+    // coordinator's own locks (advisory, its tables) show as on plain PostgreSQL.
+    let query = if citus {
+        "SELECT (SELECT count(*) FROM citus_lock_waits WHERE blocked_statement LIKE $1)
+              + (SELECT count(*) FROM pg_stat_activity
+                  WHERE wait_event_type = 'Lock' AND query LIKE $1)"
+    } else {
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
+    };
+    // Bounded by time, not by polls: on Citus one poll asks every node. Well inside the
+    // store's statement timeout, which would end the waiting statement.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
         let n: i64 = watch
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query LIKE $1",
-                &[&statement],
-            )
+            .query_one(query, &[&statement])
             .await
             .unwrap()
             .get(0);
