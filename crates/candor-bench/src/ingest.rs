@@ -33,6 +33,14 @@ pub struct Args {
     /// Run only the PostgreSQL scenarios.
     #[arg(long)]
     postgres_only: bool,
+    /// Instead: one node on plain PostgreSQL, then on Citus (a coordinator and two
+    /// workers, scripts/citus-cluster), with CPU time per event per process and the
+    /// scale model it gives.
+    #[arg(long, conflicts_with_all = ["postgres_only", "no_postgres"])]
+    citus: bool,
+    /// Shards per distributed table for `--citus` (Citus' default).
+    #[arg(long, default_value_t = 32)]
+    citus_shards: u32,
 }
 
 pub(crate) fn free_port() -> Result<u16> {
@@ -67,7 +75,7 @@ pub(crate) fn start_candor(dir: &Path, subjects: usize) -> Result<(Proc, SocketA
 
 /// Starts a node; with `database`, on PostgreSQL (keys shared through the environment,
 /// as every node of one deployment must share them).
-fn start_candor_on(
+pub(crate) fn start_candor_on(
     dir: &Path,
     subjects: usize,
     database: Option<&str>,
@@ -227,7 +235,7 @@ pub(crate) fn event(i: u64, j: usize, subjects: usize, features: bool) -> String
 }
 
 /// Batches of 100 events, message ids starting at `offset`.
-fn batches(auth: &str, subjects: usize, offset: u64, features: bool) -> MakeRequest {
+pub(crate) fn batches(auth: &str, subjects: usize, offset: u64, features: bool) -> MakeRequest {
     let auth = auth.to_owned();
     Arc::new(move |i| {
         let events: Vec<String> = (0..100)
@@ -319,7 +327,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn report(name: &str, mut o: Outcome, events: bool) -> f64 {
+pub(crate) fn report(name: &str, mut o: Outcome, events: bool) -> f64 {
     let rps = o.rate(o.requests);
     let eps = o.rate(o.accepted_events);
     println!(
@@ -347,6 +355,11 @@ pub fn run(a: Args) -> Result<()> {
         base64::engine::general_purpose::STANDARD.encode("demo-server-write-key:")
     );
     let dur = Duration::from_secs(a.seconds);
+    if a.citus {
+        crate::citus::run(&dir, a.subjects, dur, &auth, a.citus_shards)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     if a.postgres_only {
         postgres_scenarios(&dir, a.subjects, dur, &auth, rounds, None)?;
         let _ = std::fs::remove_dir_all(&dir);

@@ -6,6 +6,9 @@
 //!   loopback with the same load generator: batches of 100 events, and single-event
 //!   requests. Prints accepted (consent-gated, durably acknowledged) events/s, requests/s,
 //!   p50/p99/max latency, the ratio to the baseline, and Candor's peak RSS.
+//!   With `--citus`: one node on plain PostgreSQL, then on Citus (a coordinator and two
+//!   workers on this machine), printing the CPU time per event in Candor, the
+//!   coordinator and each worker, and the scale model it gives (`citus.rs`).
 //! - `decision`: the cost of one consent decision in the in-memory index, by index size.
 //! - `codec`: decode and encode throughput of `candor-codec` on the conformance vectors
 //!   (TCF v2 and GPP strings), beside the IAB reference JavaScript libraries run by Node
@@ -28,6 +31,7 @@
 //! Run: `cargo build --release -p candor -p candor-bench && target/release/candor-bench ingest`
 //! (from the repository root; `codec` needs only `-p candor-bench`, Node and npm).
 
+mod citus;
 mod codec;
 mod decision;
 mod dp_query;

@@ -44,9 +44,14 @@ pub async fn fresh_database() -> String {
         .await
         .unwrap();
     if std::env::var("CANDOR_TEST_BACKEND").is_ok_and(|b| b == "citus") {
-        let server = candor_store::postgres::provision::server(&url).await.unwrap();
+        let server = candor_store::postgres::provision::server(&url)
+            .await
+            .unwrap();
         assert!(
-            matches!(server, candor_store::postgres::provision::Server::Citus { .. }),
+            matches!(
+                server,
+                candor_store::postgres::provision::Server::Citus { .. }
+            ),
             "CANDOR_TEST_BACKEND=citus but {admin} is not a Citus coordinator with workers"
         );
     }

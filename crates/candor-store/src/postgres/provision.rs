@@ -39,9 +39,10 @@ fn parse(url: &str) -> Result<Config, StoreError> {
 }
 
 async fn connect(config: &Config) -> Result<Client, StoreError> {
-    let (client, conn) = config.connect(NoTls).await.map_err(|e| {
-        StoreError::Database(describe_error(&e))
-    })?;
+    let (client, conn) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::Database(describe_error(&e)))?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -274,7 +275,14 @@ mod tests {
         for ok in ["t_1", "api_abc", "cli_0f"] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "1x", "a-b", "A", "x; DROP DATABASE postgres", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "1x",
+            "a-b",
+            "A",
+            "x; DROP DATABASE postgres",
+            &"a".repeat(64),
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

@@ -43,9 +43,9 @@
 
 use super::locks;
 use crate::StoreError;
-use deadpool_postgres::Transaction;
 use candor_core::PurposeId;
 use deadpool_postgres::Object;
+use deadpool_postgres::Transaction;
 use std::collections::HashMap;
 
 /// Each entry upgrades from version `index` to `index + 1`. Append only.
@@ -415,7 +415,7 @@ pub enum Placement {
     /// is a hash of something other than a subject).
     ByKey(&'static str),
     /// Copied to every node: tiny, read everywhere, joined with distributed tables, never
-/// locked (a row lock on a reference table is a lock on its one shard, cluster-wide).
+    /// locked (a row lock on a reference table is a lock on its one shard, cluster-wide).
     Reference,
     /// An ordinary table on the coordinator: few rows, no subject, or (the ledger) one
     /// global order that a single lock keeps.
@@ -661,10 +661,15 @@ mod tests {
 
     #[test]
     fn migrations_split_into_statements() {
-        let split = statements("CREATE TABLE a (x TEXT DEFAULT ';'); -- a; comment\nINSERT INTO a VALUES ('--');\n");
+        let split = statements(
+            "CREATE TABLE a (x TEXT DEFAULT ';'); -- a; comment\nINSERT INTO a VALUES ('--');\n",
+        );
         assert_eq!(
             split,
-            vec!["CREATE TABLE a (x TEXT DEFAULT ';')", "INSERT INTO a VALUES ('--')"]
+            vec![
+                "CREATE TABLE a (x TEXT DEFAULT ';')",
+                "INSERT INTO a VALUES ('--')"
+            ]
         );
         // Every migration splits into statements that each end where the next begins.
         for m in MIGRATIONS {

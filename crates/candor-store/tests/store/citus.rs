@@ -108,13 +108,21 @@ async fn every_table_is_placed_as_the_schema_says() {
     assert!(!partitions.is_empty());
     for p in &partitions {
         let (_, column, group, _) = metadata(&c, p).await.unwrap();
-        assert_eq!((column.as_deref(), group), (Some("subject_id"), subjects), "{p}");
+        assert_eq!(
+            (column.as_deref(), group),
+            (Some("subject_id"), subjects),
+            "{p}"
+        );
     }
     store.shutdown().await;
 }
 
 /// The worker (host:port) holding `subject`'s shard of `table`, and the shard's name.
-async fn shard_of(c: &tokio_postgres::Client, table: &str, subject: &SubjectId) -> (String, String) {
+async fn shard_of(
+    c: &tokio_postgres::Client,
+    table: &str,
+    subject: &SubjectId,
+) -> (String, String) {
     let key = hex::encode(subject.as_bytes());
     let r = c
         .query_one(
@@ -220,7 +228,10 @@ async fn one_subjects_rows_live_on_one_worker_and_its_queries_touch_one_shard() 
         let key: &[u8] = &s.as_bytes()[..];
         for table in &by_subject {
             let (node, shard) = shard_of(&c, table, s).await;
-            assert_eq!(node, home, "{table} of one subject is on its subjects' worker");
+            assert_eq!(
+                node, home,
+                "{table} of one subject is on its subjects' worker"
+            );
             // And the rows really are there, in that shard on that worker, and on no
             // other worker.
             let mut found = Vec::new();
@@ -279,7 +290,12 @@ async fn one_subjects_rows_live_on_one_worker_and_its_queries_touch_one_shard() 
                 .find(|l| l.contains("Task Count:"))
                 .unwrap_or_else(|| panic!("no Citus task count in {plan:?}"))
                 .clone();
-            line.rsplit(':').next().unwrap().trim().parse::<u32>().unwrap()
+            line.rsplit(':')
+                .next()
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap()
         }
     };
     let one = format!("decode('{key}', 'hex')");

@@ -319,7 +319,10 @@ pub async fn require_citus_if_asked(url: &str) {
             .await
             .unwrap_or_else(|e| panic!("CANDOR_TEST_BACKEND=citus but {e}"))
             .get(0);
-        assert!(workers >= 2, "CANDOR_TEST_BACKEND=citus needs a coordinator with two workers");
+        assert!(
+            workers >= 2,
+            "CANDOR_TEST_BACKEND=citus needs a coordinator with two workers"
+        );
     }
 }
 
@@ -568,8 +571,8 @@ async fn node_files(c: &tokio_postgres::Client, coordinator: bool) -> Vec<(Strin
     let mut out = Vec::new();
     for sub in [format!("base/{oid}"), "global".to_owned()] {
         let path = std::path::Path::new(&dir).join(&sub);
-        for e in
-            std::fs::read_dir(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        for e in std::fs::read_dir(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
         {
             let p = e.unwrap().path();
             if p.is_file() {

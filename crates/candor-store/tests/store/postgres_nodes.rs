@@ -511,11 +511,7 @@ async fn waits_for_a_lock(watch: &tokio_postgres::Client, statement: &str) -> bo
     // store's statement timeout, which would end the waiting statement.
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        let n: i64 = watch
-            .query_one(query, &[&statement])
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = watch.query_one(query, &[&statement]).await.unwrap().get(0);
         if n > 0 {
             return true;
         }

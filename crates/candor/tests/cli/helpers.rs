@@ -80,7 +80,10 @@ pub fn fresh_database() -> Option<String> {
             .block_on(candor_store::postgres::provision::server(&url))
             .unwrap();
         assert!(
-            matches!(server, candor_store::postgres::provision::Server::Citus { .. }),
+            matches!(
+                server,
+                candor_store::postgres::provision::Server::Citus { .. }
+            ),
             "CANDOR_TEST_BACKEND=citus but {admin} is not a Citus coordinator with workers"
         );
     }
