@@ -114,24 +114,25 @@ async fn server_of(client: &Client) -> Result<Server, StoreError> {
     }
 }
 
+/// `config`'s user, password and options, at another server and database. (`Config`
+/// cannot clear its host list, so this starts from a fresh one.)
 fn at(config: &Config, host: &str, port: u16, dbname: &str) -> Config {
-    let mut c = config.clone();
-    // `Config` has no way to clear hosts: rebuild the host list from scratch.
-    let mut fresh = Config::new();
-    if let Some(user) = c.get_user() {
-        fresh.user(user);
+    let mut c = Config::new();
+    if let Some(user) = config.get_user() {
+        c.user(user);
     }
-    if let Some(password) = c.get_password() {
-        fresh.password(password);
+    if let Some(password) = config.get_password() {
+        c.password(password);
     }
-    if let Some(options) = c.get_options() {
-        fresh.options(options);
+    if let Some(options) = config.get_options() {
+        c.options(options);
     }
-    fresh.host(host).port(port).dbname(dbname);
-    c = fresh;
+    c.host(host).port(port).dbname(dbname);
     c
 }
 
+/// A URL for `name` on `config`'s first server. The password goes in as it is: test and
+/// benchmark clusters have none, or a plain one.
 fn url_for(config: &Config, name: &str) -> String {
     let user = config.get_user().unwrap_or("postgres");
     let (host, port) = match (config.get_hosts().first(), config.get_ports().first()) {
