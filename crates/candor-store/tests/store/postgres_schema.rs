@@ -111,6 +111,43 @@ async fn every_large_table_has_subject_id_in_its_primary_key() {
         unplaced.is_empty(),
         "tables without a distribution plan: {unplaced:?}"
     );
+    // The placement migrations apply on Citus (`schema::PLACEMENT`) names exactly the
+    // tables there are, each keyed as this test's lists say.
+    let tables: Vec<String> = c
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    use candor_store::postgres::schema::{Placement, PLACEMENT};
+    for t in &tables {
+        assert!(
+            candor_store::postgres::schema::placement(t).is_some(),
+            "{t} is not in schema::PLACEMENT"
+        );
+    }
+    for (table, placement) in PLACEMENT {
+        assert!(tables.iter().any(|t| t == table), "{table} does not exist");
+        match placement {
+            Placement::BySubject => assert!(BY_SUBJECT.contains(table), "{table}"),
+            Placement::ByAdvertiser => assert!(BY_ADVERTISER.contains(table), "{table}"),
+            Placement::ByKey(column) => {
+                assert!(
+                    primary_key(&c, table).await.iter().any(|k| k == column),
+                    "{table}"
+                )
+            }
+            Placement::Reference | Placement::Coordinator => {
+                assert!(others.contains(table), "{table}")
+            }
+        }
+    }
     // Events (and dedup keys) are range-partitioned by day, so retention drops days.
     for (table, key) in [("events", "day"), ("dedup_keys", "day")] {
         let row = c
