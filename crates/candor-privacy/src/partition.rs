@@ -268,9 +268,12 @@ mod tests {
         assert!((0.45..0.85).contains(&frac), "kept {frac}");
         assert!(kept.values().all(|&v| v >= t));
         assert!(kept.values().any(|&v| v != t), "values are noisy");
-        // tiny groups essentially never survive, large ones always do
+        // Tiny groups essentially never survive, large ones always do. Each count-1 group
+        // may survive with probability up to δ, so 2,000 of them leave one behind in about
+        // 0.2% of runs (CI saw it): three or more would take ~1e-9.
         let small: HashMap<u64, i64> = (0..2_000u64).map(|i| (i, 1)).collect();
-        assert!(plan.select(&small).unwrap().is_empty());
+        let survived = plan.select(&small).unwrap().len();
+        assert!(survived <= 2, "{survived} count-1 groups survived");
         let big: HashMap<u64, i64> = (0..200u64).map(|i| (i, t + 200)).collect();
         assert_eq!(plan.select(&big).unwrap().len(), 200);
     }
