@@ -85,16 +85,19 @@ pub enum Channel {
     Gpc,
     Imported,
     Api,
+    /// An unsubscribe link (or `List-Unsubscribe` one-click POST) in a marketing email.
+    Unsubscribe,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 6] = [
+    pub const ALL: [Channel; 7] = [
         Channel::Prompt,
         Channel::PreferenceCenter,
         Channel::EmailConfirmation,
         Channel::Gpc,
         Channel::Imported,
         Channel::Api,
+        Channel::Unsubscribe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +108,7 @@ impl Channel {
             Channel::Gpc => "gpc",
             Channel::Imported => "imported",
             Channel::Api => "api",
+            Channel::Unsubscribe => "unsubscribe",
         }
     }
 
@@ -121,6 +125,7 @@ impl Channel {
             Channel::Gpc => 4,
             Channel::Imported => 5,
             Channel::Api => 6,
+            Channel::Unsubscribe => 7,
         }
     }
 }

@@ -208,6 +208,22 @@ impl SubjectKey {
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open_raw(self.0.expose(), aad, sealed)
     }
+
+    /// A keyed digest of personal bytes, for a record that outlives erasure (the ledger)
+    /// and must still name them without holding them: while the subject exists, the
+    /// sealed bytes can be shown to match it; once its key is destroyed, nobody can test
+    /// a guess against it. `label` keeps digests of different things apart.
+    pub fn digest(&self, label: &str, data: &[u8]) -> [u8; 32] {
+        let mut sub = <HmacSha256 as Mac>::new_from_slice(self.0.expose())
+            .expect("HMAC takes any key length");
+        sub.update(b"candor/subject-digest/");
+        sub.update(label.as_bytes());
+        let derived = sub.finalize().into_bytes();
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(&derived).expect("HMAC takes any key length");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
 }
 
 fn seal_raw(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {

@@ -47,6 +47,13 @@ const ROTATION_DOMAIN: &[u8] = b"candor-key-rotation-v1\0";
 /// operator's purpose that happened to share the name could not be confused with it.
 pub const ERASURE_PURPOSE: &str = "erasure";
 
+/// The purpose a mailing list's records are filed under (issue 16): `given` when a
+/// person confirms a subscription (double opt-in), `withdrawn` when they leave it, with
+/// the list in the evidence (`list`). A marker like [`ERASURE_PURPOSE`]: it is never a
+/// purpose's state, so leaving one list leaves the purpose (and every other list) as
+/// it was. Configuration refuses a purpose of this name.
+pub const LIST_PURPOSE: &str = "email_list";
+
 /// Which credential made a consent change (format 2 on).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
@@ -58,6 +65,9 @@ pub enum Actor {
     Admin,
     /// `candor import consents`.
     Import,
+    /// The person, through a link mailed to their address (a double opt-in
+    /// confirmation, an unsubscribe link): holding the mailbox is the credential.
+    EmailLink,
 }
 
 impl Actor {
@@ -69,6 +79,7 @@ impl Actor {
             Actor::SubjectToken => "subject-token".into(),
             Actor::Admin => "admin".into(),
             Actor::Import => "import".into(),
+            Actor::EmailLink => "email-link".into(),
         }
     }
 
@@ -77,6 +88,7 @@ impl Actor {
             "subject-token" => Some(Actor::SubjectToken),
             "admin" => Some(Actor::Admin),
             "import" => Some(Actor::Import),
+            "email-link" => Some(Actor::EmailLink),
             _ => s
                 .strip_prefix("source:")
                 .and_then(|id| SourceId::parse(id).ok())

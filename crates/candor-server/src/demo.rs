@@ -161,6 +161,7 @@ pub async fn seed(st: &AppState, seed: u64, n: usize, source: &str) -> Result<Se
             },
             evidence: Evidence::default().with("prompt", "demo-banner-v1"),
             time_ms: UnixMillis(decided),
+            list: None,
         });
         people.push((anon, known.then(|| user_id(seed, i))));
         if cmds.len() == 500 {

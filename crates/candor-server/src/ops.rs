@@ -125,6 +125,7 @@ pub fn parse_import(
             channel: Channel::Imported,
             evidence,
             time_ms: UnixMillis(time_ms),
+            list: None,
         });
     }
     Ok(cmds)

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 /// What a backend supplies: its caches and its reads. Writes reach it as jobs.
 #[async_trait]
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: crate::email::EmailStore + Send + Sync + 'static {
     #[doc(hidden)]
     fn caches(&self) -> &Caches;
     /// The subject's data key as stored (the engine caches it).
@@ -173,6 +173,10 @@ impl<B: Backend> Engine<B> {
 
 #[async_trait]
 impl<B: Backend> Store for Engine<B> {
+    fn email(&self) -> &dyn crate::email::EmailStore {
+        &self.backend
+    }
+
     fn purpose_bits(&self) -> &HashMap<PurposeId, u8> {
         &self.caches().bits
     }

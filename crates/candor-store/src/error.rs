@@ -18,6 +18,10 @@ pub enum StoreError {
     NotGiven { purpose: String },
     #[error("subject not found")]
     UnknownSubject,
+    /// A confirmation for a subscription that is not waiting for one (the person left
+    /// the list, or the request expired): nothing was applied.
+    #[error("the subscription to {list} is not waiting for a confirmation")]
+    NotPending { list: String },
     /// The subject holds identifiers the credential does not speak for (a browser key
     /// reaching a subject linked to a user id): nothing was applied.
     #[error("the credential does not speak for every identifier of this subject")]

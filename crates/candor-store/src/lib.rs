@@ -34,6 +34,7 @@
 mod advertisers;
 mod caches;
 pub mod dedup;
+pub mod email;
 mod engine;
 mod error;
 mod features;
@@ -406,6 +407,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every segment's recorded sizes from `from_day` on.
     async fn segment_sizes(&self, from_day: i32) -> Result<Vec<loyalty::SegmentSize>, StoreError>;
+
+    /// Email on consent (issue 16): subscriptions, suppressions, campaigns and the send
+    /// queue. Subscriptions change only through [`Store::apply_consent`] (a command's
+    /// `list`), in the transaction that records them.
+    fn email(&self) -> &dyn email::EmailStore;
 
     async fn shutdown(&self);
 }

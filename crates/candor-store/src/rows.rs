@@ -406,3 +406,67 @@ pub(crate) fn segment_size(r: &impl Col) -> Result<crate::loyalty::SegmentSize, 
         size: r.int(2)?,
     })
 }
+
+pub(crate) fn subscription(r: &impl Col) -> Result<crate::email::Subscription, StoreError> {
+    let status = r.text(2)?;
+    Ok(crate::email::Subscription {
+        subject: r.subject(0)?,
+        list: r.text(1)?,
+        status: crate::email::SubStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("subscription status {status:?}")))?,
+        created_ms: r.int(3)?,
+        updated_ms: r.int(4)?,
+        confirmed_ms: r.opt_int(5)?,
+        sends: r.u32(6, "confirmation sends")?,
+        window_ms: r.int(7)?,
+        origin: r.opt_blob(8)?,
+    })
+}
+
+pub(crate) fn suppression(r: &impl Col) -> Result<crate::email::Suppression, StoreError> {
+    let reason = r.text(2)?;
+    Ok(crate::email::Suppression {
+        address: candor_core::crypto::LookupHash(r.blob_n(0, "address hash")?),
+        list: r.text(1)?,
+        reason: crate::email::SuppressReason::parse(&reason)
+            .ok_or_else(|| StoreError::Corrupt(format!("suppression reason {reason:?}")))?,
+        created_ms: r.int(3)?,
+    })
+}
+
+pub(crate) fn campaign(r: &impl Col) -> Result<crate::email::Campaign, StoreError> {
+    let status = r.text(7)?;
+    Ok(crate::email::Campaign {
+        id: r.int(0)?,
+        name: r.text(1)?,
+        list: r.text(2)?,
+        segment: r.opt_text(3)?,
+        subject_line: r.text(4)?,
+        text_body: r.text(5)?,
+        html_body: r.opt_text(6)?,
+        status: crate::email::CampaignStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("campaign status {status:?}")))?,
+        created_ms: r.int(8)?,
+        started_ms: r.opt_int(9)?,
+        finished_ms: r.opt_int(10)?,
+    })
+}
+
+pub(crate) fn message(r: &impl Col) -> Result<crate::email::QueuedMessage, StoreError> {
+    let status = r.text(2)?;
+    Ok(crate::email::QueuedMessage {
+        campaign: r.int(0)?,
+        subject: r.subject(1)?,
+        status: crate::email::MessageStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("message status {status:?}")))?,
+        attempts: r.u32(3, "attempts")?,
+        next_ms: r.int(4)?,
+        updated_ms: r.int(5)?,
+        detail: r.opt_text(6)?,
+    })
+}
+
+pub(crate) fn message_status(s: &str) -> Result<crate::email::MessageStatus, StoreError> {
+    crate::email::MessageStatus::parse(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("message status {s:?}")))
+}

@@ -236,6 +236,39 @@ fn field_aad(subject: SubjectId, field: &str, provenance: Provenance) -> Vec<u8>
     aad
 }
 
+/// Where a confirmation's origin is bound: its subject and list.
+fn origin_aad(subject: SubjectId, list: &str) -> Vec<u8> {
+    let mut aad = b"email-origin\0".to_vec();
+    aad.extend_from_slice(subject.as_bytes());
+    aad.extend_from_slice(list.as_bytes());
+    aad
+}
+
+/// A double opt-in confirmation's origin (IP address and user agent, issue 16): sealed
+/// under the subject's key beside the subscription (erased with the person), and its
+/// keyed digest, which the ledger record carries instead (the ledger outlives erasure;
+/// once the key is gone nobody can test a guess against the digest).
+pub(crate) fn origin(
+    key: &SubjectKey,
+    subject: SubjectId,
+    list: &str,
+    origin: &[u8],
+) -> (Vec<u8>, String) {
+    let sealed = key.seal(&origin_aad(subject, list), origin);
+    let digest = key.digest("email-origin", origin);
+    (sealed, hex::encode(&digest[..16]))
+}
+
+/// Opens what [`origin`] sealed (the person's own view and export).
+pub fn open_origin(
+    key: &SubjectKey,
+    subject: SubjectId,
+    list: &str,
+    sealed: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    key.open(&origin_aad(subject, list), sealed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

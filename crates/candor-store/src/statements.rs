@@ -261,6 +261,86 @@ pub(crate) const PUT_SEGMENT_SIZE: &str =
 pub(crate) const SEGMENT_SIZES: &str =
     "SELECT name, day, size FROM segment_sizes WHERE day >= $1 ORDER BY name, day";
 
+// Email on consent (issue 16).
+const SUBSCRIPTION_COLS: &str =
+    "subject_id, list, status, created_ms, updated_ms, confirmed_ms, sends, window_ms, origin";
+pub(crate) fn subscription() -> String {
+    format!(
+        "SELECT {SUBSCRIPTION_COLS} FROM email_subscriptions WHERE subject_id = $1 AND list = $2"
+    )
+}
+pub(crate) fn subscriptions() -> String {
+    format!(
+        "SELECT {SUBSCRIPTION_COLS} FROM email_subscriptions WHERE subject_id = $1 ORDER BY list"
+    )
+}
+pub(crate) const PUT_SUBSCRIPTION: &str = "INSERT INTO email_subscriptions
+       (subject_id, list, status, created_ms, updated_ms, confirmed_ms, sends, window_ms, origin)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (subject_id, list) DO UPDATE SET status = excluded.status,
+       created_ms = excluded.created_ms, updated_ms = excluded.updated_ms,
+       confirmed_ms = excluded.confirmed_ms, sends = excluded.sends,
+       window_ms = excluded.window_ms, origin = excluded.origin";
+pub(crate) const LIST_COUNTS: &str =
+    "SELECT list, status, count(*) FROM email_subscriptions GROUP BY list, status ORDER BY list, status";
+pub(crate) const LIST_MEMBERS: &str = "SELECT subject_id FROM email_subscriptions
+     WHERE list = $1 AND status = 'confirmed' AND subject_id > $2
+     ORDER BY subject_id LIMIT $3";
+pub(crate) const EXPIRE_PENDING: &str =
+    "DELETE FROM email_subscriptions WHERE status = 'pending' AND updated_ms < $1";
+pub(crate) const SUPPRESS: &str =
+    "INSERT INTO email_suppressions (addr_hash, list, reason, created_ms) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (addr_hash, list) DO NOTHING";
+pub(crate) const LIFT_UNSUBSCRIBE: &str =
+    "DELETE FROM email_suppressions WHERE addr_hash = $1 AND list = $2 AND reason = 'unsubscribe'";
+pub(crate) const SUPPRESSIONS_OF: &str =
+    "SELECT addr_hash, list, reason, created_ms FROM email_suppressions WHERE addr_hash = $1 ORDER BY list";
+pub(crate) const SUPPRESSION_COUNTS: &str =
+    "SELECT reason, count(*) FROM email_suppressions GROUP BY reason ORDER BY reason";
+const CAMPAIGN_COLS: &str = "id, name, list, segment, subject_line, text_body, html_body, status, \
+     created_ms, started_ms, finished_ms";
+pub(crate) const INSERT_CAMPAIGN: &str = "INSERT INTO email_campaigns
+       (name, list, segment, subject_line, text_body, html_body, status, created_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, 'draft', $7) RETURNING id";
+pub(crate) fn campaigns() -> String {
+    format!("SELECT {CAMPAIGN_COLS} FROM email_campaigns ORDER BY id DESC")
+}
+pub(crate) fn campaign() -> String {
+    format!("SELECT {CAMPAIGN_COLS} FROM email_campaigns WHERE id = $1")
+}
+/// Moves campaign `$3` to `$1` at `$2` from the status it is expected to be in (`$4`).
+/// (SQLite numbers `$N` parameters in order of first use: they appear here in order.)
+pub(crate) const SET_CAMPAIGN_STATUS: &str = "UPDATE email_campaigns SET status = $1,
+       started_ms = CASE WHEN $1 = 'sending' THEN $2 ELSE started_ms END,
+       finished_ms = CASE WHEN $1 IN ('sent', 'cancelled') THEN $2 ELSE finished_ms END
+     WHERE id = $3 AND status = $4";
+pub(crate) const ENQUEUE: &str =
+    "INSERT INTO email_messages (campaign_id, subject_id, status, attempts, next_ms, updated_ms)
+     VALUES ($1, $2, 'queued', 0, $3, $3)
+     ON CONFLICT (campaign_id, subject_id) DO NOTHING";
+const MESSAGE_COLS: &str = "campaign_id, subject_id, status, attempts, next_ms, updated_ms, detail";
+pub(crate) fn due_messages() -> String {
+    format!(
+        "SELECT {MESSAGE_COLS} FROM email_messages WHERE status = 'queued' AND next_ms <= $1
+         ORDER BY next_ms, campaign_id, subject_id LIMIT $2"
+    )
+}
+pub(crate) fn campaign_messages() -> String {
+    format!(
+        "SELECT {MESSAGE_COLS} FROM email_messages WHERE campaign_id = $1 AND subject_id > $2
+         ORDER BY subject_id LIMIT $3"
+    )
+}
+/// `$6`/`$7`'s message to `$1` if it is still in `$8`.
+pub(crate) const UPDATE_MESSAGE: &str =
+    "UPDATE email_messages SET status = $1, attempts = $2, next_ms = $3, detail = $4, updated_ms = $5
+     WHERE campaign_id = $6 AND subject_id = $7 AND status = $8";
+pub(crate) const CAMPAIGN_COUNTS: &str =
+    "SELECT campaign_id, status, count(*) FROM email_messages GROUP BY campaign_id, status
+     ORDER BY campaign_id, status";
+pub(crate) const OPEN_MESSAGES: &str =
+    "SELECT count(*) FROM email_messages WHERE campaign_id = $1 AND status = 'queued'";
+
 /// Every shared statement, for the placeholder check.
 #[cfg(test)]
 pub(crate) fn all() -> Vec<String> {
@@ -309,6 +389,20 @@ pub(crate) fn all() -> Vec<String> {
         DELETE_SEGMENT_SIZES,
         PUT_SEGMENT_SIZE,
         SEGMENT_SIZES,
+        PUT_SUBSCRIPTION,
+        LIST_COUNTS,
+        LIST_MEMBERS,
+        EXPIRE_PENDING,
+        SUPPRESS,
+        LIFT_UNSUBSCRIBE,
+        SUPPRESSIONS_OF,
+        SUPPRESSION_COUNTS,
+        INSERT_CAMPAIGN,
+        SET_CAMPAIGN_STATUS,
+        ENQUEUE,
+        UPDATE_MESSAGE,
+        CAMPAIGN_COUNTS,
+        OPEN_MESSAGES,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -327,6 +421,12 @@ pub(crate) fn all() -> Vec<String> {
         txn_by_key(),
         txn_by_id(),
         txns_before(),
+        subscription(),
+        subscriptions(),
+        campaigns(),
+        campaign(),
+        due_messages(),
+        campaign_messages(),
     ]);
     for mode in [
         crate::advertisers::PutMode::Create,

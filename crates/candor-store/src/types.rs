@@ -58,9 +58,20 @@ pub struct ConsentCommand {
     pub channel: Channel,
     pub evidence: Evidence,
     pub time_ms: UnixMillis,
+    /// A mailing-list subscription changed in the same transaction (issue 16).
+    pub list: Option<crate::email::ListChange>,
 }
 
 impl ConsentCommand {
+    /// The lookup hash of the email address the command names, if any: what a list
+    /// change suppresses or lifts.
+    pub(crate) fn email_hash(&self) -> Option<LookupHash> {
+        self.identities
+            .iter()
+            .find(|i| i.kind == candor_core::crypto::IdKind::Email)
+            .map(|i| i.hash)
+    }
+
     /// Whether this command's credential may act for `subject`, which the transaction
     /// sees holding `held` identifiers, `named` of them the command's; `owner_subject`
     /// is where the authority's owner resolves (`plan::identity::may_act`).
@@ -89,6 +100,8 @@ pub struct ConsentOutcome {
     pub records: Vec<SealedEntry>,
     /// Granted purposes after the change.
     pub granted: PurposeSet,
+    /// What the command's list change did.
+    pub list: Option<crate::email::ListOutcome>,
 }
 
 /// A request to erase one subject (invariant 6): everything held about it goes, in one
@@ -126,6 +139,10 @@ pub struct ErasedCounts {
     /// The person's loyalty transactions and account (balance included).
     pub loyalty_txns: u64,
     pub loyalty_accounts: u64,
+    /// The person's mailing-list subscriptions and their campaign messages (the
+    /// suppression list keeps only the address's keyed hash).
+    pub email_subscriptions: u64,
+    pub email_messages: u64,
 }
 
 /// What an erasure did.

@@ -257,6 +257,7 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
             channel: Channel::Gpc,
             evidence: Evidence::default().with("signal", signal),
             time_ms: req.time,
+            list: None,
         });
     }
     // What the person read: the notice in the language they were shown.
@@ -294,6 +295,7 @@ pub fn commands(catalog: &Catalog, req: Request) -> (Vec<ConsentCommand>, Option
             channel: req.channel,
             evidence,
             time_ms: req.time,
+            list: None,
         });
     }
     (cmds, req.gpc.map(|_| GpcApplied { overridden }))

@@ -534,6 +534,7 @@ pub async fn import_signal(
         channel: Channel::Imported,
         evidence,
         time_ms: st.now(),
+        list: None,
     };
     let outcomes = st.store.apply_consents_atomically(vec![cmd]).await?;
     respond(&st, outcomes, None).await

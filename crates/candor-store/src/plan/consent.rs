@@ -213,6 +213,7 @@ mod tests {
             channel: Channel::Api,
             evidence: Evidence::default(),
             time_ms: candor_core::UnixMillis(1000),
+            list: None,
         }
     }
 

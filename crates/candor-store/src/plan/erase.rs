@@ -40,9 +40,11 @@ pub enum SubjectTable {
     VolunteeredFields,
     LoyaltyTxns,
     LoyaltyAccounts,
+    EmailSubscriptions,
+    EmailMessages,
 }
 
-pub const SUBJECT_TABLES: [SubjectTable; 10] = [
+pub const SUBJECT_TABLES: [SubjectTable; 12] = [
     SubjectTable::Identities,
     SubjectTable::ConsentState,
     SubjectTable::PurposeFloors,
@@ -53,6 +55,8 @@ pub const SUBJECT_TABLES: [SubjectTable; 10] = [
     SubjectTable::VolunteeredFields,
     SubjectTable::LoyaltyTxns,
     SubjectTable::LoyaltyAccounts,
+    SubjectTable::EmailSubscriptions,
+    SubjectTable::EmailMessages,
 ];
 
 /// Tables with a `subject_id` column an erasure deletes otherwise (`subjects`,
@@ -75,6 +79,8 @@ impl SubjectTable {
             Self::VolunteeredFields => "volunteered_fields",
             Self::LoyaltyTxns => "loyalty_txns",
             Self::LoyaltyAccounts => "loyalty_accounts",
+            Self::EmailSubscriptions => "email_subscriptions",
+            Self::EmailMessages => "email_messages",
         }
     }
 
@@ -96,6 +102,8 @@ impl SubjectTable {
             Self::VolunteeredFields => &mut c.volunteered_fields,
             Self::LoyaltyTxns => &mut c.loyalty_txns,
             Self::LoyaltyAccounts => &mut c.loyalty_accounts,
+            Self::EmailSubscriptions => &mut c.email_subscriptions,
+            Self::EmailMessages => &mut c.email_messages,
         }
     }
 }

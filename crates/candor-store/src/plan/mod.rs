@@ -23,9 +23,12 @@
 //! - [`retention`]: which events and features are past retention.
 //! - [`loyalty`]: what a points transaction means: duplicate, clamped by caps, or
 //!   refused (never below zero, never without the purpose).
+//! - [`email`]: a subscription change: the row it leaves, the ledger record that proves
+//!   it, the suppression it adds or lifts, whether a confirmation mail may go out.
 
 pub mod charge;
 pub mod consent;
+pub mod email;
 pub mod erase;
 pub mod features;
 pub mod floors;

@@ -29,15 +29,17 @@
 use super::locks::{self, Hold};
 use super::{sql, Shared};
 use crate::caches::Staged;
+use crate::email::{ListAction, ListChange, SuppressReason};
 use crate::front::Reply;
 use crate::plan::consent::{self, SubjectConsent};
+use crate::plan::email::{self, ListPlan, SuppressionChange};
 use crate::retry::{copy_err, retrying};
 use crate::rows::{self, Col};
 use crate::types::*;
 use crate::{seal, statements as q, StoreError};
 use candor_core::consent::Action;
 use candor_core::crypto::{LookupHash, SubjectKey};
-use candor_core::ledger::Head;
+use candor_core::ledger::{Head, SealedEntry};
 use candor_core::SubjectId;
 use deadpool_postgres::Transaction;
 
@@ -332,33 +334,13 @@ impl Ctx<'_, '_> {
             &self.shared.signer,
             self.shared.insights_bit(),
         )?;
+        let list = match &cmd.list {
+            None => None,
+            Some(change) => Some(self.plan_list(cmd, change, subject, plan.head).await?),
+        };
         for rec in &plan.records {
+            self.append(sid, rec).await?;
             let e = &rec.entry;
-            let seq = e.seq as i64;
-            let notice_version = i64::from(e.notice_version);
-            let evidence = evidence_json(&e.evidence)?;
-            let (actor, key_id) = rows::attribution_cols(e);
-            sql::execute(
-                self.tx,
-                q::INSERT_LEDGER,
-                &[
-                    &seq,
-                    &sid,
-                    &e.purpose.as_str(),
-                    &e.status.as_str(),
-                    &notice_version,
-                    &&e.notice_hash[..],
-                    &e.channel.as_str(),
-                    &e.time_ms.0,
-                    &evidence,
-                    &&e.prev_hash[..],
-                    &&rec.hash[..],
-                    &&rec.signature[..],
-                    &actor,
-                    &key_id,
-                ],
-            )
-            .await?;
             sql::execute(
                 self.tx,
                 q::UPSERT_STATE,
@@ -366,12 +348,17 @@ impl Ctx<'_, '_> {
                     &sid,
                     &e.purpose.as_str(),
                     &e.status.as_str(),
-                    &notice_version,
-                    &seq,
+                    &i64::from(e.notice_version),
+                    &(e.seq as i64),
                     &e.time_ms.0,
                 ],
             )
             .await?;
+        }
+        let mut head = plan.head;
+        if let Some(lp) = &list {
+            self.write_list(cmd, sid, lp).await?;
+            head = lp.head;
         }
         for bit in &plan.floors {
             self.floor(subject, *bit).await?;
@@ -381,7 +368,7 @@ impl Ctx<'_, '_> {
             sql::execute(self.tx, q::DELETE_FEATURES, &[&sid]).await?;
             sql::execute(self.tx, q::DELETE_DECLARED, &[&sid]).await?;
         }
-        *self.head = plan.head;
+        *self.head = head;
         self.job
             .granted
             .insert(subject, (plan.granted, plan.version));
@@ -391,7 +378,131 @@ impl Ctx<'_, '_> {
             created,
             records: plan.records,
             granted: plan.granted,
+            list: list.map(|l| l.outcome),
         })
+    }
+
+    /// Appends one ledger record.
+    async fn append(&mut self, sid: &[u8], rec: &SealedEntry) -> Result<(), StoreError> {
+        let e = &rec.entry;
+        let seq = e.seq as i64;
+        let notice_version = i64::from(e.notice_version);
+        let evidence = evidence_json(&e.evidence)?;
+        let (actor, key_id) = rows::attribution_cols(e);
+        sql::execute(
+            self.tx,
+            q::INSERT_LEDGER,
+            &[
+                &seq,
+                &sid,
+                &e.purpose.as_str(),
+                &e.status.as_str(),
+                &notice_version,
+                &&e.notice_hash[..],
+                &e.channel.as_str(),
+                &e.time_ms.0,
+                &evidence,
+                &&e.prev_hash[..],
+                &&rec.hash[..],
+                &&rec.signature[..],
+                &actor,
+                &key_id,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Reads the subscription `change` is about (on the subject's shard) and decides it
+    /// (`plan::email`), chained after the command's own records.
+    async fn plan_list(
+        &mut self,
+        cmd: &ConsentCommand,
+        change: &ListChange,
+        subject: SubjectId,
+        head: Head,
+    ) -> Result<ListPlan, StoreError> {
+        let current = sql::query_opt(
+            self.tx,
+            &q::subscription(),
+            &[&&subject.as_bytes()[..], &change.list],
+        )
+        .await?
+        .map(|r| rows::subscription(&r))
+        .transpose()?;
+        let (sealed, digest) = match &change.action {
+            ListAction::Confirm {
+                origin: Some(o), ..
+            } => {
+                let key = self.key(subject).await?;
+                let (s, d) = seal::origin(&key, subject, &change.list, o);
+                (Some(s), Some(d))
+            }
+            _ => (None, None),
+        };
+        email::plan(
+            cmd,
+            change,
+            subject,
+            current.as_ref(),
+            head,
+            &self.shared.signer,
+            sealed,
+            digest,
+        )
+    }
+
+    /// Writes what `plan::email` decided: the marker record, the row, the suppression.
+    async fn write_list(
+        &mut self,
+        cmd: &ConsentCommand,
+        sid: &[u8],
+        lp: &ListPlan,
+    ) -> Result<(), StoreError> {
+        if let Some(rec) = &lp.record {
+            self.append(sid, rec).await?;
+        }
+        if let Some(r) = &lp.row {
+            sql::execute(
+                self.tx,
+                q::PUT_SUBSCRIPTION,
+                &[
+                    &sid,
+                    &r.list,
+                    &r.status.as_str(),
+                    &r.created_ms,
+                    &r.updated_ms,
+                    &r.confirmed_ms,
+                    &i64::from(r.sends),
+                    &r.window_ms,
+                    &r.origin,
+                ],
+            )
+            .await?;
+        }
+        if let (Some(change), Some(address)) = (lp.suppression, cmd.email_hash()) {
+            let list = lp.row.as_ref().map_or("", |r| r.list.as_str());
+            let hash = &address.0[..];
+            match change {
+                SuppressionChange::Add => {
+                    sql::execute(
+                        self.tx,
+                        q::SUPPRESS,
+                        &[
+                            &hash,
+                            &list,
+                            &SuppressReason::Unsubscribe.as_str(),
+                            &cmd.time_ms.0,
+                        ],
+                    )
+                    .await?;
+                }
+                SuppressionChange::Lift => {
+                    sql::execute(self.tx, q::LIFT_UNSUBSCRIBE, &[&hash, &list]).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Creates a subject for `cmd`, claiming its first identifier first: when two nodes

@@ -33,6 +33,7 @@ mod cache;
 mod connect;
 mod consent;
 mod derive;
+mod email;
 mod erase;
 mod features;
 mod fields;

@@ -39,6 +39,9 @@
 //! | `subject_requests`, `spent_links` | none (on the coordinator) | people's access, export and erasure requests (pseudonymous, outliving erasure) and spent single-use link nonces: few rows (issue 13) |
 //! | `loyalty_accounts`, `loyalty_txns` | `subject_id` | PK `subject_id` / `(subject_id, id)`: a person's points and every transaction, locked and summed on one shard; idempotency keys unique per subject |
 //! | `loyalty_rewards`, `segments`, `segment_sizes` | none (on the coordinator) | the rewards' stock (locked `FOR UPDATE` by a redemption: on the coordinator that locks one row, not every redemption), the operator's segment definitions and their daily sizes: few rows, no person in them (issue 14) |
+//! | `email_subscriptions` | `subject_id` | PK `(subject_id, list)`: a person's subscriptions, changed in their consent transaction, erased with them (issue 16) |
+//! | `email_suppressions` | `addr_hash` | PK `(addr_hash, list)`: suppressed addresses as keyed hashes, in a co-location group of their own; looked up by hash before each send |
+//! | `email_campaigns`, `email_messages` | none (on the coordinator) | campaigns (a handful) and the send queue, scanned by status across campaigns and moved by one sender at a time |
 //! | `schema_migrations` | none (local to the coordinator) | bookkeeping |
 
 use super::locks;
@@ -397,6 +400,55 @@ const MIGRATIONS: &[&str] = &[
         size BIGINT NOT NULL,
         PRIMARY KEY (name, day)
     );
+    "#, // 11: email on consent (issue 16): subscriptions beside their subject, the
+    // suppression list by address hash (it outlives erasure), campaigns and the send
+    // queue on the coordinator (one row per campaign and subscriber; moved to
+    // `committing` before the message's final SMTP dot).
+    r#"
+    CREATE TABLE email_subscriptions (
+        subject_id   BYTEA NOT NULL,
+        list         TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed')),
+        created_ms   BIGINT NOT NULL,
+        updated_ms   BIGINT NOT NULL,
+        confirmed_ms BIGINT,
+        sends        BIGINT NOT NULL,
+        window_ms    BIGINT NOT NULL,
+        origin       BYTEA,
+        PRIMARY KEY (subject_id, list)
+    );
+    CREATE INDEX email_subscriptions_members ON email_subscriptions (list, status, subject_id);
+    CREATE TABLE email_suppressions (
+        addr_hash  BYTEA NOT NULL,
+        list       TEXT NOT NULL,
+        reason     TEXT NOT NULL CHECK (reason IN ('unsubscribe', 'bounce', 'complaint')),
+        created_ms BIGINT NOT NULL,
+        PRIMARY KEY (addr_hash, list)
+    );
+    CREATE TABLE email_campaigns (
+        id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name         TEXT NOT NULL,
+        list         TEXT NOT NULL,
+        segment      TEXT,
+        subject_line TEXT NOT NULL,
+        text_body    TEXT NOT NULL,
+        html_body    TEXT,
+        status       TEXT NOT NULL CHECK (status IN ('draft', 'sending', 'sent', 'cancelled')),
+        created_ms   BIGINT NOT NULL,
+        started_ms   BIGINT,
+        finished_ms  BIGINT
+    );
+    CREATE TABLE email_messages (
+        campaign_id BIGINT NOT NULL,
+        subject_id  BYTEA NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('queued', 'committing', 'sent', 'bounced', 'failed', 'skipped')),
+        attempts    BIGINT NOT NULL,
+        next_ms     BIGINT NOT NULL,
+        updated_ms  BIGINT NOT NULL,
+        detail      TEXT,
+        PRIMARY KEY (campaign_id, subject_id)
+    );
+    CREATE INDEX email_messages_due ON email_messages (status, next_ms);
     "#,
 ];
 
@@ -438,10 +490,12 @@ pub const PLACEMENT: &[(&str, Placement)] = &[
     ("volunteered_fields", Placement::BySubject),
     ("loyalty_accounts", Placement::BySubject),
     ("loyalty_txns", Placement::BySubject),
+    ("email_subscriptions", Placement::BySubject),
     ("insight_reports", Placement::ByAdvertiser),
     ("insight_report_members", Placement::ByAdvertiser),
     ("identity_lookup", Placement::ByKey("lookup_hash")),
     ("dedup_keys", Placement::ByKey("dedup_key")),
+    ("email_suppressions", Placement::ByKey("addr_hash")),
     ("purposes", Placement::Reference),
     // Locked FOR UPDATE by charges and redemptions: as reference tables, Citus would
     // take that lock on the table's one shard, so every charge (every redemption) in
@@ -461,6 +515,10 @@ pub const PLACEMENT: &[(&str, Placement)] = &[
     ("spent_links", Placement::Coordinator),
     ("segments", Placement::Coordinator),
     ("segment_sizes", Placement::Coordinator),
+    // The send queue is scanned by status across campaigns and moved row by row by one
+    // sender at a time; campaigns are a handful of rows.
+    ("email_campaigns", Placement::Coordinator),
+    ("email_messages", Placement::Coordinator),
     ("schema_migrations", Placement::Coordinator),
 ];
 

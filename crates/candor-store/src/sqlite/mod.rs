@@ -11,6 +11,7 @@
 
 mod advertisers;
 mod consent;
+mod email;
 mod erase;
 mod features;
 mod fields;

@@ -333,6 +333,57 @@ const MIGRATIONS: &[&str] = &[
         size INTEGER NOT NULL,
         PRIMARY KEY (name, day)
     ) WITHOUT ROWID;
+    "#, // 11: email on consent (issue 16). A person's subscriptions (erased with them; the
+    // IP address and user agent of a confirmation sealed under their key), the
+    // suppression list (an address only as its keyed lookup hash: it outlives erasure),
+    // campaigns, and the send queue: one row per campaign and subscriber, so nobody is
+    // queued twice, and a row is moved to `committing` before its message's final SMTP
+    // dot, so nothing is sent twice.
+    r#"
+    CREATE TABLE email_subscriptions (
+        subject_id   BLOB NOT NULL,
+        list         TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed')),
+        created_ms   INTEGER NOT NULL,
+        updated_ms   INTEGER NOT NULL,
+        confirmed_ms INTEGER,
+        sends        INTEGER NOT NULL,
+        window_ms    INTEGER NOT NULL,
+        origin       BLOB,
+        PRIMARY KEY (subject_id, list)
+    ) WITHOUT ROWID;
+    CREATE INDEX email_subscriptions_members ON email_subscriptions (list, status, subject_id);
+    CREATE TABLE email_suppressions (
+        addr_hash  BLOB NOT NULL,
+        list       TEXT NOT NULL,
+        reason     TEXT NOT NULL CHECK (reason IN ('unsubscribe', 'bounce', 'complaint')),
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (addr_hash, list)
+    ) WITHOUT ROWID;
+    CREATE TABLE email_campaigns (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL,
+        list         TEXT NOT NULL,
+        segment      TEXT,
+        subject_line TEXT NOT NULL,
+        text_body    TEXT NOT NULL,
+        html_body    TEXT,
+        status       TEXT NOT NULL CHECK (status IN ('draft', 'sending', 'sent', 'cancelled')),
+        created_ms   INTEGER NOT NULL,
+        started_ms   INTEGER,
+        finished_ms  INTEGER
+    );
+    CREATE TABLE email_messages (
+        campaign_id INTEGER NOT NULL,
+        subject_id  BLOB NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('queued', 'committing', 'sent', 'bounced', 'failed', 'skipped')),
+        attempts    INTEGER NOT NULL,
+        next_ms     INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL,
+        detail      TEXT,
+        PRIMARY KEY (campaign_id, subject_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX email_messages_due ON email_messages (status, next_ms);
     "#,
 ];
 

@@ -71,6 +71,7 @@ pub fn command(store: &dyn Store, user: &str, changes: &[(&str, Action)]) -> Con
         channel: Channel::Prompt,
         evidence: Evidence::default().with("prompt", "banner"),
         time_ms: UnixMillis(now()),
+        list: None,
     }
 }
 

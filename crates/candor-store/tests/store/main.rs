@@ -11,6 +11,7 @@
 
 mod citus;
 mod conformance;
+mod email;
 mod erasure;
 mod features_and_budgets;
 mod fields;
@@ -84,4 +85,8 @@ both_backends!(
     loyalty::concurrent_earns_and_redemptions_stay_consistent,
     loyalty::erasure_takes_the_points_ledger,
     loyalty::segments_and_sizes_round_trip,
+    email::double_opt_in_is_recorded_once_and_only_when_pending,
+    email::leaving_one_list_leaves_only_that_one,
+    email::the_queue_holds_each_subscriber_once,
+    email::erasure_takes_subscriptions_and_messages,
 );

@@ -1,0 +1,449 @@
+//! Email on consent in the store (issue 16): a subscription changes only with the
+//! ledger record that proves it, a stale confirmation confirms nothing, leaving one list
+//! leaves only that one and suppresses the address for it, the send queue holds a
+//! subscriber once per campaign and lets one sender move a message on, and erasure
+//! takes a person's subscriptions and messages while the suppression list keeps only
+//! the address's keyed hash.
+
+use crate::fixtures::*;
+use crate::harness::Backend;
+use candor_core::consent::{Action, Channel, ConsentStatus};
+use candor_core::crypto::IdKind;
+use candor_core::ledger::{Actor, LIST_PURPOSE};
+use candor_core::{Sensitive, SubjectId, UnixMillis};
+use candor_store::email::*;
+use candor_store::{ConsentCommand, Identity, Store, StoreError};
+
+fn address(a: &str) -> Identity {
+    Identity {
+        kind: IdKind::Email,
+        hash: master().lookup_hash(IdKind::Email, a),
+        value: Sensitive::new(a.to_owned()),
+    }
+}
+
+fn list_cmd(store: &dyn Store, addr: &str, list: &str, action: ListAction) -> ConsentCommand {
+    let mut cmd = command(store, "unused", &[]);
+    cmd.identities = vec![address(addr)];
+    cmd.actor = Actor::EmailLink;
+    cmd.channel = match action {
+        ListAction::Leave => Channel::Unsubscribe,
+        _ => Channel::EmailConfirmation,
+    };
+    cmd.evidence = Default::default();
+    cmd.list = Some(ListChange {
+        list: list.into(),
+        notice_version: 3,
+        notice_hash: [7; 32],
+        action,
+    });
+    cmd
+}
+
+fn request() -> ListAction {
+    ListAction::Request {
+        window_ms: 3_600_000,
+        max: 2,
+    }
+}
+
+fn confirm(origin: Option<&str>) -> ListAction {
+    ListAction::Confirm {
+        confirmation: "c-1".into(),
+        origin: origin.map(|o| o.as_bytes().to_vec()),
+    }
+}
+
+async fn head_seq(store: &dyn Store) -> u64 {
+    store.ledger_head().await.unwrap().map_or(0, |h| h.seq)
+}
+
+async fn status(store: &dyn Store, s: SubjectId, list: &str) -> Option<SubStatus> {
+    store
+        .email()
+        .subscriptions(s)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.list == list)
+        .map(|x| x.status)
+}
+
+pub async fn double_opt_in_is_recorded_once_and_only_when_pending(b: &dyn Backend) {
+    let store = b.open().await;
+    let st = &*store;
+    let a = "ann@example.test";
+    // Asking: a pending row, no ledger record, confirmations rate limited.
+    let before = head_seq(st).await;
+    let out = st
+        .apply_consent(list_cmd(st, a, "news", request()))
+        .await
+        .unwrap();
+    let s = out.subject;
+    assert!(out.created);
+    let l = out.list.unwrap();
+    assert_eq!((l.before, l.after), (None, SubStatus::Pending));
+    assert!(l.send_confirmation);
+    assert_eq!(head_seq(st).await, before, "a request records nothing");
+    let second = st
+        .apply_consent(list_cmd(st, a, "news", request()))
+        .await
+        .unwrap();
+    assert!(second.list.unwrap().send_confirmation);
+    let third = st
+        .apply_consent(list_cmd(st, a, "news", request()))
+        .await
+        .unwrap();
+    assert!(
+        !third.list.unwrap().send_confirmation,
+        "at most two confirmation mails per window"
+    );
+    assert_eq!(third.subject, s);
+    assert_eq!(status(st, s, "news").await, Some(SubStatus::Pending));
+
+    // Confirming (with the purpose granted in the same command): one marker record
+    // with the list, the confirmation id and the origin's digest; the origin sealed.
+    let mut cmd = list_cmd(st, a, "news", confirm(Some("203.0.113.9 Firefox")));
+    cmd.changes = vec![change(st, "personalization", Action::Grant)];
+    let out = st.apply_consent(cmd).await.unwrap();
+    let l = out.list.unwrap();
+    assert_eq!(
+        (l.before, l.after),
+        (Some(SubStatus::Pending), SubStatus::Confirmed)
+    );
+    assert_eq!(out.records.len(), 1, "the purpose's own record");
+    let history = st.consent_history(s).await.unwrap();
+    let marker: Vec<_> = history
+        .iter()
+        .filter(|r| r.entry.purpose.as_str() == LIST_PURPOSE)
+        .collect();
+    assert_eq!(marker.len(), 1);
+    let m = &marker[0].entry;
+    assert_eq!(Some(m.seq), l.recorded);
+    assert_eq!(m.status, ConsentStatus::Given);
+    assert_eq!(m.channel, Channel::EmailConfirmation);
+    assert_eq!((m.notice_version, m.notice_hash), (3, [7; 32]));
+    let ev = m.evidence.entries();
+    assert_eq!(ev.get("list").map(String::as_str), Some("news"));
+    assert_eq!(ev.get("confirmation").map(String::as_str), Some("c-1"));
+    let digest = ev.get("origin").expect("the origin's digest").clone();
+    assert_eq!(digest.len(), 32);
+    assert!(!digest.contains("203"), "only a digest");
+    let sub = st.email().subscriptions(s).await.unwrap().remove(0);
+    assert_eq!(sub.status, SubStatus::Confirmed);
+    let sealed = sub.origin.expect("origin kept sealed");
+    assert!(!String::from_utf8_lossy(&sealed).contains("203.0.113.9"));
+    let key = st.subject_key(s).await.unwrap().unwrap();
+    assert_eq!(
+        candor_store::seal::open_origin(&key, s, "news", &sealed).unwrap(),
+        b"203.0.113.9 Firefox"
+    );
+    // The purpose state is the purpose's record, not the marker.
+    let state = st.consent_state(s).await.unwrap();
+    assert!(state.iter().all(|r| r.purpose.as_str() != LIST_PURPOSE));
+    assert!(st
+        .index()
+        .granted(&s)
+        .contains(bits(st, &["personalization"]).iter().next().unwrap()));
+
+    // Following the link again records nothing more.
+    let seq = head_seq(st).await;
+    let again = st
+        .apply_consent(list_cmd(st, a, "news", confirm(None)))
+        .await
+        .unwrap();
+    assert_eq!(again.list.unwrap().recorded, None);
+    assert_eq!(head_seq(st).await, seq);
+
+    // Leaving: a withdrawn marker, the address suppressed for that list only.
+    let out = st
+        .apply_consent(list_cmd(st, a, "news", ListAction::Leave))
+        .await
+        .unwrap();
+    assert_eq!(out.list.as_ref().unwrap().after, SubStatus::Unsubscribed);
+    let left = st.consent_history(s).await.unwrap();
+    let last = &left.last().unwrap().entry;
+    assert_eq!(
+        (last.purpose.as_str(), last.status, last.channel),
+        (LIST_PURPOSE, ConsentStatus::Withdrawn, Channel::Unsubscribe)
+    );
+    let hash = address(a).hash;
+    let sup = st.email().suppressions_of(hash).await.unwrap();
+    assert_eq!(sup.len(), 1);
+    assert_eq!(
+        (sup[0].list.as_str(), sup[0].reason),
+        ("news", SuppressReason::Unsubscribe)
+    );
+    // Leaving twice records once.
+    let seq = head_seq(st).await;
+    st.apply_consent(list_cmd(st, a, "news", ListAction::Leave))
+        .await
+        .unwrap();
+    assert_eq!(head_seq(st).await, seq);
+
+    // An old confirmation link after leaving confirms nothing, and nothing of its
+    // command applies (the purpose change with it is refused too).
+    let mut stale = list_cmd(st, a, "news", confirm(None));
+    stale.changes = vec![change(st, "analytics", Action::Grant)];
+    let err = st.apply_consent(stale).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotPending { .. }), "{err:?}");
+    assert_eq!(head_seq(st).await, seq);
+    assert_eq!(status(st, s, "news").await, Some(SubStatus::Unsubscribed));
+    assert!(!st
+        .index()
+        .granted(&s)
+        .contains(bits(st, &["analytics"]).iter().next().unwrap()));
+
+    // Joining again is a new double opt-in, and its confirmation lifts the suppression.
+    st.apply_consent(list_cmd(st, a, "news", request()))
+        .await
+        .unwrap();
+    st.apply_consent(list_cmd(st, a, "news", confirm(None)))
+        .await
+        .unwrap();
+    assert_eq!(status(st, s, "news").await, Some(SubStatus::Confirmed));
+    assert!(st.email().suppressions_of(hash).await.unwrap().is_empty());
+    // A confirmation for a list never asked for is refused.
+    let err = st
+        .apply_consent(list_cmd(st, a, "other", confirm(None)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotPending { .. }), "{err:?}");
+}
+
+pub async fn leaving_one_list_leaves_only_that_one(b: &dyn Backend) {
+    let store = b.open().await;
+    let st = &*store;
+    let a = "bob@example.test";
+    for list in ["news", "offers"] {
+        st.apply_consent(list_cmd(st, a, list, request()))
+            .await
+            .unwrap();
+        let mut c = list_cmd(st, a, list, confirm(None));
+        c.changes = vec![change(st, "personalization", Action::Grant)];
+        st.apply_consent(c).await.unwrap();
+    }
+    let s = st
+        .apply_consent(list_cmd(st, a, "offers", ListAction::Leave))
+        .await
+        .unwrap()
+        .subject;
+    assert_eq!(status(st, s, "news").await, Some(SubStatus::Confirmed));
+    assert_eq!(status(st, s, "offers").await, Some(SubStatus::Unsubscribed));
+    let p = bits(st, &["personalization"]).iter().next().unwrap();
+    assert!(
+        st.index().granted(&s).contains(p),
+        "the purpose stays given"
+    );
+    let counts = st.email().list_counts().await.unwrap();
+    let news = counts.iter().find(|c| c.list == "news").unwrap();
+    let offers = counts.iter().find(|c| c.list == "offers").unwrap();
+    assert_eq!((news.confirmed, news.unsubscribed), (1, 0));
+    assert_eq!((offers.confirmed, offers.unsubscribed), (0, 1));
+    // Members page in subject order; pending requests expire.
+    let mut members = Vec::new();
+    for i in 0..5 {
+        let addr = format!("m{i}@example.test");
+        st.apply_consent(list_cmd(st, &addr, "news", request()))
+            .await
+            .unwrap();
+        st.apply_consent(list_cmd(st, &addr, "news", confirm(None)))
+            .await
+            .unwrap();
+    }
+    let mut after = None;
+    loop {
+        let page = st.email().list_members("news", after, 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().copied();
+        members.extend(page);
+    }
+    assert_eq!(members.len(), 6);
+    assert!(members.windows(2).all(|w| w[0] < w[1]));
+    st.apply_consent(list_cmd(st, "late@example.test", "news", request()))
+        .await
+        .unwrap();
+    assert_eq!(st.email().expire_pending(now() - 60_000).await.unwrap(), 0);
+    assert_eq!(st.email().expire_pending(now() + 1).await.unwrap(), 1);
+}
+
+pub async fn the_queue_holds_each_subscriber_once(b: &dyn Backend) {
+    let store = b.open().await;
+    let st = &*store;
+    let e = st.email();
+    let id = e
+        .create_campaign(NewCampaign {
+            name: "Spring".into(),
+            list: "news".into(),
+            segment: None,
+            subject_line: "Hello {{ name }}".into(),
+            text_body: "Hi".into(),
+            html_body: Some("<p>Hi</p>".into()),
+            created_ms: now(),
+        })
+        .await
+        .unwrap();
+    let c = e.campaign(id).await.unwrap().unwrap();
+    assert_eq!(c.status, CampaignStatus::Draft);
+    assert_eq!(e.campaigns().await.unwrap().len(), 1);
+    assert!(e
+        .set_campaign_status(
+            id,
+            CampaignStatus::Draft,
+            CampaignStatus::Sending,
+            UnixMillis(now())
+        )
+        .await
+        .unwrap());
+    assert!(!e
+        .set_campaign_status(
+            id,
+            CampaignStatus::Draft,
+            CampaignStatus::Sending,
+            UnixMillis(now())
+        )
+        .await
+        .unwrap());
+    let c = e.campaign(id).await.unwrap().unwrap();
+    assert_eq!(c.status, CampaignStatus::Sending);
+    assert!(c.started_ms.is_some());
+
+    let subjects: Vec<SubjectId> = (0..3).map(|_| SubjectId::random()).collect();
+    let t = UnixMillis(now());
+    assert_eq!(e.enqueue(id, subjects.clone(), t).await.unwrap(), 3);
+    assert_eq!(
+        e.enqueue(id, subjects.clone(), t).await.unwrap(),
+        0,
+        "never twice"
+    );
+    assert_eq!(e.open_messages(id).await.unwrap(), 3);
+    let due = e.due_messages(UnixMillis(now() + 1), 10).await.unwrap();
+    assert_eq!(due.len(), 3);
+    assert!(e
+        .due_messages(UnixMillis(t.0 - 1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let upd = |s: SubjectId, from, to| MessageUpdate {
+        campaign: id,
+        subject: s,
+        from,
+        to,
+        attempts: 1,
+        next_ms: now(),
+        detail: None,
+        at: UnixMillis(now()),
+    };
+    // One sender moves a message to committing; a second attempt finds it moved.
+    let moved = e
+        .update_messages(vec![
+            upd(
+                subjects[0],
+                MessageStatus::Queued,
+                MessageStatus::Committing,
+            ),
+            upd(subjects[1], MessageStatus::Queued, MessageStatus::Skipped),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(moved, vec![true, true]);
+    let again = e
+        .update_messages(vec![upd(
+            subjects[0],
+            MessageStatus::Queued,
+            MessageStatus::Committing,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![false]);
+    e.update_messages(vec![upd(
+        subjects[0],
+        MessageStatus::Committing,
+        MessageStatus::Sent,
+    )])
+    .await
+    .unwrap();
+    let counts = e.campaign_counts().await.unwrap();
+    let c = counts.iter().find(|c| c.campaign == id).unwrap();
+    assert_eq!(
+        (
+            c.get(MessageStatus::Sent),
+            c.get(MessageStatus::Skipped),
+            c.get(MessageStatus::Queued)
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(e.open_messages(id).await.unwrap(), 1);
+    let all = e.campaign_messages(id, None, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    // Suppressions: one per address and list, the first reason kept.
+    let h = address("x@example.test").hash;
+    let sup = |reason| Suppression {
+        address: h,
+        list: EVERY_LIST.into(),
+        reason,
+        created_ms: now(),
+    };
+    assert!(e.suppress(sup(SuppressReason::Bounce)).await.unwrap());
+    assert!(!e.suppress(sup(SuppressReason::Complaint)).await.unwrap());
+    assert_eq!(
+        e.suppression_counts().await.unwrap(),
+        vec![(SuppressReason::Bounce, 1)]
+    );
+}
+
+pub async fn erasure_takes_subscriptions_and_messages(b: &dyn Backend) {
+    let store = b.open().await;
+    let st = &*store;
+    let a = "erin@example.test";
+    st.apply_consent(list_cmd(st, a, "news", request()))
+        .await
+        .unwrap();
+    let s = st
+        .apply_consent(list_cmd(
+            st,
+            a,
+            "news",
+            confirm(Some("198.51.100.1 Safari")),
+        ))
+        .await
+        .unwrap()
+        .subject;
+    let id = st
+        .email()
+        .create_campaign(NewCampaign {
+            name: "c".into(),
+            list: "news".into(),
+            segment: None,
+            subject_line: "s".into(),
+            text_body: "t".into(),
+            html_body: None,
+            created_ms: now(),
+        })
+        .await
+        .unwrap();
+    st.email()
+        .enqueue(id, vec![s], UnixMillis(now()))
+        .await
+        .unwrap();
+    st.apply_consent(list_cmd(st, a, "news", ListAction::Leave))
+        .await
+        .unwrap();
+    let out = st.erase(crate::erasure::erasure(s)).await.unwrap();
+    assert_eq!(out.deleted.email_subscriptions, 1);
+    assert_eq!(out.deleted.email_messages, 1);
+    assert!(st.email().subscriptions(s).await.unwrap().is_empty());
+    assert!(st
+        .email()
+        .campaign_messages(id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The suppression outlives the person, by keyed hash only.
+    let sup = st.email().suppressions_of(address(a).hash).await.unwrap();
+    assert_eq!(sup.len(), 1);
+    assert_eq!(st.email().list_counts().await.unwrap().len(), 0);
+}
