@@ -348,7 +348,9 @@ pub trait EmailStore: Send + Sync {
         subjects: Vec<SubjectId>,
         at: UnixMillis,
     ) -> Result<u64, StoreError>;
-    /// Queued messages due at `now`, oldest first.
+    /// Queued messages due at `now` of campaigns being sent (or cancelled, so that
+    /// their messages are skipped), oldest first. A draft's messages wait: a campaign
+    /// is queued page by page before it starts.
     async fn due_messages(
         &self,
         now: UnixMillis,

@@ -322,6 +322,7 @@ const MESSAGE_COLS: &str = "campaign_id, subject_id, status, attempts, next_ms, 
 pub(crate) fn due_messages() -> String {
     format!(
         "SELECT {MESSAGE_COLS} FROM email_messages WHERE status = 'queued' AND next_ms <= $1
+           AND campaign_id IN (SELECT id FROM email_campaigns WHERE status IN ('sending', 'cancelled'))
          ORDER BY next_ms, campaign_id, subject_id LIMIT $2"
     )
 }

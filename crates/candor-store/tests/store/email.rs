@@ -288,6 +288,7 @@ pub async fn the_queue_holds_each_subscriber_once(b: &dyn Backend) {
     let c = e.campaign(id).await.unwrap().unwrap();
     assert_eq!(c.status, CampaignStatus::Draft);
     assert_eq!(e.campaigns().await.unwrap().len(), 1);
+    assert_eq!(e.campaigns().await.unwrap()[0].name, "Spring");
     assert!(e
         .set_campaign_status(
             id,
@@ -312,6 +313,21 @@ pub async fn the_queue_holds_each_subscriber_once(b: &dyn Backend) {
 
     let subjects: Vec<SubjectId> = (0..3).map(|_| SubjectId::random()).collect();
     let t = UnixMillis(now());
+    // A draft's queued messages are not due: it is still being queued.
+    let draft = e
+        .create_campaign(NewCampaign {
+            name: "Later".into(),
+            list: "news".into(),
+            segment: None,
+            subject_line: "s".into(),
+            text_body: "t".into(),
+            html_body: None,
+            created_ms: now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(e.enqueue(draft, subjects.clone(), t).await.unwrap(), 3);
+    assert!(e.due_messages(UnixMillis(now() + 1), 10).await.unwrap().is_empty());
     assert_eq!(e.enqueue(id, subjects.clone(), t).await.unwrap(), 3);
     assert_eq!(
         e.enqueue(id, subjects.clone(), t).await.unwrap(),
@@ -367,6 +383,7 @@ pub async fn the_queue_holds_each_subscriber_once(b: &dyn Backend) {
     .await
     .unwrap();
     let counts = e.campaign_counts().await.unwrap();
+    assert_eq!(counts.len(), 2);
     let c = counts.iter().find(|c| c.campaign == id).unwrap();
     assert_eq!(
         (
