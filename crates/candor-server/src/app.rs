@@ -171,6 +171,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// The transactional outbox's receiving end, handed to the sender when serving.
+    outbox: Option<tokio::sync::mpsc::Receiver<crate::email::Transactional>>,
     _lock: DirLock,
 }
 
@@ -204,7 +206,15 @@ impl Application {
             .and_then(|p| opened.catalog.purpose(p));
         let offers = offer_catalog(&settings, &opened.catalog, opened.store.as_ref()).await?;
         let today = candor_core::UnixMillis(clock()).day();
+        let (mail, outbox) = match &settings.email {
+            Some(e) => {
+                let (m, rx) = crate::email::Mail::new(e.clone(), &opened.master);
+                (Some(Arc::new(m)), Some(rx))
+            }
+            None => (None, None),
+        };
         let state = AppState(Arc::new(Inner {
+            mail,
             audiences: crate::audiences::Audiences::new(
                 offers,
                 today,
@@ -243,6 +253,7 @@ impl Application {
             router: router(state.clone()),
             listener,
             state,
+            outbox,
             _lock: opened.lock,
         })
     }
@@ -267,6 +278,14 @@ impl Application {
         let retention = tokio::spawn(retention_loop(self.state.clone()));
         let counts = tokio::spawn(prompt_count_loop(self.state.clone()));
         let audiences = tokio::spawn(audience_loop(self.state.clone()));
+        let (stop_mail, mail_stop) = tokio::sync::watch::channel(false);
+        let mut mail_tasks = Vec::new();
+        let mut expiry = None;
+        if let (Some(mail), Some(outbox)) = (self.state.mail.clone(), self.outbox) {
+            mail_tasks =
+                crate::email::sender::spawn(self.state.clone(), mail.clone(), outbox, mail_stop);
+            expiry = Some(tokio::spawn(pending_expiry_loop(self.state.clone(), mail)));
+        }
         let served = crate::serve::serve(
             self.listener,
             self.router,
@@ -277,6 +296,21 @@ impl Application {
         retention.abort();
         counts.abort();
         audiences.abort();
+        // The sender stops between messages: a message whose row is committing has its
+        // dot sent first (nothing is half-sent), the rest stay queued for the next start.
+        let _ = stop_mail.send(true);
+        if let Some(e) = expiry {
+            e.abort();
+        }
+        for t in mail_tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         if let Err(e) = self.state.prompt.flush(store.as_ref()).await {
             tracing::warn!(error = %e, "prompt counts not written at shutdown");
         }
@@ -301,6 +335,19 @@ async fn claim_deployment(settings: &Settings, store: &dyn Store) -> Result<(), 
         return Err(BuildError::NotDemo);
     }
     Ok(())
+}
+
+/// Deletes pending subscriptions nobody confirmed in time (hourly).
+async fn pending_expiry_loop(state: AppState, mail: Arc<crate::email::Mail>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let before = state.now_ms() - mail.settings.pending_ttl.as_millis() as i64;
+        match state.store.email().expire_pending(before).await {
+            Ok(n) => tracing::info!(expired = n, "pending subscriptions expired"),
+            Err(e) => tracing::warn!(error = %e, "expiring pending subscriptions failed"),
+        }
+    }
 }
 
 /// Deletes events past their purposes' retention, at start and then hourly. Dropping

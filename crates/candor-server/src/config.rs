@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+pub mod email;
 pub mod program;
 
 pub use program::{LoyaltySettings, PersonalizationSettings};
@@ -84,6 +85,8 @@ struct RawConfig {
     personalization: Option<program::RawPersonalization>,
     offers: Option<Vec<program::RawOffer>>,
     loyalty: Option<program::RawLoyalty>,
+    /// `[email]` (issue 16, `config::email`).
+    email: Option<email::RawEmail>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -432,6 +435,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Run as the demo operator (`serve --demo`): also serves the demo page at `/demo/`.
     pub demo: bool,
+    /// Email on consent (`[email]`); `None`: no mail is sent.
+    pub email: Option<email::EmailSettings>,
 }
 
 /// A token bucket's rate: `per_second` tokens refill, up to `burst`.
@@ -1251,6 +1256,7 @@ impl Settings {
         let purposes = catalog.purpose_ids();
         let personalization = program::personalization(raw.personalization, raw.offers, &purposes)?;
         let loyalty = program::loyalty(raw.loyalty, &purposes, &fields)?;
+        let email = email::email(raw.email, &purposes, env)?;
         if raw
             .prompt
             .forbidden_wording
@@ -1277,6 +1283,7 @@ impl Settings {
             fields,
             personalization,
             loyalty,
+            email,
             operator: OperatorInfo {
                 name: raw
                     .operator
@@ -1342,6 +1349,17 @@ fn build_catalog(
     let mut out = Vec::new();
     for p in purposes {
         let id = PurposeId::parse(&p.id).map_err(|e| inv(e.to_string()))?;
+        // The ledger's marker purposes: a configured purpose of the same name could be
+        // confused with them in a person's history.
+        let reserved = [
+            candor_core::ledger::ERASURE_PURPOSE,
+            candor_core::ledger::LIST_PURPOSE,
+        ];
+        if reserved.contains(&id.as_str()) {
+            return Err(inv(format!(
+                "purpose {id}: the name is reserved for the ledger's own records"
+            )));
+        }
         if p.notice.trim().is_empty() {
             return Err(inv(format!("purpose {id}: notice text is empty")));
         }

@@ -86,6 +86,11 @@ codes! {
     LoyaltyAlreadyReversed => ("loyalty_already_reversed", "loyalty", 409),
     UnknownReward => ("unknown_reward", "invalid_request", 404),
     IdempotencyKeyConflict => ("idempotency_key_conflict", "invalid_request", 409),
+    // Email on consent (issue 16).
+    EmailDisabled => ("email_disabled", "invalid_request", 404),
+    InvalidEmail => ("invalid_email", "invalid_request", 400),
+    UnknownList => ("unknown_list", "invalid_request", 404),
+    InvalidTemplate => ("invalid_template", "invalid_request", 400),
     NotFound => ("not_found", "invalid_request", 404),
     MethodNotAllowed => ("method_not_allowed", "invalid_request", 405),
     Internal => ("internal", "internal", 500),
@@ -199,6 +204,10 @@ impl From<StoreError> for ApiError {
                 format!("consent for {purpose} is not currently given, so it cannot be withdrawn"),
             ),
             StoreError::UnknownSubject => ApiError::new(Code::SubjectNotFound, "no such subject"),
+            StoreError::NotPending { list } => ApiError::new(
+                Code::Conflict,
+                format!("the subscription to {list} is not waiting for a confirmation"),
+            ),
             StoreError::NotYours => crate::pipeline::consent::not_yours(),
             StoreError::UnknownAdvertiser => ApiError::new(Code::NotFound, "no such advertiser"),
             StoreError::AdvertiserExists => {

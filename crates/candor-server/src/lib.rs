@@ -25,6 +25,8 @@
 //! - [`datadir`]: keys and the lock in the data directory.
 //! - [`demo`]: deterministic synthetic operator data.
 //! - [`ops`]: bulk import and export (JSON Lines), used by the CLI.
+//! - [`email`]: email on consent: lists with double opt-in, campaigns, the send queue,
+//!   one-click unsubscribe.
 //!
 //! **Architecture invariant:** only this crate knows HTTP and JSON DTOs; it converts
 //! them to the plain types of `candor-core` and `candor-store` at the edge.
@@ -42,6 +44,7 @@ pub mod cors;
 pub mod datadir;
 pub mod demo;
 pub mod demo_prompt;
+pub mod email;
 pub mod erasure;
 pub mod error;
 pub mod iab;

@@ -42,6 +42,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("me.html", include_str!("../templates/me.html")),
     ("segments.html", include_str!("../templates/segments.html")),
     ("me_enter.html", include_str!("../templates/me_enter.html")),
+    ("email.html", include_str!("../templates/email.html")),
     ("me_erase.html", include_str!("../templates/me_erase.html")),
     (
         "me_message.html",

@@ -63,6 +63,8 @@ pub struct Inner {
     pub audiences: crate::audiences::Audiences,
     /// In-flight cap, rate limits, body deadline, new-subject allowance.
     pub limits: crate::limits::Limits,
+    /// Email on consent (`[email]`), when configured.
+    pub mail: Option<std::sync::Arc<crate::email::Mail>>,
 }
 
 impl std::ops::Deref for AppState {

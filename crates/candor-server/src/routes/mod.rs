@@ -19,6 +19,9 @@
 //! | `/v1/admin/prompt/*` | admin token |
 //! | `/admin/login` | anyone (the form takes the admin token); `/admin/*`: an admin session cookie, CSRF token on every POST |
 //! | `/demo/*` (`serve --demo` only) | anyone |
+//! | `POST /v1/email/subscriptions` | source write key (a pending subscription; the mail confirms) |
+//! | `/v1/admin/email/*` | admin token |
+//! | `/email/{subscribe,confirm,unsubscribe}` | anyone: a form, or the token a mail carries |
 
 pub mod admin;
 pub mod advertisers;
@@ -26,6 +29,8 @@ pub mod audience_pages;
 pub mod consent;
 pub mod dashboard;
 pub mod demo;
+pub mod email;
+pub mod email_pages;
 pub mod fields;
 pub mod ingest;
 pub mod loyalty;
@@ -36,6 +41,8 @@ pub mod personalize;
 pub mod prompt;
 pub mod segments;
 pub mod table;
+
+pub use crate::segment::format_time;
 
 /// True when the request carries the Global Privacy Control signal: `Sec-GPC: 1` from
 /// the browser, or `Candor-GPC: 1` from candor.js relaying `navigator.globalPrivacyControl`

@@ -6,8 +6,8 @@
 //! kind of credential and checks the answer against its role.
 
 use super::{
-    admin, advertisers, audience_pages, consent, dashboard, demo, fields, ingest, loyalty, me,
-    meta, mypages, personalize, prompt, segments,
+    admin, advertisers, audience_pages, consent, dashboard, demo, email, email_pages, fields,
+    ingest, loyalty, me, meta, mypages, personalize, prompt, segments,
 };
 use crate::state::AppState;
 use axum::handler::Handler;
@@ -142,6 +142,29 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/demo", Role::Anyone),
     ("GET", "/demo/", Role::Anyone),
     ("GET", "/demo/{script}", Role::Anyone),
+    ("POST", "/v1/email/subscriptions", Role::WriteKey),
+    ("GET", "/v1/admin/email/lists", Role::Admin),
+    ("POST", "/v1/admin/email/campaigns", Role::Admin),
+    ("GET", "/v1/admin/email/campaigns", Role::Admin),
+    ("GET", "/v1/admin/email/campaigns/{id}", Role::Admin),
+    (
+        "GET",
+        "/v1/admin/email/campaigns/{id}/messages",
+        Role::Admin,
+    ),
+    (
+        "POST",
+        "/v1/admin/email/campaigns/{id}/preview",
+        Role::Admin,
+    ),
+    ("POST", "/v1/admin/email/campaigns/{id}/test", Role::Admin),
+    ("POST", "/v1/admin/email/campaigns/{id}/start", Role::Admin),
+    ("POST", "/v1/admin/email/campaigns/{id}/cancel", Role::Admin),
+    ("POST", "/email/subscribe", Role::Anyone),
+    ("GET", "/email/confirm", Role::Anyone),
+    ("POST", "/email/confirm", Role::Anyone),
+    ("GET", "/email/unsubscribe", Role::Anyone),
+    ("POST", "/email/unsubscribe", Role::Anyone),
     ("POST", "/v1/insights/query", Role::Advertiser),
     ("GET", "/v1/insights/schema", Role::Advertiser),
     ("GET", "/v1/insights/budget", Role::Advertiser),
@@ -300,7 +323,22 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/healthz", meta::healthz)
         .get("/metrics", meta::metrics)
         .get("/openapi.json", meta::openapi)
-        .get("/.well-known/gpc.json", meta::gpc_json);
+        .get("/.well-known/gpc.json", meta::gpc_json)
+        .post("/v1/email/subscriptions", email::subscribe)
+        .get("/v1/admin/email/lists", email::lists)
+        .post("/v1/admin/email/campaigns", email::create)
+        .get("/v1/admin/email/campaigns", email::list)
+        .get("/v1/admin/email/campaigns/{id}", email::get)
+        .get("/v1/admin/email/campaigns/{id}/messages", email::messages)
+        .post("/v1/admin/email/campaigns/{id}/preview", email::preview)
+        .post("/v1/admin/email/campaigns/{id}/test", email::test_send)
+        .post("/v1/admin/email/campaigns/{id}/start", email::start)
+        .post("/v1/admin/email/campaigns/{id}/cancel", email::cancel)
+        .post("/email/subscribe", email_pages::subscribe)
+        .get("/email/confirm", email_pages::confirm_page)
+        .post("/email/confirm", email_pages::confirm)
+        .get("/email/unsubscribe", email_pages::unsubscribe_page)
+        .post("/email/unsubscribe", email_pages::unsubscribe);
     // The demo publisher's page, only for the demo operator.
     let main = if demo_routes {
         main.get("/demo", demo::to_page)

@@ -327,7 +327,11 @@ pub async fn the_queue_holds_each_subscriber_once(b: &dyn Backend) {
         .await
         .unwrap();
     assert_eq!(e.enqueue(draft, subjects.clone(), t).await.unwrap(), 3);
-    assert!(e.due_messages(UnixMillis(now() + 1), 10).await.unwrap().is_empty());
+    assert!(e
+        .due_messages(UnixMillis(now() + 1), 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(e.enqueue(id, subjects.clone(), t).await.unwrap(), 3);
     assert_eq!(
         e.enqueue(id, subjects.clone(), t).await.unwrap(),

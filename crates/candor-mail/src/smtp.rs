@@ -1,0 +1,646 @@
+//! A small SMTP client (RFC 5321) over tokio, with STARTTLS (rustls) and AUTH, whose
+//! send is two-phase: [`Connection::begin`] transmits the envelope and the body but not
+//! the final `.`, and [`Pending::commit`] sends the dot and reads the reply. An SMTP
+//! server takes a message only when it has the dot, so whatever a caller records
+//! between the two phases is recorded before the message exists; a [`Pending`] dropped
+//! without commit breaks the connection, and the server discards the unfinished
+//! message.
+//!
+//! Every read and write has the configured timeout; replies are bounded (lines of
+//! 4 KiB, 64 lines), so a hostile or broken server can make a send fail but not hang
+//! or exhaust memory. Credentials cross only an encrypted connection. Nothing here
+//! logs an address or a body.
+
+use crate::EmailAddress;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// When to encrypt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// STARTTLS when the server offers it, plain text otherwise.
+    Opportunistic,
+    /// STARTTLS or no mail at all.
+    Required,
+    /// Never (a relay on the same host).
+    Never,
+}
+
+/// Where and how to send.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// User name and password, sent only over TLS.
+    pub credentials: Option<(String, String)>,
+    /// The name this client gives in EHLO.
+    pub hello_name: String,
+    pub timeout: Duration,
+    /// Extra CA certificates (PEM) besides the public roots: a relay with a private CA.
+    pub extra_root_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(u, _)| (u, "**redacted**")),
+            )
+            .field("hello_name", &self.hello_name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who sends to whom (the SMTP envelope).
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    pub from: EmailAddress,
+    pub to: EmailAddress,
+}
+
+/// A server reply: its code and text (lines joined by `\n`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut t: String = self.text.chars().take(120).collect();
+        t.retain(|c| !c.is_control());
+        write!(f, "{} {t}", self.code)
+    }
+}
+
+/// Where a conversation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Greeting,
+    Ehlo,
+    StartTls,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    Commit,
+    Reset,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("the server refused at {stage:?}: {reply}")]
+    Rejected { stage: Stage, reply: Reply },
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server did not answer in time")]
+    Timeout,
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("TLS is required but the server does not offer STARTTLS")]
+    TlsRequired,
+    #[error("refusing to send credentials over an unencrypted connection")]
+    AuthWithoutTls,
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("the connection is no longer usable")]
+    Broken,
+}
+
+impl SmtpError {
+    /// Only a 5xx reply is permanent; a network failure, a timeout or a 4xx may pass.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SmtpError::Rejected { reply, .. } => reply.is_permanent(),
+            SmtpError::TlsRequired | SmtpError::AuthWithoutTls | SmtpError::Unsupported(_) => true,
+            _ => false,
+        }
+    }
+}
+
+const MAX_LINE: usize = 4096;
+const MAX_LINES: usize = 64;
+
+enum Stream {
+    Plain(BufReader<TcpStream>),
+    Tls(Box<BufReader<TlsStream<TcpStream>>>),
+    Broken,
+}
+
+/// What the server said it supports (EHLO).
+#[derive(Clone, Debug, Default)]
+struct Extensions {
+    starttls: bool,
+    auth_plain: bool,
+    auth_login: bool,
+    eight_bit: bool,
+    smtputf8: bool,
+}
+
+impl Extensions {
+    fn parse(reply: &Reply) -> Self {
+        let mut e = Self::default();
+        for line in reply.text.lines().skip(1) {
+            let mut words = line.split_whitespace();
+            let Some(kw) = words.next() else { continue };
+            match kw.to_ascii_uppercase().as_str() {
+                "STARTTLS" => e.starttls = true,
+                "8BITMIME" => e.eight_bit = true,
+                "SMTPUTF8" => e.smtputf8 = true,
+                "AUTH" => {
+                    for m in words {
+                        match m.to_ascii_uppercase().as_str() {
+                            "PLAIN" => e.auth_plain = true,
+                            "LOGIN" => e.auth_login = true,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        e
+    }
+}
+
+/// One SMTP session, ready to send.
+pub struct Connection {
+    stream: Stream,
+    ext: Extensions,
+    timeout: Duration,
+    encrypted: bool,
+}
+
+async fn timed<T>(
+    d: Duration,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, SmtpError> {
+    match tokio::time::timeout(d, f).await {
+        Ok(r) => r.map_err(SmtpError::Io),
+        Err(_) => Err(SmtpError::Timeout),
+    }
+}
+
+fn tls_config(s: &SmtpSettings) -> Result<Arc<rustls::ClientConfig>, SmtpError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = &s.extra_root_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| SmtpError::Tls(format!("extra CA certificates: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| SmtpError::Tls(format!("extra CA certificate: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SmtpError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+impl Connection {
+    /// Connects, reads the greeting, says EHLO, upgrades to TLS per `settings.tls`,
+    /// and authenticates when credentials are set.
+    pub async fn open(settings: &SmtpSettings) -> Result<Self, SmtpError> {
+        let t = settings.timeout;
+        let tcp = timed(
+            t,
+            TcpStream::connect((settings.host.as_str(), settings.port)),
+        )
+        .await?;
+        let _ = tcp.set_nodelay(true);
+        let mut c = Self {
+            stream: Stream::Plain(BufReader::new(tcp)),
+            ext: Extensions::default(),
+            timeout: t,
+            encrypted: false,
+        };
+        let greeting = c.read_reply().await?;
+        if greeting.code != 220 {
+            return Err(SmtpError::Rejected {
+                stage: Stage::Greeting,
+                reply: greeting,
+            });
+        }
+        c.ehlo(&settings.hello_name).await?;
+        let want_tls = match settings.tls {
+            TlsMode::Never => false,
+            TlsMode::Opportunistic => c.ext.starttls,
+            TlsMode::Required if c.ext.starttls => true,
+            TlsMode::Required => return Err(SmtpError::TlsRequired),
+        };
+        if want_tls {
+            c.starttls(settings).await?;
+            c.ehlo(&settings.hello_name).await?;
+        }
+        if let Some((user, pass)) = &settings.credentials {
+            if !c.encrypted {
+                return Err(SmtpError::AuthWithoutTls);
+            }
+            c.auth(user, pass).await?;
+        }
+        Ok(c)
+    }
+
+    /// Whether another message may be sent on this connection.
+    pub fn is_usable(&self) -> bool {
+        !matches!(self.stream, Stream::Broken)
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    async fn ehlo(&mut self, name: &str) -> Result<(), SmtpError> {
+        let r = self.command(&format!("EHLO {name}")).await?;
+        if r.code == 250 {
+            self.ext = Extensions::parse(&r);
+            return Ok(());
+        }
+        let r = self.command(&format!("HELO {name}")).await?;
+        if r.code != 250 {
+            return Err(SmtpError::Rejected {
+                stage: Stage::Ehlo,
+                reply: r,
+            });
+        }
+        self.ext = Extensions::default();
+        Ok(())
+    }
+
+    async fn starttls(&mut self, settings: &SmtpSettings) -> Result<(), SmtpError> {
+        let r = self.command("STARTTLS").await?;
+        if r.code != 220 {
+            return Err(SmtpError::Rejected {
+                stage: Stage::StartTls,
+                reply: r,
+            });
+        }
+        let Stream::Plain(reader) = std::mem::replace(&mut self.stream, Stream::Broken) else {
+            return Err(SmtpError::Protocol(
+                "STARTTLS on an encrypted connection".into(),
+            ));
+        };
+        // Anything the server sent after its 220 would be read as if it had come over
+        // TLS (the STARTTLS injection attack): refuse.
+        if !reader.buffer().is_empty() {
+            return Err(SmtpError::Protocol("data after the STARTTLS reply".into()));
+        }
+        let tcp = reader.into_inner();
+        let name = ServerName::try_from(settings.host.clone())
+            .map_err(|e| SmtpError::Tls(format!("server name: {e}")))?;
+        let tls = timed(
+            self.timeout,
+            TlsConnector::from(tls_config(settings)?).connect(name, tcp),
+        )
+        .await
+        .map_err(|e| match e {
+            SmtpError::Io(e) => SmtpError::Tls(e.to_string()),
+            other => other,
+        })?;
+        self.stream = Stream::Tls(Box::new(BufReader::new(tls)));
+        self.encrypted = true;
+        Ok(())
+    }
+
+    async fn auth(&mut self, user: &str, pass: &str) -> Result<(), SmtpError> {
+        let fail = |reply| SmtpError::Rejected {
+            stage: Stage::Auth,
+            reply,
+        };
+        if self.ext.auth_plain {
+            let token = STANDARD.encode(format!("\0{user}\0{pass}"));
+            let r = self.command(&format!("AUTH PLAIN {token}")).await?;
+            return if r.code == 235 { Ok(()) } else { Err(fail(r)) };
+        }
+        if self.ext.auth_login {
+            let r = self.command("AUTH LOGIN").await?;
+            if r.code != 334 {
+                return Err(fail(r));
+            }
+            let r = self.command(&STANDARD.encode(user)).await?;
+            if r.code != 334 {
+                return Err(fail(r));
+            }
+            let r = self.command(&STANDARD.encode(pass)).await?;
+            return if r.code == 235 { Ok(()) } else { Err(fail(r)) };
+        }
+        Err(SmtpError::Unsupported(
+            "the server offers no AUTH mechanism this client speaks (PLAIN, LOGIN)".into(),
+        ))
+    }
+
+    /// Transmits the envelope and `body` (an RFC 5322 message), everything but the
+    /// final dot. A refusal of MAIL, RCPT or DATA leaves the connection usable after
+    /// [`Connection::reset`].
+    pub async fn begin(
+        &mut self,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> Result<Pending<'_>, SmtpError> {
+        if !self.is_usable() {
+            return Err(SmtpError::Broken);
+        }
+        let mut params = String::new();
+        if !body.is_ascii() {
+            if !self.ext.eight_bit {
+                return Err(SmtpError::Unsupported(
+                    "an 8-bit message to a server without 8BITMIME".into(),
+                ));
+            }
+            params.push_str(" BODY=8BITMIME");
+        }
+        if !(envelope.from.is_ascii() && envelope.to.is_ascii()) {
+            if !self.ext.smtputf8 {
+                return Err(SmtpError::Unsupported(
+                    "an international address to a server without SMTPUTF8".into(),
+                ));
+            }
+            params.push_str(" SMTPUTF8");
+        }
+        let step = |stage, r: Reply, want: u16| {
+            if r.code == want {
+                Ok(())
+            } else {
+                Err(SmtpError::Rejected { stage, reply: r })
+            }
+        };
+        let r = self
+            .command(&format!("MAIL FROM:<{}>{params}", envelope.from))
+            .await?;
+        step(Stage::MailFrom, r, 250)?;
+        let r = self.command(&format!("RCPT TO:<{}>", envelope.to)).await?;
+        if !(r.code == 250 || r.code == 251) {
+            return Err(SmtpError::Rejected {
+                stage: Stage::RcptTo,
+                reply: r,
+            });
+        }
+        let r = self.command("DATA").await?;
+        step(Stage::Data, r, 354)?;
+        let data = stuffed(body);
+        if let Err(e) = self.write(&data).await {
+            self.stream = Stream::Broken;
+            return Err(e);
+        }
+        Ok(Pending {
+            conn: self,
+            done: false,
+        })
+    }
+
+    /// Clears a failed transaction (RSET), so the connection can send again.
+    pub async fn reset(&mut self) -> Result<(), SmtpError> {
+        let r = self.command("RSET").await?;
+        if r.code == 250 {
+            Ok(())
+        } else {
+            self.stream = Stream::Broken;
+            Err(SmtpError::Rejected {
+                stage: Stage::Reset,
+                reply: r,
+            })
+        }
+    }
+
+    /// Says goodbye (best effort).
+    pub async fn quit(mut self) {
+        let _ = self.command("QUIT").await;
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SmtpError> {
+        let t = self.timeout;
+        match &mut self.stream {
+            Stream::Plain(s) => timed(t, write_all_flush(s, bytes)).await,
+            Stream::Tls(s) => timed(t, write_all_flush(s.as_mut(), bytes)).await,
+            Stream::Broken => Err(SmtpError::Broken),
+        }
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, SmtpError> {
+        if line.contains(['\r', '\n']) {
+            return Err(SmtpError::Protocol("a line break inside a command".into()));
+        }
+        let r = async {
+            self.write(format!("{line}\r\n").as_bytes()).await?;
+            self.read_reply().await
+        }
+        .await;
+        if r.is_err() {
+            self.stream = Stream::Broken;
+        }
+        r
+    }
+
+    async fn read_reply(&mut self) -> Result<Reply, SmtpError> {
+        let t = self.timeout;
+        let mut text = Vec::new();
+        let mut code = None;
+        for _ in 0..MAX_LINES {
+            let line = match &mut self.stream {
+                Stream::Plain(s) => timed(t, read_line(s)).await?,
+                Stream::Tls(s) => timed(t, read_line(s.as_mut())).await?,
+                Stream::Broken => return Err(SmtpError::Broken),
+            };
+            let line = line.trim_end_matches(['\r', '\n']);
+            let bytes = line.as_bytes();
+            if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+                self.stream = Stream::Broken;
+                return Err(SmtpError::Protocol("a reply without a code".into()));
+            }
+            let c: u16 = line[..3]
+                .parse()
+                .map_err(|_| SmtpError::Protocol("code".into()))?;
+            if code.is_some_and(|k| k != c) {
+                self.stream = Stream::Broken;
+                return Err(SmtpError::Protocol("a reply whose lines disagree".into()));
+            }
+            code = Some(c);
+            text.push(line.get(4..).unwrap_or("").to_owned());
+            match bytes.get(3) {
+                Some(b'-') => continue,
+                None | Some(b' ') => {
+                    return Ok(Reply {
+                        code: c,
+                        text: text.join("\n"),
+                    })
+                }
+                Some(_) => {
+                    self.stream = Stream::Broken;
+                    return Err(SmtpError::Protocol("a malformed reply line".into()));
+                }
+            }
+        }
+        self.stream = Stream::Broken;
+        Err(SmtpError::Protocol("a reply of too many lines".into()))
+    }
+}
+
+async fn write_all_flush<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> std::io::Result<()> {
+    s.write_all(b).await?;
+    s.flush().await
+}
+
+/// One line (through `\n`), at most [`MAX_LINE`] bytes; an empty read is a closed
+/// connection.
+async fn read_line<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> std::io::Result<String> {
+    let mut buf = Vec::new();
+    loop {
+        let available = s.fill_buf().await?;
+        if available.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        let (take, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        buf.extend_from_slice(&available[..take]);
+        s.consume(take);
+        if buf.len() > MAX_LINE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a reply line over 4 KiB",
+            ));
+        }
+        if done {
+            return Ok(String::from_utf8_lossy(&buf).into_owned());
+        }
+    }
+}
+
+/// The body as DATA sends it: every line ending CRLF, a leading `.` doubled (RFC 5321
+/// 4.5.2), ending with CRLF so the dot that follows stands on a line of its own.
+pub fn stuffed(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 4);
+    let mut at_start = true;
+    let mut prev = 0u8;
+    for &b in body {
+        if at_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_start = b == b'\n';
+        prev = b;
+    }
+    if !out.ends_with(b"\r\n") {
+        if out.last() == Some(&b'\r') {
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// A message whose body the server has, waiting for its final dot.
+pub struct Pending<'a> {
+    conn: &'a mut Connection,
+    done: bool,
+}
+
+impl Pending<'_> {
+    /// Sends the final dot and reads the server's answer to the whole message: a
+    /// positive reply means it took the message, a negative one that it did not.
+    /// An error means the dot was written (or not) with no answer read: the outcome is
+    /// unknown.
+    pub async fn commit(mut self) -> Result<Reply, SmtpError> {
+        self.done = true;
+        let r = async {
+            self.conn.write(b".\r\n").await?;
+            self.conn.read_reply().await
+        }
+        .await;
+        if r.is_err() {
+            self.conn.stream = Stream::Broken;
+        }
+        r
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Without its dot the message must never be completed: close the
+            // connection (the server discards it) rather than reuse it.
+            self.conn.stream = Stream::Broken;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_and_line_endings() {
+        assert_eq!(stuffed(b"a\r\n.b\r\n"), b"a\r\n..b\r\n");
+        assert_eq!(stuffed(b".\n..x\n"), b"..\r\n...x\r\n");
+        assert_eq!(stuffed(b"x"), b"x\r\n");
+        assert_eq!(stuffed(b"x\r"), b"x\r\n");
+        assert_eq!(stuffed(b""), b"\r\n");
+        assert_eq!(stuffed(b"a.b\r\n"), b"a.b\r\n");
+    }
+
+    #[test]
+    fn extensions_from_ehlo() {
+        let r = Reply {
+            code: 250,
+            text: "mx.example Hello\nSTARTTLS\nAUTH LOGIN PLAIN\n8BITMIME\nSIZE 100".into(),
+        };
+        let e = Extensions::parse(&r);
+        assert!(e.starttls && e.auth_plain && e.auth_login && e.eight_bit && !e.smtputf8);
+    }
+
+    #[test]
+    fn permanence() {
+        let rej = |code| SmtpError::Rejected {
+            stage: Stage::RcptTo,
+            reply: Reply {
+                code,
+                text: String::new(),
+            },
+        };
+        assert!(rej(550).is_permanent());
+        assert!(!rej(451).is_permanent());
+        assert!(!SmtpError::Timeout.is_permanent());
+    }
+}

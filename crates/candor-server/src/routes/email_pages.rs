@@ -1,0 +1,322 @@
+//! Email on consent, the pages a person reaches from a mail or a form (issue 16).
+//!
+//! - `POST /email/subscribe`: an operator's sign-up form (form-encoded `email`, `list`):
+//!   always the same "check your inbox" page, known address or not.
+//! - `GET /email/confirm?t=`: a page with a button; `POST /email/confirm` spends the
+//!   token and confirms. A GET changes nothing, so a mail scanner that fetches links
+//!   does not subscribe anyone.
+//! - `GET /email/unsubscribe?t=`: a page with a button; `POST /email/unsubscribe?t=`
+//!   leaves at once. The POST is also RFC 8058's one-click: a mail client posts
+//!   `List-Unsubscribe=One-Click` (form-encoded or multipart) with no cookie; the token
+//!   in the URL is all it needs, and the answer is a page, never a redirect.
+
+use super::email::{address, mail};
+use crate::email::flows::{self, LinkRefused};
+use crate::email::Mail;
+use crate::pages;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use candor_core::consent::Channel;
+use candor_core::ledger::Actor;
+use minijinja::context;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// A form of one button: where it posts, its hidden fields, the button's words.
+type ButtonForm<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+
+fn page(
+    st: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    form: Option<ButtonForm<'_>>,
+) -> Response {
+    let (action, fields, button) = match form {
+        Some((a, f, b)) => (Some(a), f, b),
+        None => (None, vec![], ""),
+    };
+    pages::render(
+        status,
+        "email.html",
+        context! {
+            operator => st.settings.operator.name.clone(),
+            title, message, action, fields, button,
+            alert => status.is_client_error() || status.is_server_error(),
+        },
+        false,
+        vec![],
+    )
+}
+
+fn disabled(st: &AppState) -> Response {
+    page(
+        st,
+        StatusCode::NOT_FOUND,
+        "Email is not set up",
+        "This site does not send email through Candor.",
+        None,
+    )
+}
+
+fn refused(st: &AppState, why: LinkRefused) -> Response {
+    let (status, title, message) = match why {
+        LinkRefused::Invalid => (
+            StatusCode::BAD_REQUEST,
+            "This link does not work",
+            "It may have been copied incompletely. Nothing was changed.",
+        ),
+        LinkRefused::Expired => (
+            StatusCode::GONE,
+            "This link has expired",
+            "Nothing was changed. Sign up again to get a new confirmation link.",
+        ),
+        LinkRefused::Used => (
+            StatusCode::GONE,
+            "This link was already used",
+            "A confirmation link works once. Nothing more was changed.",
+        ),
+        LinkRefused::NotPending => (
+            StatusCode::CONFLICT,
+            "There is nothing to confirm",
+            "You left this list, or the request expired, after this mail was sent. Nothing was changed; sign up again to join.",
+        ),
+        LinkRefused::Gone => (
+            StatusCode::GONE,
+            "We no longer hold this address",
+            "Nothing was changed.",
+        ),
+    };
+    page(st, status, title, message, None)
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    t: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    t: Option<String>,
+}
+
+/// `GET /email/confirm?t=`: what the link will do, and a button to do it.
+pub async fn confirm_page(
+    State(st): State<AppState>,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Ok(mail) = mail(&st) else {
+        return disabled(&st);
+    };
+    let Some(t) = q.ok().and_then(|Query(q)| q.t) else {
+        return refused(&st, LinkRefused::Invalid);
+    };
+    let c = match mail.keys.check_confirmation(&t, st.now()) {
+        Ok(c) => c,
+        Err(crate::email::tokens::TokenError::Expired) => {
+            return refused(&st, LinkRefused::Expired)
+        }
+        Err(_) => return refused(&st, LinkRefused::Invalid),
+    };
+    let Some(list) = mail.settings.list(&c.list) else {
+        return refused(&st, LinkRefused::Invalid);
+    };
+    page(
+        &st,
+        StatusCode::OK,
+        &format!("Confirm: {}", list.title),
+        &format!(
+            "Press the button to receive “{}”. {} You can leave at any time with the link in every mail.",
+            list.title, list.description
+        ),
+        Some(("/email/confirm", vec![("t", t)], "Yes, subscribe me")),
+    )
+}
+
+fn origin(peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<String> {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect::<String>();
+    let ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    Some(format!("ip={ip} ua={agent}"))
+}
+
+/// `POST /email/confirm`: spends the token and confirms the subscription.
+pub async fn confirm(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    let Ok(mail) = mail(&st) else {
+        return disabled(&st);
+    };
+    let Some(t) = form.ok().and_then(|Form(f)| f.t) else {
+        return refused(&st, LinkRefused::Invalid);
+    };
+    match flows::confirm(&st, &mail, &t, origin(Some(peer), &headers)).await {
+        Ok((_, list)) => page(
+            &st,
+            StatusCode::OK,
+            "You are subscribed",
+            &format!(
+                "You will receive “{}”. Every mail has a link to leave at once.",
+                list.title
+            ),
+            None,
+        ),
+        Err(why) => refused(&st, why),
+    }
+}
+
+/// `GET /email/unsubscribe?t=`: a button to leave (a GET changes nothing).
+pub async fn unsubscribe_page(
+    State(st): State<AppState>,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Ok(mail) = mail(&st) else {
+        return disabled(&st);
+    };
+    let Some(t) = q.ok().and_then(|Query(q)| q.t) else {
+        return refused(&st, LinkRefused::Invalid);
+    };
+    let Ok(u) = mail.keys.check_unsubscribe(&t) else {
+        return refused(&st, LinkRefused::Invalid);
+    };
+    let Some(list) = mail.settings.list(&u.list) else {
+        return refused(&st, LinkRefused::Invalid);
+    };
+    let action = format!("/email/unsubscribe?t={t}");
+    page(
+        &st,
+        StatusCode::OK,
+        &format!("Leave “{}”?", list.title),
+        "Press the button and you will get no more mail from this list. Other lists you are on stay as they are.",
+        Some((&action, vec![], "Unsubscribe")),
+    )
+}
+
+/// `POST /email/unsubscribe?t=`: leaves at once (the page's button, or a mail
+/// client's RFC 8058 one-click POST). The body (`List-Unsubscribe=One-Click`, in
+/// either encoding) is not needed: the token is the whole credential.
+pub async fn unsubscribe(
+    State(st): State<AppState>,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+    body: Body,
+) -> Response {
+    let Ok(mail) = mail(&st) else {
+        return disabled(&st);
+    };
+    // Read (and bound) the body so the connection stays usable; its content is not
+    // needed.
+    let _ = axum::body::to_bytes(body, 16 * 1024).await;
+    let Some(t) = q.ok().and_then(|Query(q)| q.t) else {
+        return refused(&st, LinkRefused::Invalid);
+    };
+    leave(&st, &mail, &t).await
+}
+
+async fn leave(st: &AppState, mail: &Mail, t: &str) -> Response {
+    let Ok(u) = mail.keys.check_unsubscribe(t) else {
+        return refused(st, LinkRefused::Invalid);
+    };
+    match flows::leave(
+        st,
+        mail,
+        u.subject,
+        &u.list,
+        Actor::EmailLink,
+        Channel::Unsubscribe,
+    )
+    .await
+    {
+        Ok(list) => page(
+            st,
+            StatusCode::OK,
+            "You are unsubscribed",
+            &format!(
+                "You will get no more mail from “{}”. If you change your mind, sign up again.",
+                list.title
+            ),
+            None,
+        ),
+        // An erased person has nothing left to leave: say so plainly.
+        Err(why) => refused(st, why),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SubscribeForm {
+    email: Option<String>,
+    list: Option<String>,
+}
+
+/// `POST /email/subscribe`: an operator's sign-up form. The same page whatever became
+/// of the address (new, pending, confirmed, out of re-sends).
+pub async fn subscribe(
+    State(st): State<AppState>,
+    form: Result<Form<SubscribeForm>, FormRejection>,
+) -> Response {
+    let Ok(mail) = mail(&st) else {
+        return disabled(&st);
+    };
+    let Ok(Form(f)) = form else {
+        return page(
+            &st,
+            StatusCode::BAD_REQUEST,
+            "The form was incomplete",
+            "Please go back and try again.",
+            None,
+        );
+    };
+    let Some(Ok(to)) = f.email.as_deref().map(address) else {
+        return page(
+            &st,
+            StatusCode::BAD_REQUEST,
+            "That is not an email address",
+            "Please go back and check it.",
+            None,
+        );
+    };
+    let Some(list) = f
+        .list
+        .as_deref()
+        .and_then(|l| mail.settings.list(l))
+        .cloned()
+    else {
+        return page(
+            &st,
+            StatusCode::BAD_REQUEST,
+            "No such list",
+            "Please go back and try again.",
+            None,
+        );
+    };
+    match flows::ask(&st, &mail, &to, &list, Actor::EmailLink, Default::default()).await {
+        Ok(_) => page(
+            &st,
+            StatusCode::OK,
+            "Check your inbox",
+            &format!(
+                "If this address may join “{}”, a confirmation link is on its way. Nothing will be sent until you follow it.",
+                list.title
+            ),
+            None,
+        ),
+        Err(e) => page(
+            &st,
+            e.code.status(),
+            "Please try again later",
+            &e.message,
+            None,
+        ),
+    }
+}
