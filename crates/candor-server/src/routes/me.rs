@@ -114,6 +114,9 @@ pub async fn download(
 struct EraseBody {
     user_id: Option<String>,
     anonymous_id: Option<String>,
+    /// A server key may name the person by their email address alone (a mailing-list
+    /// subscriber with no account).
+    email: Option<String>,
 }
 
 /// `POST /v1/me/erase`: the person erased, asked by the operator's backend (server
@@ -133,18 +136,41 @@ pub async fn erase(
     }
     let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
     let b: EraseBody = parse_json(&text)?;
-    let named = crate::pipeline::consent::identities(
-        &st.master,
-        &actor,
-        b.user_id.as_deref(),
-        b.anonymous_id.as_deref(),
-    )?;
-    let subject = crate::pipeline::consent::resolve(&st, &named)?.ok_or_else(|| {
+    let not_found = || {
         ApiError::new(
             Code::SubjectNotFound,
             "nothing is held for these identifiers",
         )
-    })?;
+    };
+    let subject = match (&b.email, &b.user_id, &b.anonymous_id) {
+        (Some(e), None, None) => {
+            if !matches!(actor, Actor::Server(_)) {
+                return Err(ApiError::new(
+                    Code::Forbidden,
+                    "only a server key may name a person by email address",
+                ));
+            }
+            let address = crate::routes::email::address(e)?;
+            st.store
+                .resolve(&crate::email::hash_of(&st.master, &address))
+                .ok_or_else(not_found)?
+        }
+        (Some(_), _, _) => {
+            return Err(ApiError::new(
+                Code::InvalidRequest,
+                "name the person by email, or by userId/anonymousId, not both",
+            ))
+        }
+        (None, _, _) => {
+            let named = crate::pipeline::consent::identities(
+                &st.master,
+                &actor,
+                b.user_id.as_deref(),
+                b.anonymous_id.as_deref(),
+            )?;
+            crate::pipeline::consent::resolve(&st, &named)?.ok_or_else(not_found)?
+        }
+    };
     let out = mydata::erase(
         &st,
         subject,

@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod consent;
+mod email;
 mod fields;
 mod iab;
 mod ingest;

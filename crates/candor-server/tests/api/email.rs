@@ -1,0 +1,569 @@
+//! Email on consent over HTTP with a real SMTP server on loopback (issue 16): the
+//! double opt-in mail and its link, proof in the ledger, single-use and expiring
+//! tokens, campaigns that reach exactly the confirmed, consenting, unsuppressed
+//! members, RFC 8058 headers and one-click unsubscribe in both encodings, temporary
+//! and permanent SMTP failures, a withdrawal just before a message goes out, erasure.
+
+use crate::helpers::*;
+use candor_core::consent::{Action, Channel, ConsentStatus};
+use candor_core::ledger::{Actor, Evidence, LIST_PURPOSE};
+use candor_core::{PurposeId, SubjectId, UnixMillis};
+use candor_mail::EmailAddress;
+use candor_store::email::{ListAction, ListChange};
+use candor_store::{Authority, ConsentCommand, PurposeChange};
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn subject_of(app: &TestApp, addr: &str) -> Option<SubjectId> {
+    let a = EmailAddress::parse(addr).unwrap();
+    app.state
+        .store
+        .resolve(&candor_server::email::hash_of(&app.state.master, &a))
+}
+
+async fn admin_get(app: &TestApp, path: &str) -> Value {
+    app.get_bearer(path, ADMIN).await
+}
+
+async fn admin_post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let r = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn list_counts(app: &TestApp, list: &str) -> (i64, i64, i64) {
+    let v = admin_get(app, "/v1/admin/email/lists").await;
+    let l = v["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == list)
+        .unwrap()
+        .clone();
+    (
+        l["pending"].as_i64().unwrap(),
+        l["confirmed"].as_i64().unwrap(),
+        l["unsubscribed"].as_i64().unwrap(),
+    )
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn form_post(app: &TestApp, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let r = no_redirects()
+        .post(app.url(path))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Subscribes `addr` to `news` through the API and follows the mailed link.
+async fn join_by_mail(app: &TestApp, sink: &SmtpSink, addr: &str) -> SubjectId {
+    let before = sink.accepted().iter().filter(|(t, _)| t == addr).count();
+    let r = app
+        .post(
+            "/v1/email/subscriptions",
+            SERVER_KEY,
+            json!({"email": addr, "list": "news"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 202);
+    let mails = sink.wait_to(addr, before + 1).await;
+    let raw = mails
+        .last()
+        .filter(|_| mails.len() > before)
+        .unwrap_or_else(|| panic!("no confirmation mail to {addr}"));
+    let path = link(raw, "/email/confirm?t=");
+    let t = path.split_once("t=").unwrap().1.to_owned();
+    let (status, body) = form_post(app, "/email/confirm", &[("t", &t)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("You are subscribed"));
+    subject_of(app, addr).unwrap()
+}
+
+/// Subscribes `addr` without a confirmation mail (its address makes the sink refuse
+/// mail) and confirms with a token minted as the mail would carry it.
+async fn join_quietly(app: &TestApp, addr: &str) -> SubjectId {
+    let mail = app.state.mail.clone().unwrap();
+    let a = EmailAddress::parse(addr).unwrap();
+    let p = app
+        .state
+        .catalog
+        .purpose(&PurposeId::parse("email_marketing").unwrap())
+        .unwrap();
+    let cmd = ConsentCommand {
+        identities: vec![candor_server::email::identity(&app.state.master, &a)],
+        authority: Authority::Any,
+        actor: Actor::EmailLink,
+        create: true,
+        changes: vec![],
+        channel: Channel::EmailConfirmation,
+        evidence: Evidence::default(),
+        time_ms: UnixMillis(app.state.now_ms()),
+        list: Some(ListChange {
+            list: "news".into(),
+            notice_version: p.notice.version,
+            notice_hash: p.notice.hash,
+            action: ListAction::Request {
+                window_ms: 1000,
+                max: 1,
+            },
+        }),
+    };
+    let s = app.state.store.apply_consent(cmd).await.unwrap().subject;
+    let t = mail
+        .keys
+        .mint_confirmation(s, "news", UnixMillis(app.state.now_ms() + 60_000));
+    let (status, body) = form_post(app, "/email/confirm", &[("t", &t)]).await;
+    assert_eq!(status, 200, "{body}");
+    s
+}
+
+async fn withdraw_marketing(app: &TestApp, addr: &str) {
+    let a = EmailAddress::parse(addr).unwrap();
+    let p = app
+        .state
+        .catalog
+        .purpose(&PurposeId::parse("email_marketing").unwrap())
+        .unwrap();
+    app.state
+        .store
+        .apply_consent(ConsentCommand {
+            identities: vec![candor_server::email::identity(&app.state.master, &a)],
+            authority: Authority::Any,
+            actor: Actor::Admin,
+            create: false,
+            changes: vec![PurposeChange {
+                purpose: p.id.clone(),
+                bit: p.bit,
+                action: Action::Withdraw,
+                notice_version: p.notice.version,
+                notice_hash: p.notice.hash,
+            }],
+            channel: Channel::Api,
+            evidence: Evidence::default(),
+            time_ms: UnixMillis(app.state.now_ms()),
+            list: None,
+        })
+        .await
+        .unwrap();
+}
+
+async fn campaign(app: &TestApp, name: &str) -> i64 {
+    let (status, c) = admin_post(
+        app,
+        "/v1/admin/email/campaigns",
+        json!({
+            "name": name,
+            "list": "news",
+            "subject": "{{ list.title }}: hello",
+            "text": "Hello.\nTo leave: {{ unsubscribe_url }}\n",
+            "html": "<p>Hello from {{ list.title }}.</p>",
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    c["id"].as_i64().unwrap()
+}
+
+/// Waits (bounded) until the campaign has no queued message left.
+async fn finished(app: &TestApp, id: i64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let c = admin_get(app, &format!("/v1/admin/email/campaigns/{id}")).await;
+        if c["status"] == "sent" || std::time::Instant::now() > deadline {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn of_campaign(mails: &[(String, String)], id: i64) -> Vec<(String, String)> {
+    let tag = format!("X-Candor-Campaign: {id}\r\n");
+    mails
+        .iter()
+        .filter(|(_, raw)| raw.contains(&tag))
+        .cloned()
+        .collect()
+}
+
+fn header(raw: &str, name: &str) -> String {
+    let head = raw.split("\r\n\r\n").next().unwrap().replace("\r\n ", " ");
+    head.split("\r\n")
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_opt_in_by_mail_is_proven_and_single_use() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    let r = app
+        .post(
+            "/v1/email/subscriptions",
+            SERVER_KEY,
+            json!({"email": "Ann@Example.org", "list": "news"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 202);
+    let answer: Value = r.json().await.unwrap();
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].0, "Ann@example.org");
+    let path = link(&mails[0].1, "/email/confirm?t=");
+    // Opening the link shows a button and changes nothing (mail scanners fetch links).
+    let page = no_redirects().get(app.url(&path)).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("Yes, subscribe me"));
+    assert_eq!(list_counts(&app, "news").await, (1, 0, 0));
+    // The button confirms: the list, the purpose, and the proof in the ledger.
+    let t = path.split_once("t=").unwrap().1.to_owned();
+    let (status, body) = form_post(&app, "/email/confirm", &[("t", &t)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(list_counts(&app, "news").await, (0, 1, 0));
+    let s = subject_of(&app, "ann@example.org").unwrap();
+    let history = app.state.store.consent_history(s).await.unwrap();
+    let marker = history
+        .iter()
+        .find(|r| r.entry.purpose.as_str() == LIST_PURPOSE)
+        .expect("a list record");
+    assert_eq!(marker.entry.status, ConsentStatus::Given);
+    assert_eq!(marker.entry.channel, Channel::EmailConfirmation);
+    let ev = marker.entry.evidence.entries();
+    assert_eq!(ev["list"], "news");
+    assert_eq!(ev["confirmation"].len(), 16);
+    assert_eq!(ev["origin"].len(), 32, "the origin's keyed digest only");
+    assert!(history
+        .iter()
+        .any(|r| r.entry.purpose.as_str() == "email_marketing"
+            && r.entry.status == ConsentStatus::Given));
+    let bit = app
+        .state
+        .catalog
+        .purpose(&PurposeId::parse("email_marketing").unwrap())
+        .unwrap()
+        .bit;
+    assert!(app.state.store.index().granted(&s).contains(bit));
+    // Used once: a second POST is refused with a page that says so, and records nothing.
+    let seq = app.state.store.ledger_head().await.unwrap().unwrap().seq;
+    let (status, body) = form_post(&app, "/email/confirm", &[("t", &t)]).await;
+    assert_eq!(status, 410);
+    assert!(body.contains("already used"), "{body}");
+    assert_eq!(
+        app.state.store.ledger_head().await.unwrap().unwrap().seq,
+        seq
+    );
+    // A forged token is refused, as is a missing one.
+    let (status, _) = form_post(&app, "/email/confirm", &[("t", "abc.def")]).await;
+    assert_eq!(status, 400);
+    let (status, _) = form_post(&app, "/email/confirm", &[]).await;
+    assert_eq!(status, 400);
+    // Asking again for a confirmed address, and for a new one: the same answer.
+    for addr in ["ann@example.org", "new@example.org"] {
+        let r = app
+            .post(
+                "/v1/email/subscriptions",
+                SERVER_KEY,
+                json!({"email": addr, "list": "news"}),
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 202);
+        assert_eq!(r.json::<Value>().await.unwrap(), answer);
+    }
+    // Bad input: a clear code, nothing changed.
+    let r = app
+        .post(
+            "/v1/email/subscriptions",
+            SERVER_KEY,
+            json!({"email": "not an address", "list": "news"}),
+        )
+        .await;
+    assert_eq!(code_of(r).await, (400, "invalid_email".into()));
+    let r = app
+        .post(
+            "/v1/email/subscriptions",
+            SERVER_KEY,
+            json!({"email": "x@example.org", "list": "nope"}),
+        )
+        .await;
+    assert_eq!(code_of(r).await, (404, "unknown_list".into()));
+    let r = app
+        .post(
+            "/v1/email/subscriptions",
+            "wrong-key-wrong-key",
+            json!({"email": "x@example.org", "list": "news"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(subject_of(&app, "x@example.org").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_links_are_refused_with_a_clear_page() {
+    let sink = SmtpSink::start(0);
+    let (now, clock) = manual_clock(1_800_000_000_000);
+    let app = spawn_clocked(fresh_env().await, &sink.config(), clock).await;
+    let r = app
+        .post(
+            "/v1/email/subscriptions",
+            SERVER_KEY,
+            json!({"email": "late@example.org", "list": "news"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 202);
+    let mails = sink.wait_for(1).await;
+    let path = link(&mails[0].1, "/email/confirm?t=");
+    now.fetch_add(49 * 3600 * 1000, std::sync::atomic::Ordering::SeqCst);
+    let page = no_redirects().get(app.url(&path)).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 410);
+    assert!(page.text().await.unwrap().contains("expired"));
+    let t = path.split_once("t=").unwrap().1.to_owned();
+    let (status, body) = form_post(&app, "/email/confirm", &[("t", &t)]).await;
+    assert_eq!(status, 410);
+    assert!(body.contains("expired"));
+    assert_eq!(list_counts(&app, "news").await, (1, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_reaches_exactly_the_confirmed_consenting_unsuppressed() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    let a = join_by_mail(&app, &sink, "a@example.org").await;
+    // Asked, never confirmed.
+    app.post(
+        "/v1/email/subscriptions",
+        SERVER_KEY,
+        json!({"email": "pending@example.org", "list": "news"}),
+    )
+    .await;
+    assert_eq!(sink.wait_to("pending@example.org", 1).await.len(), 1);
+    // Confirmed, then withdrew email marketing.
+    join_by_mail(&app, &sink, "withdrawn@example.org").await;
+    withdraw_marketing(&app, "withdrawn@example.org").await;
+    // Confirmed, then left the list.
+    let left = join_quietly(&app, "left@example.org").await;
+    let u = app
+        .state
+        .mail
+        .as_ref()
+        .unwrap()
+        .keys
+        .mint_unsubscribe(left, "news");
+    let (status, _) = form_post(
+        &app,
+        &format!("/email/unsubscribe?t={u}"),
+        &[("List-Unsubscribe", "One-Click")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Its server refuses it for good; its server refuses once, then takes it.
+    join_quietly(&app, "bounce-e@example.org").await;
+    let f = join_quietly(&app, "tempfail-1-f@example.org").await;
+    let before = sink.accepted().len();
+
+    let id = campaign(&app, "First").await;
+    let (status, started) = admin_post(
+        &app,
+        &format!("/v1/admin/email/campaigns/{id}/start"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["queued"], 3, "a, bounce-e, tempfail-1-f");
+    let c = finished(&app, id).await;
+    assert_eq!(c["status"], "sent", "{c}");
+    assert_eq!(c["messages"]["sent"], 2, "{c}");
+    assert_eq!(c["messages"]["bounced"], 1, "{c}");
+    let mails = of_campaign(&sink.accepted()[before..], id);
+    let mut to: Vec<&str> = mails.iter().map(|(t, _)| t.as_str()).collect();
+    to.sort();
+    assert_eq!(to, ["a@example.org", "tempfail-1-f@example.org"]);
+    // RFC 8058 headers, a deterministic Message-ID, the rendered template.
+    let (_, raw) = mails.iter().find(|(t, _)| t == "a@example.org").unwrap();
+    let lu = header(raw, "List-Unsubscribe");
+    assert!(
+        lu.starts_with("<http://127.0.0.1/email/unsubscribe?t="),
+        "{lu}"
+    );
+    assert!(
+        lu.contains("<mailto:leave@example.com?subject=unsubscribe>"),
+        "{lu}"
+    );
+    assert_eq!(
+        header(raw, "List-Unsubscribe-Post"),
+        "List-Unsubscribe=One-Click"
+    );
+    assert_eq!(
+        header(raw, "Message-ID"),
+        format!("<c{id}.{a}@example.com>")
+    );
+    assert_eq!(header(raw, "Subject"), "Monthly news: hello");
+    // The bounce suppressed the address for every list.
+    let lists = admin_get(&app, "/v1/admin/email/lists").await;
+    assert_eq!(lists["suppressions"]["bounce"], 1, "{lists}");
+    assert_eq!(lists["suppressions"]["unsubscribe"], 1, "{lists}");
+
+    // One-click from the mail: a GET only shows a page; a POST (either encoding)
+    // leaves at once, without a redirect.
+    let url = lu[1..lu.find('>').unwrap()].replace("http://127.0.0.1", "");
+    let page = no_redirects().get(app.url(&url)).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("Unsubscribe"));
+    assert_eq!(
+        list_counts(&app, "news").await.2,
+        1,
+        "the GET changed nothing"
+    );
+    let (status, body) = form_post(&app, &url, &[("List-Unsubscribe", "One-Click")]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("You are unsubscribed"));
+    let f_url = format!(
+        "/email/unsubscribe?t={}",
+        app.state
+            .mail
+            .as_ref()
+            .unwrap()
+            .keys
+            .mint_unsubscribe(f, "news")
+    );
+    let boundary = "candor-boundary-42";
+    let multipart = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--{boundary}--\r\n"
+    );
+    let r = no_redirects()
+        .post(app.url(&f_url))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(multipart)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(list_counts(&app, "news").await, (1, 2, 3));
+    let history = app.state.store.consent_history(a).await.unwrap();
+    let last = &history.last().unwrap().entry;
+    assert_eq!(
+        (last.purpose.as_str(), last.status, last.channel),
+        (LIST_PURPOSE, ConsentStatus::Withdrawn, Channel::Unsubscribe)
+    );
+
+    // A second campaign: nobody left but the bounced address, which is suppressed.
+    let before = sink.accepted().len();
+    let id2 = campaign(&app, "Second").await;
+    let (_, started) = admin_post(
+        &app,
+        &format!("/v1/admin/email/campaigns/{id2}/start"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(started["queued"], 1);
+    let c = finished(&app, id2).await;
+    assert_eq!(c["messages"]["skipped"], 1, "{c}");
+    assert!(of_campaign(&sink.accepted()[before..], id2).is_empty());
+    // Per-message status for the operator, by pseudonym only.
+    let m = admin_get(&app, &format!("/v1/admin/email/campaigns/{id}/messages")).await;
+    assert_eq!(m["messages"].as_array().unwrap().len(), 3);
+    assert!(!m.to_string().contains("example.org"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_a_moment_before_stops_that_message() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    let x = join_quietly(&app, "x@example.org").await;
+    let y = join_quietly(&app, "y@example.org").await;
+    let id = campaign(&app, "Timely").await;
+    // Both are queued, then y withdraws before their turn comes.
+    app.state
+        .store
+        .email()
+        .enqueue(id, vec![x, y], UnixMillis(app.state.now_ms()))
+        .await
+        .unwrap();
+    withdraw_marketing(&app, "y@example.org").await;
+    let before = sink.accepted().len();
+    let (status, _) = admin_post(
+        &app,
+        &format!("/v1/admin/email/campaigns/{id}/start"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let c = finished(&app, id).await;
+    assert_eq!(
+        (
+            c["messages"]["sent"].as_i64(),
+            c["messages"]["skipped"].as_i64()
+        ),
+        (Some(1), Some(1)),
+        "{c}"
+    );
+    let to: Vec<String> = of_campaign(&sink.accepted()[before..], id)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(to, ["x@example.org"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_takes_the_address_off_every_list_and_keeps_only_a_hash() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    let z = join_by_mail(&app, &sink, "zoe@example.org").await;
+    let u = app
+        .state
+        .mail
+        .as_ref()
+        .unwrap()
+        .keys
+        .mint_unsubscribe(z, "news");
+    form_post(&app, &format!("/email/unsubscribe?t={u}"), &[]).await;
+    join_quietly(&app, "stay@example.org").await;
+    let r = app
+        .post(
+            "/v1/me/erase",
+            SERVER_KEY,
+            json!({"email": "Zoe@example.org"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(list_counts(&app, "news").await, (0, 1, 0));
+    assert!(subject_of(&app, "zoe@example.org").is_none());
+    assert!(app.state.store.identities(z).await.unwrap().is_empty());
+    let a = EmailAddress::parse("zoe@example.org").unwrap();
+    let kept = app
+        .state
+        .store
+        .email()
+        .suppressions_of(candor_server::email::hash_of(&app.state.master, &a))
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the suppression outlives the person, as a hash"
+    );
+    // Their unsubscribe link now says there is nothing left.
+    let (status, body) = form_post(&app, &format!("/email/unsubscribe?t={u}"), &[]).await;
+    assert_eq!(status, 410, "{body}");
+}
