@@ -48,6 +48,9 @@ pub struct Mail {
     /// Transactional mails handed to the SMTP server, and those given up on.
     pub transactional_sent: AtomicU64,
     pub transactional_failed: AtomicU64,
+    /// Sign-in mails sent per address hash (times, ms): a few per quarter hour, so the
+    /// form cannot be used to flood someone's mailbox.
+    pub signins: parking_lot::Mutex<std::collections::HashMap<LookupHash, Vec<i64>>>,
 }
 
 impl std::fmt::Debug for Mail {
@@ -70,9 +73,27 @@ impl Mail {
                 outbox: tx,
                 transactional_sent: AtomicU64::new(0),
                 transactional_failed: AtomicU64::new(0),
+                signins: Default::default(),
             },
             rx,
         )
+    }
+
+    /// Whether another sign-in mail may go to this address now (at most three per
+    /// fifteen minutes on this node); counts it if so.
+    pub fn may_send_signin(&self, address: LookupHash, now_ms: i64) -> bool {
+        const WINDOW: i64 = 15 * 60 * 1000;
+        let mut m = self.signins.lock();
+        if m.len() > 100_000 {
+            m.retain(|_, v| v.iter().any(|t| now_ms - t < WINDOW));
+        }
+        let sent = m.entry(address).or_default();
+        sent.retain(|t| now_ms - t < WINDOW);
+        if sent.len() >= 3 {
+            return false;
+        }
+        sent.push(now_ms);
+        true
     }
 
     /// An absolute URL on Candor for a mail.

@@ -31,6 +31,9 @@ pub enum Actor {
     Server(SourceId),
     /// A subject token, for this user id.
     User(Sensitive<String>),
+    /// A person signed in by a link mailed to this address (lowercased): holding the
+    /// mailbox is the credential.
+    Email(Sensitive<String>),
 }
 
 impl Actor {
@@ -38,7 +41,7 @@ impl Actor {
         match self {
             Actor::Browser(_) => Channel::Prompt,
             Actor::Server(_) => Channel::Api,
-            Actor::User(_) => Channel::PreferenceCenter,
+            Actor::User(_) | Actor::Email(_) => Channel::PreferenceCenter,
         }
     }
 
@@ -47,6 +50,7 @@ impl Actor {
         match self {
             Actor::Browser(s) | Actor::Server(s) => ledger::Actor::Source(s.clone()),
             Actor::User(_) => ledger::Actor::SubjectToken,
+            Actor::Email(_) => ledger::Actor::EmailLink,
         }
     }
 
@@ -57,7 +61,9 @@ impl Actor {
     /// `candor import`, `gpc` to the signal itself; nobody claims them.
     pub fn channels(&self) -> &'static [Channel] {
         match self {
-            Actor::Browser(_) | Actor::User(_) => &[Channel::Prompt, Channel::PreferenceCenter],
+            Actor::Browser(_) | Actor::User(_) | Actor::Email(_) => {
+                &[Channel::Prompt, Channel::PreferenceCenter]
+            }
             Actor::Server(_) => &[
                 Channel::Prompt,
                 Channel::PreferenceCenter,
@@ -102,9 +108,13 @@ pub fn identities(
             ))
         }
         (Actor::User(u), _) => Some(u.expose().clone()),
+        (Actor::Email(_), Some(_)) => return Err(not_yours()),
         (_, u) => u.map(str::to_owned),
     };
     let mut identities = Vec::new();
+    if let Actor::Email(e) = actor {
+        identities.push(identity(master, IdKind::Email, e.expose()));
+    }
     if let Some(u) = user {
         check(&u, "userId")?;
         identities.push(identity(master, IdKind::UserId, &u));
@@ -122,7 +132,7 @@ pub fn identities(
     let authority = match actor {
         Actor::Server(_) => Authority::Any,
         Actor::Browser(_) => Authority::Named { owner: None },
-        Actor::User(_) => Authority::Named {
+        Actor::User(_) | Actor::Email(_) => Authority::Named {
             owner: identities.first().map(|i| i.hash),
         },
     };

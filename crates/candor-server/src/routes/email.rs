@@ -52,6 +52,8 @@ struct SubscribeBody {
     list: String,
     #[serde(default)]
     evidence: BTreeMap<String, String>,
+    /// Read from the raw JSON before the body is parsed (the key may be in the body).
+    #[allow(dead_code)]
     write_key: Option<String>,
 }
 
@@ -65,11 +67,16 @@ pub async fn subscribe(
 ) -> ApiResult<Response> {
     let header_source = auth::header_source(&st.sources, &headers)?;
     let text = read_text(&headers, body, 16 * 1024, Code::InvalidRequest).await?;
-    let b: SubscribeBody = parse_json(&text)?;
+    // The key first (it may be in the body): an unauthenticated caller learns nothing
+    // about the body's expected shape.
     let source = match header_source {
         Some(s) => s,
-        None => auth::source(&st.sources, None, b.write_key.as_deref())?,
+        None => {
+            let v: Value = parse_json(&text)?;
+            auth::source(&st.sources, None, v.get("writeKey").and_then(Value::as_str))?
+        }
     };
+    let b: SubscribeBody = parse_json(&text)?;
     let mail = mail(&st)?;
     let to = address(&b.email)?;
     let list = list_named(&mail, &b.list)?.clone();

@@ -253,6 +253,83 @@ async fn leave(st: &AppState, mail: &Mail, t: &str) -> Response {
     }
 }
 
+/// `GET /me/signin`: the preference center's sign-in by email.
+pub async fn signin_page(State(st): State<AppState>) -> Response {
+    if mail(&st).is_err() {
+        return disabled(&st);
+    }
+    pages::render(
+        StatusCode::OK,
+        "email.html",
+        context! {
+            operator => st.settings.operator.name.clone(),
+            title => "Sign in to see your data",
+            message => "Type your email address and we will mail you a link that signs you in. It works once, for fifteen minutes.",
+            signin => true,
+        },
+        false,
+        vec![],
+    )
+}
+
+#[derive(Deserialize)]
+pub struct SigninForm {
+    email: Option<String>,
+}
+
+/// `POST /me/signin`: mails a single-use sign-in link to the address if it is known.
+/// The answer is the same whether or not it is, so the form cannot tell anyone who is
+/// subscribed.
+pub async fn signin(
+    State(st): State<AppState>,
+    form: Result<Form<SigninForm>, FormRejection>,
+) -> Response {
+    let Ok(mail) = mail(&st) else {
+        return disabled(&st);
+    };
+    let Some(Ok(to)) = form
+        .ok()
+        .and_then(|Form(f)| f.email)
+        .as_deref()
+        .map(address)
+    else {
+        return page(
+            &st,
+            StatusCode::BAD_REQUEST,
+            "That is not an email address",
+            "Please go back and check it.",
+            None,
+        );
+    };
+    let hash = crate::email::hash_of(&st.master, &to);
+    if let Some(subject) = st.store.resolve(&hash) {
+        if mail.may_send_signin(hash, st.now_ms()) {
+            let expires =
+                candor_core::UnixMillis(st.now_ms() + crate::person::DEFAULT_LINK_SECONDS * 1000);
+            let token = st.person_keys.mint_link(subject, expires);
+            let url = mail.url(&format!("/me/enter?t={token}"));
+            let text = format!(
+                "To see and manage what {operator} holds about you, open this link and press Continue:\n{url}\n\n\
+                 It works once and for fifteen minutes. If you did not ask for it, ignore this mail.\n",
+                operator = st.settings.operator.name,
+            );
+            let _ = mail.outbox.try_send(crate::email::Transactional {
+                to,
+                subject_line: format!("Your sign-in link for {}", st.settings.operator.name),
+                text,
+                kind: "signin",
+            });
+        }
+    }
+    page(
+        &st,
+        StatusCode::OK,
+        "Check your inbox",
+        "If we hold this address, a sign-in link is on its way to it. It works once, for fifteen minutes.",
+        None,
+    )
+}
+
 #[derive(Deserialize)]
 pub struct SubscribeForm {
     email: Option<String>,

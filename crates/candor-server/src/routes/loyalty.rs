@@ -127,7 +127,7 @@ pub async fn redeem(
     };
     check_key(&key)?;
     let source = match &actor {
-        Actor::User(_) => "person",
+        Actor::User(_) | Actor::Email(_) => "person",
         _ => "api",
     };
     redeem_for(&st, subject, &reward, key, source).await

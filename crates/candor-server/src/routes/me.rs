@@ -36,6 +36,7 @@ fn subject_of(st: &AppState, headers: &HeaderMap, q: WhoQ) -> ApiResult<(Subject
         Actor::Server(s) => format!("api (server key {s})"),
         Actor::Browser(s) => format!("api (browser key {s})"),
         Actor::User(_) => "api (subject token)".to_owned(),
+        Actor::Email(_) => "api (email link)".to_owned(),
     };
     let subject = who(st, headers, q)?.ok_or_else(|| {
         ApiError::new(

@@ -58,10 +58,15 @@ fn signed_out() -> Response {
 async fn acting(st: &AppState, s: &Session) -> Option<(Actor, Named)> {
     let ids = st.store.identities(s.subject).await.ok()?;
     let (actor, user, anon) = match &s.via {
-        Via::Link => {
-            let user = ids.iter().find(|i| i.kind == IdKind::UserId)?;
-            (Actor::User(user.value.clone()), None, None)
-        }
+        // A link acts as the person's account; a subscriber without one (a link
+        // mailed to their address, `POST /me/signin`) acts as their address.
+        Via::Link => match ids.iter().find(|i| i.kind == IdKind::UserId) {
+            Some(user) => (Actor::User(user.value.clone()), None, None),
+            None => {
+                let email = ids.iter().find(|i| i.kind == IdKind::Email)?;
+                (Actor::Email(email.value.clone()), None, None)
+            }
+        },
         Via::Anonymous(src) => {
             let anon = ids.iter().find(|i| i.kind == IdKind::AnonymousId)?;
             (
@@ -325,10 +330,15 @@ pub async fn home(State(st): State<AppState>, headers: HeaderMap) -> Response {
         None
     };
     let picked = picked_for(&st, s.subject);
+    let lists = match lists_for(&st, s.subject).await {
+        Ok(l) => l,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     page(
         StatusCode::OK,
         "me.html",
         context! {
+            lists => minijinja::Value::from_serialize(&lists),
             operator => st.settings.operator.name,
             csrf => st.person_keys.csrf(&s),
             data => minijinja::Value::from_serialize(&data),
@@ -584,6 +594,123 @@ pub async fn remove_field(
     };
     match result {
         Ok(()) => pages::redirect("/me#told", vec![]),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The operator's mailing lists and where the person stands on each (issue 16), when
+/// email is configured and the person has an address here.
+async fn lists_for(
+    st: &AppState,
+    subject: candor_core::SubjectId,
+) -> Result<Option<Vec<serde_json::Value>>, candor_store::StoreError> {
+    let Some(mail) = &st.mail else {
+        return Ok(None);
+    };
+    if crate::email::address_of(st, subject).await?.is_none() {
+        return Ok(None);
+    }
+    let subs = st.store.email().subscriptions(subject).await?;
+    Ok(Some(
+        mail.settings
+            .lists
+            .iter()
+            .map(|l| {
+                let status = subs
+                    .iter()
+                    .find(|x| x.list == l.name)
+                    .map_or("none", |x| x.status.as_str());
+                serde_json::json!({
+                    "name": l.name, "title": l.title, "description": l.description,
+                    "status": status,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /me/email/{list}/leave`: leaves a list at once (a ledger record, the address
+/// suppressed for it).
+pub async fn leave_list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(list): Path<String>,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    let csrf = form.ok().map(|Form(f)| f.csrf);
+    let (s, actor, _) = match posted(&st, &headers, csrf.as_deref()).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(mail) = st.mail.clone() else {
+        return say(StatusCode::NOT_FOUND, "No such list", "", true);
+    };
+    match crate::email::flows::leave(
+        &st,
+        &mail,
+        s.subject,
+        &list,
+        actor.recorded(),
+        Channel::PreferenceCenter,
+    )
+    .await
+    {
+        Ok(_) => pages::redirect("/me#lists", vec![]),
+        Err(_) => say(
+            StatusCode::NOT_FOUND,
+            "No such list",
+            "Please reload the page.",
+            true,
+        ),
+    }
+}
+
+/// `POST /me/email/{list}/join`: asks to join; the confirmation goes by mail to the
+/// person's address (double opt-in, whoever is signed in).
+pub async fn join_list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(list): Path<String>,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    let csrf = form.ok().map(|Form(f)| f.csrf);
+    let (s, actor, _) = match posted(&st, &headers, csrf.as_deref()).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let (Some(mail), Ok(Some((address, _)))) = (
+        st.mail.clone(),
+        crate::email::address_of(&st, s.subject).await,
+    ) else {
+        return say(StatusCode::NOT_FOUND, "No address to send to", "", true);
+    };
+    let Some(spec) = mail.settings.list(&list).cloned() else {
+        return say(
+            StatusCode::NOT_FOUND,
+            "No such list",
+            "Please reload the page.",
+            true,
+        );
+    };
+    match crate::email::flows::ask(
+        &st,
+        &mail,
+        &address,
+        &spec,
+        actor.recorded(),
+        candor_core::ledger::Evidence::default(),
+    )
+    .await
+    {
+        Ok(_) => say(
+            StatusCode::OK,
+            "Check your inbox",
+            &format!(
+                "We sent a confirmation link for “{}” to your address. Nothing will be sent until you follow it.",
+                spec.title
+            ),
+            true,
+        ),
         Err(e) => e.into_response(),
     }
 }

@@ -165,6 +165,10 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("POST", "/email/confirm", Role::Anyone),
     ("GET", "/email/unsubscribe", Role::Anyone),
     ("POST", "/email/unsubscribe", Role::Anyone),
+    ("GET", "/me/signin", Role::Anyone),
+    ("POST", "/me/email/{name}/leave", Role::PersonSession),
+    ("POST", "/me/email/{name}/join", Role::PersonSession),
+    ("POST", "/me/signin", Role::Anyone),
     ("POST", "/v1/insights/query", Role::Advertiser),
     ("GET", "/v1/insights/schema", Role::Advertiser),
     ("GET", "/v1/insights/budget", Role::Advertiser),
@@ -338,7 +342,11 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/email/confirm", email_pages::confirm_page)
         .post("/email/confirm", email_pages::confirm)
         .get("/email/unsubscribe", email_pages::unsubscribe_page)
-        .post("/email/unsubscribe", email_pages::unsubscribe);
+        .post("/email/unsubscribe", email_pages::unsubscribe)
+        .get("/me/signin", email_pages::signin_page)
+        .post("/me/email/{name}/leave", mypages::leave_list)
+        .post("/me/email/{name}/join", mypages::join_list)
+        .post("/me/signin", email_pages::signin);
     // The demo publisher's page, only for the demo operator.
     let main = if demo_routes {
         main.get("/demo", demo::to_page)

@@ -567,3 +567,105 @@ async fn erasure_takes_the_address_off_every_list_and_keeps_only_a_hash() {
     let (status, body) = form_post(&app, &format!("/email/unsubscribe?t={u}"), &[]).await;
     assert_eq!(status, 410, "{body}");
 }
+
+fn without_nonces(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("nonce=\"") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 7..];
+        rest = &after[after.find('"').map_or(after.len(), |i| i + 1)..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_by_email_answers_alike_and_opens_the_preference_center() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    join_by_mail(&app, &sink, "ann@example.org").await;
+    join_quietly(&app, "carol@example.org").await;
+    let page = no_redirects()
+        .get(app.url("/me/signin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Email me a sign-in link"));
+    // Known and unknown addresses get the same page.
+    let (s1, known) = form_post(&app, "/me/signin", &[("email", "Ann@example.org")]).await;
+    let (s2, unknown) = form_post(&app, "/me/signin", &[("email", "nobody@example.org")]).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(without_nonces(&known), without_nonces(&unknown));
+    // Only the known address gets a link: the outbox is first in, first out, so once
+    // a later mail (to carol) has arrived, one to nobody would have come before it.
+    form_post(&app, "/me/signin", &[("email", "carol@example.org")]).await;
+    let carol = sink.wait_to("carol@example.org", 1).await;
+    assert_eq!(carol.len(), 1);
+    assert!(sink
+        .accepted()
+        .iter()
+        .all(|(t, _)| t != "nobody@example.org"));
+    let mails = sink.wait_to("ann@example.org", 2).await;
+    assert_eq!(mails.len(), 2, "the confirmation and the sign-in link");
+    let path = link(&mails[1], "/me/enter?t=");
+    // The link opens the person's page, with their lists.
+    let session = crate::me::session_for(&app, &path).await;
+    let r = crate::me::my_page(&app, &session).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Mailing lists"), "{html}");
+    assert!(html.contains("Subscribed"));
+    let csrf = crate::me::csrf_of(&html);
+    let r = crate::me::client()
+        .post(app.url("/me/email/news/leave"))
+        .header("Cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(list_counts(&app, "news").await, (0, 1, 1));
+    let s = subject_of(&app, "ann@example.org").unwrap();
+    let history = app.state.store.consent_history(s).await.unwrap();
+    let last = &history.last().unwrap().entry;
+    assert_eq!(
+        (
+            last.purpose.as_str(),
+            last.status,
+            last.channel,
+            &last.attribution.as_ref().unwrap().actor
+        ),
+        (
+            LIST_PURPOSE,
+            ConsentStatus::Withdrawn,
+            Channel::PreferenceCenter,
+            &Actor::EmailLink
+        )
+    );
+    // Without the CSRF token nothing changes.
+    let r = crate::me::client()
+        .post(app.url("/me/email/news/join"))
+        .header("Cookie", &session)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // Joining again from the page mails a new confirmation.
+    let r = crate::me::client()
+        .post(app.url("/me/email/news/join"))
+        .header("Cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(sink.wait_to("ann@example.org", 3).await.len(), 3);
+    assert_eq!(list_counts(&app, "news").await, (1, 1, 0));
+}

@@ -414,7 +414,7 @@ title = "Offers"
             let got: Vec<String> = self
                 .accepted()
                 .into_iter()
-                .filter(|(t, _)| t == to)
+                .filter(|(t, _)| t.eq_ignore_ascii_case(to))
                 .map(|(_, raw)| raw)
                 .collect();
             if got.len() >= n || std::time::Instant::now() > deadline {

@@ -11,7 +11,7 @@ use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
-fn client() -> Client {
+pub fn client() -> Client {
     Client::builder().redirect(Policy::none()).build().unwrap()
 }
 
@@ -228,7 +228,7 @@ fn cookie(r: &Response, name: &str) -> Option<String> {
     })
 }
 
-fn csrf_of(html: &str) -> String {
+pub fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..at + 32].to_owned()
 }
@@ -251,7 +251,7 @@ async fn link(app: &TestApp, user: &str) -> String {
 }
 
 /// Opens a sign-in path and presses Continue; the response to the POST.
-async fn enter(app: &TestApp, path: &str) -> Response {
+pub async fn enter(app: &TestApp, path: &str) -> Response {
     let form = client().get(app.url(path)).send().await.unwrap();
     assert_eq!(form.status(), 200, "{path}");
     let enter_cookie = cookie(&form, "candor_enter").unwrap();
@@ -283,14 +283,14 @@ fn html_unescape(s: &str) -> String {
         .replace("&quot;", "\"")
 }
 
-async fn session_for(app: &TestApp, path: &str) -> String {
+pub async fn session_for(app: &TestApp, path: &str) -> String {
     let r = enter(app, path).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     assert_eq!(r.headers()[LOCATION], "/me");
     cookie(&r, "candor_me").unwrap()
 }
 
-async fn my_page(app: &TestApp, session: &str) -> Response {
+pub async fn my_page(app: &TestApp, session: &str) -> Response {
     client()
         .get(app.url("/me"))
         .header("Cookie", session)
