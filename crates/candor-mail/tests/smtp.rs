@@ -5,95 +5,35 @@
 #![allow(clippy::unwrap_used)]
 
 use candor_mail::*;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+#[path = "../../../tests/support/smtp_sink.rs"]
+mod smtp_sink;
+use smtp_sink::SmtpSink;
+
+/// What the sink accepted, as its log records it.
+fn accepted(sink: &SmtpSink) -> Vec<serde_json::Value> {
+    sink.log()
+        .into_iter()
+        .filter(|e| e["event"] == "accepted")
+        .collect()
 }
 
-/// The Python with aiosmtpd: `CANDOR_PYTHON` (set by scripts/test-all) or the venv it
-/// makes. Missing, the test fails saying how to get it (it is never skipped).
-fn python() -> PathBuf {
-    let p = std::env::var_os("CANDOR_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/py-venv/bin/python"));
-    let ok = Command::new(&p)
-        .args(["-c", "import aiosmtpd"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "no Python with aiosmtpd at {}: run scripts/test-all once, or set CANDOR_PYTHON",
-        p.display()
-    );
-    p
+fn eml(sink: &SmtpSink, seq: u64) -> String {
+    std::fs::read_to_string(sink.dir.path().join(format!("{seq}.eml"))).unwrap()
 }
 
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Sink {
-    fn start(tls: Option<(&Path, &Path)>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(python());
-        cmd.arg(root().join("scripts/smtp-sink"))
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::piped());
-        if let Some((cert, key)) = tls {
-            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
-        Self { child, port, dir }
-    }
-
-    fn log(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("log.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn accepted(&self) -> Vec<serde_json::Value> {
-        self.log()
-            .into_iter()
-            .filter(|e| e["event"] == "accepted")
-            .collect()
-    }
-
-    fn eml(&self, seq: u64) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{seq}.eml"))).unwrap()
-    }
-
-    fn settings(&self, host: &str, tls: TlsMode) -> SmtpSettings {
-        SmtpSettings {
-            host: host.into(),
-            port: self.port,
-            tls,
-            credentials: None,
-            hello_name: "candor.test".into(),
-            timeout: Duration::from_secs(10),
-            extra_root_pem: None,
-        }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn settings(sink: &SmtpSink, host: &str, tls: TlsMode) -> SmtpSettings {
+    SmtpSettings {
+        host: host.into(),
+        port: sink.port,
+        tls,
+        credentials: None,
+        hello_name: "candor.test".into(),
+        timeout: Duration::from_secs(10),
+        extra_root_pem: None,
     }
 }
 
@@ -135,8 +75,8 @@ async fn send(c: &mut Connection, to: &str, text: &str) -> Result<Reply, SmtpErr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_arrive_whole_with_their_headers() {
-    let sink = Sink::start(None);
-    let mut c = Connection::open(&sink.settings("127.0.0.1", TlsMode::Opportunistic))
+    let sink = SmtpSink::start(0);
+    let mut c = Connection::open(&settings(&sink, "127.0.0.1", TlsMode::Opportunistic))
         .await
         .unwrap();
     assert!(!c.is_encrypted());
@@ -147,11 +87,11 @@ async fn messages_arrive_whole_with_their_headers() {
     let r = send(&mut c, "bob@example.org", "x").await.unwrap();
     assert!(r.is_positive());
     c.quit().await;
-    let acc = sink.accepted();
+    let acc = accepted(&sink);
     assert_eq!(acc.len(), 2);
     assert_eq!(acc[0]["rcpt_tos"][0], "ann@example.org");
     assert_eq!(acc[0]["message_id"], "<c1.ann.example.org@example.com>");
-    let eml = sink.eml(1);
+    let eml = eml(&sink, 1);
     assert!(eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     assert!(eml.contains("<https://candor.example.com/email/unsubscribe?t=x.y>"));
     assert!(eml.contains("text/html"));
@@ -164,8 +104,8 @@ async fn messages_arrive_whole_with_their_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_temporary_or_permanent() {
-    let sink = Sink::start(None);
-    let s = sink.settings("127.0.0.1", TlsMode::Never);
+    let sink = SmtpSink::start(0);
+    let s = settings(&sink, "127.0.0.1", TlsMode::Never);
     let mut c = Connection::open(&s).await.unwrap();
     let e = send(&mut c, "tempfail-1-a@example.org", "x")
         .await
@@ -195,15 +135,15 @@ async fn refusals_are_temporary_or_permanent() {
     // Refused at the dot: a complete reply, permanent.
     let r = send(&mut c, "datafail-c@example.org", "x").await.unwrap();
     assert!(r.is_permanent(), "{r}");
-    let acc = sink.accepted();
+    let acc = accepted(&sink);
     assert_eq!(acc.len(), 1, "{acc:?}");
     assert_eq!(acc[0]["rcpt_tos"][0], "tempfail-1-a@example.org");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_without_its_dot_never_arrives() {
-    let sink = Sink::start(None);
-    let s = sink.settings("127.0.0.1", TlsMode::Never);
+    let sink = SmtpSink::start(0);
+    let s = settings(&sink, "127.0.0.1", TlsMode::Never);
     let mut c = Connection::open(&s).await.unwrap();
     let body = compose(&draft("ann@example.org", "never"), SystemTime::now()).unwrap();
     let env = Envelope {
@@ -222,10 +162,10 @@ async fn a_message_without_its_dot_never_arrives() {
     let mut c2 = Connection::open(&s).await.unwrap();
     send(&mut c2, "bob@example.org", "after").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sink.accepted().is_empty() && Instant::now() < deadline {
+    while accepted(&sink).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let acc = sink.accepted();
+    let acc = accepted(&sink);
     assert_eq!(acc.len(), 1);
     assert_eq!(acc[0]["rcpt_tos"][0], "bob@example.org");
 }
@@ -305,34 +245,40 @@ fn certificates(dir: &Path) {
 async fn starttls_with_a_private_ca() {
     let certs = tempfile::tempdir().unwrap();
     certificates(certs.path());
-    let sink = Sink::start(Some((
-        &certs.path().join("server.pem"),
-        &certs.path().join("server.key"),
-    )));
+    let (cert, key) = (
+        certs.path().join("server.pem"),
+        certs.path().join("server.key"),
+    );
+    let sink = SmtpSink::start_with(&[
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+    ]);
     // Without the CA the certificate is not trusted: no mail.
-    let s = sink.settings("localhost", TlsMode::Required);
+    let s = settings(&sink, "localhost", TlsMode::Required);
     let e = Connection::open(&s).await.err().unwrap();
     assert!(matches!(e, SmtpError::Tls(_)), "{e}");
-    let mut s = sink.settings("localhost", TlsMode::Required);
+    let mut s = settings(&sink, "localhost", TlsMode::Required);
     s.extra_root_pem = Some(std::fs::read(certs.path().join("ca.pem")).unwrap());
     let mut c = Connection::open(&s).await.unwrap();
     assert!(c.is_encrypted());
     send(&mut c, "ann@example.org", "secret").await.unwrap();
-    assert_eq!(sink.accepted()[0]["tls"], true);
+    assert_eq!(accepted(&sink)[0]["tls"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_required_and_credentials_stay_encrypted() {
-    let sink = Sink::start(None);
-    let e = Connection::open(&sink.settings("127.0.0.1", TlsMode::Required))
+    let sink = SmtpSink::start(0);
+    let e = Connection::open(&settings(&sink, "127.0.0.1", TlsMode::Required))
         .await
         .err()
         .unwrap();
     assert!(matches!(e, SmtpError::TlsRequired), "{e}");
-    let mut s = sink.settings("127.0.0.1", TlsMode::Opportunistic);
+    let mut s = settings(&sink, "127.0.0.1", TlsMode::Opportunistic);
     s.credentials = Some(("user".into(), "hunter2hunter2".into()));
     let e = Connection::open(&s).await.err().unwrap();
     assert!(matches!(e, SmtpError::AuthWithoutTls), "{e}");
     assert!(!format!("{s:?}").contains("hunter2"));
-    assert!(sink.accepted().is_empty());
+    assert!(accepted(&sink).is_empty());
 }

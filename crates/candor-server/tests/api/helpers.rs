@@ -317,54 +317,20 @@ pub async fn mint_token(app: &TestApp, user: &str) -> String {
         .to_owned()
 }
 
-/// A real SMTP server on loopback (`scripts/smtp-sink`, aiosmtpd), for one test.
-pub struct SmtpSink {
-    child: std::process::Child,
-    pub port: u16,
-    pub dir: TempDir,
+pub use crate::smtp_sink::{link, SmtpSink};
+
+/// What the API tests add to the shared sink: its `[email]` configuration and
+/// waiting (without blocking the runtime) for mail to arrive.
+#[allow(async_fn_in_trait)]
+pub trait SinkExt {
+    fn config(&self) -> String;
+    async fn wait_to(&self, to: &str, n: usize) -> Vec<String>;
+    async fn wait_for(&self, n: usize) -> Vec<(String, String)>;
 }
 
-fn python() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = std::env::var_os("CANDOR_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target/py-venv/bin/python"));
-    let ok = std::process::Command::new(&p)
-        .args(["-c", "import aiosmtpd"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "no Python with aiosmtpd at {}: run scripts/test-all once, or set CANDOR_PYTHON",
-        p.display()
-    );
-    p
-}
-
-impl SmtpSink {
-    pub fn start(delay_ms: u32) -> Self {
-        use std::io::BufRead;
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new(python())
-            .arg(root.join("scripts/smtp-sink"))
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--delay-ms")
-            .arg(delay_ms.to_string())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
-        Self { child, port, dir }
-    }
-
-    /// An `[email]` configuration sending to this sink, with one list, `news`.
-    pub fn config(&self) -> String {
+impl SinkExt for SmtpSink {
+    /// An `[email]` configuration sending to this sink, with two lists.
+    fn config(&self) -> String {
         format!(
             r#"
 [email]
@@ -392,23 +358,8 @@ title = "Offers"
         )
     }
 
-    /// Every message the server accepted, in order: (recipient, raw message).
-    pub fn accepted(&self) -> Vec<(String, String)> {
-        let log = std::fs::read_to_string(self.dir.path().join("log.jsonl")).unwrap_or_default();
-        log.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|e| e["event"] == "accepted")
-            .map(|e| {
-                let seq = e["seq"].as_u64().unwrap();
-                let raw =
-                    std::fs::read_to_string(self.dir.path().join(format!("{seq}.eml"))).unwrap();
-                (e["rcpt_tos"][0].as_str().unwrap().to_owned(), raw)
-            })
-            .collect()
-    }
-
     /// Waits (bounded) until the server has accepted `n` messages to `to`; returns them.
-    pub async fn wait_to(&self, to: &str, n: usize) -> Vec<String> {
+    async fn wait_to(&self, to: &str, n: usize) -> Vec<String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let got: Vec<String> = self
@@ -425,7 +376,7 @@ title = "Offers"
     }
 
     /// Waits (bounded) until the server has accepted at least `n` messages.
-    pub async fn wait_for(&self, n: usize) -> Vec<(String, String)> {
+    async fn wait_for(&self, n: usize) -> Vec<(String, String)> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let got = self.accepted();
@@ -435,45 +386,4 @@ title = "Offers"
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
     }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A mail's text with quoted-printable soft breaks and escapes undone.
-pub fn unqp(raw: &str) -> String {
-    let joined = raw.replace("=\r\n", "");
-    let mut out = Vec::new();
-    let b = joined.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'=' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The path and query of the first link to `path` in a mail (its base is the
-/// configured `http://127.0.0.1`, not the test server's port).
-pub fn link(raw: &str, path: &str) -> String {
-    let text = unqp(raw);
-    let start = text
-        .find(&format!("http://127.0.0.1{path}"))
-        .unwrap_or_else(|| panic!("no {path} link in {text}"));
-    let rest = &text[start + "http://127.0.0.1".len()..];
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '>' || c == '"')
-        .unwrap_or(rest.len());
-    rest[..end].to_owned()
 }

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+#[path = "../../../../tests/support/smtp_sink.rs"]
+mod smtp_sink;
 
 mod audience;
 mod audit;

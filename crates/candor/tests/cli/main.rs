@@ -5,9 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+#[path = "../../../../tests/support/smtp_sink.rs"]
+mod smtp_sink;
 
 mod compat;
 mod durability;
+mod email;
 mod erase;
 mod keys;
 mod loyalty;
