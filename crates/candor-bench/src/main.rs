@@ -28,6 +28,10 @@
 //!   reads, insight queries, slow clients) against the release server; per minute the
 //!   requests/s, p99, non-2xx answers, slow clients cut off and RSS.
 //!
+//! - `email`: the send queue's messages/s for a campaign of 100,000 subscribers to a
+//!   local SMTP server (aiosmtpd), with its durable bookkeeping on, beside that
+//!   server's own receive rate (`email.rs`).
+//!
 //! Run: `cargo build --release -p candor -p candor-bench && target/release/candor-bench ingest`
 //! (from the repository root; `codec` needs only `-p candor-bench`, Node and npm).
 
@@ -35,6 +39,7 @@ mod citus;
 mod codec;
 mod decision;
 mod dp_query;
+mod email;
 mod ingest;
 mod load;
 mod segments;
@@ -69,6 +74,9 @@ enum Command {
     /// The segment engine and personalization at a million subjects: membership
     /// maintenance per event with 100 segments, decision latency, memory per subject.
     Segments(segments::Args),
+    /// The email send queue to a local SMTP server (aiosmtpd) for a campaign of
+    /// 100,000 subscribers, beside the server's own receive rate.
+    Email(email::Args),
     /// Minutes of mixed load (events, batches, consent, insight queries, slow clients):
     /// requests/s, p99 and RSS per minute.
     Soak(soak::Args),
@@ -82,5 +90,6 @@ fn main() -> Result<()> {
         Command::Insights(a) => dp_query::run(a),
         Command::Segments(a) => segments::run(a),
         Command::Soak(a) => soak::run(a),
+        Command::Email(a) => email::run(a),
     }
 }
