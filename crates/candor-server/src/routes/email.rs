@@ -81,6 +81,16 @@ pub async fn subscribe(
     let to = address(&b.email)?;
     let list = list_named(&mail, &b.list)?.clone();
     let evidence = crate::pipeline::consent::evidence(b.evidence)?;
+    // A browser key's sign-up forms create subjects for addresses nobody confirmed
+    // yet: at most `[limits] new_subjects_per_minute` of them, as for consent.
+    if auth::is_browser(source)
+        && st
+            .store
+            .resolve(&crate::email::hash_of(&st.master, &to))
+            .is_none()
+    {
+        st.limits.new_subject(&source.id, st.now_ms())?;
+    }
     flows::ask(
         &st,
         &mail,

@@ -377,6 +377,24 @@ pub async fn subscribe(
             None,
         );
     };
+    // Each unknown address becomes a (pending) subject: the public form shares one
+    // allowance of new subjects per minute, like a browser key's.
+    if st
+        .store
+        .resolve(&crate::email::hash_of(&st.master, &to))
+        .is_none()
+    {
+        let form = candor_core::SourceId::parse("email_form").unwrap_or_else(|_| unreachable!());
+        if let Err(e) = st.limits.new_subject(&form, st.now_ms()) {
+            return page(
+                &st,
+                e.code.status(),
+                "Please try again in a minute",
+                "Too many sign-ups are arriving at once.",
+                None,
+            );
+        }
+    }
     match flows::ask(&st, &mail, &to, &list, Actor::EmailLink, Default::default()).await {
         Ok(_) => page(
             &st,

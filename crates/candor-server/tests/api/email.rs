@@ -669,3 +669,48 @@ async fn sign_in_by_email_answers_alike_and_opens_the_preference_center() {
     assert_eq!(sink.wait_to("ann@example.org", 3).await.len(), 3);
     assert_eq!(list_counts(&app, "news").await, (1, 1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_sign_up_form_answers_alike_and_is_limited() {
+    let sink = SmtpSink::start(0);
+    let config = format!("{}\n[limits]\nnew_subjects_per_minute = 1\n", sink.config());
+    let app = spawn_with(&config).await;
+    let (status, body) = form_post(
+        &app,
+        "/email/subscribe",
+        &[("email", "form@example.org"), ("list", "news")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Check your inbox"));
+    assert_eq!(sink.wait_to("form@example.org", 1).await.len(), 1);
+    // The same address again: the same page (no new subject needed).
+    let (status, again) = form_post(
+        &app,
+        "/email/subscribe",
+        &[("email", "form@example.org"), ("list", "news")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(without_nonces(&body), without_nonces(&again));
+    // A second new address within the minute: the form's allowance is spent.
+    let (status, _) = form_post(
+        &app,
+        "/email/subscribe",
+        &[("email", "other@example.org"), ("list", "news")],
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert!(subject_of(&app, "other@example.org").is_none());
+    // Bad input: a page that says so, nothing created.
+    for form in [
+        vec![("email", "nope"), ("list", "news")],
+        vec![("email", "x@example.org"), ("list", "nope")],
+        vec![("list", "news")],
+    ] {
+        let (status, _) = form_post(&app, "/email/subscribe", &form).await;
+        assert_eq!(status, 400, "{form:?}");
+    }
+    assert!(subject_of(&app, "x@example.org").is_none());
+    assert_eq!(list_counts(&app, "news").await, (1, 0, 0));
+}
