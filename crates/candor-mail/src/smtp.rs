@@ -89,7 +89,7 @@ impl Reply {
     }
 
     pub fn is_permanent(&self) -> bool {
-        self.code >= 500
+        (500..600).contains(&self.code)
     }
 }
 
@@ -138,11 +138,14 @@ pub enum SmtpError {
 }
 
 impl SmtpError {
-    /// Only a 5xx reply is permanent; a network failure, a timeout or a 4xx may pass.
+    /// Only a 5xx reply is permanent; a network failure, a timeout, a 4xx, and a
+    /// configuration that does not fit the server (TLS, AUTH, 8BITMIME) may pass. A
+    /// queue bounces on "permanent", and a bounce suppresses the address: that is for
+    /// what a server said about the message or the recipient, never for a fault of the
+    /// relay or of Candor's settings, which an operator fixes while the mail waits.
     pub fn is_permanent(&self) -> bool {
         match self {
             SmtpError::Rejected { reply, .. } => reply.is_permanent(),
-            SmtpError::TlsRequired | SmtpError::AuthWithoutTls | SmtpError::Unsupported(_) => true,
             _ => false,
         }
     }
@@ -289,6 +292,14 @@ impl Connection {
         if r.code == 250 {
             self.ext = Extensions::parse(&r);
             return Ok(());
+        }
+        // Only a 5xx means "I do not speak ESMTP"; a 4xx (421: closing) is the server
+        // going away, and HELO after it would read a closed connection.
+        if !r.is_permanent() {
+            return Err(SmtpError::Rejected {
+                stage: Stage::Ehlo,
+                reply: r,
+            });
         }
         let r = self.command(&format!("HELO {name}")).await?;
         if r.code != 250 {
@@ -466,26 +477,45 @@ impl Connection {
     }
 
     async fn read_reply(&mut self) -> Result<Reply, SmtpError> {
+        let r = self.read_reply_inner().await;
+        // Whatever went wrong, the next byte could be the rest of this reply: the
+        // conversation is out of step and must not go on.
+        if r.is_err() {
+            self.stream = Stream::Broken;
+        }
+        r
+    }
+
+    async fn read_reply_inner(&mut self) -> Result<Reply, SmtpError> {
         let t = self.timeout;
         let mut text = Vec::new();
         let mut code = None;
         for _ in 0..MAX_LINES {
             let line = match &mut self.stream {
-                Stream::Plain(s) => timed(t, read_line(s)).await?,
-                Stream::Tls(s) => timed(t, read_line(s.as_mut())).await?,
+                Stream::Plain(s) => timed(t, read_line(s)).await,
+                Stream::Tls(s) => timed(t, read_line(s.as_mut())).await,
                 Stream::Broken => return Err(SmtpError::Broken),
+            };
+            let line = match line {
+                Err(SmtpError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(SmtpError::Protocol(e.to_string()))
+                }
+                other => other?,
             };
             let line = line.trim_end_matches(['\r', '\n']);
             let bytes = line.as_bytes();
             if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
-                self.stream = Stream::Broken;
                 return Err(SmtpError::Protocol("a reply without a code".into()));
             }
             let c: u16 = line[..3]
                 .parse()
                 .map_err(|_| SmtpError::Protocol("code".into()))?;
+            // RFC 5321 4.2: the first digit is 2 to 5; anything else cannot be
+            // classified as taken, transient or permanent.
+            if !(200..600).contains(&c) {
+                return Err(SmtpError::Protocol("a reply code outside 2xx-5xx".into()));
+            }
             if code.is_some_and(|k| k != c) {
-                self.stream = Stream::Broken;
                 return Err(SmtpError::Protocol("a reply whose lines disagree".into()));
             }
             code = Some(c);
@@ -499,12 +529,10 @@ impl Connection {
                     })
                 }
                 Some(_) => {
-                    self.stream = Stream::Broken;
                     return Err(SmtpError::Protocol("a malformed reply line".into()));
                 }
             }
         }
-        self.stream = Stream::Broken;
         Err(SmtpError::Protocol("a reply of too many lines".into()))
     }
 }
@@ -630,6 +658,217 @@ mod tests {
         assert!(e.starttls && e.auth_plain && e.auth_login && e.eight_bit && !e.smtputf8);
     }
 
+    /// A server on loopback that writes `script` at once (replies ahead of the
+    /// commands they answer, so every step reads what it would have read), then keeps
+    /// the connection open, reading, until the client goes.
+    async fn scripted(script: Vec<u8>) -> SmtpSettings {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let _ = sock.write_all(&script).await;
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut sock, &mut sink).await;
+        });
+        SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::Never,
+            credentials: None,
+            hello_name: "candor.test".into(),
+            timeout: Duration::from_millis(500),
+            extra_root_pem: None,
+        }
+    }
+
+    /// The greeting as `open` reads it from `script`.
+    async fn greeting(script: &[u8]) -> Result<Reply, SmtpError> {
+        let s = scripted(script.to_vec()).await;
+        let tcp = TcpStream::connect(("127.0.0.1", s.port)).await.unwrap();
+        let mut c = Connection {
+            stream: Stream::Plain(BufReader::new(tcp)),
+            ext: Extensions::default(),
+            timeout: s.timeout,
+            encrypted: false,
+        };
+        let r = c.read_reply().await;
+        if r.is_err() {
+            assert!(
+                !c.is_usable(),
+                "a failed read leaves the connection unusable"
+            );
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn replies_multi_line_and_malformed() {
+        let r = greeting(b"220-mx.example ESMTP\r\n220-second\r\n220 last\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.code, r.text.as_str()),
+            (220, "mx.example ESMTP\nsecond\nlast")
+        );
+        let r = greeting(b"220\n").await.unwrap();
+        assert_eq!((r.code, r.text.as_str()), (220, ""));
+        for (bad, what) in [
+            (&b"hello\r\n"[..], "no code"),
+            (b"22\r\n", "short"),
+            (b"220-a\r\n250 b\r\n", "codes disagree"),
+            (b"220_x\r\n", "bad separator"),
+            (b"099 x\r\n", "code out of range"),
+            (b"\xff\xfe\r\n", "not text"),
+        ] {
+            let e = greeting(bad).await.unwrap_err();
+            assert!(matches!(e, SmtpError::Protocol(_)), "{what}: {e}");
+        }
+        let long = [
+            b"220 ".to_vec(),
+            vec![b'x'; MAX_LINE + 10],
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        assert!(matches!(greeting(&long).await, Err(SmtpError::Protocol(_))));
+        let many = "220-x\r\n".repeat(MAX_LINES + 1);
+        assert!(matches!(
+            greeting(many.as_bytes()).await,
+            Err(SmtpError::Protocol(_))
+        ));
+        // Silence: the timeout, not a hang.
+        assert!(matches!(greeting(b"").await, Err(SmtpError::Timeout)));
+        assert!(matches!(
+            greeting(b"220-half").await,
+            Err(SmtpError::Timeout)
+        ));
+    }
+
+    #[tokio::test]
+    async fn never_panics_on_random_server_bytes() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let alphabet = b"0123456789 -\r\n25abc\xff";
+        for _ in 0..150 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let script: Vec<u8> = (0..len)
+                .map(|i| alphabet[(x.rotate_left(i as u32 * 7) % alphabet.len() as u64) as usize])
+                .collect();
+            // Open runs the greeting, EHLO and whatever follows on arbitrary input.
+            let mut s = scripted(script).await;
+            s.timeout = Duration::from_millis(50);
+            let _ = Connection::open(&s).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn greeting_ehlo_and_helo() {
+        let s = scripted(b"554 go away\r\n".to_vec()).await;
+        let e = Connection::open(&s).await.err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                SmtpError::Rejected {
+                    stage: Stage::Greeting,
+                    ..
+                }
+            ) && e.is_permanent(),
+            "{e}"
+        );
+        // EHLO refused with 5xx: HELO, and no extensions.
+        let s = scripted(b"220 hi\r\n502 no\r\n250 ok\r\n".to_vec()).await;
+        let c = Connection::open(&s).await.unwrap();
+        assert!(c.is_usable() && !c.ext.eight_bit);
+        // A 4xx to EHLO is the server going away: no HELO, a transient error.
+        let s = scripted(b"220 hi\r\n421 closing\r\n250 ok\r\n".to_vec()).await;
+        let e = Connection::open(&s).await.err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                SmtpError::Rejected {
+                    stage: Stage::Ehlo,
+                    ..
+                }
+            ) && !e.is_permanent(),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn starttls_refused_or_injected() {
+        let ehlo = b"220 hi\r\n250-mx\r\n250 STARTTLS\r\n".to_vec();
+        let mut s = scripted([ehlo.clone(), b"454 not now\r\n".to_vec()].concat()).await;
+        s.tls = TlsMode::Required;
+        let e = Connection::open(&s).await.err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                SmtpError::Rejected {
+                    stage: Stage::StartTls,
+                    ..
+                }
+            ) && !e.is_permanent(),
+            "{e}"
+        );
+        // Plain text after the 220 to STARTTLS would be read as if it were encrypted.
+        let mut s = scripted([ehlo, b"220 go\r\n250 injected\r\n".to_vec()].concat()).await;
+        s.tls = TlsMode::Opportunistic;
+        let e = Connection::open(&s).await.err().unwrap();
+        assert!(
+            matches!(e, SmtpError::Protocol(_) | SmtpError::Tls(_)),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_begin_refuses_before_sending() {
+        let env = |to: &str| Envelope {
+            from: EmailAddress::parse("news@example.com").unwrap(),
+            to: EmailAddress::parse(to).unwrap(),
+        };
+        // No 8BITMIME, no SMTPUTF8 offered.
+        let s = scripted(b"220 hi\r\n250 mx\r\n".to_vec()).await;
+        let mut c = Connection::open(&s).await.unwrap();
+        let e = c
+            .begin(&env("ann@example.org"), "é".as_bytes())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, SmtpError::Unsupported(_)) && !e.is_permanent(),
+            "{e}"
+        );
+        let e = c
+            .begin(&env("jürgen@example.org"), b"x")
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, SmtpError::Unsupported(_)), "{e}");
+        assert!(
+            c.is_usable(),
+            "nothing was sent: the connection is still good"
+        );
+    }
+
+    #[test]
+    fn settings_debug_hides_the_password() {
+        let s = SmtpSettings {
+            host: "smtp.example.com".into(),
+            port: 587,
+            tls: TlsMode::Required,
+            credentials: Some(("user".into(), "hunter2hunter2".into())),
+            hello_name: "candor.example.com".into(),
+            timeout: Duration::from_secs(5),
+            extra_root_pem: None,
+        };
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("user"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn permanence() {
         let rej = |code| SmtpError::Rejected {
@@ -642,5 +881,7 @@ mod tests {
         assert!(rej(550).is_permanent());
         assert!(!rej(451).is_permanent());
         assert!(!SmtpError::Timeout.is_permanent());
+        assert!(!SmtpError::TlsRequired.is_permanent());
+        assert!(!SmtpError::AuthWithoutTls.is_permanent());
     }
 }

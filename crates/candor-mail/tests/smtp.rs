@@ -1,7 +1,8 @@
 //! The SMTP client against a real SMTP server (`scripts/smtp-sink`, aiosmtpd), one per
 //! test on its own port: what arrives, dot-stuffing, temporary and permanent refusals,
 //! a message abandoned before its dot, STARTTLS with a private CA, and credentials
-//! never sent in the clear.
+//! never sent in the clear. A test waits on what the sink logs (bounded), never on a
+//! bare sleep.
 #![allow(clippy::unwrap_used)]
 
 use candor_mail::*;
@@ -59,8 +60,24 @@ fn draft(to: &str, text: &str) -> Draft {
                 "List-Unsubscribe-Post".into(),
                 "List-Unsubscribe=One-Click".into(),
             ),
+            ("X-Candor-Campaign".into(), "12".into()),
         ],
     }
+}
+
+/// Waits (bounded) until the sink's log satisfies `done`: the sink writes its log
+/// before it answers, but a closed connection is seen by the server after the client
+/// has moved on.
+async fn until(sink: &SmtpSink, what: &str, done: impl Fn(&[serde_json::Value]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(&sink.log()) {
+        assert!(Instant::now() < deadline, "the sink never logged {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn events(log: &[serde_json::Value], event: &str) -> usize {
+    log.iter().filter(|e| e["event"] == event).count()
 }
 
 async fn send(c: &mut Connection, to: &str, text: &str) -> Result<Reply, SmtpError> {
@@ -94,7 +111,28 @@ async fn messages_arrive_whole_with_their_headers() {
     let eml = eml(&sink, 1);
     assert!(eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     assert!(eml.contains("<https://candor.example.com/email/unsubscribe?t=x.y>"));
-    assert!(eml.contains("text/html"));
+    assert!(eml.contains("text/html") && eml.contains("text/plain"));
+    assert!(eml.contains("multipart/alternative"));
+    assert_eq!(acc[0]["tls"], false);
+    let head = eml.split("\r\n\r\n").next().unwrap();
+    for name in [
+        "Message-ID",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "X-Candor-Campaign",
+        "Date",
+        "Subject",
+    ] {
+        let n = head
+            .split("\r\n")
+            .filter(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
+            .count();
+        assert_eq!(n, 1, "{name} once in {head}");
+    }
+    assert!(head.contains("X-Candor-Campaign: 12"));
     // Dot-stuffing undone by the server: the text part arrives as written.
     assert!(
         eml.contains("first\r\n.\r\n..two\r\n.hidden\r\nlast"),
@@ -138,6 +176,33 @@ async fn refusals_are_temporary_or_permanent() {
     let acc = accepted(&sink);
     assert_eq!(acc.len(), 1, "{acc:?}");
     assert_eq!(acc[0]["rcpt_tos"][0], "tempfail-1-a@example.org");
+    // The server saw each attempt: one 451, one 550, one 554.
+    let log = sink.log();
+    assert_eq!(events(&log, "rcpt_refused"), 2, "{log:?}");
+    assert_eq!(events(&log, "data_refused"), 1, "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_refusal_retried_on_a_fresh_connection_arrives_once() {
+    let sink = SmtpSink::start(0);
+    let s = settings(&sink, "127.0.0.1", TlsMode::Never);
+    let mut c = Connection::open(&s).await.unwrap();
+    let e = send(&mut c, "tempfail-2-a@x.test", "x").await.unwrap_err();
+    assert!(!e.is_permanent(), "{e}");
+    c.quit().await;
+    let mut attempts = 1;
+    let r = loop {
+        let mut c = Connection::open(&s).await.unwrap();
+        attempts += 1;
+        match send(&mut c, "tempfail-2-a@x.test", "x").await {
+            Ok(r) => break r,
+            Err(e) => assert!(!e.is_permanent() && attempts < 5, "{e}"),
+        }
+    };
+    assert!(r.is_positive(), "{r}");
+    assert_eq!(attempts, 3);
+    assert_eq!(accepted(&sink).len(), 1);
+    assert_eq!(events(&sink.log(), "rcpt_refused"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,14 +222,16 @@ async fn a_message_without_its_dot_never_arrives() {
         c.begin(&env, &body).await.err(),
         Some(SmtpError::Broken)
     ));
-    // The first connection is closed without a dot: its message can never be
-    // completed. One sent after it on a new connection arrives, and is the only one.
+    // The server has seen the connection go, mid-DATA, without the dot: it discarded
+    // the message, which can never be completed now.
+    until(&sink, "the abandoned connection closing", |log| {
+        events(log, "closed") >= 1
+    })
+    .await;
+    assert_eq!(accepted(&sink).len(), 0, "{:?}", sink.log());
+    // One sent after it on a new connection arrives, and is the only one.
     let mut c2 = Connection::open(&s).await.unwrap();
     send(&mut c2, "bob@example.org", "after").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while accepted(&sink).is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let acc = accepted(&sink);
     assert_eq!(acc.len(), 1);
     assert_eq!(acc[0]["rcpt_tos"][0], "bob@example.org");
