@@ -2,7 +2,9 @@
 //! when there is an HTML part, encoded headers and folded lines — all lettre's
 //! builder, which is what it is for. Candor adds a deterministic `Message-ID` (every
 //! attempt at one message carries the same one) and its own headers
-//! (`List-Unsubscribe`, `List-Unsubscribe-Post`), refused if they could inject a line.
+//! (`List-Unsubscribe`, `List-Unsubscribe-Post` per RFC 8058, `X-Candor-Campaign`),
+//! refused if they could inject a line or replace one the builder writes (a second
+//! `To` or `Bcc` would change who gets the message).
 
 use crate::EmailAddress;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
@@ -45,6 +47,22 @@ fn mailbox(name: Option<String>, a: &EmailAddress) -> Result<Mailbox, ComposeErr
     Ok(Mailbox::new(name, addr))
 }
 
+const RESERVED: &[&str] = &[
+    "From",
+    "Sender",
+    "To",
+    "Cc",
+    "Bcc",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Return-Path",
+];
+
 fn no_breaks(s: &str) -> bool {
     !s.contains(['\r', '\n', '\0'])
 }
@@ -75,7 +93,10 @@ pub fn compose(d: &Draft, date: SystemTime) -> Result<Vec<u8>, ComposeError> {
         let name_ok = !name.is_empty()
             && name.len() <= 76
             && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
-        if !name_ok || !no_breaks(value) || value.len() > 2000 {
+        // The headers the builder writes itself: a second From, To, Bcc or
+        // Content-Type from a caller would change who gets the message or how it reads.
+        let reserved = RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name));
+        if !name_ok || reserved || !no_breaks(value) || value.len() > 2000 {
             return Err(ComposeError::Header(name.chars().take(40).collect()));
         }
         let hn = HeaderName::new_from_ascii(name.clone())
@@ -184,9 +205,88 @@ mod tests {
             compose(&d, SystemTime::UNIX_EPOCH),
             Err(ComposeError::MessageId)
         ));
+        for name in ["Bcc", "from", "Content-Type", "MESSAGE-ID"] {
+            let mut d = draft();
+            d.headers.push((name.into(), "x@example.net".into()));
+            assert!(
+                matches!(
+                    compose(&d, SystemTime::UNIX_EPOCH),
+                    Err(ComposeError::Header(_))
+                ),
+                "{name}"
+            );
+        }
         let mut d = draft();
         d.html = None;
         let plain = String::from_utf8(compose(&d, SystemTime::UNIX_EPOCH).unwrap()).unwrap();
         assert!(!plain.contains("multipart"));
+    }
+
+    /// A header's value with folding undone (RFC 5322 2.2.3).
+    fn unfolded(msg: &str, name: &str) -> String {
+        let head = msg.split("\r\n\r\n").next().unwrap().replace("\r\n ", " ");
+        let head = head.replace("\r\n\t", "\t");
+        let prefix = format!("{}: ", name.to_ascii_lowercase());
+        let line = head
+            .split("\r\n")
+            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .unwrap();
+        line[prefix.len()..].to_owned()
+    }
+
+    #[test]
+    fn long_headers_are_folded_and_read_back_whole() {
+        let mut d = draft();
+        let unsubscribe = format!(
+            "<https://candor.example.com/email/unsubscribe?t={}>, <mailto:unsubscribe@example.com?subject={}>",
+            "a".repeat(120),
+            "b".repeat(60)
+        );
+        d.headers = vec![
+            ("List-Unsubscribe".into(), unsubscribe.clone()),
+            ("X-Candor-Campaign".into(), "42".into()),
+        ];
+        d.subject = "Ünïcödé ".repeat(20).trim_end().to_owned();
+        d.from_name = Some("Zoë's Bäckerei, \"the best\"".into());
+        let msg = String::from_utf8(compose(&d, SystemTime::UNIX_EPOCH).unwrap()).unwrap();
+        assert!(msg.is_ascii(), "headers and parts encoded");
+        for line in msg.split("\r\n") {
+            assert!(line.len() <= 998, "a line over RFC 5322's limit: {line}");
+        }
+        assert!(
+            !msg.replace("\r\n", "").contains(['\r', '\n']),
+            "bare CR or LF"
+        );
+        let head = msg.split("\r\n\r\n").next().unwrap();
+        // Folded at the space between the two URIs, not cut inside one.
+        assert!(head.contains(">,\r\n <mailto:"), "{head}");
+        assert_eq!(unfolded(&msg, "List-Unsubscribe"), unsubscribe);
+        assert_eq!(unfolded(&msg, "X-Candor-Campaign"), "42");
+        assert!(unfolded(&msg, "Subject").starts_with("=?utf-8?"));
+        assert_eq!(
+            header(&msg, "Message-ID"),
+            ["Message-ID: <c1.abc@example.com>"]
+        );
+    }
+
+    #[test]
+    fn the_same_draft_composes_to_the_same_message() {
+        // A resend of one queued message carries the same Message-ID and, with the
+        // same date, the same headers and text, so a recipient's client sees one mail.
+        // Only the MIME boundary is random.
+        let same = |bytes: Vec<u8>| {
+            let msg = String::from_utf8(bytes).unwrap();
+            let boundary = msg
+                .split("boundary=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            msg.replace(boundary, "BOUNDARY")
+        };
+        let a = same(compose(&draft(), SystemTime::UNIX_EPOCH).unwrap());
+        let b = same(compose(&draft(), SystemTime::UNIX_EPOCH).unwrap());
+        assert_eq!(a, b);
     }
 }
