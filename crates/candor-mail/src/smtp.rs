@@ -151,6 +151,12 @@ impl SmtpError {
     }
 }
 
+/// A refusal, logged by stage and code only: a reply's text often echoes the address.
+fn rejected(stage: Stage, reply: Reply) -> SmtpError {
+    tracing::debug!(?stage, code = reply.code, "smtp refused");
+    SmtpError::Rejected { stage, reply }
+}
+
 const MAX_LINE: usize = 4096;
 const MAX_LINES: usize = 64;
 
@@ -253,10 +259,7 @@ impl Connection {
         };
         let greeting = c.read_reply().await?;
         if greeting.code != 220 {
-            return Err(SmtpError::Rejected {
-                stage: Stage::Greeting,
-                reply: greeting,
-            });
+            return Err(rejected(Stage::Greeting, greeting));
         }
         c.ehlo(&settings.hello_name).await?;
         let want_tls = match settings.tls {
@@ -275,6 +278,12 @@ impl Connection {
             }
             c.auth(user, pass).await?;
         }
+        tracing::debug!(
+            encrypted = c.encrypted,
+            eight_bit = c.ext.eight_bit,
+            smtputf8 = c.ext.smtputf8,
+            "smtp connection open"
+        );
         Ok(c)
     }
 
@@ -296,17 +305,11 @@ impl Connection {
         // Only a 5xx means "I do not speak ESMTP"; a 4xx (421: closing) is the server
         // going away, and HELO after it would read a closed connection.
         if !r.is_permanent() {
-            return Err(SmtpError::Rejected {
-                stage: Stage::Ehlo,
-                reply: r,
-            });
+            return Err(rejected(Stage::Ehlo, r));
         }
         let r = self.command(&format!("HELO {name}")).await?;
         if r.code != 250 {
-            return Err(SmtpError::Rejected {
-                stage: Stage::Ehlo,
-                reply: r,
-            });
+            return Err(rejected(Stage::Ehlo, r));
         }
         self.ext = Extensions::default();
         Ok(())
@@ -315,10 +318,7 @@ impl Connection {
     async fn starttls(&mut self, settings: &SmtpSettings) -> Result<(), SmtpError> {
         let r = self.command("STARTTLS").await?;
         if r.code != 220 {
-            return Err(SmtpError::Rejected {
-                stage: Stage::StartTls,
-                reply: r,
-            });
+            return Err(rejected(Stage::StartTls, r));
         }
         let Stream::Plain(reader) = std::mem::replace(&mut self.stream, Stream::Broken) else {
             return Err(SmtpError::Protocol(
@@ -348,10 +348,7 @@ impl Connection {
     }
 
     async fn auth(&mut self, user: &str, pass: &str) -> Result<(), SmtpError> {
-        let fail = |reply| SmtpError::Rejected {
-            stage: Stage::Auth,
-            reply,
-        };
+        let fail = |reply| rejected(Stage::Auth, reply);
         if self.ext.auth_plain {
             let token = STANDARD.encode(format!("\0{user}\0{pass}"));
             let r = self.command(&format!("AUTH PLAIN {token}")).await?;
@@ -406,7 +403,7 @@ impl Connection {
             if r.code == want {
                 Ok(())
             } else {
-                Err(SmtpError::Rejected { stage, reply: r })
+                Err(rejected(stage, r))
             }
         };
         let r = self
@@ -415,10 +412,7 @@ impl Connection {
         step(Stage::MailFrom, r, 250)?;
         let r = self.command(&format!("RCPT TO:<{}>", envelope.to)).await?;
         if !(r.code == 250 || r.code == 251) {
-            return Err(SmtpError::Rejected {
-                stage: Stage::RcptTo,
-                reply: r,
-            });
+            return Err(rejected(Stage::RcptTo, r));
         }
         let r = self.command("DATA").await?;
         step(Stage::Data, r, 354)?;
@@ -440,10 +434,7 @@ impl Connection {
             Ok(())
         } else {
             self.stream = Stream::Broken;
-            Err(SmtpError::Rejected {
-                stage: Stage::Reset,
-                reply: r,
-            })
+            Err(rejected(Stage::Reset, r))
         }
     }
 

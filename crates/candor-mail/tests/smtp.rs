@@ -349,3 +349,50 @@ async fn tls_required_and_credentials_stay_encrypted() {
     assert!(!format!("{s:?}").contains("hunter2"));
     assert!(accepted(&sink).is_empty());
 }
+
+/// AUTH PLAIN, or LOGIN when the server offers only that, over STARTTLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_over_starttls() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let (cert, key) = (
+        certs.path().join("server.pem"),
+        certs.path().join("server.key"),
+    );
+    for login_only in [false, true] {
+        let mut args = vec![
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+            "--auth".as_ref(),
+            "candor:s3cret-s3cret".as_ref(),
+        ];
+        if login_only {
+            args.push("--auth-login-only".as_ref());
+        }
+        let sink = SmtpSink::start_with(&args);
+        let mut s = settings(&sink, "localhost", TlsMode::Required);
+        s.extra_root_pem = Some(std::fs::read(certs.path().join("ca.pem")).unwrap());
+        s.credentials = Some(("candor".into(), "wrong-password".into()));
+        let e = Connection::open(&s).await.err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                SmtpError::Rejected {
+                    stage: Stage::Auth,
+                    ..
+                }
+            ),
+            "login only {login_only}: {e}"
+        );
+        s.credentials = Some(("candor".into(), "s3cret-s3cret".into()));
+        let mut c = Connection::open(&s).await.unwrap();
+        send(&mut c, "ann@example.org", "hello").await.unwrap();
+        c.quit().await;
+        let acc = accepted(&sink);
+        assert_eq!(acc.len(), 1);
+        assert_eq!(acc[0]["tls"], true);
+        assert_eq!(acc[0]["auth"], true, "login only {login_only}");
+    }
+}
