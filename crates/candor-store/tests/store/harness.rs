@@ -519,15 +519,47 @@ impl Backend for Postgres {
 
     async fn raw_files(&self) -> Vec<(String, Vec<u8>)> {
         // On Citus the rows are in the workers' files: read every node's.
-        let mut out = Vec::new();
+        let mut nodes = Vec::new();
         for url in candor_store::postgres::provision::node_urls(&self.url)
             .await
             .unwrap()
         {
-            out.extend(node_files(&admin(&url).await, url == self.url).await);
+            let c = admin(&url).await;
+            quiet(&c).await;
+            nodes.push((c, url == self.url));
+        }
+        let mut out = Vec::new();
+        for (c, coordinator) in &nodes {
+            out.extend(node_files(c, *coordinator).await);
         }
         out
     }
+}
+
+/// Waits until no other session of the connected database holds a snapshot or a
+/// transaction id. VACUUM FULL keeps a deleted row that an open snapshot may still see,
+/// and autovacuum's ANALYZE holds one while it samples a table (CI once kept the erased
+/// subject's row that way). A snapshot taken after this returns starts after the
+/// erasure committed, so it is enough that none is open now.
+async fn quiet(c: &tokio_postgres::Client) {
+    let mut open = i64::MAX;
+    for _ in 0..1200 {
+        open = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{open} transactions stayed open in the test database");
 }
 
 /// Every file of the connected database (and the cluster's shared catalogs), after
