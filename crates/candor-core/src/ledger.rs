@@ -68,6 +68,9 @@ pub enum Actor {
     /// The person, through a link mailed to their address (a double opt-in
     /// confirmation, an unsubscribe link): holding the mailbox is the credential.
     EmailLink,
+    /// Candor itself, applying a retention rule: the address of a request to join a
+    /// list that expired unconfirmed, forgotten with the subject made for it.
+    Retention,
 }
 
 impl Actor {
@@ -80,6 +83,7 @@ impl Actor {
             Actor::Admin => "admin".into(),
             Actor::Import => "import".into(),
             Actor::EmailLink => "email-link".into(),
+            Actor::Retention => "retention".into(),
         }
     }
 
@@ -89,6 +93,7 @@ impl Actor {
             "admin" => Some(Actor::Admin),
             "import" => Some(Actor::Import),
             "email-link" => Some(Actor::EmailLink),
+            "retention" => Some(Actor::Retention),
             _ => s
                 .strip_prefix("source:")
                 .and_then(|id| SourceId::parse(id).ok())
@@ -859,6 +864,8 @@ mod tests {
             Actor::Import,
             Actor::SubjectToken,
             Actor::Source(SourceId::parse("web").unwrap()),
+            Actor::EmailLink,
+            Actor::Retention,
         ] {
             assert_eq!(Actor::parse(&a.to_text()), Some(a));
         }

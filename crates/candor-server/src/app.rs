@@ -337,14 +337,18 @@ async fn claim_deployment(settings: &Settings, store: &dyn Store) -> Result<(), 
     Ok(())
 }
 
-/// Deletes pending subscriptions nobody confirmed in time (hourly).
+/// Deletes pending subscriptions nobody confirmed in time, and the subjects made only
+/// for them (`email::flows::expire`), at start and then hourly.
 async fn pending_expiry_loop(state: AppState, mail: Arc<crate::email::Mail>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let before = state.now_ms() - mail.settings.pending_ttl.as_millis() as i64;
-        match state.store.email().expire_pending(before).await {
-            Ok(n) => tracing::info!(expired = n, "pending subscriptions expired"),
+        match crate::email::flows::expire(&state, &mail).await {
+            Ok(n) => tracing::info!(
+                requests = n.requests,
+                forgotten = n.forgotten,
+                "pending subscriptions expired"
+            ),
             Err(e) => tracing::warn!(error = %e, "expiring pending subscriptions failed"),
         }
     }

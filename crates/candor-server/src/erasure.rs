@@ -67,6 +67,7 @@ pub async fn erase(store: &dyn Store, subject: SubjectId) -> Result<ErasureOutco
             actor: Actor::Admin,
             channel: Channel::Api,
             time_ms: UnixMillis(now),
+            only_if_abandoned: false,
         })
         .await;
     let outcome = match &result {

@@ -209,6 +209,10 @@ impl From<StoreError> for ApiError {
                 format!("the subscription to {list} is not waiting for a confirmation"),
             ),
             StoreError::NotYours => crate::pipeline::consent::not_yours(),
+            StoreError::NotAbandoned => ApiError::new(
+                Code::Conflict,
+                "the subject holds more than an expired request; nothing was erased",
+            ),
             StoreError::UnknownAdvertiser => ApiError::new(Code::NotFound, "no such advertiser"),
             StoreError::AdvertiserExists => {
                 ApiError::new(Code::AlreadyExists, "an advertiser with this id exists")

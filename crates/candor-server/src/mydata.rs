@@ -479,6 +479,7 @@ pub async fn erase(
             actor,
             channel,
             time_ms: st.now(),
+            only_if_abandoned: false,
         })
         .await
         .map_err(crate::error::ApiError::from);

@@ -319,8 +319,10 @@ pub trait EmailStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<SubjectId>, StoreError>;
     /// Deletes pending subscriptions last asked for before `before_ms` (nothing was
-    /// consented, so nothing is recorded); returns how many.
-    async fn expire_pending(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// consented, so nothing is recorded); returns their subjects, once each, so that
+    /// a subject made only for such a request can be erased
+    /// ([`crate::Erasure::only_if_abandoned`]).
+    async fn expire_pending(&self, before_ms: i64) -> Result<Vec<SubjectId>, StoreError>;
     /// Adds a suppression (an existing one for the address and list stays as it was);
     /// whether it was new.
     async fn suppress(&self, s: Suppression) -> Result<bool, StoreError>;
@@ -370,6 +372,16 @@ pub trait EmailStore: Send + Sync {
     ) -> Result<Vec<QueuedMessage>, StoreError>;
     /// How many of a campaign's messages are still queued.
     async fn open_messages(&self, campaign: i64) -> Result<i64, StoreError>;
+}
+
+/// A page size as SQL's `LIMIT` takes it.
+pub(crate) fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A page's lower bound in subject order: empty (before every id) for the first page.
+pub(crate) fn after_bytes(after: Option<SubjectId>) -> Vec<u8> {
+    after.map_or_else(Vec::new, |s| s.as_bytes().to_vec())
 }
 
 /// Folds `(campaign, status, count)` rows into counts per campaign.

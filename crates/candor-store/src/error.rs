@@ -18,6 +18,10 @@ pub enum StoreError {
     NotGiven { purpose: String },
     #[error("subject not found")]
     UnknownSubject,
+    /// An erasure `only_if_abandoned` found something of the subject's that is not
+    /// abandoned (a subscription, consent, an account): nothing was applied.
+    #[error("the subject holds more than an expired request")]
+    NotAbandoned,
     /// A confirmation for a subscription that is not waiting for one (the person left
     /// the list, or the request expired): nothing was applied.
     #[error("the subscription to {list} is not waiting for a confirmation")]

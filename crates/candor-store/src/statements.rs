@@ -287,7 +287,8 @@ pub(crate) const LIST_MEMBERS: &str = "SELECT subject_id FROM email_subscription
      WHERE list = $1 AND status = 'confirmed' AND subject_id > $2
      ORDER BY subject_id LIMIT $3";
 pub(crate) const EXPIRE_PENDING: &str =
-    "DELETE FROM email_subscriptions WHERE status = 'pending' AND updated_ms < $1";
+    "DELETE FROM email_subscriptions WHERE status = 'pending' AND updated_ms < $1
+     RETURNING subject_id";
 pub(crate) const SUPPRESS: &str =
     "INSERT INTO email_suppressions (addr_hash, list, reason, created_ms) VALUES ($1, $2, $3, $4)
      ON CONFLICT (addr_hash, list) DO NOTHING";

@@ -114,6 +114,11 @@ pub struct Erasure {
     /// Where the request came from (the CLI uses `api`).
     pub channel: Channel,
     pub time_ms: UnixMillis,
+    /// Erase only a subject nothing was ever consented to and no list or account holds
+    /// ([`crate::plan::erase::ABANDONED_UNLESS`]): what is left of a request to join a
+    /// list that expired unconfirmed. Otherwise refused with
+    /// [`StoreError::NotAbandoned`](crate::StoreError::NotAbandoned), changing nothing.
+    pub only_if_abandoned: bool,
 }
 
 /// How many rows of each kind an erasure deleted (the subject's own row, with its

@@ -9,6 +9,9 @@
 //!   granted under its current notice (one command: both or neither).
 //! - [`leave`]: unsubscribed at once, a ledger record, the address suppressed for the
 //!   list.
+//! - [`expire`]: requests nobody confirmed in time deleted, and a subject made only for
+//!   one erased with it: an address someone typed into a form, perhaps not their own,
+//!   is not kept for a confirmation that never came.
 //!
 //! Every command names the address's identifier and acts with authority `Any`: holding
 //! the mailbox (the token came by mail) is what entitles the person, and a request
@@ -104,6 +107,47 @@ pub async fn ask(
         }
     }
     Ok(outcome)
+}
+
+/// What one pass of [`expire`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// People whose unconfirmed requests were deleted.
+    pub requests: u64,
+    /// Of them, those erased: made for the request, they held nothing else.
+    pub forgotten: u64,
+}
+
+/// Deletes the requests last asked for longer than the confirmation window's
+/// `pending_ttl` ago, then erases each of their subjects that holds nothing else
+/// (`Erasure::only_if_abandoned`, decided in the erasure's own transaction, so a
+/// person who confirms another list meanwhile stays). The erasure record names
+/// [`Actor::Retention`]. Runs hourly (`app`).
+pub async fn expire(st: &AppState, mail: &Mail) -> Result<Expired, StoreError> {
+    let before = st.now_ms() - mail.settings.pending_ttl.as_millis() as i64;
+    let subjects = st.store.email().expire_pending(before).await?;
+    let mut out = Expired {
+        requests: subjects.len() as u64,
+        forgotten: 0,
+    };
+    for subject in subjects {
+        let r = st
+            .store
+            .erase(candor_store::Erasure {
+                subject,
+                actor: Actor::Retention,
+                channel: Channel::EmailConfirmation,
+                time_ms: st.now(),
+                only_if_abandoned: true,
+            })
+            .await;
+        match r {
+            Ok(_) => out.forgotten += 1,
+            Err(StoreError::NotAbandoned | StoreError::UnknownSubject) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Why a confirmation or unsubscribe link did nothing.

@@ -343,6 +343,70 @@ async fn expired_links_are_refused_with_a_clear_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_request_expires_and_its_address_is_forgotten() {
+    let sink = SmtpSink::start(0);
+    let (now, clock) = manual_clock(1_800_000_000_000);
+    let app = spawn_clocked(fresh_env().await, &sink.config(), clock).await;
+    let ask = |addr: &'static str, list: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    "/v1/email/subscriptions",
+                    SERVER_KEY,
+                    json!({"email": addr, "list": list}),
+                )
+                .await;
+            assert_eq!(r.status().as_u16(), 202);
+        }
+    };
+    // Someone typed an address into the form and nobody confirmed.
+    ask("typed@example.org", "news").await;
+    let typed = subject_of(&app, "typed@example.org").unwrap();
+    // A subscriber asked for a second list and did not confirm that one.
+    let member = join_by_mail(&app, &sink, "member@example.org").await;
+    ask("member@example.org", "offers").await;
+    assert_eq!(sink.wait_to("member@example.org", 2).await.len(), 2);
+    assert_eq!(list_counts(&app, "offers").await, (1, 0, 0));
+    let mail = app.state.mail.clone().unwrap();
+    let head = app.state.store.ledger_head().await.unwrap().unwrap().seq;
+
+    // Not yet: the default window is seven days.
+    now.fetch_add(6 * 24 * 3600 * 1000, std::sync::atomic::Ordering::SeqCst);
+    let n = candor_server::email::flows::expire(&app.state, &mail)
+        .await
+        .unwrap();
+    assert_eq!((n.requests, n.forgotten), (0, 0));
+    now.fetch_add(2 * 24 * 3600 * 1000, std::sync::atomic::Ordering::SeqCst);
+    let n = candor_server::email::flows::expire(&app.state, &mail)
+        .await
+        .unwrap();
+    assert_eq!((n.requests, n.forgotten), (2, 1));
+
+    // The typed address is gone with the subject made for it; the ledger says who.
+    assert_eq!(subject_of(&app, "typed@example.org"), None);
+    assert!(app.state.store.subject_key(typed).await.unwrap().is_none());
+    let history = app.state.store.consent_history(typed).await.unwrap();
+    assert_eq!(history.len(), 1);
+    let rec = &history[0].entry;
+    assert!(rec.is_erasure());
+    assert_eq!(rec.seq, head + 1);
+    assert_eq!(rec.attribution.as_ref().unwrap().actor, Actor::Retention);
+    // The subscriber stays, on the list they confirmed.
+    assert_eq!(subject_of(&app, "member@example.org"), Some(member));
+    assert_eq!(list_counts(&app, "news").await, (0, 1, 0));
+    assert_eq!(list_counts(&app, "offers").await, (0, 0, 0));
+    assert_eq!(
+        app.state.store.ledger_head().await.unwrap().unwrap().seq,
+        head + 1
+    );
+    // The address may ask again: a new person, a new confirmation mail.
+    ask("typed@example.org", "news").await;
+    assert_eq!(sink.wait_to("typed@example.org", 2).await.len(), 2);
+    assert_ne!(subject_of(&app, "typed@example.org"), Some(typed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_reaches_exactly_the_confirmed_consenting_unsuppressed() {
     let sink = SmtpSink::start(0);
     let app = spawn_with(&sink.config()).await;

@@ -108,6 +108,24 @@ impl SubjectTable {
     }
 }
 
+/// What makes a subject *not* abandoned, for an erasure `only_if_abandoned`: one
+/// statement per table (`$1`: the subject id), each finding a row if the subject holds
+/// something of its own there. A subject made for a request to join a list holds only
+/// its email address and the pending row, which expiry has deleted before; anything
+/// else (any ledger record, hence any consent given or refused; a subscription; an
+/// identifier other than an email address, e.g. a user id; an account, fields or a
+/// request of the person's) keeps it. Events and features need no statement: none is
+/// stored without consent, which leaves a ledger record. Each statement reads one
+/// table, so that on Citus each is routed to one shard (or the coordinator).
+pub const ABANDONED_UNLESS: [&str; 6] = [
+    "SELECT 1 FROM ledger WHERE subject_id = $1 LIMIT 1",
+    "SELECT 1 FROM email_subscriptions WHERE subject_id = $1 LIMIT 1",
+    "SELECT 1 FROM identities WHERE subject_id = $1 AND kind <> 3 LIMIT 1",
+    "SELECT 1 FROM loyalty_accounts WHERE subject_id = $1 LIMIT 1",
+    "SELECT 1 FROM volunteered_fields WHERE subject_id = $1 LIMIT 1",
+    "SELECT 1 FROM subject_requests WHERE subject_id = $1 LIMIT 1",
+];
+
 /// The ledger side of an erasure.
 #[derive(Clone, Debug)]
 pub struct ErasurePlan {
@@ -153,6 +171,7 @@ mod tests {
             actor: Actor::Admin,
             channel: Channel::Api,
             time_ms: UnixMillis(1_700_000_000_000),
+            only_if_abandoned: false,
         };
         let p = plan(
             &req,
@@ -179,5 +198,13 @@ mod tests {
         for t in SUBJECT_TABLES {
             assert!(t.delete_sql().ends_with("WHERE subject_id = $1"));
         }
+        for s in ABANDONED_UNLESS {
+            assert!(s.contains("WHERE subject_id = $1") && !s.contains("$2"));
+        }
+        // The identities statement spares exactly the email kind.
+        assert!(ABANDONED_UNLESS[2].contains(&format!(
+            "kind <> {}",
+            candor_core::crypto::IdKind::Email.code()
+        )));
     }
 }

@@ -11,14 +11,6 @@ use crate::{statements as q, StoreError};
 use candor_core::crypto::LookupHash;
 use candor_core::{SubjectId, UnixMillis};
 
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn after_bytes(after: Option<SubjectId>) -> Vec<u8> {
-    after.map_or_else(Vec::new, |s| s.as_bytes().to_vec())
-}
-
 #[async_trait::async_trait]
 impl EmailStore for Postgres {
     async fn subscriptions(&self, subject: SubjectId) -> Result<Vec<Subscription>, StoreError> {
@@ -63,11 +55,16 @@ impl EmailStore for Postgres {
         .collect()
     }
 
-    async fn expire_pending(&self, before_ms: i64) -> Result<u64, StoreError> {
+    async fn expire_pending(&self, before_ms: i64) -> Result<Vec<SubjectId>, StoreError> {
         let c = self.client().await?;
-        sql::execute(&c, q::EXPIRE_PENDING, &[&before_ms])
-            .await
-            .map_err(Into::into)
+        let mut out = sql::query(&c, q::EXPIRE_PENDING, &[&before_ms])
+            .await?
+            .iter()
+            .map(|r| r.subject(0))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     async fn suppress(&self, s: Suppression) -> Result<bool, StoreError> {

@@ -62,6 +62,15 @@ async fn once(shared: &Shared, req: &Erasure) -> Result<ErasureOutcome, StoreErr
     if sql::execute(&tx, q::DELETE_SUBJECT, &[&sid]).await? == 0 {
         return Err(StoreError::UnknownSubject);
     }
+    // Checked under the ledger head's lock, which every consent command takes too: no
+    // subscription or consent can appear between this check and the commit.
+    if req.only_if_abandoned {
+        for s in erase::ABANDONED_UNLESS {
+            if sql::query_opt(&tx, s, &[&sid]).await?.is_some() {
+                return Err(StoreError::NotAbandoned);
+            }
+        }
+    }
     let mut deleted = ErasedCounts::default();
     // The lookup rows are keyed by hash: find them through the subject's identities.
     sql::execute(

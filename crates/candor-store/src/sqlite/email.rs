@@ -26,14 +26,6 @@ fn all<T>(
     Ok(out)
 }
 
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn after_bytes(after: Option<SubjectId>) -> Vec<u8> {
-    after.map_or_else(Vec::new, |s| s.as_bytes().to_vec())
-}
-
 #[async_trait::async_trait]
 impl EmailStore for Sqlite {
     async fn subscriptions(&self, subject: SubjectId) -> Result<Vec<Subscription>, StoreError> {
@@ -85,10 +77,14 @@ impl EmailStore for Sqlite {
         .await
     }
 
-    async fn expire_pending(&self, before_ms: i64) -> Result<u64, StoreError> {
+    async fn expire_pending(&self, before_ms: i64) -> Result<Vec<SubjectId>, StoreError> {
         self.write(move |c| {
-            let n = c.execute(q::EXPIRE_PENDING, params![before_ms])?;
-            Ok(n as u64)
+            let mut out = all(c, q::EXPIRE_PENDING, params![before_ms], |r| {
+                rows::Col::subject(r, 0)
+            })?;
+            out.sort_unstable();
+            out.dedup();
+            Ok(out)
         })
         .await
     }

@@ -66,6 +66,13 @@ impl Writer {
         if gone == 0 {
             return Err(StoreError::UnknownSubject);
         }
+        if req.only_if_abandoned {
+            for s in erase::ABANDONED_UNLESS {
+                if self.conn.prepare_cached(s)?.exists(params![sid])? {
+                    return Err(StoreError::NotAbandoned);
+                }
+            }
+        }
         let mut deleted = ErasedCounts::default();
         for t in SUBJECT_TABLES {
             let n = self

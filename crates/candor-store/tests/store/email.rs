@@ -265,8 +265,80 @@ pub async fn leaving_one_list_leaves_only_that_one(b: &dyn Backend) {
     st.apply_consent(list_cmd(st, "late@example.test", "news", request()))
         .await
         .unwrap();
-    assert_eq!(st.email().expire_pending(now() - 60_000).await.unwrap(), 0);
-    assert_eq!(st.email().expire_pending(now() + 1).await.unwrap(), 1);
+    let late = st.resolve(&address("late@example.test").hash).unwrap();
+    assert_eq!(
+        st.email().expire_pending(now() - 60_000).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        st.email().expire_pending(now() + 1).await.unwrap(),
+        vec![late]
+    );
+}
+
+/// What is left of a request that expired unconfirmed is erased only when the subject
+/// was made for it; a subscriber, an account or anyone who ever consented stays whole.
+pub async fn an_expired_request_forgets_only_an_abandoned_subject(b: &dyn Backend) {
+    let store = b.open().await;
+    let st = &*store;
+    let ask = |addr: &'static str, list: &'static str| {
+        let cmd = list_cmd(st, addr, list, request());
+        async move { st.apply_consent(cmd).await.unwrap().subject }
+    };
+    // Asked once, never confirmed: nothing else of theirs exists.
+    let alone = ask("alone@example.test", "news").await;
+    // Confirmed on news, then asked for offers and never confirmed.
+    let member = ask("member@example.test", "news").await;
+    st.apply_consent(list_cmd(st, "member@example.test", "news", confirm(None)))
+        .await
+        .unwrap();
+    assert_eq!(ask("member@example.test", "offers").await, member);
+    // An account (a user id beside the address) that asked and never confirmed.
+    let mut cmd = list_cmd(st, "account@example.test", "news", request());
+    cmd.identities.push(identity("account-17"));
+    let account = st.apply_consent(cmd).await.unwrap().subject;
+    assert_eq!(
+        st.email().subscriptions(alone).await.unwrap()[0].status,
+        SubStatus::Pending
+    );
+    let head = head_seq(st).await;
+
+    let mut expired = st.email().expire_pending(now() + 1).await.unwrap();
+    expired.sort();
+    let mut want = vec![alone, member, account];
+    want.sort();
+    assert_eq!(expired, want);
+    let forget = |s: SubjectId| {
+        let mut e = crate::erasure::erasure(s);
+        e.actor = Actor::Retention;
+        e.channel = Channel::EmailConfirmation;
+        e.only_if_abandoned = true;
+        st.erase(e)
+    };
+    // The member and the account are not abandoned: refused, nothing changed.
+    for s in [member, account] {
+        assert!(matches!(forget(s).await, Err(StoreError::NotAbandoned)));
+        assert!(st.subject_key(s).await.unwrap().is_some());
+    }
+    assert_eq!(status(st, member, "news").await, Some(SubStatus::Confirmed));
+    assert_eq!(status(st, member, "offers").await, None);
+    assert_eq!(head_seq(st).await, head);
+    // The one made for the request is erased, the erasure recorded by who did it.
+    let out = forget(alone).await.unwrap();
+    assert_eq!(out.deleted.identities, 1);
+    let rec = &out.record.entry;
+    assert_eq!(rec.seq, head + 1);
+    assert_eq!(rec.attribution.as_ref().unwrap().actor, Actor::Retention);
+    assert!(st.subject_key(alone).await.unwrap().is_none());
+    assert_eq!(st.resolve(&address("alone@example.test").hash), None);
+    assert!(matches!(
+        forget(alone).await,
+        Err(StoreError::UnknownSubject)
+    ));
+    // The same address asking again is a new person with a new request.
+    let again = ask("alone@example.test", "news").await;
+    assert_ne!(again, alone);
+    assert_eq!(status(st, again, "news").await, Some(SubStatus::Pending));
 }
 
 pub async fn the_queue_holds_each_subscriber_once(b: &dyn Backend) {

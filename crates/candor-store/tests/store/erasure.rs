@@ -43,6 +43,7 @@ pub fn erasure(subject: SubjectId) -> Erasure {
         actor: Actor::Admin,
         channel: Channel::Api,
         time_ms: UnixMillis(now()),
+        only_if_abandoned: false,
     }
 }
 

@@ -344,6 +344,7 @@ pub async fn erasure_takes_the_points_ledger(b: &dyn Backend) {
             actor: Actor::Admin,
             channel: Channel::Api,
             time_ms: UnixMillis(now()),
+            only_if_abandoned: false,
         })
         .await
         .unwrap();
