@@ -14,6 +14,25 @@ pub async fn read_text(
     limit: usize,
     too_large: Code,
 ) -> Result<String, ApiError> {
+    let bytes = read_bytes(headers, body, limit, too_large).await?;
+    String::from_utf8(bytes).map_err(|e| {
+        ApiError::new(
+            Code::InvalidUtf8,
+            format!(
+                "the body is not valid UTF-8 (at byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Reads the whole body, of at most `limit` bytes (after decompression).
+pub async fn read_bytes(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    too_large: Code,
+) -> Result<Vec<u8>, ApiError> {
     let over = || ApiError::new(too_large, format!("the body is larger than {limit} bytes"));
     // A compressed body can be a little larger than its content when incompressible.
     let raw = axum::body::to_bytes(body, limit + limit / 8 + 1024)
@@ -64,15 +83,7 @@ pub async fn read_text(
             ))
         }
     };
-    String::from_utf8(bytes).map_err(|e| {
-        ApiError::new(
-            Code::InvalidUtf8,
-            format!(
-                "the body is not valid UTF-8 (at byte {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })
+    Ok(bytes)
 }
 
 /// Whether reading failed because the body's deadline passed (`limits::Deadline`).

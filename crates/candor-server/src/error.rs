@@ -91,6 +91,8 @@ codes! {
     InvalidEmail => ("invalid_email", "invalid_request", 400),
     UnknownList => ("unknown_list", "invalid_request", 404),
     InvalidTemplate => ("invalid_template", "invalid_request", 400),
+    UnrecognizedReport => ("unrecognized_report", "invalid_request", 422),
+    UnsupportedMediaType => ("unsupported_media_type", "invalid_request", 415),
     NotFound => ("not_found", "invalid_request", 404),
     MethodNotAllowed => ("method_not_allowed", "invalid_request", 405),
     Internal => ("internal", "internal", 500),

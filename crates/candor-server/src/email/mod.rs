@@ -8,11 +8,14 @@
 //! - [`sender`]: the durable send queue (campaign messages) and the transactional
 //!   outbox (confirmations, sign-in links) over SMTP (`candor-mail`).
 //! - [`campaigns`]: fanning a campaign out to the list ∩ segment ∩ consent.
+//! - [`feedback`]: complaints (feedback-loop reports) and late bounces, matched to a
+//!   person by the unsubscribe token in the message, fed to the suppression list.
 //!
 //! A person's address is an identifier like any other (`IdKind::Email`): sealed under
 //! their key, found by its keyed lookup hash of the lowercased address, erased with them.
 
 pub mod campaigns;
+pub mod feedback;
 pub mod flows;
 pub mod render;
 pub mod sender;

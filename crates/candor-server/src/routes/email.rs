@@ -3,8 +3,8 @@
 //! suppressions and campaigns (admin token).
 
 use crate::auth;
-use crate::body::{parse_json, read_text};
-use crate::email::{campaigns, flows, Mail};
+use crate::body::{parse_json, read_bytes, read_text};
+use crate::email::{campaigns, feedback, flows, Mail};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use axum::body::Body;
@@ -16,7 +16,7 @@ use axum::Json;
 use candor_core::ledger::Actor;
 use candor_core::{SubjectId, UnixMillis};
 use candor_mail::EmailAddress;
-use candor_store::email::{Campaign, CampaignCounts, MessageStatus};
+use candor_store::email::{Campaign, CampaignCounts, MessageStatus, SuppressReason};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -150,6 +150,76 @@ pub async fn lists(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<
             "sent": mail.transactional_sent.load(std::sync::atomic::Ordering::Relaxed),
             "failed": mail.transactional_failed.load(std::sync::atomic::Ordering::Relaxed),
         },
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FeedbackKind {
+    Complaint,
+    Bounce,
+}
+
+/// A complaint or a bounce an operator's relay or provider reported by address
+/// (a webhook the operator forwards).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    email: String,
+    #[serde(rename = "type")]
+    kind: FeedbackKind,
+}
+
+/// The largest report read: a feedback-loop report carries headers, often the whole
+/// original message, rarely more than a few hundred KiB.
+const REPORT_LIMIT: usize = 1 << 20;
+
+/// `POST /v1/admin/email/feedback`: a complaint or a late bounce, suppressing the
+/// address for every list. As JSON `{"email", "type": "complaint"|"bounce"}`, or a
+/// feedback-loop report as it arrived (`message/rfc822`, `multipart/report`,
+/// `message/feedback-report`, `text/plain`), matched by the unsubscribe token of the
+/// message it reports (`email::feedback`).
+pub async fn feedback(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    auth::admin(st.settings.admin_token.as_ref(), &headers)?;
+    let mail = mail(&st)?;
+    let media = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let (outcome, reason) = match media.as_str() {
+        "application/json" => {
+            let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
+            let b: FeedbackBody = parse_json(&text)?;
+            let reason = match b.kind {
+                FeedbackKind::Complaint => SuppressReason::Complaint,
+                FeedbackKind::Bounce => SuppressReason::Bounce,
+            };
+            let hash = crate::email::hash_of(&st.master, &address(&b.email)?);
+            (feedback::suppress(&st, hash, reason).await?, reason)
+        }
+        "message/rfc822" | "multipart/report" | "message/feedback-report" | "text/plain" => {
+            let raw = read_bytes(&headers, body, REPORT_LIMIT, Code::InvalidRequest).await?;
+            (
+                feedback::report(&st, &mail, &raw).await?,
+                SuppressReason::Complaint,
+            )
+        }
+        _ => {
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "send application/json, or the report as message/rfc822 or multipart/report",
+            ))
+        }
+    };
+    Ok(Json(json!({
+        "result": outcome.as_str(),
+        "reason": reason.as_str(),
     })))
 }
 

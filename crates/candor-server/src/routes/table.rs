@@ -160,6 +160,7 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("POST", "/v1/admin/email/campaigns/{id}/test", Role::Admin),
     ("POST", "/v1/admin/email/campaigns/{id}/start", Role::Admin),
     ("POST", "/v1/admin/email/campaigns/{id}/cancel", Role::Admin),
+    ("POST", "/v1/admin/email/feedback", Role::Admin),
     ("POST", "/email/subscribe", Role::Anyone),
     ("GET", "/email/confirm", Role::Anyone),
     ("POST", "/email/confirm", Role::Anyone),
@@ -338,6 +339,7 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .post("/v1/admin/email/campaigns/{id}/test", email::test_send)
         .post("/v1/admin/email/campaigns/{id}/start", email::start)
         .post("/v1/admin/email/campaigns/{id}/cancel", email::cancel)
+        .post("/v1/admin/email/feedback", email::feedback)
         .post("/email/subscribe", email_pages::subscribe)
         .get("/email/confirm", email_pages::confirm_page)
         .post("/email/confirm", email_pages::confirm)

@@ -778,3 +778,164 @@ async fn the_public_sign_up_form_answers_alike_and_is_limited() {
     assert!(subject_of(&app, "x@example.org").is_none());
     assert_eq!(list_counts(&app, "news").await, (1, 0, 0));
 }
+
+/// A feedback-loop report (RFC 5965) about `original` (a message as the sink received
+/// it), with the recipient redacted as providers do.
+fn arf(original: &str, feedback_type: &str) -> String {
+    let head = original
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .split("\r\n")
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("to:") {
+                "To: redacted@mailbox.example"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    format!(
+        "From: <fbl@mailbox.example>\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\nA complaint about a message.\r\n\
+         --b1\r\nContent-Type: message/feedback-report\r\n\r\n\
+         Feedback-Type: {feedback_type}\r\nUser-Agent: test-fbl/1.0\r\nVersion: 1\r\n\r\n\
+         --b1\r\nContent-Type: text/rfc822-headers\r\n\r\n{head}\r\n\r\n--b1--\r\n"
+    )
+}
+
+async fn feedback(app: &TestApp, content_type: &str, body: String) -> (u16, Value) {
+    let r = app
+        .client
+        .post(app.url("/v1/admin/email/feedback"))
+        .bearer_auth(ADMIN)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn suppressions(app: &TestApp, addr: &str) -> Vec<(String, String)> {
+    let a = EmailAddress::parse(addr).unwrap();
+    let hash = candor_server::email::hash_of(&app.state.master, &a);
+    app.state
+        .store
+        .email()
+        .suppressions_of(hash)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.list, s.reason.as_str().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complaints_and_late_bounces_suppress_every_list() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    join_by_mail(&app, &sink, "grumpy@example.org").await;
+    join_by_mail(&app, &sink, "moved@example.org").await;
+    join_by_mail(&app, &sink, "happy@example.org").await;
+    let first = campaign(&app, "First").await;
+    let (status, _) = admin_post(
+        &app,
+        &format!("/v1/admin/email/campaigns/{first}/start"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(finished(&app, first).await["messages"]["sent"], 3);
+    let sent = of_campaign(&sink.accepted(), first);
+    let to_grumpy = &sent
+        .iter()
+        .find(|(t, _)| t == "grumpy@example.org")
+        .unwrap()
+        .1;
+
+    // A report whose token was tampered with names nobody: refused, nothing changed.
+    let forged = arf(to_grumpy, "abuse").replace("unsubscribe?t=", "unsubscribe?t=x");
+    let (status, v) = feedback(&app, "multipart/report", forged).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (422, Some("unrecognized_report"))
+    );
+    // A not-spam report is no complaint.
+    let (status, v) = feedback(&app, "multipart/report", arf(to_grumpy, "not-spam")).await;
+    assert_eq!(
+        (status, v["result"].as_str()),
+        (200, Some("not_a_complaint"))
+    );
+    assert!(suppressions(&app, "grumpy@example.org").await.is_empty());
+    // The complaint: matched by the message's own unsubscribe link, the address
+    // redacted; suppressed for every list, once.
+    let (status, v) = feedback(&app, "multipart/report", arf(to_grumpy, "abuse")).await;
+    assert_eq!(
+        (status, v["result"].as_str()),
+        (200, Some("suppressed")),
+        "{v}"
+    );
+    let (_, v) = feedback(&app, "message/rfc822", arf(to_grumpy, "abuse")).await;
+    assert_eq!(v["result"], "already_suppressed");
+    assert_eq!(
+        suppressions(&app, "grumpy@example.org").await,
+        [("*".to_owned(), "complaint".to_owned())]
+    );
+    // A bounce after the relay accepted the message, by address (a webhook).
+    let (status, v) = feedback(
+        &app,
+        "application/json",
+        json!({"email": "Moved@Example.org", "type": "bounce"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, v["result"].as_str()),
+        (200, Some("suppressed")),
+        "{v}"
+    );
+    assert_eq!(
+        suppressions(&app, "moved@example.org").await,
+        [("*".to_owned(), "bounce".to_owned())]
+    );
+    // Bad input changes nothing.
+    for (ct, body, code) in [
+        (
+            "application/json",
+            r#"{"email":"a@b.example","type":"spam"}"#,
+            "invalid_request",
+        ),
+        (
+            "application/json",
+            r#"{"email":"not an address","type":"bounce"}"#,
+            "invalid_email",
+        ),
+        ("application/json", "{", "invalid_json"),
+        ("text/html", "<p>", "unsupported_media_type"),
+        ("multipart/report", "no report here", "unrecognized_report"),
+    ] {
+        let (_, v) = feedback(&app, ct, body.to_owned()).await;
+        assert_eq!(v["code"], code, "{ct} {body}");
+    }
+    let v = admin_get(&app, "/v1/admin/email/lists").await;
+    assert_eq!(v["suppressions"], json!({"bounce": 1, "complaint": 1}));
+
+    // The next campaign reaches only the one who did neither.
+    let second = campaign(&app, "Second").await;
+    let (status, _) = admin_post(
+        &app,
+        &format!("/v1/admin/email/campaigns/{second}/start"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let c = finished(&app, second).await;
+    assert_eq!(c["messages"]["sent"], 1, "{c}");
+    let to: Vec<String> = of_campaign(&sink.accepted(), second)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(to, ["happy@example.org"]);
+}
