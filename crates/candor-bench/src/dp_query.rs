@@ -202,16 +202,9 @@ fn populate(ix: &FeatureIndex, n: usize, seed: u64, csv: Option<&Path>) -> Resul
     Ok((truth, rows))
 }
 
+/// This process's `VmRSS`/`VmHWM` in KiB.
 fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::ingest::rss_kib(std::process::id(), field)
 }
 
 struct Released {

@@ -96,16 +96,9 @@ impl Drop for Sink {
     }
 }
 
+/// This process's `VmRSS`/`VmHWM` in KiB.
 fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::ingest::rss_kib(std::process::id(), field)
 }
 
 fn address(i: usize) -> EmailAddress {

@@ -384,33 +384,7 @@ impl Ctx<'_, '_> {
 
     /// Appends one ledger record.
     async fn append(&mut self, sid: &[u8], rec: &SealedEntry) -> Result<(), StoreError> {
-        let e = &rec.entry;
-        let seq = e.seq as i64;
-        let notice_version = i64::from(e.notice_version);
-        let evidence = evidence_json(&e.evidence)?;
-        let (actor, key_id) = rows::attribution_cols(e);
-        sql::execute(
-            self.tx,
-            q::INSERT_LEDGER,
-            &[
-                &seq,
-                &sid,
-                &e.purpose.as_str(),
-                &e.status.as_str(),
-                &notice_version,
-                &&e.notice_hash[..],
-                &e.channel.as_str(),
-                &e.time_ms.0,
-                &evidence,
-                &&e.prev_hash[..],
-                &&rec.hash[..],
-                &&rec.signature[..],
-                &actor,
-                &key_id,
-            ],
-        )
-        .await?;
-        Ok(())
+        append(self.tx, sid, rec).await
     }
 
     /// Reads the subscription `change` is about (on the subject's shard) and decides it
@@ -560,4 +534,39 @@ impl Ctx<'_, '_> {
         self.job.floored = true;
         Ok(())
     }
+}
+
+/// Appends one ledger record (a consent command's, or an erasure's) in `tx`.
+pub(super) async fn append(
+    tx: &Transaction<'_>,
+    sid: &[u8],
+    rec: &SealedEntry,
+) -> Result<(), StoreError> {
+    let e = &rec.entry;
+    let seq = e.seq as i64;
+    let notice_version = i64::from(e.notice_version);
+    let evidence = evidence_json(&e.evidence)?;
+    let (actor, key_id) = rows::attribution_cols(e);
+    sql::execute(
+        tx,
+        q::INSERT_LEDGER,
+        &[
+            &seq,
+            &sid,
+            &e.purpose.as_str(),
+            &e.status.as_str(),
+            &notice_version,
+            &&e.notice_hash[..],
+            &e.channel.as_str(),
+            &e.time_ms.0,
+            &evidence,
+            &&e.prev_hash[..],
+            &&rec.hash[..],
+            &&rec.signature[..],
+            &actor,
+            &key_id,
+        ],
+    )
+    .await?;
+    Ok(())
 }

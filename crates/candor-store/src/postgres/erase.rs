@@ -27,7 +27,7 @@ use super::locks::{self, Hold};
 use super::{sql, Shared};
 use crate::plan::erase::{self, SUBJECT_TABLES};
 use crate::retry::retrying;
-use crate::rows::{self, Col};
+use crate::rows::Col;
 use crate::types::*;
 use crate::{statements as q, StoreError};
 use candor_core::ledger::Head;
@@ -112,29 +112,7 @@ async fn once(shared: &Shared, req: &Erasure) -> Result<ErasureOutcome, StoreErr
         .await?;
     }
     let plan = erase::plan(req, head, &shared.signer);
-    let e = &plan.record.entry;
-    let (actor, key_id) = rows::attribution_cols(e);
-    sql::execute(
-        &tx,
-        q::INSERT_LEDGER,
-        &[
-            &(e.seq as i64),
-            &sid,
-            &e.purpose.as_str(),
-            &e.status.as_str(),
-            &i64::from(e.notice_version),
-            &&e.notice_hash[..],
-            &e.channel.as_str(),
-            &e.time_ms.0,
-            &evidence_json(&e.evidence)?,
-            &&e.prev_hash[..],
-            &&plan.record.hash[..],
-            &&plan.record.signature[..],
-            &actor,
-            &key_id,
-        ],
-    )
-    .await?;
+    super::consent::append(&tx, sid, &plan.record).await?;
     sql::execute(
         &tx,
         "UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1",

@@ -139,7 +139,8 @@ pub(super) fn apply(
 }
 
 /// Appends one ledger record.
-fn append(w: &Writer, sid: &[u8], rec: &SealedEntry) -> Result<(), StoreError> {
+/// Appends one ledger record (a consent command's, or an erasure's).
+pub(super) fn append(w: &Writer, sid: &[u8], rec: &SealedEntry) -> Result<(), StoreError> {
     let e = &rec.entry;
     let (actor, key_id) = rows::attribution_cols(e);
     w.conn.prepare_cached(q::INSERT_LEDGER)?.execute(params![

@@ -13,7 +13,7 @@
 use super::writer::{FeatureEffect, Writer};
 use crate::plan::erase::{self, SUBJECT_TABLES};
 use crate::types::*;
-use crate::{rows, statements as q, StoreError};
+use crate::{statements as q, StoreError};
 use rusqlite::params;
 
 /// How often a checkpoint blocked by readers is tried again, and how long apart.
@@ -104,26 +104,7 @@ impl Writer {
             )?
             .execute(params![i64::from(self.log.next_dense())])?;
         let plan = erase::plan(req, self.head, &self.caches.signer);
-        let e = &plan.record.entry;
-        let (actor, key_id) = rows::attribution_cols(e);
-        self.conn
-            .prepare_cached(q::INSERT_LEDGER)?
-            .execute(params![
-                e.seq as i64,
-                sid,
-                e.purpose.as_str(),
-                e.status.as_str(),
-                e.notice_version,
-                &e.notice_hash[..],
-                e.channel.as_str(),
-                e.time_ms.0,
-                evidence_json(&e.evidence)?,
-                &e.prev_hash[..],
-                &plan.record.hash[..],
-                &plan.record.signature[..],
-                actor,
-                key_id
-            ])?;
+        super::consent::append(self, sid, &plan.record)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO ledger_head (id, seq, hash) VALUES (1, ?1, ?2)
