@@ -131,6 +131,31 @@ async fn update(commit: &mpsc::Sender<CommitJob>, u: MessageUpdate) -> Result<bo
     rx.await.map_err(|_| StoreError::Closed)?
 }
 
+/// Status changes handed to the committer whose durability nothing waits for until
+/// the round ends: every change but the move to `committing`, which gates the dot.
+/// A connection goes on to its next message meanwhile, so a message costs one commit
+/// wait, not two. A crash before they are written leaves rows `queued` (sent again
+/// later: nothing of them reached a server) or `committing` (counted as sent, never
+/// sent twice), as without deferral.
+type Later = Vec<oneshot::Receiver<Result<bool, StoreError>>>;
+
+async fn record(commit: &mpsc::Sender<CommitJob>, u: MessageUpdate, later: &mut Later) {
+    let (tx, rx) = oneshot::channel();
+    if commit.send((u, tx)).await.is_ok() {
+        later.push(rx);
+    }
+}
+
+/// Waits until the deferred changes are written: before a round's campaigns are
+/// checked for completion, so that a message going back to the queue is seen.
+async fn written(later: Later) {
+    for r in later {
+        if let Ok(Err(e)) = r.await {
+            tracing::warn!(error = %e, "recording a message's status failed");
+        }
+    }
+}
+
 /// Sends transactional mails one at a time on a connection kept open between them.
 async fn transactional(
     mail: Arc<Mail>,
@@ -279,11 +304,16 @@ async fn campaigns(
             );
             workers.push(tokio::spawn(async move {
                 let mut conn = c.lock().await;
+                let mut later = Later::new();
                 // A stop is seen between messages, never inside one.
                 while !*stop.borrow() {
                     let Some(m) = next(&rx).await else { break };
-                    one(&st, &mail, &commit, &pacer, &round, &mut conn, m).await;
+                    one(
+                        &st, &mail, &commit, &pacer, &round, &mut conn, m, &mut later,
+                    )
+                    .await;
                 }
+                written(later).await;
             }));
         }
         for w in workers {
@@ -394,6 +424,7 @@ async fn one(
     round: &Round,
     conn: &mut Option<Connection>,
     m: QueuedMessage,
+    later: &mut Later,
 ) {
     let now = st.now();
     let skip = |detail: &str| {
@@ -402,7 +433,7 @@ async fn one(
         u
     };
     let Some(Some((campaign, list, allowed))) = round.campaigns.get(&m.campaign) else {
-        let _ = update(commit, skip("campaign or list gone")).await;
+        record(commit, skip("campaign or list gone"), later).await;
         return;
     };
     let address = match super::address_of(st, m.subject).await {
@@ -414,13 +445,13 @@ async fn one(
         }
     };
     let Some((address, hash)) = address else {
-        let _ = update(commit, skip("no address")).await;
+        record(commit, skip("no address"), later).await;
         return;
     };
     match ineligible(st, campaign, list, m.subject, &hash).await {
         Ok(None) => {}
         Ok(Some(why)) => {
-            let _ = update(commit, skip(why)).await;
+            record(commit, skip(why), later).await;
             return;
         }
         Err(e) => {
@@ -433,7 +464,7 @@ async fn one(
         Err(detail) => {
             let mut u = moved(&m, MessageStatus::Queued, MessageStatus::Failed, now);
             u.detail = Some(detail);
-            let _ = update(commit, u).await;
+            record(commit, u, later).await;
             return;
         }
     };
@@ -446,7 +477,7 @@ async fn one(
         Ok(c) => c,
         Err(e) => {
             *conn = None;
-            retry(st, mail, commit, &m, MessageStatus::Queued, &e).await;
+            retry(st, mail, commit, &m, MessageStatus::Queued, &e, later).await;
             return;
         }
     };
@@ -454,7 +485,7 @@ async fn one(
         let begun = c.begin(&envelope, &body).await;
         match begun {
             Ok(pending) => {
-                commit_one(st, mail, commit, &m, hash, pending).await;
+                commit_one(st, mail, commit, &m, hash, pending, later).await;
                 None
             }
             Err(e) => Some(e),
@@ -473,7 +504,7 @@ async fn one(
     } else {
         *conn = None;
     }
-    failed_before_dot(st, mail, commit, &m, hash, &e).await;
+    failed_before_dot(st, mail, commit, &m, hash, &e, later).await;
 }
 
 /// The body is with the server: move the row to committing, then send the dot.
@@ -484,6 +515,7 @@ async fn commit_one(
     m: &QueuedMessage,
     hash: LookupHash,
     pending: candor_mail::Pending<'_>,
+    later: &mut Later,
 ) {
     // The point of no return: once this is durable the message counts as sent.
     let mut u = moved(
@@ -529,9 +561,8 @@ async fn commit_one(
             done.detail = Some(format!("outcome unknown: {}", short(&e)));
         }
     }
-    if let Err(e) = update(commit, done).await {
-        tracing::warn!(error = %e, "recording a sent message failed (it stays committing)");
-    }
+    // If this is lost, the row stays committing: counted as sent.
+    record(commit, done, later).await;
 }
 
 fn short(e: &SmtpError) -> String {
@@ -564,6 +595,7 @@ async fn failed_before_dot(
     m: &QueuedMessage,
     hash: LookupHash,
     e: &SmtpError,
+    later: &mut Later,
 ) {
     if let SmtpError::Rejected { stage, reply } = e {
         if reply.is_permanent()
@@ -572,12 +604,12 @@ async fn failed_before_dot(
             let mut u = moved(m, MessageStatus::Queued, MessageStatus::Bounced, st.now());
             u.attempts = m.attempts + 1;
             u.detail = Some(format!("{} to {stage:?}", reply.code));
-            let _ = update(commit, u).await;
+            record(commit, u, later).await;
             bounce(st, hash).await;
             return;
         }
     }
-    retry(st, mail, commit, m, MessageStatus::Queued, e).await;
+    retry(st, mail, commit, m, MessageStatus::Queued, e, later).await;
 }
 
 async fn retry(
@@ -587,6 +619,7 @@ async fn retry(
     m: &QueuedMessage,
     from: MessageStatus,
     e: &SmtpError,
+    later: &mut Later,
 ) {
     let now = st.now();
     let mut u = moved(m, from, MessageStatus::Queued, now);
@@ -596,7 +629,7 @@ async fn retry(
     if u.attempts >= mail.settings.max_attempts {
         u.to = MessageStatus::Failed;
     }
-    let _ = update(commit, u).await;
+    record(commit, u, later).await;
 }
 
 /// The message's bytes for one recipient, or why it cannot be made.
