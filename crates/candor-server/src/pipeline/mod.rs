@@ -23,7 +23,21 @@ use candor_core::crypto::{IdKind, MasterKey};
 use candor_store::Identity;
 
 /// An identifier as the store takes it: its kind, keyed hash and (sensitive) value.
+/// An email address is taken in its canonical (lowercased) form, as the email side
+/// takes it (`email::identity`), so that `Ann@Example.com` from an identify call and
+/// `ann@example.com` from a sign-up form are one person; one that does not parse as an
+/// address is lowercased whole.
 pub fn identity(master: &MasterKey, kind: IdKind, value: &str) -> Identity {
+    if kind == IdKind::Email {
+        let canonical = candor_mail::EmailAddress::parse(value)
+            .map(|a| a.canonical())
+            .unwrap_or_else(|_| value.to_lowercase());
+        return Identity {
+            kind,
+            hash: master.lookup_hash(kind, &canonical),
+            value: canonical.into(),
+        };
+    }
     Identity {
         kind,
         hash: master.lookup_hash(kind, value),

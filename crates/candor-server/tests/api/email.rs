@@ -939,3 +939,31 @@ async fn complaints_and_late_bounces_suppress_every_list() {
         .collect();
     assert_eq!(to, ["happy@example.org"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_from_an_identify_call_and_from_a_form_is_one_person() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    let r = app
+        .post(
+            "/v1/consent",
+            SERVER_KEY,
+            json!({"userId": "u-case", "choices": {"analytics": "grant", "personalization": "grant"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let out = app
+        .batch(vec![
+            json!({"type": "identify", "userId": "u-case", "messageId": "case-1",
+                           "traits": {"email": "Mixed.Case@Example.COM"}}),
+        ])
+        .await;
+    assert_eq!(out["success"], true, "{out}");
+    let linked =
+        subject_of(&app, "mixed.case@example.com").unwrap_or_else(|| panic!("not linked: {out}"));
+    // The sign-up form's address, in another case, finds the same subject.
+    join_by_mail(&app, &sink, "MIXED.case@example.com").await;
+    assert_eq!(subject_of(&app, "mixed.case@example.com"), Some(linked));
+    let subs = app.state.store.email().subscriptions(linked).await.unwrap();
+    assert_eq!(subs.len(), 1);
+}
