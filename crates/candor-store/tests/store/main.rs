@@ -89,4 +89,5 @@ both_backends!(
     email::leaving_one_list_leaves_only_that_one,
     email::the_queue_holds_each_subscriber_once,
     email::erasure_takes_subscriptions_and_messages,
+    email::list_activity_counts_confirmations_and_departures_by_day,
 );
