@@ -233,7 +233,8 @@ pub fn list_growth_chart(
 ) -> Result<String, String> {
     let up = points.iter().map(|p| p.0).max().unwrap_or(0).max(1) as f64;
     let down = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
-    let (top, bottom) = ((up * 1.2).ceil(), -(down * 1.2).ceil());
+    // Headroom above the tallest bar for the legend in the upper left.
+    let (top, bottom) = ((up * 1.4).ceil() + 1.0, -(down * 1.2).ceil());
     let x_max = days.len().max(1) as f64 - 0.5;
     let mut svg = String::new();
     {
@@ -256,11 +257,12 @@ pub fn list_growth_chart(
             .disable_x_mesh()
             .x_labels(10)
             .x_label_formatter(&label_of)
-            .y_labels(8)
+            // Whole people: a label (and a grid line) per whole number, at most 9.
+            .y_labels(((top - bottom) as usize + 1).min(9))
+            .light_line_style(WHITE)
             // Departures are drawn below the axis but are counts of people.
             .y_label_formatter(&|y| whole(*y).map(|n| n.abs().to_string()).unwrap_or_default())
             .y_desc("people per day")
-            .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(|e| e.to_string())?;
         chart
@@ -365,10 +367,11 @@ pub fn campaigns_chart(bars: &[CampaignBar]) -> Result<String, String> {
             .disable_y_mesh()
             .y_labels(2 * n + 1)
             .y_label_formatter(&label_of)
-            .x_labels(8)
+            // Whole messages: a label (and a grid line) per whole number, at most 10.
+            .x_labels((x_max as usize + 1).min(10))
             .x_label_formatter(&|x| whole(*x).map(|v| v.to_string()).unwrap_or_default())
             .x_desc("messages; people who left the list")
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(WHITE)
             .draw()
             .map_err(|e| e.to_string())?;
         let mut statuses: Vec<&'static str> = Vec::new();
