@@ -43,6 +43,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("segments.html", include_str!("../templates/segments.html")),
     ("me_enter.html", include_str!("../templates/me_enter.html")),
     ("email.html", include_str!("../templates/email.html")),
+    (
+        "email_dashboard.html",
+        include_str!("../templates/email_dashboard.html"),
+    ),
     ("me_erase.html", include_str!("../templates/me_erase.html")),
     (
         "me_message.html",

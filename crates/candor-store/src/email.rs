@@ -109,6 +109,22 @@ pub struct ListCounts {
     pub pending: i64,
     pub confirmed: i64,
     pub unsubscribed: i64,
+    /// Subscriptions, in any status now, that were confirmed at some time (a person
+    /// who confirmed and left counts; one who left or is waiting unconfirmed does not).
+    pub ever_confirmed: i64,
+}
+
+/// One list's confirmations and departures on one UTC day (the dashboard's growth
+/// chart), read from the subscriptions as they stand: each subscription's latest
+/// confirmation (`confirmed_ms`) and, if it is unsubscribed now, its departure
+/// (`updated_ms`). The ledger keeps every earlier one; an erased person's rows are gone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListDay {
+    pub list: String,
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub confirmed: i64,
+    pub left: i64,
 }
 
 /// Why an address is suppressed.
@@ -311,6 +327,9 @@ pub trait EmailStore: Send + Sync {
     async fn subscriptions(&self, subject: SubjectId) -> Result<Vec<Subscription>, StoreError>;
     /// Subscriptions per list and status.
     async fn list_counts(&self) -> Result<Vec<ListCounts>, StoreError>;
+    /// Confirmations and departures per list and UTC day at or after `since_ms`
+    /// (see [`ListDay`]), ordered by list and day; days with neither are left out.
+    async fn list_activity(&self, since_ms: i64) -> Result<Vec<ListDay>, StoreError>;
     /// Confirmed members of `list` after `after` (in subject order), at most `limit`.
     async fn list_members(
         &self,
@@ -401,12 +420,35 @@ pub(crate) fn fold_campaign_counts(
     out
 }
 
-/// Folds `(list, status, count)` rows into counts per list.
+/// Folds `(list, day, confirmations)` and `(list, day, departures)` rows into one
+/// [`ListDay`] per list and day, ordered by list and day.
+pub(crate) fn fold_list_activity(
+    confirmed: impl IntoIterator<Item = (String, i64, i64)>,
+    left: impl IntoIterator<Item = (String, i64, i64)>,
+) -> Vec<ListDay> {
+    let mut days: std::collections::BTreeMap<(String, i64), (i64, i64)> = Default::default();
+    for (list, day, n) in confirmed {
+        days.entry((list, day)).or_default().0 += n;
+    }
+    for (list, day, n) in left {
+        days.entry((list, day)).or_default().1 += n;
+    }
+    days.into_iter()
+        .map(|((list, day), (confirmed, left))| ListDay {
+            list,
+            day,
+            confirmed,
+            left,
+        })
+        .collect()
+}
+
+/// Folds `(list, status, count, ever confirmed)` rows into counts per list.
 pub(crate) fn fold_list_counts(
-    rows: impl IntoIterator<Item = (String, SubStatus, i64)>,
+    rows: impl IntoIterator<Item = (String, SubStatus, i64, i64)>,
 ) -> Vec<ListCounts> {
     let mut out: Vec<ListCounts> = Vec::new();
-    for (list, status, n) in rows {
+    for (list, status, n, ever) in rows {
         if out.last().is_none_or(|c| c.list != list) {
             out.push(ListCounts {
                 list: list.clone(),
@@ -414,6 +456,7 @@ pub(crate) fn fold_list_counts(
             });
         }
         if let Some(c) = out.last_mut() {
+            c.ever_confirmed += ever;
             match status {
                 SubStatus::Pending => c.pending = n,
                 SubStatus::Confirmed => c.confirmed = n,

@@ -281,8 +281,17 @@ pub(crate) const PUT_SUBSCRIPTION: &str = "INSERT INTO email_subscriptions
        created_ms = excluded.created_ms, updated_ms = excluded.updated_ms,
        confirmed_ms = excluded.confirmed_ms, sends = excluded.sends,
        window_ms = excluded.window_ms, origin = excluded.origin";
-pub(crate) const LIST_COUNTS: &str =
-    "SELECT list, status, count(*) FROM email_subscriptions GROUP BY list, status ORDER BY list, status";
+pub(crate) const LIST_COUNTS: &str = "SELECT list, status, count(*), count(confirmed_ms)
+     FROM email_subscriptions GROUP BY list, status ORDER BY list, status";
+/// Confirmations per list and UTC day since `$1` (two plain grouped scans rather than a
+/// `UNION`, which Citus would have to plan on the coordinator).
+pub(crate) const LIST_CONFIRMATIONS_BY_DAY: &str =
+    "SELECT list, confirmed_ms / 86400000, count(*) FROM email_subscriptions
+     WHERE confirmed_ms >= $1 GROUP BY list, confirmed_ms / 86400000";
+/// Departures (subscriptions unsubscribed now, on the day they left) since `$1`.
+pub(crate) const LIST_DEPARTURES_BY_DAY: &str =
+    "SELECT list, updated_ms / 86400000, count(*) FROM email_subscriptions
+     WHERE status = 'unsubscribed' AND updated_ms >= $1 GROUP BY list, updated_ms / 86400000";
 pub(crate) const LIST_MEMBERS: &str = "SELECT subject_id FROM email_subscriptions
      WHERE list = $1 AND status = 'confirmed' AND subject_id > $2
      ORDER BY subject_id LIMIT $3";
@@ -393,6 +402,8 @@ pub(crate) fn all() -> Vec<String> {
         SEGMENT_SIZES,
         PUT_SUBSCRIPTION,
         LIST_COUNTS,
+        LIST_CONFIRMATIONS_BY_DAY,
+        LIST_DEPARTURES_BY_DAY,
         LIST_MEMBERS,
         EXPIRE_PENDING,
         SUPPRESS,

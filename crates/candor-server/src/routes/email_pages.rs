@@ -1,5 +1,7 @@
 //! Email on consent, the pages a person reaches from a mail or a form (issue 16).
 //!
+//! - `GET /email/subscribe[?list=]`: Candor's own sign-up form, the configured lists to
+//!   choose from (an operator may post the same fields from a form of their own).
 //! - `POST /email/subscribe`: an operator's sign-up form (form-encoded `email`, `list`):
 //!   always the same "check your inbox" page, known address or not.
 //! - `GET /email/confirm?t=`: a page with a button; `POST /email/confirm` spends the
@@ -327,6 +329,44 @@ pub async fn signin(
         "Check your inbox",
         "If we hold this address, a sign-in link is on its way to it. It works once, for fifteen minutes.",
         None,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    list: Option<String>,
+}
+
+/// `GET /email/subscribe[?list=]`: the sign-up form, with the named list (or the only
+/// one) chosen.
+pub async fn subscribe_form(
+    State(st): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let Ok(mail) = mail(&st) else {
+        return disabled(&st);
+    };
+    let lists = &mail.settings.lists;
+    let chosen = q
+        .ok()
+        .and_then(|Query(q)| q.list)
+        .filter(|l| mail.settings.list(l).is_some())
+        .or_else(|| (lists.len() == 1).then(|| lists[0].name.clone()));
+    let lists: Vec<_> = lists
+        .iter()
+        .map(|l| context! { name => l.name, title => l.title, description => l.description })
+        .collect();
+    pages::render(
+        StatusCode::OK,
+        "email.html",
+        context! {
+            operator => st.settings.operator.name.clone(),
+            title => "Sign up for our mail",
+            message => "Choose a list and type your email address. We will mail you a link to confirm; nothing else is sent until you follow it, and every mail has a link to leave.",
+            subscribe => true, lists, chosen,
+        },
+        false,
+        vec![],
     )
 }
 

@@ -22,6 +22,7 @@
 //! | `POST /v1/email/subscriptions` | source write key (a pending subscription; the mail confirms) |
 //! | `/v1/admin/email/*` | admin token |
 //! | `/email/{subscribe,confirm,unsubscribe}` | anyone: a form, or the token a mail carries |
+//! | `GET /admin/email` (lists, growth, campaigns, suppressions) | an admin session cookie |
 
 pub mod admin;
 pub mod advertisers;
@@ -30,6 +31,7 @@ pub mod consent;
 pub mod dashboard;
 pub mod demo;
 pub mod email;
+pub mod email_dashboard;
 pub mod email_pages;
 pub mod fields;
 pub mod ingest;

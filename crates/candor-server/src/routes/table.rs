@@ -6,8 +6,8 @@
 //! kind of credential and checks the answer against its role.
 
 use super::{
-    admin, advertisers, audience_pages, consent, dashboard, demo, email, email_pages, fields,
-    ingest, loyalty, me, meta, mypages, personalize, prompt, segments,
+    admin, advertisers, audience_pages, consent, dashboard, demo, email, email_dashboard,
+    email_pages, fields, ingest, loyalty, me, meta, mypages, personalize, prompt, segments,
 };
 use crate::state::AppState;
 use axum::handler::Handler;
@@ -135,6 +135,7 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/admin/segments", Role::AdminSession),
     ("POST", "/admin/segments", Role::AdminSession),
     ("POST", "/admin/segments/{name}/delete", Role::AdminSession),
+    ("GET", "/admin/email", Role::AdminSession),
     ("GET", "/healthz", Role::Anyone),
     ("GET", "/metrics", Role::Admin),
     ("GET", "/openapi.json", Role::Anyone),
@@ -161,6 +162,7 @@ pub const ROLES: &[(&str, &str, Role)] = &[
     ("POST", "/v1/admin/email/campaigns/{id}/start", Role::Admin),
     ("POST", "/v1/admin/email/campaigns/{id}/cancel", Role::Admin),
     ("POST", "/v1/admin/email/feedback", Role::Admin),
+    ("GET", "/email/subscribe", Role::Anyone),
     ("POST", "/email/subscribe", Role::Anyone),
     ("GET", "/email/confirm", Role::Anyone),
     ("POST", "/email/confirm", Role::Anyone),
@@ -325,6 +327,7 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/admin/segments", audience_pages::page)
         .post("/admin/segments", audience_pages::save)
         .post("/admin/segments/{name}/delete", audience_pages::delete)
+        .get("/admin/email", email_dashboard::page)
         .get("/healthz", meta::healthz)
         .get("/metrics", meta::metrics)
         .get("/openapi.json", meta::openapi)
@@ -340,6 +343,7 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .post("/v1/admin/email/campaigns/{id}/start", email::start)
         .post("/v1/admin/email/campaigns/{id}/cancel", email::cancel)
         .post("/v1/admin/email/feedback", email::feedback)
+        .get("/email/subscribe", email_pages::subscribe_form)
         .post("/email/subscribe", email_pages::subscribe)
         .get("/email/confirm", email_pages::confirm_page)
         .post("/email/confirm", email_pages::confirm)

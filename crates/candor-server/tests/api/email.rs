@@ -967,3 +967,195 @@ async fn an_address_from_an_identify_call_and_from_a_form_is_one_person() {
     let subs = app.state.store.email().subscriptions(linked).await.unwrap();
     assert_eq!(subs.len(), 1);
 }
+
+/// The row of `table_text` whose header cell starts with `head`, up to its `</tr>`.
+fn row<'a>(html: &'a str, head: &str) -> &'a str {
+    let at = html
+        .find(&format!("<th scope=\"row\">{head}"))
+        .unwrap_or_else(|| panic!("no row {head}: {html}"));
+    let rest = &html[at..];
+    &rest[..rest.find("</tr>").unwrap()]
+}
+
+fn figure(row: &str, attr: &str, key: &str) -> String {
+    let tag = format!("data-{attr}=\"{key}\">");
+    let at = row
+        .find(&tag)
+        .unwrap_or_else(|| panic!("no {tag} in {row}"))
+        + tag.len();
+    let rest = &row[at..];
+    rest[..rest.find('<').unwrap()].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_email_dashboard_shows_lists_growth_campaigns_and_suppressions() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    let client = no_redirects();
+    // Only an admin session sees it: not anyone, not the bearer token, not a forged cookie.
+    for req in [
+        client.get(app.url("/admin/email")),
+        client.get(app.url("/admin/email")).bearer_auth(ADMIN),
+        client
+            .get(app.url("/admin/email"))
+            .header("Cookie", "candor_admin=v1.99999999999.00.00"),
+    ] {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 303);
+        assert_eq!(r.headers()["location"], "/admin/login");
+        assert!(!r.text().await.unwrap().contains("Monthly news"));
+    }
+
+    // a and b confirm; c confirms and leaves; p asks and waits; bounce-d confirms.
+    let leave = |s| {
+        let u = app
+            .state
+            .mail
+            .as_ref()
+            .unwrap()
+            .keys
+            .mint_unsubscribe(s, "news");
+        let url = app.url(&format!("/email/unsubscribe?t={u}"));
+        let c = client.clone();
+        async move {
+            let r = c
+                .post(url)
+                .form(&[("List-Unsubscribe", "One-Click")])
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    join_quietly(&app, "a@example.org").await;
+    let b = join_quietly(&app, "b@example.org").await;
+    let c = join_quietly(&app, "c@example.org").await;
+    assert_eq!(leave(c).await, 200);
+    app.post(
+        "/v1/email/subscriptions",
+        SERVER_KEY,
+        json!({"email": "p@example.org", "list": "news"}),
+    )
+    .await;
+    join_quietly(&app, "bounce-d@example.org").await;
+    // A campaign to a, b and bounce-d: two sent, one bounced; then b leaves.
+    let id = campaign(&app, "Spring <news>").await;
+    let (status, started) = admin_post(
+        &app,
+        &format!("/v1/admin/email/campaigns/{id}/start"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(finished(&app, id).await["status"], "sent");
+    assert_eq!(leave(b).await, 200);
+    // A draft: no messages, nothing started.
+    let draft = campaign(&app, "Later").await;
+
+    let login = crate::pages::login(&app).await;
+    let r = client
+        .get(app.url("/admin/email"))
+        .header("Cookie", &login.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.unwrap();
+    // The dashboard links to it.
+    assert!(crate::pages::dashboard(&app, &login.cookie)
+        .await
+        .contains("href=\"/admin/email\""));
+
+    // Lists: news has a and bounce-d confirmed, p waiting, b and c gone; four of the
+    // five on record confirmed at some time.
+    let news = row(&html, "Monthly news");
+    let f = |k| figure(news, "figure", k);
+    assert_eq!(
+        (f("confirmed"), f("pending"), f("unsubscribed")),
+        ("2".into(), "1".into(), "2".into())
+    );
+    assert_eq!(f("rate"), "80.0%");
+    assert!(news.contains("4 of 5"), "{news}");
+    assert_eq!((f("joined"), f("left")), ("4".into(), "2".into()));
+    let offers = row(&html, "Offers");
+    assert_eq!(figure(offers, "figure", "confirmed"), "0");
+    assert_eq!(figure(offers, "figure", "rate"), "–");
+    // Growth: a chart per list, named by its heading, and today's numbers in a table.
+    for list in ["news", "offers"] {
+        assert!(
+            html.contains(&format!("<h2 id=\"growth-{list}\">")),
+            "{list}"
+        );
+        assert!(html.contains(&format!("aria-labelledby=\"growth-{list}\"")));
+    }
+    assert!(html.contains("4 confirmed, 2 left"));
+    let today = &candor_server::routes::format_time(app.state.now())[..10];
+    let day = row(&html, today);
+    assert!(
+        day.contains("<td class=\"num\">4</td><td class=\"num\">2</td>"),
+        "{day}"
+    );
+
+    // Campaigns: the chart, and the table with the operator's name escaped.
+    assert!(html.contains("aria-labelledby=\"campaigns-h\""));
+    let camp = row(&html, &format!("#{id} Spring &lt;news&gt;"));
+    let m = |k| figure(camp, "status", k);
+    assert_eq!(
+        (
+            m("sent"),
+            m("bounced"),
+            m("failed"),
+            m("skipped"),
+            m("queued")
+        ),
+        ("2".into(), "1".into(), "0".into(), "0".into(), "0".into())
+    );
+    assert_eq!(m("left"), "1", "b left after the start; c before it");
+    let later = row(&html, &format!("#{draft} Later"));
+    assert_eq!(figure(later, "status", "left"), "–");
+    assert!(later.contains("<td>draft</td>"));
+    // Suppressions by reason.
+    let sup = |r| figure(row(&html, r), "reason", r);
+    assert_eq!(
+        (sup("bounce"), sup("unsubscribe")),
+        ("1".into(), "2".into())
+    );
+    // No address anywhere on the page.
+    assert!(!html.contains("@example.org"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_up_form_offers_every_list() {
+    let sink = SmtpSink::start(0);
+    let app = spawn_with(&sink.config()).await;
+    let page = |q: &'static str| {
+        let c = no_redirects();
+        let url = app.url(&format!("/email/subscribe{q}"));
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let html = page("?list=offers").await;
+    assert!(
+        html.contains("value=\"news\" required>")
+            || html.contains("value=\"news\" required aria-describedby"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"offers\" required checked"), "{html}");
+    assert!(html.contains("What is new, once a month."));
+    assert!(
+        !page("").await.contains("checked"),
+        "two lists: none chosen"
+    );
+    assert!(!page("?list=nope").await.contains("checked"));
+    // Without [email], the page says so.
+    let bare = spawn().await;
+    let r = no_redirects()
+        .get(bare.url("/email/subscribe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}

@@ -31,10 +31,22 @@ impl EmailStore for Postgres {
                 let status = r.text(1)?;
                 let status = SubStatus::parse(&status)
                     .ok_or_else(|| StoreError::Corrupt(format!("subscription {status:?}")))?;
-                Ok((r.text(0)?, status, r.int(2)?))
+                Ok((r.text(0)?, status, r.int(2)?, r.int(3)?))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(fold_list_counts(rows))
+    }
+
+    async fn list_activity(&self, since_ms: i64) -> Result<Vec<ListDay>, StoreError> {
+        let c = self.client().await?;
+        let by_day = |rows: Vec<tokio_postgres::Row>| {
+            rows.iter()
+                .map(|r| Ok((r.text(0)?, r.int(1)?, r.int(2)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        };
+        let confirmed = by_day(sql::query(&c, q::LIST_CONFIRMATIONS_BY_DAY, &[&since_ms]).await?)?;
+        let left = by_day(sql::query(&c, q::LIST_DEPARTURES_BY_DAY, &[&since_ms]).await?)?;
+        Ok(fold_list_activity(confirmed, left))
     }
 
     async fn list_members(

@@ -46,9 +46,26 @@ impl EmailStore for Sqlite {
                 let status: String = r.get(1)?;
                 let status = SubStatus::parse(&status)
                     .ok_or_else(|| StoreError::Corrupt(format!("subscription {status:?}")))?;
-                Ok((r.get::<_, String>(0)?, status, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    status,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
             })?;
             Ok(fold_list_counts(rows))
+        })
+        .await
+    }
+
+    async fn list_activity(&self, since_ms: i64) -> Result<Vec<ListDay>, StoreError> {
+        self.read(move |c| {
+            let row = |r: &rusqlite::Row<'_>| -> Result<(String, i64, i64), StoreError> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            };
+            let confirmed = all(c, q::LIST_CONFIRMATIONS_BY_DAY, params![since_ms], row)?;
+            let left = all(c, q::LIST_DEPARTURES_BY_DAY, params![since_ms], row)?;
+            Ok(fold_list_activity(confirmed, left))
         })
         .await
     }

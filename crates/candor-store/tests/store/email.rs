@@ -540,3 +540,104 @@ pub async fn erasure_takes_subscriptions_and_messages(b: &dyn Backend) {
     assert_eq!(sup.len(), 1);
     assert_eq!(st.email().list_counts().await.unwrap().len(), 0);
 }
+
+/// The dashboard's growth figures: each list's confirmations and departures per UTC
+/// day since a moment, and how many subscriptions were ever confirmed.
+pub async fn list_activity_counts_confirmations_and_departures_by_day(b: &dyn Backend) {
+    let store = b.open().await;
+    let st = &*store;
+    const DAY: i64 = 86_400_000;
+    let d0 = 20_000; // 2024-10-04
+    let at = |day: i64, hour: i64| day * DAY + hour * 3_600_000;
+    let run = |addr: &str, list: &str, action: ListAction, t: i64| {
+        let mut cmd = list_cmd(st, addr, list, action);
+        cmd.time_ms = UnixMillis(t);
+        cmd
+    };
+    // Day 0: a, b and c ask for news; a and b confirm. d asks for offers.
+    for a in ["a@example.test", "b@example.test", "c@example.test"] {
+        st.apply_consent(run(a, "news", request(), at(d0, 1)))
+            .await
+            .unwrap();
+    }
+    st.apply_consent(run("d@example.test", "offers", request(), at(d0, 1)))
+        .await
+        .unwrap();
+    for a in ["a@example.test", "b@example.test"] {
+        st.apply_consent(run(a, "news", confirm(None), at(d0, 2)))
+            .await
+            .unwrap();
+    }
+    // Day 1, last hour: c confirms. Day 2, first hour: b leaves; d leaves offers
+    // unconfirmed.
+    st.apply_consent(run("c@example.test", "news", confirm(None), at(d0 + 1, 23)))
+        .await
+        .unwrap();
+    st.apply_consent(run(
+        "b@example.test",
+        "news",
+        ListAction::Leave,
+        at(d0 + 2, 0),
+    ))
+    .await
+    .unwrap();
+    st.apply_consent(run(
+        "d@example.test",
+        "offers",
+        ListAction::Leave,
+        at(d0 + 2, 5),
+    ))
+    .await
+    .unwrap();
+
+    let day = |list: &str, day: i64, confirmed: i64, left: i64| ListDay {
+        list: list.into(),
+        day,
+        confirmed,
+        left,
+    };
+    let email = st.email();
+    assert_eq!(
+        email.list_activity(at(d0, 0)).await.unwrap(),
+        vec![
+            day("news", d0, 2, 0),
+            day("news", d0 + 1, 1, 0),
+            day("news", d0 + 2, 0, 1),
+            day("offers", d0 + 2, 0, 1),
+        ],
+        "b's confirmation stays on day 0 though b left on day 2"
+    );
+    // From a moment inside a day: only what happened at or after it.
+    assert_eq!(
+        email.list_activity(at(d0 + 1, 23)).await.unwrap(),
+        vec![
+            day("news", d0 + 1, 1, 0),
+            day("news", d0 + 2, 0, 1),
+            day("offers", d0 + 2, 0, 1),
+        ]
+    );
+    assert_eq!(
+        email.list_activity(at(d0 + 2, 1)).await.unwrap(),
+        vec![day("offers", d0 + 2, 0, 1)]
+    );
+    assert!(email.list_activity(at(d0 + 3, 0)).await.unwrap().is_empty());
+
+    let counts = email.list_counts().await.unwrap();
+    let news = counts.iter().find(|c| c.list == "news").unwrap();
+    assert_eq!(
+        (
+            news.pending,
+            news.confirmed,
+            news.unsubscribed,
+            news.ever_confirmed
+        ),
+        (0, 2, 1, 3),
+        "b confirmed, then left: still ever confirmed"
+    );
+    let offers = counts.iter().find(|c| c.list == "offers").unwrap();
+    assert_eq!(
+        (offers.unsubscribed, offers.ever_confirmed),
+        (1, 0),
+        "d left without confirming"
+    );
+}

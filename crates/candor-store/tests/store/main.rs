@@ -90,4 +90,5 @@ both_backends!(
     email::the_queue_holds_each_subscriber_once,
     email::erasure_takes_subscriptions_and_messages,
     email::an_expired_request_forgets_only_an_abandoned_subject,
+    email::list_activity_counts_confirmations_and_departures_by_day,
 );
