@@ -53,11 +53,19 @@ pub const DEDUP_WINDOW_MS: i64 = 24 * 3_600_000;
 /// The SQLite store.
 pub type SqliteStore = Engine<Sqlite>;
 
+/// Idle read connections kept for reuse (each has its own page cache).
+const READERS_KEPT: usize = 16;
+/// Idle side-write connections kept for reuse.
+const SIDE_WRITERS_KEPT: usize = 2;
+
 /// The SQLite backend: its caches, its read connections and its writer thread.
 pub struct Sqlite {
     caches: Arc<Caches>,
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
+    /// Idle side-write connections ([`Sqlite::write`]), kept because opening one parses
+    /// the whole schema: the send queue's status changes come many times a second.
+    side_writers: Mutex<Vec<Connection>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -140,6 +148,7 @@ impl Engine<Sqlite> {
             caches,
             path: path.to_owned(),
             readers: Mutex::new(Vec::new()),
+            side_writers: Mutex::new(Vec::new()),
             writer_thread: Mutex::new(Some(handle)),
         };
         Ok(Engine::new(backend, front))
@@ -163,7 +172,7 @@ impl Sqlite {
         .await
         .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?;
         let mut pool = self.readers.lock();
-        if pool.len() < 8 {
+        if pool.len() < READERS_KEPT {
             pool.push(conn);
         }
         res
@@ -176,10 +185,25 @@ impl Sqlite {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || f(&mut open_conn(&path, true)?))
-            .await
-            .map_err(|e| StoreError::Database(format!("write task failed: {e}")))?
+        let mut conn = match self.side_writers.lock().pop() {
+            Some(c) => c,
+            None => open_conn(&self.path, true)?,
+        };
+        let (res, conn) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut conn);
+            (r, conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("write task failed: {e}")))?;
+        // Kept only outside a transaction: one left open by a failed closure would hold
+        // the write lock and hand its half-done work to the next caller.
+        if conn.is_autocommit() {
+            let mut pool = self.side_writers.lock();
+            if pool.len() < SIDE_WRITERS_KEPT {
+                pool.push(conn);
+            }
+        }
+        res
     }
 }
 
