@@ -324,7 +324,8 @@ pub struct CampaignBar {
     pub id: i64,
     /// Messages per status, stacked in this order (`queued`, `sent`, ...).
     pub messages: Vec<(&'static str, i64)>,
-    /// People who left the campaign's list since it started (a thinner bar beneath).
+    /// Recipients who left the list through the campaign's unsubscribe link (a thinner
+    /// bar beneath).
     pub left: i64,
 }
 
@@ -370,7 +371,7 @@ pub fn campaigns_chart(bars: &[CampaignBar]) -> Result<String, String> {
             // Whole messages: a label (and a grid line) per whole number, at most 10.
             .x_labels((x_max as usize + 1).min(10))
             .x_label_formatter(&|x| whole(*x).map(|v| v.to_string()).unwrap_or_default())
-            .x_desc("messages; people who left the list")
+            .x_desc("messages; recipients who unsubscribed")
             .light_line_style(WHITE)
             .draw()
             .map_err(|e| e.to_string())?;
@@ -419,7 +420,7 @@ pub fn campaigns_chart(bars: &[CampaignBar]) -> Result<String, String> {
                     }),
             )
             .map_err(|e| e.to_string())?
-            .label("left the list since the start")
+            .label("unsubscribed through it")
             .legend(|(x, y)| Rectangle::new([(x, y - 3), (x + 12, y + 3)], LEFT.filled()));
         chart
             .configure_series_labels()

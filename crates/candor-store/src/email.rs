@@ -70,8 +70,10 @@ pub enum ListAction {
         origin: Option<Vec<u8>>,
     },
     /// Leaves the list: a `withdrawn` marker record and the address suppressed for the
-    /// list. Leaving a list one is not on changes nothing.
-    Leave,
+    /// list. Leaving a list one is not on changes nothing. `campaign`: the campaign
+    /// whose mail's unsubscribe link was followed, named in the record's evidence and
+    /// counted as that campaign's unsubscribe (`CampaignCounts::unsubscribed`).
+    Leave { campaign: Option<i64> },
 }
 
 /// What a list change did.
@@ -308,6 +310,8 @@ pub struct MessageUpdate {
 pub struct CampaignCounts {
     pub campaign: i64,
     pub counts: Vec<(MessageStatus, i64)>,
+    /// Recipients who left the list through this campaign's unsubscribe link.
+    pub unsubscribed: i64,
 }
 
 impl CampaignCounts {
@@ -403,6 +407,18 @@ pub(crate) fn after_bytes(after: Option<SubjectId>) -> Vec<u8> {
     after.map_or_else(Vec::new, |s| s.as_bytes().to_vec())
 }
 
+/// Adds `(campaign, unsubscribed)` rows to counts per campaign.
+pub(crate) fn add_unsubscribed(
+    counts: &mut [CampaignCounts],
+    rows: impl IntoIterator<Item = (i64, i64)>,
+) {
+    for (campaign, n) in rows {
+        if let Some(c) = counts.iter_mut().find(|c| c.campaign == campaign) {
+            c.unsubscribed = n;
+        }
+    }
+}
+
 /// Folds `(campaign, status, count)` rows into counts per campaign.
 pub(crate) fn fold_campaign_counts(
     rows: impl IntoIterator<Item = (i64, MessageStatus, i64)>,
@@ -414,6 +430,7 @@ pub(crate) fn fold_campaign_counts(
             _ => out.push(CampaignCounts {
                 campaign,
                 counts: vec![(status, n)],
+                unsubscribed: 0,
             }),
         }
     }

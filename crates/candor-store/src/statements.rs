@@ -349,6 +349,11 @@ pub(crate) const UPDATE_MESSAGE: &str =
 pub(crate) const CAMPAIGN_COUNTS: &str =
     "SELECT campaign_id, status, count(*) FROM email_messages GROUP BY campaign_id, status
      ORDER BY campaign_id, status";
+pub(crate) const CAMPAIGN_UNSUBSCRIBED: &str =
+    "SELECT campaign_id, count(*) FROM email_messages WHERE left_ms IS NOT NULL
+     GROUP BY campaign_id ORDER BY campaign_id";
+pub(crate) const MARK_LEFT: &str = "UPDATE email_messages SET left_ms = $1
+     WHERE campaign_id = $2 AND subject_id = $3 AND left_ms IS NULL";
 pub(crate) const OPEN_MESSAGES: &str =
     "SELECT count(*) FROM email_messages WHERE campaign_id = $1 AND status = 'queued'";
 
@@ -415,6 +420,8 @@ pub(crate) fn all() -> Vec<String> {
         ENQUEUE,
         UPDATE_MESSAGE,
         CAMPAIGN_COUNTS,
+        CAMPAIGN_UNSUBSCRIBED,
+        MARK_LEFT,
         OPEN_MESSAGES,
     ]
     .iter()

@@ -242,6 +242,7 @@ pub async fn leave(
     list: &str,
     actor: Actor,
     channel: Channel,
+    campaign: Option<i64>,
 ) -> Result<ListSpec, LinkRefused> {
     let list = mail
         .settings
@@ -251,7 +252,8 @@ pub async fn leave(
     let Ok(Some((_, ident))) = super::address_of(st, subject).await else {
         return Err(LinkRefused::Gone);
     };
-    let change = list_change(st, &list, ListAction::Leave).map_err(|_| LinkRefused::Invalid)?;
+    let change =
+        list_change(st, &list, ListAction::Leave { campaign }).map_err(|_| LinkRefused::Invalid)?;
     let cmd = ConsentCommand {
         identities: vec![ident],
         authority: Authority::Any,

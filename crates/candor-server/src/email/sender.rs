@@ -649,7 +649,9 @@ async fn render(
             *v = f.value.expose().clone();
         }
     }
-    let token = mail.keys.mint_unsubscribe(subject, &list.name);
+    let token = mail
+        .keys
+        .mint_unsubscribe(subject, &list.name, Some(campaign.id));
     let unsubscribe = mail.url(&format!("/email/unsubscribe?t={token}"));
     let templates = Templates {
         subject_line: &campaign.subject_line,

@@ -5,9 +5,11 @@
 //!   list, an expiry and a random nonce; it is spent on first use
 //!   (`Store::spend_link`, the same table as sign-in links) and only by a POST, so mail
 //!   scanners that fetch links do not confirm for the person.
-//! - An **unsubscribe** token names the subject and the list and never expires (an
-//!   unsubscribe link must keep working, RFC 8058); leaving is idempotent, so it need
-//!   not be single-use. It carries no address: it is opaque to whoever reads it.
+//! - An **unsubscribe** token names the subject, the list and, in a campaign's mail,
+//!   the campaign (`#<id>` after the list, which a list name cannot contain, so tokens
+//!   minted before campaigns were named still read), and never expires (an unsubscribe
+//!   link must keep working, RFC 8058); leaving is idempotent, so it need not be
+//!   single-use. It carries no address: it is opaque to whoever reads it.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -49,6 +51,8 @@ impl Confirmation {
 pub struct Unsubscribe {
     pub subject: SubjectId,
     pub list: String,
+    /// The campaign whose mail carried the link (none in a test mail).
+    pub campaign: Option<i64>,
 }
 
 pub struct MailKeys {
@@ -150,10 +154,18 @@ impl MailKeys {
         })
     }
 
-    pub fn mint_unsubscribe(&self, subject: SubjectId, list: &str) -> String {
-        let mut body = Vec::with_capacity(16 + list.len());
+    pub fn mint_unsubscribe(
+        &self,
+        subject: SubjectId,
+        list: &str,
+        campaign: Option<i64>,
+    ) -> String {
+        let mut body = Vec::with_capacity(16 + list.len() + 21);
         body.extend_from_slice(subject.as_bytes());
         body.extend_from_slice(list.as_bytes());
+        if let Some(c) = campaign {
+            body.extend_from_slice(format!("#{c}").as_bytes());
+        }
         seal(self.unsubscribe.expose(), &body, 16)
     }
 
@@ -163,9 +175,23 @@ impl MailKeys {
             return Err(TokenError::Forged);
         }
         let subject: [u8; 16] = body[..16].try_into().map_err(|_| TokenError::Forged)?;
+        let rest = &body[16..];
+        let (list, campaign) = match rest.iter().position(|b| *b == b'#') {
+            Some(at) => {
+                let digits =
+                    std::str::from_utf8(&rest[at + 1..]).map_err(|_| TokenError::Forged)?;
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(TokenError::Forged);
+                }
+                let c: i64 = digits.parse().map_err(|_| TokenError::Forged)?;
+                (&rest[..at], Some(c))
+            }
+            None => (rest, None),
+        };
         Ok(Unsubscribe {
             subject: SubjectId::from_bytes(subject),
-            list: list_of(&body[16..])?,
+            list: list_of(list)?,
+            campaign,
         })
     }
 }
@@ -199,8 +225,17 @@ mod tests {
         let k = keys();
         let s = SubjectId::random();
         let c = k.mint_confirmation(s, "news", UnixMillis(i64::MAX));
-        let u = k.mint_unsubscribe(s, "news");
+        let u = k.mint_unsubscribe(s, "news", None);
         assert_eq!(k.check_unsubscribe(&u).unwrap().list, "news");
+        let from_campaign = k.check_unsubscribe(&k.mint_unsubscribe(s, "news", Some(42)));
+        assert_eq!(
+            from_campaign,
+            Ok(Unsubscribe {
+                subject: s,
+                list: "news".into(),
+                campaign: Some(42)
+            })
+        );
         // A confirmation token is no unsubscribe token and the other way round.
         assert_eq!(k.check_unsubscribe(&c), Err(TokenError::Forged));
         assert_eq!(

@@ -262,6 +262,7 @@ fn campaign_json(c: &Campaign, counts: Option<&CampaignCounts>) -> Value {
         "started": format_ms(c.started_ms),
         "finished": format_ms(c.finished_ms),
         "messages": counts_json(counts),
+        "unsubscribed": counts.map_or(0, |c| c.unsubscribed),
     })
 }
 

@@ -12,10 +12,10 @@
 //! Like the rest of the dashboard: read-only, charts drawn on the server (no script on
 //! the page), and figures only: no address or person appears on it.
 //!
-//! **Unsubscribed per campaign** is the list's departures since the campaign started,
-//! not departures through the campaign's own links: an unsubscribe token names the
-//! subject and list only (`email::tokens`), and a departure's ledger record does not
-//! name a campaign. The page says so.
+//! **Unsubscribed per campaign** counts the recipients who left the list through that
+//! campaign's own unsubscribe link: the link names the campaign (`email::tokens`), the
+//! departure's ledger record names it too, and its queue row is marked
+//! (`CampaignCounts::unsubscribed`).
 
 use super::dashboard::session_of;
 use crate::charts::{self, CampaignBar};
@@ -147,22 +147,14 @@ async fn gather(
             .unwrap_or(CampaignCounts {
                 campaign: c.id,
                 counts: vec![],
+                unsubscribed: 0,
             });
         let messages: Vec<(&'static str, i64)> = SHOWN
             .iter()
             .map(|(name, of)| (*name, of.iter().map(|s| counts.get(*s)).sum()))
             .collect();
-        // Departures from the list since the campaign started (see the module's doc).
-        let left = match c.started_ms {
-            Some(start) => email
-                .list_activity(start)
-                .await?
-                .iter()
-                .filter(|d| d.list == c.list)
-                .map(|d| d.left)
-                .sum(),
-            None => 0,
-        };
+        // Recipients who left through this campaign's own unsubscribe link.
+        let left = counts.unsubscribed;
         let total: i64 = messages.iter().map(|m| m.1).sum();
         rows.push(context! {
             id => c.id, name => c.name, list => c.list, status => c.status.as_str(),

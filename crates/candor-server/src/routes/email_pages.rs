@@ -237,6 +237,7 @@ async fn leave(st: &AppState, mail: &Mail, t: &str) -> Response {
         &u.list,
         Actor::EmailLink,
         Channel::Unsubscribe,
+        u.campaign,
     )
     .await
     {

@@ -652,6 +652,7 @@ pub async fn leave_list(
         &list,
         actor.recorded(),
         Channel::PreferenceCenter,
+        None,
     )
     .await
     {

@@ -430,7 +430,7 @@ async fn a_campaign_reaches_exactly_the_confirmed_consenting_unsuppressed() {
         .as_ref()
         .unwrap()
         .keys
-        .mint_unsubscribe(left, "news");
+        .mint_unsubscribe(left, "news", None);
     let (status, _) = form_post(
         &app,
         &format!("/email/unsubscribe?t={u}"),
@@ -506,7 +506,7 @@ async fn a_campaign_reaches_exactly_the_confirmed_consenting_unsuppressed() {
             .as_ref()
             .unwrap()
             .keys
-            .mint_unsubscribe(f, "news")
+            .mint_unsubscribe(f, "news", None)
     );
     let boundary = "candor-boundary-42";
     let multipart = format!(
@@ -530,6 +530,14 @@ async fn a_campaign_reaches_exactly_the_confirmed_consenting_unsuppressed() {
         (last.purpose.as_str(), last.status, last.channel),
         (LIST_PURPOSE, ConsentStatus::Withdrawn, Channel::Unsubscribe)
     );
+    // The mail's link named its campaign: the record says so and the campaign counts
+    // it; f's link (minted without one, as before campaigns were named) counts for none.
+    assert_eq!(
+        last.evidence.entries().get("campaign"),
+        Some(&id.to_string())
+    );
+    let c = admin_get(&app, &format!("/v1/admin/email/campaigns/{id}")).await;
+    assert_eq!(c["unsubscribed"], 1, "{c}");
 
     // A second campaign: nobody left but the bounced address, which is suppressed.
     let before = sink.accepted().len();
@@ -600,7 +608,7 @@ async fn erasure_takes_the_address_off_every_list_and_keeps_only_a_hash() {
         .as_ref()
         .unwrap()
         .keys
-        .mint_unsubscribe(z, "news");
+        .mint_unsubscribe(z, "news", None);
     form_post(&app, &format!("/email/unsubscribe?t={u}"), &[]).await;
     join_quietly(&app, "stay@example.org").await;
     let r = app
@@ -1007,14 +1015,14 @@ async fn the_email_dashboard_shows_lists_growth_campaigns_and_suppressions() {
     }
 
     // a and b confirm; c confirms and leaves; p asks and waits; bounce-d confirms.
-    let leave = |s| {
+    let leave = |s, campaign| {
         let u = app
             .state
             .mail
             .as_ref()
             .unwrap()
             .keys
-            .mint_unsubscribe(s, "news");
+            .mint_unsubscribe(s, "news", campaign);
         let url = app.url(&format!("/email/unsubscribe?t={u}"));
         let c = client.clone();
         async move {
@@ -1030,7 +1038,7 @@ async fn the_email_dashboard_shows_lists_growth_campaigns_and_suppressions() {
     join_quietly(&app, "a@example.org").await;
     let b = join_quietly(&app, "b@example.org").await;
     let c = join_quietly(&app, "c@example.org").await;
-    assert_eq!(leave(c).await, 200);
+    assert_eq!(leave(c, None).await, 200);
     app.post(
         "/v1/email/subscriptions",
         SERVER_KEY,
@@ -1048,7 +1056,9 @@ async fn the_email_dashboard_shows_lists_growth_campaigns_and_suppressions() {
     .await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(finished(&app, id).await["status"], "sent");
-    assert_eq!(leave(b).await, 200);
+    // b leaves through the campaign's link, a through the preference center's way
+    // (no campaign named): only b counts for it.
+    assert_eq!(leave(b, Some(id)).await, 200);
     // A draft: no messages, nothing started.
     let draft = campaign(&app, "Later").await;
 
@@ -1110,7 +1120,7 @@ async fn the_email_dashboard_shows_lists_growth_campaigns_and_suppressions() {
         ),
         ("2".into(), "1".into(), "0".into(), "0".into(), "0".into())
     );
-    assert_eq!(m("left"), "1", "b left after the start; c before it");
+    assert_eq!(m("left"), "1", "b left through its link; c before it");
     let later = row(&html, &format!("#{draft} Later"));
     assert_eq!(figure(later, "status", "left"), "–");
     assert!(later.contains("<td>draft</td>"));

@@ -36,6 +36,8 @@ pub struct ListPlan {
     /// The marker record to append, chained after the command's other records.
     pub record: Option<SealedEntry>,
     pub suppression: Option<SuppressionChange>,
+    /// The campaign whose message led the person to leave: its queue row is marked.
+    pub left_campaign: Option<i64>,
     pub outcome: ListOutcome,
     /// The ledger head after the record.
     pub head: Head,
@@ -73,6 +75,7 @@ pub fn plan(
         row: None,
         record: None,
         suppression: None,
+        left_campaign: None,
         outcome: ListOutcome {
             before,
             after,
@@ -104,6 +107,7 @@ pub fn plan(
                 row: Some(row),
                 record: None,
                 suppression: None,
+                left_campaign: None,
                 outcome: ListOutcome {
                     before,
                     after: SubStatus::Pending,
@@ -156,6 +160,7 @@ pub fn plan(
                 },
                 row: Some(row),
                 suppression: Some(SuppressionChange::Lift),
+                left_campaign: None,
                 outcome: ListOutcome {
                     before,
                     after: SubStatus::Confirmed,
@@ -165,19 +170,23 @@ pub fn plan(
                 record: Some(record),
             })
         }
-        ListAction::Leave => {
+        ListAction::Leave { campaign } => {
             let Some(cur) = current.filter(|c| c.status != SubStatus::Unsubscribed) else {
                 return Ok(unchanged(before.unwrap_or(SubStatus::Unsubscribed)));
             };
             let mut row = cur.clone();
             row.status = SubStatus::Unsubscribed;
             row.updated_ms = now;
+            let extra: Vec<(&str, String)> = campaign
+                .iter()
+                .map(|c| ("campaign", c.to_string()))
+                .collect();
             let record = marker(
                 cmd,
                 change,
                 subject,
                 ConsentStatus::Withdrawn,
-                &[],
+                &extra,
                 head,
                 signer,
             );
@@ -188,6 +197,7 @@ pub fn plan(
                 },
                 row: Some(row),
                 suppression: Some(SuppressionChange::Add),
+                left_campaign: *campaign,
                 outcome: ListOutcome {
                     before,
                     after: SubStatus::Unsubscribed,

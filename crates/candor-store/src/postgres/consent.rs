@@ -454,6 +454,9 @@ impl Ctx<'_, '_> {
             )
             .await?;
         }
+        if let Some(c) = lp.left_campaign {
+            sql::execute(self.tx, q::MARK_LEFT, &[&cmd.time_ms.0, &c, &sid]).await?;
+        }
         if let (Some(change), Some(address)) = (lp.suppression, cmd.email_hash()) {
             let list = lp.row.as_ref().map_or("", |r| r.list.as_str());
             let hash = &address.0[..];

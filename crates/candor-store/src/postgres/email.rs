@@ -234,7 +234,14 @@ impl EmailStore for Postgres {
             .iter()
             .map(|r| Ok((r.int(0)?, rows::message_status(&r.text(1)?)?, r.int(2)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(fold_campaign_counts(rows))
+        let mut counts = fold_campaign_counts(rows);
+        let left = sql::query(&c, q::CAMPAIGN_UNSUBSCRIBED, &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.int(1)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        add_unsubscribed(&mut counts, left);
+        Ok(counts)
     }
 
     async fn campaign_messages(

@@ -450,6 +450,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX email_messages_due ON email_messages (status, next_ms);
     "#,
+    // 12: when a recipient left the list through this campaign's unsubscribe link.
+    r#"
+    ALTER TABLE email_messages ADD COLUMN left_ms BIGINT;
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -228,6 +228,11 @@ fn write_list(
                 r.origin
             ])?;
     }
+    if let Some(c) = lp.left_campaign {
+        w.conn
+            .prepare_cached(q::MARK_LEFT)?
+            .execute(params![cmd.time_ms.0, c, sid])?;
+    }
     if let (Some(change), Some(address)) = (lp.suppression, cmd.email_hash()) {
         let list = lp.row.as_ref().map_or("", |r| r.list.as_str());
         match change {

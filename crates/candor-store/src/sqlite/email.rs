@@ -262,7 +262,12 @@ impl EmailStore for Sqlite {
                     r.get::<_, i64>(2)?,
                 ))
             })?;
-            Ok(fold_campaign_counts(rows))
+            let mut counts = fold_campaign_counts(rows);
+            let left = all(c, q::CAMPAIGN_UNSUBSCRIBED, [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            add_unsubscribed(&mut counts, left);
+            Ok(counts)
         })
         .await
     }

@@ -385,6 +385,11 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX email_messages_due ON email_messages (status, next_ms);
     "#,
+    // 12: when a recipient left the list through this campaign's unsubscribe link, so
+    // that a campaign's unsubscribes are its own, not every departure since it started.
+    r#"
+    ALTER TABLE email_messages ADD COLUMN left_ms INTEGER;
+    "#,
 ];
 
 pub const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -27,7 +27,7 @@ fn list_cmd(store: &dyn Store, addr: &str, list: &str, action: ListAction) -> Co
     cmd.identities = vec![address(addr)];
     cmd.actor = Actor::EmailLink;
     cmd.channel = match action {
-        ListAction::Leave => Channel::Unsubscribe,
+        ListAction::Leave { .. } => Channel::Unsubscribe,
         _ => Channel::EmailConfirmation,
     };
     cmd.evidence = Default::default();
@@ -157,7 +157,12 @@ pub async fn double_opt_in_is_recorded_once_and_only_when_pending(b: &dyn Backen
 
     // Leaving: a withdrawn marker, the address suppressed for that list only.
     let out = st
-        .apply_consent(list_cmd(st, a, "news", ListAction::Leave))
+        .apply_consent(list_cmd(
+            st,
+            a,
+            "news",
+            ListAction::Leave { campaign: None },
+        ))
         .await
         .unwrap();
     assert_eq!(out.list.as_ref().unwrap().after, SubStatus::Unsubscribed);
@@ -176,9 +181,14 @@ pub async fn double_opt_in_is_recorded_once_and_only_when_pending(b: &dyn Backen
     );
     // Leaving twice records once.
     let seq = head_seq(st).await;
-    st.apply_consent(list_cmd(st, a, "news", ListAction::Leave))
-        .await
-        .unwrap();
+    st.apply_consent(list_cmd(
+        st,
+        a,
+        "news",
+        ListAction::Leave { campaign: None },
+    ))
+    .await
+    .unwrap();
     assert_eq!(head_seq(st).await, seq);
 
     // An old confirmation link after leaving confirms nothing, and nothing of its
@@ -224,7 +234,12 @@ pub async fn leaving_one_list_leaves_only_that_one(b: &dyn Backend) {
         st.apply_consent(c).await.unwrap();
     }
     let s = st
-        .apply_consent(list_cmd(st, a, "offers", ListAction::Leave))
+        .apply_consent(list_cmd(
+            st,
+            a,
+            "offers",
+            ListAction::Leave { campaign: None },
+        ))
         .await
         .unwrap()
         .subject;
@@ -522,9 +537,38 @@ pub async fn erasure_takes_subscriptions_and_messages(b: &dyn Backend) {
         .enqueue(id, vec![s], UnixMillis(now()))
         .await
         .unwrap();
-    st.apply_consent(list_cmd(st, a, "news", ListAction::Leave))
+    // Left through the campaign's link: the record names it, the campaign counts it.
+    let left = st
+        .apply_consent(list_cmd(
+            st,
+            a,
+            "news",
+            ListAction::Leave { campaign: Some(id) },
+        ))
         .await
         .unwrap();
+    let seq = left.list.unwrap().recorded.unwrap();
+    let rec = st.consent_history(s).await.unwrap();
+    let rec = rec.iter().find(|r| r.entry.seq == seq).unwrap();
+    assert_eq!(
+        rec.entry.evidence.entries().get("campaign"),
+        Some(&id.to_string())
+    );
+    let counts = st.email().campaign_counts().await.unwrap();
+    assert_eq!(counts[0].unsubscribed, 1);
+    // Leaving again changes nothing and counts nothing twice.
+    st.apply_consent(list_cmd(
+        st,
+        a,
+        "news",
+        ListAction::Leave { campaign: Some(id) },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        st.email().campaign_counts().await.unwrap()[0].unsubscribed,
+        1
+    );
     let out = st.erase(crate::erasure::erasure(s)).await.unwrap();
     assert_eq!(out.deleted.email_subscriptions, 1);
     assert_eq!(out.deleted.email_messages, 1);
@@ -576,7 +620,7 @@ pub async fn list_activity_counts_confirmations_and_departures_by_day(b: &dyn Ba
     st.apply_consent(run(
         "b@example.test",
         "news",
-        ListAction::Leave,
+        ListAction::Leave { campaign: None },
         at(d0 + 2, 0),
     ))
     .await
@@ -584,7 +628,7 @@ pub async fn list_activity_counts_confirmations_and_departures_by_day(b: &dyn Ba
     st.apply_consent(run(
         "d@example.test",
         "offers",
-        ListAction::Leave,
+        ListAction::Leave { campaign: None },
         at(d0 + 2, 5),
     ))
     .await
