@@ -10,6 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const RECIPIENTS: usize = 120;
+/// The sender's SMTP connections (`connections` below).
+const CONNECTIONS: usize = 4;
 
 fn config(sink: &SmtpSink, dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("email.toml");
@@ -25,12 +27,12 @@ rate_per_second = 10000
 host = "127.0.0.1"
 port = {}
 tls = "never"
-connections = 4
+connections = {}
 [[email.lists]]
 name = "news"
 title = "News"
 "#,
-        sink.port
+        sink.port, CONNECTIONS
     )
     .unwrap();
     path
@@ -131,15 +133,16 @@ fn killed_mid_send(data: &Data) {
     );
 
     let server = serve(data, &cfg);
+    let mut campaign = Value::Null;
     until("the rest of the campaign", || {
-        let c: Value = http
+        campaign = http
             .get(server.url(&format!("/v1/admin/email/campaigns/{id}")))
             .bearer_auth(ADMIN)
             .send()
             .unwrap()
             .json()
             .unwrap();
-        c["status"] == "sent"
+        campaign["status"] == "sent"
     });
     let mut counts: HashMap<String, usize> = HashMap::new();
     for to in campaign_mails(&sink, id) {
@@ -151,11 +154,25 @@ fn killed_mid_send(data: &Data) {
         "sent twice: {twice:?} ({})",
         data.backend()
     );
+    // Exactly once cannot hold across a crash at every instant: between the moment a
+    // row's move to `committing` is durable and the moment its final dot is written (a
+    // task wake-up and one write), a kill loses that message rather than sending it
+    // twice (ARCHITECTURE.md, `email::sender`). So: everyone else exactly once; at most
+    // one message per SMTP connection lost, each still `committing` on the campaign
+    // (outcome unknown), never silently dropped or requeued.
     let missing: Vec<_> = people.iter().filter(|p| !counts.contains_key(*p)).collect();
+    let committing = campaign["messages"]["committing"].as_u64().unwrap();
     assert!(
-        missing.is_empty(),
-        "never sent: {missing:?} ({}, {at_kill} sent before the kill)",
+        missing.len() <= CONNECTIONS && missing.len() as u64 <= committing,
+        "never sent: {missing:?}, {committing} left committing ({}, {at_kill} sent before the kill)",
         data.backend()
     );
+    if !missing.is_empty() {
+        eprintln!(
+            "{}: {} message(s) lost in the commit-to-dot window at the kill",
+            data.backend(),
+            missing.len()
+        );
+    }
     server.stop();
 }
