@@ -214,8 +214,18 @@ pub async fn erasure_is_complete_and_real(b: &dyn Backend) {
     let history = st.consent_history(s).await.unwrap();
     assert!(history.len() >= 5 && history.last().unwrap().entry.is_erasure());
 
-    // Nothing of Erin is left in the files.
-    let after = b.raw_files().await;
+    // Nothing of Erin is left in the files. On PostgreSQL, VACUUM FULL keeps a deleted
+    // row that some snapshot of the database might still see, and CI has twice found
+    // one kept although no session showed a snapshot when it began: as
+    // docs/erasure.md tells operators, it is run again. Rows the erasure did not delete
+    // would survive every pass, so this still fails for them.
+    let mut after = b.raw_files().await;
+    for _ in 0..5 {
+        if probes.iter().all(|(_, p)| found(&after, p).is_empty()) {
+            break;
+        }
+        after = b.raw_files().await;
+    }
     for (what, p) in &probes {
         assert_eq!(
             found(&after, p),
