@@ -243,8 +243,8 @@ impl Backend for Sqlite {
 const HOW_TO_START: &str =
     "CANDOR_TEST_DATABASE_URL is not set, so the PostgreSQL store cannot be tested.
 Start a throwaway cluster and point the tests at it:
-    scripts/pg-cluster start /tmp/candor-pg 55432
-    export CANDOR_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres
+    scripts/pg-cluster start /tmp/candor-pg 25432
+    export CANDOR_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:25432/postgres
 (or set CANDOR_SKIP_POSTGRES=1 to skip the PostgreSQL tests on purpose)";
 
 /// A fresh database on the test cluster, dropped when this is dropped.

@@ -3,8 +3,8 @@
 //! schema and of several nodes sharing one database.
 //!
 //! The PostgreSQL half needs a server: set `CANDOR_TEST_DATABASE_URL` to a superuser URL
-//! such as `postgres://postgres@127.0.0.1:55432/postgres` (start a throwaway cluster with
-//! `scripts/pg-cluster start /tmp/candor-pg 55432`). Each test creates its own database
+//! such as `postgres://postgres@127.0.0.1:25432/postgres` (start a throwaway cluster with
+//! `scripts/pg-cluster start /tmp/candor-pg 25432`). Each test creates its own database
 //! and drops it afterwards. Without the variable the PostgreSQL tests fail, saying so;
 //! set `CANDOR_SKIP_POSTGRES=1` to skip them deliberately.
 #![allow(clippy::unwrap_used)]
