@@ -104,6 +104,11 @@ impl Code {
         self.row().0
     }
 
+    /// The error's type (`invalid_request`, `auth`, …).
+    pub fn kind(self) -> &'static str {
+        self.row().1
+    }
+
     pub fn status(self) -> StatusCode {
         StatusCode::from_u16(self.row().2).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

@@ -95,7 +95,7 @@ pub struct IabContext {
 }
 
 /// The three strings for one subject's current consent.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Signals {
     pub tc_string: String,

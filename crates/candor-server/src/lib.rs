@@ -52,6 +52,7 @@ pub mod ledger;
 pub mod limits;
 pub mod loyalty;
 pub mod mydata;
+pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod person;

@@ -31,7 +31,7 @@ pub const MAX_EXPORT_EVENTS: usize = 100_000;
 /// Access log entries shown.
 pub const ACCESS_LOG_LIMIT: usize = 200;
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct MyData {
     pub schema: &'static str,
@@ -49,7 +49,7 @@ pub struct MyData {
     pub access_log: Vec<AccessDto>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentifierDto {
     /// `user_id`, `anonymous_id`, `email`, `device_id`...
@@ -57,7 +57,7 @@ pub struct IdentifierDto {
     pub value: String,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsentDto {
     #[serde(flatten)]
@@ -69,7 +69,7 @@ pub struct ConsentDto {
     pub receipts: Vec<Receipt>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct EventsDto {
     /// Events stored for the person that some purpose may still use.
@@ -82,7 +82,7 @@ pub struct EventsDto {
     pub items: Vec<EventDto>,
 }
 
-#[derive(Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub struct EventCountDto {
     pub category: String,
@@ -92,7 +92,7 @@ pub struct EventCountDto {
     pub count: u64,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct EventDto {
     pub id: i64,
@@ -105,7 +105,7 @@ pub struct EventDto {
     pub message: serde_json::Value,
 }
 
-#[derive(Serialize, Clone, Debug, Default)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct InsightsDto {
     /// The advertiser reports the person was counted in.
@@ -114,7 +114,7 @@ pub struct InsightsDto {
     pub features: Vec<FeatureDto>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportDto {
     pub report_id: i64,
@@ -125,13 +125,13 @@ pub struct ReportDto {
     pub delta: f64,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 pub struct AdvertiserDto {
     pub id: String,
     pub name: Option<String>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureDto {
     pub feature: &'static str,
@@ -140,7 +140,7 @@ pub struct FeatureDto {
     pub count: u64,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessDto {
     pub time: String,

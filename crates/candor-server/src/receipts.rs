@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 pub const RECEIPT_VERSION: &str = "candor-receipt-1";
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Controller {
     pub pii_controller: String,
@@ -32,7 +32,7 @@ pub struct Controller {
 }
 
 /// The ledger entry, field for field.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecordJson {
     pub seq: u64,
@@ -54,7 +54,7 @@ pub struct RecordJson {
     pub signing_key_id: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     pub version: String,

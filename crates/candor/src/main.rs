@@ -133,6 +133,9 @@ enum Command {
         #[arg(long)]
         user_id: Option<String>,
     },
+    /// Print the OpenAPI document the server serves at /openapi.json (for generating a
+    /// client without a running server).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -271,6 +274,10 @@ async fn run(cmd: Command) -> Result<ExitCode> {
             demo_subjects,
             demo_seed,
         } => serve(common, listen, demo, demo_subjects, demo_seed).await,
+        Command::Openapi => {
+            println!("{}", candor_server::openapi::json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ledger {
             command: LedgerCommand::Checkpoint { common, out },
         } => {

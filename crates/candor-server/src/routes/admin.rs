@@ -94,3 +94,8 @@ pub async fn audit(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(crate::audit::list(&st, q.after, limit).await?))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -534,3 +534,8 @@ pub async fn audit(
         .collect();
     Ok(Json(json!({"reports": out})))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -231,3 +231,8 @@ pub async fn delete(
     }
     pages::redirect("/admin/segments", vec![])
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -23,6 +23,7 @@ use candor_core::purpose::Catalog;
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use candor_store::{ConsentCommand, ConsentOutcome, StateRow};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -48,13 +49,15 @@ pub(crate) fn actor(st: &AppState, headers: &HeaderMap) -> ApiResult<Actor> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"anonymousId": "a1b2c3", "choices": {"analytics": "grant", "ads": "refuse"}, "noticeVersions": {"analytics": 1, "ads": 1}}))]
 struct ChoicesBody {
     user_id: Option<String>,
     anonymous_id: Option<String>,
     /// purpose id → "grant" | "refuse" | "withdraw"
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, ChoiceDoc>)]
     choices: BTreeMap<String, String>,
     /// purpose id → the notice version the person was shown.
     #[serde(default)]
@@ -66,7 +69,7 @@ struct ChoicesBody {
     notice_language: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AllBody {
     user_id: Option<String>,
@@ -79,11 +82,12 @@ struct AllBody {
     notice_language: Option<String>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Clone, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PurposeStateDto {
     purpose: String,
     title: String,
+    /// `granted`, `refused` or `withdrawn` (never decided counts as `refused`).
     status: &'static str,
     granted: bool,
     /// False when the person has never decided (which counts as refused).
@@ -95,7 +99,7 @@ pub struct PurposeStateDto {
     sale_or_sharing: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsentResponse {
     subject: String,
@@ -107,7 +111,7 @@ pub struct ConsentResponse {
     gpc: Option<GpcDto>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GpcDto {
     applied: bool,
@@ -198,6 +202,12 @@ pub(crate) fn state_of(
         .collect()
 }
 
+#[utoipa::path(post, path = "/v1/consent", tag = "consent",
+    summary = "Record choices per purpose",
+    description = "Applies every choice atomically and answers with the state and a signed receipt per change. \
+`Sec-GPC: 1` (or `Candor-GPC: 1`) turns grants of sale or sharing purposes into refusals.",
+    request_body = ChoicesBody,
+    responses((status = 200, description = "The state after the change, with a receipt per ledger record", body = ConsentResponse)))]
 pub async fn record(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -363,6 +373,10 @@ fn new_subject_allowance(st: &AppState, actor: &Actor, named: &consent::Named) -
     }
 }
 
+#[utoipa::path(post, path = "/v1/consent/accept-all", tag = "consent",
+    summary = "Grant every purpose",
+    request_body = AllBody,
+    responses((status = 200, description = "The state after the change, with a receipt per ledger record", body = ConsentResponse)))]
 pub async fn accept_all(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -371,6 +385,10 @@ pub async fn accept_all(
     all(st, headers, body, Action::Grant).await
 }
 
+#[utoipa::path(post, path = "/v1/consent/reject-all", tag = "consent",
+    summary = "Refuse every purpose",
+    request_body = AllBody,
+    responses((status = 200, description = "The state after the change, with a receipt per ledger record", body = ConsentResponse)))]
 pub async fn reject_all(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -379,14 +397,16 @@ pub async fn reject_all(
     all(st, headers, body, Action::Refuse).await
 }
 
-#[derive(Deserialize)]
+/// Whose consent: a browser key names its anonymous id; a subject token needs neither.
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WhoQuery {
     user_id: Option<String>,
     anonymous_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StateResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -425,6 +445,10 @@ pub(crate) fn who_named(
     Ok((named, subject))
 }
 
+#[utoipa::path(get, path = "/v1/consent", tag = "consent",
+    summary = "The current consent state",
+    params(WhoQuery),
+    responses((status = 200, description = "Every purpose with the subject's status (undecided counts as refused), and the same as IAB strings", body = StateResponse)))]
 pub async fn current(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -439,7 +463,7 @@ pub async fn current(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -447,6 +471,10 @@ pub struct HistoryResponse {
     records: Vec<Receipt>,
 }
 
+#[utoipa::path(get, path = "/v1/consent/history", tag = "consent",
+    summary = "Every consent record, as signed receipts",
+    params(WhoQuery),
+    responses((status = 200, description = "The subject's ledger records, oldest first", body = HistoryResponse)))]
 pub async fn history(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -466,7 +494,7 @@ pub async fn history(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SignalBody {
     user_id: Option<String>,
@@ -476,6 +504,10 @@ struct SignalBody {
     us_privacy: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/consent/signals", tag = "consent",
+    summary = "Import another consent manager's IAB string",
+    request_body = SignalBody,
+    responses((status = 200, description = "The state after the import", body = ConsentResponse)))]
 /// `POST /v1/consent/signals`: an IAB string from another CMP, recorded as consent
 /// evidence (channel `imported`). It narrows; it grants only from a trusted CMP.
 pub async fn import_signal(
@@ -540,6 +572,10 @@ pub async fn import_signal(
     respond(&st, outcomes, None).await
 }
 
+#[utoipa::path(get, path = "/v1/consent/insights", tag = "consent",
+    summary = "The insight reports my data was eligible for",
+    params(WhoQuery),
+    responses((status = 200, description = "Reports and the features held now", body = ConsentInsights)))]
 /// `GET /v1/consent/insights`: the advertiser reports this subject's data was eligible
 /// for (report id, advertiser, date, purpose, privacy loss), and the features the
 /// insights engine holds about them now. Same authentication as `GET /v1/consent`.
@@ -547,14 +583,39 @@ pub async fn insight_reports(
     State(st): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ConsentInsights>> {
     let Some(subject) = who(&st, &headers, q)? else {
-        return Ok(Json(serde_json::json!({"reports": [], "features": []})));
+        return Ok(Json(ConsentInsights::default()));
     };
     let i = crate::mydata::insights(&crate::mydata::Holder::of(&st), subject).await?;
-    Ok(Json(serde_json::json!({
-        "subject": subject.to_string(),
-        "reports": i.reports,
-        "features": i.features,
-    })))
+    Ok(Json(ConsentInsights {
+        subject: Some(subject.to_string()),
+        reports: i.reports,
+        features: i.features,
+    }))
 }
+
+/// The insight reports a subject's data was eligible for, and the features held now.
+#[derive(Serialize, Default, ToSchema)]
+pub struct ConsentInsights {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    reports: Vec<crate::mydata::ReportDto>,
+    features: Vec<crate::mydata::FeatureDto>,
+}
+
+/// A choice for one purpose (documentation only: the route parses the text itself,
+/// to name the purpose in its error).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Choice)]
+enum ChoiceDoc {
+    Grant,
+    Refuse,
+    Withdraw,
+}
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(record, current, accept_all, reject_all, history, import_signal, insight_reports))]
+pub(crate) struct Api;

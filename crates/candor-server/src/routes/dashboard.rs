@@ -521,3 +521,8 @@ pub async fn save_variant(
     st.prompt.invalidate();
     pages::redirect("/admin/", vec![])
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -76,3 +76,8 @@ pub async fn script(Path(name): Path<String>) -> Response {
 pub async fn to_page() -> Response {
     pages::redirect("/demo/", vec![])
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

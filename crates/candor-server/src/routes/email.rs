@@ -467,3 +467,8 @@ pub async fn cancel(
     campaigns::cancel(&st, id).await?;
     Ok(Json(campaign_json(&campaigns::get(&st, id).await?, None)))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -456,3 +456,8 @@ pub async fn subscribe(
         ),
     }
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -332,3 +332,8 @@ pub(crate) fn describe(
     }
     e
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

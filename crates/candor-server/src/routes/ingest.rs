@@ -191,3 +191,8 @@ impl From<pipeline::ingest::Report> for IngestResponse {
         resp
     }
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -372,3 +372,8 @@ pub async fn stock(
     st.store.set_reward_stock(&r.id, b.stock, false).await?;
     Ok(Json(json!({"reward": r.id, "stock": b.stock})))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -291,3 +291,8 @@ pub async fn requests(
         .collect();
     Ok(Json(json!({"requests": items, "next": next})))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -10,8 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-pub const OPENAPI: &str = include_str!("../../openapi.json");
-
 pub async fn healthz(State(st): State<AppState>) -> Response {
     match st.store.ledger_head().await {
         Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
@@ -31,7 +29,7 @@ pub async fn gpc_json() -> Json<Value> {
 }
 
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::json()).into_response()
 }
 
 pub async fn receipt_key(State(st): State<AppState>) -> Json<Value> {
@@ -87,3 +85,8 @@ pub async fn ledger_checkpoint(State(st): State<AppState>) -> crate::error::ApiR
     let cp = crate::ledger::checkpoint(st.store.as_ref(), &st.signer, st.now()).await?;
     Ok(Json(crate::ledger::checkpoint_json(&cp)))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

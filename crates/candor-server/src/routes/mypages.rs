@@ -844,3 +844,8 @@ pub async fn logout(
 pub struct CsrfOnly {
     csrf: String,
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

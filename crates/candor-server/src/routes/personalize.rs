@@ -128,3 +128,8 @@ pub async fn personalize(
         "items": items,
     })))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

@@ -366,3 +366,8 @@ pub async fn report_for(st: &AppState, from: i32, to: i32) -> ApiResult<prompt::
     let counts = st.store.prompt_counts(from, to).await?;
     Ok(prompt::report(&st.catalog, &counts, from, to))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;

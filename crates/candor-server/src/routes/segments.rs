@@ -327,3 +327,8 @@ pub async fn check_one(
         "reasons": reasons.iter().map(reason_json).collect::<Vec<_>>(),
     })))
 }
+
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths())]
+pub(crate) struct Api;
