@@ -493,7 +493,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             deny_advertiser_keys,
         ));
-    advertiser
+    let router = advertiser
         .router
         .merge(everything_else)
         .layer(middleware::from_fn_with_state(
@@ -505,8 +505,21 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::limits::layer,
         ))
-        .layer(middleware::from_fn(record_latency))
-        .with_state(state)
+        .layer(middleware::from_fn(record_latency));
+    let router = match &state.settings.response_log {
+        Some(path) => match crate::response_log::ResponseLog::create(path) {
+            Ok(log) => router.layer(middleware::from_fn_with_state(
+                log,
+                crate::response_log::layer,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the response log");
+                router
+            }
+        },
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// An advertiser key reaches only `/v1/insights/*`: anywhere else a valid one gets 403

@@ -437,6 +437,9 @@ pub struct Settings {
     pub demo: bool,
     /// Email on consent (`[email]`); `None`: no mail is sent.
     pub email: Option<email::EmailSettings>,
+    /// Record every response here (`crate::response_log`). Set only by the API test
+    /// suite, never from the config file: the record holds response bodies.
+    pub response_log: Option<PathBuf>,
 }
 
 /// A token bucket's rate: `per_second` tokens refill, up to `burst`.
@@ -1277,6 +1280,7 @@ impl Settings {
             limits: limit_settings(raw.limits)?,
             cors_origins: cors_origins(raw.cors)?,
             demo: false,
+            response_log: None,
             database,
             iab,
             insights,

@@ -59,6 +59,7 @@ pub mod person;
 pub mod pipeline;
 pub mod prompt;
 pub mod receipts;
+pub mod response_log;
 pub mod routes;
 pub mod segment;
 pub mod serve;

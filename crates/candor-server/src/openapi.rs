@@ -193,8 +193,20 @@ fn operation_id(method: &str, path: &str) -> String {
     id.trim_end_matches('_').to_owned()
 }
 
+/// Codes reading any request body can answer with (`body::read_text`), and those of
+/// parsing a JSON one (`body::parse_json`): added wherever the operation takes one.
+const ANY_BODY: &[Code] = &[
+    Code::InvalidUtf8,
+    Code::InvalidGzip,
+    Code::UnsupportedEncoding,
+];
+const JSON_BODY: &[Code] = &[Code::InvalidJson, Code::InvalidRequest];
+
 fn document_route(op: &mut Value, route: &table::Route) {
     let (schemes, auth_codes) = role_doc(route.role);
+    let body = &op["requestBody"]["content"];
+    let any_body = body.is_object();
+    let json_body = body.get("application/json").is_some();
     op["operationId"] = json!(operation_id(route.method, route.path));
     op["x-candor-role"] = json!(role_name(route.role));
     op["security"] = if schemes.is_empty() {
@@ -207,7 +219,9 @@ fn document_route(op: &mut Value, route: &table::Route) {
     for (code, _, _, status) in TABLE {
         let listed = route.errors.contains(code)
             || auth_codes.contains(code)
-            || EVERY_ROUTE.contains(code);
+            || EVERY_ROUTE.contains(code)
+            || (any_body && ANY_BODY.contains(code))
+            || (json_body && JSON_BODY.contains(code));
         if listed {
             by_status.entry(*status).or_default().push(*code);
         }
@@ -320,13 +334,13 @@ fn security_schemes() -> Value {
         "writeKey": {
             "type": "http", "scheme": "basic",
             "description": "A source's write key as the Basic-auth user name, password empty \
-(Segment's convention; `writeKey` in a JSON body also works on the ingestion routes). \
-Browser keys act only for an anonymous id linked to nothing else; server keys for anyone.",
+    (Segment's convention; `writeKey` in a JSON body also works on the ingestion routes). \
+    Browser keys act only for an anonymous id linked to nothing else; server keys for anyone.",
         },
         "subjectToken": {
             "type": "http", "scheme": "bearer", "bearerFormat": "candor subject token",
             "description": "A short-lived token the operator's backend mints for one signed-in \
-user (`POST /v1/admin/subject-tokens`): it acts for that user only.",
+    user (`POST /v1/admin/subject-tokens`): it acts for that user only.",
         },
         "adminToken": {
             "type": "http", "scheme": "bearer",
@@ -339,12 +353,12 @@ user (`POST /v1/admin/subject-tokens`): it acts for that user only.",
         "adminSession": {
             "type": "apiKey", "in": "cookie", "name": crate::pages::SESSION_COOKIE,
             "description": "The dashboard's session, bought with the admin token at \
-`POST /admin/login`; every form POST carries its CSRF token.",
+    `POST /admin/login`; every form POST carries its CSRF token.",
         },
         "personSession": {
             "type": "apiKey", "in": "cookie", "name": crate::person::COOKIE,
             "description": "A person's session on their own pages, from a single-use \
-sign-in link; every form POST carries its CSRF token.",
+    sign-in link; every form POST carries its CSRF token.",
         },
     })
 }

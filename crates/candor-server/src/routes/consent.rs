@@ -23,9 +23,9 @@ use candor_core::purpose::Catalog;
 use candor_core::{PurposeId, PurposeSet, SubjectId};
 use candor_store::{ConsentCommand, ConsentOutcome, StateRow};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
 
 const MAX_BODY: usize = 16 * 1024;
 
@@ -617,5 +617,13 @@ enum ChoiceDoc {
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(record, current, accept_all, reject_all, history, import_signal, insight_reports))]
+#[openapi(paths(
+    record,
+    current,
+    accept_all,
+    reject_all,
+    history,
+    import_signal,
+    insight_reports
+))]
 pub(crate) struct Api;

@@ -29,7 +29,11 @@ pub async fn gpc_json() -> Json<Value> {
 }
 
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::json()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::json(),
+    )
+        .into_response()
 }
 
 pub async fn receipt_key(State(st): State<AppState>) -> Json<Value> {

@@ -98,6 +98,15 @@ pub fn manual_clock(
     )
 }
 
+/// Where this app records its responses, when `CANDOR_TEST_RESPONSE_LOG` names a
+/// directory: `scripts/check-responses` then checks each against the OpenAPI document.
+fn response_log() -> Option<std::path::PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::var_os("CANDOR_TEST_RESPONSE_LOG")?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(std::path::Path::new(&dir).join(format!("{}-{n}.jsonl", std::process::id())))
+}
+
 /// Starts the app with `config` and the given clock.
 pub async fn spawn_clocked(env: Env, config: &str, clock: candor_server::state::Clock) -> TestApp {
     let mut s = Settings::parse(config, "test", &|_| None)
@@ -117,6 +126,7 @@ pub async fn spawn_clocked(env: Env, config: &str, clock: candor_server::state::
         d.resync_interval_ms = 1000;
         d
     });
+    s.response_log = response_log();
     let app = Application::build_with_clock(s, clock).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let state = app.state().clone();
