@@ -44,6 +44,7 @@ pub mod cors;
 pub mod datadir;
 pub mod demo;
 pub mod demo_prompt;
+pub mod docs;
 pub mod email;
 pub mod erasure;
 pub mod error;

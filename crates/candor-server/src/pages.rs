@@ -38,6 +38,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("demo.html", include_str!("../templates/demo.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("docs.html", include_str!("../templates/docs.html")),
     ("editor.html", include_str!("../templates/editor.html")),
     ("me.html", include_str!("../templates/me.html")),
     ("segments.html", include_str!("../templates/segments.html")),

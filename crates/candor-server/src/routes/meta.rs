@@ -28,6 +28,16 @@ pub async fn gpc_json() -> Json<Value> {
     Json(json!({"gpc": true, "lastUpdate": "2026-11-29"}))
 }
 
+/// `/docs`: the API reference, from the same document (`crate::docs`).
+pub async fn docs() -> Response {
+    static VIEW: std::sync::OnceLock<minijinja::Value> = std::sync::OnceLock::new();
+    let view = VIEW.get_or_init(|| {
+        let doc: Value = serde_json::from_str(crate::openapi::json()).unwrap_or_default();
+        minijinja::Value::from_serialize(crate::docs::view(&doc))
+    });
+    crate::pages::render(StatusCode::OK, "docs.html", view.clone(), false, vec![])
+}
+
 pub async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -215,6 +215,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/healthz", Role::Anyone, &[]),
     r("GET", "/metrics", Role::Admin, &[]),
     r("GET", "/openapi.json", Role::Anyone, &[]),
+    r("GET", "/docs", Role::Anyone, &[]),
     r("GET", "/.well-known/gpc.json", Role::Anyone, &[]),
     r("GET", "/demo", Role::Anyone, &[]),
     r("GET", "/demo/", Role::Anyone, &[]),
@@ -428,6 +429,7 @@ pub(crate) fn build(demo_routes: bool) -> (Table, Table) {
         .get("/healthz", meta::healthz)
         .get("/metrics", meta::metrics)
         .get("/openapi.json", meta::openapi)
+        .get("/docs", meta::docs)
         .get("/.well-known/gpc.json", meta::gpc_json)
         .post("/v1/email/subscriptions", email::subscribe)
         .get("/v1/admin/email/lists", email::lists)

@@ -88,33 +88,113 @@ async fn metrics_count_accepted_dropped_and_consent_changes() {
     assert!(!text.contains("nobody") && !text.contains("m1\""));
 }
 
-#[tokio::test]
-async fn openapi_documents_every_route_and_every_error_code() {
-    let app = spawn().await;
-    let doc: Value = app
+/// The served document, parsed.
+async fn served_document(app: &TestApp) -> Value {
+    let r = app
         .client
         .get(app.url("/openapi.json"))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    let paths = doc["paths"].as_object().unwrap();
-    assert!(paths.len() >= 20);
-    // Every documented operation exists on the server (no 404/405 from the router).
-    for (path, ops) in paths {
-        for method in ops.as_object().unwrap().keys() {
-            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let r = app.client.request(m, app.url(path)).send().await.unwrap();
-            let (_, code) = code_of(r).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Every (METHOD, path) the document has an operation for.
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            out.push((method.to_uppercase(), path.clone(), op.clone()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_document_has_exactly_the_routes_the_router_serves() {
+    let app = spawn().await;
+    let doc = served_document(&app).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented: Vec<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    // The router's own list, from the same registration that builds it (demo routes
+    // included: `serve --demo` serves them).
+    let mut served: Vec<(String, String)> = candor_server::routes::table::route_list(true)
+        .into_iter()
+        .map(|(m, p)| (m.as_str().to_owned(), p.to_owned()))
+        .collect();
+    documented.sort();
+    served.sort();
+    let undocumented: Vec<_> = served.iter().filter(|r| !documented.contains(r)).collect();
+    let unserved: Vec<_> = documented.iter().filter(|r| !served.contains(r)).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from the document: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "documented operations nobody serves: {unserved:?}"
+    );
+
+    let mut ids = std::collections::BTreeSet::new();
+    for (method, path, op) in operations(&doc) {
+        let what = format!("{method} {path}");
+        let id = op["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no operationId"));
+        assert!(ids.insert(id.to_owned()), "{what}: operationId {id} twice");
+        let role = op["x-candor-role"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no role"));
+        let security = op["security"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: no security"));
+        let open = ["anyone", "person_entry", "login_form"].contains(&role);
+        assert_eq!(
+            security.is_empty(),
+            open,
+            "{what}: role {role}, security {security:?}"
+        );
+        for scheme in security.iter().flat_map(|s| s.as_object().unwrap().keys()) {
             assert!(
-                code != "not_found" && code != "method_not_allowed",
-                "{method} {path}"
+                doc["components"]["securitySchemes"].get(scheme).is_some(),
+                "{what}: undeclared scheme {scheme}"
+            );
+        }
+        let responses = op["responses"].as_object().unwrap();
+        assert!(
+            responses
+                .keys()
+                .any(|s| s.starts_with('2') || s.starts_with('3')),
+            "{what}: no success response"
+        );
+        for (status, r) in responses {
+            assert!(
+                !r["description"].as_str().unwrap_or("").is_empty(),
+                "{what} {status}: no description"
             );
         }
     }
-    // The documented error codes are exactly the table's.
+}
+
+#[tokio::test]
+async fn every_documented_operation_exists_and_every_error_code_is_documented() {
+    let app = spawn().await;
+    let doc = served_document(&app).await;
+    // Every documented operation exists on the server (no 404/405 from the router).
+    for (method, path, _) in operations(&doc) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app.client.request(m, app.url(&path)).send().await.unwrap();
+        let (_, code) = code_of(r).await;
+        assert!(
+            code != "not_found" && code != "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+    // The Error schema's codes are exactly the table's.
     let mut documented: Vec<String> = doc["components"]["schemas"]["Error"]["properties"]["code"]
         ["enum"]
         .as_array()
@@ -129,4 +209,38 @@ async fn openapi_documents_every_route_and_every_error_code() {
     documented.sort();
     table.sort();
     assert_eq!(documented, table);
+    // And each is an answer of some operation, at the table's status: a code no route
+    // lists would be one the document hides (the router's own 404/405 excepted).
+    for (_, code, _, status) in candor_server::error::TABLE {
+        if ["not_found", "method_not_allowed"].contains(code) {
+            continue;
+        }
+        let listed = operations(&doc).iter().any(|(_, _, op)| {
+            op["responses"][status.to_string()]["x-candor-codes"]
+                .as_array()
+                .is_some_and(|codes| codes.iter().any(|c| c == code))
+        });
+        assert!(listed, "no operation lists {code} (status {status})");
+    }
+}
+
+#[tokio::test]
+async fn the_served_document_is_valid_openapi() {
+    let app = spawn().await;
+    let doc = served_document(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    // openapi-spec-validator (PyPI), installed by scripts/test-all.
+    let out = std::process::Command::new(crate::smtp_sink::python())
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator rejects the document:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
