@@ -123,7 +123,11 @@ fn describe(schema: &Value) -> (String, Option<String>) {
     }
     for combinator in ["oneOf", "anyOf", "allOf"] {
         if let Some(list) = schema[combinator].as_array() {
-            let parts: Vec<(String, Option<String>)> = list.iter().map(describe).collect();
+            // `Option<T>` of a component is `oneOf: [null, T]`: say "T or null".
+            let is_null = |s: &&Value| s["type"] == "null";
+            let nullable = list.iter().any(|s| is_null(&s));
+            let parts: Vec<(String, Option<String>)> =
+                list.iter().filter(|s| !is_null(s)).map(describe).collect();
             let link = parts.iter().find_map(|(_, l)| l.clone());
             let names: Vec<String> = parts.into_iter().map(|(n, _)| n).collect();
             let joiner = if combinator == "allOf" {
@@ -131,7 +135,11 @@ fn describe(schema: &Value) -> (String, Option<String>) {
             } else {
                 " | "
             };
-            return (names.join(joiner), link);
+            let mut label = names.join(joiner);
+            if nullable {
+                label.push_str(" or null");
+            }
+            return (label, link);
         }
     }
     if let Some(values) = schema["enum"].as_array() {
@@ -402,6 +410,10 @@ mod tests {
             "one of: grant, refuse"
         );
         assert_eq!(d(json!({})), "any");
+        assert_eq!(
+            d(json!({"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/GpcDto"}]})),
+            "GpcDto or null"
+        );
         assert_eq!(
             describe(&json!({"$ref": "#/components/schemas/Error"}))
                 .1
