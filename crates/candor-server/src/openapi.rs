@@ -56,8 +56,20 @@ pub fn json() -> &'static str {
 
 /// The whole document, with the route table's security and errors applied.
 pub fn document() -> Value {
+    assembled().0
+}
+
+/// Schemas two modules define differently under one name: merging keeps only one of
+/// them, so the document would describe one type with the other's schema. A test keeps
+/// this empty.
+pub fn schema_name_clashes() -> Vec<String> {
+    assembled().1
+}
+
+fn assembled() -> (Value, Vec<String>) {
     use crate::routes::*;
     let mut doc = Base::openapi();
+    let mut clashes = Vec::new();
     for part in [
         admin::Api::openapi(),
         advertisers::Api::openapi(),
@@ -78,11 +90,21 @@ pub fn document() -> Value {
         prompt::Api::openapi(),
         segments::Api::openapi(),
     ] {
+        if let (Some(have), Some(new)) = (&doc.components, &part.components) {
+            for (name, schema) in &new.schemas {
+                let differs = have.schemas.get(name).is_some_and(|h| {
+                    serde_json::to_value(h).ok() != serde_json::to_value(schema).ok()
+                });
+                if differs {
+                    clashes.push(name.clone());
+                }
+            }
+        }
         doc.merge(part);
     }
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     apply_table(&mut doc);
-    doc
+    (doc, clashes)
 }
 
 /// Error codes every route can answer with, whatever it does: the edge's limits and

@@ -11,6 +11,7 @@ mod audience;
 mod audit;
 mod auth;
 mod bad_input;
+mod client;
 mod consent;
 mod email;
 mod fields;

@@ -180,6 +180,14 @@ async fn the_document_has_exactly_the_routes_the_router_serves() {
     }
 }
 
+#[test]
+fn no_two_types_share_a_schema_name() {
+    assert_eq!(
+        candor_server::openapi::schema_name_clashes(),
+        Vec::<String>::new()
+    );
+}
+
 #[tokio::test]
 async fn every_documented_operation_exists_and_every_error_code_is_documented() {
     let app = spawn().await;
