@@ -199,7 +199,8 @@ fn apply_table(doc: &mut Value) {
     }
 }
 
-/// `GET /v1/admin/segments/{name}/members` → `get_admin_segments_name_members`:
+/// `GET /v1/admin/segments/{name}/members` → `get_admin_segments_name_members`,
+/// `GET /admin/` → `get_admin_index`:
 /// predictable, unique (method and path are), and what generated clients name their
 /// functions after. `/v1` is left out; pages keep their whole path.
 fn operation_id(method: &str, path: &str) -> String {
@@ -212,7 +213,12 @@ fn operation_id(method: &str, path: &str) -> String {
             id.push('_');
         }
     }
-    id.trim_end_matches('_').to_owned()
+    let mut id = id.trim_end_matches('_').to_owned();
+    // `/admin/` is not `/admin` (a page and its redirect).
+    if path.len() > 1 && path.ends_with('/') {
+        id.push_str("_index");
+    }
+    id
 }
 
 /// Codes reading any request body can answer with (`body::read_text`), and those of
