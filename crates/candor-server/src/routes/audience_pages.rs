@@ -19,19 +19,29 @@ use candor_core::{PurposeId, UnixMillis};
 use candor_store::loyalty::SegmentRecord;
 use minijinja::context;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 /// Days of history the chart shows.
 const CHART_DAYS: i64 = 30;
 
-#[derive(Deserialize, Default)]
+/// The audiences page's segment form: the segment `PUT /v1/admin/segments/{name}` takes,
+/// with its rule in the text syntax.
+#[derive(Deserialize, Default, ToSchema)]
+#[schema(as = AdminSegmentForm)]
 pub struct SegmentForm {
+    /// The session's CSRF token.
     csrf: String,
+    /// 1 to 64 characters of a-z, 0-9 and `_`, starting with a letter; an existing
+    /// segment of that name is replaced.
     #[serde(default)]
     name: String,
+    /// The purpose the segment is used for (a purpose id of the catalog).
     #[serde(default)]
     purpose: String,
+    /// The rule, in the segment text syntax.
     #[serde(default)]
     text: String,
+    /// At most 500 characters.
     #[serde(default)]
     description: String,
 }
@@ -128,6 +138,15 @@ async fn render(
 }
 
 /// `GET /admin/segments`
+#[utoipa::path(get, path = "/admin/segments", tag = "pages",
+    summary = "The dashboard's audiences page",
+    description = "Every segment with its purpose, rule, size now and size over the last 30 days, the offers, the loyalty program's figures, and the form to add or replace a segment.",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "No session: to the sign-in page",
+            headers(("Location" = String, description = "`/admin/login`"))),
+        (status = 500, description = "The segments could not be brought up to date", content_type = "text/html", body = String),
+    ))]
 pub async fn page(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let Some(session) = session_of(&st, &headers) else {
         return pages::redirect("/admin/login", vec![]);
@@ -136,6 +155,18 @@ pub async fn page(State(st): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 /// `POST /admin/segments`: adds or replaces a segment from the form.
+#[utoipa::path(post, path = "/admin/segments", tag = "pages",
+    summary = "Add or replace a segment from the audiences page",
+    description = "Checks the segment against its purpose exactly as `PUT /v1/admin/segments/{name}` does and saves it; a refused one is the page again with the form filled in and the reason.",
+    request_body(content = SegmentForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Saved: back to the audiences page; without a session, to the sign-in page",
+            headers(("Location" = String, description = "`/admin/segments`, or `/admin/login` without a session"))),
+        (status = 400, description = "A bad name, purpose, description or rule: the page again with the reason", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match; nothing changed", content_type = "text/html", body = String),
+        (status = 422, description = "The rule uses data its purpose may not use: the page again with the reason", content_type = "text/html", body = String),
+        (status = 500, description = "The segment could not be saved", content_type = "text/html", body = String),
+    ))]
 pub async fn save(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -208,12 +239,26 @@ fn checked(st: &AppState, f: &SegmentForm) -> Result<SegmentRecord, (StatusCode,
     })
 }
 
-#[derive(Deserialize)]
+/// A dashboard form of one button: the session's CSRF token.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = AdminSegmentDeleteForm)]
 pub struct CsrfOnly {
+    /// The session's CSRF token.
     csrf: String,
 }
 
 /// `POST /admin/segments/{name}/delete`
+#[utoipa::path(post, path = "/admin/segments/{name}/delete", tag = "pages",
+    summary = "Delete a segment from the audiences page",
+    description = "Deletes the segment; an unknown name changes nothing.",
+    params(("name" = String, Path, description = "The segment's name")),
+    request_body(content = CsrfOnly, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Deleted (or no such segment): back to the audiences page; without a session, to the sign-in page",
+            headers(("Location" = String, description = "`/admin/segments`, or `/admin/login` without a session"))),
+        (status = 403, description = "The form is malformed or its CSRF token does not match; nothing changed", content_type = "text/html", body = String),
+        (status = 500, description = "The segment could not be deleted", content_type = "text/html", body = String),
+    ))]
 pub async fn delete(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -234,5 +279,5 @@ pub async fn delete(
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(page, save, delete))]
 pub(crate) struct Api;

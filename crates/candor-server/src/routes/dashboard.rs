@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 fn now_s(st: &AppState) -> i64 {
     st.now_ms() / 1000
@@ -38,17 +39,40 @@ fn login_page(st: &AppState, status: StatusCode, error: Option<&str>) -> Respons
 }
 
 /// `GET /admin/login`
+#[utoipa::path(get, path = "/admin/login", tag = "pages",
+    summary = "The dashboard's sign-in page",
+    description = "A form for the admin token, with a double-submit CSRF token (form field and `candor_login` cookie).",
+    responses(
+        (status = 200, description = "The sign-in form", content_type = "text/html", body = String,
+            headers(("Set-Cookie" = String, description = "`candor_login`: the form's CSRF token (10 minutes, `Path=/admin`)"))),
+    ))]
 pub async fn login_form(State(st): State<AppState>) -> Response {
     login_page(&st, StatusCode::OK, None)
 }
 
-#[derive(Deserialize)]
+/// The dashboard's sign-in form.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = AdminLoginForm)]
 pub struct LoginForm {
+    /// The admin token.
     token: String,
+    /// Equal to the `candor_login` cookie (double submit).
     csrf: String,
 }
 
 /// `POST /admin/login`: the admin token for a session cookie.
+#[utoipa::path(post, path = "/admin/login", tag = "pages",
+    summary = "Sign in to the dashboard",
+    description = "Exchanges the admin token for the dashboard's session cookie (`candor_admin`, `HttpOnly`, `SameSite=Strict`, `Path=/admin`, eight hours). Anyone may post it: the form carries the token. Every refusal is the sign-in form again, with a new CSRF cookie.",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: on to the dashboard",
+            headers(("Location" = String, description = "`/admin/`"),
+                ("Set-Cookie" = String, description = "`candor_admin`: the session; `candor_login` cleared"))),
+        (status = 400, description = "The form is incomplete", content_type = "text/html", body = String),
+        (status = 401, description = "Not the admin token, or none is configured", content_type = "text/html", body = String),
+        (status = 403, description = "The CSRF token does not match its cookie", content_type = "text/html", body = String),
+    ))]
 pub async fn login(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -95,9 +119,15 @@ pub async fn login(
     }
 }
 
-#[derive(Deserialize)]
+/// A dashboard form of one button: the session's CSRF token (and, to show or stop a
+/// variant, `active`).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = AdminCsrfForm)]
 pub struct CsrfForm {
+    /// The session's CSRF token.
     csrf: String,
+    /// `POST /admin/variants/{id}`: `true` to show the variant; anything else, or
+    /// nothing, stops it.
     active: Option<String>,
 }
 
@@ -157,6 +187,15 @@ pub(crate) fn session_of<'a>(st: &AppState, headers: &'a HeaderMap) -> Option<&'
 }
 
 /// `POST /admin/logout`
+#[utoipa::path(post, path = "/admin/logout", tag = "pages",
+    summary = "Sign out of the dashboard",
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed out (the session cookie cleared), or no session: to the sign-in page",
+            headers(("Location" = String, description = "`/admin/login`"),
+                ("Set-Cookie" = String, description = "`candor_admin` cleared (when signed out)"))),
+        (status = 403, description = "The form is malformed or its CSRF token does not match; nothing changed", content_type = "text/html", body = String),
+    ))]
 pub async fn logout(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -172,6 +211,17 @@ pub async fn logout(
 }
 
 /// `POST /admin/variants/{id}`: start or stop showing a saved variant.
+#[utoipa::path(post, path = "/admin/variants/{id}", tag = "pages",
+    summary = "Show or stop showing a saved prompt variant",
+    description = "Sets a saved variant active (`active=true`) or not. An unknown id changes nothing.",
+    params(("id" = String, Path, description = "The variant's id")),
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or no such variant): back to the dashboard; without a session, to the sign-in page",
+            headers(("Location" = String, description = "`/admin/`, or `/admin/login` without a session"))),
+        (status = 403, description = "The form is malformed or its CSRF token does not match; nothing changed", content_type = "text/html", body = String),
+        (status = 500, description = "The saved variants could not be read", content_type = "text/html", body = String),
+    ))]
 pub async fn toggle_variant(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -201,9 +251,14 @@ pub async fn toggle_variant(
     pages::redirect("/admin/", vec![])
 }
 
-#[derive(Deserialize)]
+/// The days the dashboard shows (`YYYY-MM-DD`, inclusive): as `GET /v1/admin/prompt/stats`
+/// takes them; a period it refuses falls back to the default one.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PeriodQuery {
+    /// First day (`YYYY-MM-DD`).
     from: Option<String>,
+    /// Last day (`YYYY-MM-DD`).
     to: Option<String>,
 }
 
@@ -230,6 +285,17 @@ fn percent(x: f64) -> String {
 
 /// `GET /admin/`: opt-in per purpose and variant over time, with intervals, the
 /// comparison of variants, and the saved variants.
+#[utoipa::path(get, path = "/admin/", tag = "pages",
+    summary = "The dashboard",
+    description = "Opt-in per purpose and prompt variant over the period, with intervals and charts, the comparison of variants, the saved variants, and people's most recent requests.",
+    params(PeriodQuery),
+    responses(
+        (status = 200, description = "The dashboard", content_type = "text/html", body = String),
+        (status = 303, description = "No session: to the sign-in page",
+            headers(("Location" = String, description = "`/admin/login`"))),
+        (status = 400, description = "Not even the default period could be computed", content_type = "text/html", body = String),
+        (status = 500, description = "The prompt's counts could not be read", content_type = "text/html", body = String),
+    ))]
 pub async fn dashboard(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -373,6 +439,12 @@ async fn recent_requests(st: &AppState) -> Vec<minijinja::Value> {
 }
 
 /// `GET /admin`: the dashboard lives at `/admin/` (the cookie's path).
+#[utoipa::path(get, path = "/admin", tag = "pages",
+    summary = "To the dashboard",
+    responses(
+        (status = 303, description = "The dashboard is at `/admin/` (its cookie's path)",
+            headers(("Location" = String, description = "`/admin/`"))),
+    ))]
 pub async fn to_dashboard() -> Response {
     pages::redirect("/admin/", vec![])
 }
@@ -380,6 +452,12 @@ pub async fn to_dashboard() -> Response {
 const EDITOR_SCRIPT: &str = include_str!("../../../../web/admin-editor.js");
 
 /// `GET /admin/editor.js`: the variant editor's script (nothing secret in it).
+#[utoipa::path(get, path = "/admin/editor.js", tag = "pages",
+    summary = "The variant editor's script",
+    description = "Loaded by `GET /admin/variants/new`; nothing secret in it, so anyone may fetch it.",
+    responses(
+        (status = 200, description = "The script", content_type = "text/javascript", body = String),
+    ))]
 pub async fn editor_js() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
@@ -410,6 +488,14 @@ fn editor_page(
 }
 
 /// `GET /admin/variants/new`: the editor, starting from the standard variant.
+#[utoipa::path(get, path = "/admin/variants/new", tag = "pages",
+    summary = "The prompt variant editor",
+    description = "An editor for a new prompt variant, starting from the standard one; its script (`/admin/editor.js`) previews and measures it in the browser before it is posted.",
+    responses(
+        (status = 200, description = "The editor", content_type = "text/html", body = String),
+        (status = 303, description = "No session: to the sign-in page",
+            headers(("Location" = String, description = "`/admin/login`"))),
+    ))]
 pub async fn editor(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let Some(session) = st.sessions.check(&headers, now_s(&st)) else {
         return pages::redirect("/admin/login", vec![]);
@@ -420,14 +506,26 @@ pub async fn editor(State(st): State<AppState>, headers: HeaderMap) -> Response 
     editor_page(&st, session, StatusCode::OK, &json, None, Vec::new())
 }
 
-#[derive(Deserialize)]
+/// A variant to preview.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EditorPreviewBody)]
 pub struct PreviewBody {
+    /// A prompt variant, as `POST /v1/admin/prompt/variants` takes it.
+    #[schema(value_type = Object)]
     variant: VariantDto,
 }
 
 /// `POST /admin/variants/preview`: what the prompt would show for this variant, for
 /// the editor to draw and measure. Session, and the CSRF token in `X-CSRF-Token`.
+#[utoipa::path(post, path = "/admin/variants/preview", tag = "pages",
+    summary = "Preview a prompt variant in the editor",
+    description = "What candor.js would show for this variant (the same configuration as `GET /v1/prompt`), for the editor to draw and measure. The dashboard's session, and its CSRF token in the `X-CSRF-Token` header; unlike the other dashboard routes it answers in JSON, errors included. Changes nothing.",
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "The prompt configuration for this variant, as `GET /v1/prompt` answers it", body = Object),
+    ))]
 pub async fn preview(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -458,16 +556,34 @@ pub async fn preview(
     )))
 }
 
-#[derive(Deserialize)]
+/// The editor's form.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = EditorVariantForm)]
 pub struct VariantForm {
+    /// The session's CSRF token.
     csrf: String,
+    /// The variant as JSON, as `POST /v1/admin/prompt/variants` takes it.
     variant: String,
+    /// What the editor measured of the drawn prompt in this browser, as JSON (the
+    /// `rendered` of `POST /v1/admin/prompt/lint`).
     rendered: String,
 }
 
 /// `POST /admin/variants`: saves a variant the linter passes, judged on its definition
 /// and on what the editor measured in this browser; otherwise the editor again, with
 /// every rule broken named.
+#[utoipa::path(post, path = "/admin/variants", tag = "pages",
+    summary = "Save a prompt variant from the editor",
+    description = "Saves (and shows) a variant the prompt linter passes, judged on its definition and on what the editor measured in the browser; otherwise the editor again, with every broken rule named.",
+    request_body(content = VariantForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Saved: back to the dashboard; without a session, to the sign-in page",
+            headers(("Location" = String, description = "`/admin/`, or `/admin/login` without a session"))),
+        (status = 400, description = "The variant is not valid, or was not measured in the browser: the editor again", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match; nothing changed", content_type = "text/html", body = String),
+        (status = 422, description = "The linter refused the variant: the editor again, naming each broken rule", content_type = "text/html", body = String),
+        (status = 500, description = "The variant could not be saved: the editor again", content_type = "text/html", body = String),
+    ))]
 pub async fn save_variant(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -524,5 +640,16 @@ pub async fn save_variant(
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(
+    to_dashboard,
+    dashboard,
+    login_form,
+    login,
+    logout,
+    toggle_variant,
+    editor,
+    save_variant,
+    preview,
+    editor_js
+))]
 pub(crate) struct Api;

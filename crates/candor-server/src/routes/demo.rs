@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 const SCRIPTS: &[(&str, &str)] = &[
     (
@@ -31,12 +32,23 @@ const APPS: &[(&str, &str, &str)] = &[
     ("Word Garden", "Games", "4.3"),
 ];
 
-#[derive(Deserialize)]
+/// The demo page's language.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DemoQuery {
+    /// The prompt's language (a language tag, e.g. `fr`); `en` when absent or not a
+    /// language tag.
     lang: Option<String>,
 }
 
 /// `GET /demo/` (`?lang=fr` shows the prompt in French).
+#[utoipa::path(get, path = "/demo/", tag = "pages",
+    summary = "The demo publisher's page",
+    description = "`serve --demo` only: a publisher's page that embeds candor.js with the demo's browser key and holds back one tagged script per purpose until it is granted.",
+    params(DemoQuery),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+    ))]
 pub async fn page(
     State(st): State<AppState>,
     q: Result<Query<DemoQuery>, axum::extract::rejection::QueryRejection>,
@@ -61,6 +73,13 @@ pub async fn page(
 }
 
 /// `GET /demo/{script}`: the page's tagged scripts.
+#[utoipa::path(get, path = "/demo/{script}", tag = "pages",
+    summary = "One of the demo page's tagged scripts",
+    description = "`serve --demo` only.",
+    params(("script" = String, Path, description = "`analytics.js`, `recommendations.js` or `ads.js`")),
+    responses(
+        (status = 200, description = "The script", content_type = "text/javascript", body = String),
+    ))]
 pub async fn script(Path(name): Path<String>) -> Response {
     match SCRIPTS.iter().find(|(n, _)| *n == name) {
         Some((_, body)) => (
@@ -73,11 +92,18 @@ pub async fn script(Path(name): Path<String>) -> Response {
 }
 
 /// `GET /demo`: the page lives at `/demo/`.
+#[utoipa::path(get, path = "/demo", tag = "pages",
+    summary = "To the demo page",
+    description = "`serve --demo` only.",
+    responses(
+        (status = 303, description = "The page is at `/demo/`",
+            headers(("Location" = String, description = "`/demo/`"))),
+    ))]
 pub async fn to_page() -> Response {
     pages::redirect("/demo/", vec![])
 }
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(to_page, page, script))]
 pub(crate) struct Api;

@@ -27,6 +27,7 @@ use candor_core::ledger::Actor;
 use minijinja::context;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use utoipa::{IntoParams, ToSchema};
 
 /// A form of one button: where it posts, its hidden fields, the button's words.
 type ButtonForm<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
@@ -96,17 +97,33 @@ fn refused(st: &AppState, why: LinkRefused) -> Response {
     page(st, status, title, message, None)
 }
 
-#[derive(Deserialize)]
+/// The token a mail's link carries.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
+    /// The token from the mail's link (a missing one is an invalid link).
     t: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The confirmation page's form.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = EmailConfirmForm)]
 pub struct TokenForm {
+    /// The confirmation token from the mail's link.
     t: Option<String>,
 }
 
 /// `GET /email/confirm?t=`: what the link will do, and a button to do it.
+#[utoipa::path(get, path = "/email/confirm", tag = "pages",
+    summary = "The page a confirmation mail links to",
+    description = "Names the list and shows a button that posts the token to `POST /email/confirm`. Changes nothing, so a mail scanner following the link subscribes nobody.",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "The confirmation button", content_type = "text/html", body = String),
+        (status = 400, description = "No token, a forged one, or one for a list no longer configured", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured", content_type = "text/html", body = String),
+        (status = 410, description = "The token expired", content_type = "text/html", body = String),
+    ))]
 pub async fn confirm_page(
     State(st): State<AppState>,
     q: Result<Query<TokenQuery>, QueryRejection>,
@@ -152,6 +169,17 @@ fn origin(peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<String> {
 }
 
 /// `POST /email/confirm`: spends the token and confirms the subscription.
+#[utoipa::path(post, path = "/email/confirm", tag = "pages",
+    summary = "Confirm a subscription (double opt-in)",
+    description = "Spends the single-use token, confirms the pending subscription and grants the list's purpose under its current notice, in one ledger command (channel `email_confirmation`). The client's IP address and user agent are kept, sealed, only when the operator's config asks for them.",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Subscribed: a page saying so", content_type = "text/html", body = String),
+        (status = 400, description = "No token, a forged one, or one for a list no longer configured; nothing changed", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured", content_type = "text/html", body = String),
+        (status = 409, description = "The request was left or expired since the mail was sent; nothing changed", content_type = "text/html", body = String),
+        (status = 410, description = "The token expired or was used, or the address is no longer held; nothing changed", content_type = "text/html", body = String),
+    ))]
 pub async fn confirm(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -180,6 +208,15 @@ pub async fn confirm(
 }
 
 /// `GET /email/unsubscribe?t=`: a button to leave (a GET changes nothing).
+#[utoipa::path(get, path = "/email/unsubscribe", tag = "pages",
+    summary = "The page a mail's unsubscribe link opens",
+    description = "Names the list and shows a button that posts to `POST /email/unsubscribe` with the same token. Changes nothing.",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "The unsubscribe button", content_type = "text/html", body = String),
+        (status = 400, description = "No token, a forged one, or one for a list no longer configured", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured", content_type = "text/html", body = String),
+    ))]
 pub async fn unsubscribe_page(
     State(st): State<AppState>,
     q: Result<Query<TokenQuery>, QueryRejection>,
@@ -206,9 +243,34 @@ pub async fn unsubscribe_page(
     )
 }
 
+/// What a mail client's RFC 8058 one-click unsubscribe posts (documentation only: the
+/// body is read, at most 16 KiB, and ignored; the page's button posts an empty form).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = OneClickUnsubscribe)]
+struct OneClickDoc {
+    #[schema(rename = "List-Unsubscribe", example = "One-Click")]
+    list_unsubscribe: Option<String>,
+}
+
 /// `POST /email/unsubscribe?t=`: leaves at once (the page's button, or a mail
 /// client's RFC 8058 one-click POST). The body (`List-Unsubscribe=One-Click`, in
 /// either encoding) is not needed: the token is the whole credential.
+#[utoipa::path(post, path = "/email/unsubscribe", tag = "pages",
+    summary = "Unsubscribe at once (also RFC 8058 one-click)",
+    description = "Leaves the list the token names at once: a ledger record (channel `unsubscribe`, naming the campaign the mail came from), the address suppressed for the list. This is also the `List-Unsubscribe-Post` target: a mail client posts `List-Unsubscribe=One-Click`, form-encoded or multipart, with no cookie. The token in the URL is the whole credential; the body is not read. The answer is a page, never a redirect.",
+    params(TokenQuery),
+    request_body(description = "Not read: `List-Unsubscribe=One-Click` from a mail client, or the page's empty form",
+        content(
+            (Option<OneClickDoc> = "application/x-www-form-urlencoded"),
+            (Option<OneClickDoc> = "multipart/form-data"),
+        )),
+    responses(
+        (status = 200, description = "Unsubscribed: a page saying so", content_type = "text/html", body = String),
+        (status = 400, description = "No token, a forged one, or one for a list no longer configured; nothing changed", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured", content_type = "text/html", body = String),
+        (status = 410, description = "The address is no longer held; nothing changed", content_type = "text/html", body = String),
+    ))]
 pub async fn unsubscribe(
     State(st): State<AppState>,
     q: Result<Query<TokenQuery>, QueryRejection>,
@@ -257,6 +319,13 @@ async fn leave(st: &AppState, mail: &Mail, t: &str) -> Response {
 }
 
 /// `GET /me/signin`: the preference center's sign-in by email.
+#[utoipa::path(get, path = "/me/signin", tag = "pages",
+    summary = "Sign in to a person's own pages by email",
+    description = "A form for an email address, posted to `POST /me/signin`.",
+    responses(
+        (status = 200, description = "The form", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured", content_type = "text/html", body = String),
+    ))]
 pub async fn signin_page(State(st): State<AppState>) -> Response {
     if mail(&st).is_err() {
         return disabled(&st);
@@ -275,14 +344,26 @@ pub async fn signin_page(State(st): State<AppState>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+/// The email sign-in form.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = EmailSigninForm)]
 pub struct SigninForm {
+    /// The person's email address.
     email: Option<String>,
 }
 
 /// `POST /me/signin`: mails a single-use sign-in link to the address if it is known.
 /// The answer is the same whether or not it is, so the form cannot tell anyone who is
 /// subscribed.
+#[utoipa::path(post, path = "/me/signin", tag = "pages",
+    summary = "Mail a sign-in link",
+    description = "Mails a single-use sign-in link (fifteen minutes, to `GET /me/enter`) to the address if Candor holds it, within a per-address allowance. The answer is the same whether or not it does, so the form tells nobody who is known.",
+    request_body(content = SigninForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A page saying a link is on its way if the address is held", content_type = "text/html", body = String),
+        (status = 400, description = "Not an email address", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured", content_type = "text/html", body = String),
+    ))]
 pub async fn signin(
     State(st): State<AppState>,
     form: Result<Form<SigninForm>, FormRejection>,
@@ -333,13 +414,24 @@ pub async fn signin(
     )
 }
 
-#[derive(Deserialize)]
+/// The list the sign-up form starts with.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A configured list's name (otherwise none is chosen, unless there is only one).
     list: Option<String>,
 }
 
 /// `GET /email/subscribe[?list=]`: the sign-up form, with the named list (or the only
 /// one) chosen.
+#[utoipa::path(get, path = "/email/subscribe", tag = "pages",
+    summary = "Candor's own sign-up form",
+    description = "The configured lists to choose from and an address field, posted to `POST /email/subscribe`.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The form", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured", content_type = "text/html", body = String),
+    ))]
 pub async fn subscribe_form(
     State(st): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -371,14 +463,30 @@ pub async fn subscribe_form(
     )
 }
 
-#[derive(Deserialize)]
+/// A sign-up form (Candor's own, or an operator's posting the same fields).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = EmailSubscribeForm)]
 pub struct SubscribeForm {
+    /// The address to subscribe.
     email: Option<String>,
+    /// A configured list's name.
     list: Option<String>,
 }
 
 /// `POST /email/subscribe`: an operator's sign-up form. The same page whatever became
 /// of the address (new, pending, confirmed, out of re-sends).
+#[utoipa::path(post, path = "/email/subscribe", tag = "pages",
+    summary = "Sign up for a mailing list (double opt-in)",
+    description = "A pending subscription and, within the re-send limit, a confirmation mail linking to `GET /email/confirm`. The same page whatever became of the address (new, pending, confirmed, out of re-sends), so the form tells nobody who is subscribed. Unknown addresses share one allowance of new subjects per minute.",
+    request_body(content = SubscribeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A page saying a confirmation link is on its way if the address may join", content_type = "text/html", body = String),
+        (status = 400, description = "The form is incomplete, the address is not an email address, or no such list", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured", content_type = "text/html", body = String),
+        (status = 429, description = "Too many new addresses this minute: try again later", content_type = "text/html", body = String),
+        (status = 500, description = "The subscription could not be recorded", content_type = "text/html", body = String),
+        (status = 503, description = "The store is unavailable, or too many mails are waiting to be sent", content_type = "text/html", body = String),
+    ))]
 pub async fn subscribe(
     State(st): State<AppState>,
     form: Result<Form<SubscribeForm>, FormRejection>,
@@ -459,5 +567,14 @@ pub async fn subscribe(
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(
+    subscribe_form,
+    subscribe,
+    confirm_page,
+    confirm,
+    unsubscribe_page,
+    unsubscribe,
+    signin_page,
+    signin
+))]
 pub(crate) struct Api;

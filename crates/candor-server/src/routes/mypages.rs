@@ -33,6 +33,7 @@ use candor_core::PurposeId;
 use candor_store::RequestKind;
 use minijinja::context;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 fn page(status: StatusCode, template: &str, ctx: minijinja::Value) -> Response {
     pages::render(status, template, ctx, false, vec![])
@@ -128,17 +129,33 @@ fn accessor(s: &Session) -> &'static str {
     }
 }
 
-#[derive(Deserialize)]
+/// A sign-in link: `t`, or `k` and `a` together. Any other parameter makes the link
+/// incomplete.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EnterQuery {
+    /// A single-use sign-in token (`POST /v1/admin/subject-links`, or mailed by
+    /// `POST /me/signin`).
     t: Option<String>,
-    /// A browser write key and candor.js's anonymous id.
+    /// A browser write key (with `a`: candor.js's "See my data").
     k: Option<String>,
+    /// candor.js's anonymous id (with `k`).
     a: Option<String>,
 }
 
 /// `GET /me/enter`: a page with one button that signs in. Following a link does not
 /// spend it (mail scanners follow links); pressing the button does.
+#[utoipa::path(get, path = "/me/enter", tag = "pages",
+    summary = "The sign-in page of a person's own pages",
+    description = "Checks the link without spending it and answers with a page of one button that posts it to `POST /me/enter`, with a double-submit CSRF token (form field and `candor_enter` cookie).",
+    params(EnterQuery),
+    responses(
+        (status = 200, description = "The sign-in button", content_type = "text/html", body = String,
+            headers(("Set-Cookie" = String, description = "`candor_enter`: the form's CSRF token (10 minutes, `Path=/me`)"))),
+        (status = 400, description = "The link is incomplete (no `t`, nor `k` and `a`) or carries another parameter", content_type = "text/html", body = String),
+        (status = 401, description = "The token is forged or expired", content_type = "text/html", body = String),
+    ))]
 pub async fn enter_form(
     State(st): State<AppState>,
     q: Result<Query<EnterQuery>, axum::extract::rejection::QueryRejection>,
@@ -186,17 +203,36 @@ fn invalid_link() -> Response {
     )
 }
 
-#[derive(Deserialize)]
+/// The sign-in form `GET /me/enter` renders.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PersonEnterForm)]
 pub struct EnterForm {
+    /// Equal to the `candor_enter` cookie (double submit).
     csrf: String,
+    /// A single-use sign-in token; when present, `k` and `a` are not read.
     t: Option<String>,
+    /// A browser write key (with `a`).
     k: Option<String>,
+    /// candor.js's anonymous id (with `k`).
     a: Option<String>,
 }
 
 /// `POST /me/enter`: spends the link (or checks the browser key's anonymous id) and
 /// starts a session.
+#[utoipa::path(post, path = "/me/enter", tag = "pages",
+    summary = "Sign in to a person's own pages",
+    description = "Spends the single-use link (or checks that the browser key's anonymous id names someone it may act for), records the access and starts the person's session (`candor_me` cookie, `Path=/me`). Anyone may post it: the form carries its own credential.",
+    request_body(content = EnterForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: on to the person's page",
+            headers(("Location" = String, description = "`/me`"),
+                ("Set-Cookie" = String, description = "`candor_me`: the session; `candor_enter` cleared"))),
+        (status = 200, description = "The anonymous id names nobody: nothing is held, no session", content_type = "text/html", body = String),
+        (status = 400, description = "The form is not a well-formed sign-in form", content_type = "text/html", body = String),
+        (status = 401, description = "The link is forged, expired or spent, or the browser key is not a browser key", content_type = "text/html", body = String),
+        (status = 403, description = "The CSRF token does not match its cookie, or the anonymous id is linked to an account (a link is needed)", content_type = "text/html", body = String),
+    ))]
 pub async fn enter(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -291,6 +327,13 @@ pub async fn enter(
 }
 
 /// `GET /me`: everything held, and the forms to change it.
+#[utoipa::path(get, path = "/me", tag = "pages",
+    summary = "A person's own page",
+    description = "Everything held about the person (the same gathering as `GET /v1/me`), with the forms to change their consent, answers and mailing lists, the loyalty wallet and what personalization picks for them. The read is written to their access log.",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 401, description = "No session, or it expired or can no longer act (the person was erased)", content_type = "text/html", body = String),
+    ))]
 pub async fn home(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let Some((s, _, _)) = session(&st, &headers).await else {
         return signed_out();
@@ -392,16 +435,36 @@ fn picked_for(st: &AppState, subject: candor_core::SubjectId) -> Vec<serde_json:
         .collect()
 }
 
-#[derive(Deserialize)]
+/// The redeem form on `GET /me`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PersonRedeemForm)]
 pub struct RedeemForm {
+    /// The session's CSRF token.
     csrf: String,
+    /// The reward's id.
     reward: String,
-    /// A fresh key per page: submitting the same form twice is one redemption.
+    /// A fresh key per page: submitting the same form twice is one redemption
+    /// (1 to 64 characters).
     key: String,
 }
 
 /// `POST /me/loyalty/redeem`: the person spends points on a reward.
+#[utoipa::path(post, path = "/me/loyalty/redeem", tag = "pages",
+    summary = "Redeem a loyalty reward from a person's page",
+    description = "Spends the person's points on a reward, as `POST /v1/me/loyalty/redeem` does; a refusal is a page whose status is that of the API's error code.",
+    request_body(content = RedeemForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Redeemed (or the same form posted again): back to the wallet",
+            headers(("Location" = String, description = "`/me#loyalty`"))),
+        (status = 400, description = "The form is malformed, or its key is empty or longer than 64 characters", content_type = "text/html", body = String),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 403, description = "The CSRF token does not match, or the person is not in the program (`loyalty_not_granted`)", content_type = "text/html", body = String),
+        (status = 404, description = "No loyalty program, no such reward, or the person is gone", content_type = "text/html", body = String),
+        (status = 409, description = "Too few points, out of stock, or the key was used for another transaction", content_type = "text/html", body = String),
+        (status = 500, description = "The store failed", content_type = "text/html", body = String),
+        (status = 503, description = "The store is unavailable or shutting down", content_type = "text/html", body = String),
+    ))]
 pub async fn redeem(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -440,17 +503,45 @@ pub async fn redeem(
     }
 }
 
-#[derive(Deserialize)]
+/// One purpose's consent form on `GET /me`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PersonConsentForm)]
 pub struct ConsentForm {
+    /// The session's CSRF token.
     csrf: String,
+    /// A purpose id of the catalog.
     purpose: String,
     /// `grant` or `withdraw`.
+    #[schema(value_type = ConsentActionDoc)]
     action: String,
+}
+
+/// A choice the person's page can post (documentation only: the handler matches the
+/// text itself, to answer with a page).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = PersonConsentAction)]
+enum ConsentActionDoc {
+    #[schema(rename = "grant")]
+    Grant,
+    #[schema(rename = "withdraw")]
+    Withdraw,
 }
 
 /// `POST /me/consent`: one purpose changed, through the consent API's own path
 /// (channel `preference_center`), then back to the page.
+#[utoipa::path(post, path = "/me/consent", tag = "pages",
+    summary = "Grant or withdraw one purpose from a person's page",
+    description = "Records the change in the ledger through the consent API's own path (channel `preference_center`; `Sec-GPC: 1` applies as there).",
+    request_body(content = ConsentForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Recorded: back to the person's choices",
+            headers(("Location" = String, description = "`/me#choices`"))),
+        (status = 400, description = "Unknown purpose, or a choice other than `grant` or `withdraw`", content_type = "text/html", body = String),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match", content_type = "text/html", body = String),
+    ))]
 pub async fn change_consent(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -507,9 +598,40 @@ pub async fn change_consent(
     }
 }
 
+/// The answer form `POST /me/fields/{name}` reads (documentation only: the handler reads
+/// the pairs itself, since a many-of field sends `values` once per ticked box).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = PersonFieldForm)]
+struct FieldFormDoc {
+    /// The session's CSRF token.
+    csrf: String,
+    /// The answer, for every kind of field but many-of (an integer or month is parsed
+    /// as a number).
+    value: Option<String>,
+    /// One per ticked box, for a many-of field.
+    values: Option<Vec<String>>,
+    /// For an aggregate field: present (any value) to share the answer in aggregates,
+    /// absent to stop sharing it.
+    share: Option<String>,
+}
+
 /// `POST /me/fields/{name}`: one answer set or changed (provenance `volunteered`), through
 /// the same path as `PUT /v1/me/fields/{name}`. The form sends `value` (or `values`, one
 /// per ticked box, for a many-of field) and, for an aggregate field, `share`.
+#[utoipa::path(post, path = "/me/fields/{name}", tag = "pages",
+    summary = "Set one volunteered answer from a person's page",
+    description = "Sets the field (provenance `volunteered`) exactly as `PUT /v1/me/fields/{name}` does, the loyalty program's bonus for telling included.",
+    params(("name" = String, Path, description = "A field the operator asks about")),
+    request_body(content = FieldFormDoc, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Saved: back to the person's answers",
+            headers(("Location" = String, description = "`/me#told`"))),
+        (status = 400, description = "The answer does not fit the field", content_type = "text/html", body = String),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match", content_type = "text/html", body = String),
+        (status = 404, description = "The operator asks no such question", content_type = "text/html", body = String),
+    ))]
 pub async fn set_field(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -560,6 +682,18 @@ pub async fn set_field(
 }
 
 /// `POST /me/fields/{name}/remove`: one answer removed.
+#[utoipa::path(post, path = "/me/fields/{name}/remove", tag = "pages",
+    summary = "Remove one volunteered answer from a person's page",
+    description = "Removes the answer (and stops sharing it in aggregates), also under a field the operator no longer asks about.",
+    params(("name" = String, Path, description = "The field's name")),
+    request_body(content = CsrfOnly, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Removed (or nothing was held): back to the person's answers",
+            headers(("Location" = String, description = "`/me#told`"))),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match", content_type = "text/html", body = String),
+        (status = 404, description = "Not a field name", content_type = "text/html", body = String),
+    ))]
 pub async fn remove_field(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -631,6 +765,18 @@ async fn lists_for(
 
 /// `POST /me/email/{list}/leave`: leaves a list at once (a ledger record, the address
 /// suppressed for it).
+#[utoipa::path(post, path = "/me/email/{name}/leave", tag = "pages",
+    summary = "Leave a mailing list from a person's page",
+    description = "Unsubscribes the person's address at once: a ledger record (channel `preference_center`), the address suppressed for the list.",
+    params(("name" = String, Path, description = "The list's name")),
+    request_body(content = CsrfOnly, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Left: back to the person's lists",
+            headers(("Location" = String, description = "`/me#lists`"))),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured, no such list, or the person has no address", content_type = "text/html", body = String),
+    ))]
 pub async fn leave_list(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -668,6 +814,17 @@ pub async fn leave_list(
 
 /// `POST /me/email/{list}/join`: asks to join; the confirmation goes by mail to the
 /// person's address (double opt-in, whoever is signed in).
+#[utoipa::path(post, path = "/me/email/{name}/join", tag = "pages",
+    summary = "Ask to join a mailing list from a person's page",
+    description = "A pending subscription for the person's address and a confirmation mail (double opt-in): nothing is sent from the list until the link in it is followed.",
+    params(("name" = String, Path, description = "The list's name")),
+    request_body(content = CsrfOnly, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Asked: a page saying the confirmation is on its way", content_type = "text/html", body = String),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match", content_type = "text/html", body = String),
+        (status = 404, description = "Email is not configured, the person has no address, or no such list", content_type = "text/html", body = String),
+    ))]
 pub async fn join_list(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -717,6 +874,14 @@ pub async fn join_list(
 }
 
 /// `GET /me/export`: the whole export as a download.
+#[utoipa::path(get, path = "/me/export", tag = "pages",
+    summary = "Download everything held about the signed-in person",
+    description = "The export `GET /v1/me/export` answers with (every event included), as a file; recorded as an export request in the person's access log.",
+    responses(
+        (status = 200, description = "The export, as an attachment (`my-data.json`)", body = crate::mydata::MyData,
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"my-data.json\"`"))),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+    ))]
 pub async fn export(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let Some((s, _, _)) = session(&st, &headers).await else {
         return signed_out();
@@ -729,6 +894,16 @@ pub async fn export(State(st): State<AppState>, headers: HeaderMap) -> Response 
 
 /// `GET /me/receipts/{seq}`: one of the person's own receipts, as a file to keep and
 /// verify with the operator's public key.
+#[utoipa::path(get, path = "/me/receipts/{id}", tag = "pages",
+    summary = "Download one of the signed-in person's consent receipts",
+    description = "The signed receipt of one of the person's own ledger records, to keep and verify with the operator's public key (`GET /v1/receipts/public-key`).",
+    params(("id" = String, Path, description = "The record's ledger sequence number")),
+    responses(
+        (status = 200, description = "The receipt, as an attachment (`candor-receipt-{id}.json`)", body = crate::receipts::Receipt,
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"candor-receipt-{id}.json\"`"))),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 404, description = "Not a sequence number, or not one of the person's records", content_type = "text/html", body = String),
+    ))]
 pub async fn receipt(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -760,6 +935,13 @@ pub async fn receipt(
 }
 
 /// `GET /me/erase`: what erasure deletes and what stays, and one button.
+#[utoipa::path(get, path = "/me/erase", tag = "pages",
+    summary = "The erasure page of a person's own pages",
+    description = "What erasure deletes and what stays, and the button that posts `POST /me/erase`.",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+    ))]
 pub async fn erase_form(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let Some((s, _, _)) = session(&st, &headers).await else {
         return signed_out();
@@ -782,6 +964,16 @@ pub async fn erase_form(State(st): State<AppState>, headers: HeaderMap) -> Respo
 }
 
 /// `POST /me/erase`: erases the person, ends the session, says so.
+#[utoipa::path(post, path = "/me/erase", tag = "pages",
+    summary = "Erase the signed-in person",
+    description = "Erases the person as `POST /v1/me/erase` does (recorded as an erasure request, channel `preference_center`) and ends the session.",
+    request_body(content = CsrfOnly, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Erased: a page saying so", content_type = "text/html", body = String,
+            headers(("Set-Cookie" = String, description = "`candor_me` cleared"))),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match", content_type = "text/html", body = String),
+    ))]
 pub async fn erase(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -810,6 +1002,15 @@ pub async fn erase(
 }
 
 /// `POST /me/logout`
+#[utoipa::path(post, path = "/me/logout", tag = "pages",
+    summary = "Sign out of a person's own pages",
+    request_body(content = CsrfOnly, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Signed out: a page saying so", content_type = "text/html", body = String,
+            headers(("Set-Cookie" = String, description = "`candor_me` cleared"))),
+        (status = 401, description = "No session, or it can no longer act", content_type = "text/html", body = String),
+        (status = 403, description = "The form is malformed or its CSRF token does not match", content_type = "text/html", body = String),
+    ))]
 pub async fn logout(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -839,13 +1040,31 @@ pub async fn logout(
     r
 }
 
-#[derive(Deserialize)]
+/// A form of one button: the session's CSRF token.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PersonCsrfForm)]
 pub struct CsrfOnly {
+    /// The session's CSRF token.
     csrf: String,
 }
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(
+    enter_form,
+    enter,
+    home,
+    change_consent,
+    export,
+    receipt,
+    logout,
+    erase_form,
+    set_field,
+    remove_field,
+    erase,
+    redeem,
+    leave_list,
+    join_list
+))]
 pub(crate) struct Api;

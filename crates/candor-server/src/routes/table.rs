@@ -134,14 +134,33 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/me/enter", Role::Anyone, &[]),
     r("POST", "/me/enter", Role::PersonEntry, &[]),
     r("GET", "/me", Role::PersonSession, &[]),
-    r("POST", "/me/consent", Role::PersonSession, &[]),
+    r(
+        "POST",
+        "/me/consent",
+        Role::PersonSession,
+        // The store's own checks, at the commit: withdrawing what is not given, and
+        // an anonymous id linked to an account since the session's check.
+        &[Code::ConsentNotGiven, Code::SubjectTokenRequired],
+    ),
     r("GET", "/me/export", Role::PersonSession, &[]),
     r("GET", "/me/receipts/{id}", Role::PersonSession, &[]),
     r("POST", "/me/logout", Role::PersonSession, &[]),
     r("GET", "/me/erase", Role::PersonSession, &[]),
-    r("POST", "/me/fields/{name}", Role::PersonSession, &[]),
+    // The person erased between the session's check and the write.
+    r(
+        "POST",
+        "/me/fields/{name}",
+        Role::PersonSession,
+        &[Code::SubjectNotFound],
+    ),
     r("POST", "/me/fields/{name}/remove", Role::PersonSession, &[]),
-    r("POST", "/me/erase", Role::PersonSession, &[]),
+    // Erased already by a request committed meanwhile.
+    r(
+        "POST",
+        "/me/erase",
+        Role::PersonSession,
+        &[Code::SubjectNotFound],
+    ),
     r("POST", "/me/loyalty/redeem", Role::PersonSession, &[]),
     r("GET", "/v1/me/fields", Role::ConsentActor, &[]),
     r("PUT", "/v1/me/fields/{name}", Role::ConsentActor, &[]),
@@ -201,7 +220,20 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/admin/variants/{id}", Role::AdminSession, &[]),
     r("GET", "/admin/variants/new", Role::AdminSession, &[]),
     r("POST", "/admin/variants", Role::AdminSession, &[]),
-    r("POST", "/admin/variants/preview", Role::AdminSession, &[]),
+    // The one dashboard route that answers in JSON, sign-in included.
+    r(
+        "POST",
+        "/admin/variants/preview",
+        Role::AdminSession,
+        &[
+            Code::InvalidJson,
+            Code::InvalidUtf8,
+            Code::InvalidGzip,
+            Code::UnsupportedEncoding,
+            Code::InvalidRequest,
+            Code::MissingCredentials,
+        ],
+    ),
     r("GET", "/admin/editor.js", Role::Anyone, &[]),
     r("GET", "/admin/segments", Role::AdminSession, &[]),
     r("POST", "/admin/segments", Role::AdminSession, &[]),
@@ -219,7 +251,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/.well-known/gpc.json", Role::Anyone, &[]),
     r("GET", "/demo", Role::Anyone, &[]),
     r("GET", "/demo/", Role::Anyone, &[]),
-    r("GET", "/demo/{script}", Role::Anyone, &[]),
+    r("GET", "/demo/{script}", Role::Anyone, &[Code::NotFound]),
     r("POST", "/v1/email/subscriptions", Role::WriteKey, &[]),
     r("GET", "/v1/admin/email/lists", Role::Admin, &[]),
     r("POST", "/v1/admin/email/campaigns", Role::Admin, &[]),
