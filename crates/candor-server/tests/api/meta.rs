@@ -197,8 +197,11 @@ async fn every_documented_operation_exists_and_every_error_code_is_documented() 
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let r = app.client.request(m, app.url(&path)).send().await.unwrap();
         let (_, code) = code_of(r).await;
+        // A path with a parameter reaches its handler with `{x}` as the value, which it
+        // may not know (`not_found` from the handler, not the router).
+        let templated = path.contains('{');
         assert!(
-            code != "not_found" && code != "method_not_allowed",
+            code != "method_not_allowed" && (templated || code != "not_found"),
             "{method} {path}"
         );
     }
