@@ -29,8 +29,11 @@ use candor_store::plan::charge::Charge;
 use candor_store::{
     Advertiser, BudgetLimit, BudgetPeriod, NewReport, Spend, SpendScope, StoreError, TotalCap,
 };
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// Every advertiser key starts with this, so a key pasted into the wrong place is
 /// recognised (and refused with 403) instead of being tried as something else.
@@ -167,23 +170,70 @@ pub fn budget(epsilon: f64, delta: f64) -> Spend {
     }
 }
 
-pub fn spend_json(s: Spend) -> Value {
-    json!({"epsilon": s.epsilon_nano as f64 / EPS_UNIT, "delta": s.delta_atto as f64 / DELTA_UNIT})
+/// An amount of privacy loss: ε, and δ (`0` when the queries used none).
+#[derive(Serialize, Clone, Copy, Debug, ToSchema)]
+pub struct EpsilonDelta {
+    pub epsilon: f64,
+    pub delta: f64,
+}
+
+/// A fixed-point amount as ε and δ.
+pub fn spend_json(s: Spend) -> EpsilonDelta {
+    EpsilonDelta {
+        epsilon: s.epsilon_nano as f64 / EPS_UNIT,
+        delta: s.delta_atto as f64 / DELTA_UNIT,
+    }
+}
+
+/// An advertiser's privacy budget for the current period: what it gets, has spent and
+/// has left.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = InsightBudget)]
+pub struct BudgetView {
+    /// The period charged now: `2026-11-29` (day), `2026-W48` (ISO week) or `2026-11`
+    /// (month), UTC.
+    pub period: String,
+    #[schema(value_type = BudgetPeriodDoc)]
+    pub period_kind: &'static str,
+    pub total: EpsilonDelta,
+    pub spent: EpsilonDelta,
+    pub remaining: EpsilonDelta,
+    /// The advertiser's lifetime cap, when it has one (it never renews).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<LifetimeView>,
+}
+
+/// A lifetime cap across every period.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[schema(as = LifetimeBudget)]
+pub struct LifetimeView {
+    pub total: EpsilonDelta,
+    pub spent: EpsilonDelta,
+    pub remaining: EpsilonDelta,
+}
+
+/// A budget period (documentation only: periods are read and written as text).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = BudgetPeriodName)]
+pub(crate) enum BudgetPeriodDoc {
+    Day,
+    Week,
+    Month,
 }
 
 /// Budget, spent and remaining for the advertiser's current period (and its lifetime
 /// cap, if it has one).
-pub async fn budget_json(st: &AppState, a: &Advertiser) -> ApiResult<Value> {
+pub async fn budget_json(st: &AppState, a: &Advertiser) -> ApiResult<BudgetView> {
     let period = period_key(a.period, st.now_ms());
     let (spent, lifetime) = advertiser_spend(st, a, &period).await?;
     let mut view = budget_view(a, &period, spent);
-    if let Some((cap, used)) = lifetime {
-        view["lifetime"] = json!({
-            "total": spend_json(cap),
-            "spent": spend_json(used),
-            "remaining": spend_json(left(cap, used)),
-        });
-    }
+    view.lifetime = lifetime.map(|(cap, used)| LifetimeView {
+        total: spend_json(cap),
+        spent: spend_json(used),
+        remaining: spend_json(left(cap, used)),
+    });
     Ok(view)
 }
 
@@ -194,14 +244,15 @@ fn left(budget: Spend, spent: Spend) -> Spend {
     }
 }
 
-pub fn budget_view(a: &Advertiser, period: &str, spent: Spend) -> Value {
-    json!({
-        "period": period,
-        "periodKind": a.period.as_str(),
-        "total": spend_json(a.budget),
-        "spent": spend_json(spent),
-        "remaining": spend_json(left(a.budget, spent)),
-    })
+pub fn budget_view(a: &Advertiser, period: &str, spent: Spend) -> BudgetView {
+    BudgetView {
+        period: period.to_owned(),
+        period_kind: a.period.as_str(),
+        total: spend_json(a.budget),
+        spent: spend_json(spent),
+        remaining: spend_json(left(a.budget, spent)),
+        lifetime: None,
+    }
 }
 
 /// The insights purpose and its bit, or 503 when insights are not configured.
@@ -379,7 +430,7 @@ pub async fn answer(
     a: &Advertiser,
     compiled: Compiled,
     query_json: Value,
-) -> ApiResult<Value> {
+) -> ApiResult<QueryAnswer> {
     let (purpose, bit) = purpose(st)?;
     if !candor_privacy::RNG_IS_CRYPTOGRAPHICALLY_SECURE && !st.settings.insights.allow_insecure_rng
     {
@@ -445,7 +496,7 @@ pub async fn answer(
             cost: charged,
             purpose: purpose.to_string(),
             query_json: query_json.to_string(),
-            answer_json: body.to_string(),
+            answer_json: serde_json::to_string(&body).unwrap_or_default(),
             members: candor_insights::membership::encode(members),
             total: total_cap(st, now),
         })
@@ -470,12 +521,18 @@ pub async fn answer(
 }
 
 /// A stored answer with its report id and the budget after it.
-pub fn with_report(mut body: Value, id: i64, a: &Advertiser, period: &str, spent: Spend) -> Value {
-    if let Value::Object(m) = &mut body {
-        m.insert("reportId".into(), json!(id));
-        m.insert("budget".into(), budget_view(a, period, spent));
+pub fn with_report(
+    answer: InsightAnswer,
+    id: i64,
+    a: &Advertiser,
+    period: &str,
+    spent: Spend,
+) -> QueryAnswer {
+    QueryAnswer {
+        answer,
+        report_id: id,
+        budget: budget_view(a, period, spent),
     }
-    body
 }
 
 fn metric_name(c: &Compiled) -> &'static str {
@@ -489,59 +546,156 @@ fn metric_name(c: &Compiled) -> &'static str {
     }
 }
 
-/// The released answer as JSON: only noisy values, their noise scales and intervals, and
-/// what was suppressed.
-fn render(c: &Compiled, a: &Answer, charged: Spend) -> Value {
+/// What an insight query asks for (documentation only: the query is parsed as text, to
+/// name the field in its error).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = InsightMetric)]
+pub(crate) enum MetricDoc {
+    /// The noisy number of people (one group, or per group).
+    Count,
+    /// The noisy sum of a measure, clamped per person.
+    Sum,
+    /// The noisy mean of a measure, clamped per person.
+    Mean,
+    /// The noisy number of people per group (needs `groupBy`).
+    Histogram,
+    /// The `topK` largest groups by noisy count (needs `groupBy`).
+    TopK,
+}
+
+/// The released answer to a query, as the audit log keeps it: only noisy values, their
+/// noise scales and intervals, and what was suppressed.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InsightAnswer {
+    #[schema(value_type = MetricDoc)]
+    pub metric: &'static str,
+    /// The query's group-by dimensions, in order: the keys of each group's `key`.
+    pub group_by: Vec<String>,
+    pub groups: Vec<InsightGroup>,
+    pub suppressed: InsightSuppressed,
+    pub privacy: InsightPrivacy,
+}
+
+/// One released group.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InsightGroup {
+    /// Dimension → value (empty for the single total of an ungrouped query).
+    pub key: BTreeMap<String, String>,
+    /// The noisy statistic.
+    pub value: f64,
+    /// Scale of the discrete Laplace noise on the group's main statistic.
+    pub noise_scale: f64,
+    /// A 95% interval for the pre-noise value: `[low, high]`.
+    #[schema(min_items = 2, max_items = 2)]
+    pub ci95: [f64; 2],
+    /// Sums and means: the group's noisy number of people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<f64>,
+}
+
+/// The groups not shown: named, when the keys are public; not even counted, when they
+/// came from the data.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[serde(untagged)]
+pub enum InsightSuppressed {
+    Keys(SuppressedKeys),
+    Undisclosed(SuppressedUndisclosed),
+}
+
+/// Public keys whose noisy count fell below the minimum group size.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[schema(as = InsightSuppressedKeys)]
+pub struct SuppressedKeys {
+    /// Each suppressed group's key (dimension → value).
+    pub keys: Vec<BTreeMap<String, String>>,
+}
+
+/// Private keys: groups below the selection threshold are not shown, nor counted.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[schema(as = InsightSuppressedUndisclosed)]
+pub struct SuppressedUndisclosed {
+    /// Always `true`.
+    pub undisclosed: bool,
+    pub threshold: i64,
+    pub why: &'static str,
+}
+
+/// What the answer cost and how it was noised.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InsightPrivacy {
+    pub epsilon: f64,
+    pub delta: f64,
+    /// What the budget was charged (rounded up to whole nano-ε and atto-δ).
+    pub charged: EpsilonDelta,
+    pub mechanism: &'static str,
+    /// Whether group keys came from the data (partition selection, δ > 0).
+    pub partition_selection: bool,
+    pub max_groups_per_subject: u32,
+    pub min_group_size: i64,
+}
+
+/// The answer to `POST /v1/insights/query`: the released answer, its report id (free to
+/// read again) and the budget after the charge.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = InsightQueryAnswer)]
+pub struct QueryAnswer {
+    #[serde(flatten)]
+    pub answer: InsightAnswer,
+    pub report_id: i64,
+    pub budget: BudgetView,
+}
+
+/// The released answer: only noisy values, their noise scales and intervals, and what
+/// was suppressed.
+fn render(c: &Compiled, a: &Answer, charged: Spend) -> InsightAnswer {
     let dims = &c.query.dimensions;
-    let groups: Vec<Value> = a
+    let key_of = |parts: &[String]| -> BTreeMap<String, String> {
+        dims.iter().cloned().zip(parts.iter().cloned()).collect()
+    };
+    let groups = a
         .groups
         .iter()
-        .map(|g| {
-            let key: serde_json::Map<String, Value> = dims
-                .iter()
-                .cloned()
-                .zip(g.key.parts().iter().map(|p| json!(p)))
-                .collect();
-            let mut v = json!({
-                "key": key,
-                "value": g.value,
-                "noiseScale": g.noise_scale,
-                "ci95": [g.ci95.0, g.ci95.1],
-            });
-            if let Some(c) = g.count {
-                // sums and means: the noisy group size they paid for anyway
-                v["count"] = json!(c);
-            }
-            v
+        .map(|g| InsightGroup {
+            key: key_of(g.key.parts()),
+            value: g.value,
+            noise_scale: g.noise_scale,
+            ci95: [g.ci95.0, g.ci95.1],
+            // sums and means: the noisy group size they paid for anyway
+            count: g.count,
         })
         .collect();
     let suppressed = match &a.suppressed {
-        Suppressed::Keys(keys) => json!({
-            "keys": keys.iter().map(|k| {
-                dims.iter().cloned().zip(k.parts().iter().map(|p| json!(p))).collect::<serde_json::Map<_, _>>()
-            }).collect::<Vec<_>>(),
+        Suppressed::Keys(keys) => InsightSuppressed::Keys(SuppressedKeys {
+            keys: keys.iter().map(|k| key_of(k.parts())).collect(),
         }),
-        Suppressed::Undisclosed { threshold } => json!({
-            "undisclosed": true,
-            "threshold": threshold,
-            "why": "group keys come from the data; groups whose noisy count fell below the threshold are not shown, and how many there were is not said",
-        }),
+        Suppressed::Undisclosed { threshold } => {
+            InsightSuppressed::Undisclosed(SuppressedUndisclosed {
+                undisclosed: true,
+                threshold: *threshold,
+                why: "group keys come from the data; groups whose noisy count fell below the threshold are not shown, and how many there were is not said",
+            })
+        }
     };
-    json!({
-        "metric": metric_name(c),
-        "groupBy": dims,
-        "groups": groups,
-        "suppressed": suppressed,
-        "privacy": {
-            "epsilon": c.query.budget.epsilon,
-            "delta": c.query.budget.delta,
-            "charged": spend_json(charged),
-            "mechanism": "discrete Laplace (OpenDP, exact sampler)",
-            "partitionSelection": c.private_keys(),
-            "maxGroupsPerSubject": c.query.max_groups_per_subject,
-            "minGroupSize": c.query.min_noisy_count,
+    InsightAnswer {
+        metric: metric_name(c),
+        group_by: dims.clone(),
+        groups,
+        suppressed,
+        privacy: InsightPrivacy {
+            epsilon: c.query.budget.epsilon,
+            delta: c.query.budget.delta,
+            charged: spend_json(charged),
+            mechanism: "discrete Laplace (OpenDP, exact sampler)",
+            partition_selection: c.private_keys(),
+            max_groups_per_subject: c.query.max_groups_per_subject,
+            min_group_size: c.query.min_noisy_count,
         },
-    })
+    }
 }
 
 #[cfg(test)]

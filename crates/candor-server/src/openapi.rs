@@ -142,12 +142,20 @@ fn role_doc(role: Role) -> (Vec<&'static str>, &'static [Code]) {
                 Forbidden,
             ],
         ),
-        Role::Admin => (vec!["adminToken"], &[InvalidAdminToken, Forbidden]),
+        Role::Admin => (
+            vec!["adminToken"],
+            &[MissingCredentials, InvalidAdminToken, Forbidden],
+        ),
         Role::AdminSession => (vec!["adminSession"], &[Forbidden]),
         Role::PersonSession => (vec!["personSession"], &[Forbidden]),
         Role::Advertiser => (
             vec!["advertiserKey"],
-            &[InvalidAdvertiserKey, MissingCredentials],
+            &[
+                InvalidAdvertiserKey,
+                MissingCredentials,
+                InvalidWriteKey,
+                Forbidden,
+            ],
         ),
     }
 }

@@ -21,10 +21,11 @@ use candor_core::{PurposeId, VariantId};
 use candor_store::{PromptCount, Store, StoredVariant};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use utoipa::ToSchema;
 
 const BUILTIN_TEXTS: &str = include_str!("prompt-texts.toml");
 /// candor.js with its stylesheet, as served at `/candor.js`.
@@ -214,31 +215,83 @@ impl PromptState {
     }
 }
 
-/// A variant as JSON (saved, served and posted by the admin).
-#[derive(Clone, Debug, Deserialize, Serialize)]
+/// A prompt variant: its layout, first-layer buttons, what is pre-ticked or bundled,
+/// its wording and style. Purposes are named by id.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = PromptVariant, example = json!({"id": "compact_bar", "layout": "bar", "buttons": ["accept", "reject", "choose"], "weight": 1}))]
 pub struct VariantDto {
+    /// 1 to 64 characters of a-z, 0-9 and `_`, starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub id: String,
+    /// Its share of the experiment among the active variants (default 1).
     #[serde(default = "one")]
+    #[schema(maximum = 1000000)]
     pub weight: u32,
+    /// Default `modal`.
     #[serde(default = "modal")]
+    #[schema(value_type = LayoutDoc)]
     pub layout: String,
+    /// The first layer's controls, in order, each once (default all three).
     #[serde(default = "three")]
+    #[schema(value_type = Vec<ControlDoc>, min_items = 1)]
     pub buttons: Vec<String>,
+    /// Purposes ticked before the person chooses (the linter refuses this for consent).
     #[serde(default)]
     pub preticked: Vec<String>,
+    /// Purposes offered as one choice.
     #[serde(default)]
     pub bundles: Vec<Vec<String>>,
+    /// Purposes whose notice is not shown.
     #[serde(default)]
     pub hide_notices: Vec<String>,
+    /// Purposes presented as legitimate interest.
     #[serde(default)]
     pub legitimate_interest: Vec<String>,
+    /// What a close (×) button records: default `none` (no such button).
     #[serde(default = "none")]
+    #[schema(value_type = CloseButtonDoc)]
     pub close_button: String,
+    /// Language tag → text key (`title`, `intro`, `accept`, `reject`, `choose`,
+    /// `chooseTitle`, `save`, `back`, `manage`, `close`, `policy`, `gpcNote`,
+    /// `gpcLocked`, `legitimateInterest`, `error`, `myData`) → text (at most 600
+    /// characters), over the built-in wording.
     #[serde(default)]
     pub texts: BTreeMap<String, BTreeMap<String, String>>,
+    /// Extra CSS: at most 8 KiB, no `@import`, `url(` or `</`.
     #[serde(default)]
+    #[schema(max_length = 8192)]
     pub css: String,
+}
+
+/// The prompt's layout (documentation only: parsed as text).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = PromptLayout)]
+enum LayoutDoc {
+    Modal,
+    Bar,
+}
+
+/// A first-layer control (documentation only: parsed as text).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = PromptControl)]
+enum ControlDoc {
+    Accept,
+    Reject,
+    Choose,
+}
+
+/// What a close (×) button records (documentation only: parsed as text).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = PromptCloseButton)]
+enum CloseButtonDoc {
+    /// No close button.
+    None,
+    Reject,
+    Accept,
 }
 
 fn one() -> u32 {
@@ -352,22 +405,39 @@ impl VariantDto {
     }
 }
 
-/// What `candor-lint.js` measured in the browser.
-#[derive(Debug, Deserialize)]
+/// What `candor-lint.js` measured of a variant rendered in a browser.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = PromptRendering)]
 pub struct RenderedDto {
+    /// The prompt's background colour, `[r, g, b]`.
+    #[schema(min_items = 3, max_items = 3)]
     pub surface: [u8; 3],
+    /// At most 16.
+    #[schema(max_items = 16)]
     pub first_layer: Vec<ButtonDto>,
+    /// At most 64.
+    #[schema(max_items = 64)]
     pub choices: Vec<ChoiceDto>,
+    /// Purpose id → the notice text shown (at most 64).
     pub notices: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A first-layer button as rendered.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = PromptRenderedButton)]
 pub struct ButtonDto {
+    /// `accept`, `reject`, `choose` or `close`.
     pub role: String,
+    /// `[x, y, width, height]` in CSS pixels.
+    #[schema(min_items = 4, max_items = 4)]
     pub rect: [f64; 4],
+    /// Text colour, `[r, g, b]`.
+    #[schema(min_items = 3, max_items = 3)]
     pub color: [u8; 3],
+    /// Background colour, `[r, g, b]`.
+    #[schema(min_items = 3, max_items = 3)]
     pub background: [u8; 3],
     pub font_size: f64,
     pub font_weight: u32,
@@ -375,8 +445,10 @@ pub struct ButtonDto {
     pub in_viewport: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// A choice on the second layer as rendered.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = PromptRenderedChoice)]
 pub struct ChoiceDto {
     pub purposes: Vec<String>,
     pub checked: bool,
@@ -455,51 +527,146 @@ pub fn lint(
     ))
 }
 
+/// What `candor.js` shows: the wording, the purposes with their notices, and the IAB
+/// settings.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptConfig {
+    /// The language shown (a language tag).
+    pub language: String,
+    pub operator: PromptOperator,
+    pub variant: ServedVariant,
+    pub purposes: Vec<PromptPurpose>,
+    pub gdpr_applies: bool,
+    /// Whether candor.js should post anonymous counts (`POST /v1/prompt/events`).
+    pub measure: bool,
+    pub iab: PromptIab,
+}
+
+/// Who asks for consent.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptOperator {
+    pub name: String,
+    pub policy_url: String,
+}
+
+/// A variant as shown: its texts resolved for one language (text key → text).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedVariant {
+    pub id: String,
+    pub weight: u32,
+    #[schema(value_type = LayoutDoc)]
+    pub layout: String,
+    #[schema(value_type = Vec<ControlDoc>)]
+    pub buttons: Vec<String>,
+    pub preticked: Vec<String>,
+    pub bundles: Vec<Vec<String>>,
+    pub hide_notices: Vec<String>,
+    pub legitimate_interest: Vec<String>,
+    #[schema(value_type = CloseButtonDoc)]
+    pub close_button: String,
+    /// Every text key → its text in the language shown.
+    pub texts: BTreeMap<String, String>,
+    pub css: String,
+}
+
+/// A purpose as the prompt shows it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptPurpose {
+    pub id: String,
+    pub title: String,
+    pub notice: PromptNotice,
+    /// Counts as sale or sharing under US state law (a GPC signal refuses it).
+    pub sale_or_sharing: bool,
+    /// Google Consent Mode signals a grant of this purpose allows.
+    pub consent_mode: Vec<String>,
+}
+
+/// A notice in the language shown, with the hash the ledger records for it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PromptNotice {
+    pub version: u32,
+    pub text: String,
+    /// SHA-256 of `text`, hex.
+    pub sha256: String,
+    pub language: String,
+}
+
+/// The IAB TCF settings candor.js exposes through `__tcfapi`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptIab {
+    pub cmp_id: u16,
+    pub cmp_version: u16,
+    pub gvl_version: u16,
+    pub policy_version: u8,
+}
+
 /// What `candor.js` shows someone reading `lang`: wording, purposes with the notice in
 /// that language (each with the hash the ledger will record), and IAB settings.
-pub fn config(st: &AppState, variant: &Variant, lang: &Language) -> Value {
+pub fn prompt_config(st: &AppState, variant: &Variant, lang: &Language) -> PromptConfig {
     let cat = &st.catalog;
-    let purposes: Vec<Value> = cat
+    let purposes = cat
         .purposes()
         .iter()
         .map(|p| {
             let l = p.localized(cat.language(), Some(lang));
-            json!({
-                "id": p.id.as_str(),
-                "title": l.title,
-                "notice": {
-                    "version": l.notice.version,
-                    "text": l.notice.text,
-                    "sha256": hex::encode(l.notice.hash),
-                    "language": l.language.as_str(),
+            PromptPurpose {
+                id: p.id.as_str().to_owned(),
+                title: l.title.to_owned(),
+                notice: PromptNotice {
+                    version: l.notice.version,
+                    text: l.notice.text.clone(),
+                    sha256: hex::encode(l.notice.hash),
+                    language: l.language.as_str().to_owned(),
                 },
-                "saleOrSharing": p.sale_or_sharing,
-                "consentMode": p.consent_mode,
-            })
+                sale_or_sharing: p.sale_or_sharing,
+                consent_mode: p.consent_mode.clone(),
+            }
         })
         .collect();
-    let mut v = serde_json::to_value(VariantDto::of(variant)).unwrap_or(Value::Null);
-    v["texts"] = json!(st
-        .prompt
-        .texts
-        .resolve(variant, lang, &st.settings.operator.name));
-    json!({
-        "language": lang.as_str(),
-        "operator": {
-            "name": st.settings.operator.name,
-            "policyUrl": st.settings.operator.policy_url,
+    let v = VariantDto::of(variant);
+    let variant = ServedVariant {
+        id: v.id,
+        weight: v.weight,
+        layout: v.layout,
+        buttons: v.buttons,
+        preticked: v.preticked,
+        bundles: v.bundles,
+        hide_notices: v.hide_notices,
+        legitimate_interest: v.legitimate_interest,
+        close_button: v.close_button,
+        texts: st
+            .prompt
+            .texts
+            .resolve(variant, lang, &st.settings.operator.name),
+        css: v.css,
+    };
+    PromptConfig {
+        language: lang.as_str().to_owned(),
+        operator: PromptOperator {
+            name: st.settings.operator.name.clone(),
+            policy_url: st.settings.operator.policy_url.clone(),
         },
-        "variant": v,
-        "purposes": purposes,
-        "gdprApplies": st.settings.prompt.gdpr_applies,
-        "measure": st.settings.prompt.measure,
-        "iab": {
-            "cmpId": st.iab.cmp_id,
-            "cmpVersion": st.iab.cmp_version,
-            "gvlVersion": st.iab.gvl.version,
-            "policyVersion": st.iab.gvl.policy_version.max(4),
+        variant,
+        purposes,
+        gdpr_applies: st.settings.prompt.gdpr_applies,
+        measure: st.settings.prompt.measure,
+        iab: PromptIab {
+            cmp_id: st.iab.cmp_id,
+            cmp_version: st.iab.cmp_version,
+            gvl_version: st.iab.gvl.version,
+            policy_version: st.iab.gvl.policy_version.max(4),
         },
-    })
+    }
+}
+
+/// [`prompt_config`] as JSON (the dashboard's preview).
+pub fn config(st: &AppState, variant: &Variant, lang: &Language) -> Value {
+    serde_json::to_value(prompt_config(st, variant, lang)).unwrap_or(Value::Null)
 }
 
 /// The stored form of a variant.
@@ -515,13 +682,17 @@ pub fn stored(v: &Variant, active: bool, now_ms: i64) -> StoredVariant {
 /// The metrics a prompt event may add to.
 pub const ACTIONS: &[&str] = &["accept_all", "reject_all", "choose", "close"];
 
-/// One rate with its 95% Wilson interval.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+/// One opt-in rate with its 95% Wilson interval.
+#[derive(Clone, Debug, Serialize, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OptInRate)]
 pub struct Rate {
     pub granted: u64,
     pub impressions: u64,
+    /// `granted / impressions`; `null` without impressions.
     pub rate: Option<f64>,
+    /// `[low, high]`; `null` without impressions.
+    #[schema(min_items = 2, max_items = 2)]
     pub interval: Option<[f64; 2]>,
 }
 
@@ -541,20 +712,26 @@ impl Rate {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One variant's counts and opt-in rates over the period.
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PromptVariantStats)]
 pub struct VariantReport {
     pub variant: String,
     pub impressions: u64,
+    /// `accept_all`, `reject_all`, `choose`, `close` → how many times.
     pub actions: BTreeMap<String, u64>,
     /// purpose → opt-in rate over the period
     pub purposes: BTreeMap<String, Rate>,
-    /// purpose → rate per day, oldest first
+    /// purpose → `[day, rate]` per day with impressions, oldest first
+    #[schema(value_type = BTreeMap<String, Vec<DayRate>>)]
     pub daily: BTreeMap<String, Vec<(String, Rate)>>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// A variant's opt-in rate for one purpose compared with the baseline's.
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PromptComparison)]
 pub struct ComparisonReport {
     pub purpose: String,
     /// The baseline (the first variant) and the variant compared with it.
@@ -567,16 +744,96 @@ pub struct ComparisonReport {
     pub significant: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// Opt-in per variant, purpose and day, and the variants compared.
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PromptStats)]
 pub struct StatsReport {
+    /// The first day (`2026-12-01`).
     pub from: String,
+    /// The last day, inclusive.
     pub to: String,
     pub variants: Vec<VariantReport>,
     pub comparisons: Vec<ComparisonReport>,
     /// Comparisons with too few outcomes on either side for the test.
+    #[schema(value_type = Vec<UncomparedPair>)]
     pub not_enough_data: Vec<(String, String, String)>,
 }
+
+/// `[day, rate]`: a day with impressions (`2026-12-01`) and its opt-in rate
+/// (documentation only: serialized from a tuple). Its schema names both items
+/// (`prefixItems`) and, for generators that ignore that keyword, allows either in each.
+pub struct DayRate;
+
+impl utoipa::PartialSchema for DayRate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
+            SchemaFormat, Type,
+        };
+        use utoipa::openapi::Ref;
+        let day = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+                .build()
+        };
+        let rate = || Ref::from_schema_name(<Rate as ToSchema>::name());
+        ArrayBuilder::new()
+            .description(Some(
+                "`[day, rate]`: a day with impressions and its opt-in rate",
+            ))
+            .prefix_items([
+                Schema::Object(day()),
+                Schema::AllOf(AllOfBuilder::new().item(rate()).build()),
+            ])
+            .items(OneOfBuilder::new().item(day()).item(rate()))
+            .min_items(Some(2))
+            .max_items(Some(2))
+            .into()
+    }
+}
+
+impl ToSchema for DayRate {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            <Rate as ToSchema>::name().into(),
+            <Rate as utoipa::PartialSchema>::schema(),
+        ));
+        <Rate as ToSchema>::schemas(schemas);
+    }
+}
+
+/// `[purpose, baseline, variant]`: a comparison with too few outcomes on either side
+/// for the test (documentation only: serialized from a tuple).
+pub struct UncomparedPair;
+
+impl utoipa::PartialSchema for UncomparedPair {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+        let text = || ObjectBuilder::new().schema_type(Type::String).build();
+        ArrayBuilder::new()
+            .description(Some(
+                "`[purpose, baseline, variant]`: too few outcomes on either side for the test",
+            ))
+            .prefix_items([
+                Schema::Object(text()),
+                Schema::Object(text()),
+                Schema::Object(text()),
+            ])
+            .items(text())
+            .min_items(Some(3))
+            .max_items(Some(3))
+            .into()
+    }
+}
+
+impl ToSchema for UncomparedPair {}
 
 pub fn day_string(day: i32) -> String {
     crate::segment::format_time(i64::from(day) * 86_400_000)[..10].to_owned()

@@ -3,7 +3,10 @@
 //! admin token only). Advertisers see aggregates with noise and their own budget and
 //! reports; never a subject id, an event or a profile.
 
-use crate::audience::{self, budget_json, KEY_PREFIX};
+use crate::audience::{
+    self, budget_json, BudgetPeriodDoc, BudgetView, EpsilonDelta, InsightAnswer, MetricDoc,
+    QueryAnswer, KEY_PREFIX,
+};
 use crate::auth;
 use crate::body::{parse_json, read_text};
 use crate::error::{ApiError, ApiResult, Code};
@@ -16,40 +19,102 @@ use candor_core::time::UnixMillis;
 use candor_insights::query::{Condition, InsightQuery, Measure, Metric, CATEGORY};
 use candor_insights::{Day, FeatureKind};
 use candor_store::{Advertiser, BudgetPeriod, ReportRecord, StoreError};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// Only people with at least `minDays` days of a feature (of one category, if named) in
+/// the query's date range are counted.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = InsightCondition)]
 struct ConditionDto {
+    #[schema(value_type = FeatureDoc)]
     feature: String,
+    /// A category name (needs the `category` dimension).
     category: Option<String>,
+    #[schema(minimum = 1, maximum = 400)]
     min_days: u32,
 }
 
-/// The wire form of a query (see the OpenAPI document).
-#[derive(Deserialize)]
+/// An insight query: a metric over one feature of the people who grant the insights
+/// purpose, in a date range, optionally grouped and filtered. It costs `epsilon` (and
+/// `delta`) of the advertiser's budget, charged only when the answer is released.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = InsightQuery, example = json!({"metric": "count", "feature": "app_usage", "epsilon": 0.1}))]
 struct QueryDto {
+    #[schema(value_type = MetricDoc)]
     metric: String,
+    #[schema(value_type = FeatureDoc)]
     feature: String,
+    /// What is summed or averaged per person: required by `sum` and `mean`, refused by
+    /// the other metrics.
+    #[schema(value_type = Option<MeasureDoc>)]
     measure: Option<String>,
+    /// `[low, high]`: each person's measure is clamped to it (required by `sum` and
+    /// `mean`, refused by the other metrics).
+    #[schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)]
     clamp: Option<(f64, f64)>,
+    /// Up to two dimensions: `category` or declared fields (`GET /v1/insights/schema`).
     #[serde(default)]
+    #[schema(max_items = 2)]
     group_by: Vec<String>,
+    /// The groups to answer, one value per `groupBy` dimension each (public keys: no
+    /// partition selection, no δ). Without it, keys are public when every dimension has
+    /// a public domain, else they come from the data.
+    #[schema(min_items = 1, max_items = 10000)]
     keys: Option<Vec<Vec<String>>>,
+    /// How many groups `top_k` answers (only with `top_k`).
+    #[schema(minimum = 1, maximum = 1000)]
     top_k: Option<usize>,
+    /// First day (UTC), default 29 days before `dateTo`.
+    #[schema(format = Date, example = "2026-11-01")]
     date_from: Option<String>,
+    /// Last day, inclusive (UTC), default today. At most 400 days after `dateFrom`.
+    #[schema(format = Date, example = "2026-11-29")]
     date_to: Option<String>,
+    /// Only these categories (needs the `category` dimension).
+    #[schema(min_items = 1, max_items = 10000)]
     categories: Option<Vec<String>>,
+    /// Declared field → the values to keep.
     #[serde(default)]
     declared: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    #[schema(max_items = 8)]
     conditions: Vec<ConditionDto>,
+    /// Most groups one person counts in; default 4 when grouping by `category`, else 1.
+    #[schema(minimum = 1)]
     max_groups_per_subject: Option<u32>,
+    /// The privacy loss this query spends (its noise scales with 1/ε).
+    #[schema(exclusive_minimum = 0)]
     epsilon: f64,
+    /// Must be above 0 when group keys come from the data (default 1e-6 then), and 0
+    /// otherwise (the default).
+    #[schema(minimum = 0, exclusive_maximum = 1)]
     delta: Option<f64>,
+}
+
+/// A feature an insight query reads (documentation only: parsed as text).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = InsightFeature)]
+enum FeatureDoc {
+    AppInstalls,
+    AppUsage,
+    Browsing,
+}
+
+/// What `sum` and `mean` add up per person (documentation only: parsed as text).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = InsightMeasure)]
+enum MeasureDoc {
+    /// Sessions, visits or installs.
+    Sessions,
+    /// Days with any activity.
+    DaysActive,
 }
 
 fn bad(m: impl Into<String>) -> ApiError {
@@ -140,12 +205,23 @@ fn to_query(st: &AppState, d: QueryDto) -> ApiResult<InsightQuery> {
     })
 }
 
-/// `POST /v1/insights/query`
+#[utoipa::path(post, path = "/v1/insights/query", tag = "insights",
+    summary = "Ask an insight query",
+    description = "Answers with noisy aggregates over the people who grant the insights purpose now, \
+and charges the query's ε and δ to the advertiser's budget: refused before any scan when a budget \
+(the period's, the advertiser's lifetime cap, or the operator's cap across advertisers) cannot cover it, \
+charged only when the answer is released. Each answer is stored as a report, free to read again.",
+    request_body(content = QueryDto, examples(
+        ("count" = (summary = "How many people used apps in the last 30 days", value = json!({"metric": "count", "feature": "app_usage", "epsilon": 0.1}))),
+        ("histogram" = (summary = "People per age band (a declared field: public keys, no δ)", value = json!({"metric": "histogram", "feature": "app_usage", "groupBy": ["age_band"], "epsilon": 0.5}))),
+        ("sum" = (summary = "Sessions per app category (keys from the data: δ charged)", value = json!({"metric": "sum", "feature": "app_usage", "measure": "sessions", "clamp": [0, 10], "groupBy": ["category"], "epsilon": 0.5, "delta": 0.000001}))),
+    )),
+    responses((status = 200, description = "The released answer, its report id and the budget after the charge", body = QueryAnswer)))]
 pub async fn query(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueryAnswer>> {
     let adv = audience::advertiser(&st, &headers).await?;
     let text = read_text(&headers, body, 64 * 1024, Code::InvalidQuery).await?;
     let raw: Value = parse_json(&text)?;
@@ -156,63 +232,131 @@ pub async fn query(
     Ok(Json(audience::answer(&st, &adv, compiled, raw).await?))
 }
 
-/// `GET /v1/insights/schema`: what this advertiser may ask.
-pub async fn schema(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+/// What an advertiser may ask, and its budget.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InsightSchema {
+    /// The features it may query.
+    #[schema(value_type = Vec<FeatureDoc>)]
+    features: Vec<String>,
+    /// The dimensions it may group and filter by (`category` and declared fields).
+    dimensions: Vec<String>,
+    /// Each allowed declared field's values.
+    declared_values: BTreeMap<String, Vec<String>>,
+    #[schema(value_type = Vec<MetricDoc>)]
+    metrics: [&'static str; 5],
+    #[schema(value_type = Vec<MeasureDoc>)]
+    measures: [&'static str; 2],
+    /// Groups whose noisy count falls below it are suppressed.
+    min_group_size: i64,
+    /// Whether the noise comes from a cryptographically secure generator.
+    secure_noise: bool,
+    budget: BudgetView,
+}
+
+#[utoipa::path(get, path = "/v1/insights/schema", tag = "insights",
+    summary = "What this advertiser may ask",
+    responses((status = 200, description = "The features, dimensions, metrics and measures it may use, and its budget", body = InsightSchema)))]
+pub async fn schema(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<InsightSchema>> {
     let adv = audience::advertiser(&st, &headers).await?;
     let schema = st.store.features().schema();
-    let declared: serde_json::Map<String, Value> = schema
+    let declared_values = schema
         .declared
         .iter()
         .filter(|f| adv.allowed_dimensions.contains(&f.name))
-        .map(|f| (f.name.clone(), json!(f.values)))
+        .map(|f| (f.name.clone(), f.values.clone()))
         .collect();
-    Ok(Json(json!({
-        "features": adv.allowed_features,
-        "dimensions": adv.allowed_dimensions,
-        "declaredValues": declared,
-        "metrics": ["count", "sum", "mean", "histogram", "top_k"],
-        "measures": ["sessions", "days_active"],
-        "minGroupSize": st.settings.insights.min_group_size,
-        "secureNoise": candor_privacy::RNG_IS_CRYPTOGRAPHICALLY_SECURE,
-        "budget": budget_json(&st, &adv).await?,
-    })))
+    let budget = budget_json(&st, &adv).await?;
+    Ok(Json(InsightSchema {
+        features: adv.allowed_features,
+        dimensions: adv.allowed_dimensions,
+        declared_values,
+        metrics: ["count", "sum", "mean", "histogram", "top_k"],
+        measures: ["sessions", "days_active"],
+        min_group_size: st.settings.insights.min_group_size,
+        secure_noise: candor_privacy::RNG_IS_CRYPTOGRAPHICALLY_SECURE,
+        budget,
+    }))
 }
 
-/// `GET /v1/insights/budget`
-pub async fn budget(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/insights/budget", tag = "insights",
+    summary = "This advertiser's budget",
+    responses((status = 200, description = "Budget, spent and remaining for the current period (and the lifetime cap, if any)", body = BudgetView)))]
+pub async fn budget(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<BudgetView>> {
     let adv = audience::advertiser(&st, &headers).await?;
     Ok(Json(budget_json(&st, &adv).await?))
 }
 
-#[derive(Deserialize)]
+/// A page of reports, oldest first.
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Only reports with a larger id (the last id of the previous page).
     #[serde(default)]
     after: i64,
+    /// At most this many (1 to 1000, default 100).
     limit: Option<usize>,
+    /// Only this advertiser's reports.
     advertiser: Option<String>,
 }
 
-fn released(r: &ReportRecord) -> Value {
-    let answer: Value = serde_json::from_str(&r.answer_json).unwrap_or(Value::Null);
-    let query: Value = serde_json::from_str(&r.query_json).unwrap_or(Value::Null);
-    json!({
-        "reportId": r.id,
-        "time": crate::segment::format_time(r.time_ms),
-        "period": r.period,
-        "purpose": r.purpose,
-        "charged": audience::spend_json(r.cost),
-        "query": query,
-        "answer": answer,
-    })
+/// A released answer as recorded: what was asked, what was answered and charged.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = InsightReport)]
+pub struct ReportView {
+    report_id: i64,
+    time: String,
+    /// The budget period it was charged to.
+    period: String,
+    /// The purpose the people counted had granted.
+    purpose: String,
+    charged: EpsilonDelta,
+    /// The query as it was sent.
+    #[schema(value_type = QueryDto)]
+    query: Value,
+    #[schema(value_type = InsightAnswer)]
+    answer: Value,
 }
 
-/// `GET /v1/insights/reports`: the advertiser's own past answers (free to re-read).
+fn released(r: &ReportRecord) -> ReportView {
+    let answer: Value = serde_json::from_str(&r.answer_json).unwrap_or(Value::Null);
+    let query: Value = serde_json::from_str(&r.query_json).unwrap_or(Value::Null);
+    ReportView {
+        report_id: r.id,
+        time: crate::segment::format_time(r.time_ms),
+        period: r.period.clone(),
+        purpose: r.purpose.clone(),
+        charged: audience::spend_json(r.cost),
+        query,
+        answer,
+    }
+}
+
+/// An advertiser's reports.
+#[derive(Serialize, ToSchema)]
+#[schema(as = InsightReports)]
+pub struct ReportList {
+    reports: Vec<ReportView>,
+}
+
+#[utoipa::path(get, path = "/v1/insights/reports", tag = "insights",
+    summary = "This advertiser's past answers",
+    description = "Re-reading a report is free: it is the answer already released.",
+    params(
+        ("after" = Option<i64>, Query, description = "Only reports with a larger id (the last id of the previous page)"),
+        ("limit" = Option<usize>, Query, description = "At most this many (1 to 1000, default 100)"),
+    ),
+    responses((status = 200, description = "Reports, oldest first", body = ReportList)))]
 pub async fn reports(
     State(st): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReportList>> {
     let adv = audience::advertiser(&st, &headers).await?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     if q.advertiser.is_some() {
@@ -229,17 +373,20 @@ pub async fn reports(
             q.limit.unwrap_or(100).clamp(1, 1000),
         )
         .await?;
-    Ok(Json(
-        json!({"reports": rows.iter().map(released).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(ReportList {
+        reports: rows.iter().map(released).collect(),
+    }))
 }
 
-/// `GET /v1/insights/reports/{id}`
+#[utoipa::path(get, path = "/v1/insights/reports/{id}", tag = "insights",
+    summary = "One past answer",
+    params(("id" = String, Path, description = "The report id (`reportId` of the answer); another advertiser's is not found")),
+    responses((status = 200, description = "The report", body = ReportView)))]
 pub async fn report(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReportView>> {
     let adv = audience::advertiser(&st, &headers).await?;
     let not_found = || ApiError::new(Code::NotFound, "no such report");
     let id: i64 = id.parse().map_err(|_| not_found())?;
@@ -252,27 +399,81 @@ pub async fn report(
 
 // ---- operator endpoints ----
 
-#[derive(Clone, Deserialize)]
+/// A privacy budget per period.
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AdvertiserBudget)]
 struct BudgetDto {
+    #[schema(exclusive_minimum = 0, maximum = 1000)]
     epsilon: f64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 0.001)]
     delta: f64,
 }
 
-#[derive(Clone, Deserialize)]
+/// A lifetime cap: the most an advertiser may ever be charged, over every period
+/// (documentation only: read as an `AdvertiserBudget`, checked against these bounds).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AdvertiserLifetime)]
+#[allow(dead_code)]
+struct LifetimeDoc {
+    #[schema(exclusive_minimum = 0, maximum = 1000000)]
+    epsilon: f64,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 0.1)]
+    delta: f64,
+}
+
+/// Changes to an advertiser: every field given is changed, the others are left as they
+/// are.
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = AdvertiserChange, example = json!({"budget": {"epsilon": 2.0, "delta": 0.00001}, "period": "week"}))]
 struct AdvertiserDto {
+    /// The id cannot change: if given, it must be the path's.
     id: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     budget: Option<BudgetDto>,
+    #[schema(value_type = Option<BudgetPeriodDoc>)]
     period: Option<String>,
+    /// The features it may query (replaces the list).
+    #[schema(value_type = Option<Vec<FeatureDoc>>)]
     features: Option<Vec<String>>,
+    /// The dimensions it may group and filter by: `category` and declared fields
+    /// (replaces the list).
     dimensions: Option<Vec<String>>,
+    /// A disabled advertiser's key is refused as invalid.
     disabled: Option<bool>,
     /// A lifetime cap; `null` removes it, absent leaves it as it is.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<LifetimeDoc>)]
     lifetime: Option<Option<BudgetDto>>,
+}
+
+/// A new advertiser (documentation only: read as an `AdvertiserChange`, with `id`,
+/// `name` and `budget` required). Without `features` or `dimensions` it may use every
+/// feature and every dimension.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = NewAdvertiser, example = json!({"id": "acme", "name": "Acme Ads", "budget": {"epsilon": 1.0}, "period": "month"}))]
+#[allow(dead_code)]
+struct NewAdvertiserDoc {
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
+    id: String,
+    #[schema(min_length = 1, max_length = 200)]
+    name: String,
+    budget: BudgetDto,
+    /// Default `month`.
+    #[schema(value_type = Option<BudgetPeriodDoc>)]
+    period: Option<String>,
+    #[schema(value_type = Option<Vec<FeatureDoc>>)]
+    features: Option<Vec<String>>,
+    dimensions: Option<Vec<String>>,
+    disabled: Option<bool>,
+    #[schema(value_type = Option<LifetimeDoc>)]
+    lifetime: Option<BudgetDto>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one not given (`None`).
@@ -352,26 +553,58 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-async fn advertiser_view(st: &AppState, a: &Advertiser) -> ApiResult<Value> {
-    Ok(json!({
-        "id": a.id,
-        "name": a.name,
-        "period": a.period.as_str(),
-        "features": a.allowed_features,
-        "dimensions": a.allowed_dimensions,
-        "disabled": a.disabled,
-        "created": crate::segment::format_time(a.created_ms),
-        "budget": budget_json(st, a).await?,
-    }))
+/// An advertiser as the operator sees it (never its key, which only its creation and
+/// rotation answer with).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Advertiser)]
+pub struct AdvertiserView {
+    id: String,
+    name: String,
+    #[schema(value_type = BudgetPeriodDoc)]
+    period: &'static str,
+    #[schema(value_type = Vec<FeatureDoc>)]
+    features: Vec<String>,
+    dimensions: Vec<String>,
+    disabled: bool,
+    created: String,
+    budget: BudgetView,
 }
 
-/// `POST /v1/admin/advertisers`: creates an advertiser; the API key is in this response
-/// only (the store keeps its hash).
+async fn advertiser_view(st: &AppState, a: &Advertiser) -> ApiResult<AdvertiserView> {
+    Ok(AdvertiserView {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        period: a.period.as_str(),
+        features: a.allowed_features.clone(),
+        dimensions: a.allowed_dimensions.clone(),
+        disabled: a.disabled,
+        created: crate::segment::format_time(a.created_ms),
+        budget: budget_json(st, a).await?,
+    })
+}
+
+/// A new advertiser, with its API key (shown here only: the store keeps its hash).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedAdvertiser {
+    #[serde(flatten)]
+    advertiser: AdvertiserView,
+    /// The advertiser's key (`cnd_adv_…`), sent as a Bearer token.
+    api_key: String,
+}
+
+#[utoipa::path(post, path = "/v1/admin/advertisers", tag = "admin",
+    summary = "Create an advertiser",
+    description = "The answer carries the advertiser's API key, shown this once (the store keeps its hash). \
+Creating an id that exists is refused with `already_exists`.",
+    request_body = NewAdvertiserDoc,
+    responses((status = 201, description = "The advertiser and its API key", body = CreatedAdvertiser)))]
 pub async fn create_advertiser(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CreatedAdvertiser>)> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let text = read_text(&headers, body, 16 * 1024, Code::InvalidRequest).await?;
     let d: AdvertiserDto = parse_json(&text)?;
@@ -418,9 +651,14 @@ pub async fn create_advertiser(
     apply(&st, &mut a, AdvertiserDto { id: None, ..d })?;
     // Insert-only: a concurrent create of the same id gets 409, never a silent overwrite.
     st.store.create_advertiser(a.clone()).await?;
-    let mut view = advertiser_view(&st, &a).await?;
-    view["apiKey"] = json!(key);
-    Ok((StatusCode::CREATED, Json(view)))
+    let advertiser = advertiser_view(&st, &a).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAdvertiser {
+            advertiser,
+            api_key: key,
+        }),
+    ))
 }
 
 async fn existing(st: &AppState, id: &str) -> ApiResult<Advertiser> {
@@ -430,26 +668,41 @@ async fn existing(st: &AppState, id: &str) -> ApiResult<Advertiser> {
         .ok_or_else(|| ApiError::new(Code::NotFound, "no such advertiser"))
 }
 
-/// `GET /v1/admin/advertisers`
+/// Every advertiser.
+#[derive(Serialize, ToSchema)]
+pub struct Advertisers {
+    advertisers: Vec<AdvertiserView>,
+}
+
+#[utoipa::path(get, path = "/v1/admin/advertisers", tag = "admin",
+    summary = "List the advertisers",
+    responses((status = 200, description = "Every advertiser with its budget for the current period", body = Advertisers)))]
 pub async fn list_advertisers(
     State(st): State<AppState>,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Advertisers>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
-    let mut out = Vec::new();
+    let mut advertisers = Vec::new();
     for a in st.store.advertisers().await? {
-        out.push(advertiser_view(&st, &a).await?);
+        advertisers.push(advertiser_view(&st, &a).await?);
     }
-    Ok(Json(json!({"advertisers": out})))
+    Ok(Json(Advertisers { advertisers }))
 }
 
-/// `PATCH /v1/admin/advertisers/{id}`: budget, period, permissions, name, disabled.
+#[utoipa::path(patch, path = "/v1/admin/advertisers/{id}", tag = "admin",
+    summary = "Change an advertiser",
+    description = "Budget, period, lifetime cap, allowed features and dimensions, name, disabled. \
+Applied with compare-and-set, so a concurrent key rotation is never undone; `conflict` when the \
+advertiser kept changing meanwhile (nothing was written).",
+    params(("id" = String, Path, description = "The advertiser's id")),
+    request_body = AdvertiserDto,
+    responses((status = 200, description = "The advertiser after the change", body = AdvertiserView)))]
 pub async fn update_advertiser(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AdvertiserView>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let text = read_text(&headers, body, 16 * 1024, Code::InvalidRequest).await?;
     let d: AdvertiserDto = parse_json(&text)?;
@@ -487,12 +740,25 @@ async fn modify(
     Err(StoreError::AdvertiserChanged.into())
 }
 
-/// `POST /v1/admin/advertisers/{id}/rotate-key`: a new key; the old one stops working.
+/// An advertiser's new key.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedKey {
+    id: String,
+    /// The new key (`cnd_adv_…`), shown this once.
+    api_key: String,
+}
+
+#[utoipa::path(post, path = "/v1/admin/advertisers/{id}/rotate-key", tag = "admin",
+    summary = "Rotate an advertiser's key",
+    description = "A new key, shown this once; the old one stops working at once.",
+    params(("id" = String, Path, description = "The advertiser's id")),
+    responses((status = 200, description = "The new key", body = RotatedKey)))]
 pub async fn rotate_key(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RotatedKey>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let key = audience::new_api_key();
     debug_assert!(key.starts_with(KEY_PREFIX));
@@ -502,16 +768,39 @@ pub async fn rotate_key(
         Ok(())
     })
     .await?;
-    Ok(Json(json!({"id": id, "apiKey": key})))
+    Ok(Json(RotatedKey { id, api_key: key }))
 }
 
-/// `GET /v1/admin/insights/reports`: the audit log of every answered query, its cost and
-/// who asked.
+/// A report in the operator's audit log: who asked, and the budget it was charged to.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditedReport {
+    #[serde(flatten)]
+    report: ReportView,
+    /// The advertiser's id.
+    advertiser: String,
+    /// What the period had spent with this report.
+    spent_after: EpsilonDelta,
+    /// The advertiser's budget for the period when it was charged.
+    budget: EpsilonDelta,
+}
+
+/// The audit log of insight reports.
+#[derive(Serialize, ToSchema)]
+pub struct AuditedReports {
+    reports: Vec<AuditedReport>,
+}
+
+#[utoipa::path(get, path = "/v1/admin/insights/reports", tag = "admin",
+    summary = "The audit log of insight reports",
+    description = "Every answered query, its cost and who asked.",
+    params(PageQuery),
+    responses((status = 200, description = "Reports, oldest first", body = AuditedReports)))]
 pub async fn audit(
     State(st): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditedReports>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     let rows = st
@@ -522,20 +811,30 @@ pub async fn audit(
             q.limit.unwrap_or(100).clamp(1, 1000),
         )
         .await?;
-    let out: Vec<Value> = rows
+    let reports = rows
         .iter()
-        .map(|r| {
-            let mut v = released(r);
-            v["advertiser"] = json!(r.advertiser);
-            v["spentAfter"] = audience::spend_json(r.spent_after);
-            v["budget"] = audience::spend_json(r.budget);
-            v
+        .map(|r| AuditedReport {
+            report: released(r),
+            advertiser: r.advertiser.clone(),
+            spent_after: audience::spend_json(r.spent_after),
+            budget: audience::spend_json(r.budget),
         })
         .collect();
-    Ok(Json(json!({"reports": out})))
+    Ok(Json(AuditedReports { reports }))
 }
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(
+    query,
+    schema,
+    budget,
+    reports,
+    report,
+    create_advertiser,
+    list_advertisers,
+    update_advertiser,
+    rotate_key,
+    audit
+))]
 pub(crate) struct Api;
