@@ -109,21 +109,46 @@ pub async fn layer(
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// One admin action in the audit log.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    id: i64,
+    time: String,
+    /// `<METHOD> <route>` (e.g. `PUT /v1/admin/segments/{name}`), or the CLI command.
+    action: String,
+    /// What it was done to: the route's path parameters, joined by `/`.
+    target: String,
+    /// `ok`, or the stable error code it failed with.
+    outcome: String,
+    detail: String,
+}
+
+/// A page of the admin audit log, oldest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AuditLog {
+    actions: Vec<AuditEntry>,
+    /// The `after` of the next page (the last id here); `null` when this page is empty.
+    next: Option<i64>,
+}
+
 /// `GET /v1/admin/audit?after=ID&limit=N`: the log, oldest first.
-pub async fn list(st: &AppState, after: i64, limit: usize) -> ApiResult<serde_json::Value> {
+pub async fn list(st: &AppState, after: i64, limit: usize) -> ApiResult<AuditLog> {
     let rows = st.store.admin_actions(after, limit).await?;
     let next = rows.last().map(|r| r.id);
-    Ok(serde_json::json!({
-        "actions": rows.iter().map(|r| serde_json::json!({
-            "id": r.id,
-            "time": crate::segment::format_time(r.action.time_ms),
-            "action": r.action.action,
-            "target": r.action.target,
-            "outcome": r.action.outcome,
-            "detail": r.action.detail,
-        })).collect::<Vec<_>>(),
-        "next": next,
-    }))
+    Ok(AuditLog {
+        actions: rows
+            .into_iter()
+            .map(|r| AuditEntry {
+                id: r.id,
+                time: crate::segment::format_time(r.action.time_ms),
+                action: r.action.action,
+                target: r.action.target,
+                outcome: r.action.outcome,
+                detail: r.action.detail,
+            })
+            .collect(),
+        next,
+    })
 }
 
 #[cfg(test)]

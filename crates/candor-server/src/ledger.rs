@@ -87,18 +87,39 @@ pub async fn checkpoint(
     .sign(signer.signing_key()))
 }
 
+/// A signed checkpoint of the ledger's head, as JSON (what an operator or auditor
+/// keeps, to check later with `candor ledger verify --checkpoint`).
+#[derive(serde::Serialize, Debug, Clone, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointJson {
+    /// Always `candor-checkpoint-1`.
+    pub version: &'static str,
+    /// Records in the ledger (the last one's sequence number).
+    pub seq: u64,
+    /// The last record's hash, hex (zeros for an empty ledger).
+    pub head_hash: String,
+    /// When the checkpoint was taken, in milliseconds since the Unix epoch (signed).
+    pub time_ms: i64,
+    /// The same time, ISO-8601.
+    pub time: String,
+    /// The signing key's id.
+    pub key_id: String,
+    /// The Ed25519 signature, base64.
+    pub signature: String,
+}
+
 /// A checkpoint as JSON (what an operator or auditor keeps).
-pub fn checkpoint_json(cp: &SignedCheckpoint) -> serde_json::Value {
+pub fn checkpoint_json(cp: &SignedCheckpoint) -> CheckpointJson {
     let c = &cp.checkpoint;
-    serde_json::json!({
-        "version": "candor-checkpoint-1",
-        "seq": c.seq,
-        "headHash": hex::encode(c.head),
-        "timeMs": c.time_ms.0,
-        "time": crate::segment::format_time(c.time_ms),
-        "keyId": c.key_id.to_string(),
-        "signature": STANDARD.encode(cp.signature),
-    })
+    CheckpointJson {
+        version: "candor-checkpoint-1",
+        seq: c.seq,
+        head_hash: hex::encode(c.head),
+        time_ms: c.time_ms.0,
+        time: crate::segment::format_time(c.time_ms),
+        key_id: c.key_id.to_string(),
+        signature: STANDARD.encode(cp.signature),
+    }
 }
 
 /// A checkpoint from [`checkpoint_json`]'s form.

@@ -21,7 +21,9 @@ use candor_core::{PurposeSet, SubjectId, UnixMillis};
 use candor_loyalty::{Decimal, EntryKind, EventView, Program, PropValue};
 use candor_store::loyalty::{LoyaltyChange, LoyaltyOp, LoyaltyOutcome, Refusal, Txn, TxnKind};
 use candor_store::StoreError;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 /// The program and its purpose's bit, when there is one.
 pub fn program(st: &AppState) -> Option<(&Program, u8)> {
@@ -297,39 +299,175 @@ pub fn refusal(r: &Refusal) -> ApiError {
     ApiError::new(code, msg)
 }
 
-pub fn txn_json(t: &Txn) -> Value {
-    json!({
-        "id": t.id,
-        "type": t.kind.as_str(),
-        "points": t.points,
-        "rule": t.rule,
-        "reward": t.reward,
-        "reverses": t.reverses,
-        "reason": t.reason,
-        "source": t.source,
-        "idempotencyKey": t.key,
-        "at": format_time(t.at),
-    })
+/// One loyalty transaction.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TxnDto {
+    id: i64,
+    #[serde(rename = "type")]
+    #[schema(value_type = TxnKindDoc)]
+    kind: &'static str,
+    /// Signed: positive adds to the balance.
+    points: i64,
+    /// The earning rule (earn), if any.
+    rule: Option<String>,
+    /// The reward (redeem, reverse), if any.
+    reward: Option<String>,
+    /// The redemption a reversal undoes.
+    reverses: Option<i64>,
+    /// What it was for, in words.
+    reason: String,
+    /// What made it: `event`, `person`, `admin`, `system`, `api:<source>`...
+    source: String,
+    idempotency_key: String,
+    at: String,
+}
+
+/// A loyalty transaction's type (documentation only: `candor_store::loyalty::TxnKind`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = LoyaltyTxnType)]
+enum TxnKindDoc {
+    Earn,
+    Redeem,
+    Reverse,
+    Expire,
+    Adjust,
+    Forfeit,
+}
+
+pub fn txn_dto(t: &Txn) -> TxnDto {
+    TxnDto {
+        id: t.id,
+        kind: t.kind.as_str(),
+        points: t.points,
+        rule: t.rule.clone(),
+        reward: t.reward.clone(),
+        reverses: t.reverses,
+        reason: t.reason.clone(),
+        source: t.source.clone(),
+        idempotency_key: t.key.clone(),
+        at: format_time(t.at),
+    }
+}
+
+/// A transaction applied now, or the one its idempotency key applied before.
+#[derive(Serialize, ToSchema)]
+pub struct TxnOutcome {
+    transaction: TxnDto,
+    /// The balance after it.
+    balance: i64,
+    /// True when the idempotency key was used before: nothing new was written, and
+    /// this is the original transaction.
+    duplicate: bool,
 }
 
 /// The answer to an applied or repeated transaction; a refusal as its error.
-pub fn outcome_json(o: LoyaltyOutcome) -> ApiResult<Value> {
+pub fn outcome(o: LoyaltyOutcome) -> ApiResult<TxnOutcome> {
     match o {
-        LoyaltyOutcome::Applied { txn, balance } => Ok(json!({
-            "transaction": txn_json(&txn), "balance": balance, "duplicate": false,
-        })),
-        LoyaltyOutcome::Duplicate { txn, balance } => Ok(json!({
-            "transaction": txn_json(&txn), "balance": balance, "duplicate": true,
-        })),
+        LoyaltyOutcome::Applied { txn, balance } => Ok(TxnOutcome {
+            transaction: txn_dto(&txn),
+            balance,
+            duplicate: false,
+        }),
+        LoyaltyOutcome::Duplicate { txn, balance } => Ok(TxnOutcome {
+            transaction: txn_dto(&txn),
+            balance,
+            duplicate: true,
+        }),
         LoyaltyOutcome::Refused(r) => Err(refusal(&r)),
     }
+}
+
+/// The person's loyalty wallet.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Wallet {
+    /// The program's purpose: the person is a member while they grant it.
+    purpose: Option<String>,
+    member: bool,
+    /// Points now.
+    balance: i64,
+    currency: String,
+    /// What the balance is worth, in `currency`, with two decimals.
+    value: String,
+    tier: WalletTier,
+    /// Points that expire within 30 days, by when.
+    expiring_soon: Vec<Expiring>,
+    /// The newest 100 transactions, newest first.
+    history: Vec<TxnDto>,
+    rewards: Vec<WalletReward>,
+    terms: Terms,
+    /// The server's time of the answer.
+    now: String,
+}
+
+/// The person's tier and how far the next one is.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletTier {
+    id: String,
+    title: String,
+    /// Points earned in the tier window (what tiers count).
+    earned_in_window: i64,
+    window_days: u16,
+    /// The next tier, `null` at the top.
+    next: Option<NextTier>,
+    /// Progress to the next tier, in thousandths.
+    progress_permille: u16,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NextTier {
+    id: String,
+    title: String,
+    points_needed: i64,
+}
+
+/// Points that expire at one instant.
+#[derive(Serialize, ToSchema)]
+pub struct Expiring {
+    at: String,
+    points: i64,
+    /// The same in words.
+    text: String,
+}
+
+/// A reward, and whether the person can have it now.
+#[derive(Serialize, ToSchema)]
+pub struct WalletReward {
+    id: String,
+    title: String,
+    /// Its cost in points.
+    cost: i64,
+    /// How many are left (`null`: unlimited).
+    stock: Option<i64>,
+    available: bool,
+    /// Available, and the person is a member with enough points.
+    affordable: bool,
+}
+
+/// The program's terms in plain words.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Terms {
+    notice: String,
+    /// What earns points and what they buy, one line each.
+    value_exchange: Vec<String>,
+    /// The financial-incentive notice, where the operator gives one.
+    financial_incentive: Option<String>,
+    /// What happens to the points on leaving the program.
+    on_leave: String,
+    /// When points expire.
+    expiry: String,
 }
 
 /// The person's wallet: balance, tier and progress, what expires soon, history, the
 /// rewards, and the program's terms in plain words (the value exchange, the notice,
 /// the financial-incentive notice where the operator's config gives one, and what
 /// happens to the points on leaving).
-pub async fn wallet(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Value> {
+pub async fn wallet(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Wallet> {
     let Some((p, bit)) = program(st) else {
         return Err(unavailable());
     };
@@ -348,54 +486,94 @@ pub async fn wallet(st: &AppState, subject: Option<SubjectId>) -> ApiResult<Valu
     let tier = p.tier(earned);
     let balance = account.as_ref().map_or(0, |a| a.balance);
     let stocks = st.store.reward_stocks().await?;
-    let expiring: Vec<Value> = candor_loyalty::expiring_soon(&entries, now, &c.expiry, 30)
+    let expiring_soon = candor_loyalty::expiring_soon(&entries, now, &c.expiry, 30)
         .into_iter()
-        .map(|(at, n)| {
-            json!({"at": format_time(at), "points": n,
-                       "text": candor_loyalty::expiring_line(at, n)})
+        .map(|(at, n)| Expiring {
+            at: format_time(at),
+            points: n,
+            text: candor_loyalty::expiring_line(at, n),
         })
         .collect();
-    let rewards: Vec<Value> = c
+    let rewards = c
         .rewards
         .iter()
         .map(|r| {
             let stock = stocks.iter().find(|s| s.reward == r.id).map(|s| s.stock);
-            json!({
-                "id": r.id, "title": r.title, "cost": r.cost,
-                "stock": stock.or(r.initial_stock),
-                "available": stock.is_none_or(|n| n > 0),
-                "affordable": member && balance >= r.cost && stock.is_none_or(|n| n > 0),
-            })
+            WalletReward {
+                id: r.id.clone(),
+                title: r.title.clone(),
+                cost: r.cost,
+                stock: stock.or(r.initial_stock),
+                available: stock.is_none_or(|n| n > 0),
+                affordable: member && balance >= r.cost && stock.is_none_or(|n| n > 0),
+            }
         })
         .collect();
-    Ok(json!({
-        "purpose": st.settings.loyalty.as_ref().map(|l| l.purpose.to_string()),
-        "member": member,
-        "balance": balance,
-        "currency": c.currency,
-        "value": format!("{:.2}", balance as f64 * c.point_value_millis as f64 / 1000.0),
-        "tier": {
-            "id": tier.current.id, "title": tier.current.title,
-            "earnedInWindow": earned, "windowDays": c.tier_window_days,
-            "next": tier.next.map(|(t, needed)| json!({"id": t.id, "title": t.title, "pointsNeeded": needed})),
-            "progressPermille": tier.progress_permille,
+    Ok(Wallet {
+        purpose: st.settings.loyalty.as_ref().map(|l| l.purpose.to_string()),
+        member,
+        balance,
+        currency: c.currency.clone(),
+        value: format!(
+            "{:.2}",
+            balance as f64 * c.point_value_millis as f64 / 1000.0
+        ),
+        tier: WalletTier {
+            id: tier.current.id.clone(),
+            title: tier.current.title.clone(),
+            earned_in_window: earned,
+            window_days: c.tier_window_days,
+            next: tier.next.map(|(t, needed)| NextTier {
+                id: t.id.clone(),
+                title: t.title.clone(),
+                points_needed: needed,
+            }),
+            progress_permille: tier.progress_permille,
         },
-        "expiringSoon": expiring,
-        "history": txns.iter().rev().take(100).map(txn_json).collect::<Vec<_>>(),
-        "rewards": rewards,
-        "terms": {
-            "notice": c.notice,
-            "valueExchange": p.value_exchange(),
-            "financialIncentive": c.financial_incentive,
-            "onLeave": c.on_leave.describe(),
-            "expiry": c.expiry.describe(),
+        expiring_soon,
+        history: txns.iter().rev().take(100).map(txn_dto).collect(),
+        rewards,
+        terms: Terms {
+            notice: c.notice.clone(),
+            value_exchange: p.value_exchange(),
+            financial_incentive: c.financial_incentive.clone(),
+            on_leave: c.on_leave.describe().to_owned(),
+            expiry: c.expiry.describe(),
         },
-        "now": format_time(UnixMillis(now.0)),
-    }))
+        now: format_time(UnixMillis(now.0)),
+    })
+}
+
+/// The loyalty program's figures.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Figures {
+    /// People in the program now.
+    members: u64,
+    /// Accounts that ever had a transaction (erased ones are gone).
+    accounts: u64,
+    points_issued: i64,
+    points_redeemed: i64,
+    points_expired: i64,
+    points_forfeited: i64,
+    /// Points held now, all balances together.
+    outstanding: i64,
+    /// What the outstanding points are worth, in `currency`, with two decimals.
+    liability: String,
+    currency: String,
+    /// Rewards with a limited stock, and what is left.
+    rewards: Vec<RewardStockDto>,
+}
+
+/// A reward's stock.
+#[derive(Serialize, ToSchema)]
+pub struct RewardStockDto {
+    id: String,
+    stock: i64,
 }
 
 /// The program's figures for the dashboard and the admin API.
-pub async fn figures(st: &AppState) -> ApiResult<Value> {
+pub async fn figures(st: &AppState) -> ApiResult<Figures> {
     let Some((p, _)) = program(st) else {
         return Err(unavailable());
     };
@@ -414,17 +592,25 @@ pub async fn figures(st: &AppState) -> ApiResult<Value> {
     }
     let f = p.figures(t.members, &k);
     let c = p.config();
-    Ok(json!({
-        "members": f.members,
-        "accounts": t.accounts,
-        "pointsIssued": f.points_issued,
-        "pointsRedeemed": f.points_redeemed,
-        "pointsExpired": f.points_expired,
-        "pointsForfeited": f.points_forfeited,
-        "outstanding": t.outstanding,
-        "liability": format!("{:.2}", f.liability_millis as f64 / 1000.0),
-        "currency": c.currency,
-        "rewards": st.store.reward_stocks().await?.iter()
-            .map(|s| json!({"id": s.reward, "stock": s.stock})).collect::<Vec<_>>(),
-    }))
+    Ok(Figures {
+        members: f.members,
+        accounts: t.accounts,
+        points_issued: f.points_issued,
+        points_redeemed: f.points_redeemed,
+        points_expired: f.points_expired,
+        points_forfeited: f.points_forfeited,
+        outstanding: t.outstanding,
+        liability: format!("{:.2}", f.liability_millis as f64 / 1000.0),
+        currency: c.currency.clone(),
+        rewards: st
+            .store
+            .reward_stocks()
+            .await?
+            .into_iter()
+            .map(|s| RewardStockDto {
+                id: s.reward,
+                stock: s.stock,
+            })
+            .collect(),
+    })
 }

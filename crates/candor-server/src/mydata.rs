@@ -11,6 +11,7 @@ use crate::config::OperatorInfo;
 use crate::error::ApiResult;
 use crate::receipts::{self, Receipt};
 use crate::routes::consent::{state_of, PurposeStateDto};
+use crate::routes::fields::{FieldDto, FieldPurposeDto};
 use crate::segment::format_time;
 use crate::state::AppState;
 use candor_core::crypto::IdKind;
@@ -43,10 +44,38 @@ pub struct MyData {
     /// Every field the operator asks about (`GET /v1/me/fields`' shape), with the
     /// person's value, its provenance and the purposes that may use it; then any value
     /// held under a field the operator no longer defines.
-    pub fields: Vec<serde_json::Value>,
+    pub fields: Vec<HeldFieldDto>,
     pub events: EventsDto,
     pub insights: InsightsDto,
     pub access_log: Vec<AccessDto>,
+}
+
+/// A field in the person's data: one the operator asks about, or a value held under
+/// a field the operator no longer defines.
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum HeldFieldDto {
+    Asked(FieldDto),
+    NoLongerAsked(FormerFieldDto),
+}
+
+/// A value held under a field the operator no longer defines (shown as stored, so the
+/// person still sees everything held about them).
+#[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct FormerFieldDto {
+    pub name: String,
+    /// The field's name (there is no label any more).
+    pub label: String,
+    /// The value as stored.
+    pub value: String,
+    #[schema(value_type = crate::routes::fields::ProvenanceDoc)]
+    pub provenance: &'static str,
+    pub updated_at: String,
+    /// Always empty: no purpose uses it any more.
+    pub purposes: Vec<FieldPurposeDto>,
+    /// Always `true`.
+    pub no_longer_asked: bool,
 }
 
 #[derive(utoipa::ToSchema, Serialize, Clone, Debug)]
@@ -101,7 +130,8 @@ pub struct EventDto {
     pub purposes: Vec<String>,
     pub event_time: String,
     pub received_at: String,
-    /// The message as sent, opened.
+    /// The message as sent, opened (`null` if it cannot be opened).
+    #[schema(value_type = Option<Object>)]
     pub message: serde_json::Value,
 }
 
@@ -276,7 +306,7 @@ async fn consents(st: &Holder<'_>, subject: SubjectId) -> ApiResult<Vec<ConsentD
         .collect())
 }
 
-async fn fields(st: &Holder<'_>, subject: SubjectId) -> ApiResult<Vec<serde_json::Value>> {
+async fn fields(st: &Holder<'_>, subject: SubjectId) -> ApiResult<Vec<HeldFieldDto>> {
     let held = st.store.fields(subject).await?;
     let granted = st.store.index().granted(&subject);
     let shared: Vec<String> = st
@@ -286,27 +316,29 @@ async fn fields(st: &Holder<'_>, subject: SubjectId) -> ApiResult<Vec<serde_json
         .into_iter()
         .map(|(f, _)| f)
         .collect();
-    let mut out: Vec<serde_json::Value> = st
+    let mut out: Vec<HeldFieldDto> = st
         .fields
         .iter()
         .map(|spec| {
             let value = held.iter().find(|h| h.field == spec.name);
             let sharing = shared.contains(&spec.name.to_string());
-            crate::routes::fields::describe(st.catalog, granted, spec, value, sharing)
+            HeldFieldDto::Asked(crate::routes::fields::describe(
+                st.catalog, granted, spec, value, sharing,
+            ))
         })
         .collect();
     for h in held
         .iter()
         .filter(|h| st.fields.get(h.field.as_str()).is_none())
     {
-        out.push(serde_json::json!({
-            "name": h.field.as_str(),
-            "label": h.field.as_str(),
-            "value": h.value.expose(),
-            "provenance": h.provenance.as_str(),
-            "updatedAt": format_time(h.updated_ms),
-            "purposes": [],
-            "noLongerAsked": true,
+        out.push(HeldFieldDto::NoLongerAsked(FormerFieldDto {
+            name: h.field.as_str().to_owned(),
+            label: h.field.as_str().to_owned(),
+            value: h.value.expose().clone(),
+            provenance: h.provenance.as_str(),
+            updated_at: format_time(h.updated_ms),
+            purposes: Vec::new(),
+            no_longer_asked: true,
         }));
     }
     Ok(out)

@@ -185,19 +185,52 @@ pub fn verify(text: &str, trust: Trust<'_>) -> Result<String, String> {
 
 /// The operator's key ring as `GET /v1/receipts/public-key` serves it: every key with
 /// the first record it signs and its predecessor's certificate.
-pub fn ring_json(ring: &KeyRing) -> serde_json::Value {
+pub fn ring_json(ring: &KeyRing) -> KeyRingJson {
     let current = ring.keys().last();
-    serde_json::json!({
-        "algorithm": "Ed25519",
-        "publicKey": current.map(|k| hex::encode(k.key.as_bytes())),
-        "keyId": current.map(|k| key_id(&k.key)),
-        "keys": ring.keys().iter().map(|k| serde_json::json!({
-            "publicKey": hex::encode(k.key.as_bytes()),
-            "keyId": key_id(&k.key),
-            "fromSeq": k.from_seq,
-            "certificate": k.certificate.map(|c| STANDARD.encode(c)),
-        })).collect::<Vec<_>>(),
-    })
+    KeyRingJson {
+        algorithm: "Ed25519",
+        public_key: current.map(|k| hex::encode(k.key.as_bytes())),
+        key_id: current.map(|k| key_id(&k.key)),
+        keys: ring
+            .keys()
+            .iter()
+            .map(|k| RingKeyJson {
+                public_key: hex::encode(k.key.as_bytes()),
+                key_id: key_id(&k.key),
+                from_seq: k.from_seq,
+                certificate: k.certificate.map(|c| STANDARD.encode(c)),
+            })
+            .collect(),
+    }
+}
+
+/// The receipt-signing key ring: the current key, and every key the ledger has used,
+/// each certified by its predecessor.
+#[derive(Serialize, Debug, Clone, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRingJson {
+    /// Always `Ed25519`.
+    pub algorithm: &'static str,
+    /// The current key, hex.
+    pub public_key: Option<String>,
+    /// The current key's id.
+    pub key_id: Option<String>,
+    /// Every key, oldest first.
+    pub keys: Vec<RingKeyJson>,
+}
+
+/// One key of the ring.
+#[derive(Serialize, Debug, Clone, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RingKeyJson {
+    /// The public key, hex.
+    pub public_key: String,
+    pub key_id: String,
+    /// The first ledger record this key signs.
+    pub from_seq: u64,
+    /// The predecessor's signature handing over to this key, base64 (`null` for the
+    /// first key).
+    pub certificate: Option<String>,
 }
 
 /// A key ring from [`ring_json`]'s form (an operator's published file), or one hex key.

@@ -34,8 +34,9 @@ use candor_core::event::EventKind;
 use candor_core::field::{FieldKind, FieldSpec, Provenance};
 use candor_core::{Sensitive, SubjectId};
 use candor_store::{FieldWrite, StoredField};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 const MAX_BODY: usize = 16 * 1024;
 
@@ -44,22 +45,135 @@ const SOURCE: &str = "preference_center";
 
 type Q = Result<Query<WhoQuery>, QueryRejection>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"value": "42", "shareInAggregate": true}))]
 struct PutBody {
+    /// The value, checked against the field: a text (text and one-of fields; a number
+    /// given as text is read as one), a whole number (integer and month fields) or a
+    /// list of texts (many-of fields).
+    #[schema(value_type = FieldValueDoc)]
     value: Value,
-    /// Aggregate fields only: share the value in aggregate insights (`None`: keep
+    /// Aggregate fields only: share the value in aggregate insights (absent: keep
     /// sharing as it is).
     share_in_aggregate: Option<bool>,
 }
 
-pub async fn list(State(st): State<AppState>, headers: HeaderMap, q: Q) -> ApiResult<Json<Value>> {
+/// One volunteered field as the person sees it: what it may hold, the purposes that
+/// may use it (and whether the person grants them), and the person's value.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldDto {
+    name: String,
+    /// What the person is shown.
+    label: String,
+    #[schema(value_type = FieldKindDoc)]
+    kind: &'static str,
+    /// The purposes that may use the value (each only while the person grants it).
+    purposes: Vec<FieldPurposeDto>,
+    /// Whether the field may count in aggregate insights (while shared and granted).
+    aggregate: bool,
+    /// The person's value (`null`: none held). A value the field no longer admits (its
+    /// definition changed) is shown as stored, as text.
+    #[schema(value_type = Option<FieldValueDoc>)]
+    value: Value,
+    /// Where the value came from (`null`: none held).
+    #[schema(value_type = Option<ProvenanceDoc>)]
+    provenance: Option<&'static str>,
+    /// When the value was last set (`null`: none held).
+    updated_at: Option<String>,
+    /// One-of and many-of fields: the listed values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    values: Option<Vec<String>>,
+    /// Integer fields (and months, 1): the smallest value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    min: Option<i64>,
+    /// Integer fields (and months, 12): the largest value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    max: Option<i64>,
+    /// Text fields: the most characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    max_length: Option<usize>,
+    /// Aggregate fields: whether the person shares the value in aggregate insights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    shared_in_aggregate: Option<bool>,
+}
+
+/// A purpose that may use a field, and whether the person grants it.
+#[derive(Serialize, Clone, Debug, ToSchema)]
+pub struct FieldPurposeDto {
+    id: String,
+    title: String,
+    granted: bool,
+}
+
+/// Every field the operator asks about (in the configured order), with the person's
+/// values.
+#[derive(Serialize, ToSchema)]
+pub struct FieldsResponse {
+    /// The person's pseudonym; absent when no one is known by the identifiers yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    subject: Option<String>,
+    fields: Vec<FieldDto>,
+}
+
+/// A field's kind (documentation only: `FieldKind::name`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = FieldKind)]
+enum FieldKindDoc {
+    Text,
+    OneOf,
+    ManyOf,
+    Integer,
+    Month,
+}
+
+/// A field value (documentation only): a text, a whole number or a list of texts.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = FieldValue)]
+#[allow(dead_code)]
+pub(crate) enum FieldValueDoc {
+    Text(String),
+    Number(i64),
+    List(Vec<String>),
+}
+
+/// Where a value came from (documentation only: `candor_core::field::Provenance`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Provenance)]
+pub(crate) enum ProvenanceDoc {
+    Observed,
+    Volunteered,
+    Inferred,
+}
+
+#[utoipa::path(get, path = "/v1/me/fields", tag = "my data",
+    summary = "The volunteered fields and the person's values",
+    description = "Every field the operator asks about: what it may hold, the purposes that may use it \
+and whether the person grants them, and the person's value with its provenance. For someone not \
+known yet, the fields without values.",
+    params(WhoQuery),
+    responses((status = 200, description = "The fields, in the configured order", body = FieldsResponse)))]
+pub async fn list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Q,
+) -> ApiResult<Json<FieldsResponse>> {
     let (_, subject) = who_named(&st, &headers, q)?;
     let (held, shared) = match subject {
         Some(s) => (st.store.fields(s).await?, shared(&st, s).await?),
         None => (Vec::new(), Vec::new()),
     };
-    let entries: Vec<Value> = st
+    let fields = st
         .settings
         .fields
         .iter()
@@ -68,20 +182,27 @@ pub async fn list(State(st): State<AppState>, headers: HeaderMap, q: Q) -> ApiRe
             entry(&st, subject, f, value, shared.contains(&f.name.to_string()))
         })
         .collect();
-    let mut out = json!({"fields": entries});
-    if let Some(s) = subject {
-        out["subject"] = json!(s.to_string());
-    }
-    Ok(Json(out))
+    Ok(Json(FieldsResponse {
+        subject: subject.map(|s| s.to_string()),
+        fields,
+    }))
 }
 
+#[utoipa::path(put, path = "/v1/me/fields/{name}", tag = "my data",
+    summary = "Set one volunteered field",
+    description = "Sets (or changes) the person's value of one field, with provenance `volunteered`, \
+and, for an aggregate field, whether it is shared in aggregate insights. The person must be known \
+(a consent choice recorded first). May earn the loyalty program's bonus for telling.",
+    params(("name" = String, Path, description = "The field's name (`GET /v1/me/fields` lists them)"), WhoQuery),
+    request_body = PutBody,
+    responses((status = 200, description = "The field as it is now", body = FieldDto)))]
 pub async fn put(
     State(st): State<AppState>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     q: Q,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FieldDto>> {
     // Who first: a credential that may not act learns nothing about fields or values.
     let (named, subject) = who_named(&st, &headers, q)?;
     let spec = field(&st, name)?;
@@ -136,12 +257,18 @@ pub(crate) async fn set(
     Ok(())
 }
 
+#[utoipa::path(delete, path = "/v1/me/fields/{name}", tag = "my data",
+    summary = "Remove one volunteered field",
+    description = "Deletes the person's value of one field (and stops sharing it in aggregate insights). \
+Removing a value no one holds is not an error.",
+    params(("name" = String, Path, description = "The field's name"), WhoQuery),
+    responses((status = 200, description = "The field as it is now, without a value", body = FieldDto)))]
 pub async fn remove(
     State(st): State<AppState>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     q: Q,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FieldDto>> {
     let (named, subject) = who_named(&st, &headers, q)?;
     let spec = field(&st, name)?;
     let Some(subject) = subject else {
@@ -259,7 +386,7 @@ async fn pass_on(
     Ok(())
 }
 
-async fn answer(st: &AppState, subject: SubjectId, spec: &FieldSpec) -> ApiResult<Json<Value>> {
+async fn answer(st: &AppState, subject: SubjectId, spec: &FieldSpec) -> ApiResult<Json<FieldDto>> {
     let held = st.store.fields(subject).await?;
     let value = held.iter().find(|h| h.field == spec.name);
     let shared = shared(st, subject).await?.contains(&spec.name.to_string());
@@ -273,7 +400,7 @@ fn entry(
     spec: &FieldSpec,
     held: Option<&StoredField>,
     shared: bool,
-) -> Value {
+) -> FieldDto {
     let granted = subject
         .map(|s| st.store.index().granted(&s))
         .unwrap_or_default();
@@ -288,52 +415,63 @@ pub(crate) fn describe(
     spec: &FieldSpec,
     held: Option<&StoredField>,
     shared: bool,
-) -> Value {
-    let purposes: Vec<Value> = spec
+) -> FieldDto {
+    let purposes = spec
         .purposes
         .iter()
         .filter_map(|p| catalog.purpose(p))
-        .map(|p| json!({"id": p.id.as_str(), "title": p.title, "granted": granted.contains(p.bit)}))
+        .map(|p| FieldPurposeDto {
+            id: p.id.as_str().to_owned(),
+            title: p.title.clone(),
+            granted: granted.contains(p.bit),
+        })
         .collect();
-    let mut e = json!({
-        "name": spec.name.as_str(),
-        "label": spec.label,
-        "kind": spec.kind.name(),
-        "purposes": purposes,
-        "aggregate": spec.aggregate,
-        "value": Value::Null,
-        "provenance": Value::Null,
-        "updatedAt": Value::Null,
-    });
+    let mut e = FieldDto {
+        name: spec.name.as_str().to_owned(),
+        label: spec.label.clone(),
+        kind: spec.kind.name(),
+        purposes,
+        aggregate: spec.aggregate,
+        value: Value::Null,
+        provenance: None,
+        updated_at: None,
+        values: None,
+        min: None,
+        max: None,
+        max_length: None,
+        shared_in_aggregate: None,
+    };
     match &spec.kind {
-        FieldKind::OneOf { values } | FieldKind::ManyOf { values } => e["values"] = json!(values),
-        FieldKind::Integer { min, max } => {
-            e["min"] = json!(min);
-            e["max"] = json!(max);
+        FieldKind::OneOf { values } | FieldKind::ManyOf { values } => {
+            e.values = Some(values.clone())
         }
-        FieldKind::Text { max_len } => e["maxLength"] = json!(max_len),
+        FieldKind::Integer { min, max } => {
+            e.min = Some(*min);
+            e.max = Some(*max);
+        }
+        FieldKind::Text { max_len } => e.max_length = Some(*max_len),
         FieldKind::Month => {
-            e["min"] = json!(1);
-            e["max"] = json!(12);
+            e.min = Some(1);
+            e.max = Some(12);
         }
     }
     if spec.aggregate {
-        e["sharedInAggregate"] = json!(shared);
+        e.shared_in_aggregate = Some(shared);
     }
     if let Some(h) = held {
         // A value the operator's field no longer admits (its definition changed) is
         // shown as stored, so the person still sees everything held about them.
-        e["value"] = match spec.parse_stored(h.value.expose()) {
+        e.value = match spec.parse_stored(h.value.expose()) {
             Ok(v) => fields::to_json(&v),
             Err(_) => json!(h.value.expose()),
         };
-        e["provenance"] = json!(h.provenance.as_str());
-        e["updatedAt"] = json!(crate::segment::format_time(h.updated_ms));
+        e.provenance = Some(h.provenance.as_str());
+        e.updated_at = Some(crate::segment::format_time(h.updated_ms));
     }
     e
 }
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(list, put, remove))]
 pub(crate) struct Api;

@@ -16,7 +16,7 @@ use super::consent::{actor, who, WhoQuery};
 use crate::auth;
 use crate::body::{parse_json, read_text};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::loyalty::{self as program, outcome_json, unavailable};
+use crate::loyalty::{self as program, outcome, unavailable, Figures, TxnOutcome, Wallet};
 use crate::pipeline::consent::Actor;
 use crate::state::AppState;
 use axum::body::Body;
@@ -28,8 +28,8 @@ use candor_core::crypto::IdKind;
 use candor_core::SubjectId;
 use candor_store::loyalty::LoyaltyChange;
 use candor_store::Access;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 const MAX_KEY: usize = 200;
 const MAX_REASON: usize = 500;
@@ -68,11 +68,18 @@ fn by_user(st: &AppState, user_id: &str) -> ApiResult<SubjectId> {
 }
 
 /// `GET /v1/me/loyalty`: the wallet (a read of personal data, so logged for the person).
+#[utoipa::path(get, path = "/v1/me/loyalty", tag = "loyalty",
+    summary = "The person's loyalty wallet",
+    description = "Balance, tier and progress, points expiring soon, the newest transactions, the \
+rewards and the program's terms. For someone not known yet, an empty wallet (`member: false`). \
+Written to the person's access log.",
+    params(WhoQuery),
+    responses((status = 200, description = "The wallet", body = Wallet)))]
 pub async fn wallet(
     State(st): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<WhoQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Wallet>> {
     if program::program(&st).is_none() {
         return Err(unavailable());
     }
@@ -92,20 +99,34 @@ pub async fn wallet(
     Ok(Json(w))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "user-42", "reward": "coffee", "idempotencyKey": "order-1001"}))]
 pub struct RedeemBody {
+    /// The person (a server key); a subject token's own user when absent.
     user_id: Option<String>,
+    /// The reward's id.
+    #[schema(required = true, nullable = false)]
     reward: Option<String>,
+    /// 1 to 200 characters, no control characters: the same key for the same person is
+    /// one transaction.
+    #[schema(required = true, nullable = false, max_length = 200)]
     idempotency_key: Option<String>,
 }
 
 /// `POST /v1/me/loyalty/redeem`
+#[utoipa::path(post, path = "/v1/me/loyalty/redeem", tag = "loyalty",
+    summary = "Redeem a reward",
+    description = "Spends the person's points on a reward (and one of its stock). A server key for \
+anyone, a subject token for its own user; never a browser key. Repeating an idempotency key \
+answers the original transaction with `duplicate: true`.",
+    request_body = RedeemBody,
+    responses((status = 200, description = "The redemption and the balance after it", body = TxnOutcome)))]
 pub async fn redeem(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TxnOutcome>> {
     let actor = actor(&st, &headers)?;
     if matches!(actor, Actor::Browser(_)) {
         return Err(ApiError::new(
@@ -140,7 +161,7 @@ pub async fn redeem_for(
     reward: &str,
     key: String,
     source: &str,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TxnOutcome>> {
     let (p, _) = program::program(st).ok_or_else(unavailable)?;
     let r = p.reward(reward).ok_or_else(|| {
         ApiError::new(
@@ -159,31 +180,59 @@ pub async fn redeem_for(
         .store
         .loyalty(program::op(st, subject, key, what, &r.title, source))
         .await?;
-    Ok(Json(outcome_json(o)?))
+    Ok(Json(outcome(o)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "user-42", "type": "earn", "points": 120, "rule": "till",
+    "reason": "Purchase in store", "idempotencyKey": "till-7-receipt-88"}))]
 pub struct TxnBody {
+    /// The person's user id (someone already known).
     user_id: String,
-    /// `earn` or `redeem`.
+    /// `earn` (with `points`) or `redeem` (with `reward`).
     #[serde(rename = "type")]
+    #[schema(value_type = TxnBodyKindDoc)]
     kind: String,
+    /// 1 to 200 characters, no control characters: the same key for the same person is
+    /// one transaction.
+    #[schema(max_length = 200)]
     idempotency_key: String,
-    /// earn: how many points, under which rule (its caps apply; default `api`).
+    /// earn: how many points (1 to the program's most per event).
+    #[schema(minimum = 1)]
     points: Option<i64>,
+    /// earn: the rule the points are given under (default `api`); a configured rule's
+    /// caps apply.
     rule: Option<String>,
     /// redeem: which reward.
     reward: Option<String>,
+    /// earn: what for, in words (1 to 500 characters; default `Points`).
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
+/// The type of a transaction the operator's backend sends (documentation only).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = LoyaltyTransactionType)]
+enum TxnBodyKindDoc {
+    Earn,
+    Redeem,
+}
+
 /// `POST /v1/loyalty/transactions` (server key).
+#[utoipa::path(post, path = "/v1/loyalty/transactions", tag = "loyalty",
+    summary = "Record points earned or a redemption made elsewhere",
+    description = "For the operator's backend (server key): points earned elsewhere (a till, a partner), \
+under a rule whose caps apply, or a redemption made there. Only for members (the program's purpose \
+granted). Repeating an idempotency key answers the original transaction with `duplicate: true`.",
+    request_body = TxnBody,
+    responses((status = 200, description = "The transaction and the balance after it", body = TxnOutcome)))]
 pub async fn transaction(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TxnOutcome>> {
     let source = match actor(&st, &headers)? {
         Actor::Server(s) => s,
         _ => {
@@ -233,7 +282,7 @@ pub async fn transaction(
                     &format!("api:{source}"),
                 ))
                 .await?;
-            Ok(Json(outcome_json(o)?))
+            Ok(Json(outcome(o)?))
         }
         ("redeem", None, Some(reward)) => {
             redeem_for(
@@ -253,26 +302,46 @@ pub async fn transaction(
 }
 
 /// `GET /v1/admin/loyalty`: the program's figures.
-pub async fn figures(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/admin/loyalty", tag = "loyalty",
+    summary = "The program's figures",
+    description = "Members, points issued, redeemed, expired and forfeited, the points outstanding and \
+their value (the liability), and the rewards' stock. Admin token.",
+    responses((status = 200, description = "The figures", body = Figures)))]
+pub async fn figures(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Figures>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     Ok(Json(program::figures(&st).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "user-42", "points": -50, "reason": "Duplicate till entry",
+    "idempotencyKey": "fix-2026-11-29-1"}))]
 pub struct AdjustBody {
+    /// The person's user id (someone already known).
     user_id: String,
+    /// Non-zero, within the program's most per event either way; the balance may not go
+    /// below zero.
     points: i64,
+    /// What for, in words (1 to 500 characters).
+    #[schema(max_length = 500)]
     reason: String,
+    /// 1 to 200 characters, no control characters.
+    #[schema(max_length = 200)]
     idempotency_key: String,
 }
 
 /// `POST /v1/admin/loyalty/adjustments`: an operator's correction, never below zero.
+#[utoipa::path(post, path = "/v1/admin/loyalty/adjustments", tag = "loyalty",
+    summary = "Correct a person's balance",
+    description = "Adds or removes points (never below zero), with the reason. Admin token; audited. \
+Repeating an idempotency key answers the original transaction with `duplicate: true`.",
+    request_body = AdjustBody,
+    responses((status = 200, description = "The adjustment and the balance after it", body = TxnOutcome)))]
 pub async fn adjust(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TxnOutcome>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
     let b: AdjustBody = parse_json(&text)?;
@@ -299,24 +368,38 @@ pub async fn adjust(
             "admin",
         ))
         .await?;
-    Ok(Json(outcome_json(o)?))
+    Ok(Json(outcome(o)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "user-42", "transactionId": 17, "reason": "Order cancelled",
+    "idempotencyKey": "reverse-17"}))]
 pub struct ReverseBody {
+    /// The person's user id (someone already known).
     user_id: String,
+    /// The redemption to undo (its transaction id).
     transaction_id: i64,
+    /// What for, in words (1 to 500 characters).
+    #[schema(max_length = 500)]
     reason: String,
+    /// 1 to 200 characters, no control characters.
+    #[schema(max_length = 200)]
     idempotency_key: String,
 }
 
 /// `POST /v1/admin/loyalty/reversals`: undoes a redemption (points and stock back).
+#[utoipa::path(post, path = "/v1/admin/loyalty/reversals", tag = "loyalty",
+    summary = "Undo a redemption",
+    description = "Gives a redemption's points and stock back. Admin token; audited. Repeating an \
+idempotency key answers the original transaction with `duplicate: true`.",
+    request_body = ReverseBody,
+    responses((status = 200, description = "The reversal and the balance after it", body = TxnOutcome)))]
 pub async fn reverse(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TxnOutcome>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
     let b: ReverseBody = parse_json(&text)?;
@@ -338,23 +421,40 @@ pub async fn reverse(
             "admin",
         ))
         .await?;
-    Ok(Json(outcome_json(o)?))
+    Ok(Json(outcome(o)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"stock": 25}))]
 pub struct StockBody {
+    /// 0 to 1000000000; `null` (or absent): unlimited.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    stock: Option<i64>,
+}
+
+/// A reward's stock as set.
+#[derive(Serialize, ToSchema)]
+pub struct StockResponse {
+    /// The reward's id.
+    reward: String,
     /// `null`: unlimited.
     stock: Option<i64>,
 }
 
 /// `PUT /v1/admin/loyalty/rewards/{id}/stock`
+#[utoipa::path(put, path = "/v1/admin/loyalty/rewards/{id}/stock", tag = "loyalty",
+    summary = "Set a reward's stock",
+    description = "How many of a reward are left, or unlimited. Admin token; audited.",
+    params(("id" = String, Path, description = "The reward's id")),
+    request_body = StockBody,
+    responses((status = 200, description = "The stock as set", body = StockResponse)))]
 pub async fn stock(
     State(st): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StockResponse>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let Path(id) = id.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     let (p, _) = program::program(&st).ok_or_else(unavailable)?;
@@ -370,10 +470,13 @@ pub async fn stock(
         ));
     }
     st.store.set_reward_stock(&r.id, b.stock, false).await?;
-    Ok(Json(json!({"reward": r.id, "stock": b.stock})))
+    Ok(Json(StockResponse {
+        reward: r.id.clone(),
+        stock: b.stock,
+    }))
 }
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(wallet, redeem, transaction, figures, adjust, reverse, stock))]
 pub(crate) struct Api;

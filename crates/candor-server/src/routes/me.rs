@@ -25,8 +25,8 @@ use axum::Json;
 use candor_core::crypto::IdKind;
 use candor_core::{SubjectId, UnixMillis};
 use candor_store::RequestKind;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 type WhoQ = Result<Query<WhoQuery>, axum::extract::rejection::QueryRejection>;
 
@@ -48,6 +48,14 @@ fn subject_of(st: &AppState, headers: &HeaderMap, q: WhoQ) -> ApiResult<(Subject
 }
 
 /// `GET /v1/me`
+#[utoipa::path(get, path = "/v1/me", tag = "my data",
+    summary = "Everything held about the person",
+    description = "The person's identifiers, consents with their receipts, volunteered fields, \
+event counts with the newest events, insight reports they were counted in, and their access log. \
+A read of personal data: written to the person's access log and to the operator's requests \
+(`GET /v1/admin/requests`).",
+    params(WhoQuery),
+    responses((status = 200, description = "The person's data (the newest few events only)", body = MyData)))]
 pub async fn me(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -68,6 +76,15 @@ pub async fn me(
 }
 
 /// `GET /v1/me/export`: every event included, as a file to keep.
+#[utoipa::path(get, path = "/v1/me/export", tag = "my data",
+    summary = "Download everything held about the person",
+    description = "The same as `GET /v1/me` with every event (up to 100000; `events.omitted` counts the \
+rest), as a JSON file to keep (`my-data.json`). Recorded as an export request.",
+    params(WhoQuery),
+    responses((status = 200, description = "The person's data, every event included, as an attachment",
+        body = MyData, content_type = "application/json",
+        headers(("Content-Disposition" = String, description = "`attachment; filename=\"my-data.json\"`"),
+            ("Cache-Control" = String, description = "`no-store`")))))]
 pub async fn export(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -110,8 +127,10 @@ pub async fn download(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
+/// Whom to erase: `userId` and/or `anonymousId`, or `email` alone.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "user-42"}))]
 struct EraseBody {
     user_id: Option<String>,
     anonymous_id: Option<String>,
@@ -120,14 +139,47 @@ struct EraseBody {
     email: Option<String>,
 }
 
+/// What an erasure deleted, by kind.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasedDto {
+    identifiers: u64,
+    consents: u64,
+    events: u64,
+    insight_features: u64,
+    declared_fields: u64,
+    access_log: u64,
+    volunteered_fields: u64,
+}
+
+/// The erasure's outcome: what was deleted, and the ledger's erasure record as a
+/// signed receipt (the ledger keeps the pseudonym and nothing else).
+#[derive(Serialize, ToSchema)]
+pub struct EraseResponse {
+    /// The erased person's pseudonym.
+    subject: String,
+    /// Always `true`.
+    erased: bool,
+    deleted: ErasedDto,
+    receipt: crate::receipts::Receipt,
+}
+
 /// `POST /v1/me/erase`: the person erased, asked by the operator's backend (server
 /// key) or by the person through it (subject token). A browser key cannot: the erasure
 /// of an anonymous visitor goes through their own page, behind its confirmation step.
+#[utoipa::path(post, path = "/v1/me/erase", tag = "my data",
+    summary = "Erase the person",
+    description = "Deletes everything held about the person (identifiers, events, fields, insight \
+features, access log) and appends an erasure record to the consent ledger. A server key names \
+anyone (by email address too); a subject token only its own user; a browser key may not. Recorded \
+as an erasure request.",
+    request_body = EraseBody,
+    responses((status = 200, description = "What was deleted, with the erasure's signed receipt", body = EraseResponse)))]
 pub async fn erase(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EraseResponse>> {
     let actor = actor(&st, &headers)?;
     if matches!(actor, Actor::Browser(_)) {
         return Err(ApiError::new(
@@ -181,36 +233,57 @@ pub async fn erase(
     )
     .await?;
     let key = st.signing_key_for(out.record.entry.seq);
-    Ok(Json(json!({
-        "subject": subject.to_string(),
-        "erased": true,
-        "deleted": {
-            "identifiers": out.deleted.identities,
-            "consents": out.deleted.consent_states,
-            "events": out.deleted.events,
-            "insightFeatures": out.deleted.insight_features,
-            "declaredFields": out.deleted.insight_declared,
-            "accessLog": out.deleted.access_log,
-            "volunteeredFields": out.deleted.volunteered_fields,
+    Ok(Json(EraseResponse {
+        subject: subject.to_string(),
+        erased: true,
+        deleted: ErasedDto {
+            identifiers: out.deleted.identities,
+            consents: out.deleted.consent_states,
+            events: out.deleted.events,
+            insight_features: out.deleted.insight_features,
+            declared_fields: out.deleted.insight_declared,
+            access_log: out.deleted.access_log,
+            volunteered_fields: out.deleted.volunteered_fields,
         },
-        "receipt": crate::receipts::build(&out.record, &st.settings.operator, &key),
-    })))
+        receipt: crate::receipts::build(&out.record, &st.settings.operator, &key),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "user-42", "ttlSeconds": 900}))]
 struct LinkBody {
+    /// The person's user id (1 to 512 characters): someone already known.
     user_id: String,
+    /// How long the link stays valid, in seconds (default 900, at most 604800).
     ttl_seconds: Option<i64>,
+}
+
+/// A single-use sign-in link to the person's own pages.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectLink {
+    /// The link's token.
+    token: String,
+    /// The link's path on this server: `/me/enter?t=<token>`.
+    path: String,
+    /// When the link stops working.
+    expires_at: String,
 }
 
 /// `POST /v1/admin/subject-links`: a single-use link to the person's own pages, for
 /// the operator's backend to send them (by email, or behind its own login).
+#[utoipa::path(post, path = "/v1/admin/subject-links", tag = "my data",
+    summary = "Mint a sign-in link to a person's own pages",
+    description = "A single-use link to the person's pages (their data and choices), for the operator's \
+backend to send them. Admin token.",
+    request_body = LinkBody,
+    responses((status = 200, description = "The link", body = SubjectLink)))]
 pub async fn subject_link(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SubjectLink>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
     let b: LinkBody = parse_json(&text)?;
@@ -234,19 +307,63 @@ pub async fn subject_link(
         .ok_or_else(|| ApiError::new(Code::SubjectNotFound, "no one with this userId is known"))?;
     let expires = UnixMillis(st.now_ms() + ttl * 1000);
     let token = st.person_keys.mint_link(subject, expires);
-    Ok(Json(json!({
-        "token": token,
-        "path": format!("/me/enter?t={token}"),
-        "expiresAt": format_time(expires),
-    })))
+    Ok(Json(SubjectLink {
+        path: format!("/me/enter?t={token}"),
+        token,
+        expires_at: format_time(expires),
+    }))
 }
 
-#[derive(Deserialize)]
+/// A page of the requests list.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Requests after this id (the previous page's `next`); 0 for the first page.
     #[serde(default)]
     after: i64,
+    /// At most this many (1 to 1000, default 100).
     limit: Option<usize>,
+}
+
+/// A person's request: access, export or erasure.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestDto {
+    id: i64,
+    /// The person's pseudonym.
+    subject: String,
+    #[schema(value_type = RequestKindDoc)]
+    kind: &'static str,
+    /// Through what it came: `page`, `api`, `cli`...
+    channel: String,
+    requested_at: String,
+    /// When it was answered (`null` while open, or if it failed).
+    completed_at: Option<String>,
+    seconds_to_answer: Option<f64>,
+    /// One month after the request: the deadline to answer (GDPR Art. 12(3)).
+    due_by: String,
+    answered_in_time: Option<bool>,
+    /// `ok`, `pending`, or the stable error code it failed with.
+    outcome: String,
+}
+
+/// The kind of a person's request (documentation only: `candor_store::RequestKind`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = RequestKind)]
+enum RequestKindDoc {
+    Access,
+    Export,
+    Erasure,
+}
+
+/// A page of people's requests, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct RequestsResponse {
+    requests: Vec<RequestDto>,
+    /// The `after` of the next page (the last id here); `null` when this page is empty.
+    next: Option<i64>,
 }
 
 /// How long an operator has to answer a person's request: one month (GDPR Art. 12(3);
@@ -256,11 +373,17 @@ pub const ANSWER_WITHIN_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// `GET /v1/admin/requests`: people's access, export and erasure requests, oldest
 /// first, each with when it was answered and whether that was within the deadline.
+#[utoipa::path(get, path = "/v1/admin/requests", tag = "my data",
+    summary = "People's access, export and erasure requests",
+    description = "Every request people made of their data, oldest first, with when it was answered \
+and whether that was within a month. Admin token.",
+    params(Page),
+    responses((status = 200, description = "A page of requests", body = RequestsResponse)))]
 pub async fn requests(
     State(st): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RequestsResponse>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
@@ -272,27 +395,31 @@ pub async fn requests(
     }
     let rows = st.store.requests(q.after, limit).await?;
     let next = rows.last().map(|r| r.id);
-    let items: Vec<Value> = rows
+    let requests = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "subject": r.subject.to_string(),
-                "kind": r.kind.as_str(),
-                "channel": r.channel,
-                "requestedAt": format_time(r.requested_ms),
-                "completedAt": r.completed_ms.map(format_time),
-                "secondsToAnswer": r.completed_ms.map(|c| (c.0 - r.requested_ms.0) as f64 / 1000.0),
-                "dueBy": format_time(UnixMillis(r.requested_ms.0.saturating_add(ANSWER_WITHIN_MS))),
-                "answeredInTime": r.completed_ms.map(|c| c.0 - r.requested_ms.0 <= ANSWER_WITHIN_MS),
-                "outcome": r.outcome,
-            })
+        .map(|r| RequestDto {
+            id: r.id,
+            subject: r.subject.to_string(),
+            kind: r.kind.as_str(),
+            channel: r.channel,
+            requested_at: format_time(r.requested_ms),
+            completed_at: r.completed_ms.map(format_time),
+            seconds_to_answer: r
+                .completed_ms
+                .map(|c| (c.0 - r.requested_ms.0) as f64 / 1000.0),
+            due_by: format_time(UnixMillis(
+                r.requested_ms.0.saturating_add(ANSWER_WITHIN_MS),
+            )),
+            answered_in_time: r
+                .completed_ms
+                .map(|c| c.0 - r.requested_ms.0 <= ANSWER_WITHIN_MS),
+            outcome: r.outcome,
         })
         .collect();
-    Ok(Json(json!({"requests": items, "next": next})))
+    Ok(Json(RequestsResponse { requests, next }))
 }
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(me, export, erase, subject_link, requests))]
 pub(crate) struct Api;

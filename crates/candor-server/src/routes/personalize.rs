@@ -9,7 +9,7 @@
 //! `why` = the offers chosen), where the person sees it on their own page.
 
 use super::consent::actor;
-use super::segments::reason_json;
+use super::segments::{reason_dto, ReasonDto};
 use crate::body::{parse_json, read_text};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
@@ -19,23 +19,62 @@ use axum::http::HeaderMap;
 use axum::Json;
 use candor_core::PurposeSet;
 use candor_store::Access;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+/// Whom and where: the person (as the consent API names them) and the placement.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "user-42", "placement": "home", "limit": 3}))]
 struct PersonalizeBody {
     user_id: Option<String>,
     anonymous_id: Option<String>,
+    /// The placement's id (1 to 64 characters), as the operator's offers name it.
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 64)]
     placement: Option<String>,
+    /// At most this many offers (1 to 20, default 3).
+    #[schema(minimum = 1, maximum = 20)]
     limit: Option<usize>,
 }
 
+/// The offers chosen for a placement.
+#[derive(Serialize, ToSchema)]
+pub struct Personalized {
+    placement: String,
+    /// Whether any offer was chosen from the person's data.
+    personalized: bool,
+    /// Why the answer is not personalized (`null` when it is).
+    note: Option<&'static str>,
+    /// The offers, best first.
+    items: Vec<OfferDto>,
+}
+
+/// One offer, and why it was chosen.
+#[derive(Serialize, ToSchema)]
+pub struct OfferDto {
+    id: String,
+    title: String,
+    /// Whether it was chosen from the person's data (else it is a default).
+    personalized: bool,
+    /// The reasons in plain words.
+    because: Vec<String>,
+    /// The reasons, each with the data it rests on.
+    reasons: Vec<ReasonDto>,
+}
+
+#[utoipa::path(post, path = "/v1/personalize", tag = "personalization",
+    summary = "Offers for a person and a placement",
+    description = "Ranked offers for a placement, each with the reasons it was chosen, built from the \
+data the rule used. Without the personalization purpose granted (or for someone unknown), the \
+placement's non-personalized defaults, and `note` says so. A choice that used personal data is \
+written to the person's access log.",
+    request_body = PersonalizeBody,
+    responses((status = 200, description = "The offers chosen", body = Personalized)))]
 pub async fn personalize(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Personalized>> {
     let actor = actor(&st, &headers)?;
     let text = read_text(&headers, body, 4096, Code::InvalidRequest).await?;
     let b: PersonalizeBody = parse_json(&text)?;
@@ -84,17 +123,15 @@ pub async fn personalize(
                 format!("no placement {:?}", placement),
             )
         })?;
-    let items: Vec<Value> = decision
+    let items: Vec<OfferDto> = decision
         .items
         .iter()
-        .map(|c| {
-            json!({
-                "id": c.offer.id,
-                "title": c.offer.title,
-                "personalized": !c.reasons.is_empty(),
-                "because": c.reasons.iter().map(|r| r.sentence()).collect::<Vec<_>>(),
-                "reasons": c.reasons.iter().map(reason_json).collect::<Vec<_>>(),
-            })
+        .map(|c| OfferDto {
+            id: c.offer.id.clone(),
+            title: c.offer.title.clone(),
+            personalized: !c.reasons.is_empty(),
+            because: c.reasons.iter().map(|r| r.sentence()).collect(),
+            reasons: c.reasons.iter().map(reason_dto).collect(),
         })
         .collect();
     let used: Vec<&str> = decision
@@ -121,15 +158,15 @@ pub async fn personalize(
     } else {
         Some("not personalized: personalization is not granted (or the person is unknown)")
     };
-    Ok(Json(json!({
-        "placement": placement,
-        "personalized": decision.personalized,
-        "note": note,
-        "items": items,
-    })))
+    Ok(Json(Personalized {
+        placement,
+        personalized: decision.personalized,
+        note,
+        items,
+    }))
 }
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(personalize))]
 pub(crate) struct Api;

@@ -22,19 +22,142 @@ use candor_core::crypto::IdKind;
 use candor_core::{PurposeId, SubjectId};
 use candor_segments::{CheckError, Reason, Rule};
 use candor_store::loyalty::SegmentRecord;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// A segment's definition: its purpose and its rule, in either form.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"purpose": "personalization",
+    "text": "days(track \"App Session\") in last 30 days >= 3",
+    "description": "Opened the app on at least 3 days of the last 30"}))]
 pub struct SegmentBody {
+    /// The purpose the segment belongs to: its rule may use only data that purpose
+    /// may use, and people are members only while they grant it.
     purpose: String,
-    /// The rule's JSON form...
+    /// The rule's JSON form (one object per node: `{"and": [...]}`, `{"or": [...]}`,
+    /// `{"not": {...}}`, `{"field": ..., "op": ..., "value": ...}`, `{"trait": ...}`,
+    /// `{"usage": {...}, "measure": ..., "window_days": ..., "op": ..., "value": ...}`,
+    /// `{"seen": {...}, "within_days": ...}`, `{"segment": ...}`; docs/segments.md)...
+    #[schema(value_type = Option<Object>)]
     rule: Option<Value>,
     /// ...or its text form (exactly one of the two).
     text: Option<String>,
+    /// For people (at most 500 characters).
     #[serde(default)]
+    #[schema(max_length = 500)]
     description: String,
+}
+
+/// A segment: its definition in both forms, and its size now.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentDto {
+    name: String,
+    purpose: String,
+    description: String,
+    /// The rule's JSON form.
+    #[schema(value_type = Object)]
+    rule: Value,
+    /// The rule's text form.
+    text: String,
+    /// Members now (people who match and grant the purpose); `null` while not yet
+    /// computed.
+    size: Option<u64>,
+    created_at: String,
+    updated_at: String,
+    /// `GET /v1/admin/segments/{name}` only: the size recorded each day of the last
+    /// 90 days.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    sizes: Option<Vec<DailySize>>,
+}
+
+/// A segment's size on one day.
+#[derive(Serialize, ToSchema)]
+pub struct DailySize {
+    /// The day's start (UTC).
+    day: String,
+    size: i64,
+}
+
+/// Every segment.
+#[derive(Serialize, ToSchema)]
+pub struct SegmentList {
+    segments: Vec<SegmentDto>,
+}
+
+/// A deleted segment.
+#[derive(Serialize, ToSchema)]
+pub struct SegmentDeleted {
+    /// The deleted segment's name.
+    deleted: String,
+}
+
+/// A rule that passed the checks, in both forms.
+#[derive(Serialize, ToSchema)]
+pub struct ValidatedRule {
+    purpose: String,
+    /// The rule's JSON form.
+    #[schema(value_type = Object)]
+    rule: Value,
+    /// The rule's text form.
+    text: String,
+}
+
+/// A page of a segment's members.
+#[derive(Serialize, ToSchema)]
+pub struct MembersPage {
+    segment: String,
+    /// The members' pseudonymous subject ids, in id order.
+    members: Vec<String>,
+    /// The `after` of the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+/// Whether one person is a member now, and why.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberCheck {
+    segment: String,
+    /// The person's pseudonym.
+    subject: String,
+    member: bool,
+    /// Whether the person grants the segment's purpose (never a member otherwise).
+    purpose_granted: bool,
+    /// What the rule found in the person's data (empty when the purpose is not granted).
+    reasons: Vec<ReasonDto>,
+}
+
+/// One reason a rule holds for a person: the sentence, and the data it rests on.
+#[derive(Serialize, Clone, ToSchema)]
+pub struct ReasonDto {
+    /// The reason in plain words.
+    text: String,
+    uses: ReasonUses,
+}
+
+/// The data a reason rests on.
+#[derive(Serialize, Clone, ToSchema)]
+pub struct ReasonUses {
+    /// `field` (a volunteered field), `trait` (an identify trait), `events` (events of
+    /// a kind), `rule` (a negated part of the rule).
+    #[schema(value_type = ReasonKindDoc)]
+    kind: &'static str,
+    /// The field's or trait's name, the events' description, or the negated rule.
+    name: String,
+}
+
+/// What kind of data a reason rests on (documentation only).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = ReasonKind)]
+enum ReasonKindDoc {
+    Field,
+    Trait,
+    Events,
+    Rule,
 }
 
 fn bad(e: impl std::fmt::Display) -> ApiError {
@@ -93,17 +216,27 @@ fn checked(st: &AppState, b: &SegmentBody, name: Option<&str>) -> ApiResult<(Rul
     Ok((rule, purpose))
 }
 
-fn dto(st: &AppState, s: &Saved) -> Value {
-    json!({
-        "name": s.record.name,
-        "purpose": s.record.purpose,
-        "description": s.record.description,
-        "rule": candor_segments::to_json(&s.rule),
-        "text": s.rule.to_string(),
-        "size": st.audiences.count(st, &s.record.name),
-        "createdAt": format_time(candor_core::UnixMillis(s.record.created_ms)),
-        "updatedAt": format_time(candor_core::UnixMillis(s.record.updated_ms)),
-    })
+fn dto(st: &AppState, s: &Saved) -> SegmentDto {
+    SegmentDto {
+        name: s.record.name.clone(),
+        purpose: s.record.purpose.clone(),
+        description: s.record.description.clone(),
+        rule: candor_segments::to_json(&s.rule),
+        text: s.rule.to_string(),
+        size: st.audiences.count(st, &s.record.name),
+        created_at: format_time(candor_core::UnixMillis(s.record.created_ms)),
+        updated_at: format_time(candor_core::UnixMillis(s.record.updated_ms)),
+        sizes: None,
+    }
+}
+
+/// The segment's name in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct NamePath {
+    /// The segment's name.
+    name: String,
 }
 
 fn segment(st: &AppState, name: Result<Path<String>, PathRejection>) -> ApiResult<Saved> {
@@ -117,48 +250,68 @@ fn segment(st: &AppState, name: Result<Path<String>, PathRejection>) -> ApiResul
 }
 
 /// `GET /v1/admin/segments`
-pub async fn list(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/admin/segments", tag = "personalization",
+    summary = "Every segment",
+    description = "The operator's segments, each with its rule in both forms and its size now. Admin token.",
+    responses((status = 200, description = "The segments", body = SegmentList)))]
+pub async fn list(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<SegmentList>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     st.audiences.catch_up(&st).await?;
-    let items: Vec<Value> = st
+    let segments = st
         .audiences
         .segments()
         .iter()
         .map(|s| dto(&st, s))
         .collect();
-    Ok(Json(json!({ "segments": items })))
+    Ok(Json(SegmentList { segments }))
 }
 
 /// `GET /v1/admin/segments/{name}`: the segment, its size now and its daily sizes.
+#[utoipa::path(get, path = "/v1/admin/segments/{name}", tag = "personalization",
+    summary = "One segment, with its daily sizes",
+    description = "The segment, its size now and its size each day of the last 90 days. Admin token.",
+    params(NamePath),
+    responses((status = 200, description = "The segment", body = SegmentDto)))]
 pub async fn get(
     State(st): State<AppState>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SegmentDto>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let s = segment(&st, name)?;
     st.audiences.catch_up(&st).await?;
     let from = i32::try_from(st.now().day() - 90).unwrap_or(0);
-    let sizes: Vec<Value> = st
+    let sizes = st
         .store
         .segment_sizes(from)
         .await?
         .into_iter()
         .filter(|z| z.name == s.record.name)
-        .map(|z| json!({"day": format_time(candor_core::UnixMillis::day_start(i64::from(z.day))), "size": z.size}))
+        .map(|z| DailySize {
+            day: format_time(candor_core::UnixMillis::day_start(i64::from(z.day))),
+            size: z.size,
+        })
         .collect();
     let mut v = dto(&st, &s);
-    v["sizes"] = Value::Array(sizes);
+    v.sizes = Some(sizes);
     Ok(Json(v))
 }
 
 /// `PUT /v1/admin/segments/{name}`: creates or replaces a segment.
+#[utoipa::path(put, path = "/v1/admin/segments/{name}", tag = "personalization",
+    summary = "Create or replace a segment",
+    description = "Saves a segment after checking its rule against its purpose: a rule that names data \
+the purpose may not use is refused (`segment_not_allowed`, naming the field, trait or events). \
+Admin token; audited.",
+    params(("name" = String, Path, description = "The segment's name: 1 to 64 characters of a-z, 0-9 and `_`, starting with a letter")),
+    request_body = SegmentBody,
+    responses((status = 200, description = "The segment as saved", body = SegmentDto)))]
 pub async fn put(
     State(st): State<AppState>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SegmentDto>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let Path(name) = name.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
     valid_name(&name)?;
@@ -186,48 +339,70 @@ pub async fn put(
 }
 
 /// `DELETE /v1/admin/segments/{name}`
+#[utoipa::path(delete, path = "/v1/admin/segments/{name}", tag = "personalization",
+    summary = "Delete a segment",
+    description = "Deletes the segment (its members leave it). Admin token; audited.",
+    params(NamePath),
+    responses((status = 200, description = "The deleted segment's name", body = SegmentDeleted)))]
 pub async fn delete(
     State(st): State<AppState>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SegmentDeleted>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let s = segment(&st, name)?;
     st.audiences.delete(&st, &s.record.name).await?;
-    Ok(Json(json!({"deleted": s.record.name})))
+    Ok(Json(SegmentDeleted {
+        deleted: s.record.name,
+    }))
 }
 
 /// `POST /v1/admin/segments/validate`: a rule checked against a purpose, in both forms.
+#[utoipa::path(post, path = "/v1/admin/segments/validate", tag = "personalization",
+    summary = "Check a segment rule",
+    description = "Checks a rule against a purpose as saving would, and answers it in both forms; \
+nothing is saved. For editors. Admin token.",
+    request_body = SegmentBody,
+    responses((status = 200, description = "The rule, checked", body = ValidatedRule)))]
 pub async fn validate(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ValidatedRule>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let text = read_text(&headers, body, 64 * 1024, Code::InvalidRequest).await?;
     let b: SegmentBody = parse_json(&text)?;
     let (rule, purpose) = checked(&st, &b, None)?;
-    Ok(Json(json!({
-        "purpose": purpose.to_string(),
-        "rule": candor_segments::to_json(&rule),
-        "text": rule.to_string(),
-    })))
+    Ok(Json(ValidatedRule {
+        purpose: purpose.to_string(),
+        rule: candor_segments::to_json(&rule),
+        text: rule.to_string(),
+    }))
 }
 
-#[derive(Deserialize)]
+/// A page of members.
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MembersQuery {
+    /// Members after this subject id (the previous page's `next`).
     after: Option<String>,
+    /// At most this many (1 to 1000, default 100).
     limit: Option<usize>,
 }
 
 /// `GET /v1/admin/segments/{name}/members`: pseudonymous subject ids, in id order.
+#[utoipa::path(get, path = "/v1/admin/segments/{name}/members", tag = "personalization",
+    summary = "A segment's members",
+    description = "The members' pseudonymous subject ids, in id order, a page at a time. Admin token.",
+    params(NamePath, MembersQuery),
+    responses((status = 200, description = "A page of members", body = MembersPage)))]
 pub async fn members(
     State(st): State<AppState>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     q: Result<Query<MembersQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MembersPage>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let s = segment(&st, name)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
@@ -249,24 +424,27 @@ pub async fn members(
     let next = (page.len() == limit)
         .then(|| page.last().map(|s| s.to_string()))
         .flatten();
-    Ok(Json(json!({
-        "segment": s.record.name,
-        "members": page.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        "next": next,
-    })))
+    Ok(Json(MembersPage {
+        segment: s.record.name,
+        members: page.iter().map(|s| s.to_string()).collect(),
+        next,
+    }))
 }
 
-#[derive(Deserialize)]
+/// The person to check: exactly one of the three.
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CheckQuery {
     user_id: Option<String>,
     anonymous_id: Option<String>,
+    /// The person's pseudonymous subject id.
     subject: Option<String>,
 }
 
 /// One reason in the API: the sentence and the data it rests on (`field`, `trait` or
 /// `events`, with its name), so a client can show the person exactly what was used.
-pub fn reason_json(r: &Reason) -> Value {
+pub fn reason_dto(r: &Reason) -> ReasonDto {
     let (kind, name) = match r {
         Reason::Field { field, .. } | Reason::FieldHas { field, .. } => {
             ("field", field.to_string())
@@ -277,17 +455,26 @@ pub fn reason_json(r: &Reason) -> Value {
         | Reason::NotSeen { events, .. } => ("events", events.clone()),
         Reason::Negated { rule } => ("rule", rule.clone()),
     };
-    json!({ "text": r.sentence(), "uses": { "kind": kind, "name": name } })
+    ReasonDto {
+        text: r.sentence(),
+        uses: ReasonUses { kind, name },
+    }
 }
 
 /// `GET /v1/admin/segments/{name}/check?userId=…`: whether one person is a member now,
 /// and why (the data the rule used), or why not (the purpose not granted).
+#[utoipa::path(get, path = "/v1/admin/segments/{name}/check", tag = "personalization",
+    summary = "Whether one person is a member, and why",
+    description = "Whether the person is a member now and the data the rule used, or that the purpose \
+is not granted. Admin token.",
+    params(NamePath, CheckQuery),
+    responses((status = 200, description = "The person's membership", body = MemberCheck)))]
 pub async fn check_one(
     State(st): State<AppState>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     q: Result<Query<CheckQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MemberCheck>> {
     auth::admin(st.settings.admin_token.as_ref(), &headers)?;
     let s = segment(&st, name)?;
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))?;
@@ -319,16 +506,16 @@ pub async fn check_one(
     } else {
         Vec::new()
     };
-    Ok(Json(json!({
-        "segment": s.record.name,
-        "subject": subject.to_string(),
-        "member": member,
-        "purposeGranted": granted,
-        "reasons": reasons.iter().map(reason_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(MemberCheck {
+        segment: s.record.name,
+        subject: subject.to_string(),
+        member,
+        purpose_granted: granted,
+        reasons: reasons.iter().map(reason_dto).collect(),
+    }))
 }
 
 /// This module's operations in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths())]
+#[openapi(paths(list, validate, get, put, delete, members, check_one))]
 pub(crate) struct Api;
