@@ -74,7 +74,8 @@ pub async fn gpc_json() -> Json<GpcDeclaration> {
 pub async fn docs() -> Response {
     static VIEW: std::sync::OnceLock<minijinja::Value> = std::sync::OnceLock::new();
     let view = VIEW.get_or_init(|| {
-        let doc: serde_json::Value = serde_json::from_str(crate::openapi::json()).unwrap_or_default();
+        let doc: serde_json::Value =
+            serde_json::from_str(crate::openapi::json()).unwrap_or_default();
         minijinja::Value::from_serialize(crate::docs::view(&doc))
     });
     crate::pages::render(StatusCode::OK, "docs.html", view.clone(), false, vec![])

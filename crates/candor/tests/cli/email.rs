@@ -6,7 +6,6 @@ use crate::smtp_sink::{link, SmtpSink};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const RECIPIENTS: usize = 120;
@@ -43,8 +42,7 @@ fn serve(data: &Data, config: &std::path::Path) -> Server {
     c.args(["serve", "--config"])
         .arg(config)
         .args(["--demo", "--listen", "127.0.0.1:0", "--demo-subjects", "0"])
-        .args(data.args())
-        .stderr(Stdio::null());
+        .args(data.args());
     start_with(&mut c)
 }
 

@@ -119,7 +119,7 @@ pub fn serve_demo(data: &Data, subjects: usize) -> Command {
 
 /// `candor serve --demo` on this data.
 pub fn start(data: &Data, subjects: usize) -> Server {
-    start_with(serve_demo(data, subjects).stderr(Stdio::null()))
+    start_with(&mut serve_demo(data, subjects))
 }
 
 /// The operator's published key ring (`GET /v1/receipts/public-key`).
@@ -151,11 +151,22 @@ pub fn export(data: &Data) -> Vec<Value> {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The server's own log (its stderr), shown when the test fails.
+    log: std::path::PathBuf,
 }
 
-/// Starts a prepared `candor serve` command and waits for its address.
+/// Starts a prepared `candor serve` command and waits for its address. Its log goes
+/// to a file that a failing test prints (the server says why it answered 500; CI
+/// shows nothing else).
 pub fn start_with(cmd: &mut Command) -> Server {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = std::env::temp_dir().join(format!("candor-cli-test-{}-{n}.log", std::process::id()));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
@@ -169,7 +180,21 @@ pub fn start_with(cmd: &mut Command) -> Server {
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    Server { child, base, log }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- the log of the server at {} ends:", self.base);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
 }
 
 impl Server {

@@ -4,7 +4,6 @@ use crate::helpers::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const MASTER: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -25,8 +24,7 @@ pub(crate) fn node(data: &Path, db: &str) -> Server {
             .arg(data)
             .args(["--database-url", db])
             .env("CANDOR_MASTER_KEY", MASTER)
-            .env("CANDOR_SIGNING_KEY", SIGNING)
-            .stderr(Stdio::null()),
+            .env("CANDOR_SIGNING_KEY", SIGNING),
     )
 }
 
