@@ -128,9 +128,15 @@ fn role_doc(role: Role) -> (Vec<&'static str>, &'static [Code]) {
             vec!["writeKey"],
             &[MissingWriteKey, InvalidWriteKey, Forbidden],
         ),
+        // A bearer token is read as a subject token first, and refused as one.
         Role::ServerKey => (
             vec!["writeKey"],
-            &[MissingCredentials, InvalidWriteKey, Forbidden],
+            &[
+                MissingCredentials,
+                InvalidWriteKey,
+                InvalidSubjectToken,
+                Forbidden,
+            ],
         ),
         Role::ConsentActor | Role::ServerOrSubject => (
             vec!["writeKey", "subjectToken"],
@@ -208,7 +214,7 @@ fn apply_table(doc: &mut Value) {
 }
 
 /// `GET /v1/admin/segments/{name}/members` → `get_admin_segments_name_members`,
-/// `GET /admin/` → `get_admin_index`:
+/// `GET /admin/` → `get_admin_index` (and `_page` after it for an HTML page):
 /// predictable, unique (method and path are), and what generated clients name their
 /// functions after. `/v1` is left out; pages keep their whole path.
 fn operation_id(method: &str, path: &str) -> String {
@@ -243,7 +249,13 @@ fn document_route(op: &mut Value, route: &table::Route) {
     let body = &op["requestBody"]["content"];
     let any_body = body.is_object();
     let json_body = body.get("application/json").is_some();
-    op["operationId"] = json!(operation_id(route.method, route.path));
+    let mut id = operation_id(route.method, route.path);
+    // A page may share its path's words with an API route (`/admin/segments`,
+    // `/v1/admin/segments`): the page's id says it is one.
+    if op["tags"][0] == "pages" {
+        id.push_str("_page");
+    }
+    op["operationId"] = json!(id);
     op["x-candor-role"] = json!(role_name(route.role));
     op["security"] = if schemes.is_empty() {
         json!([])

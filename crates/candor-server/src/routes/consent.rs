@@ -87,7 +87,7 @@ struct AllBody {
 pub struct PurposeStateDto {
     purpose: String,
     title: String,
-    /// `granted`, `refused` or `withdrawn` (never decided counts as `refused`).
+    /// `given`, `refused`, `withdrawn` or `expired` (never decided counts as `refused`).
     status: &'static str,
     granted: bool,
     /// False when the person has never decided (which counts as refused).
