@@ -58,6 +58,35 @@ pub async fn fresh_database() -> String {
     url
 }
 
+/// A test's database goes with its data directory. On Citus this matters beyond disk:
+/// every database with the extension runs a maintenance daemon on each node that keeps
+/// connections to the workers, and a suite's worth of them would exhaust the workers'
+/// connection pool for the tests that run after it.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let (Some(url), Ok(admin)) = (
+            self.database_url.take(),
+            std::env::var("CANDOR_TEST_DATABASE_URL"),
+        ) else {
+            return;
+        };
+        let Some(name) = url.rsplit('/').next().map(str::to_owned) else {
+            return;
+        };
+        // Drop cannot await: do it on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let _ = candor_store::postgres::provision::drop_database(&admin, &name).await;
+            });
+        })
+        .join();
+    }
+}
+
 pub async fn fresh_env() -> Env {
     Env {
         dir: tempfile::tempdir().unwrap(),
