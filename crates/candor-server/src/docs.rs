@@ -88,6 +88,8 @@ pub struct SchemaView {
     pub anchor: String,
     pub kind: String,
     pub description: String,
+    /// The schemas this one extends (`allOf`): their fields come first.
+    pub bases: Vec<String>,
     pub fields: Vec<Field>,
 }
 
@@ -292,12 +294,27 @@ pub fn view(doc: &Value) -> View {
         .as_object()
         .map(|s| {
             s.iter()
-                .map(|(name, schema)| SchemaView {
-                    name: name.clone(),
-                    anchor: schema_anchor(name),
-                    kind: describe(schema).0,
-                    description: text(&schema["description"]),
-                    fields: fields(schema),
+                .map(|(name, schema)| {
+                    let parts = schema["allOf"].as_array();
+                    let bases = parts
+                        .map(|ps| ps.iter().filter_map(ref_name).map(str::to_owned).collect())
+                        .unwrap_or_default();
+                    let mut own = fields(schema);
+                    for part in parts
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| ref_name(p).is_none())
+                    {
+                        own.extend(fields(part));
+                    }
+                    SchemaView {
+                        name: name.clone(),
+                        anchor: schema_anchor(name),
+                        kind: describe(schema).0,
+                        description: text(&schema["description"]),
+                        bases,
+                        fields: own,
+                    }
                 })
                 .collect()
         })
