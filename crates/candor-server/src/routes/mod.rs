@@ -13,7 +13,7 @@
 //! | `POST /v1/loyalty/transactions` | server key |
 //! | `/v1/insights/*` | advertiser key (and nothing else accepts one: 403 elsewhere) |
 //! | `/v1/admin/*`, `/metrics` | admin token |
-//! | `/healthz`, `/.well-known/gpc.json`, `/openapi.json`, `/v1/receipts/public-key`, `/v1/purposes` | anyone |
+//! | `/healthz`, `/.well-known/gpc.json`, `/openapi.json`, `/docs`, `/v1/receipts/public-key`, `/v1/purposes` | anyone |
 //! | `/candor.js`, `/candor-lint.js`, `GET /v1/prompt` | anyone (the anonymous prompt) |
 //! | `POST /v1/prompt/events` | source write key (anonymous counts) |
 //! | `/v1/admin/prompt/*` | admin token |
