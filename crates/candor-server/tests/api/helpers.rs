@@ -73,17 +73,7 @@ impl Drop for Env {
         let Some(name) = url.rsplit('/').next().map(str::to_owned) else {
             return;
         };
-        // Drop cannot await: do it on a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ = candor_store::postgres::provision::drop_database(&admin, &name).await;
-            });
-        })
-        .join();
+        crate::databases::drop_database(admin, name);
     }
 }
 

@@ -3,6 +3,8 @@
 //! One test binary for the crate keeps link time down.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../../../tests/support/databases.rs"]
+mod databases;
 mod helpers;
 #[path = "../../../../tests/support/smtp_sink.rs"]
 mod smtp_sink;

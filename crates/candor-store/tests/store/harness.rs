@@ -336,19 +336,7 @@ async fn admin(url: &str) -> tokio_postgres::Client {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // Drop cannot await: do it on a thread with its own runtime.
-        let url = self.admin_url.clone();
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ = candor_store::postgres::provision::drop_database(&url, &name).await;
-            });
-        })
-        .join();
+        crate::databases::drop_database(self.admin_url.clone(), self.name.clone());
     }
 }
 

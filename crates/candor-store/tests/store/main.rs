@@ -11,6 +11,8 @@
 
 mod citus;
 mod conformance;
+#[path = "../../../../tests/support/databases.rs"]
+mod databases;
 mod email;
 mod erasure;
 mod features_and_budgets;
